@@ -1,0 +1,301 @@
+"""A small FastAGI server on asyncio streams.
+
+Why our own: panoramisk's fast_agi freezes the loop on a client that closes before the
+blank line, takes an unprompted HANGUP as the next command's result, reads one line of a
+520 block; pyst2's is Python 2 and blocking. This one reads the header with a timeout,
+treats HANGUP as a notification, times out every command and caps concurrent calls.
+
+A handler must set the channel variable BEREIK_RESULT before it returns: Asterisk reports
+AGISTATUS=SUCCESS for a socket that simply closes, so the dialplan checks both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from agi.protocol import (
+    AgiCommandFailed,
+    AgiError,
+    AgiHangup,
+    AgiInvalidCommand,
+    AgiProtocolError,
+    AgiTimeout,
+    AgiUsageError,
+    Environment,
+    Response,
+    build_command,
+    is_usage_end,
+    is_usage_start,
+    parse_env_line,
+    parse_response,
+)
+
+log = logging.getLogger("bereik.agi")
+
+RESULT_VARIABLE = "BEREIK_RESULT"
+LINE_LIMIT = 256 * 1024
+
+
+class CallLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['uniqueid'] if self.extra else '-'}] {msg}", kwargs
+
+
+class AgiChannel:
+    """One call's AGI conversation: send a command, get its parsed response."""
+
+    def __init__(
+        self,
+        env: Environment,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        command_timeout: float,
+        on_command: Callable[[float], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.hungup = False
+        self.log = CallLog(log, {"uniqueid": env.uniqueid})
+        self._reader = reader
+        self._writer = writer
+        self._timeout = command_timeout
+        self._on_command = on_command
+
+    @property
+    def query(self) -> dict[str, str]:
+        return self.env.query
+
+    async def command(self, name: str, *arguments: str | int, timeout: float | None = None) -> Response:
+        """Send one command and return its response; raise a typed AgiError otherwise."""
+        line = build_command(name, *arguments)
+        started = time.perf_counter()
+        try:
+            self._writer.write(line.encode() + b"\n")
+            await self._writer.drain()
+            async with asyncio.timeout(timeout or self._timeout):
+                response = await self._read_response()
+        except TimeoutError:
+            raise AgiTimeout(f"no answer to {name} within {timeout or self._timeout} s") from None
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            self.hungup = True
+            raise AgiHangup(f"connection lost during {name}") from exc
+        if self._on_command:
+            self._on_command(time.perf_counter() - started)
+        return self._check(name, response)
+
+    def _check(self, name: str, response: Response) -> Response:
+        if response.code == 200:
+            if response.result == "-1":
+                raise AgiCommandFailed(f"{name} returned result=-1")
+            return response
+        if response.code == 511:
+            self.hungup = True
+            raise AgiHangup(f"{name}: channel is dead")
+        if response.code == 510:
+            raise AgiInvalidCommand(f"{name}: {response.data}")
+        if response.code == 520:
+            raise AgiUsageError(response.data)
+        raise AgiProtocolError(f"{name}: unexpected response code {response.code}")
+
+    async def _read_response(self) -> Response:
+        while True:
+            line = await self._read_line()
+            if line == "HANGUP":
+                # Asterisk tells us the caller hung up; the next line is still our answer.
+                self.hungup = True
+                continue
+            if is_usage_start(line):
+                usage = [line[4:]]
+                while not is_usage_end(line):
+                    line = await self._read_line()
+                    usage.append(line[4:] if is_usage_end(line) else line)
+                return Response(code=520, data="\n".join(usage))
+            return parse_response(line)
+
+    async def _read_line(self) -> str:
+        raw = await self._reader.readline()
+        if not raw:
+            raise asyncio.IncompleteReadError(b"", None)
+        return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+    # The commands handlers use; each is one line so the dialplan author can read them.
+
+    async def answer(self) -> None:
+        await self.command("ANSWER")
+
+    async def set_variable(self, name: str, value: str | int) -> None:
+        await self.command("SET VARIABLE", name, value)
+
+    async def get_variable(self, name: str) -> str:
+        response = await self.command("GET VARIABLE", name)
+        return response.data if response.result == "1" else ""
+
+    async def stream_file(self, sound: str, escape_digits: str = "") -> str:
+        """Play a sound; return the digit that interrupted it, or ""."""
+        response = await self.command("STREAM FILE", sound, escape_digits)
+        return chr(response.result_int) if response.result_int > 0 else ""
+
+    async def get_data(self, sound: str, timeout_ms: int, max_digits: int) -> str:
+        response = await self.command(
+            "GET DATA", sound, timeout_ms, max_digits, timeout=timeout_ms / 1000 + 60
+        )
+        return response.result if response.result not in ("", "-1") else ""
+
+    async def wait_for_digit(self, timeout_ms: int) -> str:
+        response = await self.command("WAIT FOR DIGIT", timeout_ms, timeout=timeout_ms / 1000 + 5)
+        return chr(response.result_int) if response.result_int > 0 else ""
+
+    async def exec(self, application: str, options: str = "") -> Response:
+        return await self.command("EXEC", application, options, timeout=3600)
+
+    async def verbose(self, message: str, level: int = 3) -> None:
+        await self.command("VERBOSE", message, level)
+
+    async def finish(self, result: str = "ok") -> None:
+        """Tell the dialplan this handler ran to its end (see module docstring)."""
+        await self.set_variable(RESULT_VARIABLE, result)
+
+
+Handler = Callable[[AgiChannel], Awaitable[None]]
+
+
+class FastAgiServer:
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        max_connections: int = 500,
+        header_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        observer: AgiObserver | None = None,
+    ) -> None:
+        self.routes = dict(routes)
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.command_timeout = command_timeout
+        self.observer = observer or AgiObserver()
+        self.active = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, limit=LINE_LIMIT, reuse_address=True
+        )
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("FastAGI listening on %s:%s", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            if self.active >= self.max_connections:
+                # Closing without a result sends the call down the dialplan's fallback.
+                log.warning("refusing FastAGI connection: %d calls in progress", self.active)
+                self.observer.refused()
+                return
+            self.active += 1
+            try:
+                await self._serve(reader, writer)
+            finally:
+                self.active -= 1
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            async with asyncio.timeout(self.header_timeout):
+                env = await read_environment(reader)
+        except TimeoutError:
+            log.warning("FastAGI client %s sent no complete header in %.0f s", peer, self.header_timeout)
+            return
+        except (AgiProtocolError, ConnectionError, ValueError) as exc:
+            log.warning("FastAGI client %s: %s", peer, exc)
+            return
+        if env is None:
+            log.debug("FastAGI client %s closed before its header ended", peer)
+            return
+        name = env.script_path
+        channel = AgiChannel(env, reader, writer, self.command_timeout, self.observer.command)
+        handler = self.routes.get(name)
+        if handler is None:
+            channel.log.error("no FastAGI handler for %r (from %s)", name, env.get("network_script"))
+            self.observer.failed(name or "-")
+            return
+        channel.log.info(
+            "%s: %s from %r", name, env.get("extension"), env.get("callerid")[:40]
+        )
+        started = time.perf_counter()
+        try:
+            await handler(channel)
+        except AgiHangup:
+            channel.log.info("%s: caller hung up", name)
+        except AgiError as exc:
+            channel.log.error("%s failed: %s: %s", name, type(exc).__name__, exc)
+            self.observer.failed(name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            channel.log.exception("%s crashed; the dialplan takes its fallback", name)
+            self.observer.failed(name)
+        else:
+            self.observer.handled(name, time.perf_counter() - started)
+
+
+async def read_environment(reader: asyncio.StreamReader) -> Environment | None:
+    """Read the agi_* block up to its blank line; None if the client closes before it."""
+    values: dict[str, str] = {}
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            return None
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if not values:
+                raise AgiProtocolError("empty AGI header")
+            return Environment(values)
+        key, value = parse_env_line(line)
+        values[key] = value
+
+
+class AgiObserver:
+    """Hooks for metrics; the default does nothing so the server has no metrics import."""
+
+    def command(self, seconds: float) -> None:
+        pass
+
+    def handled(self, handler: str, seconds: float) -> None:
+        pass
+
+    def failed(self, handler: str) -> None:
+        pass
+
+    def refused(self) -> None:
+        pass
+
+
+__all__ = ["AgiChannel", "AgiError", "AgiObserver", "FastAgiServer", "Handler", "RESULT_VARIABLE"]

@@ -1,0 +1,284 @@
+"""The one configuration file (TOML), validated on load.
+
+Every problem is reported as one line naming the file, the key and the problem, so an
+operator editing the file at night can fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Extension = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as the one line to show."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exchange(Strict):
+    name: str = "Gemeente"
+    main_number: Extension = "14070"
+    timezone: str = "Europe/Amsterdam"
+    language: Literal["nl", "en"] = "nl"
+    website: str = "www.gemeente.nl"
+
+
+class Server(Strict):
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=1, le=65535)
+    agi_max_connections: int = Field(500, ge=1)
+    agi_command_timeout: float = Field(10.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    public_url: str = ""
+
+
+class Asterisk(Strict):
+    sip_port: int = Field(5060, ge=1, le=65535)
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_user: str = "bereik"
+    rtp_start: int = Field(10000, ge=1024, le=65000)
+    rtp_end: int = Field(10999, ge=1024, le=65535)
+    # Where `bereik asterisk install` puts (or found) Asterisk and where instances live.
+    state_dir: Path = Path("/var/lib/bereik")
+    trunk_addresses: list[str] = ["127.0.0.1"]
+
+
+class Database(Strict):
+    url: str = "sqlite:////var/lib/bereik/bereik.db"
+
+    @field_validator("url")
+    @classmethod
+    def known_backend(cls, url: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return url
+
+
+class Mail(Strict):
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    sender: str = "bereik@localhost"
+    use_tls: bool = False
+    username: str = ""
+    password: str = ""
+    retry_seconds: float = Field(30.0, gt=0)
+
+
+class Kcc(Strict):
+    number: Extension = "7000"
+    agents: list[Extension] = []
+    ring_seconds: int = Field(30, ge=5, le=600)
+    supervisor_mailbox: str = ""
+
+
+class Phone(Strict):
+    """A SIP phone: a KCC agent's or a team member's desk phone."""
+
+    extension: Extension
+    name: str = ""
+    # A fixed address for phones that do not register (test rigs, some desk phones).
+    contact: str = ""
+
+
+class Team(Strict):
+    id: Identifier
+    name: str
+    number: Extension
+    members: list[Extension] = []
+    strategy: Literal["ringall", "linear"] = "ringall"
+    ring_seconds: int = Field(20, ge=5, le=600)
+    mailbox: str
+    lead_mailbox: str = ""
+    norm_working_days: int = Field(2, ge=1, le=20)
+
+
+class MenuOption(Strict):
+    """One key of the 14070 menu; exactly one destination kind is filled in."""
+
+    key: Annotated[str, Field(pattern=r"^[0-9*#]$")]
+    label: str
+    team: str = ""
+    kcc: bool = False
+    info: str = ""  # text spoken, then the caller may still choose the KCC
+    submenu: list[MenuOption] = []
+    prompt: str = ""  # for a submenu: what is said before its options
+
+    @model_validator(mode="after")
+    def one_destination(self) -> MenuOption:
+        kinds = [bool(self.team), self.kcc, bool(self.info) and not self.team, bool(self.submenu)]
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one of team, kcc, info or submenu")
+        return self
+
+
+class Menu(Strict):
+    greeting: str = "Welkom bij de gemeente."
+    prompt: str = ""
+    options: list[MenuOption] = []
+    timeout_seconds: int = Field(5, ge=1, le=30)
+
+
+class ClosedPeriod(Strict):
+    date: date
+    start: time | None = None
+    end: time | None = None
+    reason: str = ""
+
+
+class Hours(Strict):
+    """Opening hours per weekday ("08:30-17:00"; absent or "" means closed)."""
+
+    mon: str = "08:30-17:00"
+    tue: str = "08:30-17:00"
+    wed: str = "08:30-17:00"
+    thu: str = "08:30-17:00"
+    fri: str = "08:30-17:00"
+    sat: str = ""
+    sun: str = ""
+    # Names as the `holidays` package gives them (language en_US), e.g. "Good Friday".
+    holidays_open: list[str] = []
+    closed: list[ClosedPeriod] = []
+
+    @field_validator(*WEEKDAYS)
+    @classmethod
+    def span(cls, value: str) -> str:
+        if value and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", value):
+            raise ValueError('must look like "08:30-17:00" or be ""')
+        if value and value[:5] >= value[6:]:
+            raise ValueError("closing time must be after opening time")
+        return value
+
+
+class Operators(Strict):
+    pin: str = ""
+    record_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")] = "*77"
+    presence_on_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")] = "*21"
+    presence_off_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")] = "*22"
+
+    @field_validator("pin")
+    @classmethod
+    def digits(cls, value: str) -> str:
+        if value and not value.isdigit():
+            raise ValueError("must be digits only")
+        return value
+
+
+class Callbacks(Strict):
+    max_attempts: int = Field(3, ge=1, le=10)
+    reminder_hour: int = Field(8, ge=0, le=23)
+    caller_id: str = ""  # shown to the citizen; defaults to the main number
+
+
+class Retention(Strict):
+    closed_hopper_days: int = Field(90, ge=1)
+    call_days: int = Field(90, ge=1)
+    audit_days: int = Field(365, ge=1)
+
+
+class Config(Strict):
+    exchange: Exchange = Exchange()
+    server: Server = Server()
+    asterisk: Asterisk = Asterisk()
+    database: Database = Database()
+    mail: Mail = Mail()
+    kcc: Kcc = Kcc()
+    phones: list[Phone] = []
+    teams: list[Team] = []
+    menu: Menu = Menu()
+    hours: Hours = Hours()
+    operators: Operators = Operators()
+    callbacks: Callbacks = Callbacks()
+    retention: Retention = Retention()
+    categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
+
+    @model_validator(mode="after")
+    def consistent(self) -> Config:
+        numbers: dict[str, str] = {}
+
+        def claim(number: str, owner: str) -> None:
+            if number in numbers:
+                raise ValueError(f"number {number} is used by both {numbers[number]} and {owner}")
+            numbers[number] = owner
+
+        claim(self.exchange.main_number, "exchange.main_number")
+        claim(self.kcc.number, "kcc.number")
+        for team in self.teams:
+            claim(team.number, f"team {team.id}")
+        for phone in self.phones:
+            claim(phone.extension, f"phone {phone.extension}")
+        team_ids = [team.id for team in self.teams]
+        duplicates = {t for t in team_ids if team_ids.count(t) > 1}
+        if duplicates:
+            raise ValueError(f"team id {sorted(duplicates)[0]} appears twice")
+        phones = {phone.extension for phone in self.phones}
+        for team in self.teams:
+            for member in team.members:
+                if member not in phones:
+                    raise ValueError(f"team {team.id} member {member} is not in [[phones]]")
+        for agent in self.kcc.agents:
+            if agent not in phones:
+                raise ValueError(f"kcc agent {agent} is not in [[phones]]")
+        for option in _walk(self.menu.options):
+            if option.team and option.team not in team_ids:
+                raise ValueError(f"menu key {option.key} names unknown team {option.team}")
+        for category, team_id in self.categories.items():
+            if team_id not in team_ids:
+                raise ValueError(f"category {category} names unknown team {team_id}")
+        return self
+
+    def team(self, team_id: str) -> Team:
+        for team in self.teams:
+            if team.id == team_id:
+                return team
+        raise KeyError(team_id)
+
+    def team_by_number(self, number: str) -> Team | None:
+        return next((team for team in self.teams if team.number == number), None)
+
+
+def _walk(options: list[MenuOption]) -> list[MenuOption]:
+    found: list[MenuOption] = []
+    for option in options:
+        found.append(option)
+        found.extend(_walk(option.submenu))
+    return found
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a configuration file, or raise ConfigError with one clear line."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib already rejects a key given twice in one table.
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "missing field"
+    return f"{key}: {message}"

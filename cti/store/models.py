@@ -1,0 +1,220 @@
+"""The tables: everything that must survive a restart lives here.
+
+Portable SQL only (no SQLite-only types), so PostgreSQL can take over when several
+machines share the work. Times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Call(Base):
+    """One call as the exchange saw it, keyed by the Asterisk uniqueid of its first channel."""
+
+    __tablename__ = "calls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    linkedid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    entry: Mapped[str] = mapped_column(String(32))  # the number dialled: 14070, a team number
+    caller: Mapped[str] = mapped_column(String(80), default="")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # what the IVR decided: kcc, team:<id>, info, closed, hangup
+    route: Mapped[str] = mapped_column(String(64), default="")
+    # final outcome: answered_kcc, answered_team, transferred, hopper, abandoned, closed, info
+    outcome: Mapped[str] = mapped_column(String(32), default="", index=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    answered_by: Mapped[str] = mapped_column(String(32), default="")
+    wait_seconds: Mapped[float | None] = mapped_column(nullable=True)
+    category: Mapped[str] = mapped_column(String(64), default="")
+    agent: Mapped[str] = mapped_column(String(32), default="")
+
+
+class Hopper(Base):
+    """A callback request: a citizen waiting for a team to call back."""
+
+    __tablename__ = "hoppers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    caller: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(String(32))  # no_answer busy nobody_present after_hours manual
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    category: Mapped[str] = mapped_column(String(64), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    call_uniqueid: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open, closed
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    closed_by: Mapped[str] = mapped_column(String(64), default="")
+    closing_reason: Mapped[str] = mapped_column(String(32), default="")
+    # Decided once, when the hopper closes; None while open or when outside the norm's scope.
+    within_norm: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    counts_for_norm: Mapped[bool] = mapped_column(Boolean, default=True)
+    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("hoppers.id"), nullable=True)
+    repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    events: Mapped[list[HopperEvent]] = relationship(
+        back_populates="hopper", order_by="HopperEvent.id", cascade="all, delete-orphan"
+    )
+    attempts: Mapped[list[CallbackAttempt]] = relationship(
+        back_populates="hopper", order_by="CallbackAttempt.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_hoppers_open_by_caller", "caller", "team_id", "status"),)
+
+
+class HopperEvent(Base):
+    """The history of a hopper: who held it when, and what was done."""
+
+    __tablename__ = "hopper_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hopper_id: Mapped[int] = mapped_column(ForeignKey("hoppers.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(32))  # created reassigned claimed attempt closed repeat
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    hopper: Mapped[Hopper] = relationship(back_populates="events")
+
+
+class CallbackAttempt(Base):
+    __tablename__ = "callback_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hopper_id: Mapped[int] = mapped_column(ForeignKey("hoppers.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    member: Mapped[str] = mapped_column(String(64))
+    extension: Mapped[str] = mapped_column(String(32), default="")
+    action_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="pending")  # reached no_answer busy failed
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    hopper: Mapped[Hopper] = relationship(back_populates="attempts")
+
+
+class OutboxMail(Base):
+    """A mail to send. The unique key makes "exactly once" hold across processes and restarts."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    recipient: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    # A sender claims a row until this time, so two processes never send the same mail.
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Announcement(Base):
+    __tablename__ = "announcements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16))  # outage news closure
+    scope: Mapped[str] = mapped_column(String(64), default="all")  # all, menu:<key>, team:<id>
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    author: Mapped[str] = mapped_column(String(64), default="")
+    audio: Mapped[str] = mapped_column(String(255), default="")  # file name, without extension
+    source: Mapped[str] = mapped_column(String(16), default="tts")  # tts, phone, upload
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Presence(Base):
+    """Whether a member is there to take calls on the team number."""
+
+    __tablename__ = "presence"
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    present: Mapped[bool] = mapped_column(Boolean, default=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # agent member lead operator supervisor admin
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    extension: Mapped[str] = mapped_column(String(32), default="")
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    api_token_hash: Mapped[str] = mapped_column(String(128), default="", index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AuditEntry(Base):
+    """Who saw or changed what, when (BIO): one row per view and per change of personal data."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobRun(Base):
+    """The last time a scheduled job (purge, weekly report) ran for a period: one row each."""
+
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("job", "period"),)
