@@ -1,0 +1,141 @@
+"""The telephone service norm, computed from the database.
+
+The norm (DOMAIN.md): "answered directly, or called back within 2 working days, > 90 %",
+set per team. It is computed from the ``calls`` and ``hoppers`` tables, not from counters in
+memory, so a restart of ``bereik serve`` does not reset it and every process (or a report)
+computing it gets the same figure.
+
+Definition, per team and window:
+
+* Windows: ``today`` is since local midnight in the exchange's time zone (Europe/Amsterdam);
+  ``7d`` and ``28d`` are the rolling 7 × 24 h and 28 × 24 h before ``now``. A call belongs to
+  a window by ``calls.started_at``, a hopper by ``hoppers.created_at``; nothing after ``now``
+  counts.
+* Team: a call's ``team_id``; a call with no team (or team "kcc") belongs to the KCC, as team
+  ``"kcc"``. A hopper belongs to its ``team_id``. Only the teams asked for (plus "kcc") get a
+  figure, so a stray team id in the database cannot create a metric label.
+* Met: a call answered directly (outcome ``answered_team`` or ``answered_kcc``), plus a
+  hopper closed with ``within_norm`` true.
+* Decided: the met ones, plus hoppers closed with ``within_norm`` false, plus open hoppers
+  already past their deadline: the norm is missed whatever happens next.
+* Not decided, so in neither number: an open hopper before its deadline (it may still be
+  called back in time), and a closed hopper whose ``within_norm`` is NULL (outside the norm's
+  scope).
+* Excluded: hoppers with ``counts_for_norm`` false (acquisitie: sales calls are not a
+  citizen's question), and answered calls whose hopper is such a hopper.
+* Not counted at all: calls that ended otherwise without a hopper (abandoned in the menu,
+  closed, information only): the norm measures whether a callback that was owed was made;
+  a caller who left no callback request is not owed one. A call that ended in a hopper is
+  counted through its hopper, never twice.
+* Ratio: met / decided; ``None`` when nothing is decided, so no gauge is exported rather
+  than a misleading 0 or 100 %.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from cti.store.models import Call, Hopper
+
+KCC = "kcc"
+ANSWERED_OUTCOMES = ("answered_team", "answered_kcc")
+WINDOWS = ("today", "7d", "28d")
+
+
+def window_starts(now: datetime, tz: str) -> dict[str, datetime]:
+    """The start of each window for ``now`` (aware), as aware datetimes."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    local = now.astimezone(ZoneInfo(tz))
+    # Midnight by the wall clock, so on a DST change day "today" is 23 or 25 hours long.
+    midnight = datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(tz))
+    return {"today": midnight, "7d": now - timedelta(days=7), "28d": now - timedelta(days=28)}
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+async def norm_ratios(
+    session: AsyncSession, teams: list[str], now: datetime, tz: str
+) -> dict[tuple[str, str], float | None]:
+    """The norm ratio for every (team, window); teams are ``teams`` plus "kcc".
+
+    Two grouped queries, one over calls and one over hoppers, each with a conditional count
+    per window, so the cost does not grow with the number of teams or windows.
+    """
+    starts = window_starts(now, tz)
+    earliest = min(starts.values())
+    wanted = list(dict.fromkeys([*teams, KCC]))
+    met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in WINDOWS}
+    decided = dict(met)
+
+    # A call answered while an acquisitie hopper was made of it is acquisitie too.
+    acquisitie = exists().where(
+        and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
+    )
+    call_team = case((or_(Call.team_id == "", Call.team_id == KCC), KCC), else_=Call.team_id)
+    answered = (
+        select(call_team, *(_count_if(Call.started_at >= starts[w]) for w in WINDOWS))
+        .where(
+            Call.outcome.in_(ANSWERED_OUTCOMES),
+            Call.started_at >= earliest,
+            Call.started_at <= now,
+            ~acquisitie,
+        )
+        .group_by(call_team)
+    )
+    for team, *counts in (await session.execute(answered)).all():
+        for window, count in zip(WINDOWS, counts, strict=True):
+            if (team, window) in met:
+                met[team, window] += int(count)
+                decided[team, window] += int(count)
+
+    closed = Hopper.status == "closed"
+    in_norm = and_(closed, Hopper.within_norm.is_(True))
+    out_norm = and_(closed, Hopper.within_norm.is_(False))
+    overdue = and_(Hopper.status == "open", Hopper.deadline < now)
+    columns = []
+    for window in WINDOWS:
+        in_window = Hopper.created_at >= starts[window]
+        columns.append(_count_if(and_(in_window, in_norm)))
+        columns.append(_count_if(and_(in_window, or_(out_norm, overdue))))
+    hoppers = (
+        select(Hopper.team_id, *columns)
+        .where(
+            Hopper.counts_for_norm.is_(True),
+            Hopper.created_at >= earliest,
+            Hopper.created_at <= now,
+        )
+        .group_by(Hopper.team_id)
+    )
+    for team, *counts in (await session.execute(hoppers)).all():
+        for i, window in enumerate(WINDOWS):
+            if (team, window) in met:
+                hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
+                met[team, window] += hit
+                decided[team, window] += hit + missed
+
+    return {key: (met[key] / decided[key] if decided[key] else None) for key in met}
+
+
+async def hopper_gauges(session: AsyncSession, now: datetime) -> dict[str, tuple[int, int]]:
+    """(open, overdue) hoppers per team that has any open; overdue = open past deadline.
+
+    All open hoppers count, acquisitie ones too: an open hopper is work nobody has closed,
+    and an overdue one is exactly what the team lead should see.
+    """
+    query = (
+        select(Hopper.team_id, func.count(), _count_if(Hopper.deadline < now))
+        .where(Hopper.status == "open")
+        .group_by(Hopper.team_id)
+    )
+    return {
+        team: (int(open_), int(overdue))
+        for team, open_, overdue in (await session.execute(query)).all()
+    }

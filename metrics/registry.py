@@ -1,0 +1,360 @@
+"""The metrics contract: every series Bereik exports on /metrics.
+
+The metric names and label sets below are the contract with the Prometheus rules in
+deploy/prometheus and the Grafana dashboards in deploy/grafana; renaming one breaks a wall
+screen silently, so tests/unit/test_grafana.py checks every name those files use exists here.
+
+Labels are bounded on purpose. A caller's number (personal data under the BIO, and unbounded)
+is never a label; ``team`` is a configured team id or ``"kcc"``; every other label has a
+fixed set of values, listed in the constants below. The recording helpers drop (and log once)
+a value outside those sets rather than create a new series, because one stray label value
+per call would grow Prometheus without bound and cannot be taken back.
+
+Each ``BereikMetrics`` owns its own ``CollectorRegistry`` rather than the process-global one,
+so tests can build as many as they like and ``bereik serve`` exports only these series.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from agi.server import AgiObserver
+
+log = logging.getLogger("bereik.metrics")
+
+KCC = "kcc"
+ENTRIES = ("14070", "team", "internal")
+TRANSFER_RESULTS = ("answered", "no_answer", "busy", "failed")
+HOPPER_REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
+WITHIN_NORM = ("true", "false")
+NORM_WINDOWS = ("today", "7d", "28d")
+UNKNOWN_HANDLER = "unknown"
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+# Contact-centre waits: the first buckets separate "answered at once" from "answered within
+# the usual 20-30 s target"; the tail reaches the 10 minutes after which callers are gone.
+WAIT_BUCKETS = (5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+# One AGI command is a local round trip to Asterisk: normally well under a millisecond; the
+# upper buckets show a loaded Asterisk (or event loop) long before a caller hears it.
+AGI_COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class BereikMetrics:
+    """All Bereik metrics, in a registry of their own.
+
+    The metric objects are public attributes for code that needs them directly; the
+    methods below are the preferred way to record, because they keep labels bounded.
+    """
+
+    def __init__(self, teams: Iterable[str] = (), handlers: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.teams: tuple[str, ...] = ()
+        self.handlers: tuple[str, ...] = ()
+        self._rejected: set[tuple[str, str]] = set()
+        r = self.registry
+
+        self.calls_offered = Counter(
+            "bereik_calls_offered",
+            "Calls that reached the exchange, by how they came in: entry=14070 for the "
+            "general number, team for a team number dialled directly, internal for a call "
+            "from an extension.",
+            ["entry"],
+            registry=r,
+        )
+        self.calls_answered = Counter(
+            "bereik_calls_answered",
+            "Calls answered by a person, by the team that answered (kcc for the contact "
+            "centre). Counted once per call, at the first answer.",
+            ["team"],
+            registry=r,
+        )
+        self.calls_abandoned = Counter(
+            "bereik_calls_abandoned",
+            "Calls where the caller hung up while waiting for the team (kcc for the contact "
+            "centre) to answer.",
+            ["team"],
+            registry=r,
+        )
+        self.transfers = Counter(
+            "bereik_transfers",
+            "Transfers to a team number, by target team and result (answered, no_answer, "
+            "busy, failed). A failed transfer is the exchange's fault, not the team's.",
+            ["to_team", "result"],
+            registry=r,
+        )
+        self.hoppers_created = Counter(
+            "bereik_hoppers_created",
+            "Hoppers (callback requests) created, by team and reason (no_answer, busy, "
+            "nobody_present, after_hours, manual).",
+            ["team", "reason"],
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "bereik_callbacks",
+            "Hoppers closed, by team and whether the caller was called back within the "
+            "team's service norm (within_norm=true/false).",
+            ["team", "within_norm"],
+            registry=r,
+        )
+        self.calls_waiting = Gauge(
+            "bereik_calls_waiting",
+            "Callers waiting right now for the team (kcc for the contact centre) to answer.",
+            ["team"],
+            registry=r,
+        )
+        self.wait_seconds = Histogram(
+            "bereik_wait_seconds",
+            "How long an answered caller waited (ringing or queued) before a person of the "
+            "team answered, in seconds.",
+            ["team"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.hoppers_open = Gauge(
+            "bereik_hoppers_open",
+            "Hoppers not yet closed, per team, as stored in the database.",
+            ["team"],
+            registry=r,
+        )
+        self.hoppers_overdue = Gauge(
+            "bereik_hoppers_overdue",
+            "Open hoppers past their deadline (the service norm is already missed), per team.",
+            ["team"],
+            registry=r,
+        )
+        self.ami_connected = Gauge(
+            "bereik_ami_connected",
+            "1 while the AMI connection to Asterisk is up and logged in, else 0. While 0 the "
+            "exchange still routes calls but Bereik sees no events (no hoppers on no-answer).",
+            registry=r,
+        )
+        self.service_norm_ratio = Gauge(
+            "bereik_service_norm_ratio",
+            "Share of decided calls that met the telephone service norm (answered directly, "
+            "or called back within the team's working days), per team and window "
+            "(today since local midnight, 7d, 28d). Computed from the database. Absent when "
+            "no call in the window is decided yet. Target: 0.9.",
+            ["team", "window"],
+            registry=r,
+        )
+        self.agi_requests = Counter(
+            "bereik_agi_requests",
+            "FastAGI requests that reached a handler and ended, by handler (unknown for a "
+            "script name with no handler). Callers hanging up mid-request are not counted.",
+            ["handler"],
+            registry=r,
+        )
+        self.agi_failures = Counter(
+            "bereik_agi_failures",
+            "FastAGI requests that failed (error, crash, or no such handler): the call took "
+            "the dialplan's fallback.",
+            ["handler"],
+            registry=r,
+        )
+        self.agi_command_seconds = Histogram(
+            "bereik_agi_command_seconds",
+            "Round trip of one AGI command to Asterisk and back, in seconds.",
+            buckets=AGI_COMMAND_BUCKETS,
+            registry=r,
+        )
+        self.agi_refused = Counter(
+            "bereik_agi_refused",
+            "FastAGI connections refused because agi_max_connections calls were in progress.",
+            registry=r,
+        )
+        self.ami_events_dropped = Counter(
+            "bereik_ami_events_dropped",
+            "AMI events dropped because the event queue was full; figures may be incomplete.",
+            registry=r,
+        )
+
+        self.ami_connected.set(0)
+        self.init_teams(teams)
+        self.init_handlers(handlers)
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def init_teams(self, teams: Iterable[str]) -> None:
+        """Create every per-team series at 0 for these team ids (and for "kcc").
+
+        Dashboards and ``increase()`` need a series to exist before its first event: a
+        counter born at 1 shows no increase, and a team with no calls yet would be missing
+        from the wall screen. Safe to call again after a configuration reload; it only adds.
+        The norm ratio is not pre-created: 0 % would be a false alarm, so it appears with
+        the first decided call.
+        """
+        known = list(self.teams)
+        for team in [KCC, *teams]:
+            if team not in known:
+                known.append(team)
+        self.teams = tuple(known)
+        for team in self.teams:
+            self.calls_answered.labels(team=team)
+            self.calls_abandoned.labels(team=team)
+            self.calls_waiting.labels(team=team)
+            self.wait_seconds.labels(team=team)
+            self.hoppers_open.labels(team=team)
+            self.hoppers_overdue.labels(team=team)
+            for within in WITHIN_NORM:
+                self.callbacks.labels(team=team, within_norm=within)
+            for reason in HOPPER_REASONS:
+                self.hoppers_created.labels(team=team, reason=reason)
+            if team != KCC:
+                # Transfers go to a team number; the KCC is where calls come from.
+                for result in TRANSFER_RESULTS:
+                    self.transfers.labels(to_team=team, result=result)
+        for entry in ENTRIES:
+            self.calls_offered.labels(entry=entry)
+
+    def init_handlers(self, handlers: Iterable[str]) -> None:
+        """Create the FastAGI series at 0 for these handler names (the server's routes)."""
+        known = list(self.handlers)
+        for handler in [*handlers, UNKNOWN_HANDLER]:
+            if handler not in known:
+                known.append(handler)
+        self.handlers = tuple(known)
+        for handler in self.handlers:
+            self.agi_requests.labels(handler=handler)
+            self.agi_failures.labels(handler=handler)
+
+    # -- recording ---------------------------------------------------------------------
+
+    def call_offered(self, entry: str) -> None:
+        if self._allowed("entry", entry, ENTRIES):
+            self.calls_offered.labels(entry=entry).inc()
+
+    def call_answered(self, team: str, wait_seconds: float | None = None) -> None:
+        """One call answered by a person of ``team``; ``wait_seconds`` feeds the histogram."""
+        if self._allowed("team", team, self.teams):
+            self.calls_answered.labels(team=team).inc()
+            if wait_seconds is not None and wait_seconds >= 0:
+                self.wait_seconds.labels(team=team).observe(wait_seconds)
+
+    def call_abandoned(self, team: str) -> None:
+        if self._allowed("team", team, self.teams):
+            self.calls_abandoned.labels(team=team).inc()
+
+    def transfer(self, to_team: str, result: str) -> None:
+        if self._allowed("team", to_team, self.teams) and self._allowed(
+            "result", result, TRANSFER_RESULTS
+        ):
+            self.transfers.labels(to_team=to_team, result=result).inc()
+
+    def hopper_created(self, team: str, reason: str) -> None:
+        if self._allowed("team", team, self.teams) and self._allowed(
+            "reason", reason, HOPPER_REASONS
+        ):
+            self.hoppers_created.labels(team=team, reason=reason).inc()
+
+    def callback_closed(self, team: str, within_norm: bool) -> None:
+        """A hopper of ``team`` closed; ``within_norm`` as decided at closing."""
+        if self._allowed("team", team, self.teams):
+            self.callbacks.labels(team=team, within_norm="true" if within_norm else "false").inc()
+
+    def set_waiting(self, team: str, waiting: int) -> None:
+        if self._allowed("team", team, self.teams):
+            self.calls_waiting.labels(team=team).set(max(waiting, 0))
+
+    def set_ami_connected(self, connected: bool) -> None:
+        self.ami_connected.set(1 if connected else 0)
+
+    def ami_event_dropped(self, count: int = 1) -> None:
+        self.ami_events_dropped.inc(count)
+
+    def set_hopper_gauges(self, gauges: Mapping[str, tuple[int, int]]) -> None:
+        """Set open and overdue hoppers from ``metrics.norms.hopper_gauges``.
+
+        Known teams missing from ``gauges`` have none open, so they are set to 0 (the
+        database query only returns teams that have open hoppers).
+        """
+        for team in self.teams:
+            open_, overdue = gauges.get(team, (0, 0))
+            self.hoppers_open.labels(team=team).set(open_)
+            self.hoppers_overdue.labels(team=team).set(overdue)
+        for team in gauges:
+            self._allowed("team", team, self.teams)  # only to log an unknown team once
+
+    def set_norm_ratios(self, ratios: Mapping[tuple[str, str], float | None]) -> None:
+        """Set the norm gauges from ``metrics.norms.norm_ratios``.
+
+        ``None`` (nothing decided in the window) removes the series rather than exporting
+        NaN or 0: a stat panel then says "no data", and no alert fires on a team that simply
+        had no calls.
+        """
+        for (team, window), ratio in ratios.items():
+            if not (
+                self._allowed("team", team, self.teams)
+                and self._allowed("window", window, NORM_WINDOWS)
+            ):
+                continue
+            if ratio is None or math.isnan(ratio):
+                try:
+                    self.service_norm_ratio.remove(team, window)
+                except KeyError:
+                    pass
+            else:
+                self.service_norm_ratio.labels(team=team, window=window).set(ratio)
+
+    # -- export ------------------------------------------------------------------------
+
+    content_type = CONTENT_TYPE_LATEST  # for the /metrics response header
+
+    def render(self) -> bytes:
+        """The text exposition of this registry, for the /metrics handler."""
+        return generate_latest(self.registry)
+
+    def _allowed(self, label: str, value: str, allowed: Iterable[str]) -> bool:
+        if value in allowed:
+            return True
+        # Show the value only if it looks like an identifier (a team id typo): anything
+        # else may be a caller's number, which does not belong in a log (BIO).
+        shown = value if _IDENTIFIER.match(value) else f"<{len(value)} characters, not shown>"
+        if (label, shown) not in self._rejected and len(self._rejected) < 100:
+            # Once per value, and a bounded set: a bug that sends a bad value on every call
+            # must neither flood the log nor grow memory.
+            self._rejected.add((label, shown))
+            log.warning("metrics: dropping unknown %s label value %s", label, shown)
+        return False
+
+
+class AgiMetricsObserver(AgiObserver):
+    """Feeds the FastAGI server's hooks into ``BereikMetrics``.
+
+    The server reports a failure for a script name it has no handler for, and that name
+    comes from the network; names outside the configured routes are recorded as "unknown"
+    so a scanner or misconfigured dialplan cannot create series at will.
+    """
+
+    def __init__(self, metrics: BereikMetrics, handlers: Iterable[str] = ()) -> None:
+        self.metrics = metrics
+        metrics.init_handlers(handlers)
+
+    def _label(self, handler: str) -> str:
+        return handler if handler in self.metrics.handlers else UNKNOWN_HANDLER
+
+    def command(self, seconds: float) -> None:
+        self.metrics.agi_command_seconds.observe(seconds)
+
+    def handled(self, handler: str, seconds: float) -> None:
+        self.metrics.agi_requests.labels(handler=self._label(handler)).inc()
+
+    def failed(self, handler: str) -> None:
+        label = self._label(handler)
+        # A failure is also a request, so failures / requests is the failure ratio.
+        self.metrics.agi_requests.labels(handler=label).inc()
+        self.metrics.agi_failures.labels(handler=label).inc()
+
+    def refused(self) -> None:
+        self.metrics.agi_refused.inc()
