@@ -1,0 +1,73 @@
+"""The Prometheus deployment files are valid and the alerts behave (promtool)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))
+UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
+
+PROMTOOL = shutil.which("promtool") or (
+    "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
+)
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is not installed (Debian package: prometheus)"
+)
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    result = subprocess.run(
+        [PROMTOOL, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, (
+        f"promtool {' '.join(map(str, args))}:\n{result.stdout}{result.stderr}"
+    )
+    return result
+
+
+def test_rule_files_exist() -> None:
+    names = {path.name for path in RULES}
+    assert {"bereik-recording.yml", "bereik-alerts.yml"} <= names
+    assert UNIT_TESTS, "no promtool unit tests under deploy/prometheus/tests"
+
+
+@pytest.mark.parametrize("rules", RULES, ids=lambda p: p.name)
+def test_check_rules(rules: Path) -> None:
+    promtool("check", "rules", rules)
+
+
+def test_check_config() -> None:
+    # check config also loads every rule file the config names, relative to the config.
+    result = promtool("check", "config", PROMETHEUS / "prometheus.yml")
+    assert "2 rule files found" in result.stdout
+
+
+@pytest.mark.parametrize("tests", UNIT_TESTS, ids=lambda p: p.name)
+def test_alert_unit_tests(tests: Path) -> None:
+    promtool("test", "rules", tests)
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    import yaml
+
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load((PROMETHEUS / "rules" / "bereik-alerts.yml").read_text())[
+            "groups"
+        ]
+        for rule in group["rules"]
+    }
+    tested = {
+        case["alertname"]
+        for path in UNIT_TESTS
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+    }
+    assert alerts <= tested, f"alerts without a promtool test: {sorted(alerts - tested)}"
