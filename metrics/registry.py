@@ -211,10 +211,9 @@ class BereikMetrics:
                 self.callbacks.labels(team=team, within_norm=within)
             for reason in HOPPER_REASONS:
                 self.hoppers_created.labels(team=team, reason=reason)
-            if team != KCC:
-                # Transfers go to a team number; the KCC is where calls come from.
-                for result in TRANSFER_RESULTS:
-                    self.transfers.labels(to_team=team, result=result)
+            # The KCC too: a team can pass a call back to the KCC number.
+            for result in TRANSFER_RESULTS:
+                self.transfers.labels(to_team=team, result=result)
         for entry in ENTRIES:
             self.calls_offered.labels(entry=entry)
 

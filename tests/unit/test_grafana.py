@@ -164,7 +164,7 @@ def test_every_expression_parses() -> None:
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_a_broken_expression_is_reported() -> None:
-    broken = checker.Expression("test", "sum(rate(x[5m])", "sum(rate(x[5m])")
-    good = checker.Expression("good", "up", "up")
+    broken = checker.Expression("test", "panel", "sum(rate(x[5m])", "sum(rate(x[5m])")
+    good = checker.Expression("good", "panel", "up", "up")
     problems = checker.check_with_promtool([good, broken])
     assert len(problems) == 1 and problems[0].startswith("test:")
