@@ -46,14 +46,26 @@ class Server(Strict):
 
 
 class Asterisk(Strict):
+    sip_bind: str = "127.0.0.1"
     sip_port: int = Field(5060, ge=1, le=65535)
     ami_port: int = Field(5038, ge=1, le=65535)
     ami_user: str = "bereik"
     rtp_start: int = Field(10000, ge=1024, le=65000)
     rtp_end: int = Field(10999, ge=1024, le=65535)
-    # Where `bereik asterisk install` puts (or found) Asterisk and where instances live.
-    state_dir: Path = Path("/var/lib/bereik")
+    # Where this exchange's Asterisk keeps its files, as Asterisk sees it (inside its root
+    # when it runs in the chroot that `bereik asterisk install` made).
+    instance_dir: str = "/var/lib/bereik/asterisk"
+    # Addresses whose calls count as the incoming trunk (anonymous calls only from these).
     trunk_addresses: list[str] = ["127.0.0.1"]
+    # Where outgoing calls to citizens go (click-to-call), e.g. "sip:127.0.0.1:5090".
+    trunk_contact: str = ""
+
+    @field_validator("instance_dir")
+    @classmethod
+    def absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
 
 
 class Database(Strict):

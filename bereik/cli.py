@@ -1,0 +1,107 @@
+"""The `bereik` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bereik import asterisk
+from bereik.config import Config, ConfigError, load
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"bereik: {exc}", file=sys.stderr)
+        return 2
+    except asterisk.InstallError as exc:
+        print(f"bereik: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bereik", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run FastAGI, the AMI listener and the web server")
+    serve.add_argument("--config", required=True, type=Path)
+    serve.set_defaults(func=cmd_serve)
+
+    ast = commands.add_parser("asterisk", help="install, configure and run Asterisk")
+    ast_commands = ast.add_subparsers(required=True, metavar="ACTION")
+    install = ast_commands.add_parser("install", help="provide Asterisk 22 (cached)")
+    install.set_defaults(func=cmd_asterisk_install)
+    render = ast_commands.add_parser("render", help="write the Asterisk configuration")
+    render.add_argument("--config", required=True, type=Path)
+    render.add_argument("--out", type=Path, help="directory (default: the instance's etc)")
+    render.set_defaults(func=cmd_asterisk_render)
+
+    up = commands.add_parser("up", help="the demo: Asterisk and bereik serve, example config")
+    up.add_argument("--config", type=Path, default=EXAMPLE_CONFIG)
+    up.set_defaults(func=cmd_up)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=lambda args: print(f"{args.config}: ok") if load(args.config) else 0)
+
+    for register in _plugin_commands():
+        register(commands)
+    return parser
+
+
+def _plugin_commands() -> list:  # type: ignore[type-arg]
+    """Sub-commands that live with their feature (announce, hoppers, users, report)."""
+    registered = []
+    for module_name in ("cti.announcements.cli", "cti.hoppers.cli", "cti.users.cli",
+                        "cti.reports.cli"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue
+        registered.append(module.register)
+    return registered
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bereik.serve import serve
+
+    asyncio.run(serve(load(args.config)))
+    return 0
+
+
+def cmd_asterisk_install(args: argparse.Namespace) -> int:
+    asterisk.install(progress=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_asterisk_render(args: argparse.Namespace) -> int:
+    from dialplan.render import render
+
+    config = load(args.config)
+    etc = render(config, asterisk.require(), args.out)
+    print(f"wrote the Asterisk configuration to {etc}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from bereik.demo import run_demo
+
+    config: Config = load(args.config)
+    return run_demo(config, args.config)

@@ -1,0 +1,89 @@
+"""`bereik serve`: FastAGI, the AMI listener, the web API and /metrics in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from agi.routes import HANDLERS, build_routes
+from agi.server import FastAgiServer
+from bereik.asterisk import Installation, installed
+from bereik.config import Config
+from bereik.services import Services
+from cti.ami.client import AmiClient
+from cti.store.db import create_engine, migrate_async, sessions
+from cti.web.app import create_app
+from dialplan.render import load_secrets
+from metrics.registry import AgiMetricsObserver, BereikMetrics
+
+log = logging.getLogger("bereik")
+
+
+def instance_dir(config: Config, installation: Installation | None) -> Path:
+    root = installation.root if installation else Path("/")
+    return root / config.asterisk.instance_dir.lstrip("/")
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    stop = stop or _stop_on_signals()
+    await migrate_async(config.database.url)
+    engine = create_engine(config.database.url)
+    teams = [team.id for team in config.teams] + ["kcc"]
+    metrics = BereikMetrics(teams=teams, handlers=HANDLERS)
+    host_instance = instance_dir(config, installed())
+    services = Services(config=config, sessions=sessions(engine), metrics=metrics,
+                        instance_dir=host_instance)
+    secrets = load_secrets(host_instance / "secrets.json", config)
+    ami = AmiClient("127.0.0.1", config.asterisk.ami_port, config.asterisk.ami_user, secrets.ami)
+    ami.on_state.append(metrics.set_ami_connected)
+    services.ami = ami
+
+    agi = FastAgiServer(
+        build_routes(services),
+        host=config.server.agi_host,
+        port=config.server.agi_port,
+        max_connections=config.server.agi_max_connections,
+        command_timeout=config.server.agi_command_timeout,
+        observer=AgiMetricsObserver(metrics, HANDLERS),
+    )
+    runner = web.AppRunner(create_app(services), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.http_host, config.server.http_port,
+                       reuse_address=True)
+    background: list[asyncio.Task[None]] = []
+    try:
+        await agi.start()
+        await site.start()
+        ami.start()
+        background.append(asyncio.create_task(_drain_events(ami, metrics), name="ami-events"))
+        log.info("serving: FastAGI %s:%s, HTTP http://%s:%s", config.server.agi_host, agi.port,
+                 config.server.http_host, config.server.http_port)
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await ami.close()
+        await agi.close()
+        await runner.cleanup()
+        await engine.dispose()
+
+
+async def _drain_events(ami: AmiClient, metrics: BereikMetrics) -> None:
+    while True:
+        await ami.events.get()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,164 @@
+"""Rendering the Asterisk configuration of one exchange from the templates in deploy/asterisk.
+
+The dialplan is split in one template per feature (deploy/asterisk/dialplan/*.conf.j2),
+all included by extensions.conf.j2, so each part of the call path reads on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random_secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bereik.asterisk import Installation
+from bereik.config import Config
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
+
+MODULES = [
+    # SIP
+    "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so",
+    "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so", "chan_pjsip.so",
+    "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_user.so",
+    "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_registrar.so", "res_pjsip_caller_id.so",
+    "res_pjsip_sdp_rtp.so", "res_pjsip_dtmf_info.so", "res_pjsip_pubsub.so",
+    "res_pjsip_refer.so", "res_pjsip_nat.so", "res_pjsip_rfc3326.so", "res_pjsip_logger.so",
+    "res_pjsip_diversion.so", "res_rtp_asterisk.so", "res_timing_timerfd.so",
+    # media
+    "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so", "codec_resample.so",
+    "format_gsm.so", "format_wav.so", "format_pcm.so", "format_sln.so",
+    # bridges and transfers
+    "bridge_simple.so", "bridge_native_rtp.so", "bridge_builtin_features.so",
+    "bridge_holding.so", "app_blind_transfer.so",
+    # dialplan
+    "pbx_config.so", "res_speech.so", "res_agi.so", "app_dial.so", "app_playback.so", "app_stack.so",
+    "app_verbose.so", "app_record.so", "app_read.so", "app_userevent.so", "app_exec.so",
+    "app_senddtmf.so", "app_echo.so",
+    "func_callerid.so", "func_strings.so", "func_logic.so", "func_channel.so",
+    "func_global.so", "func_hangupcause.so", "func_pjsip_endpoint.so", "func_cdr.so",
+    "func_timeout.so",
+    # records for the AMI listener
+    "cdr_manager.so", "cel_manager.so",
+]
+
+# Events the CTI never reads: Asterisk does not even format them (advanced eventfilter).
+DROPPED_EVENTS = [
+    "VarSet", "Newexten", "AGIExecStart", "AGIExecEnd", "RTCPSent", "RTCPReceived",
+    "DeviceStateChange", "ExtensionStatus", "ContactStatus", "PeerStatus", "Registry",
+    "SuccessfulAuth", "ChallengeSent", "RequestBadFormat", "InvalidAccountID",
+]
+
+
+CORE_DIALPLAN = {"entry.conf.j2", "main.conf.j2", "kcc.conf.j2", "team.conf.j2",
+                 "internal.conf.j2"}
+
+
+@dataclass(frozen=True)
+class Directories:
+    """Directories as Asterisk sees them."""
+
+    instance: str
+    modules: str
+    data: str = "/usr/share/asterisk"
+    etc_override: str = ""
+
+    @property
+    def etc(self) -> str:
+        return self.etc_override or f"{self.instance}/etc"
+
+    @property
+    def lib(self) -> str:
+        return f"{self.instance}/lib"
+
+    @property
+    def run(self) -> str:
+        return f"{self.instance}/run"
+
+    @property
+    def log(self) -> str:
+        return f"{self.instance}/log"
+
+    @property
+    def spool(self) -> str:
+        return f"{self.instance}/spool"
+
+    @property
+    def sounds(self) -> str:
+        return f"{self.instance}/sounds"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    ami: str
+    phones: dict[str, str]
+
+
+def load_secrets(path: Path, config: Config) -> Secrets:
+    """The generated secrets of this instance, creating those that are missing.
+
+    Kept beside the rendered files (mode 0600), never in the repository, and stable across
+    renders so phones stay registered.
+    """
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data.setdefault("ami", random_secrets.token_urlsafe(24))
+    phones: dict[str, str] = data.setdefault("phones", {})
+    for phone in config.phones:
+        phones.setdefault(phone.extension, random_secrets.token_urlsafe(12))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1)
+    return Secrets(ami=data["ami"], phones=phones)
+
+
+def secrets_file(installation: Installation, config: Config) -> Path:
+    return installation.host_path(config.asterisk.instance_dir) / "secrets.json"
+
+
+def render(config: Config, installation: Installation, out_dir: Path | None = None) -> Path:
+    """Write every configuration file of this instance; return the etc directory on the host."""
+    instance_host = installation.host_path(config.asterisk.instance_dir)
+    dirs = Directories(instance=config.asterisk.instance_dir, modules=installation.modules_dir)
+    etc = installation.host_path(dirs.etc)
+    if out_dir is not None:
+        etc = out_dir.resolve()
+        if etc.is_relative_to(installation.root):
+            # Asterisk reads the files where they were written.
+            inside = "/" + str(etc.relative_to(installation.root))
+            dirs = Directories(dirs.instance, dirs.modules, etc_override=inside)
+    for sub in ("etc", "lib", "run", "log", "spool", "sounds", "lib/agi-bin"):
+        (instance_host / sub).mkdir(parents=True, exist_ok=True)
+    secrets = load_secrets(instance_host / "secrets.json", config)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    context = {
+        "config": config,
+        "dirs": dirs,
+        "secrets": secrets,
+        "modules": MODULES,
+        "dropped_events": DROPPED_EVENTS,
+        "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}",
+        "phones": {phone.extension: phone for phone in config.phones},
+        "extra_dialplan": sorted(
+            path.name for path in (TEMPLATES / "dialplan").glob("*.conf.j2")
+            if path.name not in CORE_DIALPLAN
+        ),
+    }
+    etc.mkdir(parents=True, exist_ok=True)
+    for template in sorted(TEMPLATES.glob("*.conf.j2")):
+        text = environment.get_template(template.name).render(context)
+        (etc / template.name.removesuffix(".j2")).write_text(text)
+    return etc

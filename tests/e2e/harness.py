@@ -1,0 +1,368 @@
+"""Real parts for end-to-end tests: an Asterisk instance, `bereik serve`, sipp callers and phones.
+
+Each test gets its own Asterisk instance (own ports, own directory in the Asterisk root)
+and its own database, so tests never see each other's calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from bereik.asterisk import AsteriskProcess, Installation
+from bereik.config import Config, load
+from cti.ami.client import AmiClient
+from dialplan.render import load_secrets, render
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).parent / "scenarios"
+DTMF_PCAPS = Path("/usr/share/sip-tester")
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on loopback."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port < 60000:
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Phone:
+    extension: str
+    port: int
+    name: str = ""
+
+
+@dataclass
+class Ports:
+    sip: int = field(default_factory=free_port)
+    ami: int = field(default_factory=free_port)
+    agi: int = field(default_factory=free_port)
+    http: int = field(default_factory=free_port)
+    smtp: int = field(default_factory=free_port)
+    trunk: int = field(default_factory=free_port)
+
+
+class Exchange:
+    """One exchange under test: its configuration, Asterisk and `bereik serve`."""
+
+    def __init__(self, installation: Installation, workdir: Path, extra_toml: str = "",
+                 phones: list[Phone] | None = None, teams_toml: str = "",
+                 kcc_agents: list[str] | None = None) -> None:
+        self.installation = installation
+        self.workdir = workdir
+        self.ports = Ports()
+        self.name = f"test-{secrets.token_hex(4)}"
+        self.instance_dir = f"/var/lib/bereik/{self.name}"
+        self.db_path = workdir / "bereik.db"
+        self.phones = phones if phones is not None else [Phone("2001", free_port(), "KCC Anna")]
+        self.kcc_agents = kcc_agents if kcc_agents is not None else ["2001"]
+        self.config_path = workdir / "bereik.toml"
+        self.config_path.write_text(self._toml(extra_toml, teams_toml))
+        self.config: Config = load(self.config_path)
+        self.asterisk = AsteriskProcess(installation, self.instance_dir)
+        self.serve_process: subprocess.Popen[bytes] | None = None
+        self.serve_log = workdir / "serve.log"
+        self.sipp_processes: list[subprocess.Popen[bytes]] = []
+        self._engine = create_engine(f"sqlite:///{self.db_path}")
+
+    def _toml(self, extra: str, teams: str) -> str:
+        phones = "\n".join(
+            f'[[phones]]\nextension = "{p.extension}"\nname = "{p.name or p.extension}"\n'
+            f'contact = "sip:{p.extension}@127.0.0.1:{p.port}"\n'
+            for p in self.phones
+        )
+        agents = ", ".join(f'"{a}"' for a in self.kcc_agents)
+        return f"""
+[server]
+agi_port = {self.ports.agi}
+http_port = {self.ports.http}
+
+[asterisk]
+sip_port = {self.ports.sip}
+ami_port = {self.ports.ami}
+rtp_start = 20000
+rtp_end = 29999
+instance_dir = "{self.instance_dir}"
+trunk_contact = "sip:127.0.0.1:{self.ports.trunk}"
+
+[database]
+url = "sqlite:///{self.db_path}"
+
+[mail]
+smtp_port = {self.ports.smtp}
+retry_seconds = 1
+
+[kcc]
+number = "7000"
+agents = [{agents}]
+ring_seconds = 15
+
+{phones}
+{teams}
+{extra}
+"""
+
+    @property
+    def host_instance(self) -> Path:
+        return self.installation.host_path(self.instance_dir)
+
+    # Asterisk
+
+    def start_asterisk(self) -> None:
+        render(self.config, self.installation)
+        self.asterisk.start()
+
+    def stop_asterisk(self) -> None:
+        self.asterisk.stop()
+
+    def cli(self, command: str) -> str:
+        return self.asterisk.cli(command)
+
+    def active_channels(self) -> int:
+        output = self.cli("core show channels count")
+        for line in output.splitlines():
+            if "active channel" in line:
+                return int(line.split()[0])
+        raise AssertionError(f"unexpected `core show channels count` output: {output!r}")
+
+    # bereik serve
+
+    def start_serve(self, wait: bool = True) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        self.serve_process = subprocess.Popen(
+            [sys.executable, "-m", "bereik", "serve", "--config", str(self.config_path)],
+            stdout=open(self.serve_log, "ab"),  # noqa: SIM115 - handed to the child
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        if wait:
+            self.wait_http("/healthz", timeout=30)
+
+    def stop_serve(self, kill: bool = False) -> None:
+        process, self.serve_process = self.serve_process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def wait_http(self, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.serve_process is not None and self.serve_process.poll() is not None:
+                raise AssertionError(f"bereik serve exited; log:\n{self.serve_log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url(path), timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{path} not answering after {timeout} s")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports.http}{path}"
+
+    def http_get(self, path: str) -> str:
+        with urllib.request.urlopen(self.url(path), timeout=10) as response:
+            return str(response.read().decode())
+
+    # the database, as a test reads it
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        with self._engine.connect() as connection:
+            return list(connection.execute(text(sql), params))
+
+    # AMI, for assertions "from Asterisk's side"
+
+    @contextlib.asynccontextmanager
+    async def ami_events(self) -> Any:
+        secret = load_secrets(self.host_instance / "secrets.json", self.config).ami
+        client = AmiClient("127.0.0.1", self.ports.ami, self.config.asterisk.ami_user, secret)
+        client.start()
+        await client.wait_connected(10)
+        recorder = EventRecorder(client)
+        recorder.start()
+        try:
+            yield recorder
+        finally:
+            recorder.stop()
+            await client.close()
+
+    # sipp
+
+    def phone(self, extension: str, mode: str = "answer", ring_ms: int = 300) -> subprocess.Popen[bytes]:
+        """Start a sipp phone for an extension: answer, noanswer (rings forever) or busy."""
+        phone = next(p for p in self.phones if p.extension == extension)
+        scenario = "busy_phone.xml" if mode == "busy" else "phone.xml"
+        ring = 3_600_000 if mode == "noanswer" else ring_ms
+        path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
+        process = subprocess.Popen(
+            ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(phone.port),
+             "-mp", str(free_port()), "-nostdin", "-aa", "-trace_err",
+             "-error_file", str(self.workdir / f"sipp-{extension}-errors.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.sipp_processes.append(process)
+        time.sleep(0.2)
+        return process
+
+    async def call(self, number: str, caller: str = "0612345678", keys: str = "",
+                   hold_ms: int = 1500, key_delay_ms: int = 1500, calls: int = 1,
+                   rate: float = 1.0, limit: int | None = None, timeout_s: int = 60,
+                   caller_name: str = "Burger") -> SippResult:
+        """Place `calls` calls to `number` as a citizen on the trunk; wait until all end."""
+        key_actions = "\n".join(
+            f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{_pcap_key(k)}.pcap"/>'
+            f'</action></nop>\n<pause milliseconds="1200"/>'
+            for k in keys
+        )
+        name = f"call-{number}-{secrets.token_hex(3)}"
+        path = self._scenario("caller.xml", {
+            "caller": caller, "caller_name": caller_name, "hold": str(hold_ms),
+            "key_delay": str(key_delay_ms),
+        }, name, keys=key_actions)
+        stat = self.workdir / f"{name}.csv"
+        command = [
+            "sipp", f"127.0.0.1:{self.ports.sip}", "-sf", str(path), "-s", number,
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+            "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", str(limit or calls),
+            "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin", "-aa",
+            "-trace_err", "-error_file", str(self.workdir / f"{name}-errors.log"),
+            "-trace_stat", "-stf", str(stat), "-fd", "1",
+            *([ "-trace_msg", "-message_file", str(self.workdir / f"{name}-messages.log")] if calls <= 5 else []),
+        ]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await process.communicate()
+        return SippResult(process.returncode or 0, stat, stderr.decode(errors="replace"))
+
+    def _scenario(self, name: str, values: dict[str, str], label: str, keys: str = "") -> Path:
+        text_ = (SCENARIOS / name).read_text().replace("<!--KEYS-->", keys)
+        for key, value in values.items():
+            text_ = text_.replace(f"@{key}@", _xml_text(value))
+        path = self.workdir / f"{label}.xml"
+        path.write_text(text_)
+        return path
+
+    # teardown
+
+    def close(self) -> None:
+        for process in self.sipp_processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.stop_serve()
+        self.stop_asterisk()
+        self._engine.dispose()
+        self._keep_logs()
+        shutil.rmtree(self.host_instance, ignore_errors=True)
+
+    def _keep_logs(self) -> None:
+        target = ARTIFACTS / "logs" / self.name
+        with contextlib.suppress(OSError):
+            target.mkdir(parents=True, exist_ok=True)
+            for log in (self.host_instance / "log").glob("*.log"):
+                shutil.copy(log, target / log.name)
+            if self.serve_log.exists():
+                shutil.copy(self.serve_log, target / "serve.log")
+
+
+def _pcap_key(key: str) -> str:
+    return {"*": "10", "#": "11"}.get(key, key)
+
+
+def _xml_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stat_file: Path
+    stderr: str
+
+    def counts(self) -> dict[str, int]:
+        """The last line of sipp's statistics: successful and failed calls."""
+        lines = self.stat_file.read_text().splitlines() if self.stat_file.exists() else []
+        if len(lines) < 2:
+            return {}
+        header, last = lines[0].split(";"), lines[-1].split(";")
+        values = dict(zip(header, last, strict=False))
+        return {key: int(values[key]) for key in
+                ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)") if key in values}
+
+
+class EventRecorder:
+    """Keeps every AMI event of a test, so it can assert what Asterisk did."""
+
+    def __init__(self, client: AmiClient) -> None:
+        self.client = client
+        self.events: list[dict[str, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.client.events.get()
+            self.events.append({str(k): str(v) for k, v in event.items()})
+
+    def matching(self, name: str, **headers: str) -> list[dict[str, str]]:
+        return [e for e in self.events if e.get("Event") == name
+                and all(e.get(k) == v for k, v in headers.items())]
+
+    async def wait_for(self, name: str, timeout: float = 15.0,
+                       where: Callable[[dict[str, str]], bool] | None = None,
+                       **headers: str) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.matching(name, **headers):
+                if where is None or where(event):
+                    return event
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no AMI event {name} {headers} within {timeout} s; saw "
+                             f"{sorted({e.get('Event', '?') for e in self.events})}")
+
+
+@contextlib.contextmanager
+def exchange(installation: Installation, workdir: Path, **kwargs: Any) -> Iterator[Exchange]:
+    ex = Exchange(installation, workdir, **kwargs)
+    try:
+        yield ex
+    finally:
+        ex.close()

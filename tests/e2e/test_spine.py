@@ -1,0 +1,53 @@
+"""The path every call takes: 14070 through FastAGI, and on without it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.e2e.harness import Exchange
+
+
+async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange) -> None:
+    kcc.start_serve()
+    kcc.phone("2001")
+    async with kcc.ami_events() as ami:
+        result = await kcc.call("14070", caller="0701234567")
+        assert result.returncode == 0, result.stderr
+        hangup = await ami.wait_for("Hangup", where=lambda e: e.get("CallerIDNum") == "0701234567")
+    calls = kcc.rows("SELECT caller, entry, uniqueid FROM calls")
+    assert [(c.caller, c.entry) for c in calls] == [("0701234567", "14070")]
+    assert calls[0].uniqueid == hangup["Uniqueid"]
+    assert hangup["Cause"] == "16"  # normal clearing
+    await _until_no_channels(kcc)
+
+
+async def test_without_bereik_serve_the_caller_still_reaches_the_kcc(kcc: Exchange) -> None:
+    kcc.phone("2001")  # bereik serve is not started: FastAGI is unreachable
+    async with kcc.ami_events() as ami:
+        result = await kcc.call("14070", caller="0709999999")
+        assert result.returncode == 0, result.stderr
+        dial = await ami.wait_for("DialBegin", where=lambda e: e.get("CallerIDNum") == "0709999999")
+        assert dial["DestChannel"].startswith("PJSIP/2001-")
+        end = await ami.wait_for("DialEnd", DestUniqueid=dial["DestUniqueid"])
+        assert end["DialStatus"] == "ANSWER"
+    await _until_no_channels(kcc)
+
+
+async def test_a_hundred_calls_at_ten_per_second_all_end(kcc: Exchange) -> None:
+    kcc.start_serve()
+    kcc.phone("2001", ring_ms=100)
+    result = await kcc.call("14070", calls=100, rate=10, limit=100, hold_ms=1000,
+                            key_delay_ms=100)
+    counts = result.counts()
+    assert result.returncode == 0, result.stderr
+    assert counts["SuccessfulCall(C)"] == 100 and counts["FailedCall(C)"] == 0
+    assert kcc.rows("SELECT count(*) AS n FROM calls")[0].n == 100
+    await _until_no_channels(kcc)
+
+
+async def _until_no_channels(exchange: Exchange, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.2)):
+        if exchange.active_channels() == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"channels left over:\n{exchange.cli('core show channels')}")
