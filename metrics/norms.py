@@ -79,18 +79,20 @@ async def norm_ratios(
     acquisitie = exists().where(
         and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
     )
-    call_team = case((or_(Call.team_id == "", Call.team_id == KCC), KCC), else_=Call.team_id)
     answered = (
-        select(call_team, *(_count_if(Call.started_at >= starts[w]) for w in WINDOWS))
+        select(Call.team_id, *(_count_if(Call.started_at >= starts[w]) for w in WINDOWS))
         .where(
             Call.outcome.in_(ANSWERED_OUTCOMES),
             Call.started_at >= earliest,
             Call.started_at <= now,
             ~acquisitie,
         )
-        .group_by(call_team)
+        # Grouped by the plain column and mapped to "kcc" here: grouping by a CASE with bound
+        # parameters is refused by PostgreSQL (the select's parameters differ from the group's).
+        .group_by(Call.team_id)
     )
-    for team, *counts in (await session.execute(answered)).all():
+    for team_id, *counts in (await session.execute(answered)).all():
+        team = team_id or KCC
         for window, count in zip(WINDOWS, counts, strict=True):
             if (team, window) in met:
                 met[team, window] += int(count)
