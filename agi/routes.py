@@ -17,4 +17,6 @@ HANDLERS: dict[str, ServiceHandler] = {
 
 
 def build_routes(services: Services) -> dict[str, Handler]:
-    return {path: functools.partial(handler, services=services) for path, handler in HANDLERS.items()}
+    return {
+        path: functools.partial(handler, services=services) for path, handler in HANDLERS.items()
+    }

@@ -69,7 +69,9 @@ class AgiChannel:
     def query(self) -> dict[str, str]:
         return self.env.query
 
-    async def command(self, name: str, *arguments: str | int, timeout: float | None = None) -> Response:
+    async def command(
+        self, name: str, *arguments: str | int, timeout: float | None = None
+    ) -> Response:
         """Send one command and return its response; raise a typed AgiError otherwise."""
         line = build_command(name, *arguments)
         started = time.perf_counter()
@@ -231,7 +233,9 @@ class FastAgiServer:
             async with asyncio.timeout(self.header_timeout):
                 env = await read_environment(reader)
         except TimeoutError:
-            log.warning("FastAGI client %s sent no complete header in %.0f s", peer, self.header_timeout)
+            log.warning(
+                "FastAGI client %s sent no complete header in %.0f s", peer, self.header_timeout
+            )
             return
         except (AgiProtocolError, ConnectionError, ValueError) as exc:
             log.warning("FastAGI client %s: %s", peer, exc)
@@ -243,12 +247,12 @@ class FastAgiServer:
         channel = AgiChannel(env, reader, writer, self.command_timeout, self.observer.command)
         handler = self.routes.get(name)
         if handler is None:
-            channel.log.error("no FastAGI handler for %r (from %s)", name, env.get("network_script"))
+            channel.log.error(
+                "no FastAGI handler for %r (from %s)", name, env.get("network_script")
+            )
             self.observer.failed(name or "-")
             return
-        channel.log.info(
-            "%s: %s from %r", name, env.get("extension"), env.get("callerid")[:40]
-        )
+        channel.log.info("%s: %s from %r", name, env.get("extension"), env.get("callerid")[:40])
         started = time.perf_counter()
         try:
             await handler(channel)
@@ -298,4 +302,4 @@ class AgiObserver:
         pass
 
 
-__all__ = ["AgiChannel", "AgiError", "AgiObserver", "FastAgiServer", "Handler", "RESULT_VARIABLE"]
+__all__ = ["RESULT_VARIABLE", "AgiChannel", "AgiError", "AgiObserver", "FastAgiServer", "Handler"]

@@ -56,9 +56,12 @@ class Installation:
 
     @property
     def modules_dir(self) -> str:
-        for candidate in ("/usr/lib/x86_64-linux-gnu/asterisk/modules",
-                          "/usr/lib/aarch64-linux-gnu/asterisk/modules",
-                          "/usr/lib/asterisk/modules", "/usr/lib64/asterisk/modules"):
+        for candidate in (
+            "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+            "/usr/lib/aarch64-linux-gnu/asterisk/modules",
+            "/usr/lib/asterisk/modules",
+            "/usr/lib64/asterisk/modules",
+        ):
             if self.host_path(candidate).is_dir():
                 return candidate
         raise InstallError(f"no Asterisk modules directory under {self.root}")
@@ -120,7 +123,10 @@ def _version_of(installation: Installation) -> str:
     try:
         output = subprocess.run(
             installation.command("/usr/sbin/asterisk", "-V"),
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
@@ -140,9 +146,14 @@ def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
         for match in re.finditer(r"^URIs:\s*(\S+)", path.read_text(), re.MULTILINE):
             if "security" not in match.group(1):
                 return match.group(1)
-    for path in [sources_dir / "sources.list", *sorted((sources_dir / "sources.list.d").glob("*.list"))]:
+    for path in [
+        sources_dir / "sources.list",
+        *sorted((sources_dir / "sources.list.d").glob("*.list")),
+    ]:
         if path.exists():
-            for match in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", path.read_text(), re.MULTILINE):
+            for match in re.finditer(
+                r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", path.read_text(), re.MULTILINE
+            ):
                 if "security" not in match.group(1):
                     return match.group(1)
     raise InstallError("no Debian mirror found in this machine's apt sources")
@@ -164,10 +175,25 @@ def _make_chroot(root: Path, progress: Progress) -> None:
     _write_resolver_files(root)
     progress("installing Asterisk in the chroot")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["chroot", str(root), "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false",
-          "update"], progress, env)
-    _run(["chroot", str(root), "apt-get", "install", "-y", "-q", "--no-install-recommends",
-          *CHROOT_PACKAGES], progress, env)
+    _run(
+        ["chroot", str(root), "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false", "update"],
+        progress,
+        env,
+    )
+    _run(
+        [
+            "chroot",
+            str(root),
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            *CHROOT_PACKAGES,
+        ],
+        progress,
+        env,
+    )
 
 
 def _write_resolver_files(root: Path) -> None:
@@ -210,7 +236,7 @@ class AsteriskProcess:
         self.process = subprocess.Popen(
             self.installation.command("/usr/sbin/asterisk", "-f", "-C", self.config_file),
             stdin=subprocess.DEVNULL,
-            stdout=open(log_dir / "stdout.log", "ab"),  # noqa: SIM115 - handed to the child
+            stdout=open(log_dir / "stdout.log", "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -233,7 +259,10 @@ class AsteriskProcess:
                 self.installation.command(
                     "/usr/sbin/asterisk", "-C", self.config_file, "-rx", command
                 ),
-                capture_output=True, text=True, timeout=timeout, check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             return ""

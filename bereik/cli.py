@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugin_commands() -> list:  # type: ignore[type-arg]
     """Sub-commands that live with their feature (announce, hoppers, users, report)."""
     registered = []
-    for module_name in ("cti.announcements.cli", "cti.hoppers.cli", "cti.users.cli",
-                        "cti.reports.cli"):
+    for module_name in (
+        "cti.announcements.cli",
+        "cti.hoppers.cli",
+        "cti.users.cli",
+        "cti.reports.cli",
+    ):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:

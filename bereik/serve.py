@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +17,7 @@ from agi.server import FastAgiServer
 from bereik.asterisk import Installation, installed
 from bereik.config import Config
 from bereik.services import Services
+from cti.ami.bus import EventBus
 from cti.ami.client import AmiClient
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.web.app import create_app
@@ -22,6 +25,16 @@ from dialplan.render import load_secrets
 from metrics.registry import AgiMetricsObserver, BereikMetrics
 
 log = logging.getLogger("bereik")
+
+# Long-running parts, each a module with `async def run(services) -> None` that is started
+# after the services exist and cancelled on shutdown. Add a feature's worker here.
+WORKERS: list[str] = []
+
+# Web parts, each a module with `def setup(app: web.Application) -> None` adding its routes.
+WEB_PLUGINS: list[str] = []
+
+# AMI subscribers, each a module with `def subscribe(services, bus) -> None`.
+AMI_SUBSCRIBERS: list[str] = []
 
 
 def instance_dir(config: Config, installation: Installation | None) -> Path:
@@ -36,12 +49,16 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     teams = [team.id for team in config.teams] + ["kcc"]
     metrics = BereikMetrics(teams=teams, handlers=HANDLERS)
     host_instance = instance_dir(config, installed())
-    services = Services(config=config, sessions=sessions(engine), metrics=metrics,
-                        instance_dir=host_instance)
+    services = Services(
+        config=config, sessions=sessions(engine), metrics=metrics, instance_dir=host_instance
+    )
     secrets = load_secrets(host_instance / "secrets.json", config)
     ami = AmiClient("127.0.0.1", config.asterisk.ami_port, config.asterisk.ami_user, secrets.ami)
     ami.on_state.append(metrics.set_ami_connected)
     services.ami = ami
+    services.bus = bus = EventBus(ami.events)
+    for name in AMI_SUBSCRIBERS:
+        importlib.import_module(name).subscribe(services, bus)
 
     agi = FastAgiServer(
         build_routes(services),
@@ -51,18 +68,26 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         command_timeout=config.server.agi_command_timeout,
         observer=AgiMetricsObserver(metrics, HANDLERS),
     )
-    runner = web.AppRunner(create_app(services), access_log=None)
+    plugins = [importlib.import_module(name).setup for name in WEB_PLUGINS]
+    runner = web.AppRunner(create_app(services, plugins), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.http_host, config.server.http_port,
-                       reuse_address=True)
+    site = web.TCPSite(runner, config.server.http_host, config.server.http_port, reuse_address=True)
     background: list[asyncio.Task[None]] = []
     try:
         await agi.start()
         await site.start()
         ami.start()
-        background.append(asyncio.create_task(_drain_events(ami, metrics), name="ami-events"))
-        log.info("serving: FastAGI %s:%s, HTTP http://%s:%s", config.server.agi_host, agi.port,
-                 config.server.http_host, config.server.http_port)
+        background.append(asyncio.create_task(bus.run(), name="ami-events"))
+        for name in WORKERS:
+            worker = importlib.import_module(name).run(services)
+            background.append(asyncio.create_task(_supervised(name, worker), name=name))
+        log.info(
+            "serving: FastAGI %s:%s, HTTP http://%s:%s",
+            config.server.agi_host,
+            agi.port,
+            config.server.http_host,
+            config.server.http_port,
+        )
         await stop.wait()
     finally:
         log.info("stopping")
@@ -75,9 +100,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await engine.dispose()
 
 
-async def _drain_events(ami: AmiClient, metrics: BereikMetrics) -> None:
-    while True:
-        await ami.events.get()
+async def _supervised(name: str, worker: Awaitable[None]) -> None:
+    """A worker that crashes is logged; the calls in progress never depend on it."""
+    try:
+        await worker
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("worker %s crashed; restart bereik serve to run it again", name)
 
 
 def _stop_on_signals() -> asyncio.Event:

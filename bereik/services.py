@@ -10,6 +10,7 @@ from bereik.config import Config
 from cti.store.db import Sessions
 
 if TYPE_CHECKING:
+    from cti.ami.bus import EventBus
     from cti.ami.client import AmiClient
     from metrics.registry import BereikMetrics
 
@@ -22,6 +23,7 @@ class Services:
     # Where Asterisk's instance directory is on this machine (sounds, recordings).
     instance_dir: Path
     ami: AmiClient | None = None
+    bus: EventBus | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @property

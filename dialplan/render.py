@@ -22,40 +22,93 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 
 MODULES = [
     # SIP
-    "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so",
-    "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so", "chan_pjsip.so",
-    "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_user.so",
-    "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_registrar.so", "res_pjsip_caller_id.so",
-    "res_pjsip_sdp_rtp.so", "res_pjsip_dtmf_info.so", "res_pjsip_pubsub.so",
-    "res_pjsip_refer.so", "res_pjsip_nat.so", "res_pjsip_rfc3326.so", "res_pjsip_logger.so",
-    "res_pjsip_diversion.so", "res_rtp_asterisk.so", "res_timing_timerfd.so",
+    "res_pjproject.so",
+    "res_sorcery_config.so",
+    "res_sorcery_memory.so",
+    "res_sorcery_astdb.so",
+    "res_pjsip.so",
+    "res_pjsip_session.so",
+    "chan_pjsip.so",
+    "res_pjsip_authenticator_digest.so",
+    "res_pjsip_endpoint_identifier_user.so",
+    "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_registrar.so",
+    "res_pjsip_caller_id.so",
+    "res_pjsip_sdp_rtp.so",
+    "res_pjsip_dtmf_info.so",
+    "res_pjsip_pubsub.so",
+    "res_pjsip_refer.so",
+    "res_pjsip_nat.so",
+    "res_pjsip_rfc3326.so",
+    "res_pjsip_logger.so",
+    "res_pjsip_diversion.so",
+    "res_rtp_asterisk.so",
+    "res_timing_timerfd.so",
     # media
-    "codec_ulaw.so", "codec_alaw.so", "codec_gsm.so", "codec_a_mu.so", "codec_resample.so",
-    "format_gsm.so", "format_wav.so", "format_pcm.so", "format_sln.so",
+    "codec_ulaw.so",
+    "codec_alaw.so",
+    "codec_gsm.so",
+    "codec_a_mu.so",
+    "codec_resample.so",
+    "format_gsm.so",
+    "format_wav.so",
+    "format_pcm.so",
+    "format_sln.so",
     # bridges and transfers
-    "bridge_simple.so", "bridge_native_rtp.so", "bridge_builtin_features.so",
-    "bridge_holding.so", "app_blind_transfer.so",
+    "bridge_simple.so",
+    "bridge_native_rtp.so",
+    "bridge_builtin_features.so",
+    "bridge_holding.so",
+    "app_blind_transfer.so",
     # dialplan
-    "pbx_config.so", "res_speech.so", "res_agi.so", "app_dial.so", "app_playback.so", "app_stack.so",
-    "app_verbose.so", "app_record.so", "app_read.so", "app_userevent.so", "app_exec.so",
-    "app_senddtmf.so", "app_echo.so",
-    "func_callerid.so", "func_strings.so", "func_logic.so", "func_channel.so",
-    "func_global.so", "func_hangupcause.so", "func_pjsip_endpoint.so", "func_cdr.so",
+    "pbx_config.so",
+    "res_speech.so",
+    "res_agi.so",
+    "app_dial.so",
+    "app_playback.so",
+    "app_stack.so",
+    "app_verbose.so",
+    "app_record.so",
+    "app_read.so",
+    "app_userevent.so",
+    "app_exec.so",
+    "app_senddtmf.so",
+    "app_echo.so",
+    "func_callerid.so",
+    "func_strings.so",
+    "func_logic.so",
+    "func_channel.so",
+    "func_global.so",
+    "func_hangupcause.so",
+    "func_pjsip_endpoint.so",
+    "func_cdr.so",
     "func_timeout.so",
     # records for the AMI listener
-    "cdr_manager.so", "cel_manager.so",
+    "cdr_manager.so",
+    "cel_manager.so",
 ]
 
 # Events the CTI never reads: Asterisk does not even format them (advanced eventfilter).
 DROPPED_EVENTS = [
-    "VarSet", "Newexten", "AGIExecStart", "AGIExecEnd", "RTCPSent", "RTCPReceived",
-    "DeviceStateChange", "ExtensionStatus", "ContactStatus", "PeerStatus", "Registry",
-    "SuccessfulAuth", "ChallengeSent", "RequestBadFormat", "InvalidAccountID",
+    "VarSet",
+    "Newexten",
+    "AGIExecStart",
+    "AGIExecEnd",
+    "RTCPSent",
+    "RTCPReceived",
+    "DeviceStateChange",
+    "ExtensionStatus",
+    "ContactStatus",
+    "PeerStatus",
+    "Registry",
+    "SuccessfulAuth",
+    "ChallengeSent",
+    "RequestBadFormat",
+    "InvalidAccountID",
 ]
 
 
-CORE_DIALPLAN = {"entry.conf.j2", "main.conf.j2", "kcc.conf.j2", "team.conf.j2",
-                 "internal.conf.j2"}
+CORE_DIALPLAN = {"entry.conf.j2", "main.conf.j2", "kcc.conf.j2", "team.conf.j2", "internal.conf.j2"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +206,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}",
         "phones": {phone.extension: phone for phone in config.phones},
         "extra_dialplan": sorted(
-            path.name for path in (TEMPLATES / "dialplan").glob("*.conf.j2")
+            path.name
+            for path in (TEMPLATES / "dialplan").glob("*.conf.j2")
             if path.name not in CORE_DIALPLAN
         ),
     }

@@ -147,7 +147,9 @@ class AmiClient:
             raise AmiActionFailed(response)
         return response
 
-    async def action_list(self, action: dict[str, str], timeout: float | None = None) -> list[Message]:
+    async def action_list(
+        self, action: dict[str, str], timeout: float | None = None
+    ) -> list[Message]:
         """Send an action answered by a list of events (CoreShowChannels and the like)."""
         responses = await self._send(action, True, timeout)
         return responses if isinstance(responses, list) else [responses]
@@ -160,8 +162,9 @@ class AmiClient:
         try:
             return await asyncio.wait_for(future, timeout or self.action_timeout)
         except TimeoutError:
-            raise AmiTimeout(f"no answer to {action.get('Action')} within "
-                             f"{timeout or self.action_timeout} s") from None
+            raise AmiTimeout(
+                f"no answer to {action.get('Action')} within {timeout or self.action_timeout} s"
+            ) from None
 
     async def _run(self) -> None:
         delay = self.backoff_min

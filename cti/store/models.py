@@ -80,7 +80,9 @@ class Hopper(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[str] = mapped_column(String(32), index=True)
     caller: Mapped[str] = mapped_column(String(80))
-    reason: Mapped[str] = mapped_column(String(32))  # no_answer busy nobody_present after_hours manual
+    reason: Mapped[str] = mapped_column(
+        String(32)
+    )  # no_answer busy nobody_present after_hours manual
     agent: Mapped[str] = mapped_column(String(32), default="")
     category: Mapped[str] = mapped_column(String(64), default="")
     note: Mapped[str] = mapped_column(Text, default="")
@@ -116,7 +118,9 @@ class HopperEvent(Base):
     hopper_id: Mapped[int] = mapped_column(ForeignKey("hoppers.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(64), default="")
-    kind: Mapped[str] = mapped_column(String(32))  # created reassigned claimed attempt closed repeat
+    kind: Mapped[str] = mapped_column(
+        String(32)
+    )  # created reassigned claimed attempt closed repeat
     team_id: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -131,7 +135,9 @@ class CallbackAttempt(Base):
     member: Mapped[str] = mapped_column(String(64))
     extension: Mapped[str] = mapped_column(String(32), default="")
     action_id: Mapped[str] = mapped_column(String(64), default="", index=True)
-    outcome: Mapped[str] = mapped_column(String(16), default="pending")  # reached no_answer busy failed
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # reached no_answer busy failed
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     hopper: Mapped[Hopper] = relationship(back_populates="attempts")

@@ -37,8 +37,10 @@ async def healthz(request: web.Request) -> web.Response:
         database = f"error: {type(exc).__name__}"
     ami = "connected" if services.ami is not None and services.ami.connected else "disconnected"
     status = 200 if database == "ok" else 503
-    return web.json_response({"status": "ok" if status == 200 else "degraded",
-                              "database": database, "ami": ami}, status=status)
+    return web.json_response(
+        {"status": "ok" if status == 200 else "degraded", "database": database, "ami": ami},
+        status=status,
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -71,9 +71,15 @@ class Ports:
 class Exchange:
     """One exchange under test: its configuration, Asterisk and `bereik serve`."""
 
-    def __init__(self, installation: Installation, workdir: Path, extra_toml: str = "",
-                 phones: list[Phone] | None = None, teams_toml: str = "",
-                 kcc_agents: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        installation: Installation,
+        workdir: Path,
+        extra_toml: str = "",
+        phones: list[Phone] | None = None,
+        teams_toml: str = "",
+        kcc_agents: list[str] | None = None,
+    ) -> None:
         self.installation = installation
         self.workdir = workdir
         self.ports = Ports()
@@ -157,7 +163,7 @@ ring_seconds = 15
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         self.serve_process = subprocess.Popen(
             [sys.executable, "-m", "bereik", "serve", "--config", str(self.config_path)],
-            stdout=open(self.serve_log, "ab"),  # noqa: SIM115 - handed to the child
+            stdout=open(self.serve_log, "ab"),
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
@@ -180,7 +186,9 @@ ring_seconds = 15
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.serve_process is not None and self.serve_process.poll() is not None:
-                raise AssertionError(f"bereik serve exited; log:\n{self.serve_log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"bereik serve exited; log:\n{self.serve_log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(self.url(path), timeout=2):
                     return
@@ -219,26 +227,52 @@ ring_seconds = 15
 
     # sipp
 
-    def phone(self, extension: str, mode: str = "answer", ring_ms: int = 300) -> subprocess.Popen[bytes]:
+    def phone(
+        self, extension: str, mode: str = "answer", ring_ms: int = 300
+    ) -> subprocess.Popen[bytes]:
         """Start a sipp phone for an extension: answer, noanswer (rings forever) or busy."""
         phone = next(p for p in self.phones if p.extension == extension)
         scenario = "busy_phone.xml" if mode == "busy" else "phone.xml"
         ring = 3_600_000 if mode == "noanswer" else ring_ms
         path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
         process = subprocess.Popen(
-            ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(phone.port),
-             "-mp", str(free_port()), "-nostdin", "-aa", "-trace_err",
-             "-error_file", str(self.workdir / f"sipp-{extension}-errors.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "sipp",
+                "-sf",
+                str(path),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(phone.port),
+                "-mp",
+                str(free_port()),
+                "-nostdin",
+                "-aa",
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / f"sipp-{extension}-errors.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.sipp_processes.append(process)
         time.sleep(0.2)
         return process
 
-    async def call(self, number: str, caller: str = "0612345678", keys: str = "",
-                   hold_ms: int = 1500, key_delay_ms: int = 1500, calls: int = 1,
-                   rate: float = 1.0, limit: int | None = None, timeout_s: int = 60,
-                   caller_name: str = "Burger") -> SippResult:
+    async def call(
+        self,
+        number: str,
+        caller: str = "0612345678",
+        keys: str = "",
+        hold_ms: int = 1500,
+        key_delay_ms: int = 1500,
+        calls: int = 1,
+        rate: float = 1.0,
+        limit: int | None = None,
+        timeout_s: int = 60,
+        caller_name: str = "Burger",
+    ) -> SippResult:
         """Place `calls` calls to `number` as a citizen on the trunk; wait until all end."""
         key_actions = "\n".join(
             f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{_pcap_key(k)}.pcap"/>'
@@ -246,22 +280,62 @@ ring_seconds = 15
             for k in keys
         )
         name = f"call-{number}-{secrets.token_hex(3)}"
-        path = self._scenario("caller.xml", {
-            "caller": caller, "caller_name": caller_name, "hold": str(hold_ms),
-            "key_delay": str(key_delay_ms),
-        }, name, keys=key_actions)
+        path = self._scenario(
+            "caller.xml",
+            {
+                "caller": caller,
+                "caller_name": caller_name,
+                "hold": str(hold_ms),
+                "key_delay": str(key_delay_ms),
+            },
+            name,
+            keys=key_actions,
+        )
         stat = self.workdir / f"{name}.csv"
         command = [
-            "sipp", f"127.0.0.1:{self.ports.sip}", "-sf", str(path), "-s", number,
-            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
-            "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", str(limit or calls),
-            "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin", "-aa",
-            "-trace_err", "-error_file", str(self.workdir / f"{name}-errors.log"),
-            "-trace_stat", "-stf", str(stat), "-fd", "1",
-            *([ "-trace_msg", "-message_file", str(self.workdir / f"{name}-messages.log")] if calls <= 5 else []),
+            "sipp",
+            f"127.0.0.1:{self.ports.sip}",
+            "-sf",
+            str(path),
+            "-s",
+            number,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-mp",
+            str(free_port()),
+            "-m",
+            str(calls),
+            "-r",
+            str(rate),
+            "-rp",
+            "1000",
+            "-l",
+            str(limit or calls),
+            "-timeout",
+            f"{timeout_s}s",
+            "-timeout_error",
+            "-nostdin",
+            "-aa",
+            "-trace_err",
+            "-error_file",
+            str(self.workdir / f"{name}-errors.log"),
+            "-trace_stat",
+            "-stf",
+            str(stat),
+            "-fd",
+            "1",
+            *(
+                ["-trace_msg", "-message_file", str(self.workdir / f"{name}-messages.log")]
+                if calls <= 5
+                else []
+            ),
         ]
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *command,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, stderr = await process.communicate()
         return SippResult(process.returncode or 0, stat, stderr.decode(errors="replace"))
@@ -318,8 +392,11 @@ class SippResult:
             return {}
         header, last = lines[0].split(";"), lines[-1].split(";")
         values = dict(zip(header, last, strict=False))
-        return {key: int(values[key]) for key in
-                ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)") if key in values}
+        return {
+            key: int(values[key])
+            for key in ("TotalCallCreated", "SuccessfulCall(C)", "FailedCall(C)")
+            if key in values
+        }
 
 
 class EventRecorder:
@@ -343,20 +420,29 @@ class EventRecorder:
             self.events.append({str(k): str(v) for k, v in event.items()})
 
     def matching(self, name: str, **headers: str) -> list[dict[str, str]]:
-        return [e for e in self.events if e.get("Event") == name
-                and all(e.get(k) == v for k, v in headers.items())]
+        return [
+            e
+            for e in self.events
+            if e.get("Event") == name and all(e.get(k) == v for k, v in headers.items())
+        ]
 
-    async def wait_for(self, name: str, timeout: float = 15.0,
-                       where: Callable[[dict[str, str]], bool] | None = None,
-                       **headers: str) -> dict[str, str]:
+    async def wait_for(
+        self,
+        name: str,
+        timeout: float = 15.0,
+        where: Callable[[dict[str, str]], bool] | None = None,
+        **headers: str,
+    ) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for event in self.matching(name, **headers):
                 if where is None or where(event):
                     return event
             await asyncio.sleep(0.05)
-        raise AssertionError(f"no AMI event {name} {headers} within {timeout} s; saw "
-                             f"{sorted({e.get('Event', '?') for e in self.events})}")
+        raise AssertionError(
+            f"no AMI event {name} {headers} within {timeout} s; saw "
+            f"{sorted({e.get('Event', '?') for e in self.events})}"
+        )
 
 
 @contextlib.contextmanager

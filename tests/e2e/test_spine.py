@@ -36,8 +36,7 @@ async def test_without_bereik_serve_the_caller_still_reaches_the_kcc(kcc: Exchan
 async def test_a_hundred_calls_at_ten_per_second_all_end(kcc: Exchange) -> None:
     kcc.start_serve()
     kcc.phone("2001", ring_ms=100)
-    result = await kcc.call("14070", calls=100, rate=10, limit=100, hold_ms=1000,
-                            key_delay_ms=100)
+    result = await kcc.call("14070", calls=100, rate=10, limit=100, hold_ms=1000, key_delay_ms=100)
     counts = result.counts()
     assert result.returncode == 0, result.stderr
     assert counts["SuccessfulCall(C)"] == 100 and counts["FailedCall(C)"] == 0
