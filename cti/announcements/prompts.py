@@ -1,0 +1,43 @@
+"""Spoken prompts from text: synthesized once, cached by content, played by path.
+
+Every sentence a caller hears (menu, closed message, "we call you back") is text in the
+configuration or the code; the audio is made on first use and kept under the instance's
+sounds directory, so no one ever records a tape and a changed text is live at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from bereik.services import Services
+from cti.announcements.tts import EspeakEngine, TtsEngine
+
+_locks: dict[str, asyncio.Lock] = {}
+
+
+def engine(services: Services) -> TtsEngine:
+    found = services.extras.get("tts")
+    if found is None:
+        found = services.extras["tts"] = EspeakEngine()
+    return found  # type: ignore[return-value]
+
+
+async def prompt(services: Services, text: str, language: str | None = None) -> str:
+    """The path (as Asterisk sees it, without extension) of `text` spoken."""
+    language = language or services.config.exchange.language
+    digest = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
+    wav = services.sounds_dir / "prompts" / f"{digest}.wav"
+    if not wav.exists():
+        async with _locks.setdefault(digest, asyncio.Lock()):
+            if not wav.exists():
+                wav.parent.mkdir(parents=True, exist_ok=True)
+                await engine(services).synthesize(text, wav, language)
+    return services.asterisk_path(wav.with_suffix(""))
+
+
+def prompt_file(services: Services, asterisk_path: str) -> Path:
+    """The wav file on this machine behind a path returned by `prompt`."""
+    relative = asterisk_path.removeprefix(services.config.asterisk.instance_dir).lstrip("/")
+    return services.instance_dir / f"{relative}.wav"
