@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 
 from agi.handlers.ivr import ivr
@@ -17,6 +16,12 @@ HANDLERS: dict[str, ServiceHandler] = {
 
 
 def build_routes(services: Services) -> dict[str, Handler]:
-    return {
-        path: functools.partial(handler, services=services) for path, handler in HANDLERS.items()
-    }
+    return {path: _bind(handler, services) for path, handler in HANDLERS.items()}
+
+
+def _bind(handler: ServiceHandler, services: Services) -> Handler:
+    async def bound(channel: AgiChannel) -> None:
+        await handler(channel, services)
+
+    bound.__qualname__ = getattr(handler, "__qualname__", "handler")
+    return bound

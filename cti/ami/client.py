@@ -51,6 +51,8 @@ class AmiActionFailed(AmiError):
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with an incremental UTF-8 decoder."""
 
+    version: str | None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
