@@ -1,0 +1,1 @@
+"""Hoppers: callback requests for a team (service, web API, CLI)."""

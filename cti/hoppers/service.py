@@ -1,0 +1,398 @@
+"""Hoppers: creating, linking, reassigning and listing callback requests.
+
+Every path that makes a hopper (a team number nobody answered, the after-hours menu, a
+KCC agent by hand, the API) goes through ``create_hopper`` so the rules hold everywhere:
+
+* **Deadline** from the callback clock: the team's ``norm_working_days`` (the KCC: 2)
+  counted in working days from the moment of creation.
+* **Repeat contact**: while a hopper for the same caller number and team is still open,
+  a new request does *not* make a second hopper (it is not a second piece of work). The
+  open one gets ``repeat_count + 1`` and a ``repeat`` event with what the new contact
+  brought (reason, agent, category, note, call); the open hopper is returned. Its
+  deadline does not move: the citizen was promised a callback by the first deadline. The
+  group mailbox gets a short "herhaald contact" mail so the team sees the caller is
+  waiting. No ``hoppers_created`` count: the metric counts pieces of work.
+* **Acquisitie** (sales calls): the hopper is written for the record, but closed at once
+  with ``counts_for_norm = False``; no mail, no metric, never linked as a repeat.
+* **Group mailbox**: the mail is queued in the ``outbox`` table in the same transaction
+  as the hopper and its ``created`` event, so a crash loses neither; ``cti.outbox``
+  sends it.
+* **Reassign** (wrong team): the clock keeps running from the first creation (the
+  deadline is not recomputed); a ``reassigned`` event says who passed it from which team
+  to which, and the new team's mailbox gets the mail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from cti.callback_clock import deadline as compute_deadline
+from cti.store.models import Hopper, HopperEvent, OutboxMail
+from dialplan.hours import OpeningHours
+
+if TYPE_CHECKING:
+    from bereik.config import Config
+    from bereik.services import Services
+
+KCC_TEAM = "kcc"
+KCC_NORM_WORKING_DAYS = 2
+ACQUISITION = "acquisitie"
+REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
+STATUSES = ("open", "closed")
+
+REASON_TEXT_NL = {
+    "no_answer": "niet opgenomen",
+    "busy": "alle medewerkers in gesprek",
+    "nobody_present": "niemand aanwezig",
+    "after_hours": "buiten openingstijden",
+    "manual": "aangemaakt door het KCC",
+}
+
+
+class HopperError(ValueError):
+    """A request that cannot be carried out, phrased for the person who asked."""
+
+
+@dataclass(frozen=True)
+class TeamInfo:
+    id: str
+    name: str
+    mailbox: str
+    norm_working_days: int
+
+
+def team_info(config: Config, team_id: str) -> TeamInfo:
+    """The team a hopper can belong to: a configured team, or the KCC itself."""
+    if team_id == KCC_TEAM:
+        return TeamInfo(
+            KCC_TEAM, "Klantcontactcentrum", config.kcc.supervisor_mailbox, KCC_NORM_WORKING_DAYS
+        )
+    try:
+        team = config.team(team_id)
+    except KeyError:
+        raise HopperError(f"onbekend team: {team_id!r}") from None
+    return TeamInfo(team.id, team.name, team.mailbox, team.norm_working_days)
+
+
+def normalise_number(raw: str) -> str:
+    """A caller number as we store and compare it: digits, with a leading + kept.
+
+    Keyed numbers and caller IDs arrive with spaces, dashes or a display name; the repeat
+    rule must see "070 123 4567" and "0701234567" as the same caller.
+    """
+    raw = (raw or "").strip()
+    plus = raw.startswith("+")
+    digits = re.sub(r"\D", "", raw)
+    return ("+" + digits if plus and digits else digits)[:32]
+
+
+def opening_hours(config: Config) -> OpeningHours:
+    return OpeningHours(config.hours, config.exchange.timezone)
+
+
+async def create_hopper(
+    services: Services,
+    *,
+    team_id: str,
+    caller: str,
+    reason: str,
+    agent: str = "",
+    category: str = "",
+    note: str = "",
+    call_uniqueid: str = "",
+    actor: str = "system",
+    created_at: datetime | None = None,
+) -> Hopper:
+    """Create a hopper (or link a repeat contact) and queue its mail, in one transaction.
+
+    Returns the hopper that now carries the request: a new one, or the open one a repeat
+    contact was linked to (then ``hopper.repeat_count`` went up). Raises HopperError for
+    an unknown team, an unknown reason or a missing caller number.
+    """
+    config = services.config
+    team = team_info(config, team_id)
+    if reason not in REASONS:
+        raise HopperError(f"onbekende reden: {reason!r} (kies uit {', '.join(REASONS)})")
+    number = normalise_number(caller)
+    if not number:
+        raise HopperError("geen telefoonnummer om terug te bellen")
+    now = created_at or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise HopperError("created_at must be timezone-aware")
+    category = category.strip().lower()[:64]
+    acquisition = category == ACQUISITION
+
+    async with services.sessions() as session, session.begin():
+        if not acquisition:
+            open_one = await _open_hopper(session, number, team.id)
+            if open_one is not None:
+                await _link_repeat(
+                    session,
+                    open_one,
+                    team,
+                    config,
+                    now=now,
+                    reason=reason,
+                    agent=agent,
+                    category=category,
+                    note=note,
+                    call_uniqueid=call_uniqueid,
+                    actor=actor,
+                )
+                return open_one
+
+        hopper = Hopper(
+            team_id=team.id,
+            caller=number,
+            reason=reason,
+            agent=agent[:32],
+            category=category,
+            note=note[:4000],
+            call_uniqueid=call_uniqueid[:64],
+            created_at=now,
+            deadline=compute_deadline(now, team.norm_working_days, opening_hours(config)),
+            status="open",
+            counts_for_norm=not acquisition,
+            repeat_count=0,
+        )
+        if acquisition:
+            # Sales calls are not a citizen's question: on record, out of the norm.
+            hopper.status = "closed"
+            hopper.closed_at = now
+            hopper.closed_by = actor
+            hopper.closing_reason = ACQUISITION
+        session.add(hopper)
+        await session.flush()  # the id, for the event and the mail's key
+        session.add(
+            HopperEvent(
+                hopper_id=hopper.id,
+                at=now,
+                actor=actor,
+                kind="created",
+                team_id=team.id,
+                detail={
+                    "reason": reason,
+                    "agent": agent,
+                    "category": category,
+                    "call_uniqueid": call_uniqueid,
+                },
+            )
+        )
+        if acquisition:
+            session.add(
+                HopperEvent(
+                    hopper_id=hopper.id,
+                    at=now,
+                    actor=actor,
+                    kind="closed",
+                    team_id=team.id,
+                    detail={"closing_reason": ACQUISITION},
+                )
+            )
+        elif team.mailbox:
+            session.add(_new_hopper_mail(hopper, team, config, key=f"hopper-{hopper.id}-created"))
+
+    if not acquisition:
+        services.metrics.hopper_created(team.id, reason)
+    return hopper
+
+
+async def _open_hopper(session: AsyncSession, caller: str, team_id: str) -> Hopper | None:
+    result = await session.execute(
+        select(Hopper)
+        .where(Hopper.caller == caller, Hopper.team_id == team_id, Hopper.status == "open")
+        .order_by(Hopper.created_at)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def _link_repeat(
+    session: AsyncSession,
+    hopper: Hopper,
+    team: TeamInfo,
+    config: Config,
+    *,
+    now: datetime,
+    reason: str,
+    agent: str,
+    category: str,
+    note: str,
+    call_uniqueid: str,
+    actor: str,
+) -> None:
+    hopper.repeat_count = (hopper.repeat_count or 0) + 1
+    # Keep what the first contact did not know yet.
+    if category and not hopper.category:
+        hopper.category = category
+    session.add(
+        HopperEvent(
+            hopper_id=hopper.id,
+            at=now,
+            actor=actor,
+            kind="repeat",
+            team_id=team.id,
+            detail={
+                "reason": reason,
+                "agent": agent,
+                "category": category,
+                "note": note,
+                "call_uniqueid": call_uniqueid,
+                "repeat_count": hopper.repeat_count,
+            },
+        )
+    )
+    if team.mailbox:
+        local = now.astimezone(opening_hours(config).tz)
+        body = (
+            f"{hopper.caller} heeft opnieuw contact gezocht met {team.name} "
+            f"op {local:%d-%m-%Y %H:%M} ({REASON_TEXT_NL.get(reason, reason)}).\n"
+            f"Dit hoort bij terugbelverzoek #{hopper.id}; er is geen nieuw verzoek gemaakt.\n"
+            f"Aantal herhaalde contacten: {hopper.repeat_count}.\n"
+        )
+        if note:
+            body += f"Notitie: {note}\n"
+        body += _link(config, hopper.id)
+        session.add(
+            OutboxMail(
+                key=f"hopper-{hopper.id}-repeat-{hopper.repeat_count}",
+                recipient=team.mailbox,
+                subject=f"Herhaald contact bij terugbelverzoek #{hopper.id} - {hopper.caller}",
+                body=body,
+            )
+        )
+
+
+def _link(config: Config, hopper_id: int) -> str:
+    base = config.server.public_url.rstrip("/")
+    return f"\n{base}/hoppers/{hopper_id}\n" if base else ""
+
+
+def _new_hopper_mail(hopper: Hopper, team: TeamInfo, config: Config, *, key: str) -> OutboxMail:
+    tz = opening_hours(config).tz
+    lines = [
+        f"Nieuw terugbelverzoek voor {team.name}.",
+        "",
+        f"Terugbellen:   {hopper.caller}",
+        f"Reden:         {REASON_TEXT_NL.get(hopper.reason, hopper.reason)}",
+        f"Aangemaakt:    {hopper.created_at.astimezone(tz):%d-%m-%Y %H:%M}",
+        f"Uiterlijk:     {hopper.deadline.astimezone(tz):%d-%m-%Y %H:%M}",
+    ]
+    if hopper.agent:
+        lines.append(f"Doorverbonden door KCC-medewerker: {hopper.agent}")
+    if hopper.category:
+        lines.append(f"Vraagcategorie: {hopper.category}")
+    if hopper.note:
+        lines += ["", "Notitie:", hopper.note]
+    lines.append(_link(config, hopper.id))
+    return OutboxMail(
+        key=key,
+        recipient=team.mailbox,
+        subject=f"Terugbelverzoek #{hopper.id} - {hopper.caller} - "
+        f"uiterlijk {hopper.deadline.astimezone(tz):%d-%m %H:%M}",
+        body="\n".join(lines),
+    )
+
+
+async def reassign_hopper(
+    services: Services, hopper_id: int, *, to_team: str, actor: str, note: str = ""
+) -> Hopper:
+    """Pass an open hopper to another team; the deadline stays that of the first creation."""
+    config = services.config
+    target = team_info(config, to_team)
+    async with services.sessions() as session, session.begin():
+        hopper = await session.get(Hopper, hopper_id)
+        if hopper is None:
+            raise HopperError(f"terugbelverzoek {hopper_id} bestaat niet")
+        if hopper.status != "open":
+            raise HopperError(f"terugbelverzoek {hopper_id} is al gesloten")
+        if hopper.team_id == target.id:
+            raise HopperError(f"terugbelverzoek {hopper_id} hoort al bij {target.name}")
+        previous = hopper.team_id
+        hopper.team_id = target.id
+        hopper.claimed_by = ""  # the old team's claim means nothing to the new team
+        session.add(
+            HopperEvent(
+                hopper_id=hopper.id,
+                actor=actor,
+                kind="reassigned",
+                team_id=target.id,
+                detail={"from_team": previous, "to_team": target.id, "note": note},
+            )
+        )
+        if target.mailbox:
+            events = await session.scalar(
+                select(HopperEvent.id)
+                .where(HopperEvent.hopper_id == hopper.id, HopperEvent.kind == "reassigned")
+                .order_by(HopperEvent.id.desc())
+                .limit(1)
+            )
+            mail = _new_hopper_mail(hopper, target, config, key=f"hopper-{hopper.id}-to-{events}")
+            mail.subject = f"Doorgestuurd: {mail.subject}"
+            mail.body = (
+                f"Doorgestuurd door {actor} (was: {previous}).\n"
+                + (f"Toelichting: {note}\n" if note else "")
+                + "\n"
+                + mail.body
+            )
+            session.add(mail)
+    return hopper
+
+
+async def list_hoppers(
+    session: AsyncSession,
+    *,
+    teams: Sequence[str] | None = None,
+    status: str | None = None,
+    limit: int = 500,
+) -> list[Hopper]:
+    """Hoppers, oldest deadline first; ``teams=None`` means every team."""
+    query = select(Hopper).options(selectinload(Hopper.events))
+    if teams is not None:
+        query = query.where(Hopper.team_id.in_(list(teams)))
+    if status:
+        query = query.where(Hopper.status == status)
+    query = query.order_by(Hopper.deadline, Hopper.id).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+def hopper_json(hopper: Hopper, *, with_events: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": hopper.id,
+        "team": hopper.team_id,
+        "caller": hopper.caller,
+        "reason": hopper.reason,
+        "agent": hopper.agent,
+        "category": hopper.category,
+        "note": hopper.note,
+        "call_uniqueid": hopper.call_uniqueid,
+        "created_at": hopper.created_at.isoformat(),
+        "deadline": hopper.deadline.isoformat(),
+        "status": hopper.status,
+        "claimed_by": hopper.claimed_by,
+        "closed_at": hopper.closed_at.isoformat() if hopper.closed_at else None,
+        "closing_reason": hopper.closing_reason,
+        "counts_for_norm": hopper.counts_for_norm,
+        "within_norm": hopper.within_norm,
+        "repeat_count": hopper.repeat_count,
+    }
+    if with_events:
+        data["history"] = [
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "kind": e.kind,
+                "team": e.team_id,
+                "detail": e.detail,
+            }
+            for e in hopper.events
+        ]
+    return data

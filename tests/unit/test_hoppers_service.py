@@ -1,0 +1,167 @@
+"""create_hopper's rules: deadline, repeat contact, acquisitie, mail in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from bereik.config import Config
+from bereik.services import Services
+from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
+from cti.store.models import Base, Hopper, HopperEvent, OutboxMail
+from metrics.registry import BereikMetrics
+
+# Monday 10 June 2024, 10:00 in Amsterdam (CEST, UTC+2).
+MONDAY_10 = datetime(2024, 6, 10, 8, 0, tzinfo=UTC)
+
+CONFIG = Config.model_validate(
+    {
+        "kcc": {"agents": ["2001"], "supervisor_mailbox": "kcc@example.org"},
+        "phones": [{"extension": "2001"}, {"extension": "3001"}, {"extension": "3101"}],
+        "teams": [
+            {
+                "id": "vergunningen",
+                "name": "Vergunningen",
+                "number": "7001",
+                "members": ["3001"],
+                "mailbox": "verg@example.org",
+            },
+            {
+                "id": "stadsbeheer",
+                "name": "Stadsbeheer",
+                "number": "7002",
+                "members": ["3101"],
+                "mailbox": "sb@example.org",
+                "norm_working_days": 3,
+            },
+        ],
+    }
+)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    engine = create_async_engine("sqlite+aiosqlite://")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    metrics = BereikMetrics(teams=[t.id for t in CONFIG.teams])
+    yield Services(CONFIG, async_sessionmaker(engine, expire_on_commit=False), metrics, tmp_path)
+    await engine.dispose()
+
+
+async def count(services: Services, model: type) -> int:
+    async with services.sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def created_metric(services: Services, team: str, reason: str) -> float:
+    value = services.metrics.registry.get_sample_value(
+        "bereik_hoppers_created_total", {"team": team, "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_new_hopper_has_deadline_event_mail_and_metric(services: Services) -> None:
+    h = await create_hopper(
+        services,
+        team_id="vergunningen",
+        caller="070 123 45 67",
+        reason="no_answer",
+        agent="2001",
+        category="kapvergunning",
+        created_at=MONDAY_10,
+    )
+    assert h.status == "open" and h.caller == "0701234567" and h.agent == "2001"
+    # Two working days after Monday: Wednesday 17:00 Amsterdam = 15:00 UTC.
+    assert h.deadline == datetime(2024, 6, 12, 15, 0, tzinfo=UTC)
+    async with services.sessions() as s:
+        events = (await s.execute(select(HopperEvent))).scalars().all()
+        mails = (await s.execute(select(OutboxMail))).scalars().all()
+    assert [e.kind for e in events] == ["created"]
+    assert len(mails) == 1 and mails[0].recipient == "verg@example.org"
+    assert "0701234567" in mails[0].body and "12-06-2024 17:00" in mails[0].body
+    assert created_metric(services, "vergunningen", "no_answer") == 1
+
+
+async def test_team_norm_working_days_used(services: Services) -> None:
+    h = await create_hopper(
+        services, team_id="stadsbeheer", caller="0612345678", reason="busy", created_at=MONDAY_10
+    )
+    assert h.deadline == datetime(2024, 6, 13, 15, 0, tzinfo=UTC)
+
+
+async def test_repeat_contact_links_to_open_hopper(services: Services) -> None:
+    first = await create_hopper(
+        services,
+        team_id="vergunningen",
+        caller="0701234567",
+        reason="no_answer",
+        created_at=MONDAY_10,
+    )
+    again = await create_hopper(
+        services, team_id="vergunningen", caller="070-1234567", reason="busy", note="belt weer"
+    )
+    assert again.id == first.id and again.repeat_count == 1
+    assert again.deadline == first.deadline
+    assert await count(services, Hopper) == 1
+    async with services.sessions() as s:
+        kinds = (await s.execute(select(HopperEvent.kind).order_by(HopperEvent.id))).scalars()
+        assert list(kinds) == ["created", "repeat"]
+    assert created_metric(services, "vergunningen", "busy") == 0
+    # Another team is another piece of work.
+    other = await create_hopper(
+        services, team_id="stadsbeheer", caller="0701234567", reason="no_answer"
+    )
+    assert other.id != first.id
+
+
+async def test_acquisition_closed_at_once_outside_norm(services: Services) -> None:
+    h = await create_hopper(
+        services,
+        team_id="vergunningen",
+        caller="0201112222",
+        reason="no_answer",
+        category="Acquisitie",
+    )
+    assert h.status == "closed" and h.counts_for_norm is False
+    assert h.closing_reason == "acquisitie"
+    assert await count(services, OutboxMail) == 0
+    # A later real question from the same number is its own hopper.
+    real = await create_hopper(
+        services, team_id="vergunningen", caller="0201112222", reason="no_answer"
+    )
+    assert real.id != h.id and real.status == "open"
+
+
+async def test_bad_input_is_refused(services: Services) -> None:
+    with pytest.raises(HopperError):
+        await create_hopper(services, team_id="nope", caller="070", reason="no_answer")
+    with pytest.raises(HopperError):
+        await create_hopper(services, team_id="vergunningen", caller="", reason="no_answer")
+    with pytest.raises(HopperError):
+        await create_hopper(services, team_id="vergunningen", caller="070", reason="whatever")
+
+
+async def test_reassign_keeps_clock_and_history(services: Services) -> None:
+    h = await create_hopper(
+        services,
+        team_id="vergunningen",
+        caller="0701234567",
+        reason="no_answer",
+        created_at=MONDAY_10,
+    )
+    moved = await reassign_hopper(services, h.id, to_team="stadsbeheer", actor="carla")
+    assert moved.team_id == "stadsbeheer" and moved.deadline == h.deadline
+    async with services.sessions() as s:
+        events = (await s.execute(select(HopperEvent).order_by(HopperEvent.id))).scalars().all()
+        mails = (await s.execute(select(OutboxMail).order_by(OutboxMail.id))).scalars().all()
+    assert [e.kind for e in events] == ["created", "reassigned"]
+    assert events[1].actor == "carla" and events[1].detail["from_team"] == "vergunningen"
+    assert [m.recipient for m in mails] == ["verg@example.org", "sb@example.org"]
+    with pytest.raises(HopperError):
+        await reassign_hopper(services, h.id, to_team="stadsbeheer", actor="carla")
