@@ -192,6 +192,18 @@ class Callbacks(Strict):
     max_attempts: int = Field(3, ge=1, le=10)
     reminder_hour: int = Field(8, ge=0, le=23)
     caller_id: str = ""  # shown to the citizen; defaults to the main number
+    # Click-to-call: how long the member's own phone rings, then the citizen's.
+    member_ring_seconds: int = Field(20, ge=5, le=120)
+    ring_seconds: int = Field(30, ge=5, le=120)
+    # How often the scheduler looks for due reminders and escalations (and stale attempts).
+    check_seconds: float = Field(30.0, ge=0.5, le=3600)
+
+    @field_validator("caller_id")
+    @classmethod
+    def caller_id_digits(cls, value: str) -> str:
+        if value and not re.match(r"^\+?[0-9]{2,20}$", value):
+            raise ValueError("must be a phone number (digits, optionally starting with +)")
+        return value
 
 
 class Retention(Strict):

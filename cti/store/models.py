@@ -137,8 +137,11 @@ class CallbackAttempt(Base):
     action_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     outcome: Mapped[str] = mapped_column(
         String(16), default="pending"
-    )  # reached no_answer busy failed
+    )  # pending reached no_answer busy failed cancelled
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Why it ended: the citizen's DialStatus, or "member:<reason>" when the member's own
+    # phone never got to dial out (that does not count as trying the citizen).
+    detail: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     hopper: Mapped[Hopper] = relationship(back_populates="attempts")
 
