@@ -19,6 +19,11 @@ Plugin = Callable[[web.Application], None]
 def create_app(services: Services, plugins: list[Plugin] | None = None) -> web.Application:
     app = web.Application(client_max_size=20 * 1024 * 1024)
     app[SERVICES] = services
+    # Deny by default: every route but /healthz, /metrics, /login and /static/* needs a
+    # signed-in user (imported here: cti.web.auth uses SERVICES from this module).
+    from cti.web import auth
+
+    auth.setup(app, services.instance_dir / "web-session.key")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     for plugin in plugins or []:

@@ -1,0 +1,1 @@
+"""Users of the web screens: accounts, passwords, API tokens."""

@@ -1,0 +1,152 @@
+"""`bereik users ...`: manage accounts from the shell (the first admin is made here)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from bereik.config import Config, load
+from cti.audit import audit
+from cti.store.db import create_engine, migrate_async, sessions
+from cti.users.service import ROLES, UserError, create_user, get_user, issue_token, set_password
+
+
+def register(subparsers: Any) -> None:
+    users = subparsers.add_parser("users", help="manage the users of the web screens")
+    actions = users.add_subparsers(required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--team", default="", help="team id (members and leads)")
+    add.add_argument("--extension", default="", help="the user's phone extension")
+    add.add_argument("--language", default="nl", choices=("nl", "en"))
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--token", action="store_true", help="also print a new API token")
+    add.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    add.set_defaults(func=cmd_add)
+
+    password = actions.add_parser("password", help="set a new password (and unlock)")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true")
+    password.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    password.set_defaults(func=cmd_password)
+
+    token = actions.add_parser("token", help="issue a new API token (replaces the old one)")
+    token.add_argument("name")
+    token.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    token.set_defaults(func=cmd_token)
+
+    listing = actions.add_parser("list", help="list the users")
+    listing.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    listing.set_defaults(func=cmd_list)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UserError("the passwords differ")
+    return first
+
+
+def _run(config: Config, work: Any) -> int:
+    async def main() -> int:
+        await migrate_async(config.database.url)
+        engine = create_engine(config.database.url)
+        try:
+            async with sessions(engine)() as session:
+                result: int = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except UserError as exc:
+        print(f"bereik users: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if args.team and args.team not in {team.id for team in config.teams}:
+        print(f"bereik users: unknown team {args.team}", file=sys.stderr)
+        return 2
+    try:
+        password = _password(args)
+    except UserError as exc:
+        print(f"bereik users: {exc}", file=sys.stderr)
+        return 2
+
+    async def work(session: Any) -> int:
+        user = await create_user(
+            session, args.name, password, args.role, args.team, args.extension, args.language
+        )
+        audit(
+            session,
+            actor="cli",
+            action="create",
+            object_type="user",
+            object_id=user.id,
+            detail=f"role={user.role} team={user.team_id}",
+        )
+        print(f"added {user.name} ({user.role})")
+        if args.token:
+            print(await issue_token(session, user))
+        return 0
+
+    return _run(config, work)
+
+
+def cmd_password(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    password = _password(args)
+
+    async def work(session: Any) -> int:
+        user = await get_user(session, args.name)
+        if user is None:
+            raise UserError(f"no user {args.name}")
+        await set_password(session, user, password)
+        audit(session, actor="cli", action="password", object_type="user", object_id=user.id)
+        print(f"password of {user.name} set")
+        return 0
+
+    return _run(config, work)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    config = load(args.config)
+
+    async def work(session: Any) -> int:
+        user = await get_user(session, args.name)
+        if user is None:
+            raise UserError(f"no user {args.name}")
+        print(await issue_token(session, user))
+        audit(session, actor="cli", action="token", object_type="user", object_id=user.id)
+        return 0
+
+    return _run(config, work)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cti.store.models import User
+
+    config = load(args.config)
+
+    async def work(session: Any) -> int:
+        for user in (await session.execute(select(User).order_by(User.name))).scalars():
+            state = "active" if user.active else "inactive"
+            fields = [user.name, user.role, user.team_id or "-", user.extension or "-", state]
+            print("\t".join(fields))
+        return 0
+
+    return _run(config, work)

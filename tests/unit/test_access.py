@@ -1,0 +1,167 @@
+"""Deny by default: sign-in, API tokens, roles, team access, CSRF, lockout."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from bereik.config import Config
+from bereik.services import Services
+from cti.store.models import AuditEntry, Base, User
+from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verify_password
+from cti.web import auth
+from cti.web.app import create_app
+from metrics.registry import BereikMetrics
+
+CONFIG = Config.model_validate(
+    {
+        "phones": [{"extension": "3001"}, {"extension": "3101"}],
+        "teams": [
+            {
+                "id": "burgerzaken",
+                "name": "Burgerzaken",
+                "number": "7001",
+                "members": ["3001"],
+                "mailbox": "bz@example.org",
+            },
+            {
+                "id": "belastingen",
+                "name": "Belastingen",
+                "number": "7002",
+                "members": ["3101"],
+                "mailbox": "bel@example.org",
+            },
+        ],
+    }
+)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    engine = create_async_engine("sqlite+aiosqlite://")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    metrics = BereikMetrics(teams=[t.id for t in CONFIG.teams])
+    yield Services(CONFIG, async_sessionmaker(engine, expire_on_commit=False), metrics, tmp_path)
+    await engine.dispose()
+
+
+async def team_only(request: web.Request) -> web.Response:
+    user = auth.current_user(request)
+    auth.require_team_access(user, request.match_info["team"])
+    return web.json_response({"ok": True})
+
+
+async def change(request: web.Request) -> web.Response:
+    auth.require_role(request, "member", "lead")
+    return web.json_response({"changed": True})
+
+
+async def fake_login(request: web.Request) -> web.Response:
+    """Signs in as the named user (stands in for the real login form in this unit test)."""
+    from cti.web.app import SERVICES
+
+    async with request.app[SERVICES].sessions() as db:
+        user = (await db.execute(select(User).where(User.name == request.query["u"]))).scalar_one()
+    auth.sign_in(request, user)
+    return web.json_response({"csrf": auth.csrf_token(request)})
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    def plugin(app: web.Application) -> None:
+        app.router.add_get("/api/teams/{team}/thing", team_only)
+        app.router.add_post("/api/change", change)
+        app.router.add_get("/login", fake_login)
+        app.router.add_get("/page", team_only)
+
+    async with services.sessions() as db:
+        await create_user(db, "marieke", "geheim-wachtwoord", "member", team_id="burgerzaken")
+        await create_user(db, "sam", "geheim-wachtwoord", "supervisor")
+        await db.commit()
+    async with TestClient(TestServer(create_app(services, [plugin]))) as test_client:
+        yield test_client
+
+
+async def test_open_paths_and_deny_by_default(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+    response = await client.get("/api/teams/burgerzaken/thing")
+    assert response.status == 401
+    assert "error" in await response.json()
+    page = await client.get("/page", allow_redirects=False)
+    assert page.status == 302
+    assert page.headers["Location"].startswith("/login?next=")
+
+
+async def test_session_team_access_and_csrf(client: TestClient) -> None:  # type: ignore[type-arg]
+    login = await client.get("/login", params={"u": "marieke"})
+    csrf = (await login.json())["csrf"]
+    cookie = login.cookies[auth.COOKIE]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Strict"
+    assert (await client.get("/api/teams/burgerzaken/thing")).status == 200
+    other = await client.get("/api/teams/belastingen/thing")
+    assert other.status == 403
+    assert (await other.json())["error"]
+    # A change without the CSRF token is refused, with it accepted.
+    assert (await client.post("/api/change", json={})).status == 403
+    assert (await client.post("/api/change", data={"x": "1"})).status == 403
+    assert (await client.post("/api/change", data={"csrf_token": csrf})).status == 200
+    ok = await client.post("/api/change", json={}, headers={auth.CSRF_HEADER: csrf})
+    assert ok.status == 200
+
+
+async def test_tampered_cookie_is_not_a_session(client: TestClient) -> None:  # type: ignore[type-arg]
+    login = await client.get("/login", params={"u": "marieke"})
+    value = login.cookies[auth.COOKIE].value
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/teams/burgerzaken/thing")).status == 401
+    good = {"Cookie": f"{auth.COOKIE}={value}"}
+    assert (await client.get("/api/teams/burgerzaken/thing", headers=good)).status == 200
+    bad = {"Cookie": f"{auth.COOKIE}={value[:-2]}00"}
+    assert (await client.get("/api/teams/burgerzaken/thing", headers=bad)).status == 401
+
+
+async def test_role_and_api_token(services: Services, client: TestClient) -> None:  # type: ignore[type-arg]
+    async with services.sessions() as db:
+        sam = (await db.execute(select(User).where(User.name == "sam"))).scalar_one()
+        token = await issue_token(db, sam)
+        await db.commit()
+        stored = sam.api_token_hash
+    assert token not in stored
+    bearer = {"Authorization": f"Bearer {token}"}
+    # A supervisor sees every team; the token needs no CSRF token, but the role still counts.
+    assert (await client.get("/api/teams/belastingen/thing", headers=bearer)).status == 200
+    assert (await client.post("/api/change", json={}, headers=bearer)).status == 403
+    wrong = {"Authorization": "Bearer brk_nonsense"}
+    assert (await client.get("/api/teams/belastingen/thing", headers=wrong)).status == 401
+
+
+async def test_lockout_after_five_failures(services: Services) -> None:
+    async with services.sessions() as db:
+        await create_user(db, "marieke", "geheim-wachtwoord", "member", team_id="burgerzaken")
+        for _ in range(MAX_FAILED_LOGINS):
+            assert await verify_password(db, "marieke", "fout") is None
+        # Locked: even the right password fails now...
+        assert await verify_password(db, "marieke", "geheim-wachtwoord") is None
+        # ...and works again after 15 minutes.
+        later = datetime.now(UTC) + timedelta(minutes=16)
+        assert await verify_password(db, "marieke", "geheim-wachtwoord", now=later) is not None
+        await db.commit()
+        actions = (await db.execute(select(AuditEntry.action))).scalars().all()
+    assert "lock" in actions
+    assert actions[-1] == "login"
+
+
+def test_mask_number() -> None:
+    assert auth.mask_number("0612345678") == "06******78"
+    member = User(name="m", role="member", team_id="x", password_hash="")
+    assert auth.mask_number("0612345678", member) == "0612345678"
