@@ -1,0 +1,1 @@
+"""Benchmarks of the call path against its baselines, in one run: `python -m bench`."""

@@ -1,0 +1,88 @@
+"""Realistic data for the Bereik rows: 50 teams, 100,000 closed and 1,000 open hoppers.
+
+Teams live in the config (TOML); hoppers and announcements in the database, written with
+bulk inserts (one executemany per 10,000 rows) so the set is ready in seconds.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import create_engine, insert
+
+from cti.store.db import migrate
+from cti.store.models import Announcement, Hopper
+
+TEAMS = 50
+CLOSED_HOPPERS = 100_000
+OPEN_HOPPERS = 1_000
+REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
+BATCH = 10_000
+
+
+def team_id(index: int) -> str:
+    return f"team{index:02d}"
+
+
+def teams_toml(count: int = TEAMS) -> str:
+    return "\n".join(
+        f'[[teams]]\nid = "{team_id(i)}"\nname = "Team {i}"\nnumber = "{7100 + i}"\n'
+        f'mailbox = "{team_id(i)}@gemeente.example"\n'
+        for i in range(count)
+    )
+
+
+def fill(url: str, closed: int = CLOSED_HOPPERS, open_: int = OPEN_HOPPERS) -> None:
+    """Migrate the database at `url` (sqlite:///...) and fill it; deterministic (seeded)."""
+    migrate(url)
+    rng = random.Random(14070)
+    now = datetime.now(UTC).replace(microsecond=0)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        rows: list[dict[str, object]] = []
+        for number in range(closed + open_):
+            created = now - timedelta(minutes=rng.randint(10, 180 * 24 * 60))
+            is_open = number >= closed
+            closed_at = None if is_open else created + timedelta(hours=rng.randint(1, 96))
+            rows.append(
+                {
+                    "team_id": team_id(rng.randrange(TEAMS)),
+                    "caller": f"06{rng.randrange(10**8):08d}",
+                    "reason": rng.choice(REASONS),
+                    "note": "Vraag over een vergunning; graag terugbellen in de middag.",
+                    "call_uniqueid": f"bench.{number}",
+                    "created_at": created,
+                    "deadline": created + timedelta(days=2),
+                    "status": "open" if is_open else "closed",
+                    "closed_at": closed_at,
+                    "closed_by": "" if is_open else "medewerker",
+                    "closing_reason": "" if is_open else "called_back",
+                    "within_norm": None if is_open else closed_at <= created + timedelta(days=2),  # type: ignore[operator]
+                }
+            )
+            if len(rows) == BATCH:
+                connection.execute(insert(Hopper), rows)
+                rows = []
+        if rows:
+            connection.execute(insert(Hopper), rows)
+        connection.execute(
+            insert(Announcement),
+            [
+                {
+                    "text": "Door een storing is de website vandaag niet bereikbaar.",
+                    "kind": "outage",
+                    "scope": "all",
+                    "valid_from": now - timedelta(hours=1),
+                    "valid_until": now + timedelta(days=1),
+                },
+                {
+                    "text": "Het gemeentehuis is op Koningsdag gesloten.",
+                    "kind": "closure",
+                    "scope": "all",
+                    "valid_from": now - timedelta(days=30),
+                    "valid_until": now - timedelta(days=29),
+                },
+            ],
+        )
+    engine.dispose()

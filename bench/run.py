@@ -1,0 +1,536 @@
+"""Benchmarks of the call path, side by side with their baselines, in one run.
+
+    python -m bench            # full: 20, 50 and 100 calls/s for 10 s per row, then the max rate
+    python -m bench --quick    # CI: 10 calls/s for 2 s per row, a short max-rate search
+
+One Asterisk instance (the e2e harness's Exchange, own ports and directory), one
+`bereik serve` on a database with realistic data, and sipp callers on the trunk. Each row's
+extension does the same work (see bench/dialplan.py). The figures are printed as one table;
+the command exits 0 whatever they are: it is a measurement, not a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import dialplan, stats
+from bench.cpu import sample
+from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
+from bereik import asterisk
+from tests.e2e.harness import Exchange, Phone, free_port
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+# Open around the clock with no menu: the IVR routes at once whatever the day or hour, so
+# the Bereik row measures the handler's look-ups, not a greeting's playing time.
+EXTRA_TOML = """
+[hours]
+mon = "00:00-23:59"
+tue = "00:00-23:59"
+wed = "00:00-23:59"
+thu = "00:00-23:59"
+fri = "00:00-23:59"
+sat = "00:00-23:59"
+sun = "00:00-23:59"
+
+[menu]
+greeting = ""
+"""
+
+
+@dataclass
+class Row:
+    name: str
+    rate: float
+    placed: int = 0
+    failed: int = 0
+    asterisk_ms: float | None = None  # CPU per call
+    agi_ms: float | None = None  # CPU per call of the AGI side
+    commands: float | None = None  # AGI commands per call, as counted by the AGI side
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    note: str = ""
+
+
+@dataclass
+class MaxRate:
+    rate: float = 0.0
+    placed: int = 0
+    asterisk_ms: float | None = None
+    serve_ms: float | None = None
+    probes: list[tuple[float, int, int]] = field(default_factory=list)  # rate, placed, failed
+    path: str = "14070 → IVR → KCC"
+    note: str = ""
+
+    @property
+    def serve_share(self) -> float | None:
+        if self.asterisk_ms is None or self.serve_ms is None:
+            return None
+        total = self.asterisk_ms + self.serve_ms
+        return self.serve_ms / total if total else None
+
+
+class Bench:
+    def __init__(self, quick: bool, rates: list[float], seconds: float, workdir: Path) -> None:
+        self.quick = quick
+        self.rates = rates
+        self.seconds = seconds
+        self.workdir = workdir
+        self.installation = asterisk.require()
+        ensure_chroot_python(self.installation)
+        self.exchange = Exchange(
+            self.installation,
+            workdir,
+            phones=[Phone("2001", free_port(), "KCC bench")],
+            kcc_agents=["2001"],
+            teams_toml=teams_toml(),
+            extra_toml=EXTRA_TOML,
+        )
+        self.bench_dir = self.exchange.host_instance / "bench"
+        self.classic_log = self.bench_dir / "classic.txt"
+        self.bare_port = free_port()
+        self.bare_process: subprocess.Popen[bytes] | None = None
+
+    # setup
+
+    def start(self) -> None:
+        ex = self.exchange
+        progress(
+            f"database: {TEAMS} teams, {CLOSED_HOPPERS:,} closed + {OPEN_HOPPERS:,} open hoppers"
+        )
+        fill(ex.config.database.url)
+        progress("starting Asterisk and bereik serve")
+        ex.start_asterisk()
+        self.bench_dir.mkdir(parents=True, exist_ok=True)
+        script = self.bench_dir / "classic_agi.py"
+        shutil.copy(HERE / "classic_agi.py", script)
+        script.chmod(0o755)
+        inside = f"{ex.instance_dir}/bench"
+        dialplan.append(
+            ex.host_instance / "etc" / "extensions.conf",
+            dialplan.BenchPaths(
+                classic_script=f"{inside}/classic_agi.py",
+                classic_log=f"{inside}/classic.txt",
+                bare_agi=f"agi://127.0.0.1:{self.bare_port}",
+            ),
+        )
+        ex.cli("dialplan reload")
+        if "bench-floor" not in ex.cli("dialplan show bench-floor"):
+            raise RuntimeError("the bench contexts did not load; see the instance's messages.log")
+        ex.start_serve()
+        ex.phone("2001", ring_ms=100)
+
+    def close(self) -> None:
+        self._stop_bare()
+        self.exchange.close()
+
+    @property
+    def asterisk_pid(self) -> int:
+        process = self.exchange.asterisk.process
+        assert process is not None
+        return process.pid
+
+    @property
+    def serve_pid(self) -> int:
+        process = self.exchange.serve_process
+        assert process is not None
+        return process.pid
+
+    # one fixed-rate run
+
+    async def _run_calls(
+        self, number: str, rate: float, seconds: float, hold_ms: int
+    ) -> tuple[int, int, int]:
+        calls = max(1, round(rate * seconds))
+        result = await self.exchange.call(
+            number,
+            calls=calls,
+            rate=rate,
+            limit=calls,
+            hold_ms=hold_ms,
+            key_delay_ms=1,
+            timeout_s=int(seconds + 60),
+        )
+        counts = result.counts()
+        await self._drain()
+        placed = counts.get("TotalCallCreated", 0)
+        failed = counts.get("FailedCall(C)", placed) + max(0, calls - placed)
+        return calls, placed, failed
+
+    async def _drain(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exchange.active_channels() == 0:
+                return
+            await asyncio.sleep(0.2)
+        progress(f"warning: channels left after {timeout:.0f} s")
+
+    async def measure(
+        self,
+        name: str,
+        number: str,
+        rate: float,
+        agi_pid: Callable[[], int | None],
+        latencies: Callable[[], tuple[float | None, float | None, float | None, int]],
+        before: Callable[[], None] = lambda: None,
+    ) -> Row:
+        """Place calls at `rate` for the bench's seconds; CPU and latency around them."""
+        before()
+        pid = agi_pid()
+        cpu_ast, cpu_agi = sample(self.asterisk_pid), sample(pid) if pid else None
+        _, placed, failed = await self._run_calls(number, rate, self.seconds, hold_ms=10_000)
+        d_ast = sample(self.asterisk_pid) - cpu_ast
+        pid = agi_pid()
+        d_agi = sample(pid) - cpu_agi if pid and cpu_agi else None
+        p50, p99, commands, agi_failed = latencies()
+        row = Row(name, rate, placed, failed + agi_failed)
+        if placed:
+            row.asterisk_ms = d_ast.own_ms / placed
+            if name == "classic AGI":
+                # The scripts are Asterisk's children: their CPU is cutime/cstime.
+                row.agi_ms = d_ast.children_ms / placed
+            elif d_agi is not None:
+                row.agi_ms = d_agi.total_ms / placed
+            row.commands = commands / placed if commands else None
+        row.p50_ms, row.p99_ms = p50, p99
+        progress(
+            f"  {name:<16} {rate:>5.0f}/s  placed {placed:>5}  failed {row.failed:>3}  "
+            f"Asterisk {fmt(row.asterisk_ms)} ms/call  AGI {fmt(row.agi_ms)} ms/call  "
+            f"p50 {fmt(p50, 3)} ms  p99 {fmt(p99, 3)} ms"
+        )
+        await asyncio.sleep(0.5)
+        return row
+
+    # the four rows
+
+    async def floor(self, rate: float) -> Row:
+        return await self.measure(
+            "Asterisk alone", dialplan.FLOOR, rate, lambda: None, lambda: (None, None, None, 0)
+        )
+
+    async def classic(self, rate: float) -> Row:
+        def reset() -> None:
+            self.classic_log.write_text("")
+
+        def latencies() -> tuple[float | None, float | None, float | None, int]:
+            times = [float(line) for line in self.classic_log.read_text().split()]
+            return *_ms(times), len(times), 0
+
+        return await self.measure(
+            "classic AGI", dialplan.CLASSIC, rate, lambda: None, latencies, reset
+        )
+
+    async def bare(self, rate: float) -> Row:
+        out = self.workdir / "bare.json"
+        self._start_bare(out)
+
+        def latencies() -> tuple[float | None, float | None, float | None, int]:
+            self._stop_bare()
+            data = json.loads(out.read_text())
+            times = data["latencies"]
+            return *_ms(times), len(times), int(data["failed"])
+
+        return await self.measure(
+            "bare FastAGI", dialplan.BARE, rate, lambda: self._bare_pid(), latencies
+        )
+
+    async def bereik(self, rate: float) -> Row:
+        snapshot: dict[str, str] = {}
+
+        def before() -> None:
+            snapshot["metrics"] = self._metrics()
+
+        def latencies() -> tuple[float | None, float | None, float | None, int]:
+            return _histogram_latencies(snapshot["metrics"], self._metrics())
+
+        row = await self.measure(
+            "Bereik ivr", dialplan.BEREIK, rate, lambda: self.serve_pid, latencies, before
+        )
+        row.note = "p50/p99 from bereik_agi_command_seconds buckets"
+        return row
+
+    # the maximum sustained rate through the real 14070 path
+
+    async def max_rate(self) -> MaxRate:
+        seconds = 2.0 if self.quick else 5.0
+        result = MaxRate()
+        good, bad = 0.0, None
+        rate = 10.0 if self.quick else 20.0
+        limit = 20.0 if self.quick else 400.0
+        probes = 2 if self.quick else 8
+        for _ in range(probes):
+            before = self._metrics()
+            cpu_ast, cpu_serve = sample(self.asterisk_pid), sample(self.serve_pid)
+            _, placed, failed = await self._run_calls(
+                self.exchange.config.exchange.main_number, rate, seconds, hold_ms=500
+            )
+            d_ast = sample(self.asterisk_pid) - cpu_ast
+            d_serve = sample(self.serve_pid) - cpu_serve
+            failed += _agi_failures(before, self._metrics())
+            result.probes.append((rate, placed, failed))
+            progress(f"  max rate probe {rate:>5.0f}/s  placed {placed:>5}  failed {failed}")
+            if failed == 0 and placed:
+                good = rate
+                result.rate, result.placed = rate, placed
+                result.asterisk_ms = d_ast.total_ms / placed
+                result.serve_ms = d_serve.total_ms / placed
+            else:
+                bad = rate
+            if bad is None:
+                if rate >= limit:
+                    result.note = f"not limited up to {limit:.0f}/s (the search's cap)"
+                    break
+                rate = min(limit, rate * 2)
+            else:
+                if bad - good <= max(5.0, good * 0.1):
+                    break
+                rate = round((good + bad) / 2)
+            await asyncio.sleep(1)
+        return result
+
+    # helpers
+
+    def _metrics(self) -> str:
+        with urllib.request.urlopen(self.exchange.url("/metrics"), timeout=10) as response:
+            return str(response.read().decode())
+
+    def _start_bare(self, out: Path) -> None:
+        out.unlink(missing_ok=True)
+        self.bare_process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.bare_agi",
+                "--port",
+                str(self.bare_port),
+                "--out",
+                str(out),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.bare_port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("the bare FastAGI server did not start")
+
+    def _bare_pid(self) -> int | None:
+        return self.bare_process.pid if self.bare_process else None
+
+    def _stop_bare(self) -> None:
+        process, self.bare_process = self.bare_process, None
+        if process and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(10)
+
+
+def _ms(times: list[float]) -> tuple[float | None, float | None]:
+    p50, p99 = stats.percentile(times, 0.5), stats.percentile(times, 0.99)
+    return (p50 * 1000 if p50 is not None else None, p99 * 1000 if p99 is not None else None)
+
+
+def _histogram_latencies(
+    before: str, after: str
+) -> tuple[float | None, float | None, float | None, int]:
+    name = "bereik_agi_command_seconds"
+    buckets = stats.diff(stats.scrape_histogram(after, name), stats.scrape_histogram(before, name))
+    p50, p99 = stats.histogram_quantile(buckets, 0.5), stats.histogram_quantile(buckets, 0.99)
+    count = max(buckets.values(), default=0.0)
+    return (
+        p50 * 1000 if p50 is not None else None,
+        p99 * 1000 if p99 is not None else None,
+        count,
+        _agi_failures(before, after),
+    )
+
+
+def _agi_failures(before: str, after: str) -> int:
+    def total(text: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(("bereik_agi_failures_total{", "bereik_agi_refused_total "))
+        )
+
+    return round(total(after) - total(before))
+
+
+def ensure_chroot_python(installation: asterisk.Installation) -> None:
+    """The classic AGI row runs a Python script inside the Asterisk root: install python3."""
+    if not installation.chrooted or installation.host_path("/usr/bin/python3").exists():
+        return
+    progress("installing python3 in the Asterisk root for the classic AGI row")
+    subprocess.run(
+        installation.command("apt-get", "install", "-y", "--no-install-recommends", "python3"),
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        timeout=600,
+    )
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik ivr"]
+
+
+def table(rows: list[Row], best: MaxRate, sse_note: str) -> str:
+    header = (
+        "| row | calls/s | placed | failed | Asterisk CPU ms/call | AGI-side CPU ms/call "
+        "| AGI cmds/call | cmd p50 ms | cmd p99 ms |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.rate:.0f} | {row.placed} | {row.failed} | "
+            f"{fmt(row.asterisk_ms, 2)} | {fmt(row.agi_ms, 2)} | {fmt(row.commands, 1)} | "
+            f"{fmt(row.p50_ms, 3)} | {fmt(row.p99_ms, 3)} |"
+        )
+    share = best.serve_share
+    lines += [
+        "",
+        "| maximum sustained rate, zero failed calls | calls/s | placed | Asterisk CPU ms/call "
+        "| bereik serve CPU ms/call | bereik serve share of CPU |",
+        "|---|---|---|---|---|---|",
+        f"| {best.path} | {best.rate:.0f} | {best.placed} | {fmt(best.asterisk_ms, 2)} | "
+        f"{fmt(best.serve_ms, 2)} | {'-' if share is None else f'{share:.0%}'} |",
+        "",
+        "probes (calls/s: placed/failed): "
+        + ", ".join(f"{r:.0f}: {p}/{f}" for r, p, f in best.probes)
+        + (f"; {best.note}" if best.note else ""),
+        "",
+        f"event to screen: {sse_note}",
+        "",
+        *verdict(rows, best),
+    ]
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row], best: MaxRate) -> list[str]:
+    """Bereik's targets from issue #9, checked against this run's own baselines."""
+    lines = ["targets:"]
+    by_rate: dict[float, dict[str, Row]] = {}
+    for row in rows:
+        by_rate.setdefault(row.rate, {})[row.name] = row
+    for rate, named in sorted(by_rate.items()):
+        bare, real = named.get("bare FastAGI"), named.get("Bereik ivr")
+        if bare and real and bare.agi_ms and real.agi_ms is not None:
+            ratio = real.agi_ms / bare.agi_ms
+            lines.append(
+                f"- {rate:.0f}/s: Bereik ivr CPU {real.agi_ms:.2f} ms/call = {ratio:.1f} × bare "
+                f"({'met' if ratio <= 2 else 'MISSED'}: ≤ 2 ×)"
+            )
+        if real and real.p99_ms is not None:
+            lines.append(
+                f"- {rate:.0f}/s: Bereik command p99 {real.p99_ms:.2f} ms "
+                f"({'met' if real.p99_ms < 5 else 'MISSED'}: < 5 ms)"
+            )
+    share = best.serve_share
+    if share is not None:
+        lines.append(
+            f"- max rate {best.rate:.0f}/s: bereik serve {share:.0%} of the CPU "
+            f"({'met' if share < 0.25 else 'MISSED'}: < 25 %)"
+        )
+    return lines
+
+
+def sse_status() -> str:
+    """The event-to-screen row needs the CTI screens' SSE endpoint; say whether it exists."""
+    for path in (REPO / "cti").rglob("*.py"):
+        if "text/event-stream" in path.read_text(errors="replace"):
+            return (
+                f"not measured: an SSE endpoint exists ({path.relative_to(REPO)}),"
+                " but the bench has no row for it yet"
+            )
+    return "not measured: no SSE/WebSocket endpoint exists in cti/ yet (CTI screens issue)"
+
+
+async def measure_all(
+    bench: Bench, rates: list[float], seconds: float, skip_max: bool
+) -> tuple[list[Row], MaxRate]:
+    rows: list[Row] = []
+    for rate in rates:
+        progress(f"{rate:.0f} calls/s for {seconds:.0f} s per row")
+        rows.append(await bench.floor(rate))
+        rows.append(await bench.classic(rate))
+        rows.append(await bench.bare(rate))
+        rows.append(await bench.bereik(rate))
+    if skip_max:
+        return rows, MaxRate(note="skipped")
+    progress("maximum sustained rate through 14070")
+    return rows, await bench.max_rate()
+
+
+def run(args: argparse.Namespace) -> int:
+    rates = args.rates or ([10.0] if args.quick else [20.0, 50.0, 100.0])
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    workdir = Path(tempfile.mkdtemp(prefix="bereik-bench-"))
+    bench = Bench(args.quick, rates, seconds, workdir)
+    try:
+        # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
+        bench.start()
+        rows, best = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+    finally:
+        bench.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(machine())
+    print(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
+    print(table(rows, best, sse_status()))
+    return 0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    installation = asterisk.installed()
+    version = installation.version if installation else "?"
+    return (
+        f"machine: {os.cpu_count()} cores, {cpu}; Python {sys.version.split()[0]}; "
+        f"Asterisk {version}; sipp callers on loopback"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds per row (CI)")
+    parser.add_argument("--rates", type=float, nargs="+", help="calls per second per row")
+    parser.add_argument("--seconds", type=float, help="seconds of calls per row and rate")
+    parser.add_argument("--skip-max", action="store_true", help="leave out the max-rate search")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
