@@ -1,0 +1,170 @@
+"""The callback clock's timers (a WORKER): reminders and escalations, derived from the DB.
+
+Nothing is kept in memory between checks. Every ``callbacks.check_seconds`` the worker
+looks at the open hoppers and queues, in the ``outbox`` table, what is due:
+
+* ``reminder:<hopper id>`` to the team's group mailbox, from ``callbacks.reminder_hour``
+  on the morning of the deadline day until the deadline ("verloopt vandaag");
+* ``escalation:<hopper id>:lead`` to the team lead's mailbox (the group mailbox when the
+  team has no lead mailbox) and ``escalation:<hopper id>:kcc`` to
+  ``kcc.supervisor_mailbox``, once the deadline has passed.
+
+Exactly once: the outbox key is unique, so when two processes (or one after a restart)
+queue the same mail, the database refuses the second row and the IntegrityError is
+taken as "already queued". The outbox worker (cti/outbox.py) sends each row once. A
+hopper closed before its timer is due gets nothing; a reminder whose deadline passed
+while every process was down is skipped, because the escalation says more.
+
+The same loop marks click-to-call attempts whose outcome was never seen as failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from cti.callback_clock import is_overdue, reminder_time
+from cti.callbacks.clicktocall import expire_stale_attempts
+from cti.callbacks.service import opening_hours
+from cti.hoppers.service import team_info
+from cti.store.models import Hopper, OutboxMail
+
+if TYPE_CHECKING:
+    from bereik.config import Config
+    from bereik.services import Services
+
+log = logging.getLogger("bereik.callbacks.scheduler")
+
+# A reminder is due at most a day before its deadline (reminder hour 00:00, closing 24:00).
+REMINDER_WINDOW = timedelta(days=1, hours=2)
+
+
+@dataclass(frozen=True)
+class Due:
+    key: str
+    recipient: str
+    subject: str
+    body: str
+
+
+def _masked(number: str) -> str:
+    # Mail leaves the exchange: the number is in the linked hopper, not in every inbox.
+    return number[:2] + "*" * max(len(number) - 6, 0) + number[-4:] if len(number) > 6 else number
+
+
+def _link(config: Config, hopper_id: int) -> str:
+    base = config.server.public_url.rstrip("/")
+    return f"{base}/hoppers/{hopper_id}" if base else f"terugbelverzoek #{hopper_id}"
+
+
+def due_mails(hopper: Hopper, config: Config, now: datetime) -> list[Due]:
+    """What this open hopper needs mailed at ``now`` (keys decide whether it already was)."""
+    if hopper.status != "open" or not hopper.counts_for_norm:
+        return []
+    hours = opening_hours(config)
+    team = team_info(config, hopper.team_id)
+    local_deadline = hopper.deadline.astimezone(hours.tz)
+    summary = (
+        f"Terugbelverzoek #{hopper.id} voor {team.name}\n"
+        f"Terugbellen:  {_masked(hopper.caller)}\n"
+        f"Aangemaakt:   {hopper.created_at.astimezone(hours.tz):%d-%m-%Y %H:%M}\n"
+        f"Uiterlijk:    {local_deadline:%d-%m-%Y %H:%M}\n"
+        f"Opgepakt door: {hopper.claimed_by or 'nog niemand'}\n"
+        f"\n{_link(config, hopper.id)}\n"
+    )
+    if is_overdue(hopper.deadline, now):
+        subject = (
+            f"Termijn verstreken: terugbelverzoek #{hopper.id} ({team.name}), "
+            f"uiterlijk {local_deadline:%d-%m %H:%M}"
+        )
+        body = (
+            "Dit terugbelverzoek is niet binnen de servicenorm afgehandeld.\n"
+            "Wil je zorgen dat de burger zo snel mogelijk wordt teruggebeld?\n\n" + summary
+        )
+        mails = [Due(f"escalation:{hopper.id}:lead", team.mailbox, subject, body)]
+        lead = config.team(hopper.team_id).lead_mailbox if hopper.team_id != "kcc" else ""
+        if lead:
+            mails[0] = Due(f"escalation:{hopper.id}:lead", lead, subject, body)
+        if config.kcc.supervisor_mailbox:
+            mails.append(
+                Due(f"escalation:{hopper.id}:kcc", config.kcc.supervisor_mailbox, subject, body)
+            )
+        return [m for m in mails if m.recipient]
+    if now >= reminder_time(hopper.deadline, hours, config.callbacks.reminder_hour):
+        subject = (
+            f"Verloopt vandaag om {local_deadline:%H:%M}: terugbelverzoek #{hopper.id} "
+            f"({team.name})"
+        )
+        body = "Dit terugbelverzoek moet vandaag nog worden teruggebeld.\n\n" + summary
+        return [Due(f"reminder:{hopper.id}", team.mailbox, subject, body)] if team.mailbox else []
+    return []
+
+
+async def _queued(services: Services, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    async with services.sessions() as session:
+        result = await session.execute(select(OutboxMail.key).where(OutboxMail.key.in_(keys)))
+        return set(result.scalars())
+
+
+async def queue_once(services: Services, mail: Due) -> bool:
+    """Insert one outbox row; False when another process (or an earlier run) already did."""
+    try:
+        async with services.sessions() as session, session.begin():
+            session.add(
+                OutboxMail(
+                    key=mail.key, recipient=mail.recipient, subject=mail.subject, body=mail.body
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def check(services: Services, now: datetime | None = None) -> list[str]:
+    """One pass: queue every due reminder and escalation; return the keys queued now."""
+    now = now or datetime.now(UTC)
+    async with services.sessions() as session:
+        result = await session.execute(
+            select(Hopper).where(
+                Hopper.status == "open",
+                Hopper.counts_for_norm.is_(True),
+                Hopper.deadline <= now + REMINDER_WINDOW,
+            )
+        )
+        hoppers = list(result.scalars())
+    due: list[Due] = []
+    for hopper in hoppers:
+        try:
+            due.extend(due_mails(hopper, services.config, now))
+        except Exception:  # one hopper of a team since removed from the config, say
+            log.exception("hopper %s: cannot work out its reminders", hopper.id)
+    already = await _queued(services, [mail.key for mail in due])
+    queued = []
+    for mail in due:
+        if mail.key not in already and await queue_once(services, mail):
+            queued.append(mail.key)
+    if queued:
+        log.info("queued %d reminder/escalation mails: %s", len(queued), ", ".join(queued))
+    return queued
+
+
+async def run(services: Services) -> None:
+    interval = services.config.callbacks.check_seconds
+    while True:
+        try:
+            await check(services)
+            await expire_stale_attempts(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database may be briefly unavailable; the next pass derives it all again.
+            log.exception("callback scheduler pass failed; retrying in %.0f s", interval)
+        await asyncio.sleep(interval)
