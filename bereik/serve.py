@@ -28,13 +28,24 @@ log = logging.getLogger("bereik")
 
 # Long-running parts, each a module with `async def run(services) -> None` that is started
 # after the services exist and cancelled on shutdown. Add a feature's worker here.
-WORKERS: list[str] = []
+WORKERS: list[str] = [
+    "cti.ami.listener",
+    "cti.calls.gauges",
+    "cti.callbacks.scheduler",
+    "cti.outbox",
+]
 
 # Web parts, each a module with `def setup(app: web.Application) -> None` adding its routes.
-WEB_PLUGINS: list[str] = []
+WEB_PLUGINS: list[str] = [
+    "cti.callbacks.http",
+    "cti.hoppers.http",
+]
 
 # AMI subscribers, each a module with `def subscribe(services, bus) -> None`.
-AMI_SUBSCRIBERS: list[str] = []
+AMI_SUBSCRIBERS: list[str] = [
+    "cti.ami.listener",
+    "cti.callbacks.clicktocall",
+]
 
 
 def instance_dir(config: Config, installation: Installation | None) -> Path:

@@ -105,6 +105,7 @@ DROPPED_EVENTS = [
     "ChallengeSent",
     "RequestBadFormat",
     "InvalidAccountID",
+    "TestEvent",
 ]
 
 

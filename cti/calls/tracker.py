@@ -1,0 +1,541 @@
+"""The call tracker: AMI events in, one outcome per call out. Pure state, no I/O.
+
+Asterisk describes a call as channels (one per leg), each with a ``Uniqueid``, tied
+together by a ``Linkedid``: the uniqueid of the oldest channel of the call. We follow
+channels by ``Uniqueid`` and calls by their first channel, and keep an index from
+``Linkedid`` to call because the linkedid can change mid-call: when channels of two calls
+meet in a bridge (an attended transfer) all take the oldest linkedid, and the younger call
+is then merged into the older one.
+
+A call ends on CEL ``LINKEDID_END`` (all its legs are gone). That event can arrive before
+the last ``Hangup`` of the call, so the end does not wait for hangups; a ``Hangup`` of the
+first channel with no other channel left ends the call too (when CEL is not configured).
+
+Where the call waits for whom ("offers"): a ``UserEvent(BereikRoute)`` with ``Team:`` from
+the dialplan, and every ``DialBegin`` from a channel in a team context (``bereik-kcc``,
+``bereik-team``/``bereik-team-static`` with the team number as extension, or a
+``BEREIK_TEAM`` channel variable). An offer is answered by ``DialEnd`` with
+``DialStatus: ANSWER``; a ringall sends ``CANCEL`` to the other phones, so ``CANCEL`` alone
+never means the caller gave up: that is decided when the call ends with the offer still
+unanswered.
+
+Times come from the events' ``Timestamp`` header (manager.conf ``timestampevents``), so a
+recorded stream replays to the same waits, and fall back to the clock.
+
+The tracker emits effects (``Started``, ``Answered``, ``Ended``); the listener persists them
+and counts metrics only when the database row shows the effect was not applied before, so a
+call is counted once even across an AMI reconnect or a restart of ``bereik serve``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KCC = "kcc"
+
+# Where a call enters, by the context of its first channel (pjsip.conf endpoints).
+TRUNK_CONTEXT = "from-trunk"
+INTERNAL_CONTEXT = "from-internal"
+KCC_CONTEXT = "bereik-kcc"
+TEAM_CONTEXTS = ("bereik-team", "bereik-team-static")
+
+# DialEnd statuses that end an offer with a transfer result other than "answered".
+DIAL_RESULTS = {
+    "NOANSWER": "no_answer",
+    "CANCEL": "no_answer",
+    "BUSY": "busy",
+    "CONGESTION": "failed",
+    "CHANUNAVAIL": "failed",
+    "DONTCALL": "failed",
+    "TORTURE": "failed",
+    "INVALIDARGS": "failed",
+}
+
+
+@dataclass
+class Offer:
+    """The call ringing (or queued) for one team."""
+
+    team: str
+    since: float
+    transfer: bool = False
+    dests: set[str] = field(default_factory=set)
+    answered_at: float | None = None
+    agent: str = ""
+    result: str = ""  # transfer result once known: answered no_answer busy failed
+
+
+@dataclass
+class CallState:
+    uniqueid: str  # of the first channel: the key of the calls row
+    linkedid: str
+    entry: str  # the number dialled
+    entry_kind: str  # 14070, team, internal (the bereik_calls_offered_total label)
+    caller: str
+    started: float
+    channels: set[str] = field(default_factory=set)
+    all_channels: set[str] = field(default_factory=set)
+    offers: list[Offer] = field(default_factory=list)
+    pending_transfer: str = ""  # team a blind transfer went to, until its offer starts
+    answered: bool = False
+    resynced: bool = False
+
+    def open_offer(self) -> Offer | None:
+        for offer in reversed(self.offers):
+            if offer.answered_at is None and not offer.result:
+                return offer
+        return None
+
+
+@dataclass(frozen=True)
+class Started:
+    uniqueid: str
+    linkedid: str
+    entry: str
+    caller: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The first answer of a call by a person: counted in bereik_calls_answered_total."""
+
+    uniqueid: str
+    team: str
+    agent: str
+    wait_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Ended:
+    uniqueid: str
+    uniqueids: tuple[str, ...]  # every channel of the call: a hopper may name any of them
+    entry_kind: str
+    outcome: str  # answered_kcc answered_team transferred abandoned (hopper/closed/info: DB)
+    team: str
+    agent: str
+    wait_seconds: float | None
+    at: float
+    transfers: tuple[tuple[str, str], ...]  # (to_team, result)
+
+
+Effect = Started | Answered | Ended
+
+
+class CallTracker:
+    def __init__(
+        self,
+        main_number: str,
+        kcc_number: str,
+        team_numbers: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.main_number = main_number
+        self.kcc_number = kcc_number
+        self.team_numbers = dict(team_numbers)  # number -> team id
+        self.teams = set(team_numbers.values()) | {KCC}
+        self.clock = clock
+        self.calls: dict[str, CallState] = {}  # by first uniqueid
+        self.by_linkedid: dict[str, CallState] = {}
+        self.by_channel: dict[str, CallState] = {}  # uniqueid of any leg -> call
+        self.events = 0
+
+    # -- figures for gauges --------------------------------------------------------------
+
+    def waiting(self) -> dict[str, int]:
+        """Callers waiting right now per team: an offer started and not yet answered."""
+        counts = dict.fromkeys(self.teams, 0)
+        for call in self.calls.values():
+            offer = call.open_offer()
+            if offer is not None and offer.team in counts:
+                counts[offer.team] += 1
+        return counts
+
+    # -- events ----------------------------------------------------------------------------
+
+    def feed(self, event: Mapping[str, Any]) -> list[Effect]:
+        self.events += 1
+        name = event.get("Event", "")
+        handler = getattr(self, f"_on_{name}", None)
+        if handler is None:
+            return []
+        at = _timestamp(event, self.clock)
+        effects: list[Effect] = []
+        self._follow_linkedid(event, at, effects)
+        handler(event, at, effects)
+        return effects
+
+    def resync(self, channels: Iterable[Mapping[str, Any]]) -> list[Effect]:
+        """After a (re)connect: the live channels (CoreShowChannel events) are the truth.
+
+        Calls we followed whose channels are all gone ended while we were not listening
+        (Asterisk restarted, or the connection dropped): they end now with what we knew.
+        Live channels we do not know are taken up; their past is unknown, so a call found
+        in a bridge counts as answered with an unknown wait.
+        """
+        now = self.clock()
+        effects: list[Effect] = []
+        live = {str(c.get("Uniqueid", "")): c for c in channels}
+        for call in list(self.calls.values()):
+            call.channels &= set(live)
+            if not call.channels:
+                self._end(call, now, effects)
+        for uniqueid, channel in sorted(live.items()):
+            if uniqueid in self.by_channel:
+                continue
+            linkedid = str(channel.get("Linkedid") or uniqueid)
+            found = self.by_linkedid.get(linkedid)
+            if found is not None:
+                call = found
+            else:
+                if uniqueid != linkedid:
+                    continue  # a leg of a call whose first channel we have not seen yet
+                started = now - _duration(str(channel.get("Duration", "")))
+                entry, kind = self._entry_from_context(channel)
+                if not kind:
+                    continue
+                call = self._new_call(uniqueid, linkedid, entry, kind, channel, started)
+                call.resynced = True
+                effects.append(Started(uniqueid, linkedid, entry, call.caller, started))
+            self._add_channel(call, uniqueid)
+            team = self._team_of(channel)
+            if team and not call.offers:
+                call.offers.append(Offer(team=team, since=call.started))
+            if channel.get("BridgeId") and uniqueid != call.uniqueid and call.offers:
+                offer = call.offers[-1]
+                if offer.answered_at is None:
+                    offer.answered_at = now
+                    offer.agent = _extension(str(channel.get("Channel", "")))
+                    call.answered = True
+                    effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
+        return effects
+
+    # -- handlers, by event name -----------------------------------------------------------
+
+    def _on_Newchannel(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        uniqueid, linkedid = str(e.get("Uniqueid", "")), str(e.get("Linkedid", ""))
+        if not uniqueid or uniqueid in self.by_channel:
+            return
+        call = self.by_linkedid.get(linkedid) if linkedid else None
+        if call is not None:
+            self._add_channel(call, uniqueid)
+            return
+        if linkedid and linkedid != uniqueid:
+            return  # a leg of a call we do not follow (an outgoing callback, say)
+        entry, kind = self._entry(e)
+        if not kind:
+            return  # a call between two extensions, or an originated callback: no norm
+        call = self._new_call(uniqueid, linkedid or uniqueid, entry, kind, e, at)
+        out.append(Started(uniqueid, call.linkedid, entry, call.caller, at))
+
+    def _on_UserEvent(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        if e.get("UserEvent") != "BereikRoute":
+            return
+        call = self._call_of(e)
+        team = str(e.get("Team", ""))
+        if call is None or team not in self.teams:
+            return
+        self._offer(call, team, at)
+
+    def _on_DialBegin(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        call = self._call_of(e)
+        if call is None:
+            return
+        dest = str(e.get("DestUniqueid", ""))
+        if dest:
+            self._add_channel(call, dest)
+        team = self._team_of(e)
+        if not team:
+            return
+        offer = self._offer(call, team, at)
+        offer.dests.add(dest)
+
+    def _on_DialEnd(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        call = self._call_of(e)
+        if call is None:
+            return
+        dest = str(e.get("DestUniqueid", ""))
+        offer = next((o for o in reversed(call.offers) if dest in o.dests), None)
+        if offer is None or offer.answered_at is not None or offer.result:
+            return
+        status = str(e.get("DialStatus", ""))
+        offer.dests.discard(dest)
+        if status == "ANSWER":
+            offer.answered_at = at
+            offer.agent = _extension(str(e.get("DestChannel", "")))
+            offer.result = "answered"
+            if not call.answered:
+                call.answered = True
+                out.append(
+                    Answered(call.uniqueid, offer.team, offer.agent, max(at - offer.since, 0.0))
+                )
+        elif not offer.dests and status != "CANCEL":
+            # Every phone of the team has given up: the offer is over (a ringall's
+            # CANCELs to the other phones come after an ANSWER and are ignored above).
+            offer.result = DIAL_RESULTS.get(status, "failed")
+
+    def _on_BlindTransfer(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        if e.get("Result", "Success") != "Success":
+            return
+        uniqueid = str(e.get("TransfereeUniqueid", ""))
+        call = self.by_channel.get(uniqueid)
+        if call is None:
+            return
+        extension = str(e.get("Extension", ""))
+        team = self.team_numbers.get(extension) or (KCC if extension == self.kcc_number else "")
+        if team:
+            call.pending_transfer = team
+
+    def _on_AttendedTransfer(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        # The consultation call's channels take the transferee's linkedid (handled by
+        # _follow_linkedid); what is left is crediting the answered target as a transfer.
+        if e.get("Result", "Success") != "Success":
+            return
+        transferee = self.by_channel.get(str(e.get("TransfereeUniqueid", "")))
+        target = self.by_channel.get(str(e.get("TransferTargetUniqueid", "")))
+        if transferee is None or target is None or transferee is target:
+            return
+        for offer in target.offers:
+            if offer.answered_at is not None:
+                answered = Offer(offer.team, offer.since, transfer=True, result="answered")
+                answered.answered_at, answered.agent = offer.answered_at, offer.agent
+                transferee.offers.append(answered)
+        self._merge(target, into=transferee)
+
+    def _on_Hangup(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        uniqueid = str(e.get("Uniqueid", ""))
+        call = self.by_channel.pop(uniqueid, None)
+        if call is None:
+            return
+        call.channels.discard(uniqueid)
+        if not call.channels and call.uniqueid in self.calls:
+            self._end(call, at, out)
+
+    def _on_CEL(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        if e.get("EventName") != "LINKEDID_END":
+            return
+        call = self.by_linkedid.get(str(e.get("LinkedID", "")))
+        if call is not None:
+            self._end(call, at, out)
+
+    # -- the pieces --------------------------------------------------------------------------
+
+    def _new_call(
+        self,
+        uniqueid: str,
+        linkedid: str,
+        entry: str,
+        kind: str,
+        e: Mapping[str, Any],
+        at: float,
+    ) -> CallState:
+        call = CallState(
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            entry=entry,
+            entry_kind=kind,
+            caller=str(e.get("CallerIDNum", "") or "")[:80],
+            started=at,
+        )
+        self.calls[uniqueid] = call
+        self.by_linkedid[linkedid] = call
+        self._add_channel(call, uniqueid)
+        return call
+
+    def _add_channel(self, call: CallState, uniqueid: str) -> None:
+        call.channels.add(uniqueid)
+        call.all_channels.add(uniqueid)
+        self.by_channel[uniqueid] = call
+
+    def _call_of(self, e: Mapping[str, Any]) -> CallState | None:
+        return self.by_channel.get(str(e.get("Uniqueid", ""))) or self.by_linkedid.get(
+            str(e.get("Linkedid", ""))
+        )
+
+    def _follow_linkedid(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        """Re-key a channel whose Linkedid changed: it joined an older call."""
+        uniqueid, linkedid = str(e.get("Uniqueid", "")), str(e.get("Linkedid", ""))
+        if not uniqueid or not linkedid:
+            return
+        call = self.by_channel.get(uniqueid)
+        if call is None or call.linkedid == linkedid:
+            return
+        older = self.by_linkedid.get(linkedid)
+        if older is None:
+            # The new linkedid is of a call we never followed: the call keeps its identity
+            # but is found under the new key from now on.
+            del self.by_linkedid[call.linkedid]
+            call.linkedid = linkedid
+            self.by_linkedid[linkedid] = call
+            return
+        if older is not call:
+            self._merge(call, into=older)
+
+    def _merge(self, young: CallState, into: CallState) -> None:
+        """All channels of ``young`` now belong to ``into``; ``young`` is no call of its own.
+
+        The younger call (a consultation call of an attended transfer) is not a citizen's
+        call: it is dropped without an outcome, and its offers live on in the older call.
+        """
+        for uniqueid in young.channels:
+            self._add_channel(into, uniqueid)
+        into.all_channels |= young.all_channels
+        self.calls.pop(young.uniqueid, None)
+        if self.by_linkedid.get(young.linkedid) is young:
+            self.by_linkedid[young.linkedid] = into
+
+    def _offer(self, call: CallState, team: str, at: float) -> Offer:
+        current = call.open_offer()
+        if current is not None and current.team == team:
+            return current
+        if current is not None and not current.result:
+            current.result = "no_answer"  # moved on to another team without an answer
+        transfer = call.pending_transfer == team or (call.answered and team != KCC)
+        call.pending_transfer = ""
+        offer = Offer(team=team, since=at, transfer=transfer)
+        call.offers.append(offer)
+        return offer
+
+    def _end(self, call: CallState, at: float, out: list[Effect]) -> None:
+        self.calls.pop(call.uniqueid, None)
+        for key, value in list(self.by_linkedid.items()):
+            if value is call:
+                del self.by_linkedid[key]
+        for uniqueid in call.all_channels:
+            if self.by_channel.get(uniqueid) is call:
+                del self.by_channel[uniqueid]
+        transfers = []
+        for offer in call.offers:
+            if offer.transfer:
+                transfers.append((offer.team, offer.result or "no_answer"))
+        if call.pending_transfer:
+            # Transferred to a team whose handler dialled nobody (no one present).
+            transfers.append((call.pending_transfer, "no_answer"))
+        answered = [o for o in call.offers if o.answered_at is not None]
+        team_answer = next((o for o in reversed(answered) if o.team != KCC), None)
+        first_offer = call.offers[0] if call.offers else None
+        wait: float | None = None
+        if team_answer is not None:
+            outcome, team, agent = "answered_team", team_answer.team, team_answer.agent
+            wait = _wait(call, answered[0])
+        elif answered:
+            kcc = answered[0]
+            last = call.offers[-1]
+            if last.transfer and last.answered_at is None:
+                outcome, team, agent = "transferred", last.team, kcc.agent
+            elif call.pending_transfer:
+                outcome, team, agent = "transferred", call.pending_transfer, kcc.agent
+            else:
+                outcome, team, agent = "answered_kcc", KCC, kcc.agent
+            wait = _wait(call, kcc)
+        elif first_offer is not None:
+            last = call.offers[-1]
+            outcome, team, agent = "abandoned", last.team, ""
+            wait = max(at - first_offer.since, 0.0)
+        else:
+            outcome, team, agent = "abandoned", "", ""  # hung up in the menu
+        out.append(
+            Ended(
+                uniqueid=call.uniqueid,
+                uniqueids=tuple(sorted(call.all_channels)),
+                entry_kind=call.entry_kind,
+                outcome=outcome,
+                team=team,
+                agent=agent,
+                wait_seconds=None if wait is None else round(wait, 3),
+                at=at,
+                transfers=tuple(transfers),
+            )
+        )
+
+    def _entry(self, e: Mapping[str, Any]) -> tuple[str, str]:
+        """(number dialled, offered label) of a new first channel; kind "" = not followed."""
+        context, exten = str(e.get("Context", "")), str(e.get("Exten", ""))
+        if context == TRUNK_CONTEXT:
+            if exten == self.main_number:
+                return exten, "14070"
+            if exten in self.team_numbers:
+                return exten, "team"
+            return exten, ""
+        if context == INTERNAL_CONTEXT and (
+            exten in self.team_numbers or exten in (self.main_number, self.kcc_number)
+        ):
+            return exten, "internal"
+        return exten, ""
+
+    def _entry_from_context(self, channel: Mapping[str, Any]) -> tuple[str, str]:
+        """For a channel found live at resync: where it is now tells roughly how it came."""
+        context = str(channel.get("Context", ""))
+        if context in (TRUNK_CONTEXT, INTERNAL_CONTEXT):
+            return self._entry({"Context": context, "Exten": channel.get("Extension", "")})
+        if context.startswith("bereik-"):
+            team = self._team_of(channel)
+            if team and team != KCC:
+                number = next(n for n, t in self.team_numbers.items() if t == team)
+                return number, "team"
+            return self.main_number, "14070"
+        return "", ""
+
+    def _team_of(self, e: Mapping[str, Any]) -> str:
+        """The team a channel is being offered to, from where it is in the dialplan."""
+        variables = _chan_variables(e)
+        team = variables.get("BEREIK_TEAM", "")
+        if team in self.teams:
+            return team
+        context = str(e.get("Context", ""))
+        if context == KCC_CONTEXT:
+            return KCC
+        if context in TEAM_CONTEXTS:
+            exten = str(e.get("Exten", "") or e.get("Extension", ""))
+            return self.team_numbers.get(exten, "")
+        return ""
+
+
+def _wait(call: CallState, offer: Offer) -> float | None:
+    if call.resynced or offer.answered_at is None:
+        return None
+    first = call.offers[0].since
+    return max(offer.answered_at - first, 0.0)
+
+
+def _timestamp(e: Mapping[str, Any], clock: Callable[[], float]) -> float:
+    return _float(e.get("Timestamp"), None) or clock()
+
+
+def _float(value: Any, default: float | None) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _duration(text: str) -> float:
+    """CoreShowChannel's Duration, HH:MM:SS, in seconds (0 when unreadable)."""
+    seconds = 0.0
+    for part in text.split(":"):
+        number = _float(part, None)
+        if number is None:
+            return 0.0
+        seconds = seconds * 60 + number
+    return seconds
+
+
+def _extension(channel: str) -> str:
+    """PJSIP/2001-00000001 -> 2001: the phone that answered (an extension, not a citizen)."""
+    tech, _, rest = channel.partition("/")
+    return rest.rsplit("-", 1)[0][:32] if tech and rest else ""
+
+
+def _chan_variables(e: Mapping[str, Any]) -> dict[str, str]:
+    raw = e.get("ChanVariable")
+    if raw is None:
+        return {}
+    values = raw if isinstance(raw, list) else [raw]
+    result = {}
+    for value in values:
+        key, _, val = str(value).partition("=")
+        result[key] = val
+    return result
