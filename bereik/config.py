@@ -162,6 +162,9 @@ class Hours(Strict):
     sun: str = ""
     # Names as the `holidays` package gives them (language en_US), e.g. "Good Friday".
     holidays_open: list[str] = []
+    # Extra holidays closed every year although the package does not make them public
+    # holidays in every year, e.g. "Liberation Day" (5 May); same names as holidays_open.
+    holidays_closed: list[str] = []
     closed: list[ClosedPeriod] = []
 
     @field_validator(*WEEKDAYS)

@@ -116,7 +116,9 @@ class OpeningHours:
             _parse_span(getattr(hours, day)) for day in WEEKDAYS
         )
         self._open_holidays = frozenset(hours.holidays_open)
-        self._extra = frozenset(EXTRA_HOLIDAYS if extra_holidays is None else extra_holidays)
+        if extra_holidays is None:
+            extra_holidays = (*EXTRA_HOLIDAYS, *hours.holidays_closed)
+        self._extra = frozenset(extra_holidays)
         self._whole_day: dict[date, str] = {}
         self._partial: dict[date, list[tuple[Span, str]]] = {}
         for index, period in enumerate(hours.closed):

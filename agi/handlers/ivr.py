@@ -1,17 +1,46 @@
-"""The 14070 entry: records the call and chooses its route."""
+"""The 14070 entry: records the call, speaks to the caller and chooses its route.
+
+What a caller hears, in order (every prompt can be cut short by pressing a key, and that
+key is taken as the menu choice):
+
+* open hours: greeting, the active announcements for everyone (outage before news),
+  "we call you back before <date>" when the number has an open hopper, then the menu.
+  Announcements of scope ``menu:<key>`` play after that key is chosen.
+* closed hours: the announcements, why we are closed, the opening hours, and the offer
+  to leave a callback request (key 1: a hopper with reason ``after_hours`` for the KCC).
+
+The handler ends by setting BEREIK_ROUTE (``kcc``, ``team-<number>`` or ``hangup``);
+the dialplan (main.conf.j2) does the rest, and takes the KCC if this handler fails.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from agi import menu
+from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
+from bereik.config import MenuOption
 from bereik.services import Services
-from cti.store.models import Call
+from cti.announcements.prompts import prompt
+from cti.announcements.service import playable
+from cti.hoppers.service import HopperError, create_hopper, normalise_number
+from cti.store.models import Call, Hopper
+from dialplan.hours import OpeningHours
+
+ROUTE_VARIABLE = "BEREIK_ROUTE"
+# Two tries at a menu, then the KCC: a caller who cannot choose still reaches a person.
+ATTEMPTS = 2
 
 
 async def ivr(channel: AgiChannel, services: Services) -> None:
     await record_call(channel, services, entry=services.config.exchange.main_number)
-    await channel.set_variable("BEREIK_ROUTE", "kcc")
+    route = await _conversation(channel, services)
+    await _store_route(services, channel.env.uniqueid, route)
+    await channel.set_variable(ROUTE_VARIABLE, route)
     await channel.finish()
 
 
@@ -31,3 +60,189 @@ async def record_call(channel: AgiChannel, services: Services, entry: str) -> No
             await session.commit()
         except IntegrityError:
             await session.rollback()
+
+
+async def _store_route(services: Services, uniqueid: str, route: str) -> None:
+    async with services.sessions() as session:
+        await session.execute(update(Call).where(Call.uniqueid == uniqueid).values(route=route))
+        await session.commit()
+
+
+def _caller_number(channel: AgiChannel) -> str:
+    number = channel.env.get("callerid").strip()
+    return "" if number.lower() in ("", "unknown", "anonymous", "restricted") else number
+
+
+class Conversation:
+    """One caller's way through the IVR: plays prompts and reports them to AMI."""
+
+    def __init__(self, channel: AgiChannel, services: Services) -> None:
+        self.channel = channel
+        self.services = services
+        self.config = services.config
+
+    async def play(self, sound: str, what: str, ident: str = "") -> str:
+        """Play one file; return the key that cut it short, or ""."""
+        try:
+            response = await self.channel.command("STREAM FILE", sound, menu.ALL_KEYS)
+        except AgiCommandFailed:
+            # result=-1: the caller hung up (then the probe raises AgiHangup) or the file
+            # is missing, which must not cost the caller the menu.
+            await self.channel.command("CHANNEL STATUS")
+            self.channel.log.warning("could not play %s (%s)", sound, what)
+            return ""
+        key = chr(response.result_int) if response.result_int > 0 else ""
+        await self._played(what, ident, response.extra.get("endpos", "0"), key)
+        return key
+
+    async def say(self, text: str, what: str) -> str:
+        return await self.play(await prompt(self.services, text), what)
+
+    async def ask(self, text: str, what: str, timeout_s: int | None = None) -> str:
+        """Say `text` and wait for one key; "" when none came in time."""
+        sound = await prompt(self.services, text)
+        timeout_ms = 1000 * (timeout_s or self.config.menu.timeout_seconds)
+        try:
+            key = await self.channel.get_data(sound, timeout_ms, 1)
+        except AgiCommandFailed:
+            await self.channel.command("CHANNEL STATUS")  # AgiHangup when the caller left
+            key = ""
+        await self._played(what, "", "", key)
+        return key
+
+    async def _played(self, what: str, ident: str, endpos: str, key: str) -> None:
+        # A UserEvent after Asterisk answered the STREAM FILE: what it played and how far
+        # (endpos, in samples), for monitoring and for the end-to-end tests.
+        await self.channel.exec(
+            "UserEvent",
+            f"BereikPlayed,Uniqueid: {self.channel.env.uniqueid},What: {what},"
+            f"Id: {ident},Endpos: {endpos},Key: {key}",
+        )
+
+    async def announcements(self, scope: str) -> str:
+        for ident, path in await playable(self.services, scope):
+            key = await self.play(path, "announcement", str(ident))
+            if key:
+                return key
+        return ""
+
+
+async def _conversation(channel: AgiChannel, services: Services) -> str:
+    config = services.config
+    talk = Conversation(channel, services)
+    hours = OpeningHours(config.hours, config.exchange.timezone)
+    closed = hours.closure_reason(datetime.now(UTC))
+    if closed is not None:
+        return await _closed(talk, hours, closed)
+    key = await talk.say(config.menu.greeting, "greeting") if config.menu.greeting else ""
+    key = key or await talk.announcements("all")
+    key = key or await _repeat_caller(talk, _caller_number(channel))
+    if not config.menu.options:
+        return "kcc"
+    return await _menu(
+        talk,
+        config.menu.options,
+        menu.menu_prompt(config, config.menu.options, config.menu.prompt),
+        path="",
+        pending=key,
+    )
+
+
+async def _menu(
+    talk: Conversation, options: list[MenuOption], prompt_text: str, path: str, pending: str
+) -> str:
+    config = talk.config
+    for attempt in range(ATTEMPTS):
+        key = pending or await talk.ask(prompt_text, f"menu{path}")
+        pending = ""
+        if not key:
+            if attempt + 1 < ATTEMPTS:
+                await talk.say(menu.text(config, "no_choice"), "no_choice")
+            continue
+        choice = menu.choose(config, options, key)
+        if choice.kind == "invalid":
+            if attempt + 1 < ATTEMPTS:
+                await talk.say(menu.text(config, "invalid"), "invalid")
+            continue
+        scope = f"menu:{path}{key}"
+        after = await talk.announcements(scope) if choice.option is not None else ""
+        if choice.kind in ("kcc", "team"):
+            return choice.route
+        assert choice.option is not None
+        if choice.kind == "submenu":
+            sub = choice.option
+            return await _menu(
+                talk,
+                sub.submenu,
+                menu.menu_prompt(config, sub.submenu, sub.prompt),
+                path=f"{path}{key}.",
+                pending=after,
+            )
+        # Channel steering: the caller heard where to go; 0 still reaches a person.
+        after = after or await talk.ask(choice.option.info, f"info:{path}{key}")
+        if after == menu.KCC_KEY:
+            return "kcc"
+        await talk.say(menu.text(config, "goodbye"), "goodbye")
+        return "hangup"
+    return "kcc"
+
+
+async def _repeat_caller(talk: Conversation, number: str) -> str:
+    """Tell a caller with an open hopper when they will be called back."""
+    if not number:
+        return ""
+    async with talk.services.sessions() as session:
+        hopper = await session.scalar(
+            select(Hopper)
+            .where(Hopper.caller == normalise_number(number), Hopper.status == "open")
+            .order_by(Hopper.deadline)
+            .limit(1)
+        )
+    if hopper is None:
+        return ""
+    config = talk.config
+    sentence = menu.text(
+        config,
+        "repeat",
+        who=menu.who_calls_back(config, hopper.team_id),
+        when=menu.spoken_moment(hopper.deadline, config.exchange.timezone, menu.lang(config)),
+    )
+    return await talk.say(sentence, "repeat")
+
+
+async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
+    config = talk.config
+    website = config.exchange.website
+    await talk.announcements("all")
+    await talk.say(menu.closed_sentence(config, reason), "closed")
+    await talk.say(hours.describe(menu.lang(config)), "hours")
+    number = _caller_number(talk.channel)
+    if not number:
+        await talk.say(menu.text(config, "anonymous"), "anonymous")
+        await talk.say(menu.text(config, "website", website=website), "website")
+        return "hangup"
+    key = await talk.ask(menu.text(config, "callback_offer", website=website), "callback_offer")
+    if key != menu.CALLBACK_KEY:
+        await talk.say(menu.text(config, "goodbye"), "goodbye")
+        return "hangup"
+    try:
+        hopper = await create_hopper(
+            talk.services,
+            team_id="kcc",
+            caller=number,
+            reason="after_hours",
+            call_uniqueid=talk.channel.env.uniqueid,
+            actor="ivr",
+        )
+    except HopperError as exc:
+        talk.channel.log.error("no after-hours hopper for this call: %s", exc)
+        await talk.say(menu.text(config, "callback_failed"), "callback_failed")
+        return "hangup"
+    sentence = menu.text(
+        config,
+        "callback_done",
+        who=menu.who_calls_back(config, hopper.team_id),
+        when=menu.spoken_moment(hopper.deadline, config.exchange.timezone, menu.lang(config)),
+    )
+    await talk.say(sentence, "callback_done")
+    return "hangup"

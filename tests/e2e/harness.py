@@ -79,6 +79,7 @@ class Exchange:
         phones: list[Phone] | None = None,
         teams_toml: str = "",
         kcc_agents: list[str] | None = None,
+        hours_toml: str | None = None,
     ) -> None:
         self.installation = installation
         self.workdir = workdir
@@ -89,7 +90,12 @@ class Exchange:
         self.phones = phones if phones is not None else [Phone("2001", free_port(), "KCC Anna")]
         self.kcc_agents = kcc_agents if kcc_agents is not None else ["2001"]
         self.config_path = workdir / "bereik.toml"
-        self.config_path.write_text(self._toml(extra_toml, teams_toml))
+        # Open around the clock by default, so a test's call takes the open path on a
+        # Sunday night or Christmas too; tests of closed hours pass their own [hours].
+        self.config_path.write_text(
+            self._toml(extra_toml, teams_toml)
+            + (always_open() if hours_toml is None else hours_toml)
+        )
         self.config: Config = load(self.config_path)
         self.asterisk = AsteriskProcess(installation, self.instance_dir)
         self.serve_process: subprocess.Popen[bytes] | None = None
@@ -272,16 +278,22 @@ ring_seconds = 15
         limit: int | None = None,
         timeout_s: int = 60,
         caller_name: str = "Burger",
+        from_phone: str = "",
     ) -> SippResult:
-        """Place `calls` calls to `number` as a citizen on the trunk; wait until all end."""
-        key_actions = "\n".join(
-            f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{_pcap_key(k)}.pcap"/>'
-            f'</action></nop>\n<pause milliseconds="1200"/>'
-            for k in keys
-        )
+        """Place `calls` calls to `number` as a citizen on the trunk; wait until all end.
+
+        With `from_phone` (an extension) the call comes from that internal phone instead,
+        with its digest credentials, so it enters the dialplan in from-internal.
+        """
+        auth: list[str] = []
+        if from_phone:
+            secret = load_secrets(self.host_instance / "secrets.json", self.config)
+            auth = ["-au", from_phone, "-ap", secret.phones[from_phone]]
+            caller = from_phone
+        key_actions = _key_actions(keys)
         name = f"call-{number}-{secrets.token_hex(3)}"
         path = self._scenario(
-            "caller.xml",
+            "phone_caller.xml" if from_phone else "caller.xml",
             {
                 "caller": caller,
                 "caller_name": caller_name,
@@ -318,6 +330,7 @@ ring_seconds = 15
             "-timeout_error",
             "-nostdin",
             "-aa",
+            *auth,
             "-trace_err",
             "-error_file",
             str(self.workdir / f"{name}-errors.log"),
@@ -372,7 +385,46 @@ ring_seconds = 15
 
 
 def _pcap_key(key: str) -> str:
-    return {"*": "10", "#": "11"}.get(key, key)
+    return {"*": "star", "#": "pound"}.get(key, key)
+
+
+def _key_actions(keys: str) -> str:
+    """sipp actions for `keys`: a digit, * or # is sent as RFC 2833 (then 1.2 s pause);
+    "," waits one more second; "~" plays 8 s of speech (g711a.pcap) into the call."""
+    actions = []
+    for k in keys:
+        if k == ",":
+            actions.append('<pause milliseconds="1000"/>')
+        elif k == "~":
+            actions.append(
+                f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/g711a.pcap"/></action></nop>'
+                '\n<pause milliseconds="8500"/>'
+            )
+        else:
+            actions.append(
+                f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{_pcap_key(k)}'
+                '.pcap"/></action></nop>\n<pause milliseconds="1200"/>'
+            )
+    return "\n".join(actions)
+
+
+def always_open() -> str:
+    """An [hours] table open every day, every holiday included (the package's names)."""
+    import holidays
+
+    year = time.gmtime().tm_year
+    names = sorted(
+        set(
+            holidays.country_holidays(
+                "NL", language="en_US", years=range(year - 1, year + 2)
+            ).values()
+        )
+    )
+    listed = ", ".join(f'"{name}"' for name in names)
+    days = "\n".join(
+        f'{day} = "00:00-23:59"' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    )
+    return f"\n[hours]\n{days}\nholidays_open = [{listed}]\n"
 
 
 def _xml_text(value: str) -> str:
