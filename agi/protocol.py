@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 _RESPONSE = re.compile(r"^(\d{3})([ -])(.*)$")
 _RESULT = re.compile(r"^result=(\S*)(?:\s+\((.*?)\))?\s*(.*)$")
@@ -76,12 +76,21 @@ class Environment:
     @property
     def script_path(self) -> str:
         """The handler name: the path of agi://host:port/PATH?query, without slashes."""
-        return urlsplit(self._script_url).path.strip("/")
+        return self._split_url().path.strip("/")
 
     @property
     def query(self) -> dict[str, str]:
-        parsed = parse_qs(urlsplit(self._script_url).query, keep_blank_values=True)
+        parsed = parse_qs(self._split_url().query, keep_blank_values=True)
         return {key: values[-1] for key, values in parsed.items()}
+
+    def _split_url(self) -> SplitResult:
+        # urlsplit raises ValueError on e.g. "agi://[x/ivr" (an unclosed IPv6 bracket).
+        try:
+            return urlsplit(self._script_url)
+        except ValueError as exc:
+            raise AgiProtocolError(
+                f"bad agi_network_script {self._script_url[:80]!r}: {exc}"
+            ) from None
 
     @property
     def _script_url(self) -> str:

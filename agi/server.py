@@ -119,7 +119,12 @@ class AgiChannel:
             return parse_response(line)
 
     async def _read_line(self) -> str:
-        raw = await self._reader.readline()
+        try:
+            raw = await self._reader.readline()
+        except ValueError:
+            # asyncio's readline raises ValueError past the line limit; the stream is out of
+            # step from there on, so the conversation ends as a protocol error.
+            raise AgiProtocolError(f"response line longer than {LINE_LIMIT} bytes") from None
         if not raw:
             raise asyncio.IncompleteReadError(b"", None)
         return raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -243,7 +248,11 @@ class FastAgiServer:
         if env is None:
             log.debug("FastAGI client %s closed before its header ended", peer)
             return
-        name = env.script_path
+        try:
+            name = env.script_path
+        except AgiProtocolError as exc:
+            log.warning("FastAGI client %s: %s", peer, exc)
+            return
         channel = AgiChannel(env, reader, writer, self.command_timeout, self.observer.command)
         handler = self.routes.get(name)
         if handler is None:

@@ -70,11 +70,13 @@ def fill(url: str, closed: int = CLOSED_HOPPERS, open_: int = OPEN_HOPPERS) -> N
             insert(Announcement),
             [
                 {
-                    "text": "Door een storing is de website vandaag niet bereikbaar.",
+                    # Scheduled, not yet valid: the look-up finds it, the caller hears nothing
+                    # (a played announcement would measure its seconds of audio, not our code).
+                    "text": "Door onderhoud is de website morgen niet bereikbaar.",
                     "kind": "outage",
                     "scope": "all",
-                    "valid_from": now - timedelta(hours=1),
-                    "valid_until": now + timedelta(days=1),
+                    "valid_from": now + timedelta(days=1),
+                    "valid_until": now + timedelta(days=2),
                 },
                 {
                     "text": "Het gemeentehuis is op Koningsdag gesloten.",

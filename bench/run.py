@@ -36,18 +36,10 @@ from tests.e2e.harness import Exchange, Phone, free_port
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-# Open around the clock with no menu: the IVR routes at once whatever the day or hour, so
-# the Bereik row measures the handler's look-ups, not a greeting's playing time.
+# No greeting and no menu (the harness's hours are open around the clock): the IVR does
+# its real look-ups (hours, announcements, the caller's open hoppers) and routes at once, so
+# the Bereik row measures the handler, not a prompt's playing time.
 EXTRA_TOML = """
-[hours]
-mon = "00:00-23:59"
-tue = "00:00-23:59"
-wed = "00:00-23:59"
-thu = "00:00-23:59"
-fri = "00:00-23:59"
-sat = "00:00-23:59"
-sun = "00:00-23:59"
-
 [menu]
 greeting = ""
 """
