@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from agi.handlers.hopper import hopper
 from agi.handlers.ivr import ivr
+from agi.handlers.presence import presence
+from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
 from bereik.services import Services
 
@@ -12,6 +15,9 @@ ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 
 HANDLERS: dict[str, ServiceHandler] = {
     "ivr": ivr,
+    "team": team,
+    "hopper": hopper,
+    "presence": presence,
 }
 
 

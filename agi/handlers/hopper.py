@@ -1,0 +1,208 @@
+"""Nobody answered the team number: offer a callback and make the hopper.
+
+The caller hears that the team calls back within the norm on the number they call from,
+presses 1 to confirm or 2 to key another number. Silence counts as "yes, on this
+number": the citizen called the team and heard the promise. A caller who hangs up during
+the message still gets the hopper on their caller ID, for the same reason; an anonymous
+caller who keys no number gets none (there is nobody to call back).
+
+A KCC agent who consults the team (attended transfer) and hears no answer is told so
+and gets their caller back on the phone; the agent makes the hopper, with a note, on
+the screen (POST /api/hoppers). No automatic hopper there: the agent's own number is
+not the citizen's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy import select
+
+from agi.handlers.presence import extension_of
+from agi.protocol import AgiHangup
+from agi.server import AgiChannel
+from bereik.services import Services
+from cti.announcements.prompts import prompt
+from cti.hoppers.service import KCC_TEAM, HopperError, create_hopper, normalise_number
+from cti.store.models import Call
+
+# What Dial's DIALSTATUS means for the hopper's reason.
+REASON_BY_DIALSTATUS = {
+    "NOANSWER": "no_answer",
+    "BUSY": "busy",
+    "CONGESTION": "busy",
+    "CHANUNAVAIL": "no_answer",
+}
+# Where Asterisk 22 leaves the transferring channel's name on the transferred channel:
+# BLINDTRANSFER (REFER, AMI BlindTransfer), ATTENDEDTRANSFER, and TRANSFERERNAME (set on
+# the channel that runs the dialplan after a blind transfer). BEREIK_TRANSFER_AGENT is
+# ours, set by the API before it asks Asterisk to transfer.
+TRANSFER_VARIABLES = (
+    "BEREIK_TRANSFER_AGENT",
+    "TRANSFERERNAME",
+    "BLINDTRANSFER",
+    "ATTENDEDTRANSFER",
+)
+MIN_DIGITS, MAX_DIGITS = 6, 15
+
+
+def reason_for(query_reason: str, dialstatus: str) -> str:
+    if query_reason in ("no_answer", "busy", "nobody_present", "after_hours"):
+        return query_reason
+    return REASON_BY_DIALSTATUS.get(dialstatus.upper(), "no_answer")
+
+
+async def transferring_agent(channel: AgiChannel) -> str:
+    """The extension of whoever transferred this call here, or ""."""
+    for name in TRANSFER_VARIABLES:
+        value = await channel.get_variable(name)
+        if not value:
+            continue
+        if value.isdigit():
+            return value
+        extension = extension_of(value)
+        if extension:
+            return extension
+    return ""
+
+
+def spoken_digits(number: str) -> str:
+    return " ".join(number.replace("+", "plus "))
+
+
+async def hopper(channel: AgiChannel, services: Services) -> None:
+    config = services.config
+    query = channel.query
+    found = config.team_by_number(query.get("number", ""))
+    team_id = found.id if found else KCC_TEAM
+    team_name = found.name if found else "het klantcontactcentrum"
+    reason = reason_for(query.get("reason", ""), query.get("dialstatus", ""))
+    days = found.norm_working_days if found else 2
+    env = channel.env
+
+    own = extension_of(env.get("channel"))
+    if own and own in config.kcc.agents:
+        # A consultation call from a KCC agent: the agent decides, on the screen.
+        await channel.stream_file(
+            await prompt(
+                services,
+                f"{team_name} neemt niet op. U krijgt uw beller terug. "
+                "Maak zo nodig een terugbelverzoek met een notitie op het scherm.",
+            )
+        )
+        await channel.set_variable("BEREIK_ROUTE", "hangup")
+        await channel.finish()
+        return
+
+    agent = await transferring_agent(channel)
+    category = await _category(services, env.uniqueid, env.get("linkedid"))
+    caller_id = normalise_number(env.get("callerid"))
+    if caller_id in ("", "0") or env.get("callerid").lower() in ("unknown", "anonymous"):
+        caller_id = ""
+    number = caller_id
+    try:
+        number = await _ask_number(channel, services, team_name, days, caller_id)
+    except AgiHangup:
+        # The caller heard (part of) the promise and hung up: keep it on their caller ID.
+        channel.log.info("caller hung up during the callback offer")
+        await _make(services, channel, team_id, number, reason, agent, category)
+        raise
+    made = await _make(services, channel, team_id, number, reason, agent, category)
+    if made:
+        goodbye = f"Dank u wel. {team_name} belt u terug op {spoken_digits(number)}. Tot ziens."
+    else:
+        goodbye = "Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."
+    with contextlib.suppress(AgiHangup):
+        await channel.stream_file(await prompt(services, goodbye))
+    await channel.set_variable("BEREIK_ROUTE", "hangup")
+    await channel.finish()
+
+
+async def _ask_number(
+    channel: AgiChannel, services: Services, team_name: str, days: int, caller_id: str
+) -> str:
+    """The number to call back on: the caller ID, or one keyed after pressing 2."""
+    when = "twee werkdagen" if days == 2 else f"{days} werkdagen"
+    if caller_id:
+        offer = (
+            f"Er is op dit moment niemand van {team_name} beschikbaar. "
+            f"{team_name} belt u binnen {when} terug op het nummer {spoken_digits(caller_id)}. "
+            "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen."
+        )
+        choice = await channel.get_data(await prompt(services, offer), 6000, 1)
+        if choice != "2":
+            return caller_id
+    else:
+        offer = (
+            f"Er is op dit moment niemand van {team_name} beschikbaar. "
+            f"{team_name} belt u binnen {when} terug."
+        )
+        await channel.stream_file(await prompt(services, offer))
+    ask = await prompt(
+        services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
+    )
+    for _ in range(2):
+        keyed = normalise_number(await channel.get_data(ask, 10000, MAX_DIGITS))
+        if MIN_DIGITS <= len(keyed) <= MAX_DIGITS:
+            return keyed
+        ask = await prompt(services, "Dat nummer is niet compleet. Probeer het nog eens.")
+    return caller_id
+
+
+async def _make(
+    services: Services,
+    channel: AgiChannel,
+    team_id: str,
+    number: str,
+    reason: str,
+    agent: str,
+    category: str,
+) -> bool:
+    if not number:
+        channel.log.warning("no number to call back; no hopper for team %s", team_id)
+        return False
+    try:
+        made = await create_hopper(
+            services,
+            team_id=team_id,
+            caller=number,
+            reason=reason,
+            agent=agent,
+            category=category,
+            call_uniqueid=channel.env.uniqueid,
+            actor="exchange",
+        )
+    except HopperError as exc:
+        channel.log.error("no hopper: %s", exc)
+        return False
+    await _mark_call(services, channel.env.uniqueid, team_id)
+    if agent:
+        services.metrics.transfer(team_id, "busy" if reason == "busy" else "no_answer")
+    channel.log.info(
+        "hopper %s for team %s (%s, agent %s, repeat %s)",
+        made.id,
+        team_id,
+        reason,
+        agent or "-",
+        made.repeat_count,
+    )
+    return True
+
+
+async def _category(services: Services, uniqueid: str, linkedid: str) -> str:
+    """The question category an agent set on this call (web screen), if any."""
+    async with services.sessions() as session:
+        row = await session.scalar(
+            select(Call.category)
+            .where(Call.uniqueid.in_([uniqueid, linkedid or uniqueid]), Call.category != "")
+            .limit(1)
+        )
+    return row or ""
+
+
+async def _mark_call(services: Services, uniqueid: str, team_id: str) -> None:
+    async with services.sessions() as session, session.begin():
+        call = await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
+        if call is not None:
+            call.outcome = "hopper"
+            call.team_id = call.team_id or team_id

@@ -1,0 +1,55 @@
+"""Presence feature codes: a member marks themselves present or absent from their phone.
+
+The dialplan calls ``presence?state=on|off`` from the caller's own phone; the extension
+comes from the calling endpoint, never from digits the caller keys, so nobody can sign a
+colleague out. Absent members are never rung on the team number.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agi.server import AgiChannel
+from bereik.services import Services
+from cti.announcements.prompts import prompt
+from cti.audit import audit
+from cti.store.models import Presence
+
+
+def extension_of(channel_name: str) -> str:
+    """``PJSIP/3001-0000000a`` -> ``3001``; "" for anything else."""
+    tech, _, rest = channel_name.partition("/")
+    if tech.upper() != "PJSIP" or not rest:
+        return ""
+    return rest.rsplit("-", 1)[0]
+
+
+async def set_presence(services: Services, extension: str, present: bool, actor: str) -> None:
+    async with services.sessions() as session, session.begin():
+        row = await session.get(Presence, extension)
+        if row is None:
+            row = Presence(extension=extension)
+            session.add(row)
+        row.present = present
+        row.changed_at = datetime.now(UTC)
+        row.changed_by = actor
+        audit(session, actor, "presence_on" if present else "presence_off", "presence", extension)
+
+
+async def presence(channel: AgiChannel, services: Services) -> None:
+    state = channel.query.get("state", "")
+    extension = extension_of(channel.env.get("channel"))
+    members = {m for team in services.config.teams for m in team.members}
+    if state not in ("on", "off") or extension not in members:
+        text = "Deze code werkt alleen op het toestel van een teamlid."
+    else:
+        await set_presence(services, extension, state == "on", actor=f"phone:{extension}")
+        text = (
+            "U bent aangemeld en krijgt weer gesprekken voor uw team."
+            if state == "on"
+            else "U bent afgemeld. U krijgt geen gesprekken voor uw team tot u zich weer aanmeldt."
+        )
+        channel.log.info("presence %s for %s", state, extension)
+    await channel.answer()
+    await channel.stream_file(await prompt(services, text))
+    await channel.finish()

@@ -1,0 +1,79 @@
+"""A team number: which present members to ring, and how (all at once, or in order).
+
+The dialplan (deploy/asterisk/dialplan/team.conf.j2) rings ``BEREIK_DIAL_1`` ..
+``BEREIK_DIAL_<BEREIK_DIALS>`` one after another, each for ``BEREIK_RING`` seconds.
+Ring-all is one entry naming every present member (``PJSIP/a&PJSIP/b``); linear is one
+entry per member, in the configured order. Doing the loop in the dialplan keeps Asterisk
+in charge of the ringing: nothing here waits on a ringing phone, and when no one answers
+the dialplan goes to the hopper path with the reason it saw (no_answer or busy).
+No present member at all: ``BEREIK_DIALS=0`` and the reason ``nobody_present``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from agi.handlers.ivr import record_call
+from agi.server import AgiChannel
+from bereik.config import Team
+from bereik.services import Services
+from cti.store.models import Presence
+
+
+async def present_members(services: Services, members: Iterable[str]) -> list[str]:
+    """The members not marked absent, in configured order.
+
+    A member with no presence row yet counts as present: a new colleague who never used
+    the feature code must not be skipped silently; absent is an explicit choice.
+    """
+    members = list(members)
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(Presence.extension).where(
+                Presence.extension.in_(members), Presence.present.is_(False)
+            )
+        )
+        absent = set(rows.scalars())
+    return [member for member in members if member not in absent]
+
+
+def dial_plan(team: Team, present: list[str]) -> list[str]:
+    """The Dial() targets to try in turn."""
+    if not present:
+        return []
+    if team.strategy == "linear":
+        return [f"PJSIP/{member}" for member in present]
+    return ["&".join(f"PJSIP/{member}" for member in present)]
+
+
+async def team(channel: AgiChannel, services: Services) -> None:
+    number = channel.query.get("number", "")
+    found = services.config.team_by_number(number)
+    if found is None:
+        # An unknown number here means the dialplan and the config disagree: let the
+        # static fallback ring whatever the dialplan knows.
+        channel.log.error("team number %s is not configured", number)
+        return
+    # A call dialled straight to the team number gets its own row; a transferred call
+    # already has one (record_call keeps the first).
+    await record_call(channel, services, entry=number)
+    present = await present_members(services, found.members)
+    targets = dial_plan(found, present)
+    await channel.set_variable("BEREIK_TEAM", found.id)
+    await channel.set_variable("BEREIK_RING", found.ring_seconds)
+    await channel.set_variable("BEREIK_DIALS", len(targets))
+    for index, target in enumerate(targets, start=1):
+        await channel.set_variable(f"BEREIK_DIAL_{index}", target)
+    await channel.set_variable("BEREIK_DIAL", targets[0] if targets else "")
+    if not targets:
+        await channel.set_variable("BEREIK_HOPPER_REASON", "nobody_present")
+    channel.log.info(
+        "team %s: %d of %d members present, %s",
+        found.id,
+        len(present),
+        len(found.members),
+        found.strategy,
+    )
+    await channel.finish()

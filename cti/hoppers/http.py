@@ -1,0 +1,248 @@
+"""The hopper JSON API, and the API transfer to a team number (a WEB_PLUGIN).
+
+GET  /api/hoppers?team=&status=      hoppers the user may see (their team; all for KCC)
+POST /api/hoppers                    a hopper made by hand (KCC agent), e.g. after an
+                                     attended transfer nobody answered
+POST /api/hoppers/{id}/reassign      pass a hopper to another team (wrong team)
+POST /api/calls/{id}/transfer        send a call in progress to a team number
+
+Every view and change writes an audit row in the same transaction (BIO).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from cti.ami.client import AmiError
+from cti.audit import audit
+from cti.hoppers.service import (
+    KCC_TEAM,
+    STATUSES,
+    HopperError,
+    create_hopper,
+    hopper_json,
+    list_hoppers,
+    reassign_hopper,
+)
+from cti.store.models import Call, Hopper
+from cti.web.app import SERVICES
+from cti.web.auth import (
+    ALL_TEAMS_ROLES,
+    current_user,
+    mask_number,
+    require_role,
+    require_team_access,
+)
+
+KCC_ROLES = ("agent", "supervisor")
+
+
+def bad(message: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be a JSON object"}),
+            content_type="application/json",
+        ) from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be a JSON object"}),
+            content_type="application/json",
+        )
+    return data
+
+
+def _text(data: dict[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str | int):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{key} must be text"}), content_type="application/json"
+        )
+    return str(value).strip()
+
+
+def _known_teams(request: web.Request) -> list[str]:
+    return [t.id for t in request.app[SERVICES].config.teams] + [KCC_TEAM]
+
+
+async def get_hoppers(request: web.Request) -> web.Response:
+    user = current_user(request)
+    team = request.query.get("team", "")
+    status = request.query.get("status", "")
+    if status and status not in STATUSES:
+        return bad(f"status must be one of {', '.join(STATUSES)}")
+    if team:
+        if team not in _known_teams(request):
+            return bad(f"unknown team {team!r}")
+        require_team_access(user, team)
+        teams: list[str] | None = [team]
+    elif user.role in ALL_TEAMS_ROLES:
+        teams = None
+    else:
+        teams = [user.team_id] if user.team_id else []
+    services = request.app[SERVICES]
+    async with services.sessions() as session:
+        found = await list_hoppers(session, teams=teams, status=status or None)
+        result = []
+        for hopper in found:
+            data = hopper_json(hopper)
+            data["caller"] = mask_number(hopper.caller, user)
+            result.append(data)
+            audit(session, user.name, "view", "hopper", hopper.id)
+        await session.commit()
+    return web.json_response({"hoppers": result})
+
+
+async def post_hopper(request: web.Request) -> web.Response:
+    user = require_role(request, *KCC_ROLES)
+    data = await _body(request)
+    services = request.app[SERVICES]
+    try:
+        hopper = await create_hopper(
+            services,
+            team_id=_text(data, "team"),
+            caller=_text(data, "caller"),
+            reason=_text(data, "reason", "manual") or "manual",
+            agent=user.extension or user.name,
+            category=_text(data, "category"),
+            note=_text(data, "note"),
+            call_uniqueid=_text(data, "call_uniqueid"),
+            actor=user.name,
+        )
+    except HopperError as exc:
+        return bad(str(exc))
+    async with services.sessions() as session:
+        audit(session, user.name, "create", "hopper", hopper.id)
+        await session.commit()
+        fresh = await _load(session, hopper.id)
+    return web.json_response(hopper_json(fresh or hopper), status=201)
+
+
+async def _load(session: Any, hopper_id: int) -> Hopper | None:
+    from sqlalchemy.orm import selectinload
+
+    return await session.scalar(
+        select(Hopper).options(selectinload(Hopper.events)).where(Hopper.id == hopper_id)
+    )
+
+
+async def post_reassign(request: web.Request) -> web.Response:
+    user = current_user(request)
+    try:
+        hopper_id = int(request.match_info["id"])
+    except ValueError:
+        return bad("hopper id must be a number")
+    data = await _body(request)
+    to_team = _text(data, "team")
+    if not to_team:
+        return bad("give the team to pass the hopper to")
+    services = request.app[SERVICES]
+    async with services.sessions() as session:
+        current = await session.get(Hopper, hopper_id)
+    if current is None:
+        return bad(f"hopper {hopper_id} does not exist", 404)
+    require_team_access(user, current.team_id)
+    try:
+        await reassign_hopper(
+            services, hopper_id, to_team=to_team, actor=user.name, note=_text(data, "note")
+        )
+    except HopperError as exc:
+        return bad(str(exc), 409 if "gesloten" in str(exc) else 400)
+    async with services.sessions() as session:
+        audit(session, user.name, "reassign", "hopper", hopper_id, f"to {to_team}")
+        await session.commit()
+        fresh = await _load(session, hopper_id)
+    assert fresh is not None
+    return web.json_response(hopper_json(fresh))
+
+
+async def post_transfer(request: web.Request) -> web.Response:
+    """Blind-transfer a call in progress to a team number (the same team logic as REFER)."""
+    user = require_role(request, *KCC_ROLES)
+    data = await _body(request)
+    services = request.app[SERVICES]
+    team = services.config.team_by_number(_text(data, "team")) or next(
+        (t for t in services.config.teams if t.id == _text(data, "team")), None
+    )
+    if team is None:
+        return bad("give a known team (id or number)")
+    key = request.match_info["id"]
+    async with services.sessions() as session:
+        call = await session.scalar(
+            select(Call).where(Call.id == int(key))
+            if key.isdigit()
+            else select(Call).where(Call.uniqueid == key)
+        )
+        if call is not None:
+            audit(session, user.name, "transfer", "call", call.id, f"to {team.id}")
+            await session.commit()
+    if call is None:
+        return bad(f"call {key} does not exist", 404)
+    if services.ami is None or not services.ami.connected:
+        return bad("the exchange is not reachable right now (AMI down); transfer by phone", 503)
+    try:
+        channels = await services.ami.action_list({"Action": "CoreShowChannels"}, timeout=5)
+        mine = [c for c in channels if c.get("Event") == "CoreShowChannel"]
+        citizen = next((c for c in mine if c.get("Uniqueid") == call.uniqueid), None)
+        if citizen is None:
+            return bad("this call has ended", 409)
+        await services.ami.action(
+            {
+                "Action": "Setvar",
+                "Channel": citizen["Channel"],
+                "Variable": "BEREIK_TRANSFER_AGENT",
+                "Value": user.extension or user.name,
+            },
+            timeout=5,
+        )
+        bridge = citizen.get("BridgeId", "")
+        peer = next(
+            (c for c in mine if bridge and c.get("BridgeId") == bridge and c is not citizen), None
+        )
+        if peer is not None:
+            # The agent's channel transfers: Asterisk sets BLINDTRANSFER on the citizen's
+            # channel and hangs up the agent's, exactly as a REFER from the phone does.
+            await services.ami.action(
+                {
+                    "Action": "BlindTransfer",
+                    "Channel": peer["Channel"],
+                    "Context": "bereik-team",
+                    "Exten": team.number,
+                },
+                timeout=5,
+            )
+        else:
+            # Not bridged yet (still in the menu or ringing the KCC): move it directly.
+            await services.ami.action(
+                {
+                    "Action": "Redirect",
+                    "Channel": citizen["Channel"],
+                    "Context": "bereik-team",
+                    "Exten": team.number,
+                    "Priority": "1",
+                },
+                timeout=5,
+            )
+    except AmiError as exc:
+        return bad(f"transfer failed: {exc}", 502)
+    return web.json_response(
+        {"call": call.id, "team": team.id, "status": "transferring"}, status=202
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/hoppers", get_hoppers)
+    app.router.add_post("/api/hoppers", post_hopper)
+    app.router.add_post("/api/hoppers/{id}/reassign", post_reassign)
+    app.router.add_post("/api/calls/{id}/transfer", post_transfer)

@@ -1,0 +1,282 @@
+"""Team numbers, transfers and hoppers, end to end: real Asterisk, sipp phones and callers,
+`bereik serve`, and a real SMTP server (aiosmtpd) standing in for the group mailboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from bereik import asterisk
+from tests.e2e.harness import Exchange, Phone, exchange, free_port
+
+CITIZEN = "0612345678"
+TEAM_TOML = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001", "3002"]
+strategy = "{strategy}"
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+"""
+
+
+class Mailbox:
+    """aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+    async def wait(self, count: int, timeout: float = 20.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.messages) < count:
+            await asyncio.sleep(0.2)
+        assert len(self.messages) >= count, f"{len(self.messages)} mails, expected {count}"
+        return self.messages
+
+
+class Smtp:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.mailbox = Mailbox()
+        self.controller: Controller | None = None
+
+    def start(self) -> Mailbox:
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self.mailbox
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+def make_exchange(
+    installation: asterisk.Installation, tmp_path: Path, strategy: str = "ringall"
+) -> Iterator[Exchange]:
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        Phone("3001", free_port(), "Vergunningen Carla"),
+        Phone("3002", free_port(), "Vergunningen Daan"),
+    ]
+    with exchange(
+        installation, tmp_path, phones=phones, teams_toml=TEAM_TOML.format(strategy=strategy)
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        yield ex
+
+
+@pytest.fixture
+def team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    yield from make_exchange(installation, tmp_path)
+
+
+@pytest.fixture
+def smtp(team: Exchange) -> Iterator[Smtp]:
+    server = Smtp(team.ports.smtp)
+    yield server
+    server.stop()
+
+
+def hoppers(ex: Exchange) -> list[Any]:
+    return ex.rows("SELECT * FROM hoppers ORDER BY id")
+
+
+async def until(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 1500) -> None:
+    """A KCC agent's phone that answers and then blind-transfers (REFER) to `target`."""
+    phone = next(p for p in ex.phones if p.extension == extension)
+    path = ex._scenario(
+        "agent_refer.xml",
+        {"agent": extension, "target": target, "ring": "300", "talk": str(talk_ms)},
+        f"{extension}-refer",
+    )
+    process = subprocess.Popen(
+        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(phone.port),
+         "-mp", str(free_port()), "-m", "1", "-nostdin", "-aa", "-trace_err",
+         "-error_file", str(ex.workdir / f"sipp-{extension}-refer-errors.log"),
+         "-trace_msg", "-message_file", str(ex.workdir / f"sipp-{extension}-refer-msgs.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    ex.sipp_processes.append(process)
+    time.sleep(0.2)
+
+
+# 1 ----------------------------------------------------------------------------------------
+
+
+async def test_a_member_answers_the_team_number_and_no_hopper_is_made(
+    team: Exchange, smtp: Smtp
+) -> None:
+    mailbox = smtp.start()
+    team.phone("3001", ring_ms=500)
+    team.phone("3002", mode="noanswer")
+    async with team.ami_events() as ami:
+        result = await team.call("7001", caller=CITIZEN, hold_ms=1500)
+        assert result.returncode == 0, result.stderr
+        answered = await ami.wait_for("DialEnd", where=lambda e: e.get("DialStatus") == "ANSWER")
+        assert answered["DestChannel"].startswith("PJSIP/3001-")
+        # Both present members rang at once (ringall).
+        rung = {e["DestChannel"].split("-")[0] for e in ami.matching("DialBegin")}
+        assert rung == {"PJSIP/3001", "PJSIP/3002"}
+    await asyncio.sleep(1)
+    assert hoppers(team) == []
+    assert mailbox.messages == []
+
+
+# 2 ----------------------------------------------------------------------------------------
+
+
+async def test_nobody_answers_makes_a_hopper_and_mails_the_group_mailbox(
+    team: Exchange, smtp: Smtp
+) -> None:
+    mailbox = smtp.start()
+    team.phone("3001", mode="noanswer")
+    team.phone("3002", mode="noanswer")
+    started = time.time()
+    # Ring time 5 s, then the offer; the caller presses 1 to confirm.
+    result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000)
+    assert result.returncode == 0, result.stderr
+    rows = await until(lambda: hoppers(team))
+    assert len(rows) == 1
+    h = rows[0]
+    assert (h.team_id, h.caller, h.reason, h.status, h.agent) == (
+        "vergunningen", CITIZEN, "no_answer", "open", "",
+    )
+    assert h.counts_for_norm and h.repeat_count == 0
+    events = team.rows("SELECT kind FROM hopper_events WHERE hopper_id = :id", id=h.id)
+    assert [e.kind for e in events] == ["created"]
+    assert team.rows("SELECT outcome FROM calls")[0].outcome == "hopper"
+    mails = await mailbox.wait(1)
+    assert len(mails) == 1
+    mail = mails[0]
+    assert mail["To"] == "vergunningen@gemeente.example"
+    assert CITIZEN in mail["Subject"]
+    body = mail.get_payload(decode=True).decode()
+    assert CITIZEN in body and "niet opgenomen" in body and "Uiterlijk" in body
+    assert time.time() - started < 40
+    metrics = team.http_get("/metrics")
+    assert 'bereik_hoppers_created_total{reason="no_answer",team="vergunningen"} 1.0' in metrics
+
+
+# 3 ----------------------------------------------------------------------------------------
+
+
+async def test_every_member_absent_means_no_ringing_and_straight_to_the_hopper(
+    team: Exchange, smtp: Smtp
+) -> None:
+    smtp.start()
+    # Both members sign out with the feature code on their own phone.
+    for member in ("3001", "3002"):
+        result = await team.call("*22", from_phone=member, hold_ms=6000, key_delay_ms=100)
+        assert result.returncode == 0, result.stderr
+    presence = team.rows("SELECT extension, present, changed_by FROM presence ORDER BY 1")
+    assert [(p.extension, bool(p.present)) for p in presence] == [
+        ("3001", False), ("3002", False)
+    ]
+    team.phone("3001")
+    team.phone("3002")
+    async with team.ami_events() as ami:
+        # No key: silence confirms the callback on the caller ID.
+        result = await team.call("7001", caller=CITIZEN, hold_ms=15000)
+        assert result.returncode == 0, result.stderr
+        rows = await until(lambda: hoppers(team))
+        assert not ami.matching("DialBegin"), "an absent member's phone rang"
+    assert (rows[0].reason, rows[0].caller) == ("nobody_present", CITIZEN)
+
+
+# 4 ----------------------------------------------------------------------------------------
+
+
+async def test_blind_transfer_from_a_kcc_agent_names_the_agent_on_the_hopper(
+    team: Exchange, smtp: Smtp
+) -> None:
+    smtp.start()
+    transfer_phone(team, "2001", "7001")
+    team.phone("3001", mode="noanswer")
+    team.phone("3002", mode="busy")
+    async with team.ami_events() as ami:
+        result = await team.call("14070", caller=CITIZEN, hold_ms=40000, timeout_s=90)
+        assert result.returncode == 0, result.stderr
+        transfer = await ami.wait_for("BlindTransfer")
+        assert transfer["TransfererChannel"].startswith("PJSIP/2001-")
+        assert transfer["Extension"] == "7001"
+    rows = await until(lambda: hoppers(team))
+    assert len(rows) == 1
+    assert (rows[0].agent, rows[0].reason, rows[0].caller) == ("2001", "no_answer", CITIZEN)
+
+
+# 5 ----------------------------------------------------------------------------------------
+
+
+async def test_a_hopper_made_while_smtp_is_down_is_mailed_once_when_it_is_back(
+    team: Exchange, smtp: Smtp
+) -> None:
+    team.phone("3001", mode="busy")
+    team.phone("3002", mode="busy")
+    # Every member busy; the caller keys another number (2, the number, #).
+    result = await team.call(
+        "7001", caller=CITIZEN, keys="2,,0701112233#", key_delay_ms=2500, hold_ms=10000,
+        timeout_s=90,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = await until(lambda: hoppers(team))
+    assert (rows[0].caller, rows[0].reason) == ("0701112233", "busy")
+    failed = await until(
+        lambda: team.rows("SELECT * FROM outbox WHERE attempts >= 1 AND sent_at IS NULL")
+    )
+    assert failed[0].last_error
+    mailbox = smtp.start()
+    mails = await mailbox.wait(1, timeout=30)
+    await asyncio.sleep(3)  # a second copy would show up by now
+    assert len(mails) == 1
+    assert "0701112233" in mails[0]["Subject"]
+    sent = team.rows("SELECT sent_at, attempts FROM outbox")
+    assert len(sent) == 1 and sent[0].sent_at is not None and sent[0].attempts >= 2
+
+
+# 6 ----------------------------------------------------------------------------------------
+
+
+async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_duplicated(
+    team: Exchange, smtp: Smtp
+) -> None:
+    mailbox = smtp.start()
+    team.phone("3001", mode="noanswer")
+    team.phone("3002", mode="noanswer")
+    for _ in range(2):
+        result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500,
+                                 hold_ms=8000)
+        assert result.returncode == 0, result.stderr
+        await until(lambda: hoppers(team))
+    rows = hoppers(team)
+    assert len(rows) == 1 and rows[0].repeat_count == 1
+    events = team.rows("SELECT kind FROM hopper_events ORDER BY id")
+    assert [e.kind for e in events] == ["created", "repeat"]
+    mails = await mailbox.wait(2)
+    assert [m["Subject"].split(" ")[0] for m in mails] == ["Terugbelverzoek", "Herhaald"]
