@@ -67,9 +67,15 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         blocks = text.split(EOL + EOL)
         self.queue.append(blocks.pop(-1))
         for block in blocks:
-            message = Message.from_line(block.strip())
-            if message is not None:
-                self.handle_message(message)
+            try:
+                message = Message.from_line(block.strip())
+                if message is not None:
+                    self.handle_message(message)
+            except Exception:
+                # One malformed block (e.g. a repeated Event: header makes panoramisk's value
+                # a list) must cost that message only: an exception out of data_received
+                # makes asyncio close the connection, and every event after it is lost.
+                log.exception("AMI message skipped: %r", block[:200])
 
 
 class _Manager(Manager):  # type: ignore[misc]
