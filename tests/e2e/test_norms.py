@@ -1,0 +1,310 @@
+"""Live service norms end to end: sipp calls, the AMI listener, a real Prometheus scraping.
+
+One exchange (the KCC and team Vergunningen), one Prometheus scraping `bereik serve` every
+second. Calls: answered by the KCC, abandoned while the KCC rings, to the team number and
+answered, and one answered by the KCC that is cut by an Asterisk restart. Prometheus must
+then show each call counted once, the gap in `bereik_ami_connected`, and the norm ratio;
+every dashboard and rule expression must evaluate against it.
+
+Set BEREIK_RECORD_AMI=<path> to keep the raw AMI stream of the run (the replay data of
+tests/unit/test_call_tracker.py and bench/ami_ingest.py are recorded this way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from bereik import asterisk
+from cti.store.models import Hopper
+from dialplan.render import load_secrets
+from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
+
+TEAMS = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7101"
+members = ["2101"]
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+lead_mailbox = "lead.vergunningen@gemeente.example"
+"""
+# No greeting: a 14070 caller goes straight to the KCC (the harness keeps the exchange open
+# around the clock).
+NO_GREETING = """
+[menu]
+greeting = ""
+"""
+
+
+class Prometheus:
+    """A real Prometheus with the repository's rules, scraping one exchange every second."""
+
+    def __init__(self, workdir: Path, target_port: int) -> None:
+        self.port = free_port()
+        self.workdir = workdir / "prometheus"
+        self.workdir.mkdir()
+        rules = REPO / "deploy" / "prometheus" / "rules"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in sorted(rules.glob("*.yml"))],
+            "scrape_configs": [
+                {
+                    "job_name": "bereik",
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "900ms",
+                    "static_configs": [
+                        {"targets": [f"127.0.0.1:{target_port}"], "labels": {"service": "bereik"}}
+                    ],
+                }
+            ],
+        }
+        # JSON is YAML: no YAML writer needed.
+        (self.workdir / "prometheus.yml").write_text(json.dumps(config, indent=1))
+        self.log = self.workdir / "prometheus.log"
+        self.process = subprocess.Popen(
+            [
+                "/usr/bin/prometheus",
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"prometheus not ready:\n{self.log.read_text()[-2000:]}")
+
+    def query(self, expr: str) -> list[dict[str, object]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        if not result:
+            return None
+        assert len(result) == 1, f"{expr}: more than one series: {result}"
+        value = result[0]["value"]
+        assert isinstance(value, list)
+        return float(value[1])
+
+    async def until(self, expr: str, expected: float, timeout: float = 20) -> None:
+        """Wait until `expr` (one series) has the expected value in Prometheus."""
+        deadline = time.monotonic() + timeout
+        seen: float | None = None
+        while time.monotonic() < deadline:
+            seen = self.value(expr)
+            if seen is not None and abs(seen - expected) < 1e-9:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{expr} = {seen}, expected {expected}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class AmiTap:
+    """A second AMI login that keeps the raw bytes Asterisk sends, for replay tests."""
+
+    def __init__(self, ex: Exchange, path: Path) -> None:
+        self.ex, self.path = ex, path
+        self.task: asyncio.Task[None] | None = None
+        self.out = open(path, "ab")  # open for the tap's lifetime
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        secret = load_secrets(self.ex.host_instance / "secrets.json", self.ex.config).ami
+        out = self.out
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.ex.ports.ami)
+            except OSError:
+                await asyncio.sleep(0.2)  # Asterisk restarting
+                continue
+            login = (
+                f"Action: Login\r\nUsername: {self.ex.config.asterisk.ami_user}\r\n"
+                f"Secret: {secret}\r\nEvents: on\r\n\r\n"
+            )
+            writer.write(login.encode())
+            while data := await reader.read(65536):
+                out.write(data)
+                out.flush()
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.out.close()
+
+
+@pytest.fixture
+async def norms(
+    installation: asterisk.Installation, tmp_path: Path
+) -> AsyncIterator[tuple[Exchange, Prometheus]]:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("2101", free_port(), "Vera")]
+    with exchange(
+        installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=NO_GREETING
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        prometheus = Prometheus(tmp_path, ex.ports.http)
+        tap = None
+        if os.environ.get("BEREIK_RECORD_AMI"):
+            tap = AmiTap(ex, Path(os.environ["BEREIK_RECORD_AMI"]))
+            await tap.start()
+        try:
+            prometheus.wait_ready()
+            yield ex, prometheus
+        finally:
+            if tap:
+                await tap.stop()
+            prometheus.close()
+
+
+async def test_prometheus_sees_each_call_once_and_the_norm(
+    norms: tuple[Exchange, Prometheus],
+) -> None:
+    ex, prom = norms
+    await prom.until('bereik_ami_connected{job="bereik"}', 1)
+
+    # Two callers answered by the KCC.
+    kcc_phone = ex.phone("2001", ring_ms=300)
+    result = await ex.call("14070", calls=2, rate=2, hold_ms=800, key_delay_ms=200)
+    assert result.returncode == 0, result.stderr
+
+    # A caller gives up while the KCC phone rings.
+    _stop(kcc_phone)
+    ringing = ex.phone("2001", mode="noanswer")
+    result = await ex.call("14070", caller="0702222222", hold_ms=1500, key_delay_ms=200)
+    assert result.returncode == 0, result.stderr
+    _stop(ringing)
+
+    # A caller dials the team number; Vera answers.
+    ex.phone("2101", ring_ms=300)
+    result = await ex.call("7101", caller="0703333333", hold_ms=800, key_delay_ms=200)
+    assert result.returncode == 0, result.stderr
+
+    await prom.until('bereik_calls_answered_total{team="kcc"}', 2)
+    await prom.until('bereik_calls_answered_total{team="vergunningen"}', 1)
+    await prom.until('bereik_calls_abandoned_total{team="kcc"}', 1)
+    await prom.until('bereik_calls_offered_total{entry="14070"}', 3)
+    await prom.until('bereik_calls_offered_total{entry="team"}', 1)
+
+    # A KCC call in progress when Asterisk goes down: counted answered once, ended by the
+    # resync after the restart (its hangup was never seen).
+    ex.phone("2001", ring_ms=300)
+    cut = asyncio.create_task(
+        ex.call("14070", caller="0704444444", hold_ms=30_000, key_delay_ms=200, timeout_s=40)
+    )
+    await prom.until('bereik_calls_answered_total{team="kcc"}', 3)
+    ex.asterisk.stop()
+    await prom.until('bereik_ami_connected{job="bereik"}', 0)
+    ex.start_asterisk()
+    await prom.until('bereik_ami_connected{job="bereik"}', 1, timeout=30)
+    cut.cancel()
+    await asyncio.gather(cut, return_exceptions=True)
+    await prom.until('bereik_calls_offered_total{entry="14070"}', 4)
+
+    # One more after the restart: the counters go on from where they were.
+    result = await ex.call("14070", caller="0705555555", hold_ms=800, key_delay_ms=200)
+    assert result.returncode == 0, result.stderr
+    await prom.until('bereik_calls_offered_total{entry="14070"}', 5)
+    await prom.until('bereik_calls_answered_total{team="kcc"}', 4)
+    await prom.until('bereik_wait_seconds_count{team="kcc"}', 4)
+    assert prom.value('bereik_calls_abandoned_total{team="kcc"}') == 1
+    assert prom.value('bereik_calls_waiting{team="kcc"}') == 0
+    # The gap: AMI was down for a while during the last minutes.
+    assert prom.value('min_over_time(bereik_ami_connected{job="bereik"}[5m])') == 0
+
+    outcomes = sorted(
+        (r.caller, r.outcome, r.team_id)
+        for r in ex.rows("SELECT caller, outcome, team_id FROM calls")
+    )
+    assert outcomes == [
+        ("0612345678", "answered_kcc", "kcc"),
+        ("0612345678", "answered_kcc", "kcc"),
+        ("0702222222", "abandoned", "kcc"),
+        ("0703333333", "answered_team", "vergunningen"),
+        ("0704444444", "answered_kcc", "kcc"),
+        ("0705555555", "answered_kcc", "kcc"),
+    ]
+    abandoned = ex.rows("SELECT wait_seconds FROM calls WHERE outcome = 'abandoned'")[0]
+    assert 1.0 < abandoned.wait_seconds < 5.0
+
+    # The norm: every answered call met it. A hopper of Vergunningen past its deadline
+    # (made by the team's no-answer path in production; written here directly) misses it.
+    await prom.until('bereik_service_norm_ratio{team="kcc",window="today"}', 1.0)
+    await prom.until('bereik_service_norm_ratio{team="vergunningen",window="today"}', 1.0)
+    now = datetime.now(UTC)
+    engine = create_engine(f"sqlite:///{ex.db_path}")
+    with Session(engine) as session:
+        session.add(
+            Hopper(
+                team_id="vergunningen",
+                caller="0706666666",
+                reason="no_answer",
+                created_at=now - timedelta(seconds=30),
+                deadline=now - timedelta(seconds=10),
+            )
+        )
+        session.commit()
+    engine.dispose()
+    await prom.until('bereik_service_norm_ratio{team="vergunningen",window="today"}', 0.5)
+    await prom.until('bereik_hoppers_overdue{team="vergunningen"}', 1)
+
+    # Every expression of the wall screens and the rules works against this Prometheus.
+    check = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "deploy/grafana/check_expressions.py"),
+        "--url",
+        prom.url,
+        "--require-data",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(check.communicate(), 120)
+    assert check.returncode == 0, output.decode()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, 9)
+    process.wait()
