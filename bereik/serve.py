@@ -33,18 +33,23 @@ WORKERS: list[str] = [
     "cti.calls.gauges",
     "cti.callbacks.scheduler",
     "cti.outbox",
+    "cti.retention",
 ]
 
 # Web parts, each a module with `def setup(app: web.Application) -> None` adding its routes.
 WEB_PLUGINS: list[str] = [
     "cti.callbacks.http",
     "cti.hoppers.http",
+    "cti.web.pages",
+    "cti.web.live",
+    "cti.web.openapi",
 ]
 
 # AMI subscribers, each a module with `def subscribe(services, bus) -> None`.
 AMI_SUBSCRIBERS: list[str] = [
     "cti.ami.listener",
     "cti.callbacks.clicktocall",
+    "cti.web.live",
 ]
 
 

@@ -1,0 +1,120 @@
+"""Purging personal data after its retention (GDPR): a WORKER that runs once a day.
+
+Closed hoppers go `config.retention.closed_hopper_days` after closing (with their events
+and callback attempts, by cascade), calls `call_days` after they started, audit rows
+`audit_days` after they were written. Open hoppers are never purged: work still owed.
+
+"Once a day" holds across restarts and several processes: the day's `job_runs` row
+(unique job+period) is claimed before purging; whoever fails to insert it skips the day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bereik.services import Services
+from cti.audit import audit
+from cti.store.models import AuditEntry, Call, Hopper, JobRun
+
+log = logging.getLogger(__name__)
+
+JOB = "retention"
+CHECK_SECONDS = 600.0
+
+
+@dataclass
+class Purged:
+    hoppers: int = 0
+    calls: int = 0
+    audit: int = 0
+
+
+async def purge(services: Services, now: datetime | None = None) -> Purged:
+    """Delete what is past its retention; returns the counts (also written to the audit log)."""
+    now = now or datetime.now(UTC)
+    keep = services.config.retention
+    purged = Purged()
+    async with services.sessions() as session:
+        # Hoppers one by one through the ORM so their events and attempts go with them
+        # (cascade), also on SQLite; the daily number is small.
+        old = (
+            await session.execute(
+                select(Hopper.id).where(
+                    Hopper.status == "closed",
+                    Hopper.closed_at.is_not(None),
+                    Hopper.closed_at < now - timedelta(days=keep.closed_hopper_days),
+                )
+            )
+        ).scalars()
+        for hopper_id in list(old):
+            hopper = await session.get(Hopper, hopper_id)
+            if hopper is not None:
+                # A newer hopper may point at this one as its earlier contact.
+                await session.execute(
+                    update(Hopper).where(Hopper.repeat_of_id == hopper_id).values(repeat_of_id=None)
+                )
+                await session.delete(hopper)
+                purged.hoppers += 1
+        calls = await session.execute(
+            delete(Call).where(Call.started_at < now - timedelta(days=keep.call_days))
+        )
+        purged.calls = int(getattr(calls, "rowcount", 0) or 0)
+        entries = await session.execute(
+            delete(AuditEntry).where(AuditEntry.at < now - timedelta(days=keep.audit_days))
+        )
+        purged.audit = int(getattr(entries, "rowcount", 0) or 0)
+        audit(
+            session,
+            actor="system",
+            action="purge",
+            object_type="retention",
+            detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit}",
+        )
+        await session.commit()
+    return purged
+
+
+async def run_once(services: Services, now: datetime | None = None) -> Purged | None:
+    """Purge unless today's run is already done (by this or another process)."""
+    now = now or datetime.now(UTC)
+    day = now.astimezone(ZoneInfo(services.config.exchange.timezone)).date().isoformat()
+    async with services.sessions() as session:
+        session.add(JobRun(job=JOB, period=day, at=now))
+        try:
+            await session.commit()
+        except IntegrityError:
+            return None
+    try:
+        purged = await purge(services, now)
+    except Exception:
+        # Give the claim back, so the next check (or another process) tries again today.
+        async with services.sessions() as session:
+            await session.execute(delete(JobRun).where(JobRun.job == JOB, JobRun.period == day))
+            await session.commit()
+        raise
+    log.info(
+        "retention: purged %d closed hoppers, %d calls, %d audit rows",
+        purged.hoppers,
+        purged.calls,
+        purged.audit,
+    )
+    return purged
+
+
+async def run(services: Services) -> None:
+    """WORKER entry point: check every ten minutes whether today's purge is due."""
+    while True:
+        try:
+            await run_once(services)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retention purge failed; trying again later")
+        await asyncio.sleep(CHECK_SECONDS)

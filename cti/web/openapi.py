@@ -1,0 +1,398 @@
+"""The OpenAPI 3 document of Bereik's JSON API, served at /api/openapi.json.
+
+Hand-written and kept next to the code: when a feature adds or changes an endpoint, its
+entry here changes in the same commit. `tests/unit/test_openapi.py` checks that every
+documented path of the web plugins exists and that the document is well-formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+ERROR = {"$ref": "#/components/responses/Error"}
+JSON = "application/json"
+
+
+def _body(schema: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    if required:
+        schema = {**schema, "required": required}
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if schema is not None:
+        response["content"] = {JSON: {"schema": schema}}
+    return response
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): ERROR for code in codes}
+
+
+def _id(name: str = "id", description: str = "hopper id") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer"},
+    }
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+HOPPER_REF = {"$ref": "#/components/schemas/Hopper"}
+ANNOUNCEMENT_REF = {"$ref": "#/components/schemas/Announcement"}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Bereik API",
+        "version": "1",
+        "description": (
+            "The JSON API of Bereik, the exchange and CTI layer of the municipal contact "
+            "centre. Every endpoint but /healthz and /metrics needs a signed-in session "
+            "(cookie, with the X-CSRF-Token header on changes) or an API token "
+            "(`Authorization: Bearer <token>`, made with `bereik users token NAME` or on "
+            'the admin page). Errors are `{"error": "message"}` with a 4xx status.'
+        ),
+    },
+    "security": [{"bearer": []}, {"session": []}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "bereik_session"},
+        },
+        "responses": {
+            "Error": {
+                "description": "A clear message; 401 not signed in, 403 not allowed "
+                "(role, another team, missing CSRF token), 404 unknown, 409 conflict.",
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"error": STR},
+                            "required": ["error"],
+                        }
+                    }
+                },
+            }
+        },
+        "schemas": {
+            "Hopper": {
+                "type": "object",
+                "description": "A callback request.",
+                "properties": {
+                    "id": INT,
+                    "team": STR,
+                    "caller": STR,
+                    "reason": {
+                        "type": "string",
+                        "enum": ["no_answer", "busy", "nobody_present", "after_hours", "manual"],
+                    },
+                    "agent": STR,
+                    "category": STR,
+                    "note": STR,
+                    "call_uniqueid": STR,
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "deadline": {"type": "string", "format": "date-time"},
+                    "status": {"type": "string", "enum": ["open", "closed"]},
+                    "claimed_by": STR,
+                    "closed_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "closing_reason": STR,
+                    "counts_for_norm": {"type": "boolean"},
+                    "within_norm": {"type": "boolean", "nullable": True},
+                    "repeat_count": INT,
+                    "history": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "Announcement": {
+                "type": "object",
+                "properties": {
+                    "id": INT,
+                    "text": STR,
+                    "kind": {"type": "string", "enum": ["outage", "news", "closure"]},
+                    "scope": {"type": "string", "description": "all, menu:<key> or team:<id>"},
+                    "valid_from": {"type": "string", "format": "date-time"},
+                    "valid_until": {"type": "string", "format": "date-time", "nullable": True},
+                    "priority": INT,
+                    "author": STR,
+                    "source": {"type": "string", "enum": ["tts", "phone", "upload"]},
+                    "active": {"type": "boolean"},
+                    "audio_url": STR,
+                },
+            },
+            "AgentCall": {
+                "type": "object",
+                "properties": {
+                    "extension": STR,
+                    "channel": STR,
+                    "caller": STR,
+                    "caller_name": STR,
+                    "linkedid": {"type": "string", "description": "the call's id (uniqueid)"},
+                    "state": {"type": "string", "enum": ["ringing", "answered", "ended"]},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and database check (no sign-in)",
+                "security": [],
+                "responses": {"200": _ok("up"), "503": _ok("database unreachable")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (no sign-in)",
+                "security": [],
+                "responses": {"200": _ok("text exposition format")},
+            }
+        },
+        "/api/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3")}}
+        },
+        "/events": {
+            "get": {
+                "summary": "Server-sent events: the call at the signed-in user's extension",
+                "description": "Event `call` with an AgentCall as data, on ringing, answer "
+                "and end.",
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream",
+                        "content": {"text/event-stream": {"schema": STR}},
+                    },
+                    **_errors(401, 409),
+                },
+            }
+        },
+        "/api/agent/call": {
+            "get": {
+                "summary": "The call at the signed-in agent's extension, or null",
+                "responses": {
+                    "200": _ok(
+                        "current call",
+                        {
+                            "type": "object",
+                            "properties": {"call": {"$ref": "#/components/schemas/AgentCall"}},
+                        },
+                    ),
+                    **_errors(401),
+                },
+            }
+        },
+        "/api/agent/transfer": {
+            "post": {
+                "summary": "Blind transfer of the agent's answered call to a team number",
+                "requestBody": _body({"type": "object", "properties": {"team": STR}}, ["team"]),
+                "responses": {"200": _ok("transferred"), **_errors(400, 401, 403, 409, 503, 504)},
+            }
+        },
+        "/api/agent/category": {
+            "post": {
+                "summary": "Register the question category of a call (from config categories)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "category": STR,
+                            "call": {"type": "string", "description": "default: current call"},
+                        },
+                    },
+                    ["category"],
+                ),
+                "responses": {"200": _ok("stored"), **_errors(400, 401, 403, 404, 409)},
+            }
+        },
+        "/api/agent/hopper": {
+            "post": {
+                "summary": "Create a hopper from the KCC screen (reason manual)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "team": STR,
+                            "caller": {"type": "string", "description": "default: current caller"},
+                            "category": STR,
+                            "note": STR,
+                            "call": STR,
+                        },
+                    },
+                    ["team"],
+                ),
+                "responses": {"201": _ok("created"), **_errors(400, 401, 403)},
+            }
+        },
+        "/api/callers/{number}": {
+            "get": {
+                "summary": "Earlier contacts and open hoppers of a phone number (audited)",
+                "parameters": [
+                    {"name": "number", "in": "path", "required": True, "schema": STR},
+                    {"name": "call", "in": "query", "required": False, "schema": STR},
+                ],
+                "responses": {"200": _ok("history"), **_errors(401, 403)},
+            }
+        },
+        "/api/board": {
+            "get": {
+                "summary": "The wall-screen figures: norm ratios, open and overdue hoppers",
+                "responses": {"200": _ok("figures"), **_errors(401, 403)},
+            }
+        },
+        "/api/hoppers": {
+            "get": {
+                "summary": "Hoppers of the teams the user may see, by deadline",
+                "parameters": [
+                    {"name": "team", "in": "query", "schema": STR},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["open", "closed"]},
+                    },
+                ],
+                "responses": {
+                    "200": _ok("list", {"type": "array", "items": HOPPER_REF}),
+                    **_errors(401, 403),
+                },
+            },
+            "post": {
+                "summary": "Create a hopper by hand (KCC)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {"team": STR, "caller": STR, "category": STR, "note": STR},
+                    },
+                    ["team", "caller"],
+                ),
+                "responses": {"201": _ok("created", HOPPER_REF), **_errors(400, 401, 403)},
+            },
+        },
+        "/api/hoppers/{id}": {
+            "get": {
+                "summary": "One hopper with its attempts and history (audited)",
+                "parameters": [_id()],
+                "responses": {"200": _ok("hopper", HOPPER_REF), **_errors(401, 403, 404)},
+            }
+        },
+        "/api/hoppers/{id}/reassign": {
+            "post": {
+                "summary": "Move a hopper to another team",
+                "parameters": [_id()],
+                "requestBody": _body(
+                    {"type": "object", "properties": {"team": STR, "note": STR}}, ["team"]
+                ),
+                "responses": {"200": _ok("moved", HOPPER_REF), **_errors(400, 401, 403, 404)},
+            }
+        },
+        "/api/hoppers/{id}/claim": {
+            "post": {
+                "summary": "Take a hopper on",
+                "parameters": [_id()],
+                "responses": {"200": _ok("claimed", HOPPER_REF), **_errors(401, 403, 404, 409)},
+            }
+        },
+        "/api/hoppers/{id}/callback": {
+            "post": {
+                "summary": "Click-to-call: ring the member's phone, then dial the citizen",
+                "parameters": [_id()],
+                "responses": {
+                    "202": _ok("attempt started"),
+                    **_errors(400, 401, 403, 404, 409, 503),
+                },
+            }
+        },
+        "/api/hoppers/{id}/close": {
+            "post": {
+                "summary": "Close a hopper with an outcome",
+                "parameters": [_id()],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "reason": {
+                                "type": "string",
+                                "enum": [
+                                    "reached",
+                                    "answered_other_channel",
+                                    "solved_by_email",
+                                    "acquisitie",
+                                    "duplicate",
+                                    "unreachable",
+                                ],
+                            },
+                            "note": STR,
+                        },
+                    },
+                    ["reason"],
+                ),
+                "responses": {"200": _ok("closed", HOPPER_REF), **_errors(400, 401, 403, 404, 409)},
+            }
+        },
+        "/api/calls/{id}/transfer": {
+            "post": {
+                "summary": "Transfer a call to a team number (AMI)",
+                "parameters": [_id(description="call id")],
+                "requestBody": _body({"type": "object", "properties": {"team": STR}}, ["team"]),
+                "responses": {"200": _ok("transferred"), **_errors(400, 401, 403, 404, 409, 503)},
+            }
+        },
+        "/api/announcements": {
+            "get": {
+                "summary": "Announcements (active only with ?active=true)",
+                "parameters": [{"name": "active", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {
+                    "200": _ok("list", {"type": "array", "items": ANNOUNCEMENT_REF}),
+                    **_errors(401, 403),
+                },
+            },
+            "post": {
+                "summary": "Create an announcement (spoken with TTS); live from valid_from",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "text": STR,
+                            "kind": {"type": "string", "enum": ["outage", "news", "closure"]},
+                            "scope": STR,
+                            "valid_from": {"type": "string", "format": "date-time"},
+                            "valid_until": {"type": "string", "format": "date-time"},
+                            "priority": INT,
+                        },
+                    },
+                    ["text", "kind"],
+                ),
+                "responses": {"201": _ok("created", ANNOUNCEMENT_REF), **_errors(400, 401, 403)},
+            },
+        },
+        "/api/announcements/{id}": {
+            "delete": {
+                "summary": "End an announcement now",
+                "parameters": [_id(description="announcement id")],
+                "responses": {"200": _ok("ended", ANNOUNCEMENT_REF), **_errors(401, 403, 404)},
+            }
+        },
+        "/api/announcements/{id}/audio": {
+            "get": {
+                "summary": "The announcement's audio (wav)",
+                "parameters": [_id(description="announcement id")],
+                "responses": {
+                    "200": {"description": "audio", "content": {"audio/wav": {"schema": STR}}},
+                    **_errors(401, 403, 404),
+                },
+            }
+        },
+    },
+}
+
+
+def setup(app: web.Application) -> None:
+    """WEB_PLUGIN entry point."""
+    app.router.add_get("/api/openapi.json", openapi)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
