@@ -52,7 +52,7 @@ class _Factory:
 
 def _protocol() -> tuple[_Protocol, _Factory]:
     protocol = _Protocol()
-    protocol.connection_made(_Transport())
+    protocol.connection_made(_Transport())  # type: ignore[arg-type]
     factory = _Factory()
     protocol.factory = factory
     return protocol, factory
