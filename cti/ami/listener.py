@@ -186,8 +186,8 @@ class CallListener:
         if _rowcount(result) != 1:
             return
         metrics.call_offered(effect.entry_kind)
-        if effect.outcome == "abandoned" and effect.team:
-            metrics.call_abandoned(effect.team)
+        if outcome == "abandoned" and team:
+            metrics.call_abandoned(team)
         for to_team, transfer_result in effect.transfers:
             metrics.transfer(to_team, transfer_result)
 
