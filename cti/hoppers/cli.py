@@ -23,6 +23,10 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="JSON, one object per hopper")
     listing.add_argument("--config", type=Path, default=Path("bereik.toml"))
     listing.set_defaults(func=cmd_list)
+    # `bereik hoppers due` lives with the callback clock.
+    from cti.callbacks.cli import add_due
+
+    add_due(actions)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -250,3 +250,29 @@ async def test_check_queues_each_timer_once(services: Services) -> None:
     assert await check(services, DEADLINE + timedelta(hours=1)) == []
     async with services.sessions() as s:
         assert await s.scalar(select(func.count()).select_from(OutboxMail)) == 3
+
+
+async def test_hoppers_due_lists_today_and_overdue_per_team(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine as create_sync_engine
+
+    from cti.callbacks.cli import due_today
+
+    url = f"sqlite:///{tmp_path / 'due.db'}"
+    sync = create_sync_engine(url)
+    Base.metadata.create_all(sync)
+    sync.dispose()
+    config = CONFIG.model_copy(update={"database": CONFIG.database.model_copy(update={"url": url})})
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'due.db'}")
+    services = Services(
+        config,
+        async_sessionmaker(engine, expire_on_commit=False),
+        BereikMetrics(teams=["vergunningen"]),
+        tmp_path,
+    )
+    overdue = await add(services, hopper(deadline=DEADLINE - timedelta(days=1)))
+    today = await add(services, hopper(deadline=DEADLINE))
+    await add(services, hopper(deadline=DEADLINE + timedelta(days=1)))
+    await add(services, hopper(deadline=DEADLINE, status="closed"))
+    await engine.dispose()
+    items = await due_today(config, WED_MORNING)
+    assert [(i.id, i.overdue) for i in items] == [(overdue, True), (today, False)]
