@@ -91,7 +91,8 @@ def due_mails(hopper: Hopper, config: Config, now: datetime) -> list[Due]:
         lead = config.team(hopper.team_id).lead_mailbox if hopper.team_id != "kcc" else ""
         if lead:
             mails[0] = Due(f"escalation:{hopper.id}:lead", lead, subject, body)
-        if config.kcc.supervisor_mailbox:
+        # The KCC's own hoppers: the supervisor is already the "lead"; one mail is enough.
+        if config.kcc.supervisor_mailbox and config.kcc.supervisor_mailbox != mails[0].recipient:
             mails.append(
                 Due(f"escalation:{hopper.id}:kcc", config.kcc.supervisor_mailbox, subject, body)
             )
