@@ -19,7 +19,7 @@ import contextlib
 from sqlalchemy import select
 
 from agi.handlers.presence import extension_of
-from agi.protocol import AgiHangup
+from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from bereik.services import Services
 from cti.announcements.prompts import prompt
@@ -62,6 +62,7 @@ async def transferring_agent(channel: AgiChannel) -> str:
             return value
         extension = extension_of(value)
         if extension:
+            channel.log.info("transferred by %s (from %s=%s)", extension, name, value)
             return extension
     return ""
 
@@ -112,7 +113,7 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         goodbye = f"Dank u wel. {team_name} belt u terug op {spoken_digits(number)}. Tot ziens."
     else:
         goodbye = "Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."
-    with contextlib.suppress(AgiHangup):
+    with contextlib.suppress(AgiHangup, AgiCommandFailed):
         await channel.stream_file(await prompt(services, goodbye))
     await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
@@ -129,7 +130,7 @@ async def _ask_number(
             f"{team_name} belt u binnen {when} terug op het nummer {spoken_digits(caller_id)}. "
             "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen."
         )
-        choice = await channel.get_data(await prompt(services, offer), 6000, 1)
+        choice = await _get_data(channel, await prompt(services, offer), 5000, 1)
         if choice != "2":
             return caller_id
     else:
@@ -137,16 +138,28 @@ async def _ask_number(
             f"Er is op dit moment niemand van {team_name} beschikbaar. "
             f"{team_name} belt u binnen {when} terug."
         )
-        await channel.stream_file(await prompt(services, offer))
+        await _get_data(channel, await prompt(services, offer), 100, 1)
     ask = await prompt(
         services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
     )
     for _ in range(2):
-        keyed = normalise_number(await channel.get_data(ask, 10000, MAX_DIGITS))
+        keyed = normalise_number(await _get_data(channel, ask, 10000, MAX_DIGITS))
         if MIN_DIGITS <= len(keyed) <= MAX_DIGITS:
             return keyed
         ask = await prompt(services, "Dat nummer is niet compleet. Probeer het nog eens.")
     return caller_id
+
+
+async def _get_data(channel: AgiChannel, sound: str, timeout_ms: int, digits: int) -> str:
+    """GET DATA; "" if the prompt could not play, AgiHangup if the caller left."""
+    try:
+        return await channel.get_data(sound, timeout_ms, digits)
+    except AgiCommandFailed:
+        # result=-1 is a hang-up or a missing file; CHANNEL STATUS tells which (it raises
+        # AgiHangup when the caller is gone), and a missing file must not cost the hopper.
+        await channel.command("CHANNEL STATUS")
+        channel.log.warning("could not play %s", sound)
+        return ""
 
 
 async def _make(

@@ -42,10 +42,10 @@ class Mailbox:
         return "250 OK"
 
     async def wait(self, count: int, timeout: float = 20.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.messages) < count:
-            await asyncio.sleep(0.2)
-        assert len(self.messages) >= count, f"{len(self.messages)} mails, expected {count}"
+        try:
+            await until(lambda: len(self.messages) >= count, timeout)
+        except AssertionError:
+            raise AssertionError(f"{len(self.messages)} mails, expected {count}") from None
         return self.messages
 
 
@@ -117,11 +117,30 @@ def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 150
         f"{extension}-refer",
     )
     process = subprocess.Popen(
-        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-p", str(phone.port),
-         "-mp", str(free_port()), "-m", "1", "-nostdin", "-aa", "-trace_err",
-         "-error_file", str(ex.workdir / f"sipp-{extension}-refer-errors.log"),
-         "-trace_msg", "-message_file", str(ex.workdir / f"sipp-{extension}-refer-msgs.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            "sipp",
+            "-sf",
+            str(path),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(phone.port),
+            "-mp",
+            str(free_port()),
+            "-m",
+            "1",
+            "-nostdin",
+            "-aa",
+            "-trace_err",
+            "-error_file",
+            str(ex.workdir / f"sipp-{extension}-refer-errors.log"),
+            "-trace_msg",
+            "-message_file",
+            str(ex.workdir / f"sipp-{extension}-refer-msgs.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     ex.sipp_processes.append(process)
     time.sleep(0.2)
@@ -166,7 +185,11 @@ async def test_nobody_answers_makes_a_hopper_and_mails_the_group_mailbox(
     assert len(rows) == 1
     h = rows[0]
     assert (h.team_id, h.caller, h.reason, h.status, h.agent) == (
-        "vergunningen", CITIZEN, "no_answer", "open", "",
+        "vergunningen",
+        CITIZEN,
+        "no_answer",
+        "open",
+        "",
     )
     assert h.counts_for_norm and h.repeat_count == 0
     events = team.rows("SELECT kind FROM hopper_events WHERE hopper_id = :id", id=h.id)
@@ -196,9 +219,7 @@ async def test_every_member_absent_means_no_ringing_and_straight_to_the_hopper(
         result = await team.call("*22", from_phone=member, hold_ms=6000, key_delay_ms=100)
         assert result.returncode == 0, result.stderr
     presence = team.rows("SELECT extension, present, changed_by FROM presence ORDER BY 1")
-    assert [(p.extension, bool(p.present)) for p in presence] == [
-        ("3001", False), ("3002", False)
-    ]
+    assert [(p.extension, bool(p.present)) for p in presence] == [("3001", False), ("3002", False)]
     team.phone("3001")
     team.phone("3002")
     async with team.ami_events() as ami:
@@ -241,7 +262,11 @@ async def test_a_hopper_made_while_smtp_is_down_is_mailed_once_when_it_is_back(
     team.phone("3002", mode="busy")
     # Every member busy; the caller keys another number (2, the number, #).
     result = await team.call(
-        "7001", caller=CITIZEN, keys="2,,0701112233#", key_delay_ms=2500, hold_ms=10000,
+        "7001",
+        caller=CITIZEN,
+        keys="2,,0701112233#",
+        key_delay_ms=2500,
+        hold_ms=10000,
         timeout_s=90,
     )
     assert result.returncode == 0, result.stderr
@@ -270,8 +295,7 @@ async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_dupl
     team.phone("3001", mode="noanswer")
     team.phone("3002", mode="noanswer")
     for _ in range(2):
-        result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500,
-                                 hold_ms=8000)
+        result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000)
         assert result.returncode == 0, result.stderr
         await until(lambda: hoppers(team))
     rows = hoppers(team)
