@@ -36,6 +36,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "Probeer het later opnieuw.",
         "repeat": "U heeft al een terugbelverzoek bij ons. {who} belt u terug vóór {when}. "
         "U kunt ook een keuze maken uit het menu.",
+        "repeat_closed": "U heeft al een terugbelverzoek bij ons. {who} belt u terug vóór {when}.",
         "kcc": "het klantcontactcentrum",
         "team": "het team {name}",
         "at": "om {time} uur",
@@ -57,6 +58,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "callback_failed": "We could not note your callback request. Please try again later.",
         "repeat": "You have already asked us to call you back. {who} will call you back "
         "before {when}. You can also choose from the menu.",
+        "repeat_closed": "You have already asked us to call you back. {who} will call you "
+        "back before {when}.",
         "kcc": "the contact centre",
         "team": "the {name} team",
         "at": "at {time}",

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from agi.handlers.hopper import hopper
 from agi.handlers.ivr import ivr
+from agi.handlers.operator import operator
 from agi.handlers.presence import presence
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
@@ -15,6 +16,7 @@ ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 
 HANDLERS: dict[str, ServiceHandler] = {
     "ivr": ivr,
+    "operator": operator,
     "team": team,
     "hopper": hopper,
     "presence": presence,

@@ -30,6 +30,7 @@ log = logging.getLogger("bereik")
 # after the services exist and cancelled on shutdown. Add a feature's worker here.
 WORKERS: list[str] = [
     "cti.ami.listener",
+    "cti.announcements.warmup",
     "cti.calls.gauges",
     "cti.callbacks.scheduler",
     "cti.outbox",
@@ -38,6 +39,7 @@ WORKERS: list[str] = [
 
 # Web parts, each a module with `def setup(app: web.Application) -> None` adding its routes.
 WEB_PLUGINS: list[str] = [
+    "cti.announcements.http",
     "cti.callbacks.http",
     "cti.hoppers.http",
     "cti.web.pages",

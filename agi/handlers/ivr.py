@@ -115,8 +115,7 @@ class Conversation:
         # (endpos, in samples), for monitoring and for the end-to-end tests.
         await self.channel.exec(
             "UserEvent",
-            f"BereikPlayed,Uniqueid: {self.channel.env.uniqueid},What: {what},"
-            f"Id: {ident},Endpos: {endpos},Key: {key}",
+            f"BereikPlayed,What: {what},Id: {ident},Endpos: {endpos},Key: {key}",
         )
 
     async def announcements(self, scope: str) -> str:
@@ -136,7 +135,7 @@ async def _conversation(channel: AgiChannel, services: Services) -> str:
         return await _closed(talk, hours, closed)
     key = await talk.say(config.menu.greeting, "greeting") if config.menu.greeting else ""
     key = key or await talk.announcements("all")
-    key = key or await _repeat_caller(talk, _caller_number(channel))
+    key = key or (await _repeat_caller(talk, _caller_number(channel))).strip("-")
     if not config.menu.options:
         return "kcc"
     return await _menu(
@@ -155,14 +154,12 @@ async def _menu(
     for attempt in range(ATTEMPTS):
         key = pending or await talk.ask(prompt_text, f"menu{path}")
         pending = ""
-        if not key:
+        choice = menu.choose(config, options, key) if key else None
+        if choice is None or choice.kind == "invalid":
             if attempt + 1 < ATTEMPTS:
-                await talk.say(menu.text(config, "no_choice"), "no_choice")
-            continue
-        choice = menu.choose(config, options, key)
-        if choice.kind == "invalid":
-            if attempt + 1 < ATTEMPTS:
-                await talk.say(menu.text(config, "invalid"), "invalid")
+                # A key pressed during "that is not a valid choice" is the next try.
+                which = "invalid" if key else "no_choice"
+                pending = await talk.say(menu.text(config, which), which)
             continue
         scope = f"menu:{path}{key}"
         after = await talk.announcements(scope) if choice.option is not None else ""
@@ -187,10 +184,9 @@ async def _menu(
     return "kcc"
 
 
-async def _repeat_caller(talk: Conversation, number: str) -> str:
-    """Tell a caller with an open hopper when they will be called back."""
+async def _open_hopper(talk: Conversation, number: str) -> Hopper | None:
     if not number:
-        return ""
+        return None
     async with talk.services.sessions() as session:
         hopper = await session.scalar(
             select(Hopper)
@@ -198,16 +194,22 @@ async def _repeat_caller(talk: Conversation, number: str) -> str:
             .order_by(Hopper.deadline)
             .limit(1)
         )
+    return hopper
+
+
+async def _repeat_caller(talk: Conversation, number: str, which: str = "repeat") -> str:
+    """Tell a caller with an open hopper when they will be called back."""
+    hopper = await _open_hopper(talk, number)
     if hopper is None:
         return ""
     config = talk.config
     sentence = menu.text(
         config,
-        "repeat",
+        which,
         who=menu.who_calls_back(config, hopper.team_id),
         when=menu.spoken_moment(hopper.deadline, config.exchange.timezone, menu.lang(config)),
     )
-    return await talk.say(sentence, "repeat")
+    return await talk.say(sentence, "repeat") or "-"
 
 
 async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
@@ -220,6 +222,10 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     if not number:
         await talk.say(menu.text(config, "anonymous"), "anonymous")
         await talk.say(menu.text(config, "website", website=website), "website")
+        return "hangup"
+    if await _repeat_caller(talk, number, "repeat_closed"):
+        # Already promised a callback: a second request would not make it come sooner.
+        await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
     key = await talk.ask(menu.text(config, "callback_offer", website=website), "callback_offer")
     if key != menu.CALLBACK_KEY:

@@ -226,12 +226,20 @@ async def create(
     *,
     audio: str = "",
     source: str = "tts",
+    upload: Path | None = None,
 ) -> Announcement:
-    """Check, make the audio (unless given), store; live at once when valid_from <= now."""
-    draft = _checked(services.config, draft, needs_text=not audio)
+    """Check, make the audio (unless given), store; live at once when valid_from <= now.
+
+    `audio` is an existing file name in the announcements directory (a phone recording);
+    `upload` a wav/mp3/ogg file to convert; neither: the text is spoken by the TTS engine.
+    """
+    has_audio = bool(audio) or upload is not None
+    draft = _checked(services.config, draft, needs_text=not has_audio)
     if source not in SOURCES:
         raise AnnouncementError(f"source {source!r} is not one of {', '.join(SOURCES)}")
-    if not audio:
+    if upload is not None:
+        audio, source = await import_audio(services, upload), "upload"
+    elif not audio:
         audio = await speak(services, draft.text)
     assert draft.valid_from is not None
     announcement = Announcement(

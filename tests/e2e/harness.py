@@ -290,8 +290,8 @@ ring_seconds = 15
             secret = load_secrets(self.host_instance / "secrets.json", self.config)
             auth = ["-au", from_phone, "-ap", secret.phones[from_phone]]
             caller = from_phone
-        key_actions = _key_actions(keys)
         name = f"call-{number}-{secrets.token_hex(3)}"
+        key_actions = _key_actions(keys, self.workdir, name)
         path = self._scenario(
             "phone_caller.xml" if from_phone else "caller.xml",
             {
@@ -388,24 +388,51 @@ def _pcap_key(key: str) -> str:
     return {"*": "star", "#": "pound"}.get(key, key)
 
 
-def _key_actions(keys: str) -> str:
+def _key_actions(keys: str, workdir: Path, label: str) -> str:
     """sipp actions for `keys`: a digit, * or # is sent as RFC 2833 (then 1.2 s pause);
-    "," waits one more second; "~" plays 8 s of speech (g711a.pcap) into the call."""
+    "," waits one more second; "~" plays 7 s of speech (g711a.pcap) into the call.
+
+    The pcaps are rewritten so their RTP sequence numbers and timestamps go on from the
+    previous key: as captured, "0" has an older timestamp than "2", and Asterisk ignores
+    an RFC 2833 end whose timestamp is not newer than the last one (so "20" or "99"
+    would arrive as one key).
+    """
     actions = []
-    for k in keys:
+    seq, ts = 1000, 80000
+    for index, k in enumerate(keys):
         if k == ",":
             actions.append('<pause milliseconds="1000"/>')
-        elif k == "~":
-            actions.append(
-                f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/g711a.pcap"/></action></nop>'
-                '\n<pause milliseconds="8500"/>'
-            )
-        else:
-            actions.append(
-                f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{_pcap_key(k)}'
-                '.pcap"/></action></nop>\n<pause milliseconds="1200"/>'
-            )
+            continue
+        source = DTMF_PCAPS / ("g711a.pcap" if k == "~" else f"dtmf_2833_{_pcap_key(k)}.pcap")
+        target = workdir / f"{label}-key{index}.pcap"
+        seq, ts = _rewrite_rtp(source, target, seq, ts)
+        pause = 7500 if k == "~" else 1200
+        actions.append(
+            f'<nop><action><exec play_pcap_audio="{target}"/></action></nop>\n'
+            f'<pause milliseconds="{pause}"/>'
+        )
     return "\n".join(actions)
+
+
+_RTP = 42  # Ethernet + IPv4 (no options) + UDP, as in every pcap sipp ships
+
+
+def _rewrite_rtp(source: Path, target: Path, seq: int, ts: int) -> tuple[int, int]:
+    """Copy a pcap with RTP seq/timestamps starting at seq/ts; return where the next goes on."""
+    data = bytearray(source.read_bytes())
+    offset, first_ts, count, last_ts = 24, None, 0, ts
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        rtp = offset + 16 + _RTP
+        original = int.from_bytes(data[rtp + 4 : rtp + 8], "big")
+        first_ts = original if first_ts is None else first_ts
+        last_ts = (ts + original - first_ts) % 2**32
+        data[rtp + 2 : rtp + 4] = ((seq + count) % 2**16).to_bytes(2, "big")
+        data[rtp + 4 : rtp + 8] = last_ts.to_bytes(4, "big")
+        count += 1
+        offset += 16 + length
+    target.write_bytes(bytes(data))
+    return seq + count, (last_ts + 16000) % 2**32
 
 
 def always_open() -> str:

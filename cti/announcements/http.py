@@ -1,0 +1,199 @@
+"""The announcements API (a WEB_PLUGIN of `bereik serve`).
+
+    POST   /api/announcements              JSON {text, kind, scope, valid_from, valid_until,
+                                            priority} -> 201 {id, audio_url, ...}
+    POST   /api/announcements/upload       multipart: file (wav/mp3/ogg) + the same fields
+    GET    /api/announcements?active=true  the list (active only, or the last 500)
+    GET    /api/announcements/{id}         one
+    PATCH  /api/announcements/{id}         JSON {text}: new text, new audio; a failed
+                                            synthesis keeps the old audio (422 says why)
+    DELETE /api/announcements/{id}         ends it now (kept as history)
+    GET    /api/announcements/{id}/audio   the wav callers hear
+
+Reading needs any signed-in user (a KCC agent may want to know what callers heard);
+changes need the role operator or supervisor (admin always). Errors are JSON
+{"error": "..."} with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cti.announcements import service
+from cti.announcements.service import AnnouncementError, Draft
+from cti.store.models import Announcement
+from cti.web.app import SERVICES
+from cti.web.auth import current_user, require_role
+
+WRITERS = ("operator", "supervisor")
+MAX_UPLOAD = 20 * 1024 * 1024
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/announcements", create)
+    app.router.add_post("/api/announcements/upload", upload)
+    app.router.add_get("/api/announcements", listing)
+    app.router.add_get("/api/announcements/{id:\\d+}", one)
+    app.router.add_patch("/api/announcements/{id:\\d+}", change)
+    app.router.add_delete("/api/announcements/{id:\\d+}", end)
+    app.router.add_get("/api/announcements/{id:\\d+}/audio", audio)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _time(value: Any, name: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise AnnouncementError(f"{name} must be a string like 2026-12-01T17:00:00+01:00")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise AnnouncementError(f"{name} is not an ISO 8601 time: {value!r}") from None
+    return moment
+
+
+def _draft(fields: dict[str, Any], author: str) -> Draft:
+    priority = fields.get("priority", 0)
+    if isinstance(priority, str) and priority.strip().isdigit():
+        priority = int(priority)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise AnnouncementError("priority must be a whole number from 0 to 100")
+    for name in ("text", "kind", "scope"):
+        if not isinstance(fields.get(name, ""), str):
+            raise AnnouncementError(f"{name} must be a string")
+    return Draft(
+        kind=str(fields.get("kind", "")),
+        text=str(fields.get("text", "")),
+        scope=str(fields.get("scope", "all") or "all"),
+        valid_from=_time(fields.get("valid_from"), "valid_from"),
+        valid_until=_time(fields.get("valid_until"), "valid_until"),
+        priority=priority,
+        author=author,
+    )
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AnnouncementError("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise AnnouncementError("the body must be a JSON object")
+    return body
+
+
+def _created(request: web.Request, announcement: Announcement) -> web.Response:
+    data = service.as_json(request.app[SERVICES], announcement)
+    return web.json_response(data, status=201, headers={"Location": str(data["audio_url"])})
+
+
+async def create(request: web.Request) -> web.Response:
+    user = require_role(request, *WRITERS)
+    try:
+        draft = _draft(await _json(request), user.name)
+        made = await service.create(request.app[SERVICES], draft)
+    except AnnouncementError as exc:
+        return _error(422 if str(exc).startswith("speech synthesis") else 400, str(exc))
+    return _created(request, made)
+
+
+async def upload(request: web.Request) -> web.Response:
+    user = require_role(request, *WRITERS)
+    if not request.content_type.startswith("multipart/"):
+        return _error(400, "send multipart/form-data with a 'file' field")
+    fields: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bereik-upload-") as tmp:
+        saved: Path | None = None
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            name = getattr(part, "name", None)
+            if name == "file":
+                saved = Path(tmp) / "upload"
+                size = 0
+                with saved.open("wb") as out:
+                    while chunk := await part.read_chunk():  # type: ignore[union-attr]
+                        size += len(chunk)
+                        if size > MAX_UPLOAD:
+                            return _error(413, "the file is larger than 20 MB")
+                        out.write(chunk)
+            elif name:
+                fields[name] = (await part.text())[:5000]  # type: ignore[union-attr]
+        if saved is None:
+            return _error(400, "no 'file' field with the audio")
+        try:
+            made = await service.create(
+                request.app[SERVICES], _draft(fields, user.name), upload=saved
+            )
+        except AnnouncementError as exc:
+            return _error(400, str(exc))
+    return _created(request, made)
+
+
+async def listing(request: web.Request) -> web.Response:
+    current_user(request)
+    services = request.app[SERVICES]
+    active = request.query.get("active", "").lower() in ("1", "true", "yes")
+    found = await service.listing(services, only_active=active)
+    return web.json_response([service.as_json(services, a) for a in found])
+
+
+async def _find(request: web.Request) -> Announcement | None:
+    async with request.app[SERVICES].sessions() as session:
+        return await session.get(Announcement, int(request.match_info["id"]))
+
+
+async def one(request: web.Request) -> web.Response:
+    current_user(request)
+    found = await _find(request)
+    if found is None:
+        return _error(404, "no such announcement")
+    return web.json_response(service.as_json(request.app[SERVICES], found))
+
+
+async def change(request: web.Request) -> web.Response:
+    user = require_role(request, *WRITERS)
+    services = request.app[SERVICES]
+    try:
+        body = await _json(request)
+        if set(body) != {"text"} or not isinstance(body["text"], str):
+            raise AnnouncementError('only the text can be changed: send {"text": "..."}')
+        await service.change_text(services, int(request.match_info["id"]), body["text"], user.name)
+    except LookupError:
+        return _error(404, "no such announcement")
+    except AnnouncementError as exc:
+        # The old text and audio stay live; the operator reads why the new one failed.
+        return _error(422 if str(exc).startswith("speech synthesis") else 400, str(exc))
+    found = await _find(request)
+    assert found is not None
+    return web.json_response(service.as_json(services, found))
+
+
+async def end(request: web.Request) -> web.Response:
+    user = require_role(request, *WRITERS)
+    services = request.app[SERVICES]
+    try:
+        ended = await service.end(services, int(request.match_info["id"]), user.name)
+    except LookupError:
+        return _error(404, "no such announcement")
+    return web.json_response(service.as_json(services, ended))
+
+
+async def audio(request: web.Request) -> web.StreamResponse:
+    current_user(request)
+    services = request.app[SERVICES]
+    found = await _find(request)
+    if found is None or not found.audio:
+        return _error(404, "no such announcement")
+    path = service.audio_file(services, found.audio)
+    if not path.is_file():
+        return _error(404, "the audio file is missing")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})

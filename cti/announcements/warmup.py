@@ -1,0 +1,36 @@
+"""A worker that speaks every fixed IVR sentence once at start-up.
+
+Why: a prompt is synthesized on first use, which takes a few hundred milliseconds; a key
+the caller presses in that gap (between two AGI commands) is lost. Making them before
+the first call keeps the menu responsive from the first caller on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agi.handlers.operator import SAY
+from agi.menu import all_prompts
+from bereik.services import Services
+from cti.announcements.prompts import prompt
+from cti.announcements.tts import TtsError
+from dialplan.hours import OpeningHours
+
+log = logging.getLogger("bereik.announcements")
+
+
+async def run(services: Services) -> None:
+    config = services.config
+    texts = all_prompts(config)
+    texts.append(
+        OpeningHours(config.hours, config.exchange.timezone).describe(config.exchange.language)
+    )
+    texts.extend(text for text in SAY.values() if "{" not in text)
+    failed = 0
+    for text in dict.fromkeys(texts):
+        try:
+            await prompt(services, text)
+        except TtsError as exc:
+            failed += 1
+            log.error("cannot synthesize the IVR prompt %r: %s", text[:60], exc)
+    log.info("IVR prompts ready: %d, failed: %d", len(texts) - failed, failed)
