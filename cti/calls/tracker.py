@@ -142,17 +142,27 @@ class CallTracker:
         self.by_linkedid: dict[str, CallState] = {}
         self.by_channel: dict[str, CallState] = {}  # uniqueid of any leg -> call
         self.events = 0
+        # Calls ringing a team now (call uniqueid -> team), kept per event so the waiting
+        # gauge costs nothing per event however many calls are in progress.
+        self._ringing: dict[str, str] = {}
 
     # -- figures for gauges --------------------------------------------------------------
 
     def waiting(self) -> dict[str, int]:
         """Callers waiting right now per team: an offer started and not yet answered."""
         counts = dict.fromkeys(self.teams, 0)
-        for call in self.calls.values():
-            offer = call.open_offer()
-            if offer is not None and offer.team in counts:
-                counts[offer.team] += 1
+        for team in self._ringing.values():
+            counts[team] += 1
         return counts
+
+    def _refresh(self, call: CallState | None) -> None:
+        if call is None:
+            return
+        offer = call.open_offer() if call.uniqueid in self.calls else None
+        if offer is not None and offer.team in self.teams:
+            self._ringing[call.uniqueid] = offer.team
+        else:
+            self._ringing.pop(call.uniqueid, None)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -166,6 +176,7 @@ class CallTracker:
         effects: list[Effect] = []
         self._follow_linkedid(event, at, effects)
         handler(event, at, effects)
+        self._refresh(self._call_of(event))
         return effects
 
     def resync(self, channels: Iterable[Mapping[str, Any]]) -> list[Effect]:
@@ -211,6 +222,8 @@ class CallTracker:
                     offer.agent = _extension(str(channel.get("Channel", "")))
                     call.answered = True
                     effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
+        for call in self.calls.values():
+            self._refresh(call)
         return effects
 
     # -- handlers, by event name -----------------------------------------------------------
@@ -384,6 +397,7 @@ class CallTracker:
             self._add_channel(into, uniqueid)
         into.all_channels |= young.all_channels
         self.calls.pop(young.uniqueid, None)
+        self._ringing.pop(young.uniqueid, None)
         if self.by_linkedid.get(young.linkedid) is young:
             self.by_linkedid[young.linkedid] = into
 
@@ -401,6 +415,7 @@ class CallTracker:
 
     def _end(self, call: CallState, at: float, out: list[Effect]) -> None:
         self.calls.pop(call.uniqueid, None)
+        self._ringing.pop(call.uniqueid, None)
         for key, value in list(self.by_linkedid.items()):
             if value is call:
                 del self.by_linkedid[key]

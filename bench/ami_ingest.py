@@ -1,0 +1,274 @@
+"""How fast the AMI listener takes in events, beside panoramisk's bare parsing of them.
+
+    python -m bench.ami_ingest [--copies 200] [--stream tests/e2e/data/ami_stream.txt]
+
+The stream is a raw AMI recording of an end-to-end run (tests/e2e/test_norms.py with
+BEREIK_RECORD_AMI). Its events are repeated ``--copies`` times, each copy with its own
+uniqueids so every copy is a set of new calls, and served over a local TCP socket by a
+small fake Asterisk (banner, Login, CoreShowChannels, Ping) at full speed into:
+
+* the real path: ``AmiClient`` (our framing and queue) -> ``EventBus`` -> the call
+  listener (tracker + waiting gauge) -> its writer (the ``calls`` rows in a SQLite file,
+  the counters in ``BereikMetrics``);
+* panoramisk alone: ``AMIProtocol.data_received`` + ``Message.from_line`` on the same bytes,
+  in memory, with a dispatch that only counts: the ceiling for any Python AMI consumer.
+
+Prints events per second for each, and the database write-behind (calls per second).
+Exits 0 when every event arrived and every call was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from bereik.config import Config
+from bereik.services import Services
+from cti.ami.bus import EventBus
+from cti.ami.client import AmiClient
+from cti.ami.listener import CallListener
+from cti.calls.tracker import CallTracker, Ended
+from cti.store.db import create_engine, migrate_async, sessions
+from metrics.registry import BereikMetrics
+
+REPO = Path(__file__).resolve().parents[1]
+STREAM = REPO / "tests" / "e2e" / "data" / "ami_stream.txt"
+EOL = "\r\n"
+BANNER = "Asterisk Call Manager/"
+# Uniqueids and linkedids look like 1795873904.12: epoch seconds, a dot, a counter.
+UNIQUEID = re.compile(
+    r"(?m)^((?:Uniqueid|Linkedid|DestUniqueid|DestLinkedid|UniqueID|LinkedID"
+    r"|Transferee\w*Uniqueid|TransferTargetUniqueid): )(\d+)\.(\d+)"
+)
+CONFIG = {
+    "phones": [{"extension": "2001"}, {"extension": "2101"}],
+    "kcc": {"agents": ["2001"]},
+    "teams": [
+        {
+            "id": "vergunningen",
+            "name": "Vergunningen",
+            "number": "7101",
+            "members": ["2101"],
+            "mailbox": "vergunningen@example.org",
+        }
+    ],
+}
+
+
+def events_of(raw: str) -> list[str]:
+    """The event blocks of a recording (no banners, no responses to the recorder's login)."""
+    blocks = []
+    for block in raw.split(EOL + EOL):
+        block = block.strip()
+        if block.startswith(BANNER):
+            block = block.partition(EOL)[2]
+        if block.startswith("Event: "):
+            blocks.append(block)
+    return blocks
+
+
+def copies(blocks: list[str], count: int) -> tuple[bytes, int, int]:
+    """The events ``count`` times, each copy's uniqueids made new; (bytes, events, calls)."""
+    parts = []
+    for copy in range(count):
+        prefix = f"{copy + 1}"
+        for block in blocks:
+            parts.append(UNIQUEID.sub(_renumber(prefix), block))
+    calls = sum(1 for b in blocks if b.startswith("Event: Newchannel") and _first_leg(b))
+    return (EOL + EOL).join(parts).encode() + (EOL + EOL).encode(), len(parts), calls * count
+
+
+def _renumber(prefix: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: f"{m[1]}{prefix}{m[2]}.{m[3]}"
+
+
+def _first_leg(block: str) -> bool:
+    fields = dict(line.split(": ", 1) for line in block.split(EOL) if ": " in line)
+    return fields.get("Uniqueid") == fields.get("Linkedid") and fields.get("Context") in (
+        "from-trunk",
+    )
+
+
+class FakeAsterisk:
+    """Enough of Asterisk's AMI for one client: banner, Login, CoreShowChannels, Ping."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.sent_at = 0.0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(f"{BANNER}11.0.0{EOL}".encode())
+        streaming: asyncio.Task[None] | None = None
+        while True:
+            try:
+                request = await reader.readuntil((EOL + EOL).encode())
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            fields = dict(
+                line.split(": ", 1) for line in request.decode().split(EOL) if ": " in line
+            )
+            action, action_id = fields.get("Action", ""), fields.get("ActionID", "")
+            if action == "CoreShowChannels":
+                writer.write(
+                    f"Response: Success{EOL}ActionID: {action_id}{EOL}EventList: start{EOL}"
+                    f"Message: Channels will follow{EOL}{EOL}"
+                    f"Event: CoreShowChannelsComplete{EOL}ActionID: {action_id}{EOL}"
+                    f"EventList: Complete{EOL}ListItems: 0{EOL}{EOL}".encode()
+                )
+                if streaming is None:
+                    streaming = asyncio.create_task(self._stream(writer))
+            else:
+                writer.write(f"Response: Success{EOL}ActionID: {action_id}{EOL}{EOL}".encode())
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        self.sent_at = time.perf_counter()
+        chunk = 64 * 1024
+        for start in range(0, len(self.payload), chunk):
+            writer.write(self.payload[start : start + chunk])
+            await writer.drain()
+
+    async def close(self) -> None:
+        if self.server:
+            self.server.close()
+
+
+async def listener_rate(payload: bytes, events: int, calls: int) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="bereik-bench-"))
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    await migrate_async(url)
+    engine = create_engine(url)
+    config = Config.model_validate(CONFIG)
+    metrics = BereikMetrics(teams=[t.id for t in config.teams])
+    services = Services(
+        config=config, sessions=sessions(engine), metrics=metrics, instance_dir=workdir
+    )
+    fake = FakeAsterisk(payload)
+    port = await fake.start()
+    # The queue holds the whole run: this measures throughput, not the drop policy.
+    ami = AmiClient("127.0.0.1", port, "bench", "secret", queue_size=events + 1000)
+    services.ami = ami
+    bus = EventBus(ami.events)
+    services.bus = bus
+    listener = CallListener(services)
+    bus.subscribe(listener.on_event)
+    ami.on_connected.append(listener.on_connected)
+    tasks = [asyncio.create_task(bus.run()), asyncio.create_task(listener.run())]
+    ami.start()
+    try:
+        async with asyncio.timeout(300):
+            ingested = await _until(lambda: bus.handled >= events + 1)  # + resync marker
+            # Reading a counter collects the whole registry: not too often.
+            written = await _until(lambda: _offered(metrics) >= calls, every=0.02)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await ami.close()
+        await fake.close()
+        await engine.dispose()
+    offered = _offered(metrics)
+    return {
+        "events_per_s": events / (ingested - fake.sent_at),
+        "calls_per_s_written": calls / (written - fake.sent_at),
+        "offered": offered,
+        "dropped": float(ami.dropped_events),
+    }
+
+
+async def _until(done: Callable[[], bool], every: float = 0.001) -> float:
+    """Poll (the thing measured must not be slowed by a callback of ours); the time it held."""
+    while not done():  # noqa: ASYNC110
+        await asyncio.sleep(every)
+    return time.perf_counter()
+
+
+def _offered(metrics: BereikMetrics) -> float:
+    return sum(
+        metrics.registry.get_sample_value("bereik_calls_offered_total", {"entry": e}) or 0
+        for e in ("14070", "team", "internal")
+    )
+
+
+def ended_calls(payload: bytes) -> int:
+    """The calls the tracker ends in this stream (a call cut by a restart never ends here)."""
+    tracker = CallTracker("14070", "7000", {"7101": "vergunningen"})
+    ended = 0
+    for block in payload.decode().split(EOL + EOL):
+        message = Message.from_line(block.strip())
+        if message is not None:
+            ended += sum(isinstance(e, Ended) for e in tracker.feed(message))
+    return ended
+
+
+def panoramisk_rate(payload: bytes, events: int) -> float:
+    class Counter:
+        dispatched = 0
+
+        def dispatch(self, message: Any) -> None:
+            self.dispatched += 1
+
+    protocol = AMIProtocol()
+    protocol.connection_made(_NullTransport())
+    counter = Counter()
+    protocol.factory = counter
+    protocol.encoding = "utf-8"
+    chunk = 64 * 1024
+    started = time.perf_counter()
+    for start in range(0, len(payload), chunk):
+        protocol.data_received(payload[start : start + chunk])
+    elapsed = time.perf_counter() - started
+    if counter.dispatched != events:
+        raise SystemExit(f"panoramisk parsed {counter.dispatched} of {events} events")
+    return events / elapsed
+
+
+class _NullTransport(asyncio.Transport):
+    def write(self, data: Any) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stream", type=Path, default=STREAM)
+    parser.add_argument("--copies", type=int, default=200)
+    args = parser.parse_args(argv)
+    blocks = events_of(args.stream.read_bytes().decode())
+    payload, events, _ = copies(blocks, args.copies)
+    calls = ended_calls(payload)
+    print(
+        f"stream: {len(blocks)} events x {args.copies} = {events} events, {calls} calls, "
+        f"{len(payload) / 1e6:.1f} MB"
+    )
+    bare = panoramisk_rate(payload, events)
+    result = asyncio.run(listener_rate(payload, events, calls))
+    print(f"panoramisk bare parsing:            {bare:>10,.0f} events/s")
+    print(
+        f"AmiClient + bus + call listener:    {result['events_per_s']:>10,.0f} events/s "
+        f"({result['events_per_s'] / bare:.0%} of bare parsing)"
+    )
+    print(f"calls written to the database:      {result['calls_per_s_written']:>10,.0f} calls/s")
+    ok = result["offered"] == calls and result["dropped"] == 0
+    if not ok:
+        print(
+            f"FAILED: {result['offered']:.0f} calls counted of {calls}, "
+            f"{result['dropped']:.0f} events dropped"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
