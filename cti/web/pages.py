@@ -445,14 +445,23 @@ async def operator_page(request: web.Request) -> web.Response:
         rows.append({"a": a, "state": state})
     scopes = [("all", "all")] + [(f"team:{t.id}", t.name) for t in services.config.teams]
     scopes += [(f"menu:{o.key}", o.label) for o in services.config.menu.options]
+    # After a preview or a refused save the form comes back as the operator left it.
+    draft = {key: request.query.get(key, "") for key in DRAFT_FIELDS}
     return render(
         request,
         "operator.html",
         rows=rows,
         scopes=scopes,
         preview=request.query.get("preview", ""),
-        draft=request.query.get("text", ""),
+        draft=draft,
     )
+
+
+DRAFT_FIELDS = ("text", "kind", "scope", "valid_from", "valid_until", "priority")
+
+
+def _draft_query(form: Any) -> dict[str, str]:
+    return {key: str(form.get(key, "")) for key in DRAFT_FIELDS}
 
 
 async def announcement_create(request: web.Request) -> web.Response:
@@ -465,7 +474,7 @@ async def announcement_create(request: web.Request) -> web.Response:
     try:
         priority = int(str(form.get("priority", "0")) or 0)
     except ValueError:
-        raise back("/operator", err="priority must be a number") from None
+        raise back("/operator", err="priority must be a number", **_draft_query(form)) from None
     draft = Draft(
         kind=str(form.get("kind", "news")),
         text=str(form.get("text", "")),
@@ -478,7 +487,7 @@ async def announcement_create(request: web.Request) -> web.Response:
     try:
         await create(services, draft)
     except (AnnouncementError, ValueError) as exc:
-        raise back("/operator", err=str(exc), text=draft.text) from None
+        raise back("/operator", err=str(exc), **_draft_query(form)) from None
     raise back("/operator", msg="saved")
 
 
@@ -523,8 +532,8 @@ async def announcement_preview(request: web.Request) -> web.Response:
     try:
         name = await speak(request.app[SERVICES], check_text(text))
     except (AnnouncementError, ValueError) as exc:
-        raise back("/operator", err=str(exc), text=text) from None
-    raise back("/operator", preview=name, text=text)
+        raise back("/operator", err=str(exc), **_draft_query(form)) from None
+    raise back("/operator", preview=name, **_draft_query(form))
 
 
 async def preview_audio(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,116 @@
+"""Helpers for the browser tests: users in the exchange's database, a headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from tests.e2e.harness import ARTIFACTS, REPO, Exchange
+
+SCREENS = ARTIFACTS / "screens"
+DOC_SCREENS = REPO / "docs" / "screens"
+PASSWORD = "correct-horse-battery"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def add_user_with_cli(
+    ex: Exchange, name: str, role: str, team: str = "", extension: str = ""
+) -> None:
+    """`bereik users add`, as an administrator would run it."""
+    command = [
+        sys.executable,
+        "-m",
+        "bereik",
+        "users",
+        "add",
+        name,
+        "--role",
+        role,
+        "--password-stdin",
+        "--config",
+        str(ex.config_path),
+    ]
+    if team:
+        command += ["--team", team]
+    if extension:
+        command += ["--extension", extension]
+    done = subprocess.run(
+        command, input=PASSWORD + "\n", capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def add_users(ex: Exchange, users: list[tuple[str, str, str, str]]) -> None:
+    """(name, role, team, extension) straight into the database (the schema is migrated)."""
+    from cti.users.service import create_user
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{ex.db_path}")
+    try:
+        async with async_sessionmaker(engine)() as session:
+            for name, role, team, extension in users:
+                await create_user(session, name, PASSWORD, role, team, extension)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def sign_in(browser: Any, ex: Exchange, name: str) -> Any:
+    """A fresh browser context (own cookies) signed in as `name`; returns its page."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="nl-NL")
+    page = await context.new_page()
+    await page.goto(ex.url("/"))
+    assert "/login" in page.url
+    await page.fill("input[name=name]", name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_load_state("load")
+    assert "/login" not in page.url, await page.content()
+    return page
+
+
+async def screenshot(page: Any, name: str) -> None:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    DOC_SCREENS.mkdir(parents=True, exist_ok=True)
+    path = SCREENS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    shutil.copy(path, DOC_SCREENS / f"{name}.png")
+
+
+async def until(check: Any, timeout: float = 10.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout} s")
+        await asyncio.sleep(0.1)
