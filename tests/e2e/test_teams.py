@@ -304,3 +304,131 @@ async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_dupl
     assert [e.kind for e in events] == ["created", "repeat"]
     mails = await mailbox.wait(2)
     assert [m["Subject"].split(" ")[0] for m in mails] == ["Terugbelverzoek", "Herhaald"]
+
+
+# The API path, and the linear strategy ------------------------------------------------------
+
+
+async def api_tokens(ex: Exchange, users: list[tuple[str, str, str, str]]) -> dict[str, str]:
+    """Users (name, role, team, extension) made directly in the database; their API tokens."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from cti.users.service import create_user, issue_token
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{ex.db_path}")
+    tokens = {}
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            for name, role, team_id, extension in users:
+                user = await create_user(session, name, "Wachtwoord-123!", role, team_id, extension)
+                tokens[name] = await issue_token(session, user)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return tokens
+
+
+def api(ex: Exchange, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        ex.url(path),
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def linear_team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    yield from make_exchange(installation, tmp_path, strategy="linear")
+
+
+async def test_api_transfer_rings_members_in_order_and_the_hopper_can_be_passed_on(
+    linear_team: Exchange,
+) -> None:
+    ex = linear_team
+    tokens = await api_tokens(
+        ex,
+        [
+            ("anna", "agent", "", "2001"),
+            ("carla", "member", "vergunningen", "3001"),
+            ("bob", "member", "parkeren", ""),
+        ],
+    )
+    ex.phone("2001", ring_ms=300)  # the KCC agent answers the citizen
+    ex.phone("3001", mode="noanswer")
+    ex.phone("3002", mode="noanswer")
+    async with ex.ami_events() as ami:
+        caller = asyncio.create_task(ex.call("14070", caller=CITIZEN, hold_ms=40000, timeout_s=90))
+        await ami.wait_for("DialEnd", where=lambda e: e.get("DialStatus") == "ANSWER")
+        calls = await until(lambda: ex.rows("SELECT id FROM calls"))
+        status, body = api(
+            ex, "POST", f"/api/calls/{calls[0].id}/transfer", tokens["anna"], {"team": "7001"}
+        )
+        assert status == 202, body
+        first = await ami.wait_for(
+            "DialBegin", where=lambda e: e.get("DestChannel", "").startswith("PJSIP/3001-")
+        )
+        second = await ami.wait_for(
+            "DialBegin",
+            timeout=20,
+            where=lambda e: e.get("DestChannel", "").startswith("PJSIP/3002-"),
+        )
+        # Linear: 3002 rings only after 3001's ring time is over.
+        ended = ami.matching("DialEnd", DestUniqueid=first["DestUniqueid"])
+        assert ended and ended[0]["DialStatus"] == "NOANSWER"
+        assert ami.events.index(ended[0]) < ami.events.index(second)
+        rows = await until(lambda: hoppers(ex), timeout=30)
+        result = await caller  # the exchange says goodbye and hangs up
+        assert result.returncode == 0, result.stderr
+    assert (rows[0].agent, rows[0].reason, rows[0].caller) == ("2001", "no_answer", CITIZEN)
+
+    # The team member sees it; a member of another team does not.
+    status, body = api(ex, "GET", "/api/hoppers?team=vergunningen&status=open", tokens["carla"])
+    assert status == 200 and [h["id"] for h in body["hoppers"]] == [rows[0].id]
+    deadline = body["hoppers"][0]["deadline"]
+    assert body["hoppers"][0]["caller"] == CITIZEN
+    status, body = api(ex, "GET", "/api/hoppers?team=vergunningen", tokens["bob"])
+    assert status == 403 and "error" in body
+    status, body = api(ex, "GET", "/api/hoppers?status=nonsense", tokens["carla"])
+    assert status == 400 and "error" in body
+
+    # Wrong team: passed to the KCC; the deadline stays, the history says who did it.
+    status, body = api(
+        ex,
+        "POST",
+        f"/api/hoppers/{rows[0].id}/reassign",
+        tokens["carla"],
+        {"team": "kcc", "note": "hoort niet bij ons"},
+    )
+    assert status == 200, body
+    assert body["team"] == "kcc" and body["deadline"] == deadline
+    assert [(e["kind"], e["actor"]) for e in body["history"]] == [
+        ("created", "exchange"),
+        ("reassigned", "carla"),
+    ]
+    # A manual hopper from the KCC, with a note (e.g. after an unanswered consult call).
+    status, body = api(
+        ex,
+        "POST",
+        "/api/hoppers",
+        tokens["anna"],
+        {"team": "vergunningen", "caller": "070 555 1234", "note": "bouwplan"},
+    )
+    assert status == 201 and body["caller"] == "0705551234" and body["agent"] == "2001"
+    status, body = api(ex, "POST", "/api/hoppers", tokens["anna"], {"team": "nope", "caller": "1"})
+    assert status == 400 and "error" in body
+    audited = ex.rows("SELECT actor, action FROM audit_log WHERE object_type = 'hopper'")
+    assert {(a.actor, a.action) for a in audited} == {
+        ("carla", "view"),
+        ("carla", "reassign"),
+        ("anna", "create"),
+    }
