@@ -200,7 +200,9 @@ async def test_nobody_answers_makes_a_hopper_and_mails_the_group_mailbox(
     mail = mails[0]
     assert mail["To"] == "vergunningen@gemeente.example"
     assert CITIZEN in mail["Subject"]
-    body = mail.get_payload(decode=True).decode()
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    body = payload.decode()
     assert CITIZEN in body and "niet opgenomen" in body and "Uiterlijk" in body
     assert time.time() - started < 40
     metrics = team.http_get("/metrics")
