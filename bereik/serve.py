@@ -34,6 +34,7 @@ WORKERS: list[str] = [
     "cti.calls.gauges",
     "cti.callbacks.scheduler",
     "cti.outbox",
+    "cti.reports.weekly",
     "cti.retention",
 ]
 

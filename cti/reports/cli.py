@@ -1,0 +1,64 @@
+"""`bereik report`: the figures of a month or ISO week, per team and employee, as CSV or HTML."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from bereik.config import Config, load
+from cti.reports.figures import PeriodError, build_report, parse_period
+from cti.reports.render import to_csv, to_html
+from cti.store.db import create_engine, migrate_async, sessions
+
+
+def register(subparsers: Any) -> None:
+    report = subparsers.add_parser(
+        "report", help="figures per team and employee for a month or week (CSV or HTML)"
+    )
+    report.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    report.add_argument("--period", required=True, help="a month (2026-11) or ISO week (2026-W48)")
+    report.add_argument("--team", action="append", default=[], help="team id (repeatable)")
+    report.add_argument("--format", choices=("csv", "html"), default="csv")
+    report.add_argument("--output", "-o", type=Path, help="write to this file (default: stdout)")
+    report.set_defaults(func=cmd_report)
+
+
+def teams_of(config: Config, wanted: list[str]) -> list[tuple[str, str]]:
+    known = [("kcc", "KCC"), *((team.id, team.name) for team in config.teams)]
+    if not wanted:
+        return known
+    unknown = sorted(set(wanted) - {team for team, _ in known})
+    if unknown:
+        names = ", ".join(team for team, _ in known)
+        raise PeriodError(f"unknown team {unknown[0]}; teams are: {names}")
+    return [(team, name) for team, name in known if team in wanted]
+
+
+async def render_report(config: Config, period_text: str, teams: list[str], fmt: str) -> str:
+    period = parse_period(period_text)
+    selected = teams_of(config, teams)
+    await migrate_async(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        async with sessions(engine)() as session:
+            report = await build_report(session, period, selected, config.exchange.timezone)
+    finally:
+        await engine.dispose()
+    return to_csv(report) if fmt == "csv" else to_html(report, config.exchange.name)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    try:
+        text = asyncio.run(render_report(config, args.period, args.team, args.format))
+    except PeriodError as exc:
+        print(f"bereik report: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,181 @@
+"""The figures of a report ("stuurinformatie"): per team and per employee, for one period.
+
+Computed from the ``calls`` and ``hoppers`` tables with the definitions of the live norm
+(metrics/norms.py), applied to a calendar period instead of a rolling window:
+
+* a call belongs to the period by ``started_at``, a hopper by ``created_at``; periods are
+  whole local days in the exchange's time zone (a month ``2026-11`` or an ISO week
+  ``2026-W48``);
+* calls answered: outcome ``answered_kcc``/``answered_team``, per team (``team_id``) and per
+  employee (``agent``, the extension that answered for that team);
+* hoppers handled: closed hoppers of the team in the period, per employee by ``closed_by``;
+  within norm: of those, ``within_norm`` true;
+* share within norm: met / decided exactly as the live norm: met = answered calls + hoppers
+  closed within the norm; decided = met + hoppers closed late + open hoppers past their
+  deadline; acquisitie hoppers (``counts_for_norm`` false) are left out. ``None`` when
+  nothing is decided;
+* question categories: ``category`` of the team's calls and hoppers (empty = "onbekend").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cti.store.models import Call, Hopper
+
+ANSWERED = ("answered_kcc", "answered_team")
+KCC = "kcc"
+
+
+class PeriodError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str  # 2026-11 or 2026-W48
+    first_day: date
+    end_day: date  # exclusive
+
+    def bounds(self, tz: str) -> tuple[datetime, datetime]:
+        """The period as UTC instants, from local midnight to local midnight."""
+        zone = ZoneInfo(tz)
+        start = datetime.combine(self.first_day, datetime.min.time(), zone)
+        end = datetime.combine(self.end_day, datetime.min.time(), zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def parse_period(text: str) -> Period:
+    """``2026-11`` (a month) or ``2026-W48`` (an ISO week)."""
+    if match := re.fullmatch(r"(\d{4})-(\d{2})", text):
+        year, month = int(match[1]), int(match[2])
+        if not 1 <= month <= 12:
+            raise PeriodError(f"{text}: month must be 01-12")
+        first = date(year, month, 1)
+        end = date(year + (month == 12), month % 12 + 1, 1)
+        return Period(text, first, end)
+    if match := re.fullmatch(r"(\d{4})-W(\d{2})", text):
+        try:
+            first = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+        except ValueError:
+            raise PeriodError(f"{text}: no such ISO week") from None
+        return Period(text, first, first + timedelta(days=7))
+    raise PeriodError(f"{text}: give a month (2026-11) or an ISO week (2026-W48)")
+
+
+def iso_week(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+@dataclass
+class Employee:
+    name: str  # an extension (calls) or a user name (hoppers)
+    calls_answered: int = 0
+    hoppers_handled: int = 0
+    hoppers_within_norm: int = 0
+
+
+@dataclass
+class TeamFigures:
+    team: str
+    name: str
+    calls_offered: int = 0  # calls that ended with this team (any outcome)
+    calls_answered: int = 0
+    calls_abandoned: int = 0
+    hoppers_created: int = 0
+    hoppers_handled: int = 0
+    hoppers_within_norm: int = 0
+    hoppers_open_overdue: int = 0
+    norm_met: int = 0
+    norm_decided: int = 0
+    employees: dict[str, Employee] = field(default_factory=dict)
+    categories: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def norm_share(self) -> float | None:
+        return self.norm_met / self.norm_decided if self.norm_decided else None
+
+    def employee(self, name: str) -> Employee:
+        return self.employees.setdefault(name, Employee(name))
+
+
+@dataclass
+class Report:
+    period: Period
+    generated_at: datetime
+    teams: list[TeamFigures]
+
+
+async def build_report(
+    session: AsyncSession,
+    period: Period,
+    teams: list[tuple[str, str]],  # (id, display name), in the order to show
+    tz: str,
+    now: datetime | None = None,
+) -> Report:
+    now = now or datetime.now(UTC)
+    start, end = period.bounds(tz)
+    figures = {team: TeamFigures(team, name) for team, name in teams}
+
+    calls = await session.execute(
+        select(Call.team_id, Call.outcome, Call.agent, Call.category).where(
+            Call.started_at >= start, Call.started_at < end, Call.outcome != ""
+        )
+    )
+    for team_id, outcome, agent, category in calls.all():
+        team = figures.get(team_id or KCC)
+        if team is None:
+            continue
+        team.calls_offered += 1
+        team.categories[category or "onbekend"] += 1
+        if outcome in ANSWERED:
+            team.calls_answered += 1
+            team.norm_met += 1
+            team.norm_decided += 1
+            team.employee(agent or "onbekend").calls_answered += 1
+        elif outcome == "abandoned":
+            team.calls_abandoned += 1
+
+    hoppers = await session.execute(
+        select(
+            Hopper.team_id,
+            Hopper.status,
+            Hopper.within_norm,
+            Hopper.closed_by,
+            Hopper.deadline,
+            Hopper.counts_for_norm,
+            Hopper.category,
+            Hopper.call_uniqueid,
+        ).where(Hopper.created_at >= start, Hopper.created_at < end)
+    )
+    for team_id, status, within, closed_by, deadline, counts, category, uniqueid in hoppers.all():
+        team = figures.get(team_id)
+        if team is None:
+            continue
+        team.hoppers_created += 1
+        if not uniqueid:
+            team.categories[category or "onbekend"] += 1  # not counted with a call already
+        if status == "closed":
+            team.hoppers_handled += 1
+            person = team.employee(closed_by or "onbekend")
+            person.hoppers_handled += 1
+            if within and counts:
+                team.hoppers_within_norm += 1
+                person.hoppers_within_norm += 1
+        if not counts:
+            continue
+        if status == "closed" and within is not None:
+            team.norm_decided += 1
+            team.norm_met += int(bool(within))
+        elif status == "open" and deadline < now:
+            team.hoppers_open_overdue += 1
+            team.norm_decided += 1
+    return Report(period, now, list(figures.values()))
