@@ -165,3 +165,37 @@ def test_mask_number() -> None:
     assert auth.mask_number("0612345678") == "06******78"
     member = User(name="m", role="member", team_id="x", password_hash="")
     assert auth.mask_number("0612345678", member) == "0612345678"
+
+
+async def test_every_route_of_every_plugin_needs_sign_in(services: Services) -> None:
+    """All routes `bereik serve` mounts, enumerated from its router: none is open by mistake."""
+    import importlib
+
+    from bereik.serve import WEB_PLUGINS
+
+    app = create_app(services, [importlib.import_module(name).setup for name in WEB_PLUGINS])
+    routes = []
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter") or info.get("prefix", "")
+        for route in resource:
+            if route.method in ("HEAD", "*"):
+                continue
+            routes.append((route.method, path.replace("{id:\\d+}", "1").replace("{id}", "1")))
+    assert len(routes) > 20
+    checked = 0
+    async with TestClient(TestServer(app)) as client:
+        for method, path in routes:
+            concrete = "/".join("1" if part.startswith("{") else part for part in path.split("/"))
+            if concrete.startswith("/static"):
+                concrete = "/static/bereik.css"
+            response = await client.request(method, concrete, allow_redirects=False)
+            if auth.is_open(concrete):
+                continue
+            checked += 1
+            assert response.status in (401, 302), (method, concrete, response.status)
+            if response.status == 302:
+                assert response.headers["Location"].startswith("/login")
+            else:
+                assert "error" in await response.json()
+    assert checked > 20
