@@ -128,6 +128,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "anonymous": "anoniem",
         "live": "live",
         "disconnected": "verbinding verbroken, opnieuw verbinden…",
+        "no_answer": "niet opgenomen",
+        "busy": "bezet",
+        "nobody_present": "niemand aanwezig",
+        "after_hours": "buiten openingstijden",
+        "manual": "door het KCC",
     },
     "en": {
         "sign in": "Sign in",
@@ -247,6 +252,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "anonymous": "anonymous",
         "live": "live",
         "disconnected": "connection lost, reconnecting…",
+        "no_answer": "not answered",
+        "busy": "busy",
+        "nobody_present": "nobody present",
+        "after_hours": "after hours",
+        "manual": "by the KCC",
     },
 }
 

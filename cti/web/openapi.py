@@ -368,12 +368,58 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"201": _ok("created", ANNOUNCEMENT_REF), **_errors(400, 401, 403)},
             },
         },
+        "/api/announcements/upload": {
+            "post": {
+                "summary": "Create an announcement from an uploaded wav, mp3 or ogg",
+                "description": "multipart/form-data: file, kind, scope, valid_from, "
+                "valid_until, priority, text (shown in lists). Not audio: 400.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"file": {"type": "string", "format": "binary"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": _ok("created", ANNOUNCEMENT_REF), **_errors(400, 401, 403)},
+            }
+        },
         "/api/announcements/{id}": {
+            "get": {
+                "summary": "One announcement",
+                "parameters": [_id(description="announcement id")],
+                "responses": {
+                    "200": _ok("announcement", ANNOUNCEMENT_REF),
+                    **_errors(401, 403, 404),
+                },
+            },
+            "patch": {
+                "summary": "Change an announcement (text, validity, priority)",
+                "parameters": [_id(description="announcement id")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "text": STR,
+                            "valid_from": {"type": "string", "format": "date-time"},
+                            "valid_until": {"type": "string", "format": "date-time"},
+                            "priority": INT,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok("changed", ANNOUNCEMENT_REF),
+                    **_errors(400, 401, 403, 404),
+                },
+            },
             "delete": {
                 "summary": "End an announcement now",
                 "parameters": [_id(description="announcement id")],
                 "responses": {"200": _ok("ended", ANNOUNCEMENT_REF), **_errors(401, 403, 404)},
-            }
+            },
         },
         "/api/announcements/{id}/audio": {
             "get": {

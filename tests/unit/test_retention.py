@@ -1,0 +1,82 @@
+"""The retention purge: what is past its term goes, the rest (and open work) stays; once a day."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from bereik.config import Config
+from bereik.services import Services
+from cti.retention import run_once
+from cti.store.models import AuditEntry, Base, Call, Hopper, HopperEvent
+from metrics.registry import BereikMetrics
+
+NOW = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
+CONFIG = Config.model_validate(
+    {"retention": {"closed_hopper_days": 90, "call_days": 30, "audit_days": 365}}
+)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    engine = create_async_engine("sqlite+aiosqlite://")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield Services(
+        CONFIG,
+        async_sessionmaker(engine, expire_on_commit=False),
+        BereikMetrics(teams=[]),
+        tmp_path,
+    )
+    await engine.dispose()
+
+
+def hopper(status: str, closed_days_ago: int | None, created_days_ago: int = 200) -> Hopper:
+    created = NOW - timedelta(days=created_days_ago)
+    return Hopper(
+        team_id="t",
+        caller="0612345678",
+        reason="no_answer",
+        created_at=created,
+        deadline=created + timedelta(days=2),
+        status=status,
+        closed_at=None if closed_days_ago is None else NOW - timedelta(days=closed_days_ago),
+        events=[HopperEvent(kind="created", at=created)],
+    )
+
+
+async def test_purges_past_retention_once_a_day(services: Services) -> None:
+    async with services.sessions() as session:
+        session.add_all(
+            [
+                hopper("closed", 91),  # past 90 days after closing: goes
+                hopper("closed", 89),  # stays
+                hopper("open", None),  # open work is never purged, however old
+                Call(uniqueid="old", entry="14070", started_at=NOW - timedelta(days=31)),
+                Call(uniqueid="new", entry="14070", started_at=NOW - timedelta(days=29)),
+                AuditEntry(
+                    actor="a", action="view", object_type="hopper", at=NOW - timedelta(days=366)
+                ),
+                AuditEntry(
+                    actor="a", action="view", object_type="hopper", at=NOW - timedelta(days=364)
+                ),
+            ]
+        )
+        await session.commit()
+    purged = await run_once(services, NOW)
+    assert purged is not None and (purged.hoppers, purged.calls, purged.audit) == (1, 1, 1)
+    # The same day again (a restart, a second process): nothing happens.
+    assert await run_once(services, NOW + timedelta(hours=3)) is None
+    async with services.sessions() as session:
+        left = (await session.execute(select(Hopper.status, Hopper.closed_at))).all()
+        assert sorted(s for s, _ in left) == ["closed", "open"]
+        assert (await session.execute(select(Call.uniqueid))).scalars().all() == ["new"]
+        events = (await session.execute(select(HopperEvent.hopper_id))).scalars().all()
+        assert len(events) == 2  # the purged hopper's history went with it
+        actions = (await session.execute(select(AuditEntry.action))).scalars().all()
+        assert sorted(actions) == ["purge", "view"]
