@@ -47,7 +47,10 @@ async def render_report(config: Config, period_text: str, teams: list[str], fmt:
             report = await build_report(session, period, selected, config.exchange.timezone)
     finally:
         await engine.dispose()
-    return to_csv(report) if fmt == "csv" else to_html(report, config.exchange.name)
+    if fmt == "csv":
+        return to_csv(report)
+    names = {phone.extension: phone.name for phone in config.phones}
+    return to_html(report, config.exchange.name, names)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ Computed from the ``calls`` and ``hoppers`` tables with the definitions of the l
   ``2026-W48``);
 * calls answered: outcome ``answered_kcc``/``answered_team``, per team (``team_id``) and per
   employee (``agent``, the extension that answered for that team);
-* hoppers handled: closed hoppers of the team in the period, per employee by ``closed_by``;
+* hoppers handled: closed hoppers of the team in the period, per employee by ``closed_by``
+  (shown as the user's extension when the user has one, so a person has one row);
   within norm: of those, ``within_norm`` true;
 * share within norm: met / decided exactly as the live norm: met = answered calls + hoppers
   closed within the norm; decided = met + hoppers closed late + open hoppers past their
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cti.store.models import Call, Hopper
+from cti.store.models import Call, Hopper, User
 
 ANSWERED = ("answered_kcc", "answered_team")
 KCC = "kcc"
@@ -156,6 +157,10 @@ async def build_report(
             Hopper.call_uniqueid,
         ).where(Hopper.created_at >= start, Hopper.created_at < end)
     )
+    # A hopper is closed by a user, a call answered on an extension: one row per person.
+    extensions = dict(
+        (await session.execute(select(User.name, User.extension).where(User.extension != ""))).all()
+    )
     for team_id, status, within, closed_by, deadline, counts, category, uniqueid in hoppers.all():
         team = figures.get(team_id)
         if team is None:
@@ -165,7 +170,7 @@ async def build_report(
             team.categories[category or "onbekend"] += 1  # not counted with a call already
         if status == "closed":
             team.hoppers_handled += 1
-            person = team.employee(closed_by or "onbekend")
+            person = team.employee(extensions.get(closed_by) or closed_by or "onbekend")
             person.hoppers_handled += 1
             if within and counts:
                 team.hoppers_within_norm += 1

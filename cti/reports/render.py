@@ -55,8 +55,12 @@ def _colour(share: float | None) -> str:
     return "green" if share >= TARGET else "amber" if share >= AMBER else "red"
 
 
-def to_html(report: Report, exchange_name: str = "Gemeente") -> str:
+def to_html(
+    report: Report, exchange_name: str = "Gemeente", names: dict[str, str] | None = None
+) -> str:
+    """``names``: extension -> the phone's name, so an employee reads as "Carla (3001)"."""
     e = html.escape
+    names = names or {}
     parts = [
         "<!doctype html>",
         '<html lang="nl"><head><meta charset="utf-8">',
@@ -92,7 +96,7 @@ def to_html(report: Report, exchange_name: str = "Gemeente") -> str:
         for name in sorted(team.employees):
             p = team.employees[name]
             parts.append(
-                f"<tr><td>{e(name)}</td><td>{p.calls_answered}</td>"
+                f"<tr><td>{e(_who(name, names))}</td><td>{p.calls_answered}</td>"
                 f"<td>{p.hoppers_handled}</td><td>{p.hoppers_within_norm}</td></tr>"
             )
         parts.append("</tbody></table>")
@@ -105,6 +109,10 @@ def to_html(report: Report, exchange_name: str = "Gemeente") -> str:
         "Hoppers van acquisitie tellen niet mee voor de norm.</p></body></html>"
     )
     return "\n".join(parts)
+
+
+def _who(name: str, names: dict[str, str]) -> str:
+    return f"{names[name]} ({name})" if names.get(name) else name
 
 
 def to_text(report: Report, team: TeamFigures) -> str:
