@@ -217,15 +217,15 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     website = config.exchange.website
     await talk.announcements("all")
     await talk.say(menu.closed_sentence(config, reason), "closed")
-    await talk.say(hours.describe(menu.lang(config)), "hours")
     number = _caller_number(talk.channel)
+    if await _repeat_caller(talk, number, "repeat_closed"):
+        # Already promised a callback: the promise is what they need, not a second request.
+        await talk.say(menu.text(config, "goodbye"), "goodbye")
+        return "hangup"
+    await talk.say(hours.describe(menu.lang(config)), "hours")
     if not number:
         await talk.say(menu.text(config, "anonymous"), "anonymous")
         await talk.say(menu.text(config, "website", website=website), "website")
-        return "hangup"
-    if await _repeat_caller(talk, number, "repeat_closed"):
-        # Already promised a callback: a second request would not make it come sooner.
-        await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
     key = await talk.ask(menu.text(config, "callback_offer", website=website), "callback_offer")
     if key != menu.CALLBACK_KEY:

@@ -84,7 +84,9 @@ def _phones() -> list[Phone]:
 
 @pytest.fixture
 def ivr(installation: Installation, tmp_path: Path) -> Iterator[Exchange]:
-    with exchange(installation, tmp_path, phones=_phones(), teams_toml=TEAMS, extra_toml=MENU) as ex:
+    with exchange(
+        installation, tmp_path, phones=_phones(), teams_toml=TEAMS, extra_toml=MENU
+    ) as ex:
         ex.start_asterisk()
         yield ex
 
@@ -167,3 +169,152 @@ async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:
         "0611111106": "hangup",
         "0611111107": "kcc",
     }
+
+
+def _announcement_id(output: str) -> int:
+    # "announcement #3 stored: live now"
+    return int(output.split("#", 1)[1].split()[0])
+
+
+async def test_announcements_play_for_14070_and_for_their_menu_option_expired_ones_do_not(
+    ivr: Exchange,
+) -> None:
+    news = _announcement_id(announce(ivr, "Nieuws van vandaag.", "--kind", "news"))
+    outage = _announcement_id(
+        announce(
+            ivr, "Storing in het betaalsysteem.", "--kind", "outage", "--until", "2099-01-01T00:00"
+        )
+    )
+    expired = _announcement_id(
+        announce(
+            ivr,
+            "Oude storing.",
+            "--kind",
+            "outage",
+            "--from",
+            "2020-01-01T08:00",
+            "--until",
+            "2020-01-01T17:00",
+        )
+    )
+    permits = _announcement_id(
+        announce(ivr, "Vergunningen tijdelijk per mail.", "--kind", "news", "--scope", "menu:1")
+    )
+    ivr.start_serve()
+    ivr.phone("3001", ring_ms=200)
+    ivr.phone("2001", ring_ms=200)
+    async with ivr.ami_events() as ami:
+        listening, choosing = await asyncio.gather(
+            # Hears everything: greeting, outage, news, then the menu; no key: the KCC.
+            ivr.call("14070", caller="0622222201", hold_ms=14000, key_delay_ms=100),
+            # Presses 1 while the first announcement plays: goes on with key 1.
+            ivr.call("14070", caller="0622222202", keys="1", key_delay_ms=1500, hold_ms=6000),
+        )
+        assert listening.returncode == 0 and choosing.returncode == 0
+        first = await _uniqueid_of(ami, "0622222201")
+        heard = played(ami, first, "announcement")
+        assert [int(e["Id"]) for e in heard] == [outage, news]  # outage before news
+        assert all(int(e["Endpos"]) > 8000 for e in heard)  # more than a second of each
+        second = await _uniqueid_of(ami, "0622222202")
+        assert permits in [int(e["Id"]) for e in played(ami, second, "announcement")]
+        dial = await ami.wait_for("DialBegin", where=lambda e: e.get("CallerIDNum") == "0622222202")
+        assert dial["DestChannel"].startswith("PJSIP/3001-")
+        every = [
+            int(e["Id"])
+            for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+            if e.get("What") == "announcement"
+        ]
+        assert expired not in every
+        assert permits not in [int(e["Id"]) for e in heard]  # menu:1 only after key 1
+
+
+async def test_closed_hours_offer_a_callback_request_and_a_repeat_caller_hears_the_promise(
+    installation: Installation, tmp_path: Path
+) -> None:
+    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
+    hours = f"""
+[hours]
+mon = "08:30-17:00"
+tue = "08:30-17:00"
+wed = "08:30-17:00"
+thu = "08:30-17:00"
+fri = "08:30-17:00"
+[[hours.closed]]
+date = {today}
+reason = "studiedag"
+"""
+    menu = MENU.replace("timeout_seconds = 3", "timeout_seconds = 6")
+    with exchange(
+        installation,
+        tmp_path,
+        phones=_phones(),
+        teams_toml=TEAMS,
+        extra_toml=menu,
+        hours_toml=hours,
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.phone("2001")
+        async with ex.ami_events() as ami:
+            # The closed message and the hours take about 8 s; then "press 1".
+            first = await ex.call(
+                "14070", caller="0633333301", keys="1", key_delay_ms=11000, hold_ms=9000
+            )
+            assert first.returncode == 0, first.stderr
+            hoppers = ex.rows("SELECT team_id, caller, reason, status, deadline FROM hoppers")
+            assert [(h.team_id, h.caller, h.reason, h.status) for h in hoppers] == [
+                ("kcc", "0633333301", "after_hours", "open")
+            ]
+            second = await ex.call("14070", caller="0633333301", hold_ms=16000, key_delay_ms=100)
+            assert second.returncode == 0, second.stderr
+            calls = [e["Uniqueid"] for e in ami.matching("Newchannel", CallerIDNum="0633333301")]
+            assert len(calls) == 2
+            assert played(ami, calls[0], "closed") and played(ami, calls[0], "callback_done")
+            assert played(ami, calls[1], "repeat")  # "... belt u terug vóór <datum>"
+            assert not played(ami, calls[1], "callback_offer")
+            assert not ami.matching("DialBegin", CallerIDNum="0633333301")  # nobody rang
+        assert len(ex.rows("SELECT id FROM hoppers")) == 1
+        assert {r.route for r in ex.rows("SELECT route FROM calls")} == {"hangup"}
+
+
+async def test_an_operator_records_an_announcement_by_phone_and_the_next_caller_hears_it(
+    installation: Installation, tmp_path: Path
+) -> None:
+    phones = [*_phones(), Phone("4001", free_port(), "Operator Olga")]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=MENU) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.phone("2001")
+        async with ex.ami_events() as ami:
+            # PIN, wait for the beep, speak 7 s, # ends; keep (1), outage (1), 8 hours.
+            result = await ex.call(
+                "*77",
+                from_phone="4001",
+                keys="4321#,,,,,~#11,8#",
+                key_delay_ms=1500,
+                hold_ms=7000,
+                timeout_s=90,
+            )
+            assert result.returncode == 0, result.stderr
+            live = await ami.wait_for("UserEvent", UserEvent="BereikOperator", Step="live")
+            recorded = ami.matching("UserEvent", UserEvent="BereikOperator", Step="recorded")
+            assert int(recorded[-1]["Samples"]) > 8000 * 4  # seconds of speech, not silence
+            rows = ex.rows(
+                "SELECT id, kind, scope, source, author, valid_until, audio FROM announcements"
+            )
+            assert len(rows) == 1 and rows[0].id == int(live["Id"])
+            row = rows[0]
+            assert (row.kind, row.scope, row.source, row.author) == (
+                "outage",
+                "all",
+                "phone",
+                "telefoon 4001",
+            )
+            until = datetime.fromisoformat(str(row.valid_until)).replace(tzinfo=ZoneInfo("UTC"))
+            hours_left = (until - datetime.now(ZoneInfo("UTC"))).total_seconds() / 3600
+            assert 7.5 < hours_left <= 8
+            await ex.call("14070", caller="0644444401", hold_ms=11000, key_delay_ms=100)
+            caller = await _uniqueid_of(ami, "0644444401")
+            heard = played(ami, caller, "announcement")
+            assert [int(e["Id"]) for e in heard] == [row.id]
+            assert int(heard[0]["Endpos"]) > 8000
