@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -16,7 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from bereik import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
+from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
 
 CITIZEN = "0612345678"
 TEAM_TOML = """
@@ -306,6 +308,42 @@ async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_dupl
     assert [e.kind for e in events] == ["created", "repeat"]
     mails = await mailbox.wait(2)
     assert [m["Subject"].split(" ")[0] for m in mails] == ["Terugbelverzoek", "Herhaald"]
+    # The CLI shows the same: one hopper, one repeat contact.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bereik",
+        "hoppers",
+        "list",
+        "--json",
+        "--config",
+        str(team.config_path),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    assert process.returncode == 0
+    data = json.loads(stdout)
+    assert [(h["caller"], h["repeat_count"], h["status"]) for h in data] == [(CITIZEN, 1, "open")]
+
+
+# Attended transfer ------------------------------------------------------------------------
+
+
+async def test_an_agents_consult_call_nobody_answers_makes_no_hopper(team: Exchange) -> None:
+    team.phone("3001", mode="noanswer")
+    team.phone("3002", mode="noanswer")
+    async with team.ami_events() as ami:
+        # The agent puts the citizen on hold and calls the team number from the phone.
+        result = await team.call("7001", from_phone="2001", hold_ms=30000, timeout_s=60)
+        assert result.returncode == 0, result.stderr
+        assert ami.matching("DialBegin"), "the team was not rung"
+        hangup = await ami.wait_for(
+            "Hangup", where=lambda e: e.get("Channel", "").startswith("PJSIP/2001-")
+        )
+        assert hangup["Cause"] == "16"
+    # The exchange told the agent and hung up; the agent makes the hopper on the screen.
+    assert hoppers(team) == []
 
 
 # The API path, and the linear strategy ------------------------------------------------------
@@ -331,7 +369,6 @@ async def api_tokens(ex: Exchange, users: list[tuple[str, str, str, str]]) -> di
 
 
 def api(ex: Exchange, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-    import json
     import urllib.error
     import urllib.request
 
