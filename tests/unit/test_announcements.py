@@ -1,0 +1,238 @@
+"""Announcements: validity windows, play order, scopes, and audio that never goes silent.
+
+A real SQLite database (migrated by Alembic) and the real espeak-ng/sox; no mocks.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bereik.config import Config, load
+from bereik.services import Services
+from cti.announcements import service
+from cti.announcements.cli import parse_time
+from cti.announcements.service import AnnouncementError, Draft
+from cti.announcements.tts import EspeakEngine
+from cti.store.db import create_engine, migrate_async, sessions
+from cti.store.models import Announcement
+from metrics.registry import BereikMetrics
+
+TOML = """
+[asterisk]
+instance_dir = "/var/lib/bereik/unit"
+
+[[teams]]
+id = "parkeren"
+name = "Parkeren"
+number = "7003"
+mailbox = "p@example.org"
+
+[[menu.options]]
+key = "1"
+label = "Parkeren"
+team = "parkeren"
+
+[[menu.options]]
+key = "2"
+label = "Overig"
+[[menu.options.submenu]]
+key = "1"
+label = "KCC"
+kcc = true
+"""
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    path = tmp_path / "bereik.toml"
+    url = f"sqlite:///{tmp_path / 'bereik.db'}"
+    path.write_text(TOML + f'\n[database]\nurl = "{url}"\n')
+    config: Config = load(path)
+    await migrate_async(url)
+    engine = create_engine(url)
+    yield Services(
+        config=config,
+        sessions=sessions(engine),
+        metrics=BereikMetrics(),
+        instance_dir=tmp_path / "instance",
+    )
+    await engine.dispose()
+
+
+async def _stored(services: Services, **fields: object) -> Announcement:
+    """A row as it would be after create(), with a real (tiny) audio file behind it."""
+    audio = f"test-{len(list(service.audio_dir(services).glob('*')))}"
+    service.audio_dir(services).mkdir(parents=True, exist_ok=True)
+    with wave.open(str(service.audio_file(services, audio)), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+    values: dict[str, object] = {
+        "text": "x",
+        "kind": "news",
+        "scope": "all",
+        "valid_from": NOW - timedelta(hours=1),
+        "audio": audio,
+        **fields,
+    }
+    row = Announcement(**values)
+    async with services.sessions() as session:
+        session.add(row)
+        await session.commit()
+    return row
+
+
+async def test_validity_window(services: Services) -> None:
+    live = await _stored(services, valid_until=NOW + timedelta(hours=1))
+    forever = await _stored(services)
+    await _stored(services, valid_from=NOW + timedelta(minutes=5))  # not yet
+    await _stored(services, valid_until=NOW - timedelta(seconds=1))  # expired
+    await _stored(services, ended_at=NOW - timedelta(minutes=1))  # ended by hand
+    async with services.sessions() as session:
+        found = await service.active(session, "all", NOW)
+    assert {a.id for a in found} == {live.id, forever.id}
+    # The pure rule the web screens use agrees with the query.
+    async with services.sessions() as session:
+        everything = (await session.scalars(select(Announcement))).all()
+    assert {a.id for a in everything if service.is_active(a, NOW)} == {live.id, forever.id}
+
+
+async def _get(services: Services, announcement_id: int) -> Announcement:
+    async with services.sessions() as session:
+        found = await session.get(Announcement, announcement_id)
+    assert found is not None
+    return found
+
+
+async def test_expiry_needs_no_action(services: Services) -> None:
+    row = await _stored(services, valid_until=NOW + timedelta(minutes=10))
+    async with services.sessions() as session:
+        assert [a.id for a in await service.active(session, "all", NOW)] == [row.id]
+        later = NOW + timedelta(minutes=10)
+        assert await service.active(session, "all", later) == []
+
+
+async def test_outage_before_closure_before_news_then_priority(services: Services) -> None:
+    news_high = await _stored(services, kind="news", priority=50)
+    outage = await _stored(services, kind="outage")
+    news_low = await _stored(services, kind="news", priority=1)
+    closure = await _stored(services, kind="closure")
+    async with services.sessions() as session:
+        order = [a.id for a in await service.active(session, "all", NOW)]
+    assert order == [outage.id, closure.id, news_high.id, news_low.id]
+
+
+async def test_scopes_are_separate(services: Services) -> None:
+    everyone = await _stored(services, scope="all")
+    option = await _stored(services, scope="menu:1")
+    team = await _stored(services, scope="team:parkeren")
+    paths = await service.announcements_for(services, "team:parkeren")
+    assert paths == [f"/var/lib/bereik/unit/sounds/announcements/{team.audio}"]
+    assert [i for i, _ in await service.playable(services, "menu:1")] == [option.id]
+    assert [i for i, _ in await service.playable(services, "all")] == [everyone.id]
+
+
+async def test_missing_audio_file_is_skipped_not_played(services: Services) -> None:
+    row = await _stored(services)
+    service.audio_file(services, row.audio).unlink()
+    assert await service.announcements_for(services, "all") == []
+
+
+@pytest.mark.parametrize(
+    ("draft", "message"),
+    [
+        (Draft(kind="storing", text="x"), "kind 'storing' is not one of"),
+        (Draft(kind="news", text="   "), "the text is empty"),
+        (Draft(kind="news", text="a" * 1001), "at most 1000"),
+        (Draft(kind="news", text="x", scope="menu:9"), "the menu has no option 9"),
+        (Draft(kind="news", text="x", scope="menu:2.7"), "the menu has no option 2.7"),
+        (Draft(kind="news", text="x", scope="team:belastingen"), "there is no team"),
+        (Draft(kind="news", text="x", scope="iedereen"), "is not valid"),
+        (Draft(kind="news", text="x", priority=101), "priority"),
+        (
+            Draft(kind="news", text="x", valid_from=datetime(2026, 12, 1, 8)),
+            "valid_from needs a timezone",
+        ),
+        (
+            Draft(kind="news", text="x", valid_from=NOW, valid_until=NOW - timedelta(hours=1)),
+            "valid_until must be after valid_from",
+        ),
+    ],
+)
+async def test_refused_with_a_clear_message(services: Services, draft: Draft, message: str) -> None:
+    with pytest.raises(AnnouncementError, match=message.replace("(", r"\(")):
+        await service.create(services, draft)
+    async with services.sessions() as session:
+        assert await service.active(session, None) == []
+
+
+async def test_created_by_text_is_spoken_and_live_at_once(services: Services) -> None:
+    made = await service.create(
+        services,
+        Draft(kind="outage", text="Storing: de website is niet bereikbaar.", scope="menu:2.1"),
+    )
+    with wave.open(str(service.audio_file(services, made.audio)), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        assert w.getnframes() > 8000  # more than a second of speech
+    assert [i for i, _ in await service.playable(services, "menu:2.1")] == [made.id]
+    async with services.sessions() as session:
+        rows = (await session.execute(Announcement.__table__.select())).all()
+    assert len(rows) == 1
+
+
+async def test_failed_synthesis_keeps_the_previous_audio(services: Services) -> None:
+    made = await service.create(services, Draft(kind="news", text="Eerste tekst."))
+    before = service.audio_file(services, made.audio).read_bytes()
+    services.extras["tts"] = EspeakEngine(espeak="/nonexistent/espeak-ng")
+    with pytest.raises(AnnouncementError, match="speech synthesis failed: espeak-ng not installed"):
+        await service.change_text(services, made.id, "Nieuwe tekst.", actor="olga")
+    still = await _get(services, made.id)
+    assert (still.text, still.audio) == ("Eerste tekst.", made.audio)
+    assert service.audio_file(services, made.audio).read_bytes() == before
+    assert await service.announcements_for(services, "all")  # callers still hear it
+
+
+async def test_changed_text_gets_new_audio_and_the_old_file_goes(services: Services) -> None:
+    made = await service.create(services, Draft(kind="news", text="Eerste tekst."))
+    audio = await service.change_text(services, made.id, "Tweede tekst.", actor="olga")
+    assert audio != made.audio
+    assert not service.audio_file(services, made.audio).exists()
+    assert (await _get(services, made.id)).text == "Tweede tekst."
+
+
+async def test_a_non_audio_upload_is_refused(services: Services, tmp_path: Path) -> None:
+    fake = tmp_path / "bericht.mp3"
+    fake.write_bytes(b"%PDF-1.7 not audio at all")
+    with pytest.raises(AnnouncementError, match="not an audio file"):
+        await service.create(services, Draft(kind="news"), upload=fake)
+    assert list(service.audio_dir(services).glob("*.wav")) == []
+
+
+async def test_end_stops_it_now_and_is_kept(services: Services) -> None:
+    row = await _stored(services)
+    ended = await service.end(services, row.id, actor="olga")
+    assert ended.ended_at is not None
+    assert await service.announcements_for(services, "all") == []
+    assert [a.id for a in await service.listing(services, only_active=False)] == [row.id]
+    with pytest.raises(LookupError):
+        await service.end(services, 999, actor="olga")
+
+
+def test_cli_times_are_local_unless_an_offset_is_given() -> None:
+    winter = parse_time("2026-12-01T17:00", "Europe/Amsterdam")
+    assert winter == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    assert parse_time("2026-12-01T17:00+00:00", "Europe/Amsterdam") == datetime(
+        2026, 12, 1, 17, 0, tzinfo=UTC
+    )
+    assert parse_time("", "Europe/Amsterdam") is None
+    with pytest.raises(AnnouncementError, match="is not a time"):
+        parse_time("morgen", "Europe/Amsterdam")
