@@ -11,16 +11,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bereik.config import Config, load
 from bereik.services import Services
-from cti.announcements import service
+from cti.announcements import http, service
 from cti.announcements.cli import parse_time
 from cti.announcements.service import AnnouncementError, Draft
 from cti.announcements.tts import EspeakEngine
 from cti.store.db import create_engine, migrate_async, sessions
-from cti.store.models import Announcement
+from cti.store.models import Announcement, AuditEntry
+from cti.users.service import create_user, issue_token
+from cti.web.app import create_app
 from metrics.registry import BereikMetrics
 
 TOML = """
@@ -236,3 +240,75 @@ def test_cli_times_are_local_unless_an_offset_is_given() -> None:
     assert parse_time("", "Europe/Amsterdam") is None
     with pytest.raises(AnnouncementError, match="is not a time"):
         parse_time("morgen", "Europe/Amsterdam")
+
+
+async def _tokens(services: Services) -> dict[str, str]:
+    tokens = {}
+    async with services.sessions() as session:
+        for name, role in (("olga", "operator"), ("anna", "agent")):
+            user = await create_user(session, name, "een-lang-wachtwoord", role)
+            tokens[role] = await issue_token(session, user)
+        await session.commit()
+    return tokens
+
+
+async def test_api_create_list_end_and_access(services: Services) -> None:
+    tokens = await _tokens(services)
+    operator = {"Authorization": f"Bearer {tokens['operator']}"}
+    agent = {"Authorization": f"Bearer {tokens['agent']}"}
+    body = {
+        "text": "Storing: betalen aan de balie kan vandaag niet.",
+        "kind": "outage",
+        "scope": "all",
+        "valid_until": (NOW + timedelta(hours=2)).isoformat(),
+        "priority": 10,
+    }
+    async with TestClient(TestServer(create_app(services, [http.setup]))) as client:
+        assert (await client.get("/api/announcements")).status == 401
+        refused = await client.post("/api/announcements", json=body, headers=agent)
+        assert refused.status == 403
+        assert "error" in await refused.json()
+
+        made = await client.post("/api/announcements", json=body, headers=operator)
+        assert made.status == 201, await made.text()
+        created = await made.json()
+        assert created["active"] is True and created["author"] == "olga"
+        sound = await client.get(created["audio_url"], headers=agent)
+        assert sound.status == 200 and (await sound.read())[:4] == b"RIFF"
+
+        listed = await client.get("/api/announcements?active=true", headers=agent)
+        assert [a["id"] for a in await listed.json()] == [created["id"]]
+
+        for bad, message in (
+            ({**body, "kind": "storing"}, "kind 'storing'"),
+            ({**body, "scope": "team:onbekend"}, "there is no team"),
+            ({**body, "valid_until": "morgen"}, "not an ISO 8601 time"),
+            ({**body, "priority": "hoog"}, "priority"),
+            ({**body, "text": 12}, "text must be a string"),
+        ):
+            response = await client.post("/api/announcements", json=bad, headers=operator)
+            assert response.status == 400, bad
+            assert message in (await response.json())["error"]
+        garbage = await client.post("/api/announcements", data=b"{", headers=operator)
+        assert garbage.status == 400
+
+        ended = await client.delete(f"/api/announcements/{created['id']}", headers=operator)
+        assert ended.status == 200 and (await ended.json())["active"] is False
+        assert (await client.delete("/api/announcements/999", headers=operator)).status == 404
+        listed = await client.get("/api/announcements?active=true", headers=agent)
+        assert await listed.json() == []
+    async with services.sessions() as session:
+        actions = (await session.scalars(select(AuditEntry.action))).all()
+    assert {"create", "end"} <= set(actions)
+
+
+async def test_api_upload_refuses_what_is_not_audio(services: Services) -> None:
+    tokens = await _tokens(services)
+    operator = {"Authorization": f"Bearer {tokens['operator']}"}
+    async with TestClient(TestServer(create_app(services, [http.setup]))) as client:
+        form = FormData()
+        form.add_field("kind", "news")
+        form.add_field("file", b"MZ\x90\x00 an exe", filename="bericht.wav")
+        response = await client.post("/api/announcements/upload", data=form, headers=operator)
+        assert response.status == 400
+        assert "not an audio file" in (await response.json())["error"]
