@@ -188,9 +188,8 @@ async def _make(
     except HopperError as exc:
         channel.log.error("no hopper: %s", exc)
         return False
-    await _mark_call(services, channel.env.uniqueid, team_id)
-    if agent:
-        services.metrics.transfer(team_id, "busy" if reason == "busy" else "no_answer")
+    # The call's outcome ("hopper") and the transfer metrics are the call tracker's
+    # (cti.ami.listener): it finds this hopper by call_uniqueid when the call ends.
     channel.log.info(
         "hopper %s for team %s (%s, agent %s, repeat %s)",
         made.id,
@@ -211,11 +210,3 @@ async def _category(services: Services, uniqueid: str, linkedid: str) -> str:
             .limit(1)
         )
     return row or ""
-
-
-async def _mark_call(services: Services, uniqueid: str, team_id: str) -> None:
-    async with services.sessions() as session, session.begin():
-        call = await session.scalar(select(Call).where(Call.uniqueid == uniqueid))
-        if call is not None:
-            call.outcome = "hopper"
-            call.team_id = call.team_id or team_id
