@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 EXTRAS_KEY = "web.live"
 CHANNEL = re.compile(r"^PJSIP/(?P<ext>[0-9]{2,8})-[0-9a-f]+$")
 HEARTBEAT_SECONDS = 15.0
+CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
 
 
 @dataclass
@@ -67,6 +68,13 @@ class LiveCalls:
 
     def unlisten(self, extension: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.listeners.get(extension, set()).discard(queue)
+
+    def close(self) -> None:
+        """Ends every open stream (shutdown), so the server need not wait for browsers."""
+        for queues in self.listeners.values():
+            for queue in list(queues):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(CLOSE)
 
     def _push(self, call: AgentCall) -> None:
         for queue in list(self.listeners.get(call.extension, ())):
@@ -140,12 +148,17 @@ def subscribe(services: Services, bus: Any) -> None:
 
 
 def setup(app: web.Application) -> None:
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/events", events)
     app.router.add_get("/api/agent/call", agent_call)
     app.router.add_post("/api/agent/transfer", agent_transfer)
     app.router.add_post("/api/agent/category", agent_category)
     app.router.add_post("/api/agent/hopper", agent_hopper)
     app.router.add_get("/api/callers/{number}", caller_history)
+
+
+async def _close_streams(app: web.Application) -> None:
+    live_calls(app[SERVICES]).close()
 
 
 def _error(message: str, status: int = 400) -> web.Response:
@@ -193,6 +206,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
+            if data is CLOSE:
+                break
             await response.write(_sse(data))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
