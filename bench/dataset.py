@@ -1,5 +1,9 @@
 """Realistic data for the Bereik rows: 50 teams, 100,000 closed and 1,000 open hoppers.
 
+Realistic also in age: a backlog past the retention would have the daily purge
+(cti/retention.py) delete it all in one transaction at start, holding SQLite's write lock
+for minutes, which measures the purge instead of the call path.
+
 Teams live in the config (TOML); hoppers and announcements in the database, written with
 bulk inserts (one executemany per 10,000 rows) so the set is ready in seconds.
 """
@@ -42,8 +46,11 @@ def fill(url: str, closed: int = CLOSED_HOPPERS, open_: int = OPEN_HOPPERS) -> N
     with engine.begin() as connection:
         rows: list[dict[str, object]] = []
         for number in range(closed + open_):
-            created = now - timedelta(minutes=rng.randint(10, 180 * 24 * 60))
             is_open = number >= closed
+            # As a running system holds them: closed ones within the retention (the purge
+            # keeps 90 days), open ones from the last three days (older ones get called back).
+            age_days = 3 if is_open else 80
+            created = now - timedelta(minutes=rng.randint(10, age_days * 24 * 60))
             closed_at = None if is_open else created + timedelta(hours=rng.randint(1, 96))
             rows.append(
                 {

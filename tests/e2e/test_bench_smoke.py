@@ -1,0 +1,48 @@
+"""The benchmark in --quick mode, so CI keeps it working (its figures are not asserted).
+
+It starts its own Asterisk instance, bereik serve and sipp callers, and prints one table;
+this test checks that it ran to its end and that every row of the table is there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bereik import asterisk
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik ivr"]
+
+
+def test_the_quick_benchmark_runs_every_row_and_exits_0(
+    installation: asterisk.Installation,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout
+    header = next(line for line in table.splitlines() if line.startswith("| row |"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    p50 = columns.index("cmd p50 ms")
+    for row in ROWS:
+        lines = [line for line in table.splitlines() if line.startswith(f"| {row} |")]
+        assert lines, f"row {row!r} missing from:\n{table}"
+        cells = [cell.strip() for cell in lines[0].strip("|").split("|")]
+        placed, failed = int(cells[2]), int(cells[3])
+        assert placed > 0, f"{row}: no calls placed"
+        assert failed < placed, f"{row}: every call failed:\n{result.stderr[-3000:]}"
+        if row != "Asterisk alone":
+            assert cells[p50] != "-", f"{row}: no AGI command latency measured"
+    assert "maximum sustained rate" in table
+    assert "| 14070 → IVR → KCC |" in table
+    assert "event to screen:" in table
