@@ -114,7 +114,7 @@ class AmiClient:
         action_timeout: float = 5.0,
         ping_interval: float = 5.0,
         backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_max: float = 4.0,
         queue_size: int = 10_000,
     ) -> None:
         self.host, self.port, self.username, self.secret = host, port, username, secret

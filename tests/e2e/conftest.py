@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +11,6 @@ from bereik import asterisk
 from tests.e2e.harness import Exchange, exchange
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def installation() -> asterisk.Installation:
-    for tool in ("sipp",):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed: run the tests through .ci/run")
-    return asterisk.install(progress=lambda line: None)
 
 
 @pytest.fixture

@@ -1,0 +1,28 @@
+"""Fixtures for the resilience suite: the same real parts as the end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bereik import asterisk
+from tests.e2e.harness import Exchange, exchange
+from tests.resilience.figures import Figures
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def kcc(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    with exchange(installation, tmp_path) as ex:
+        ex.start_asterisk()
+        yield ex
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
+    table = Figures(request.node.name)
+    yield table
+    table.report()

@@ -1,0 +1,106 @@
+"""7. Security: AMI on loopback with a generated secret and least rights, SIP authenticated,
+anonymous calls only from the trunk, no secret in the repository, no personal data in metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+
+from tests.e2e.harness import REPO, SCENARIOS, Exchange, free_port
+from tests.resilience.figures import Figures
+
+
+async def ami_exchange(port: int, *lines: str) -> str:
+    """Send raw AMI actions and return what Asterisk answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()  # banner
+    for line in lines:
+        writer.write(line.encode())
+    await writer.drain()
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(4096), 1.0):
+            answer += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return answer.decode(errors="replace")
+
+
+def listening_addresses(port: int) -> set[str]:
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if int(hex_port, 16) == port and state == "0A":  # LISTEN
+                addresses.add(address)
+    return addresses
+
+
+async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
+    kcc: Exchange, figures: Figures
+) -> None:
+    assert listening_addresses(kcc.ports.ami) == {"0100007F"}  # 127.0.0.1 only
+
+    secrets_file = kcc.host_instance / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    secret = json.loads(secrets_file.read_text())["ami"]
+    assert len(secret) >= 24
+    tracked = subprocess.run(["git", "grep", "-l", secret], cwd=REPO, capture_output=True)
+    assert tracked.stdout == b"", "a generated secret ended up in the repository"
+
+    wrong = await ami_exchange(kcc.ports.ami,
+                               "Action: Login\r\nUsername: bereik\r\nSecret: guess\r\n\r\n")
+    assert "Authentication failed" in wrong
+
+    login = f"Action: Login\r\nUsername: bereik\r\nSecret: {secret}\r\n\r\n"
+    answer = await ami_exchange(
+        kcc.ports.ami, login,
+        "Action: Command\r\nActionID: cmd\r\nCommand: core stop now\r\n\r\n",
+        "Action: CoreShowChannels\r\nActionID: chans\r\n\r\n",
+    )
+    assert "Authentication accepted" in answer
+    assert "Permission denied" in answer  # no shell-like CLI access for the CTI
+    assert "CoreShowChannelsComplete" in answer  # what the listener needs still works
+    assert kcc.active_channels() == 0  # and Asterisk is still running
+    figures["AMI refused"] = "wrong secret, Command action"
+
+
+async def sipp_once(exchange: Exchange, scenario: str, *extra: str, local_ip: str = "127.0.0.1"
+                    ) -> int:
+    process = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{exchange.ports.sip}", "-sf", str(scenario), "-i", local_ip,
+        "-p", str(free_port()), "-m", "1", "-timeout", "15s", "-timeout_error", "-nostdin",
+        *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await process.wait()
+
+
+async def test_phones_must_authenticate_and_strangers_cannot_call_in(
+    kcc: Exchange, figures: Figures
+) -> None:
+    kcc.start_serve()
+    register = kcc.workdir / "register.xml"
+    register.write_text((SCENARIOS / "register_noauth.xml").read_text()
+                        .replace("@extension@", "2001"))
+    assert await sipp_once(kcc, str(register)) == 0, "REGISTER without credentials not challenged"
+
+    refused = await sipp_once(kcc, str(SCENARIOS / "refused_call.xml"), "-s", "14070",
+                              local_ip="127.0.0.2")
+    assert refused == 0, "a call from a non-trunk address was not refused"
+    assert kcc.rows("SELECT count(*) AS n FROM calls")[0].n == 0
+    figures["refused"] = "unauthenticated REGISTER, INVITE from 127.0.0.2"
+
+
+async def test_metrics_carry_no_phone_numbers(kcc: Exchange) -> None:
+    kcc.start_serve()
+    kcc.phone("2001")
+    result = await kcc.call("14070", caller="0612345678", hold_ms=500)
+    assert result.returncode == 0, result.stderr
+    assert kcc.rows("SELECT caller FROM calls")[0].caller == "0612345678"
+    metrics = kcc.http_get("/metrics")
+    assert "bereik_" in metrics
+    assert "612345678" not in metrics
