@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-FLOOR, CLASSIC, BARE, BEREIK = "9001", "9002", "9003", "9004"
+FLOOR, CLASSIC, BARE, BEREIK, FRAMEWORK = "9001", "9002", "9003", "9004", "9005"
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class BenchPaths:
     classic_script: str  # as Asterisk sees it (inside the chroot)
     classic_log: str
     bare_agi: str  # agi://127.0.0.1:PORT
+    framework_agi: str  # agi://127.0.0.1:PORT of bench.framework_agi
 
 
 def contexts(paths: BenchPaths) -> str:
@@ -38,6 +39,7 @@ exten => {FLOOR},1,Goto(bench-floor,s,1)
 exten => {CLASSIC},1,Goto(bench-classic,s,1)
 exten => {BARE},1,Goto(bench-bare,s,1)
 exten => {BEREIK},1,Goto(bench-bereik,s,1)
+exten => {FRAMEWORK},1,Goto(bench-framework,s,1)
 
 [bench-floor]
 exten => s,1,Set(BENCH_A=1)
@@ -52,6 +54,9 @@ exten => s,1,AGI({paths.classic_script},{paths.classic_log})
 {tail}
 [bench-bare]
 exten => s,1,AGI({paths.bare_agi}/bench)
+{tail}
+[bench-framework]
+exten => s,1,AGI({paths.framework_agi}/bench)
 {tail}
 [bench-bereik]
 exten => s,1,Set(BEREIK_RESULT=)

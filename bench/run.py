@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import dialplan, stats
+from bench import dialplan, screen, stats
 from bench.cpu import sample
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.mailsink import MailSink
@@ -131,6 +131,8 @@ class Bench:
                 classic_script=f"{inside}/classic_agi.py",
                 classic_log=f"{inside}/classic.txt",
                 bare_agi=f"agi://127.0.0.1:{self.bare_port}",
+                # The two single-purpose servers run one at a time, on the same port.
+                framework_agi=f"agi://127.0.0.1:{self.bare_port}",
             ),
         )
         ex.cli("dialplan reload")
@@ -285,6 +287,21 @@ class Bench:
             "bare FastAGI", dialplan.BARE, rate, lambda: self._bare_pid(), latencies
         )
 
+    async def framework(self, rate: float) -> Row:
+        """Our FastAGI server with the bare row's 3 commands: the cost of the layer itself."""
+        out = self.workdir / "framework.json"
+        self._start_bare(out, "bench.framework_agi")
+
+        def latencies() -> tuple[float | None, float | None, float | None, int]:
+            self._stop_bare()
+            data = json.loads(out.read_text())
+            times = data["latencies"]
+            return *_ms(times), len(times), int(data["failed"])
+
+        return await self.measure(
+            "Bereik FastAGI", dialplan.FRAMEWORK, rate, lambda: self._bare_pid(), latencies
+        )
+
     async def bereik(self, rate: float) -> Row:
         snapshot: dict[str, str] = {}
 
@@ -333,6 +350,44 @@ class Bench:
             stderr=subprocess.DEVNULL,
         )
 
+    async def sample_in_progress(
+        self, result: screen.ScreenResult, rate: float, seconds: float, hold_ms: int
+    ) -> None:
+        """Calls on 14070 at `rate`; notes the median number of calls in progress."""
+        counts: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                # Each call in progress has two channels here: the caller's and the agent's.
+                counts.append(await asyncio.to_thread(self.exchange.active_channels) // 2)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            _, result.placed, _ = await self._run_calls(
+                self.exchange.config.exchange.main_number, rate, seconds, hold_ms=hold_ms
+            )
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        busy = sorted(counts)[len(counts) // 4 :] if counts else []  # without the ramp-up
+        result.in_progress = busy[len(busy) // 2] if busy else 0
+
+    async def screen(self) -> screen.ScreenResult:
+        # About 50 calls in progress: each lasts the IVR, 100 ms of ringing and the hold.
+        seconds = 4.0 if self.quick else 10.0
+        rate, hold_ms = (5.0, 1000) if self.quick else (20.0, 2400)
+        try:
+            found = await screen.measure(self, rate, seconds, hold_ms)
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            return screen.ScreenResult(note=f"not measured: {exc}")
+        progress(
+            f"  event to screen: {found.matched} of {found.placed} calls, about "
+            f"{found.in_progress} in progress, p50 {fmt(found.p50, 2)} ms "
+            f"p99 {fmt(found.p99, 2)} ms"
+        )
+        return found
+
     # the maximum sustained rate through the real 14070 path
 
     async def max_rate(self) -> MaxRate:
@@ -378,13 +433,13 @@ class Bench:
         with urllib.request.urlopen(self.exchange.url("/metrics"), timeout=10) as response:
             return str(response.read().decode())
 
-    def _start_bare(self, out: Path) -> None:
+    def _start_bare(self, out: Path, module: str = "bench.bare_agi") -> None:
         out.unlink(missing_ok=True)
         self.bare_process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "bench.bare_agi",
+                module,
                 "--port",
                 str(self.bare_port),
                 "--out",
@@ -464,10 +519,10 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik ivr"]
+ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]
 
 
-def table(rows: list[Row], best: MaxRate, sse_note: str) -> str:
+def table(rows: list[Row], best: MaxRate, seen: screen.ScreenResult) -> str:
     header = (
         "| row | calls/s | placed | failed | Asterisk CPU ms/call | AGI-side CPU ms/call "
         "| AGI-side less idle | AGI cmds/call | cmd p50 ms | cmd p99 ms |"
@@ -494,7 +549,11 @@ def table(rows: list[Row], best: MaxRate, sse_note: str) -> str:
         + ", ".join(f"{r:.0f}: {p}/{f}" for r, p, f in best.probes)
         + (f"; {best.note}" if best.note else ""),
         "",
-        f"event to screen: {sse_note}",
+        "| event to screen (AMI DialBegin → SSE /events) | calls in progress | calls "
+        "| measured | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+        f"| agent 2001's stream | {seen.in_progress} | {seen.placed} | {seen.matched} | "
+        f"{fmt(seen.p50, 2)} | {fmt(seen.p99, 2)} |" + (f"\n\n{seen.note}" if seen.note else ""),
         "",
         *verdict(rows, best),
     ]
@@ -509,6 +568,13 @@ def verdict(rows: list[Row], best: MaxRate) -> list[str]:
         by_rate.setdefault(row.rate, {})[row.name] = row
     for rate, named in sorted(by_rate.items()):
         bare, real = named.get("bare FastAGI"), named.get("Bereik ivr")
+        layer = named.get("Bereik FastAGI")
+        if bare and layer and bare.agi_ms and layer.agi_ms is not None:
+            ratio = layer.agi_ms / bare.agi_ms
+            lines.append(
+                f"- {rate:.0f}/s: Bereik's FastAGI layer (same 3 commands) CPU "
+                f"{layer.agi_ms:.2f} ms/call = {ratio:.1f} × bare"
+            )
         if bare and real and bare.agi_ms and real.agi_ms is not None:
             net = real.agi_net_ms if real.agi_net_ms is not None else real.agi_ms
             ratio = net / bare.agi_ms
@@ -531,20 +597,9 @@ def verdict(rows: list[Row], best: MaxRate) -> list[str]:
     return lines
 
 
-def sse_status() -> str:
-    """The event-to-screen row needs the CTI screens' SSE endpoint; say whether it exists."""
-    for path in (REPO / "cti").rglob("*.py"):
-        if "text/event-stream" in path.read_text(errors="replace"):
-            return (
-                f"not measured: an SSE endpoint exists ({path.relative_to(REPO)}),"
-                " but the bench has no row for it yet"
-            )
-    return "not measured: no SSE/WebSocket endpoint exists in cti/ yet (CTI screens issue)"
-
-
 async def measure_all(
     bench: Bench, rates: list[float], seconds: float, skip_max: bool
-) -> tuple[list[Row], MaxRate]:
+) -> tuple[list[Row], MaxRate, screen.ScreenResult]:
     rows: list[Row] = []
     await bench.idle()
     for rate in rates:
@@ -552,11 +607,14 @@ async def measure_all(
         rows.append(await bench.floor(rate))
         rows.append(await bench.classic(rate))
         rows.append(await bench.bare(rate))
+        rows.append(await bench.framework(rate))
         rows.append(await bench.bereik(rate))
+    progress("event to screen (AMI → SSE)")
+    seen = await bench.screen()
     if skip_max:
-        return rows, MaxRate(note="skipped")
+        return rows, MaxRate(note="skipped"), seen
     progress("maximum sustained rate through 14070")
-    return rows, await bench.max_rate()
+    return rows, await bench.max_rate(), seen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -567,14 +625,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
         bench.start()
-        rows, best = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+        rows, best, seen = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
     finally:
         bench.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(machine())
     print(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
-    print(table(rows, best, sse_status()))
+    print(table(rows, best, seen))
     return 0
 
 

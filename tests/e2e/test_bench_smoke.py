@@ -14,7 +14,7 @@ from pathlib import Path
 from bereik import asterisk
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik ivr"]
+ROWS = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]
 
 
 def test_the_quick_benchmark_runs_every_row_and_exits_0(
@@ -45,4 +45,4 @@ def test_the_quick_benchmark_runs_every_row_and_exits_0(
             assert cells[p50] != "-", f"{row}: no AGI command latency measured"
     assert "maximum sustained rate" in table
     assert "| 14070 → IVR → KCC |" in table
-    assert "event to screen:" in table
+    assert "| agent 2001's stream |" in table
