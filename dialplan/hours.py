@@ -96,6 +96,25 @@ def _subtract(spans: list[Span], cut: Span) -> list[Span]:
     return left
 
 
+_BY_CONFIG: dict[int, tuple[Hours, str, OpeningHours]] = {}
+
+
+def cached_opening_hours(hours: Hours, timezone: str) -> OpeningHours:
+    """One OpeningHours per configured [hours], kept: for handlers that run on every call.
+
+    Building one creates the holiday tables, and its first question of a year computes that
+    year's holidays: about a millisecond of CPU that a call should not pay each time.
+    Keyed by identity, since the config is loaded once per process and never changed.
+    """
+    found = _BY_CONFIG.get(id(hours))
+    if found is None or found[0] is not hours or found[1] != timezone:
+        if len(_BY_CONFIG) >= 16:
+            _BY_CONFIG.clear()  # only tests make many configs; a process has one or two
+        found = (hours, timezone, OpeningHours(hours, timezone))
+        _BY_CONFIG[id(hours)] = found
+    return found[2]
+
+
 class OpeningHours:
     """The exchange's opening hours in its local timezone.
 

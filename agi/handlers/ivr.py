@@ -29,7 +29,7 @@ from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
 from cti.store.models import Call, Hopper
-from dialplan.hours import OpeningHours
+from dialplan.hours import OpeningHours, cached_opening_hours
 
 ROUTE_VARIABLE = "BEREIK_ROUTE"
 # Two tries at a menu, then the KCC: a caller who cannot choose still reaches a person.
@@ -129,7 +129,7 @@ class Conversation:
 async def _conversation(channel: AgiChannel, services: Services) -> str:
     config = services.config
     talk = Conversation(channel, services)
-    hours = OpeningHours(config.hours, config.exchange.timezone)
+    hours = cached_opening_hours(config.hours, config.exchange.timezone)
     closed = hours.closure_reason(datetime.now(UTC))
     if closed is not None:
         return await _closed(talk, hours, closed)
