@@ -7,11 +7,15 @@ entry per member, in the configured order. Doing the loop in the dialplan keeps 
 in charge of the ringing: nothing here waits on a ringing phone, and when no one answers
 the dialplan goes to the hopper path with the reason it saw (no_answer or busy).
 No present member at all: ``BEREIK_DIALS=0`` and the reason ``nobody_present``.
+Outside opening hours (a citizen who dialled the team number directly, or a late
+transfer) nobody is rung either: the reason is ``after_hours``, and the hopper's clock
+starts on the next working day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -19,6 +23,7 @@ from agi.handlers.ivr import record_call
 from agi.server import AgiChannel
 from bereik.config import Team
 from bereik.services import Services
+from cti.hoppers.service import opening_hours
 from cti.store.models import Presence
 
 
@@ -59,7 +64,8 @@ async def team(channel: AgiChannel, services: Services) -> None:
     # A call dialled straight to the team number gets its own row; a transferred call
     # already has one (record_call keeps the first).
     await record_call(channel, services, entry=number)
-    present = await present_members(services, found.members)
+    is_open = opening_hours(services.config).is_open(datetime.now(UTC))
+    present = await present_members(services, found.members) if is_open else []
     targets = dial_plan(found, present)
     await channel.set_variable("BEREIK_TEAM", found.id)
     await channel.set_variable("BEREIK_RING", found.ring_seconds)
@@ -68,12 +74,14 @@ async def team(channel: AgiChannel, services: Services) -> None:
         await channel.set_variable(f"BEREIK_DIAL_{index}", target)
     await channel.set_variable("BEREIK_DIAL", targets[0] if targets else "")
     if not targets:
-        await channel.set_variable("BEREIK_HOPPER_REASON", "nobody_present")
+        reason = "nobody_present" if is_open else "after_hours"
+        await channel.set_variable("BEREIK_HOPPER_REASON", reason)
     channel.log.info(
-        "team %s: %d of %d members present, %s",
+        "team %s: %d of %d members present, %s%s",
         found.id,
         len(present),
         len(found.members),
         found.strategy,
+        "" if is_open else " (closed)",
     )
     await channel.finish()

@@ -94,8 +94,16 @@ def normalise_number(raw: str) -> str:
     return ("+" + digits if plus and digits else digits)[:32]
 
 
+_hours_cache: dict[int, tuple[Config, OpeningHours]] = {}
+
+
 def opening_hours(config: Config) -> OpeningHours:
-    return OpeningHours(config.hours, config.exchange.timezone)
+    """The exchange's hours, built once per configuration (holiday tables are cached inside)."""
+    cached = _hours_cache.get(id(config))
+    if cached is None or cached[0] is not config:
+        cached = (config, OpeningHours(config.hours, config.exchange.timezone))
+        _hours_cache[id(config)] = cached
+    return cached[1]
 
 
 async def create_hopper(
