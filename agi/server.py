@@ -180,8 +180,12 @@ class FastAgiServer:
         header_timeout: float = 5.0,
         command_timeout: float = 10.0,
         observer: AgiObserver | None = None,
+        unavailable: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.routes = dict(routes)
+        # Errors of a service we depend on (the database): one log line, no traceback,
+        # and the call takes the dialplan's fallback.
+        self.unavailable = unavailable
         self.host = host
         self.port = port
         self.max_connections = max_connections
@@ -272,6 +276,14 @@ class FastAgiServer:
             self.observer.failed(name)
         except asyncio.CancelledError:
             raise
+        except self.unavailable as exc:
+            channel.log.error(
+                "%s: %s unavailable (%s); the dialplan takes its fallback",
+                name,
+                type(exc).__module__.split(".")[0],
+                str(exc).splitlines()[0][:200],
+            )
+            self.observer.failed(name)
         except Exception:
             channel.log.exception("%s crashed; the dialplan takes its fallback", name)
             self.observer.failed(name)

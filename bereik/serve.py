@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from agi.routes import HANDLERS, build_routes
 from agi.server import FastAgiServer
@@ -86,6 +87,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         max_connections=config.server.agi_max_connections,
         command_timeout=config.server.agi_command_timeout,
         observer=AgiMetricsObserver(metrics, HANDLERS),
+        unavailable=(SQLAlchemyError, TimeoutError),
     )
     plugins = [importlib.import_module(name).setup for name in WEB_PLUGINS]
     runner = web.AppRunner(create_app(services, plugins), access_log=None)

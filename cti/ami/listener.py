@@ -31,6 +31,7 @@ from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bereik.services import Services
@@ -111,13 +112,30 @@ class CallListener:
             await asyncio.sleep(BATCH_SECONDS)
             while len(batch) < BATCH and not self.effects.empty():
                 batch.append(self.effects.get_nowait())
+            await self._apply_until_stored(batch)
+            self.written += len(batch)
+
+    async def _apply_until_stored(self, batch: list[Effect]) -> None:
+        """Retry while the database is unavailable: applying a batch twice is harmless
+        (each row records what was counted), losing it would leave a gap in the figures."""
+        delay = 0.5
+        while True:
             try:
                 await self.apply(*batch)
+                return
+            except OperationalError as exc:
+                log.warning(
+                    "database unavailable (%s); keeping %d call events, retrying in %.1f s",
+                    str(exc.orig).splitlines()[0],
+                    len(batch),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except Exception:
-                # The database may be briefly unavailable; these calls' figures are lost
-                # rather than the listener. The calls themselves are not affected.
+                # A fault in our own code: do not spin on it; the calls are not affected.
                 log.exception("could not record %d call events", len(batch))
-            self.written += len(batch)
+                return
 
     async def apply(self, *effects: Effect) -> None:
         """Write effects in one transaction; count what the rows say was not counted yet."""
