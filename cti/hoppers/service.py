@@ -24,6 +24,7 @@ KCC agent by hand, the API) goes through ``create_hopper`` so the rules hold eve
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,7 +139,11 @@ async def create_hopper(
     category = category.strip().lower()[:64]
     acquisition = category == ACQUISITION
 
-    async with services.sessions() as session, session.begin():
+    # Two calls from one number ending at the same moment must not both find "no open
+    # hopper" and make two: within this process the check and the insert are serialised
+    # per (number, team). (Several processes on one database could still race; the
+    # repeat rule then shows two hoppers, which a team can see and close.)
+    async with _lock_for(number, team.id), services.sessions() as session, session.begin():
         if not acquisition:
             open_one = await _open_hopper(session, number, team.id)
             if open_one is not None:
@@ -211,6 +216,20 @@ async def create_hopper(
     if not acquisition:
         services.metrics.hopper_created(team.id, reason)
     return hopper
+
+
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def _lock_for(number: str, team_id: str) -> asyncio.Lock:
+    key = (number, team_id)
+    lock = _locks.get(key)
+    if lock is None:
+        if len(_locks) > 10_000:  # forget idle locks now and then; they are cheap to remake
+            for idle in [k for k, v in _locks.items() if not v.locked()]:
+                del _locks[idle]
+        lock = _locks[key] = asyncio.Lock()
+    return lock
 
 
 async def _open_hopper(session: AsyncSession, caller: str, team_id: str) -> Hopper | None:

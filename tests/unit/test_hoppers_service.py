@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,3 +166,29 @@ async def test_reassign_keeps_clock_and_history(services: Services) -> None:
     assert [m.recipient for m in mails] == ["verg@example.org", "sb@example.org"]
     with pytest.raises(HopperError):
         await reassign_hopper(services, h.id, to_team="stadsbeheer", actor="carla")
+
+
+async def test_two_calls_from_one_number_at_once_make_one_hopper(tmp_path: Path) -> None:
+    # A file database with two connections, as two simultaneous AGI calls would have.
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    services = Services(
+        CONFIG, async_sessionmaker(engine, expire_on_commit=False), BereikMetrics(), tmp_path
+    )
+    try:
+        made = await asyncio.gather(
+            *(
+                create_hopper(
+                    services, team_id="vergunningen", caller="0701234567", reason="no_answer"
+                )
+                for _ in range(5)
+            )
+        )
+        assert len({h.id for h in made}) == 1
+        assert await count(services, Hopper) == 1
+        async with services.sessions() as s:
+            open_one = await s.get(Hopper, made[0].id)
+            assert open_one is not None and open_one.repeat_count == 4
+    finally:
+        await engine.dispose()
