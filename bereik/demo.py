@@ -19,15 +19,19 @@ def run_demo(config: Config, config_path: Path) -> int:
     print(f"Asterisk configuration written to {etc}")
     process = asterisk.AsteriskProcess(installation, config.asterisk.instance_dir)
     process.start()
+    sip = f"{config.asterisk.sip_bind}:{config.asterisk.sip_port}"
+    web = f"http://{config.server.http_host}:{config.server.http_port}"
+    trunks = ", ".join(config.asterisk.trunk_addresses)
+    phones = ", ".join(phone.extension for phone in config.phones)
+    secrets = installation.host_path(config.asterisk.instance_dir) / "secrets.json"
+    console = " ".join(installation.command("asterisk", "-C", process.config_file, "-r"))
     print(
         "\nBereik is running.\n"
-        f"  Call 14070:      sip:{config.exchange.main_number}@{config.asterisk.sip_bind}:"
-        f"{config.asterisk.sip_port} (from a trunk address: {', '.join(config.asterisk.trunk_addresses)})\n"
-        f"  Phones:          {', '.join(p.extension for p in config.phones)} register at the same"
-        f" address; passwords in {installation.host_path(config.asterisk.instance_dir)}/secrets.json\n"
-        f"  Web and API:     http://{config.server.http_host}:{config.server.http_port}/\n"
-        f"  Metrics:         http://{config.server.http_host}:{config.server.http_port}/metrics\n"
-        f"  Asterisk CLI:    {' '.join(installation.command('asterisk', '-C', process.config_file, '-r'))}\n"
+        f"  Call 14070:      sip:{config.exchange.main_number}@{sip} (from a trunk address: {trunks})\n"
+        f"  Phones:          {phones} register at {sip}; passwords in {secrets}\n"
+        f"  Web and API:     {web}/  (add a user: bereik users add NAME --role admin)\n"
+        f"  Metrics:         {web}/metrics\n"
+        f"  Asterisk CLI:    {console}\n"
         f"  Configuration:   {config_path}\n"
         "Ctrl-C stops both.\n",
         flush=True,

@@ -128,6 +128,7 @@ class AmiClient:
         self.on_state: list[Callable[[bool], None]] = []
         self._manager: _Manager | None = None
         self._lost_event = asyncio.Event()
+        self._connected_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -144,8 +145,7 @@ class AmiClient:
 
     async def wait_connected(self, timeout: float) -> None:
         async with asyncio.timeout(timeout):
-            while not self.connected:
-                await asyncio.sleep(0.05)
+            await self._connected_event.wait()
 
     async def action(self, action: dict[str, str], timeout: float | None = None) -> Message:
         """Send one action; return its response or raise AmiActionFailed/AmiTimeout."""
@@ -196,7 +196,7 @@ class AmiClient:
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         manager = _Manager(self, host=self.host, port=self.port, loop=loop, ping_delay=3600)
-        transport, protocol = await asyncio.wait_for(
+        _transport, protocol = await asyncio.wait_for(
             loop.create_connection(_Protocol, self.host, self.port), self.action_timeout
         )
         protocol.factory = manager
@@ -239,6 +239,10 @@ class AmiClient:
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected
+            if connected:
+                self._connected_event.set()
+            else:
+                self._connected_event.clear()
             for callback in self.on_state:
                 callback(connected)
 

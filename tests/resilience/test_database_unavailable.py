@@ -1,4 +1,4 @@
-"""4. Database unavailable: calls go on by the fallback, nothing half-written, recovery by itself."""
+"""4. Database unavailable: calls go on by the fallback, nothing half-written, and it recovers."""
 
 from __future__ import annotations
 

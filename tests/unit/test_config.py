@@ -105,7 +105,8 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_key_given_twice_is_refused(tmp_path: Path) -> None:
-    assert "not valid TOML" in problem(tmp_path, BASE + "\n[server]\nhttp_port = 1\nhttp_port = 2\n")
+    twice = BASE + "\n[server]\nhttp_port = 1\nhttp_port = 2\n"
+    assert "not valid TOML" in problem(tmp_path, twice)
 
 
 def test_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
