@@ -27,7 +27,7 @@ def run_demo(config: Config, config_path: Path) -> int:
     console = " ".join(installation.command("asterisk", "-C", process.config_file, "-r"))
     print(
         "\nBereik is running.\n"
-        f"  Call 14070:      sip:{config.exchange.main_number}@{sip} (from a trunk address: {trunks})\n"
+        f"  Call 14070:      sip:{config.exchange.main_number}@{sip} (from trunk {trunks})\n"
         f"  Phones:          {phones} register at {sip}; passwords in {secrets}\n"
         f"  Web and API:     {web}/  (add a user: bereik users add NAME --role admin)\n"
         f"  Metrics:         {web}/metrics\n"
