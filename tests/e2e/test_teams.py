@@ -73,6 +73,7 @@ def make_exchange(
     tmp_path: Path,
     strategy: str = "ringall",
     serve: bool = True,
+    hours_toml: str | None = None,
 ) -> Iterator[Exchange]:
     phones = [
         Phone("2001", free_port(), "KCC Anna"),
@@ -80,7 +81,11 @@ def make_exchange(
         Phone("3002", free_port(), "Vergunningen Daan"),
     ]
     with exchange(
-        installation, tmp_path, phones=phones, teams_toml=TEAM_TOML.format(strategy=strategy)
+        installation,
+        tmp_path,
+        phones=phones,
+        teams_toml=TEAM_TOML.format(strategy=strategy),
+        hours_toml=hours_toml,
     ) as ex:
         ex.start_asterisk()
         if serve:
@@ -503,3 +508,36 @@ async def test_without_bereik_serve_the_team_still_rings_and_then_the_kcc_answer
             "DialEnd", where=lambda e: e.get("DestChannel", "").startswith("PJSIP/2001-")
         )
         assert end["DialStatus"] == "ANSWER"
+
+
+# Closed ------------------------------------------------------------------------------------
+
+# Open one minute after midnight on weekdays: closed whenever the test runs (but there are
+# working days, so the callback clock has a deadline to give).
+CLOSED = (
+    "\n[hours]\n"
+    + "\n".join(f'{day} = "00:00-00:01"' for day in ("mon", "tue", "wed", "thu", "fri"))
+    + '\nsat = ""\nsun = ""\n'
+)
+
+
+@pytest.fixture
+def closed_team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    yield from make_exchange(installation, tmp_path, hours_toml=CLOSED)
+
+
+async def test_outside_opening_hours_the_team_number_rings_nobody_and_takes_a_hopper(
+    closed_team: Exchange,
+) -> None:
+    ex = closed_team
+    ex.phone("3001")
+    async with ex.ami_events() as ami:
+        result = await ex.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000)
+        assert result.returncode == 0, result.stderr
+        rows = await until(lambda: hoppers(ex))
+        assert not ami.matching("DialBegin"), "a phone rang while closed"
+    assert (rows[0].reason, rows[0].caller, rows[0].team_id) == (
+        "after_hours",
+        CITIZEN,
+        "vergunningen",
+    )
