@@ -12,7 +12,15 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Extension = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -115,6 +123,21 @@ class Team(Strict):
     mailbox: str
     lead_mailbox: str = ""
     norm_working_days: int = Field(2, ge=1, le=20)
+
+    @field_validator("mailbox", "lead_mailbox")
+    @classmethod
+    def address(cls, value: str, info: ValidationInfo) -> str:
+        # Every hopper is mailed here: a typo would lose them silently until someone asks.
+        if (value or info.field_name == "mailbox") and not re.match(r"^[^@\s]+@[^@\s]+$", value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
+
+    @field_validator("members")
+    @classmethod
+    def unique_members(cls, members: list[str]) -> list[str]:
+        if len(set(members)) != len(members):
+            raise ValueError("a member is listed twice")
+        return members
 
 
 class MenuOption(Strict):
