@@ -237,7 +237,7 @@ async def post_transfer(request: web.Request) -> web.Response:
     except AmiError as exc:
         return bad(f"transfer failed: {exc}", 502)
     return web.json_response(
-        {"call": call.id, "team": team.id, "status": "transferring"}, status=202
+        {"call": call.id, "team": team.id, "status": "transferring"}, status=200
     )
 
 
