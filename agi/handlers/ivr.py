@@ -40,8 +40,16 @@ ATTEMPTS = 2
 
 async def ivr(channel: AgiChannel, services: Services) -> None:
     await record_call(channel, services, entry=services.config.exchange.main_number)
-    route = await _conversation(channel, services)
-    await _store_route(services, channel.env.uniqueid, route)
+    talk = Conversation(channel, services)
+    route = ""
+    try:
+        route = await _conversation(talk)
+    finally:
+        # calls.route: where the IVR sent the call; "closed" and "info" for calls it ended
+        # itself (also when the caller hangs up while hearing them), so the call tracker
+        # does not count those as abandoned.
+        if talk.ended_as or route:
+            await _store_route(services, channel.env.uniqueid, talk.ended_as or route)
     await channel.set_variable(ROUTE_VARIABLE, route)
     await channel.finish()
 
@@ -88,6 +96,7 @@ class Conversation:
         self.channel = channel
         self.services = services
         self.config = services.config
+        self.ended_as = ""  # "closed" or "info" when the IVR itself ends the call
 
     async def play(self, sound: str, what: str, ident: str = "") -> str:
         """Play one file; return the key that cut it short, or ""."""
@@ -134,16 +143,16 @@ class Conversation:
         return ""
 
 
-async def _conversation(channel: AgiChannel, services: Services) -> str:
-    config = services.config
-    talk = Conversation(channel, services)
+async def _conversation(talk: Conversation) -> str:
+    config, channel = talk.config, talk.channel
     hours = cached_opening_hours(config.hours, config.exchange.timezone)
     closed = hours.closure_reason(datetime.now(UTC))
     if closed is not None:
         return await _closed(talk, hours, closed)
     key = await talk.say(config.menu.greeting, "greeting") if config.menu.greeting else ""
     key = key or await talk.announcements("all")
-    key = key or (await _repeat_caller(talk, _caller_number(channel))).strip("-")
+    if not key:
+        _, key = await _repeat_caller(talk, _caller_number(channel))
     if not config.menu.options:
         return "kcc"
     return await _menu(
@@ -184,8 +193,10 @@ async def _menu(
                 pending=after,
             )
         # Channel steering: the caller heard where to go; 0 still reaches a person.
+        talk.ended_as = "info"
         after = after or await talk.ask(choice.option.info, f"info:{path}{key}")
         if after == menu.KCC_KEY:
+            talk.ended_as = ""
             return "kcc"
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
@@ -205,11 +216,16 @@ async def _open_hopper(talk: Conversation, number: str) -> Hopper | None:
     return hopper
 
 
-async def _repeat_caller(talk: Conversation, number: str, which: str = "repeat") -> str:
-    """Tell a caller with an open hopper when they will be called back."""
+async def _repeat_caller(
+    talk: Conversation, number: str, which: str = "repeat"
+) -> tuple[bool, str]:
+    """Tell a caller with an open hopper when they will be called back.
+
+    Returns whether there was one to tell about, and the key that cut the sentence short.
+    """
     hopper = await _open_hopper(talk, number)
     if hopper is None:
-        return ""
+        return False, ""
     config = talk.config
     sentence = menu.text(
         config,
@@ -217,16 +233,18 @@ async def _repeat_caller(talk: Conversation, number: str, which: str = "repeat")
         who=menu.who_calls_back(config, hopper.team_id),
         when=menu.spoken_moment(hopper.deadline, config.exchange.timezone, menu.lang(config)),
     )
-    return await talk.say(sentence, "repeat") or "-"
+    return True, await talk.say(sentence, "repeat")
 
 
 async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     config = talk.config
     website = config.exchange.website
+    talk.ended_as = "closed"
     await talk.announcements("all")
     await talk.say(menu.closed_sentence(config, reason), "closed")
     number = _caller_number(talk.channel)
-    if await _repeat_caller(talk, number, "repeat_closed"):
+    told, _ = await _repeat_caller(talk, number, "repeat_closed")
+    if told:
         # Already promised a callback: the promise is what they need, not a second request.
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"

@@ -166,7 +166,7 @@ async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:
         "0611111103": "team-7003",
         "0611111104": "kcc",
         "0611111105": "kcc",
-        "0611111106": "hangup",
+        "0611111106": "info",
         "0611111107": "kcc",
     }
 
@@ -274,7 +274,7 @@ reason = "studiedag"
             assert not played(ami, calls[1], "callback_offer")
             assert not ami.matching("DialBegin", CallerIDNum="0633333301")  # nobody rang
         assert len(ex.rows("SELECT id FROM hoppers")) == 1
-        assert {r.route for r in ex.rows("SELECT route FROM calls")} == {"hangup"}
+        assert {r.route for r in ex.rows("SELECT route FROM calls")} == {"closed"}
 
 
 async def test_an_operator_records_an_announcement_by_phone_and_the_next_caller_hears_it(
