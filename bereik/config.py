@@ -238,6 +238,28 @@ class Retention(Strict):
     audit_days: int = Field(365, ge=1)
 
 
+class Tts(Strict):
+    """The voice of every prompt and announcement (cti/announcements/tts.py)."""
+
+    # "espeak" (espeak-ng, always there); another engine is added in tts._ENGINES and
+    # chosen here by name.
+    engine: str = "espeak"
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    max_chars: int = Field(2000, ge=10, le=20000)
+    speed: int | None = Field(None, ge=80, le=450)  # words per minute; None: the default
+
+    @field_validator("engine")
+    @classmethod
+    def known_engine(cls, value: str) -> str:
+        from cti.announcements.tts import TtsError, engine_from_name
+
+        try:
+            engine_from_name(value)
+        except TtsError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class Config(Strict):
     exchange: Exchange = Exchange()
     server: Server = Server()
@@ -252,6 +274,7 @@ class Config(Strict):
     operators: Operators = Operators()
     callbacks: Callbacks = Callbacks()
     retention: Retention = Retention()
+    tts: Tts = Tts()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
 
     @model_validator(mode="after")

@@ -12,15 +12,20 @@ import hashlib
 from pathlib import Path
 
 from bereik.services import Services
-from cti.announcements.tts import EspeakEngine, TtsEngine
+from cti.announcements.tts import TtsEngine, engine_from_name
 
 _locks: dict[str, asyncio.Lock] = {}
 
 
 def engine(services: Services) -> TtsEngine:
+    """The configured engine ([tts] in the config), made once per process."""
     found = services.extras.get("tts")
     if found is None:
-        found = services.extras["tts"] = EspeakEngine()
+        tts = services.config.tts
+        options: dict[str, object] = {"timeout": tts.timeout_seconds, "max_chars": tts.max_chars}
+        if tts.speed is not None:
+            options["speed"] = tts.speed
+        found = services.extras["tts"] = engine_from_name(tts.engine, **options)
     return found  # type: ignore[return-value]
 
 

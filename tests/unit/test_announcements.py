@@ -15,10 +15,11 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bereik.config import Config, load
+from bereik.config import Config, ConfigError, load
 from bereik.services import Services
 from cti.announcements import http, service
 from cti.announcements.cli import parse_time
+from cti.announcements.prompts import engine
 from cti.announcements.service import AnnouncementError, Draft
 from cti.announcements.tts import EspeakEngine
 from cti.store.db import create_engine, migrate_async, sessions
@@ -312,3 +313,20 @@ async def test_api_upload_refuses_what_is_not_audio(services: Services) -> None:
         response = await client.post("/api/announcements/upload", data=form, headers=operator)
         assert response.status == 400
         assert "not an audio file" in (await response.json())["error"]
+
+
+def test_the_voice_is_chosen_by_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "bereik.toml"
+    path.write_text('[tts]\nengine = "piper"\n')
+    with pytest.raises(ConfigError, match=r"tts\.engine: unknown TTS engine 'piper'"):
+        load(path)
+    path.write_text('[tts]\nengine = "espeak-ng"\nspeed = 140\ntimeout_seconds = 5\n')
+    services = Services(
+        config=load(path),
+        sessions=None,  # type: ignore[arg-type]  # the engine needs no database
+        metrics=BereikMetrics(),
+        instance_dir=tmp_path,
+    )
+    chosen = engine(services)
+    assert isinstance(chosen, EspeakEngine)
+    assert (chosen.speed, chosen.timeout) == (140, 5.0)
