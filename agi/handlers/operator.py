@@ -24,6 +24,7 @@ from cti.announcements.service import (
     audio_file,
     create,
 )
+from cti.audit import audit
 
 PIN_TRIES = 3
 RECORD_TRIES = 3
@@ -114,6 +115,10 @@ class Recording:
         else:
             await self.event("pin_refused", Extension=extension)
             self.channel.log.warning("announcement by phone: wrong PIN from %s", extension)
+            # Guessing the PIN from a desk phone shows up in the audit log (BIO).
+            async with self.services.sessions() as session:
+                audit(session, f"telefoon {extension}", "pin_refused", "announcement")
+                await session.commit()
             await self.say("goodbye")
             return
         await self.event("pin_ok", Extension=extension)
