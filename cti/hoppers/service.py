@@ -314,7 +314,9 @@ def _new_hopper_mail(hopper: Hopper, team: TeamInfo, config: Config, *, key: str
         f"Uiterlijk:     {hopper.deadline.astimezone(tz):%d-%m-%Y %H:%M}",
     ]
     if hopper.agent:
-        lines.append(f"Doorverbonden door KCC-medewerker: {hopper.agent}")
+        name = next((p.name for p in config.phones if p.extension == hopper.agent), "")
+        who = f"{name} ({hopper.agent})" if name else hopper.agent
+        lines.append(f"Doorverbonden door KCC-medewerker: {who}")
     if hopper.category:
         lines.append(f"Vraagcategorie: {hopper.category}")
     if hopper.note:

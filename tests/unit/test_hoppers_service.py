@@ -23,7 +23,11 @@ MONDAY_10 = datetime(2024, 6, 10, 8, 0, tzinfo=UTC)
 CONFIG = Config.model_validate(
     {
         "kcc": {"agents": ["2001"], "supervisor_mailbox": "kcc@example.org"},
-        "phones": [{"extension": "2001"}, {"extension": "3001"}, {"extension": "3101"}],
+        "phones": [
+            {"extension": "2001", "name": "KCC Anna"},
+            {"extension": "3001"},
+            {"extension": "3101"},
+        ],
         "teams": [
             {
                 "id": "vergunningen",
@@ -86,6 +90,7 @@ async def test_new_hopper_has_deadline_event_mail_and_metric(services: Services)
     assert [e.kind for e in events] == ["created"]
     assert len(mails) == 1 and mails[0].recipient == "verg@example.org"
     assert "0701234567" in mails[0].body and "12-06-2024 17:00" in mails[0].body
+    assert "KCC Anna (2001)" in mails[0].body and "kapvergunning" in mails[0].body
     assert created_metric(services, "vergunningen", "no_answer") == 1
 
 
