@@ -139,10 +139,10 @@ async def _load(session: Any, hopper_id: int) -> Hopper | None:
 
 async def post_reassign(request: web.Request) -> web.Response:
     user = current_user(request)
-    try:
-        hopper_id = int(request.match_info["id"])
-    except ValueError:
+    raw_id = request.match_info["id"]
+    if not raw_id.isdigit() or len(raw_id) > 12:
         return bad("hopper id must be a number")
+    hopper_id = int(raw_id)
     data = await _body(request)
     to_team = _text(data, "team")
     if not to_team:
@@ -181,7 +181,7 @@ async def post_transfer(request: web.Request) -> web.Response:
     async with services.sessions() as session:
         call = await session.scalar(
             select(Call).where(Call.id == int(key))
-            if key.isdigit()
+            if key.isdigit() and len(key) <= 12
             else select(Call).where(Call.uniqueid == key)
         )
         if call is not None:
