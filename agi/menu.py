@@ -36,6 +36,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "Probeer het later opnieuw.",
         "repeat": "U heeft al een terugbelverzoek bij ons. {who} belt u terug vóór {when}. "
         "U kunt ook een keuze maken uit het menu.",
+        "subject": "Waarover wilt u teruggebeld worden?",
         "repeat_closed": "U heeft al een terugbelverzoek bij ons. {who} belt u terug vóór {when}.",
         "kcc": "het klantcontactcentrum",
         "team": "het team {name}",
@@ -58,6 +59,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "callback_failed": "We could not note your callback request. Please try again later.",
         "repeat": "You have already asked us to call you back. {who} will call you back "
         "before {when}. You can also choose from the menu.",
+        "subject": "What would you like to be called back about?",
         "repeat_closed": "You have already asked us to call you back. {who} will call you "
         "back before {when}.",
         "kcc": "the contact centre",
@@ -147,6 +149,28 @@ def choose(config: Config, options: list[MenuOption], key: str) -> Choice:
     return Choice("info", option)
 
 
+def callback_subjects(config: Config) -> list[tuple[str, str, str]]:
+    """(key, label, team id) for a callback request after hours: the menu's team options,
+    flattened and numbered 1-9, so the request lands in the right group mailbox at once."""
+    found: list[tuple[str, str]] = []
+    stack = list(reversed(config.menu.options))
+    while stack:
+        option = stack.pop()
+        if option.team and option.team not in {team for _, team in found}:
+            found.append((option.label, option.team))
+        stack.extend(reversed(option.submenu))
+    return [(str(n), label, team) for n, (label, team) in enumerate(found[:9], start=1)]
+
+
+def subject_prompt(config: Config) -> str:
+    parts = [text(config, "subject")]
+    parts += [
+        text(config, "option", label=label, key=key) for key, label, _ in callback_subjects(config)
+    ]
+    parts.append(text(config, "kcc_option"))
+    return " ".join(parts)
+
+
 def closed_sentence(config: Config, reason: str) -> str:
     """The first thing a caller hears in closed hours, from `OpeningHours.closure_reason`."""
     kind, _, detail = reason.partition(":")
@@ -172,4 +196,6 @@ def all_prompts(config: Config) -> list[str]:
         found.append(text(config, name))
     found.append(text(config, "callback_offer", website=config.exchange.website))
     found.append(text(config, "website", website=config.exchange.website))
+    if callback_subjects(config):
+        found.append(subject_prompt(config))
     return [f for f in found if f.strip()]

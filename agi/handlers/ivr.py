@@ -257,10 +257,16 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     if key != menu.CALLBACK_KEY:
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
+    team_id = "kcc"
+    subjects = menu.callback_subjects(config)
+    if subjects:
+        # Straight to the right group mailbox; anything else (0, no key) goes to the KCC.
+        key = await talk.ask(menu.subject_prompt(config), "callback_subject")
+        team_id = next((team for k, _, team in subjects if k == key), "kcc")
     try:
         hopper = await create_hopper(
             talk.services,
-            team_id="kcc",
+            team_id=team_id,
             caller=number,
             reason="after_hours",
             call_uniqueid=talk.channel.env.uniqueid,

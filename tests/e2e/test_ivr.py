@@ -256,14 +256,15 @@ reason = "studiedag"
         ex.start_serve()
         ex.phone("2001")
         async with ex.ami_events() as ami:
-            # The closed message and the hours take about 8 s; then "press 1".
+            # The closed message and the hours take about 8 s; then "press 1" for a
+            # callback, and 1 again for its subject: the first team of the menu.
             first = await ex.call(
-                "14070", caller="0633333301", keys="1", key_delay_ms=11000, hold_ms=9000
+                "14070", caller="0633333301", keys="11", key_delay_ms=11000, hold_ms=11000
             )
             assert first.returncode == 0, first.stderr
             hoppers = ex.rows("SELECT team_id, caller, reason, status, deadline FROM hoppers")
             assert [(h.team_id, h.caller, h.reason, h.status) for h in hoppers] == [
-                ("kcc", "0633333301", "after_hours", "open")
+                ("vergunningen", "0633333301", "after_hours", "open")
             ]
             second = await ex.call("14070", caller="0633333301", hold_ms=16000, key_delay_ms=100)
             assert second.returncode == 0, second.stderr

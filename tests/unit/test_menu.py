@@ -213,3 +213,14 @@ def test_phone_recording_validity() -> None:
     assert valid_until("9999", now, "Europe/Amsterdam") == datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
     summer = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
     assert valid_until("", summer, "Europe/Amsterdam") == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
+
+
+def test_callback_subjects_after_hours_are_the_team_options_numbered(config: Config) -> None:
+    assert menu.callback_subjects(config) == [
+        ("1", "vergunningen", "vergunningen"),
+        ("2", "parkeren", "parkeren"),  # from the submenu
+    ]
+    assert menu.subject_prompt(config) == (
+        "Waarover wilt u teruggebeld worden? Voor vergunningen, toets 1. "
+        "Voor parkeren, toets 2. Voor alle andere vragen, toets 0."
+    )
