@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agi import menu
+from agi.ivr_metrics import ivr_metrics
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
 from bereik.config import MenuOption
@@ -138,6 +139,7 @@ class Conversation:
     async def announcements(self, scope: str) -> str:
         for ident, path in await playable(self.services, scope):
             key = await self.play(path, "announcement", str(ident))
+            ivr_metrics(self.services).announcements.labels(scope.partition(":")[0]).inc()
             if key:
                 return key
         return ""
@@ -172,12 +174,19 @@ async def _menu(
         key = pending or await talk.ask(prompt_text, f"menu{path}")
         pending = ""
         choice = menu.choose(config, options, key) if key else None
+        counted = ivr_metrics(talk.services).choices
         if choice is None or choice.kind == "invalid":
+            last = attempt + 1 >= ATTEMPTS
+            counted.labels("invalid" if key else "none", "kcc" if last else "retry").inc()
             if attempt + 1 < ATTEMPTS:
                 # A key pressed during "that is not a valid choice" is the next try.
                 which = "invalid" if key else "no_choice"
                 pending = await talk.say(menu.text(config, which), which)
             continue
+        counted.labels(
+            f"{path}{key}",
+            choice.option.team if choice.option and choice.option.team else choice.kind,
+        ).inc()
         scope = f"menu:{path}{key}"
         after = await talk.announcements(scope) if choice.option is not None else ""
         if choice.kind in ("kcc", "team"):
@@ -244,7 +253,9 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     await talk.say(menu.closed_sentence(config, reason), "closed")
     number = _caller_number(talk.channel)
     told, _ = await _repeat_caller(talk, number, "repeat_closed")
+    closed_calls = ivr_metrics(talk.services).closed
     if told:
+        closed_calls.labels("repeat").inc()
         # Already promised a callback: the promise is what they need, not a second request.
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
@@ -255,8 +266,10 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
         return "hangup"
     key = await talk.ask(menu.text(config, "callback_offer", website=website), "callback_offer")
     if key != menu.CALLBACK_KEY:
+        closed_calls.labels("none").inc()
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
+    closed_calls.labels("callback").inc()
     team_id = "kcc"
     subjects = menu.callback_subjects(config)
     if subjects:

@@ -159,6 +159,18 @@ async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:
         assert [e["Key"] for e in played(ami, wrong, "invalid")] == ["8"]
         silent = await _uniqueid_of(ami, "0611111107")
         assert played(ami, silent, "no_choice")
+    figures = ivr.http_get("/metrics")
+    for line in (
+        'bereik_ivr_choices_total{destination="vergunningen",path="1"} 1.0',
+        'bereik_ivr_choices_total{destination="submenu",path="3"} 1.0',
+        'bereik_ivr_choices_total{destination="parkeren",path="3.1"} 1.0',
+        'bereik_ivr_choices_total{destination="info",path="2"} 2.0',
+        'bereik_ivr_choices_total{destination="kcc",path="0"} 1.0',
+        'bereik_ivr_choices_total{destination="retry",path="invalid"} 1.0',
+        'bereik_ivr_choices_total{destination="kcc",path="invalid"} 1.0',
+        'bereik_ivr_choices_total{destination="kcc",path="none"} 1.0',
+    ):
+        assert line in figures, line
     routes = dict(ivr.rows("SELECT caller, route FROM calls"))
     assert routes == {
         "0611111101": "team-7001",
