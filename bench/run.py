@@ -502,13 +502,24 @@ def ensure_chroot_python(installation: asterisk.Installation) -> None:
     if not installation.chrooted or installation.host_path("/usr/bin/python3").exists():
         return
     progress("installing python3 in the Asterisk root for the classic AGI row")
-    subprocess.run(
-        installation.command("apt-get", "install", "-y", "--no-install-recommends", "python3"),
-        check=True,
-        capture_output=True,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        timeout=600,
-    )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = installation.command("apt-get", "install", "-y", "--no-install-recommends", "python3")
+    first = subprocess.run(install, capture_output=True, env=env, timeout=600, check=False)
+    if first.returncode != 0:
+        # The root's package lists may be gone or stale: refresh them once and retry.
+        subprocess.run(
+            installation.command("apt-get", "update"),
+            capture_output=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        retry = subprocess.run(install, capture_output=True, env=env, timeout=600, check=False)
+        if retry.returncode != 0:
+            raise RuntimeError(
+                "could not install python3 in the Asterisk root: "
+                + retry.stderr.decode(errors="replace")[-500:]
+            )
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
