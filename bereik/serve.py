@@ -32,6 +32,7 @@ log = logging.getLogger("bereik")
 WORKERS: list[str] = [
     "cti.ami.listener",
     "cti.announcements.warmup",
+    "cti.announcements.sweeper",
     "cti.calls.gauges",
     "cti.callbacks.scheduler",
     "cti.outbox",

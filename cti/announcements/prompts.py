@@ -8,13 +8,20 @@ sounds directory, so no one ever records a tape and a changed text is live at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
+import time
 from pathlib import Path
 
 from bereik.services import Services
 from cti.announcements.tts import TtsEngine, engine_from_name
 
 _locks: dict[str, asyncio.Lock] = {}
+# When each cached prompt was last marked as used (its mtime set to now), so the sweeper
+# (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
+_touched: dict[str, float] = {}
+TOUCH_EVERY = 24 * 3600
 
 
 def engine(services: Services) -> TtsEngine:
@@ -39,6 +46,11 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
             if not wav.exists():
                 wav.parent.mkdir(parents=True, exist_ok=True)
                 await engine(services).synthesize(text, wav, language)
+    now = time.time()
+    if now - _touched.get(digest, 0.0) > TOUCH_EVERY:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(wav)
+        _touched[digest] = now
     return services.asterisk_path(wav.with_suffix(""))
 
 

@@ -27,7 +27,8 @@ async def run(services: Services) -> None:
     )
     texts.extend(text for text in SAY.values() if "{" not in text)
     failed = 0
-    for text in dict.fromkeys(texts):
+    texts = list(dict.fromkeys(texts))
+    for text in texts:
         try:
             await prompt(services, text)
         except TtsError as exc:

@@ -5,6 +5,8 @@ A real SQLite database (migrated by Alembic) and the real espeak-ng/sox; no mock
 
 from __future__ import annotations
 
+import os
+import time
 import wave
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,8 +21,9 @@ from bereik.config import Config, ConfigError, load
 from bereik.services import Services
 from cti.announcements import http, service
 from cti.announcements.cli import parse_time
-from cti.announcements.prompts import engine
+from cti.announcements.prompts import _touched, engine, prompt, prompt_file
 from cti.announcements.service import AnnouncementError, Draft
+from cti.announcements.sweeper import sweep
 from cti.announcements.tts import EspeakEngine
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Announcement, AuditEntry
@@ -330,3 +333,36 @@ def test_the_voice_is_chosen_by_configuration(tmp_path: Path) -> None:
     chosen = engine(services)
     assert isinstance(chosen, EspeakEngine)
     assert (chosen.speed, chosen.timeout) == (140, 5.0)
+
+
+async def test_sweeper_removes_only_audio_nobody_plays(services: Services) -> None:
+    kept = await _stored(services)  # referenced by a row: stays, however old
+    ended = await _stored(services, ended_at=NOW)  # ended: kept for listening back
+    directory = service.audio_dir(services)
+    orphan_old, orphan_new = directory / "tts-old.wav", directory / "tts-new.wav"
+    prompts = services.sounds_dir / "prompts"
+    prompts.mkdir(parents=True)
+    stale, fresh = prompts / "stale.wav", prompts / "fresh.wav"
+    for path in (orphan_old, orphan_new, stale, fresh):
+        path.write_bytes(b"RIFF")
+    now = time.time()
+    day = 24 * 3600
+    for path, age in ((orphan_old, 2 * day), (orphan_new, 3600), (stale, 31 * day)):
+        os.utime(path, (now - age, now - age))
+    for row in (kept, ended):
+        path = service.audio_file(services, row.audio)
+        os.utime(path, (now - 400 * day, now - 400 * day))
+
+    assert await sweep(services, now) == 2
+    left = {p.name for p in directory.glob("*.wav")} | {p.name for p in prompts.glob("*.wav")}
+    assert left == {f"{kept.audio}.wav", f"{ended.audio}.wav", "tts-new.wav", "fresh.wav"}
+
+
+async def test_a_prompt_in_use_is_marked_so_it_is_not_swept(services: Services) -> None:
+    path = prompt_file(services, await prompt(services, "Welkom."))
+    old = time.time() - 40 * 24 * 3600
+    os.utime(path, (old, old))
+    _touched.clear()
+    await prompt(services, "Welkom.")  # a call uses it
+    assert path.stat().st_mtime > old + 24 * 3600
+    assert await sweep(services) == 0

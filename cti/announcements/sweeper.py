@@ -1,0 +1,67 @@
+"""A worker that removes audio nobody will play again, so the sounds directory stays small.
+
+* announcements/: a wav no announcement row refers to (a replaced text, a preview in the
+  web screen, a phone recording the operator did not keep) once it is a day old. A day,
+  so a call that just started playing a replaced file, or a preview being listened to, is
+  never cut off.
+* prompts/: a cached sentence not made or used for 30 days (dated "we call you back
+  before ..." sentences, old menu texts). It is synthesized again if it is ever needed.
+
+Audio of ended and expired announcements is kept: the screens let an operator listen back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bereik.services import Services
+from cti.announcements.service import audio_dir
+from cti.store.models import Announcement
+
+log = logging.getLogger("bereik.announcements")
+
+EVERY_SECONDS = 6 * 3600
+ORPHAN_AGE = 24 * 3600
+PROMPT_AGE = 30 * 24 * 3600
+
+
+def _old(path: Path, age: float, now: float) -> bool:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    # atime is unreliable (noatime mounts); prompts.prompt() sets mtime when it is used.
+    return now - max(stat.st_mtime, stat.st_atime) > age
+
+
+async def sweep(services: Services, now: float | None = None) -> int:
+    """Remove unreferenced announcement audio and stale prompts; return how many."""
+    now = time.time() if now is None else now
+    async with services.sessions() as session:
+        referenced = set((await session.scalars(select(Announcement.audio))).all())
+    removed = 0
+    for wav in audio_dir(services).glob("*.wav"):
+        if wav.stem not in referenced and _old(wav, ORPHAN_AGE, now):
+            wav.unlink(missing_ok=True)
+            removed += 1
+    for wav in (services.sounds_dir / "prompts").glob("*.wav"):
+        if _old(wav, PROMPT_AGE, now):
+            wav.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+async def run(services: Services) -> None:
+    while True:
+        try:
+            removed = await sweep(services)
+            if removed:
+                log.info("removed %d unused audio files", removed)
+        except OSError as exc:
+            log.error("cannot clean the sounds directory: %s", exc)
+        await asyncio.sleep(EVERY_SECONDS)
