@@ -12,6 +12,7 @@ Every view and change writes an audit row in the same transaction (BIO).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +40,10 @@ from cti.web.auth import (
 )
 
 KCC_ROLES = ("agent", "supervisor")
+# A number as a person types it: digits with spaces, dashes, dots or brackets, and an
+# optional leading +. Free text is refused rather than mined for digits: "bel Jan (7x)"
+# must not become a hopper for the number 7.
+TYPED_NUMBER = re.compile(r"\+?[0-9][0-9 ().-]{2,39}")
 
 
 def bad(message: str, status: int = 400) -> web.Response:
@@ -108,11 +113,14 @@ async def post_hopper(request: web.Request) -> web.Response:
     user = require_role(request, *KCC_ROLES)
     data = await _body(request)
     services = request.app[SERVICES]
+    caller = _text(data, "caller")
+    if caller and not TYPED_NUMBER.fullmatch(caller):
+        return bad("caller: geef een telefoonnummer in cijfers (spaties, streepjes en + mogen)")
     try:
         hopper = await create_hopper(
             services,
             team_id=_text(data, "team"),
-            caller=_text(data, "caller"),
+            caller=caller,
             reason=_text(data, "reason", "manual") or "manual",
             agent=user.extension or user.name,
             category=_text(data, "category"),

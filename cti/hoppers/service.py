@@ -90,9 +90,19 @@ def normalise_number(raw: str) -> str:
     rule must see "070 123 4567" and "0701234567" as the same caller.
     """
     raw = (raw or "").strip()
-    plus = raw.startswith("+")
-    digits = re.sub(r"\D", "", raw)
+    # Only the first number in the text counts: a caller ID such as '0612345678";
+    # `touch /tmp/x 7`' is that number, not every digit of the text strung together.
+    found = _NUMBER.search(raw)
+    if found is None:
+        return ""
+    plus = found.group(0).startswith("+")
+    digits = re.sub(r"\D", "", found.group(0))
     return ("+" + digits if plus and digits else digits)[:32]
+
+
+# A number as it is written: an optional +, then digits with spaces, dashes, dots,
+# slashes or brackets between them ("+31 (0)70-123 45 67").
+_NUMBER = re.compile(r"\+?\s*\(?\d[\d ()./-]*")
 
 
 _hours_cache: dict[int, tuple[Config, OpeningHours]] = {}
