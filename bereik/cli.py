@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("config", type=Path)
-    check.set_defaults(func=lambda args: print(f"{args.config}: ok") if load(args.config) else 0)
+    check.add_argument("file", type=Path, nargs="?")
+    check.add_argument("--config", type=Path)
+    check.set_defaults(func=cmd_check_config)
 
     for register in _plugin_commands():
         register(commands)
@@ -81,6 +82,16 @@ def _plugin_commands() -> list:  # type: ignore[type-arg]
             continue
         registered.append(module.register)
     return registered
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.config or args.file
+    if path is None:
+        print("bereik check-config: give the configuration file", file=sys.stderr)
+        return 2
+    load(path)
+    print(f"{path}: ok")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
