@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bereik import asterisk
 from bereik.config import Config
+from bereik.mailsink import start_mail_sink
 from bereik.serve import serve
 from dialplan.render import render
 
@@ -36,18 +37,25 @@ def run_demo(config: Config, config_path: Path) -> int:
         "Ctrl-C stops both.\n",
         flush=True,
     )
+    mail_folder = installation.host_path(config.asterisk.instance_dir).parent / "demo-mail"
+    print(f"  Mail:            kept as files in {mail_folder} (demo mail server)\n", flush=True)
     try:
-        asyncio.run(_serve_until_signal(config))
+        asyncio.run(_serve_until_signal(config, mail_folder))
     finally:
         process.stop()
         print("stopped Asterisk and bereik serve")
     return 0
 
 
-async def _serve_until_signal(config: Config) -> None:
+async def _serve_until_signal(config: Config, mail_folder: Path) -> None:
+    sink = await start_mail_sink(config, mail_folder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    try:
+        await serve(config, stop)
+    finally:
+        if sink is not None:
+            sink.close()
