@@ -5,6 +5,7 @@
     bereik announce --audio bericht.mp3 --kind news --until 2026-12-24T12:00
     bereik announce --list
     bereik announce --end 7
+    bereik announce --change 7 --until 2026-12-02T12:00    (the outage lasts longer)
 
 Times without a timezone are the exchange's local time (Europe/Amsterdam).
 """
@@ -49,6 +50,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--list", action="store_true", help="list active announcements")
     parser.add_argument("--all", action="store_true", help="with --list: also ended/expired")
     parser.add_argument("--end", type=int, metavar="ID", help="end this announcement now")
+    parser.add_argument(
+        "--change", type=int, metavar="ID", help="give this announcement the --until time"
+    )
     parser.add_argument("--config", type=Path, default=Path("bereik.toml"))
     parser.set_defaults(func=cmd_announce)
 
@@ -90,12 +94,18 @@ def _run(config: Config, work: Callable[[Services], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _line(a: dict[str, Any]) -> str:
-    until = a["valid_until"][:16] if a["valid_until"] else "tot beëindigd"
+def _local(iso: str, timezone: str) -> str:
+    """An ISO time from the store as the operator reads it: local, to the minute."""
+    return f"{datetime.fromisoformat(iso).astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
+
+
+def _line(a: dict[str, Any], timezone: str) -> str:
+    until = _local(a["valid_until"], timezone) if a["valid_until"] else "beëindigd"
     state = "actief" if a["active"] else ("beëindigd" if a["ended_at"] else "niet actief")
     return (
         f"#{a['id']:<4} {a['kind']:<8} {a['scope']:<16} {state:<11} "
-        f"vanaf {a['valid_from'][:16]}  tot {until}  {a['source']:<6} {a['text'][:60]}"
+        f"vanaf {_local(a['valid_from'], timezone)}  tot {until}  {a['source']:<6} "
+        f"{a['text'][:60]}"
     )
 
 
@@ -109,7 +119,7 @@ def cmd_announce(args: argparse.Namespace) -> int:
                 lambda s: _json_listing(s, only_active=not args.all),
             )
             for item in found:
-                print(_line(item))
+                print(_line(item, tz))
             if not found:
                 print("geen actieve aankondigingen" if not args.all else "geen aankondigingen")
             return 0
@@ -124,6 +134,20 @@ def cmd_announce(args: argparse.Namespace) -> int:
                 print(f"bereik announce: no announcement #{args.end}")
                 return 1
             print(f"announcement #{args.end} ended")
+            return 0
+        if args.change is not None:
+            until = parse_time(args.until, tz)
+
+            async def change(s: Services) -> dict[str, Any]:
+                return service.as_json(
+                    s, await service.change_until(s, args.change, until, args.author)
+                )
+
+            try:
+                print(_line(_run(config, change), tz))
+            except LookupError:
+                print(f"bereik announce: no announcement #{args.change}")
+                return 1
             return 0
         if not args.text and args.audio is None:
             print('bereik announce: give the text ("...") or --audio FILE')
@@ -147,7 +171,7 @@ def cmd_announce(args: argparse.Namespace) -> int:
         print(f"bereik announce: {exc}")
         return 1
     print(f"announcement #{made['id']} stored: {'live now' if made['active'] else 'not live now'}")
-    print(_line(made))
+    print(_line(made, tz))
     return 0
 
 

@@ -5,8 +5,9 @@
     POST   /api/announcements/upload       multipart: file (wav/mp3/ogg) + the same fields
     GET    /api/announcements?active=true  the list (active only, or the last 500)
     GET    /api/announcements/{id}         one
-    PATCH  /api/announcements/{id}         JSON {text}: new text, new audio; a failed
-                                            synthesis keeps the old audio (422 says why)
+    PATCH  /api/announcements/{id}         JSON {text} and/or {valid_until}: new text and
+                                            audio (a failed synthesis keeps the old audio,
+                                            422 says why), or a longer/shorter validity
     DELETE /api/announcements/{id}         ends it now (kept as history)
     GET    /api/announcements/{id}/audio   the wav callers hear
 
@@ -164,9 +165,16 @@ async def change(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         body = await _json(request)
-        if set(body) != {"text"} or not isinstance(body["text"], str):
-            raise AnnouncementError('only the text can be changed: send {"text": "..."}')
-        await service.change_text(services, int(request.match_info["id"]), body["text"], user.name)
+        ident = int(request.match_info["id"])
+        if not body or set(body) - {"text", "valid_until"}:
+            raise AnnouncementError('send {"text": "..."} and/or {"valid_until": "..."}')
+        if "valid_until" in body:
+            until = _time(body["valid_until"], "valid_until")
+            await service.change_until(services, ident, until, user.name)
+        if "text" in body:
+            if not isinstance(body["text"], str):
+                raise AnnouncementError("text must be a string")
+            await service.change_text(services, ident, body["text"], user.name)
     except LookupError:
         return _error(404, "no such announcement")
     except AnnouncementError as exc:

@@ -297,6 +297,30 @@ async def change_text(services: Services, announcement_id: int, text: str, actor
     return audio
 
 
+async def change_until(
+    services: Services, announcement_id: int, valid_until: datetime | None, actor: str
+) -> Announcement:
+    """Extend or shorten an announcement (an outage that lasts longer); None: until ended."""
+    async with services.sessions() as session:
+        found = await session.get(Announcement, announcement_id)
+        if found is None:
+            raise LookupError(announcement_id)
+        if found.ended_at is not None:
+            raise AnnouncementError("this announcement has been ended; make a new one")
+        check_window(found.valid_from, valid_until)
+        found.valid_until = valid_until
+        audit(
+            session,
+            actor=actor,
+            action="update",
+            object_type="announcement",
+            object_id=announcement_id,
+            detail=f"valid_until {valid_until.isoformat() if valid_until else 'none'}",
+        )
+        await session.commit()
+        return found
+
+
 async def end(services: Services, announcement_id: int, actor: str) -> Announcement:
     """Stop an announcement now; it stays in the list as ended (history)."""
     async with services.sessions() as session:

@@ -366,3 +366,24 @@ async def test_a_prompt_in_use_is_marked_so_it_is_not_swept(services: Services) 
     await prompt(services, "Welkom.")  # a call uses it
     assert path.stat().st_mtime > old + 24 * 3600
     assert await sweep(services) == 0
+
+
+async def test_api_extends_an_outage_and_refuses_an_end_before_its_start(
+    services: Services,
+) -> None:
+    tokens = await _tokens(services)
+    operator = {"Authorization": f"Bearer {tokens['operator']}"}
+    row = await _stored(services, kind="outage", valid_until=NOW + timedelta(minutes=30))
+    later = (NOW + timedelta(hours=5)).isoformat()
+    async with TestClient(TestServer(create_app(services, [http.setup]))) as client:
+        url = f"/api/announcements/{row.id}"
+        extended = await client.patch(url, json={"valid_until": later}, headers=operator)
+        assert extended.status == 200, await extended.text()
+        assert (await extended.json())["valid_until"] == later
+        early = (NOW - timedelta(days=1)).isoformat()
+        refused = await client.patch(url, json={"valid_until": early}, headers=operator)
+        assert refused.status == 400
+        assert "after valid_from" in (await refused.json())["error"]
+        odd = await client.patch(url, json={"kind": "news"}, headers=operator)
+        assert odd.status == 400
+    assert (await _get(services, row.id)).valid_until == NOW + timedelta(hours=5)
