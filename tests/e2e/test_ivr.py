@@ -8,17 +8,22 @@ the number of samples it played), and the rows the call left in the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bereik.asterisk import Installation
+from cti.store.db import create_engine, sessions
+from cti.users.service import create_user, issue_token
 from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
 
 TEAMS = """
@@ -183,6 +188,26 @@ async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:
     }
 
 
+async def api_post(ex: Exchange, path: str, body: dict[str, object]) -> dict[str, Any]:
+    engine = create_engine(f"sqlite:///{ex.db_path}")
+    try:
+        async with sessions(engine)() as session:
+            user = await create_user(session, "olga", "een-lang-wachtwoord", "operator")
+            token = await issue_token(session, user)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    request = urllib.request.Request(
+        ex.url(path),
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    response = await asyncio.to_thread(urllib.request.urlopen, request, timeout=30)
+    assert response.status == 201
+    return dict(json.loads(response.read()))
+
+
 def _announcement_id(output: str) -> int:
     # "announcement #3 stored: live now"
     return int(output.split("#", 1)[1].split()[0])
@@ -209,10 +234,14 @@ async def test_announcements_play_for_14070_and_for_their_menu_option_expired_on
             "2020-01-01T17:00",
         )
     )
-    permits = _announcement_id(
-        announce(ivr, "Vergunningen tijdelijk per mail.", "--kind", "news", "--scope", "menu:1")
-    )
     ivr.start_serve()
+    # The other way in: the HTTP API of the running server, as an operator with a token.
+    made = await api_post(
+        ivr,
+        "/api/announcements",
+        {"text": "Vergunningen tijdelijk per mail.", "kind": "news", "scope": "menu:1"},
+    )
+    permits = int(made["id"])
     ivr.phone("3001", ring_ms=200)
     ivr.phone("2001", ring_ms=200)
     async with ivr.ami_events() as ami:
