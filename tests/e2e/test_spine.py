@@ -50,3 +50,17 @@ async def _until_no_channels(exchange: Exchange, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"channels left over:\n{exchange.cli('core show channels')}")
+
+
+async def test_when_no_kcc_agent_answers_the_caller_is_offered_a_callback(kcc: Exchange) -> None:
+    kcc.start_serve()
+    kcc.phone("2001", mode="noanswer")
+    result = await kcc.call(
+        "14070", caller="0703333333", hold_ms=60_000, key_delay_ms=100, timeout_s=120
+    )
+    assert result.returncode == 0, result.stderr
+    hoppers = kcc.rows("SELECT team_id, caller, reason, status FROM hoppers")
+    assert [(h.team_id, h.caller, h.reason, h.status) for h in hoppers] == [
+        ("kcc", "0703333333", "no_answer", "open")
+    ]
+    await _until_no_channels(kcc)
