@@ -147,9 +147,20 @@ async def listing(request: web.Request) -> web.Response:
     return web.json_response([service.as_json(services, a) for a in found])
 
 
+def _ident(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    # The route only takes digits; more than 12 is no announcement of ours, and would
+    # overflow the database's integer (a 500) instead of being a plain 404.
+    if len(raw) > 12:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such announcement"}), content_type="application/json"
+        )
+    return int(raw)
+
+
 async def _find(request: web.Request) -> Announcement | None:
     async with request.app[SERVICES].sessions() as session:
-        return await session.get(Announcement, int(request.match_info["id"]))
+        return await session.get(Announcement, _ident(request))
 
 
 async def one(request: web.Request) -> web.Response:
@@ -165,7 +176,7 @@ async def change(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         body = await _json(request)
-        ident = int(request.match_info["id"])
+        ident = _ident(request)
         if not body or set(body) - {"text", "valid_until"}:
             raise AnnouncementError('send {"text": "..."} and/or {"valid_until": "..."}')
         if "valid_until" in body:
@@ -189,7 +200,7 @@ async def end(request: web.Request) -> web.Response:
     user = require_role(request, *WRITERS)
     services = request.app[SERVICES]
     try:
-        ended = await service.end(services, int(request.match_info["id"]), user.name)
+        ended = await service.end(services, _ident(request), user.name)
     except LookupError:
         return _error(404, "no such announcement")
     return web.json_response(service.as_json(services, ended))

@@ -50,7 +50,15 @@ def _error(message: str, status: int) -> web.Response:
 
 
 def _hopper_id(request: web.Request) -> int:
-    return int(request.match_info["id"])
+    raw = request.match_info["id"]
+    # The route only takes digits; more than 12 is no hopper of ours, and would overflow
+    # the database's integer (a 500) instead of being a plain 404.
+    if len(raw) > 12:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"hopper {raw[:20]}... does not exist"}),
+            content_type="application/json",
+        )
+    return int(raw)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from sqlalchemy import func, select
 
 from cti.audit import audit
@@ -130,7 +131,23 @@ async def error_pages(request: web.Request, handler: Any) -> web.StreamResponse:
             if exc.content_type == "application/json" and exc.text:
                 detail = str(json.loads(exc.text).get("error", ""))
             return render(request, "error.html", status=exc.status, title=key, detail=detail)
+        plain = exc.content_type != "application/json"
+        if exc.status >= 400 and plain and auth.wants_json(request):
+            # aiohttp's own answers (no such path, wrong method) are plain text; an API
+            # client gets the same JSON shape as from our handlers.
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return web.json_response(
+                {"error": f"{exc.reason}: {request.method} {request.path}"},
+                status=exc.status,
+                headers=headers,
+            )
         raise
+    except BadHttpMessage as exc:
+        # A body aiohttp cannot parse (a multipart part with a broken header): the
+        # client's fault, a 400 with the reason, never a 500.
+        if not auth.wants_json(request):
+            raise web.HTTPBadRequest(text=f"malformed request: {exc.message}") from None
+        return web.json_response({"error": f"malformed request: {exc.message}"}, status=400)
 
 
 # --- sign-in ------------------------------------------------------------------------------
