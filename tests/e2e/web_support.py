@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -97,11 +98,14 @@ async def sign_in(browser: Any, ex: Exchange, name: str) -> Any:
 
 
 async def screenshot(page: Any, name: str) -> None:
+    """Keep a screenshot as a test artefact; with BEREIK_UPDATE_SCREENS=1 also refresh the
+    README's copy in docs/screens (so a plain test run leaves the work tree clean)."""
     SCREENS.mkdir(parents=True, exist_ok=True)
-    DOC_SCREENS.mkdir(parents=True, exist_ok=True)
     path = SCREENS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
-    shutil.copy(path, DOC_SCREENS / f"{name}.png")
+    if os.environ.get("BEREIK_UPDATE_SCREENS") == "1":
+        DOC_SCREENS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOC_SCREENS / f"{name}.png")
 
 
 async def until(check: Any, timeout: float = 10.0) -> Any:
