@@ -471,7 +471,8 @@ class Bench:
             seconds,
             hold_ms=30_000,
             keys="11",
-            caller=f"06{self._probes % 100:02d}[call_number]",
+            # 0612 + probe + 0000 + n: 10 digits and more, a number the hopper accepts.
+            caller=f"0612{self._probes % 100:02d}0000[call_number]",
         )
 
     def _hoppers(self) -> int:
