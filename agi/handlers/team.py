@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from agi.handlers.ivr import record_call
+from agi.handlers.ivr import Conversation, record_call
 from agi.server import AgiChannel
 from bereik.config import Team
 from bereik.services import Services
+from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
 from cti.store.models import Presence
 
@@ -53,6 +54,14 @@ def dial_plan(team: Team, present: list[str]) -> list[str]:
     return ["&".join(f"PJSIP/{member}" for member in present)]
 
 
+async def _team_announcements(channel: AgiChannel, services: Services, team_id: str) -> None:
+    """What the operators announced for this team ("team:<id>"), before it rings."""
+    talk = Conversation(channel, services)
+    if await playable(services, f"team:{team_id}"):
+        await channel.answer()  # a call dialled straight in is not answered yet
+        await talk.announcements(f"team:{team_id}")
+
+
 async def team(channel: AgiChannel, services: Services) -> None:
     number = channel.query.get("number", "")
     found = services.config.team_by_number(number)
@@ -64,6 +73,7 @@ async def team(channel: AgiChannel, services: Services) -> None:
     # A call dialled straight to the team number gets its own row; a transferred call
     # already has one (record_call keeps the first).
     await record_call(channel, services, entry=number)
+    await _team_announcements(channel, services, found.id)
     is_open = opening_hours(services.config).is_open(datetime.now(UTC))
     present = await present_members(services, found.members) if is_open else []
     targets = dial_plan(found, present)

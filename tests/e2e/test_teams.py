@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -157,6 +158,31 @@ def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 150
     time.sleep(0.2)
 
 
+def team_announcement(ex: Exchange, text: str) -> int:
+    """An operator puts a message live for team vergunningen with the CLI."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bereik",
+            "announce",
+            text,
+            "--kind",
+            "outage",
+            "--scope",
+            "team:vergunningen",
+            "--config",
+            str(ex.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return int(done.stdout.split("#")[1].split()[0])
+
+
 # 1 ----------------------------------------------------------------------------------------
 
 
@@ -166,14 +192,23 @@ async def test_a_member_answers_the_team_number_and_no_hopper_is_made(
     mailbox = smtp.start()
     team.phone("3001", ring_ms=500)
     team.phone("3002", mode="noanswer")
+    # An operator's message for this team only: heard before the team rings.
+    notice = team_announcement(team, "Het loket vergunningen is vandaag dicht.")
     async with team.ami_events() as ami:
-        result = await team.call("7001", caller=CITIZEN, hold_ms=1500)
+        result = await team.call("7001", caller=CITIZEN, hold_ms=6000)
         assert result.returncode == 0, result.stderr
         answered = await ami.wait_for("DialEnd", where=lambda e: e.get("DialStatus") == "ANSWER")
         assert answered["DestChannel"].startswith("PJSIP/3001-")
         # Both present members rang at once (ringall).
         rung = {e["DestChannel"].split("-")[0] for e in ami.matching("DialBegin")}
         assert rung == {"PJSIP/3001", "PJSIP/3002"}
+        played = [
+            e
+            for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+            if e.get("What") == "announcement"
+        ]
+        assert [int(e["Id"]) for e in played] == [notice]
+        assert int(played[0]["Endpos"]) > 8000  # more than a second of it was played
     await asyncio.sleep(1)
     assert hoppers(team) == []
     assert mailbox.messages == []
