@@ -14,6 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
@@ -21,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bereik.services import Services
 from cti.audit import audit
-from cti.store.models import AuditEntry, Call, Hopper, JobRun
+from cti.store.models import AuditEntry, Call, CallbackAttempt, Hopper, HopperEvent, JobRun
 
 log = logging.getLogger(__name__)
 
@@ -36,40 +37,39 @@ class Purged:
     audit: int = 0
 
 
+# Rows deleted per transaction: each batch is a short write, so calls recording their
+# rows in between never wait long for SQLite's single write lock (a first purge after
+# months can have tens of thousands of rows).
+BATCH = 500
+
+
 async def purge(services: Services, now: datetime | None = None) -> Purged:
     """Delete what is past its retention; returns the counts (also written to the audit log)."""
     now = now or datetime.now(UTC)
     keep = services.config.retention
     purged = Purged()
-    async with services.sessions() as session:
-        # Hoppers one by one through the ORM so their events and attempts go with them
-        # (cascade), also on SQLite; the daily number is small.
-        old = (
+    hopper_cutoff = now - timedelta(days=keep.closed_hopper_days)
+    while batch := await _old_hopper_ids(services, hopper_cutoff):
+        async with services.sessions() as session:
+            # Explicit deletes of the children: SQLite only cascades with foreign keys on.
+            await session.execute(delete(HopperEvent).where(HopperEvent.hopper_id.in_(batch)))
             await session.execute(
-                select(Hopper.id).where(
-                    Hopper.status == "closed",
-                    Hopper.closed_at.is_not(None),
-                    Hopper.closed_at < now - timedelta(days=keep.closed_hopper_days),
-                )
+                delete(CallbackAttempt).where(CallbackAttempt.hopper_id.in_(batch))
             )
-        ).scalars()
-        for hopper_id in list(old):
-            hopper = await session.get(Hopper, hopper_id)
-            if hopper is not None:
-                # A newer hopper may point at this one as its earlier contact.
-                await session.execute(
-                    update(Hopper).where(Hopper.repeat_of_id == hopper_id).values(repeat_of_id=None)
-                )
-                await session.delete(hopper)
-                purged.hoppers += 1
-        calls = await session.execute(
-            delete(Call).where(Call.started_at < now - timedelta(days=keep.call_days))
-        )
-        purged.calls = int(getattr(calls, "rowcount", 0) or 0)
-        entries = await session.execute(
-            delete(AuditEntry).where(AuditEntry.at < now - timedelta(days=keep.audit_days))
-        )
-        purged.audit = int(getattr(entries, "rowcount", 0) or 0)
+            # A newer hopper may point at one of these as its earlier contact.
+            await session.execute(
+                update(Hopper).where(Hopper.repeat_of_id.in_(batch)).values(repeat_of_id=None)
+            )
+            await session.execute(delete(Hopper).where(Hopper.id.in_(batch)))
+            await session.commit()
+        purged.hoppers += len(batch)
+    purged.calls = await _delete_in_batches(
+        services, Call, Call.started_at < now - timedelta(days=keep.call_days)
+    )
+    purged.audit = await _delete_in_batches(
+        services, AuditEntry, AuditEntry.at < now - timedelta(days=keep.audit_days)
+    )
+    async with services.sessions() as session:
         audit(
             session,
             actor="system",
@@ -79,6 +79,34 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
         )
         await session.commit()
     return purged
+
+
+async def _old_hopper_ids(services: Services, cutoff: datetime) -> list[int]:
+    async with services.sessions() as session:
+        rows = await session.execute(
+            select(Hopper.id)
+            .where(
+                Hopper.status == "closed",
+                Hopper.closed_at.is_not(None),
+                Hopper.closed_at < cutoff,
+            )
+            .limit(BATCH)
+        )
+        return list(rows.scalars())
+
+
+async def _delete_in_batches(services: Services, model: Any, condition: Any) -> int:
+    total = 0
+    while True:
+        async with services.sessions() as session:
+            ids = list(
+                (await session.execute(select(model.id).where(condition).limit(BATCH))).scalars()
+            )
+            if not ids:
+                return total
+            await session.execute(delete(model).where(model.id.in_(ids)))
+            await session.commit()
+        total += len(ids)
 
 
 async def run_once(services: Services, now: datetime | None = None) -> Purged | None:

@@ -80,3 +80,21 @@ async def test_purges_past_retention_once_a_day(services: Services) -> None:
         assert len(events) == 2  # the purged hopper's history went with it
         actions = (await session.execute(select(AuditEntry.action))).scalars().all()
         assert sorted(actions) == ["purge", "view"]
+
+
+async def test_a_large_backlog_goes_in_short_batches(services: Services) -> None:
+    """A first purge after months: every old hopper goes, with its history and its link."""
+    async with services.sessions() as session:
+        old = [hopper("closed", 120) for _ in range(1203)]
+        keep = hopper("closed", 10)
+        session.add_all([*old, keep])
+        await session.flush()
+        keep.repeat_of_id = old[0].id  # a newer contact pointing at a purged one
+        await session.commit()
+    purged = await run_once(services, NOW)
+    assert purged is not None and purged.hoppers == 1203
+    async with services.sessions() as session:
+        left = (await session.execute(select(Hopper.id, Hopper.repeat_of_id))).all()
+        assert left == [(keep.id, None)]
+        events = (await session.execute(select(HopperEvent.hopper_id))).scalars().all()
+        assert events == [keep.id]
