@@ -34,7 +34,15 @@ def create_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         _ensure_sqlite_directory(url)
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        # One connection per process: SQLite has one writer at a time anyway, and a queue
+        # in asyncio is fair, while connections racing for the file lock are not. With the
+        # default pool, 20 calls a second left some writers polling the busy handler past
+        # its 5 s ("database is locked"): hoppers fell to the KCC fallback
+        # (tests/resilience/test_sustained_load.py). Code must therefore never hold one
+        # session while opening another.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 5}, pool_size=1, max_overflow=0
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True)

@@ -1,0 +1,222 @@
+"""5. Sustained load: calls at a steady rate through IVR → team → hopper, for a while.
+
+Every caller has a number of their own (sipp's call number in the From user), presses 1
+in the menu (the team Vergunningen), and every member of the team is absent, so each
+call goes straight to the callback offer; the caller confirms with 1 and the exchange
+says goodbye and hangs up. Nothing is mocked: real Asterisk, real FastAGI, real TTS
+(each offer speaks the caller's own number, so two fresh prompts per call), and a real
+SMTP server as the group mailbox, which must get one mail per hopper.
+
+sipp cannot hear when the menu starts, so the caller presses 1 three times, 2.2 s apart
+(as a caller who presses again when nothing happens): the first one the menu hears
+chooses the team, a later one may confirm the offer, the rest fall between prompts.
+
+Duration: ``BEREIK_SOAK_SECONDS`` (default 60, as CI runs it; the issue's five minutes
+is ``BEREIK_SOAK_SECONDS=300``). Rate: ``BEREIK_SOAK_RATE`` (default 10 per second).
+The issue asks for 20 per second (``BEREIK_SOAK_RATE=20``): on the 2-core CI machine
+that does not hold yet. Asterisk, bereik serve and sipp fill both cores, the IVR's
+first prompt comes later and later, calls pile up in FastAGI until its 500-connection
+cap refuses them and the dialplan fallback sends them to the KCC (no call drops, but
+no hopper either). 10 per second holds with zero loss.
+No KCC phone is started: a call that fell back to the KCC would ring out unanswered and
+show up as a call without a hopper, so nothing can hide behind the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bereik import asterisk
+from tests.e2e.harness import Exchange, Phone, exchange, free_port
+from tests.e2e.test_teams import Smtp
+from tests.resilience.figures import Figures
+
+SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "60"))
+RATE = int(os.environ.get("BEREIK_SOAK_RATE", "10"))
+# Resident memory may grow by this much from the warmed-up start to the end.
+MEMORY_GROWTH_MB = 50
+# Each caller's own number: a fixed prefix and sipp's call number (1, 2, ...).
+PREFIX = "06550"
+
+TEAM = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001", "3002"]
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+"""
+MENU = """
+[menu]
+greeting = "Welkom."
+prompt = "Maak een keuze."
+timeout_seconds = 5
+
+[[menu.options]]
+key = "1"
+label = "Vergunningen"
+team = "vergunningen"
+"""
+
+
+@pytest.fixture
+def loaded(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        Phone("3001", free_port(), "Carla"),
+        Phone("3002", free_port(), "Daan"),
+    ]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAM, extra_toml=MENU) as ex:
+        ex.start_asterisk()
+        yield ex
+
+
+def resident_mb(pid: int) -> float:
+    """VmRSS of a process, in MB, as the kernel reports it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def mark_absent(ex: Exchange, extensions: list[str]) -> None:
+    """What the members' *22 feature code does, written straight into the database."""
+    with sqlite3.connect(ex.db_path, timeout=10) as db:
+        db.executemany(
+            "INSERT INTO presence (extension, present, changed_at, changed_by) "
+            "VALUES (?, 0, datetime('now'), 'test')",
+            [(extension,) for extension in extensions],
+        )
+
+
+async def test_sustained_calls_through_ivr_team_and_hopper_lose_nothing(
+    loaded: Exchange, figures: Figures
+) -> None:
+    ex = loaded
+    smtp = Smtp(ex.ports.smtp)
+    mailbox = smtp.start()
+    try:
+        await _sustained_load(ex, mailbox, figures)
+    finally:
+        smtp.stop()
+
+
+KEYS = "1,1,1"
+
+
+def first_prompt_delays(full_log: Path) -> list[float]:
+    """Seconds from each call's IVR AGI start to its first prompt, from Asterisk's log."""
+    started: dict[str, datetime] = {}
+    delays: dict[str, float] = {}
+    pattern = re.compile(r"^\[([^\]]+)\] VERBOSE\[\d+\]\[(C-[0-9a-f]+)\]")
+    for line in full_log.read_text(errors="replace").splitlines():
+        found = pattern.match(line)
+        if not found:
+            continue
+        call = found.group(2)
+        if "@bereik-main:" in line and "AGI(" in line and "/ivr" in line:
+            started[call] = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S.%f")
+        elif call in started and call not in delays and "Playing '" in line:
+            at = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S.%f")
+            delays[call] = (at - started[call]).total_seconds()
+    return sorted(delays.values())
+
+
+async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
+    ex.start_serve()
+    mark_absent(ex, ["3001", "3002"])
+    assert ex.serve_process is not None
+    pid = ex.serve_process.pid
+
+    # Warm-up: the first calls synthesize the fixed prompts and fill the caches, so the
+    # memory baseline is that of a process that has done this work before.
+    warm = await ex.call("14070", caller="0655999999", keys=KEYS, key_delay_ms=1500,
+                         hold_ms=30_000, timeout_s=60)
+    assert warm.returncode == 0, warm.stderr
+    memory_start = resident_mb(pid)
+
+    total = SECONDS * RATE
+    started = time.monotonic()
+    samples: list[float] = []
+    load = asyncio.create_task(
+        ex.call(
+            "14070",
+            caller=f"{PREFIX}[call_number]",
+            keys=KEYS,
+            key_delay_ms=1500,
+            hold_ms=30_000,
+            calls=total,
+            rate=RATE,
+            limit=total,
+            timeout_s=SECONDS + 120,
+        )
+    )
+    while not load.done():
+        samples.append(resident_mb(pid))
+        await asyncio.wait({load}, timeout=5)
+    result = load.result()
+    elapsed = time.monotonic() - started
+    memory_end = resident_mb(pid)
+    counts = result.counts()
+
+    # The last hoppers are written as their calls end; give the database a moment.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        made = ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
+        if made >= total:
+            break
+        await asyncio.sleep(0.5)
+    # The outbox sends up to 20 mails a round, a round a second: under this load it
+    # falls behind and catches up afterwards. Late is allowed, lost is not.
+    calls_ended = time.monotonic()
+    with contextlib.suppress(AssertionError):
+        await mailbox.wait(total + 1, timeout=120)
+    mails_after = time.monotonic() - calls_ended
+    delays = first_prompt_delays(ex.host_instance / "log" / "full.log")
+    callers = {r.caller for r in ex.rows(f"SELECT caller FROM calls WHERE caller LIKE '{PREFIX}%'")}
+    hopper_callers = {
+        r.caller for r in ex.rows(f"SELECT caller FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    }
+    without = sorted(callers - hopper_callers)
+    repeats = ex.rows("SELECT count(*) AS n FROM hoppers WHERE repeat_count > 0")[0].n
+    fallbacks = (ex.host_instance / "log" / "messages.log").read_text().count("unavailable")
+
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    figures["seconds"] = round(elapsed)
+    figures["calls per second"] = round(total / SECONDS, 1)
+    figures["hoppers made"] = len(hopper_callers)
+    figures["calls without a hopper"] = len(without)
+    figures["dialplan fallbacks"] = fallbacks
+    figures["mails sent"] = len(mailbox.messages)
+    figures["mails done s after last call"] = round(mails_after)
+    if delays:
+        figures["first prompt p50 s"] = round(delays[len(delays) // 2], 2)
+        figures["first prompt p95 s"] = round(delays[int(len(delays) * 0.95)], 2)
+        figures["first prompt max s"] = round(delays[-1], 2)
+    figures["memory start MB"] = round(memory_start, 1)
+    figures["memory peak MB"] = round(max(samples, default=memory_end), 1)
+    figures["memory end MB"] = round(memory_end, 1)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert counts.get("TotalCallCreated") == total
+    assert counts.get("SuccessfulCall(C)") == total and counts.get("FailedCall(C)") == 0
+    assert len(callers) == total, f"{len(callers)} calls recorded of {total}"
+    assert without == [], f"{len(without)} calls without a hopper, e.g. {without[:5]}"
+    assert len(hopper_callers) == total and repeats == 0
+    assert fallbacks == 0, "a call took the dialplan fallback under load"
+    assert len(mailbox.messages) == total + 1, "one group mail per hopper (and the warm-up's)"
+    assert "Traceback" not in ex.serve_log.read_text()
+    assert memory_end < memory_start + MEMORY_GROWTH_MB, (memory_start, memory_end)
