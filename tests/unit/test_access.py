@@ -10,15 +10,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bereik.config import Config
 from bereik.services import Services
-from cti.store.models import AuditEntry, Base, User
+from cti.store.models import AuditEntry, User
 from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verify_password
 from cti.web import auth
 from cti.web.app import create_app
-from metrics.registry import BereikMetrics
+from tests.unit.memory_services import memory_services
 
 CONFIG = Config.model_validate(
     {
@@ -45,12 +44,8 @@ CONFIG = Config.model_validate(
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    metrics = BereikMetrics(teams=[t.id for t in CONFIG.teams])
-    yield Services(CONFIG, async_sessionmaker(engine, expire_on_commit=False), metrics, tmp_path)
-    await engine.dispose()
+    async with memory_services(CONFIG, tmp_path) as services:
+        yield services
 
 
 async def team_only(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from cti.callbacks.scheduler import Due, check, due_mails, queue_once
 from cti.callbacks.service import CallbackError, claim_hopper, close_hopper
 from cti.store.models import AuditEntry, Base, CallbackAttempt, Hopper, HopperEvent, OutboxMail
 from metrics.registry import BereikMetrics
+from tests.unit.memory_services import memory_services
 
 # Wednesday 12 June 2024: 09:00 and 14:00 in Amsterdam (CEST, UTC+2).
 WED_MORNING = datetime(2024, 6, 12, 7, 0, tzinfo=UTC)
@@ -44,12 +45,8 @@ CONFIG = Config.model_validate(
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    metrics = BereikMetrics(teams=["vergunningen", "kcc"])
-    yield Services(CONFIG, async_sessionmaker(engine, expire_on_commit=False), metrics, tmp_path)
-    await engine.dispose()
+    async with memory_services(CONFIG, tmp_path, metric_teams=["vergunningen", "kcc"]) as services:
+        yield services
 
 
 def hopper(deadline: datetime = DEADLINE, status: str = "open") -> Hopper:

@@ -16,6 +16,7 @@ from bereik.services import Services
 from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
 from cti.store.models import Base, Hopper, HopperEvent, OutboxMail
 from metrics.registry import BereikMetrics
+from tests.unit.memory_services import memory_services
 
 # Monday 10 June 2024, 10:00 in Amsterdam (CEST, UTC+2).
 MONDAY_10 = datetime(2024, 6, 10, 8, 0, tzinfo=UTC)
@@ -51,12 +52,8 @@ CONFIG = Config.model_validate(
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    metrics = BereikMetrics(teams=[t.id for t in CONFIG.teams])
-    yield Services(CONFIG, async_sessionmaker(engine, expire_on_commit=False), metrics, tmp_path)
-    await engine.dispose()
+    async with memory_services(CONFIG, tmp_path) as services:
+        yield services
 
 
 async def count(services: Services, model: type) -> int:

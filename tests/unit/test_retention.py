@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bereik.config import Config
 from bereik.services import Services
 from cti.retention import run_once
-from cti.store.models import AuditEntry, Base, Call, Hopper, HopperEvent
-from metrics.registry import BereikMetrics
+from cti.store.models import AuditEntry, Call, Hopper, HopperEvent
+from tests.unit.memory_services import memory_services
 
 NOW = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
 CONFIG = Config.model_validate(
@@ -24,16 +23,8 @@ CONFIG = Config.model_validate(
 
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    engine = create_async_engine("sqlite+aiosqlite://")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield Services(
-        CONFIG,
-        async_sessionmaker(engine, expire_on_commit=False),
-        BereikMetrics(teams=[]),
-        tmp_path,
-    )
-    await engine.dispose()
+    async with memory_services(CONFIG, tmp_path, metric_teams=[]) as services:
+        yield services
 
 
 def hopper(status: str, closed_days_ago: int | None, created_days_ago: int = 200) -> Hopper:

@@ -1,0 +1,35 @@
+"""Services on a fresh in-memory SQLite database, for unit tests that need no migrations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from bereik.config import Config
+from bereik.services import Services
+from cti.store.models import Base
+from metrics.registry import BereikMetrics
+
+
+@asynccontextmanager
+async def memory_services(
+    config: Config, data_dir: Path, metric_teams: Iterable[str] | None = None
+) -> AsyncIterator[Services]:
+    """Services with the tables created from the models; metrics for the config's teams
+    unless ``metric_teams`` names others. The engine is disposed of on the way out."""
+    engine = create_async_engine("sqlite+aiosqlite://")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    teams = [t.id for t in config.teams] if metric_teams is None else list(metric_teams)
+    try:
+        yield Services(
+            config,
+            async_sessionmaker(engine, expire_on_commit=False),
+            BereikMetrics(teams=teams),
+            data_dir,
+        )
+    finally:
+        await engine.dispose()
