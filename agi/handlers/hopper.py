@@ -67,8 +67,25 @@ async def transferring_agent(channel: AgiChannel) -> str:
     return ""
 
 
-def spoken_digits(number: str) -> str:
-    return " ".join(number.replace("+", "plus "))
+def digit_prompts(number: str) -> list[str]:
+    """A number as one prompt per digit: eleven cached files serve every caller, where a
+    whole sentence with the number in it would cost a speech synthesis per call."""
+    return ["plus" if char == "+" else char for char in number if char.isdigit() or char == "+"]
+
+
+async def _say(channel: AgiChannel, services: Services, texts: list[str], escape: str) -> str:
+    """Play prompts in turn; a key in `escape` ends it early and is returned."""
+    for text in texts:
+        sound = await prompt(services, text)
+        try:
+            key = await channel.stream_file(sound, escape)
+        except AgiCommandFailed:
+            await channel.command("CHANNEL STATUS")  # raises AgiHangup if the caller left
+            channel.log.warning("could not play %s", sound)
+            continue
+        if key:
+            return key
+    return ""
 
 
 async def hopper(channel: AgiChannel, services: Services) -> None:
@@ -110,11 +127,11 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         raise
     made = await _make(services, channel, team_id, number, reason, agent, category)
     if made:
-        goodbye = f"Dank u wel. {team_name} belt u terug op {spoken_digits(number)}. Tot ziens."
+        goodbye = [f"Dank u wel. {team_name} belt u terug op", *digit_prompts(number), "Tot ziens."]
     else:
-        goodbye = "Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."
+        goodbye = ["Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."]
     with contextlib.suppress(AgiHangup, AgiCommandFailed):
-        await channel.stream_file(await prompt(services, goodbye))
+        await _say(channel, services, goodbye, escape="")
     await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
 
@@ -125,20 +142,23 @@ async def _ask_number(
     """The number to call back on: the caller ID, or one keyed after pressing 2."""
     when = "twee werkdagen" if days == 2 else f"{days} werkdagen"
     if caller_id:
-        offer = (
+        offer = [
             f"Er is op dit moment niemand van {team_name} beschikbaar. "
-            f"{team_name} belt u binnen {when} terug op het nummer {spoken_digits(caller_id)}. "
-            "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen."
-        )
-        choice = await _get_data(channel, await prompt(services, offer), 5000, 1)
+            f"{team_name} belt u binnen {when} terug op het nummer",
+            *digit_prompts(caller_id),
+            "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen.",
+        ]
+        choice = await _say(channel, services, offer, escape="12")
+        if not choice:
+            choice = await channel.wait_for_digit(5000)
         if choice != "2":
             return caller_id
     else:
-        offer = (
+        unknown = (
             f"Er is op dit moment niemand van {team_name} beschikbaar. "
             f"{team_name} belt u binnen {when} terug."
         )
-        await _get_data(channel, await prompt(services, offer), 100, 1)
+        await _get_data(channel, await prompt(services, unknown), 100, 1)
     ask = await prompt(
         services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from agi.handlers.hopper import reason_for, spoken_digits
+from agi.handlers.hopper import digit_prompts, reason_for
 from agi.handlers.presence import extension_of, set_presence
 from agi.handlers.team import dial_plan, present_members
 from bereik.config import Team
@@ -57,8 +57,9 @@ def test_extension_from_a_channel_name() -> None:
     assert extension_of("") == ""
 
 
-def test_numbers_are_spoken_digit_by_digit() -> None:
-    assert spoken_digits("0612") == "0 6 1 2"
+def test_numbers_are_spoken_digit_by_digit_from_cached_prompts() -> None:
+    assert digit_prompts("0612") == ["0", "6", "1", "2"]
+    assert digit_prompts("+31 70") == ["plus", "3", "1", "7", "0"]
 
 
 async def test_absent_members_are_skipped_and_unknown_ones_count_as_present(
