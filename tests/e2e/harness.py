@@ -35,6 +35,18 @@ DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def start_bereik_serve(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`bereik serve` from this checkout in its own session, its output appended to log_path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bereik", "serve", "--config", str(config_path)],
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on loopback."""
     for _ in range(100):
@@ -166,14 +178,7 @@ ring_seconds = 15
     # bereik serve
 
     def start_serve(self, wait: bool = True) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        self.serve_process = subprocess.Popen(
-            [sys.executable, "-m", "bereik", "serve", "--config", str(self.config_path)],
-            stdout=open(self.serve_log, "ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        self.serve_process = start_bereik_serve(self.config_path, self.serve_log)
         if wait:
             self.wait_http("/healthz", timeout=30)
 
@@ -241,29 +246,53 @@ ring_seconds = 15
         scenario = "busy_phone.xml" if mode == "busy" else "phone.xml"
         ring = 3_600_000 if mode == "noanswer" else ring_ms
         path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
+        return self.start_sipp_uas(path, phone.port, f"sipp-{extension}")
+
+    def start_sipp_uas(
+        self,
+        scenario: Path,
+        port: int,
+        log_name: str,
+        *,
+        calls: int | None = None,
+        trace_messages: bool = False,
+        settle_s: float = 0.2,
+    ) -> subprocess.Popen[bytes]:
+        """Run sipp in the background as the SIP endpoint on `port` (a phone, the trunk).
+
+        Errors go to `<log_name>-errors.log` in the workdir and, with `trace_messages`, the
+        SIP messages to `<log_name>-messages.log`. `calls` ends sipp after that many calls;
+        the teardown stops it otherwise. Waits `settle_s` for sipp to bind its port.
+        """
         process = subprocess.Popen(
             [
                 "sipp",
                 "-sf",
-                str(path),
+                str(scenario),
                 "-i",
                 "127.0.0.1",
                 "-p",
-                str(phone.port),
+                str(port),
                 "-mp",
                 str(free_port()),
+                *(["-m", str(calls)] if calls is not None else []),
                 "-nostdin",
                 "-aa",
                 "-trace_err",
                 "-error_file",
-                str(self.workdir / f"sipp-{extension}-errors.log"),
+                str(self.workdir / f"{log_name}-errors.log"),
+                *(
+                    ["-trace_msg", "-message_file", str(self.workdir / f"{log_name}-messages.log")]
+                    if trace_messages
+                    else []
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         self.sipp_processes.append(process)
-        time.sleep(0.2)
+        time.sleep(settle_s)
         return process
 
     async def call(

@@ -9,9 +9,7 @@ not faked: the hoppers are written with deadlines that make their timers due alr
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -27,7 +25,7 @@ from bereik import asterisk
 from bereik.config import load
 from cti.store.db import create_engine, migrate, sessions
 from cti.store.models import Hopper
-from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
+from tests.e2e.harness import Exchange, Phone, exchange, free_port, start_bereik_serve
 from tests.e2e.test_teams import Mailbox, Smtp
 
 TEAMS = """
@@ -61,14 +59,7 @@ class Serve:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bereik", "serve", "--config", str(self.config)],
-            stdout=open(self.log, "ab"),
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        self.process = start_bereik_serve(self.config, self.log)
 
     def wait_up(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -78,33 +78,9 @@ def citizen(
             {"ring": str(ring_ms), "hold": str(hold_ms)},
             f"citizen-{time.monotonic_ns()}",
         )
-    process = subprocess.Popen(
-        [
-            "sipp",
-            "-sf",
-            str(path),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(ex.ports.trunk),
-            "-mp",
-            str(free_port()),
-            "-nostdin",
-            "-aa",
-            "-trace_msg",
-            "-message_file",
-            str(ex.workdir / f"citizen-{mode}-messages.log"),
-            "-trace_err",
-            "-error_file",
-            str(ex.workdir / f"citizen-{mode}-errors.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    return ex.start_sipp_uas(
+        path, ex.ports.trunk, f"citizen-{mode}", trace_messages=True, settle_s=0.3
     )
-    ex.sipp_processes.append(process)
-    time.sleep(0.3)
-    return process
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -128,34 +128,7 @@ def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 150
         {"agent": extension, "target": target, "ring": "300", "talk": str(talk_ms)},
         f"{extension}-refer",
     )
-    process = subprocess.Popen(
-        [
-            "sipp",
-            "-sf",
-            str(path),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(phone.port),
-            "-mp",
-            str(free_port()),
-            "-m",
-            "1",
-            "-nostdin",
-            "-aa",
-            "-trace_err",
-            "-error_file",
-            str(ex.workdir / f"sipp-{extension}-refer-errors.log"),
-            "-trace_msg",
-            "-message_file",
-            str(ex.workdir / f"sipp-{extension}-refer-msgs.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    ex.sipp_processes.append(process)
-    time.sleep(0.2)
+    ex.start_sipp_uas(path, phone.port, f"sipp-{extension}-refer", calls=1, trace_messages=True)
 
 
 def team_announcement(ex: Exchange, text: str) -> int:
