@@ -47,6 +47,17 @@ def start_bereik_serve(config_path: Path, log_path: Path) -> subprocess.Popen[by
     )
 
 
+async def until(check: Any, timeout: float = 15.0) -> Any:
+    """Poll `check` every 0.2 s until it returns something true; return that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on loopback."""
     for _ in range(100):

@@ -26,7 +26,7 @@ from bereik.config import load
 from cti.store.db import create_engine, migrate, sessions
 from cti.store.models import Hopper
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, start_bereik_serve
-from tests.e2e.test_teams import Mailbox, Smtp
+from tests.e2e.mail import Mailbox, Smtp
 
 TEAMS = """
 [[teams]]

@@ -10,16 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from bereik import asterisk
-from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
+from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port, until
+from tests.e2e.mail import Smtp
 
 CITIZEN = "0612345678"
 TEAM_TOML = """
@@ -32,41 +30,6 @@ strategy = "{strategy}"
 ring_seconds = 5
 mailbox = "vergunningen@gemeente.example"
 """
-
-
-class Mailbox:
-    """aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
-        return "250 OK"
-
-    async def wait(self, count: int, timeout: float = 20.0) -> list[Message]:
-        try:
-            await until(lambda: len(self.messages) >= count, timeout)
-        except AssertionError:
-            raise AssertionError(f"{len(self.messages)} mails, expected {count}") from None
-        return self.messages
-
-
-class Smtp:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.mailbox = Mailbox()
-        self.controller: Controller | None = None
-
-    def start(self) -> Mailbox:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-        return self.mailbox
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 def make_exchange(
@@ -108,16 +71,6 @@ def smtp(team: Exchange) -> Iterator[Smtp]:
 
 def hoppers(ex: Exchange) -> list[Any]:
     return ex.rows("SELECT * FROM hoppers ORDER BY id")
-
-
-async def until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 1500) -> None:
