@@ -4,7 +4,9 @@ One exchange (the KCC and team Vergunningen), one Prometheus scraping `bereik se
 second. Calls: answered by the KCC, abandoned while the KCC rings, to the team number and
 answered, and one answered by the KCC that is cut by an Asterisk restart. Prometheus must
 then show each call counted once, the gap in `bereik_ami_connected`, and the norm ratio;
-every dashboard and rule expression must evaluate against it.
+every dashboard and rule expression must evaluate against it. A second test has the KCC
+agent blind-transfer (SIP REFER) two callers to the team number: one a member answers, one
+that rings out to a hopper; each is counted once, with its transfer result.
 
 Set BEREIK_RECORD_AMI=<path> to keep the raw AMI stream of the run (the replay data of
 tests/unit/test_call_tracker.py and bench/ami_ingest.py are recorded this way).
@@ -32,6 +34,7 @@ from bereik import asterisk
 from cti.store.models import Hopper
 from dialplan.render import load_secrets
 from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
+from tests.e2e.test_teams import transfer_phone
 
 TEAMS = """
 [[teams]]
@@ -303,6 +306,67 @@ async def test_prometheus_sees_each_call_once_and_the_norm(
     )
     output, _ = await asyncio.wait_for(check.communicate(), 120)
     assert check.returncode == 0, output.decode()
+
+
+async def test_prometheus_counts_blind_transfers_answered_and_not_answered_once(
+    norms: tuple[Exchange, Prometheus],
+) -> None:
+    ex, prom = norms
+    await prom.until('bereik_ami_connected{job="bereik"}', 1)
+
+    # Anna (KCC) answers a 14070 call and blind-transfers it (REFER) to 7101; Vera answers.
+    agent = _transfer_phone(ex, "7101")
+    vera = ex.phone("2101", ring_ms=300)
+    result = await ex.call("14070", caller="0701111111", hold_ms=3000, key_delay_ms=200)
+    assert result.returncode == 0, result.stderr
+    # Asterisk sends the transferring phone no BYE (a desk phone hangs up by itself).
+    _stop(agent)
+    _stop(vera)
+
+    # The same again, but Vera's phone only rings: after the team's 5 s the caller hears
+    # the callback offer, keys nothing and hangs up (the hopper is on the caller's number).
+    agent = _transfer_phone(ex, "7101")
+    ex.phone("2101", mode="noanswer")
+    result = await ex.call(
+        "14070", caller="0702222222", hold_ms=15_000, key_delay_ms=200, timeout_s=60
+    )
+    assert result.returncode == 0, result.stderr
+
+    transfers = 'bereik_transfers_total{to_team="vergunningen",result="%s"}'
+    await prom.until(transfers % "answered", 1)
+    await prom.until(transfers % "no_answer", 1)
+    await prom.until('bereik_hoppers_created_total{team="vergunningen",reason="no_answer"}', 1)
+    await prom.until('bereik_calls_offered_total{entry="14070"}', 2)
+    # Each call counted once: offered once (not again as "team" when it reached 7101),
+    # answered once, at its first answer (the KCC's), never abandoned.
+    assert prom.value('bereik_calls_offered_total{entry="team"}') == 0
+    assert prom.value('bereik_calls_offered_total{entry="internal"}') == 0
+    assert prom.value('bereik_calls_answered_total{team="kcc"}') == 2
+    assert prom.value('bereik_calls_answered_total{team="vergunningen"}') == 0
+    assert prom.value('bereik_wait_seconds_count{team="kcc"}') == 2
+    assert prom.value('sum(bereik_calls_abandoned_total{job="bereik"})') == 0
+    assert prom.value('sum(bereik_transfers_total{job="bereik"})') == 2
+    assert prom.value('sum(bereik_hoppers_created_total{job="bereik"})') == 1
+    assert prom.value('sum(bereik_calls_waiting{job="bereik"})') == 0
+
+    # The outcomes as the tracker and the listener define them: a transfer a member
+    # answered is answered by the team; one nobody answered ended in its hopper.
+    calls = sorted(
+        (r.caller, r.answered_by, r.outcome, r.team_id, r.agent)
+        for r in ex.rows("SELECT caller, answered_by, outcome, team_id, agent FROM calls")
+    )
+    assert calls == [
+        ("0701111111", "kcc", "answered_team", "vergunningen", "2101"),
+        ("0702222222", "kcc", "hopper", "vergunningen", "2001"),
+    ]
+    hoppers = ex.rows("SELECT caller, team_id, reason, agent FROM hoppers")
+    assert [tuple(h) for h in hoppers] == [("0702222222", "vergunningen", "no_answer", "2001")]
+
+
+def _transfer_phone(ex: Exchange, target: str) -> subprocess.Popen[bytes]:
+    """KCC Anna's phone for one call: answer, talk briefly, REFER the caller to `target`."""
+    transfer_phone(ex, "2001", target, talk_ms=800)
+    return ex.sipp_processes[-1]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
