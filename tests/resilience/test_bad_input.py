@@ -24,8 +24,9 @@ import pytest
 from agi.protocol import Environment
 from agi.server import AgiChannel
 from bereik import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
-from tests.e2e.test_teams import Smtp, api_tokens, until
+from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
+from tests.e2e.mail import Smtp
+from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
 
 TEAM = """

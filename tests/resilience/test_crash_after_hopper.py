@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bereik import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
-from tests.e2e.test_teams import Smtp, until
+from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
+from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 
 CITIZEN = "0612340003"

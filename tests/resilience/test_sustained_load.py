@@ -39,7 +39,7 @@ import pytest
 
 from bereik import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
-from tests.e2e.test_teams import Smtp
+from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 
 SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "60"))
