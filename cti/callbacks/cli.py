@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from bereik.config import Config, ConfigError, load
 from cti.audit import audit
-from cti.callbacks.service import opening_hours
+from cti.hoppers.service import opening_hours
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Hopper
 

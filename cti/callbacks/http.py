@@ -24,11 +24,10 @@ from cti.callbacks.service import (
     claim_hopper,
     close_hopper,
     load_attempts,
-    opening_hours,
     record_closed,
     unreachability,
 )
-from cti.hoppers.service import hopper_json
+from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
 from cti.web.app import SERVICES
 from cti.web.auth import mask_number, require_role, require_team_access

@@ -31,8 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cti.callback_clock import is_overdue, reminder_time
 from cti.callbacks.clicktocall import expire_stale_attempts
-from cti.callbacks.service import opening_hours
-from cti.hoppers.service import team_info
+from cti.hoppers.service import opening_hours, team_info
 from cti.store.models import Hopper, OutboxMail
 
 if TYPE_CHECKING:

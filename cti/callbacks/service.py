@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
+from cti.hoppers.service import opening_hours
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
 from dialplan.hours import OpeningHours
 
@@ -63,10 +64,6 @@ class CallbackError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-def opening_hours(config: Config) -> OpeningHours:
-    return OpeningHours(config.hours, config.exchange.timezone)
 
 
 def daypart(at: datetime, hours: OpeningHours) -> str:

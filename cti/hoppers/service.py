@@ -37,7 +37,7 @@ from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
 from cti.store.models import Hopper, HopperEvent, OutboxMail
-from dialplan.hours import OpeningHours
+from dialplan.hours import OpeningHours, cached_opening_hours
 
 if TYPE_CHECKING:
     from bereik.config import Config
@@ -105,16 +105,9 @@ def normalise_number(raw: str) -> str:
 _NUMBER = re.compile(r"\+?\s*\(?\d[\d ()./-]*")
 
 
-_hours_cache: dict[int, tuple[Config, OpeningHours]] = {}
-
-
 def opening_hours(config: Config) -> OpeningHours:
     """The exchange's hours, built once per configuration (holiday tables are cached inside)."""
-    cached = _hours_cache.get(id(config))
-    if cached is None or cached[0] is not config:
-        cached = (config, OpeningHours(config.hours, config.exchange.timezone))
-        _hours_cache[id(config)] = cached
-    return cached[1]
+    return cached_opening_hours(config.hours, config.exchange.timezone)
 
 
 async def create_hopper(
