@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
-from cti.hoppers.service import opening_hours
+from cti.hoppers.service import mark_closed, opening_hours
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
 from dialplan.hours import OpeningHours
 
@@ -164,23 +164,10 @@ async def close_hopper(
         within = now <= hopper.deadline
     if note:
         detail["note"] = note[:2000]
-    hopper.status = "closed"
-    hopper.closed_at = now
-    hopper.closed_by = actor
-    hopper.closing_reason = reason
     # Decided here and nowhere else: a closed hopper never reaches this line again.
     hopper.within_norm = within if hopper.counts_for_norm else None
     detail["within_norm"] = hopper.within_norm
-    session.add(
-        HopperEvent(
-            hopper_id=hopper.id,
-            at=now,
-            actor=actor,
-            kind="closed",
-            team_id=hopper.team_id,
-            detail=detail,
-        )
-    )
+    mark_closed(session, hopper, reason=reason, actor=actor, now=now, detail=detail)
     audit(
         session,
         actor=actor,

@@ -179,12 +179,6 @@ async def create_hopper(
             counts_for_norm=not acquisition,
             repeat_count=0,
         )
-        if acquisition:
-            # Sales calls are not a citizen's question: on record, out of the norm.
-            hopper.status = "closed"
-            hopper.closed_at = now
-            hopper.closed_by = actor
-            hopper.closing_reason = ACQUISITION
         session.add(hopper)
         await session.flush()  # the id, for the event and the mail's key
         session.add(
@@ -203,15 +197,14 @@ async def create_hopper(
             )
         )
         if acquisition:
-            session.add(
-                HopperEvent(
-                    hopper_id=hopper.id,
-                    at=now,
-                    actor=actor,
-                    kind="closed",
-                    team_id=team.id,
-                    detail={"closing_reason": ACQUISITION},
-                )
+            # Sales calls are not a citizen's question: on record, out of the norm.
+            mark_closed(
+                session,
+                hopper,
+                reason=ACQUISITION,
+                actor=actor,
+                now=now,
+                detail={"closing_reason": ACQUISITION},
             )
         elif team.mailbox:
             session.add(_new_hopper_mail(hopper, team, config, key=f"hopper-{hopper.id}-created"))
@@ -219,6 +212,37 @@ async def create_hopper(
     if not acquisition:
         services.metrics.hopper_created(team.id, reason)
     return hopper
+
+
+def mark_closed(
+    session: AsyncSession,
+    hopper: Hopper,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    detail: dict[str, object],
+) -> None:
+    """Record that ``hopper`` is closed: status, when, by whom and why, and its ``closed`` event.
+
+    The one place both closings go through (an acquisitie at creation, a team's close).
+    The hopper must have its id (be flushed); ``detail`` is the event's detail. The
+    caller has checked the reason and decided ``within_norm``; nothing commits here.
+    """
+    hopper.status = "closed"
+    hopper.closed_at = now
+    hopper.closed_by = actor
+    hopper.closing_reason = reason
+    session.add(
+        HopperEvent(
+            hopper_id=hopper.id,
+            at=now,
+            actor=actor,
+            kind="closed",
+            team_id=hopper.team_id,
+            detail=detail,
+        )
+    )
 
 
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
