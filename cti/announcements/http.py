@@ -31,6 +31,7 @@ from cti.announcements.service import AnnouncementError, Draft
 from cti.store.models import Announcement
 from cti.web.app import SERVICES
 from cti.web.auth import current_user, require_role
+from cti.web.jsonapi import json_error
 
 WRITERS = ("operator", "supervisor")
 MAX_UPLOAD = 20 * 1024 * 1024
@@ -152,9 +153,7 @@ def _ident(request: web.Request) -> int:
     # The route only takes digits; more than 12 is no announcement of ours, and would
     # overflow the database's integer (a 500) instead of being a plain 404.
     if len(raw) > 12:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "no such announcement"}), content_type="application/json"
-        )
+        raise web.HTTPNotFound(**json_error("no such announcement"))
     return int(raw)
 
 

@@ -10,7 +10,6 @@ Every view and change writes an audit row in the same transaction as the change.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +30,7 @@ from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
 from cti.web.app import SERVICES
 from cti.web.auth import mask_number, require_role, require_team_access
+from cti.web.jsonapi import json_error, json_object
 
 CALLING_ROLES = ("member", "lead", "agent")
 CLOSING_ROLES = ("member", "lead", "agent", "supervisor")
@@ -53,28 +53,16 @@ def _hopper_id(request: web.Request) -> int:
     # The route only takes digits; more than 12 is no hopper of ours, and would overflow
     # the database's integer (a 500) instead of being a plain 404.
     if len(raw) > 12:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"hopper {raw[:20]}... does not exist"}),
-            content_type="application/json",
-        )
+        raise web.HTTPNotFound(**json_error(f"hopper {raw[:20]}... does not exist"))
     return int(raw)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "de body is geen geldige JSON"}),
-            content_type="application/json",
-        ) from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "verwacht een JSON-object"}), content_type="application/json"
-        )
-    return data
+    return await json_object(
+        request, not_json="de body is geen geldige JSON", not_object="verwacht een JSON-object"
+    )
 
 
 def _full_json(

@@ -11,7 +11,6 @@ Every view and change writes an audit row in the same transaction (BIO).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -38,6 +37,7 @@ from cti.web.auth import (
     require_role,
     require_team_access,
 )
+from cti.web.jsonapi import json_error, json_object
 
 KCC_ROLES = ("agent", "supervisor")
 # A number as a person types it: digits with spaces, dashes, dots or brackets, and an
@@ -51,19 +51,8 @@ def bad(message: str, status: int = 400) -> web.Response:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
-            content_type="application/json",
-        ) from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return data
+    refusal = "the body must be a JSON object"
+    return await json_object(request, not_json=refusal, not_object=refusal)
 
 
 def _text(data: dict[str, Any], key: str, default: str = "") -> str:
@@ -71,9 +60,7 @@ def _text(data: dict[str, Any], key: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str | int):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{key} must be text"}), content_type="application/json"
-        )
+        raise web.HTTPBadRequest(**json_error(f"{key} must be text"))
     return str(value).strip()
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from cti.store.models import User
+from cti.web.jsonapi import json_error
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- errors as JSON -------------------------------------------------------------------------
 
 
-def _json_body(message: str) -> dict[str, Any]:
-    return {"text": json.dumps({"error": message}), "content_type": "application/json"}
-
-
 def unauthorized(message: str = "sign in required") -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(**_json_body(message))
+    return web.HTTPUnauthorized(**json_error(message))
 
 
 def forbidden(message: str = "not allowed for your role") -> web.HTTPForbidden:
-    return web.HTTPForbidden(**_json_body(message))
+    return web.HTTPForbidden(**json_error(message))
 
 
 # --- the contract used by every feature's handlers ----------------------------------------

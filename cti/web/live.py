@@ -30,6 +30,7 @@ from cti.audit import audit
 from cti.store.models import Call, Hopper
 from cti.web.app import SERVICES
 from cti.web.auth import current_user, require_role
+from cti.web.jsonapi import json_error, json_object
 
 log = logging.getLogger(__name__)
 
@@ -165,21 +166,6 @@ def _error(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
-        ) from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
-
-
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the signed-in user's extension's call, as it changes."""
     user = current_user(request)
@@ -230,17 +216,14 @@ def _current_call(request: web.Request) -> AgentCall:
     user = require_role(request, "agent")
     call = live_calls(request.app[SERVICES]).calls.get(user.extension) if user.extension else None
     if call is None:
-        raise web.HTTPConflict(
-            text=json.dumps({"error": "there is no call at your extension"}),
-            content_type="application/json",
-        )
+        raise web.HTTPConflict(**json_error("there is no call at your extension"))
     return call
 
 
 async def agent_transfer(request: web.Request) -> web.Response:
     """Blind transfer of the agent's answered call to a team number."""
     user = require_role(request, "agent")
-    body = await _json(request)
+    body = await json_object(request)
     services = request.app[SERVICES]
     team_id = str(body.get("team", ""))
     team = next((t for t in services.config.teams if t.id == team_id), None)
@@ -296,7 +279,7 @@ async def _call_row(session: Any, linkedid: str) -> Call | None:
 async def agent_category(request: web.Request) -> web.Response:
     """Register the question category of the agent's current (or just ended) call."""
     user = require_role(request, "agent")
-    body = await _json(request)
+    body = await json_object(request)
     services = request.app[SERVICES]
     category = str(body.get("category", "")).strip()
     if category not in services.config.categories:
@@ -325,7 +308,7 @@ async def agent_hopper(request: web.Request) -> web.Response:
     from cti.hoppers.service import HopperError, create_hopper
 
     user = require_role(request, "agent")
-    body = await _json(request)
+    body = await json_object(request)
     services = request.app[SERVICES]
     team_id = str(body.get("team", ""))
     if team_id not in {t.id for t in services.config.teams}:

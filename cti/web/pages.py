@@ -25,6 +25,7 @@ from cti.store.models import Announcement, CallbackAttempt, Hopper, Presence, Us
 from cti.web import auth
 from cti.web.app import SERVICES
 from cti.web.i18n import LANGUAGES, client_texts, translator
+from cti.web.jsonapi import json_error
 
 HERE = Path(__file__).parent
 TEMPLATES = jinja2.Environment(
@@ -239,13 +240,9 @@ def _inbox_team(request: web.Request, user: User) -> str:
     if not wanted:
         return config.teams[0].id if config.teams else ""
     if wanted not in {t.id for t in config.teams}:
-        raise web.HTTPNotFound(**_json("unknown team"))
+        raise web.HTTPNotFound(**json_error("unknown team"))
     auth.require_team_access(user, wanted)
     return wanted
-
-
-def _json(message: str) -> dict[str, Any]:
-    return {"text": json.dumps({"error": message}), "content_type": "application/json"}
 
 
 async def team_page(request: web.Request) -> web.Response:
@@ -302,7 +299,7 @@ async def team_page(request: web.Request) -> web.Response:
 async def _hopper_for(request: web.Request, session: Any, user: User) -> Hopper:
     hopper = await session.get(Hopper, int(request.match_info["id"]))
     if hopper is None:
-        raise web.HTTPNotFound(**_json("no such callback request"))
+        raise web.HTTPNotFound(**json_error("no such callback request"))
     auth.require_team_access(user, hopper.team_id)
     return hopper  # type: ignore[no-any-return]
 
@@ -515,13 +512,13 @@ async def announcement_end(request: web.Request) -> web.Response:
     try:
         await end(request.app[SERVICES], int(request.match_info["id"]), user.name)
     except LookupError:
-        raise web.HTTPNotFound(**_json("no such announcement")) from None
+        raise web.HTTPNotFound(**json_error("no such announcement")) from None
     raise back("/operator", msg="saved")
 
 
 def _wav(path: Path) -> web.StreamResponse:
     if not path.is_file():
-        raise web.HTTPNotFound(**_json("no audio"))
+        raise web.HTTPNotFound(**json_error("no audio"))
     return web.FileResponse(
         path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, max-age=60"}
     )
@@ -535,7 +532,7 @@ async def announcement_audio(request: web.Request) -> web.StreamResponse:
     async with services.sessions() as session:
         found = await session.get(Announcement, int(request.match_info["id"]))
     if found is None or not found.audio:
-        raise web.HTTPNotFound(**_json("no such announcement"))
+        raise web.HTTPNotFound(**json_error("no such announcement"))
     return _wav(audio_file(services, found.audio))
 
 
@@ -559,7 +556,7 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
     auth.require_role(request, "operator")
     name = request.match_info["name"]
     if not name.startswith("tts-") or not name[4:].isalnum():
-        raise web.HTTPNotFound(**_json("no such preview"))
+        raise web.HTTPNotFound(**json_error("no such preview"))
     return _wav(audio_file(request.app[SERVICES], name))
 
 
@@ -702,7 +699,7 @@ async def user_update(request: web.Request) -> web.Response:
     async with request.app[SERVICES].sessions() as session:
         user = await session.get(User, int(request.match_info["id"]))
         if user is None:
-            raise web.HTTPNotFound(**_json("no such user"))
+            raise web.HTTPNotFound(**json_error("no such user"))
         role = str(form.get("role", user.role))
         if role not in ROLES:
             raise back("/admin", err="unknown role")
@@ -738,7 +735,7 @@ async def user_token(request: web.Request) -> web.Response:
     async with request.app[SERVICES].sessions() as session:
         user = await session.get(User, int(request.match_info["id"]))
         if user is None:
-            raise web.HTTPNotFound(**_json("no such user"))
+            raise web.HTTPNotFound(**json_error("no such user"))
         token = await issue_token(session, user)
         audit(session, actor=admin.name, action="token", object_type="user", object_id=user.id)
         await session.commit()
