@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -33,7 +34,7 @@ log = logging.getLogger("bereik.outbox")
 
 CLAIM_SECONDS = 120
 MAX_BACKOFF_SECONDS = 3600
-BATCH = 20
+BATCH = 100
 SMTP_TIMEOUT = 20
 
 
@@ -43,35 +44,49 @@ def backoff(attempts: int, base: float) -> float:
 
 
 async def claim(services: Services, now: datetime, owner_until: datetime) -> list[OutboxMail]:
-    """Rows due now that this process has claimed (see the module docstring)."""
-    claimed: list[OutboxMail] = []
+    """Rows due now that this process has claimed (see the module docstring).
+
+    One UPDATE claims the whole batch; the rows whose `claimed_until` then carries this
+    process's own mark are ours (a row another sender took first keeps that one's mark).
+    """
     async with services.sessions() as session:
-        due = await session.execute(
-            select(OutboxMail.id)
+        due = list(
+            (
+                await session.execute(
+                    select(OutboxMail.id)
+                    .where(
+                        OutboxMail.sent_at.is_(None),
+                        OutboxMail.next_attempt_at <= now,
+                        or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
+                    )
+                    .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+                    .limit(BATCH)
+                )
+            ).scalars()
+        )
+        if not due:
+            return []
+        await session.execute(
+            update(OutboxMail)
             .where(
+                OutboxMail.id.in_(due),
                 OutboxMail.sent_at.is_(None),
-                OutboxMail.next_attempt_at <= now,
                 or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
             )
-            .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
-            .limit(BATCH)
+            .values(claimed_until=owner_until)
         )
-        for mail_id in list(due.scalars()):
-            result = await session.execute(
-                update(OutboxMail)
-                .where(
-                    OutboxMail.id == mail_id,
-                    OutboxMail.sent_at.is_(None),
-                    or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
-                )
-                .values(claimed_until=owner_until)
-            )
-            await session.commit()
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                mail = await session.get(OutboxMail, mail_id)
-                if mail is not None:
-                    claimed.append(mail)
-    return claimed
+        await session.commit()
+        mine = await session.execute(
+            select(OutboxMail)
+            .where(OutboxMail.id.in_(due), OutboxMail.claimed_until == owner_until)
+            .order_by(OutboxMail.id)
+        )
+        return list(mine.scalars())
+
+
+def _owner_mark(now: datetime) -> datetime:
+    """The claim's end, with random microseconds so two senders never share a mark."""
+    return now + timedelta(seconds=CLAIM_SECONDS, microseconds=secrets.randbelow(1_000_000))
 
 
 def message(mail: OutboxMail, settings: Mail) -> EmailMessage:
@@ -86,9 +101,8 @@ def message(mail: OutboxMail, settings: Mail) -> EmailMessage:
     return msg
 
 
-async def deliver(settings: Mail, msg: EmailMessage) -> None:
-    await aiosmtplib.send(
-        msg,
+def _connection(settings: Mail) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
         hostname=settings.smtp_host,
         port=settings.smtp_port,
         username=settings.username or None,
@@ -99,16 +113,52 @@ async def deliver(settings: Mail, msg: EmailMessage) -> None:
 
 
 async def send_due(services: Services, now: datetime | None = None) -> int:
-    """Send every mail due now; returns how many were sent."""
+    """Send every mail due now over one SMTP connection; returns how many were sent."""
     settings = services.config.mail
     now = now or datetime.now(UTC)
-    sent = 0
-    for mail in await claim(services, now, now + timedelta(seconds=CLAIM_SECONDS)):
-        try:
-            await deliver(settings, message(mail, settings))
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+    mails = await claim(services, now, _owner_mark(now))
+    if not mails:
+        return 0
+    sent: list[int] = []
+    failed: list[tuple[OutboxMail, Exception]] = []
+    try:
+        async with _connection(settings) as smtp:
+            for mail in mails:
+                try:
+                    await smtp.send_message(message(mail, settings))
+                    sent.append(mail.id)
+                except aiosmtplib.SMTPResponseException as exc:
+                    failed.append((mail, exc))  # this mail refused; the others go on
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        # The server is unreachable or the connection broke: what was not sent waits.
+        done = set(sent) | {mail.id for mail, _ in failed}
+        failed += [(mail, exc) for mail in mails if mail.id not in done]
+    await _record(services, sent, failed)
+    for mail_id in sent:
+        log.info("mail %s sent", next(m.key for m in mails if m.id == mail_id))
+    return len(sent)
+
+
+async def _record(
+    services: Services, sent: list[int], failed: list[tuple[OutboxMail, Exception]]
+) -> None:
+    """One transaction for the round: sent rows done, failed rows back off."""
+    retry = services.config.mail.retry_seconds
+    async with services.sessions() as session:
+        if sent:
+            await session.execute(
+                update(OutboxMail)
+                .where(OutboxMail.id.in_(sent))
+                .values(
+                    attempts=OutboxMail.attempts + 1,
+                    claimed_until=None,
+                    sent_at=datetime.now(UTC),
+                    last_error="",
+                )
+            )
+        for mail, exc in failed:
             attempts = mail.attempts + 1
-            delay = backoff(attempts, settings.retry_seconds)
+            delay = backoff(attempts, retry)
             log.warning(
                 "mail %s to %s not sent (attempt %d, next in %.0f s): %s",
                 mail.key,
@@ -117,36 +167,16 @@ async def send_due(services: Services, now: datetime | None = None) -> int:
                 delay,
                 exc,
             )
-            await _finish(
-                services,
-                mail.id,
-                attempts=attempts,
-                error=f"{type(exc).__name__}: {exc}",
-                next_at=datetime.now(UTC) + timedelta(seconds=delay),
+            await session.execute(
+                update(OutboxMail)
+                .where(OutboxMail.id == mail.id)
+                .values(
+                    attempts=attempts,
+                    claimed_until=None,
+                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                )
             )
-            continue
-        await _finish(services, mail.id, attempts=mail.attempts + 1, sent_at=datetime.now(UTC))
-        log.info("mail %s sent to %s", mail.key, mail.recipient)
-        sent += 1
-    return sent
-
-
-async def _finish(
-    services: Services,
-    mail_id: int,
-    *,
-    attempts: int,
-    sent_at: datetime | None = None,
-    error: str = "",
-    next_at: datetime | None = None,
-) -> None:
-    values: dict[str, object] = {"attempts": attempts, "claimed_until": None}
-    if sent_at is not None:
-        values.update(sent_at=sent_at, last_error="")
-    else:
-        values.update(last_error=error[:2000], next_attempt_at=next_at)
-    async with services.sessions() as session:
-        await session.execute(update(OutboxMail).where(OutboxMail.id == mail_id).values(**values))
         await session.commit()
 
 
