@@ -42,10 +42,17 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
     digest = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
     wav = services.sounds_dir / "prompts" / f"{digest}.wav"
     if not wav.exists():
-        async with _locks.setdefault(digest, asyncio.Lock()):
-            if not wav.exists():
-                wav.parent.mkdir(parents=True, exist_ok=True)
-                await engine(services).synthesize(text, wav, language)
+        lock = _locks.setdefault(digest, asyncio.Lock())
+        try:
+            async with lock:
+                if not wav.exists():
+                    wav.parent.mkdir(parents=True, exist_ok=True)
+                    await engine(services).synthesize(text, wav, language)
+        finally:
+            # A lock only matters while its file is being made; keeping one per text ever
+            # spoken (every repeat caller's date sentence) would grow without bound.
+            if not lock.locked() and _locks.get(digest) is lock:
+                del _locks[digest]
     now = time.time()
     if now - _touched.get(digest, 0.0) > TOUCH_EVERY:
         with contextlib.suppress(FileNotFoundError):
