@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from agi.admission import Admission, Limits
 from agi.protocol import (
     AgiCommandFailed,
     AgiError,
@@ -56,6 +57,8 @@ class AgiChannel:
         writer: asyncio.StreamWriter,
         command_timeout: float,
         on_command: Callable[[float], None] | None = None,
+        audio_seconds: Callable[[str], float] | None = None,
+        on_first_command: Callable[[], None] | None = None,
     ) -> None:
         self.env = env
         self.hungup = False
@@ -64,6 +67,8 @@ class AgiChannel:
         self._writer = writer
         self._timeout = command_timeout
         self._on_command = on_command
+        self._audio_seconds = audio_seconds or _unknown_length
+        self._on_first_command = on_first_command
 
     @property
     def query(self) -> dict[str, str]:
@@ -75,6 +80,9 @@ class AgiChannel:
         """Send one command and return its response; raise a typed AgiError otherwise."""
         line = build_command(name, *arguments)
         started = time.perf_counter()
+        if self._on_first_command is not None:
+            self._on_first_command()
+            self._on_first_command = None
         try:
             self._writer.write(line.encode() + b"\n")
             await self._writer.drain()
@@ -141,14 +149,37 @@ class AgiChannel:
         response = await self.command("GET VARIABLE", name)
         return response.data if response.result == "1" else ""
 
+    # A prompt's command is answered when its audio has played (or a key cut it short), so
+    # its timeout is the audio's length plus the ordinary command timeout: a 60-second
+    # outage message must not look like a dead Asterisk after 10 s.
+
+    async def play(self, sound: str, escape_digits: str = "") -> Response:
+        """STREAM FILE; the response carries the key (result) and how far it played (endpos)."""
+        return await self.command(
+            "STREAM FILE",
+            sound,
+            escape_digits,
+            timeout=self._audio_seconds(sound) + self._timeout,
+        )
+
     async def stream_file(self, sound: str, escape_digits: str = "") -> str:
         """Play a sound; return the digit that interrupted it, or ""."""
-        response = await self.command("STREAM FILE", sound, escape_digits)
+        response = await self.play(sound, escape_digits)
         return chr(response.result_int) if response.result_int > 0 else ""
 
     async def get_data(self, sound: str, timeout_ms: int, max_digits: int) -> str:
+        """Play a sound and collect up to `max_digits` keys (`#` ends); "" for none.
+
+        Asterisk waits up to `timeout_ms` for each key, so the command may take the audio's
+        length plus that wait per digit.
+        """
+        waiting = max(1, max_digits) * timeout_ms / 1000
         response = await self.command(
-            "GET DATA", sound, timeout_ms, max_digits, timeout=timeout_ms / 1000 + 60
+            "GET DATA",
+            sound,
+            timeout_ms,
+            max_digits,
+            timeout=self._audio_seconds(sound) + waiting + self._timeout,
         )
         return response.result if response.result not in ("", "-1") else ""
 
@@ -167,6 +198,10 @@ class AgiChannel:
         await self.set_variable(RESULT_VARIABLE, result)
 
 
+def _unknown_length(sound: str) -> float:
+    return 0.0
+
+
 Handler = Callable[[AgiChannel], Awaitable[None]]
 
 
@@ -176,11 +211,12 @@ class FastAgiServer:
         routes: Mapping[str, Handler],
         host: str = "127.0.0.1",
         port: int = 4573,
-        max_connections: int = 500,
+        limits: Limits | None = None,
         header_timeout: float = 5.0,
         command_timeout: float = 10.0,
         observer: AgiObserver | None = None,
         unavailable: tuple[type[BaseException], ...] = (),
+        audio_seconds: Callable[[str], float] | None = None,
     ) -> None:
         self.routes = dict(routes)
         # Errors of a service we depend on (the database): one log line, no traceback,
@@ -188,11 +224,11 @@ class FastAgiServer:
         self.unavailable = unavailable
         self.host = host
         self.port = port
-        self.max_connections = max_connections
+        self.admission = Admission(limits or Limits())
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
+        self.audio_seconds = audio_seconds
         self.observer = observer or AgiObserver()
-        self.active = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -203,6 +239,7 @@ class FastAgiServer:
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        self.admission.start()
         log.info("FastAGI listening on %s:%s", self.host, self.port)
 
     async def close(self) -> None:
@@ -213,30 +250,45 @@ class FastAgiServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
+        await self.admission.close()
         self._server = None
+
+    @property
+    def active(self) -> int:
+        return self.admission.active
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         try:
-            if self.active >= self.max_connections:
-                # Closing without a result sends the call down the dialplan's fallback.
-                log.warning("refusing FastAGI connection: %d calls in progress", self.active)
-                self.observer.refused()
+            refusal = self.admission.refusal()
+            if refusal:
+                # Closing without a result sends the call down the dialplan's fallback at
+                # once, instead of a silence while this process catches up.
+                log.warning(
+                    "refusing FastAGI connection (%s): %d calls in progress, loop lag %.2f s",
+                    refusal,
+                    self.admission.active,
+                    self.admission.lag,
+                )
+                self.observer.refused(refusal)
                 return
-            self.active += 1
+            session = id(task)
+            self.admission.admitted(session)
             try:
-                await self._serve(reader, writer)
+                await self._serve(reader, writer, session)
             finally:
-                self.active -= 1
+                self.admission.ended(session)
         finally:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: int
+    ) -> None:
         peer = writer.get_extra_info("peername")
         try:
             async with asyncio.timeout(self.header_timeout):
@@ -257,7 +309,15 @@ class FastAgiServer:
         except AgiProtocolError as exc:
             log.warning("FastAGI client %s: %s", peer, exc)
             return
-        channel = AgiChannel(env, reader, writer, self.command_timeout, self.observer.command)
+        channel = AgiChannel(
+            env,
+            reader,
+            writer,
+            self.command_timeout,
+            self.observer.command,
+            audio_seconds=self.audio_seconds,
+            on_first_command=lambda: self.admission.first_command(session),
+        )
         handler = self.routes.get(name)
         if handler is None:
             channel.log.error(
@@ -319,8 +379,16 @@ class AgiObserver:
     def failed(self, handler: str) -> None:
         pass
 
-    def refused(self) -> None:
+    def refused(self, reason: str) -> None:
         pass
 
 
-__all__ = ["RESULT_VARIABLE", "AgiChannel", "AgiError", "AgiObserver", "FastAgiServer", "Handler"]
+__all__ = [
+    "RESULT_VARIABLE",
+    "AgiChannel",
+    "AgiError",
+    "AgiObserver",
+    "FastAgiServer",
+    "Handler",
+    "Limits",
+]

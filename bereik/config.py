@@ -48,6 +48,9 @@ class Server(Strict):
     agi_port: int = Field(4573, ge=1, le=65535)
     agi_max_connections: int = Field(500, ge=1)
     agi_command_timeout: float = Field(10.0, gt=0)
+    # Admission control (agi/admission.py): a call is taken only while the process keeps
+    # each caller's first prompt within this bound; the rest take the dialplan's fallback.
+    first_prompt_seconds: float = Field(1.0, gt=0, le=30)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     public_url: str = ""

@@ -14,12 +14,13 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from agi.routes import HANDLERS, build_routes
-from agi.server import FastAgiServer
+from agi.server import FastAgiServer, Limits
 from bereik.asterisk import Installation, installed
 from bereik.config import Config
 from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiClient
+from cti.announcements.prompts import audio_seconds
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.web.app import create_app
 from dialplan.render import load_secrets
@@ -85,10 +86,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         build_routes(services),
         host=config.server.agi_host,
         port=config.server.agi_port,
-        max_connections=config.server.agi_max_connections,
+        limits=Limits(
+            max_calls=config.server.agi_max_connections,
+            stall_seconds=config.server.first_prompt_seconds / 2,
+            lag_seconds=config.server.first_prompt_seconds / 4,
+        ),
         command_timeout=config.server.agi_command_timeout,
         observer=AgiMetricsObserver(metrics, HANDLERS),
         unavailable=(SQLAlchemyError, TimeoutError),
+        audio_seconds=lambda sound: audio_seconds(services, sound),
     )
     plugins = [importlib.import_module(name).setup for name in WEB_PLUGINS]
     runner = web.AppRunner(create_app(services, plugins), access_log=None)

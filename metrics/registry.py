@@ -171,7 +171,10 @@ class BereikMetrics:
         )
         self.agi_refused = Counter(
             "bereik_agi_refused",
-            "FastAGI connections refused because agi_max_connections calls were in progress.",
+            "FastAGI connections refused at once (the dialplan's fallback took the call): "
+            "reason calls (agi_max_connections in progress), stalled (an earlier call still "
+            "waits for its first prompt) or lag (the event loop runs late).",
+            ["reason"],
             registry=r,
         )
         self.ami_events_dropped = Counter(
@@ -355,5 +358,5 @@ class AgiMetricsObserver(AgiObserver):
         self.metrics.agi_requests.labels(handler=label).inc()
         self.metrics.agi_failures.labels(handler=label).inc()
 
-    def refused(self) -> None:
-        self.metrics.agi_refused.inc()
+    def refused(self, reason: str) -> None:
+        self.metrics.agi_refused.labels(reason).inc()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import time
+import wave
 from pathlib import Path
 
 from bereik.services import Services
@@ -62,6 +64,26 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
 
 
 def prompt_file(services: Services, asterisk_path: str) -> Path:
-    """The wav file on this machine behind a path returned by `prompt`."""
+    """The wav file on this machine behind a path returned by `prompt` (or any sound path
+    under the instance directory: announcements, recordings)."""
     relative = asterisk_path.removeprefix(services.config.asterisk.instance_dir).lstrip("/")
     return services.instance_dir / f"{relative}.wav"
+
+
+def audio_seconds(services: Services, asterisk_path: str) -> float:
+    """How long a sound Bereik made plays; 0.0 for one it cannot read (a system sound).
+
+    The FastAGI channel waits this long (plus its command timeout) for a prompt's answer.
+    Every file Bereik writes has a name of its own (prompts by content hash, announcements
+    and recordings by a fresh token), so a length once read stays true for that path.
+    """
+    try:
+        return _wav_seconds(str(prompt_file(services, asterisk_path)))
+    except (OSError, EOFError, wave.Error):
+        return 0.0  # not cached: the file may yet be written
+
+
+@functools.lru_cache(maxsize=4096)
+def _wav_seconds(path: str) -> float:
+    with wave.open(path, "rb") as audio:
+        return audio.getnframes() / float(audio.getframerate())

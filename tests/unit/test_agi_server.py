@@ -24,7 +24,7 @@ from agi.protocol import (
     AgiTimeout,
     AgiUsageError,
 )
-from agi.server import AgiChannel, AgiObserver, FastAgiServer
+from agi.server import AgiChannel, AgiObserver, FastAgiServer, Limits
 from tests.unit.test_agi_fuzz import asterisk_args
 
 HEADER = (
@@ -47,11 +47,13 @@ USAGE_520 = (
 class Recorder(AgiObserver):
     def __init__(self) -> None:
         self.refusals = 0
+        self.reasons: list[str] = []
         self.handled_names: list[str] = []
         self.failed_names: list[str] = []
 
-    def refused(self) -> None:
+    def refused(self, reason: str) -> None:
         self.refusals += 1
+        self.reasons.append(reason)
 
     def handled(self, handler: str, seconds: float) -> None:
         self.handled_names.append(handler)
@@ -257,12 +259,12 @@ async def test_calls_over_max_connections_are_refused_at_once(
     start: Any, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     handler, outcome = handler_doing(lambda ch: ch.answer())
-    server = await start(handler, max_connections=1, command_timeout=5)
+    server = await start(handler, limits=Limits(max_calls=1), command_timeout=5)
     first = await FakeAsterisk.call(server.port, uniqueid="1.1")
     assert await first.command() == "ANSWER"  # the first call is in its handler
     second = await FakeAsterisk.call(server.port, uniqueid="1.2")
     assert await second.closed_by_server(timeout=1)  # closed without a command
-    assert recorder.refusals == 1
+    assert recorder.reasons == ["calls"]
     assert "refusing FastAGI connection" in caplog.text
     await first.send("200 result=0\n")
     assert await first.closed_by_server()
@@ -298,3 +300,66 @@ async def test_an_unknown_handler_name_is_logged_and_closed(
     assert await fake.closed_by_server()
     assert "no FastAGI handler for 'nosuch'" in caplog.text
     assert recorder.failed_names == ["nosuch"]
+
+
+async def test_a_new_call_is_refused_while_an_earlier_one_still_waits_for_its_first_prompt(
+    start: Any, recorder: Recorder
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_start(channel: AgiChannel) -> None:
+        await release.wait()  # e.g. its database look-up is stuck behind a backlog
+        await channel.answer()
+
+    server = await start(slow_start, limits=Limits(stall_seconds=0.2), command_timeout=5)
+    first = await FakeAsterisk.call(server.port, uniqueid="1.1")
+    await asyncio.sleep(0.3)  # the stall is the condition under test: older than 0.2 s
+    second = await FakeAsterisk.call(server.port, uniqueid="1.2")
+    assert await second.closed_by_server(timeout=1)
+    assert recorder.reasons == ["stalled"]
+    release.set()
+    assert await first.command() == "ANSWER"  # the admitted call goes on
+    await first.send("200 result=0\n")
+    assert await first.closed_by_server()
+    third = await FakeAsterisk.call(server.port, uniqueid="1.3")
+    assert await third.command() == "ANSWER"  # admitted again once nobody waits
+    await third.send("200 result=0\n")
+    assert await third.closed_by_server()
+    for fake in (first, second, third):
+        fake.close()
+
+
+async def test_a_new_call_is_refused_while_the_event_loop_runs_late(
+    start: Any, recorder: Recorder
+) -> None:
+    handler, _ = handler_doing(lambda ch: ch.answer())
+    server = await start(handler, limits=Limits(lag_seconds=0.1), command_timeout=5)
+    await asyncio.sleep(0.1)  # let the lag ticker run once
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop is blocked: the overload under test
+    await asyncio.sleep(0.06)  # the ticker wakes up 0.3 s late and records it
+    late = await FakeAsterisk.call(server.port, uniqueid="2.1")
+    assert await late.closed_by_server(timeout=1)
+    assert recorder.reasons == ["lag"]
+    late.close()
+
+
+async def test_a_prompt_may_take_as_long_as_its_audio(start: Any) -> None:
+    handler, outcome = handler_doing(lambda ch: ch.stream_file("long-outage-message", "0"))
+    server = await start(handler, command_timeout=0.3, audio_seconds=lambda sound: 1.0)
+    fake = await FakeAsterisk.call(server.port)
+    assert (await fake.command()).startswith("STREAM FILE")
+    await asyncio.sleep(0.8)  # Asterisk is still playing: longer than the command timeout
+    await fake.send("200 result=0 endpos=8000\n")
+    assert await fake.closed_by_server()
+    assert outcome.error is None and outcome.values == [""]
+
+
+async def test_a_prompt_that_outlasts_its_audio_times_out(start: Any) -> None:
+    handler, outcome = handler_doing(lambda ch: ch.stream_file("short", "0"))
+    server = await start(handler, command_timeout=0.3, audio_seconds=lambda sound: 0.2)
+    fake = await FakeAsterisk.call(server.port)
+    assert (await fake.command()).startswith("STREAM FILE")
+    began = time.monotonic()
+    assert await fake.closed_by_server(timeout=3)
+    assert isinstance(outcome.error, AgiTimeout)
+    assert 0.45 < time.monotonic() - began < 2.0

@@ -29,7 +29,7 @@ CONTRACT = {
     "bereik_agi_requests": ("counter", {"handler"}),
     "bereik_agi_failures": ("counter", {"handler"}),
     "bereik_agi_command_seconds": ("histogram", set()),
-    "bereik_agi_refused": ("counter", set()),
+    "bereik_agi_refused": ("counter", {"reason"}),
     "bereik_ami_events_dropped": ("counter", set()),
 }
 
@@ -161,13 +161,13 @@ def test_agi_observer() -> None:
     observer.handled("menu", 0.2)
     observer.failed("route")
     observer.failed("/cgi-bin/scan")
-    observer.refused()
+    observer.refused("calls")
     assert value(metrics, "bereik_agi_command_seconds_bucket", le="0.0005") == 1
     assert value(metrics, "bereik_agi_requests_total", handler="menu") == 1
     assert value(metrics, "bereik_agi_requests_total", handler="route") == 1
     assert value(metrics, "bereik_agi_failures_total", handler="route") == 1
     assert value(metrics, "bereik_agi_failures_total", handler="unknown") == 1
-    assert value(metrics, "bereik_agi_refused_total") == 1
+    assert value(metrics, "bereik_agi_refused_total", reason="calls") == 1
 
 
 def test_registries_are_independent() -> None:

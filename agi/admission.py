@@ -1,0 +1,89 @@
+"""Admission control: take a call only when it can hear its first prompt within a bound.
+
+Past its capacity, `bereik serve` used to accept every FastAGI connection, and callers
+waited in silence (up to 20 s) while the loop worked through a backlog. A refused
+connection costs the caller nothing: the dialplan's static fallback takes the call at
+once (the KCC). So a new call is refused while the process shows it is behind:
+
+* a call accepted earlier still waits for its first command after `stall_seconds`
+  (half the first-prompt bound by default): the newest arrivals would wait longer still;
+* the event loop runs late by more than `lag_seconds` (measured by a ticker every
+  `TICK` s): every session's next prompt is late by that much;
+* `max_calls` sessions are in progress (a hard cap for file descriptors and memory).
+
+Both signals are measured on the running process, so the capacity follows the machine
+and the mix of calls; no figure from a benchmark is typed into the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+
+TICK = 0.05
+# The lag that counts is the worst of the last WINDOW ticks (half a second): a loop that
+# stalls now and then is behind, even if the latest tick happened to be on time.
+WINDOW = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_calls: int = 500
+    stall_seconds: float = 0.5
+    lag_seconds: float = 0.25
+
+
+class Admission:
+    """Counts sessions from accept to their first command, and the event loop's lag."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.active = 0
+        self.lag = 0.0
+        # Accept times of sessions that have not sent their first command yet, by id.
+        self._starting: dict[int, float] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._ticker = asyncio.create_task(self._measure_lag(), name="agi-loop-lag")
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+
+    def refusal(self, now: float | None = None) -> str:
+        """Why a new call is refused now ("" to admit it): calls, stalled or lag."""
+        if self.active >= self.limits.max_calls:
+            return "calls"
+        now = time.monotonic() if now is None else now
+        if self._starting and now - min(self._starting.values()) > self.limits.stall_seconds:
+            return "stalled"
+        if self.lag > self.limits.lag_seconds:
+            return "lag"
+        return ""
+
+    def admitted(self, session: int, now: float | None = None) -> None:
+        self.active += 1
+        self._starting[session] = time.monotonic() if now is None else now
+
+    def first_command(self, session: int) -> None:
+        self._starting.pop(session, None)
+
+    def ended(self, session: int) -> None:
+        self.active -= 1
+        self._starting.pop(session, None)
+
+    async def _measure_lag(self) -> None:
+        # The loop's lag is how late a sleep wakes up.
+        recent: deque[float] = deque(maxlen=WINDOW)
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(TICK)
+            recent.append(max(0.0, time.monotonic() - before - TICK))
+            self.lag = max(recent)
