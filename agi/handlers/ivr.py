@@ -102,7 +102,7 @@ class Conversation:
     async def play(self, sound: str, what: str, ident: str = "") -> str:
         """Play one file; return the key that cut it short, or ""."""
         try:
-            response = await self.channel.command("STREAM FILE", sound, menu.ALL_KEYS)
+            response = await self.channel.play(sound, menu.ALL_KEYS)
         except AgiCommandFailed:
             # result=-1: the caller hung up (then the probe raises AgiHangup) or the file
             # is missing, which must not cost the caller the menu.
@@ -246,11 +246,16 @@ async def _repeat_caller(
 
 
 async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
+    """Closed: why, the opening hours and the offer of a callback request.
+
+    The only question here is "press 1"; a key pressed during any message before it cuts
+    that message short and is the answer, so a caller who knows the way need not listen.
+    """
     config = talk.config
     website = config.exchange.website
     talk.ended_as = "closed"
-    await talk.announcements("all")
-    await talk.say(menu.closed_sentence(config, reason), "closed")
+    key = await talk.announcements("all")
+    key = key or await talk.say(menu.closed_sentence(config, reason), "closed")
     number = _caller_number(talk.channel)
     told, _ = await _repeat_caller(talk, number, "repeat_closed")
     closed_calls = ivr_metrics(talk.services).closed
@@ -259,12 +264,14 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
         # Already promised a callback: the promise is what they need, not a second request.
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
-    await talk.say(hours.describe(menu.lang(config)), "hours")
+    key = key or await talk.say(hours.describe(menu.lang(config)), "hours")
     if not number:
         await talk.say(menu.text(config, "anonymous"), "anonymous")
         await talk.say(menu.text(config, "website", website=website), "website")
         return "hangup"
-    key = await talk.ask(menu.text(config, "callback_offer", website=website), "callback_offer")
+    key = key or await talk.ask(
+        menu.text(config, "callback_offer", website=website), "callback_offer"
+    )
     if key != menu.CALLBACK_KEY:
         closed_calls.labels("none").inc()
         await talk.say(menu.text(config, "goodbye"), "goodbye")
