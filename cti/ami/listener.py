@@ -38,7 +38,7 @@ from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiError
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
-from cti.store.models import Call, Hopper
+from cti.store.models import Call, HopperEvent
 
 log = logging.getLogger("bereik.calls")
 
@@ -189,17 +189,24 @@ class CallListener:
         ).first()
         if row is None or row.outcome:
             return []  # not a call we record, or decided and counted before (a reconnect)
+        # A hopper made by this call (outcome "hopper"), or an open one this call was
+        # linked to as a repeat contact (outcome "repeat": the caller is already promised
+        # a callback, so the call is neither abandoned nor a second request).
         hopper = (
             await session.execute(
-                select(Hopper.team_id)
-                .where(Hopper.call_uniqueid.in_(effect.uniqueids))
-                .order_by(Hopper.id.desc())
+                select(HopperEvent.kind, HopperEvent.team_id)
+                .where(
+                    HopperEvent.call_uniqueid.in_(effect.uniqueids),
+                    HopperEvent.kind.in_(("created", "repeat")),
+                )
+                .order_by(HopperEvent.id.desc())
                 .limit(1)
             )
         ).first()
         outcome, team = effect.outcome, effect.team
         if hopper is not None:
-            outcome, team = "hopper", hopper.team_id
+            outcome = "hopper" if hopper.kind == "created" else "repeat"
+            team = hopper.team_id
         elif effect.outcome == "abandoned" and not effect.team and row.route in ROUTES:
             outcome = row.route
         result = await session.execute(

@@ -188,6 +188,7 @@ async def create_hopper(
                 actor=actor,
                 kind="created",
                 team_id=team.id,
+                call_uniqueid=call_uniqueid[:64],
                 detail={
                     "reason": reason,
                     "agent": agent,
@@ -294,6 +295,7 @@ async def _link_repeat(
             actor=actor,
             kind="repeat",
             team_id=team.id,
+            call_uniqueid=call_uniqueid[:64],
             detail={
                 "reason": reason,
                 "agent": agent,

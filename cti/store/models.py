@@ -123,6 +123,8 @@ class HopperEvent(Base):
     )  # created reassigned claimed attempt closed repeat
     team_id: Mapped[str] = mapped_column(String(32), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The call that made (created) or repeated (repeat) the hopper, if a call did.
+    call_uniqueid: Mapped[str] = mapped_column(String(64), default="", index=True)
 
     hopper: Mapped[Hopper] = relationship(back_populates="events")
 

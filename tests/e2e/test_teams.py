@@ -302,6 +302,41 @@ async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_dupl
     assert [(h["caller"], h["repeat_count"], h["status"]) for h in data] == [(CITIZEN, 1, "open")]
 
 
+async def test_a_repeat_contact_is_recorded_as_repeat_and_never_counted_as_abandoned(
+    team: Exchange, smtp: Smtp
+) -> None:
+    smtp.start()
+    team.phone("3001", mode="noanswer")
+    team.phone("3002", mode="noanswer")
+    for expected in (["hopper"], ["hopper", "repeat"]):
+        result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000)
+        assert result.returncode == 0, result.stderr
+        await until(
+            lambda expected=expected: [
+                r.outcome for r in team.rows("SELECT outcome FROM calls ORDER BY started_at")
+            ]
+            == expected
+        )
+    rows = team.rows("SELECT outcome, team_id FROM calls ORDER BY started_at")
+    assert [(r.outcome, r.team_id) for r in rows] == [
+        ("hopper", "vergunningen"),
+        ("repeat", "vergunningen"),
+    ]
+    metrics = team.http_get("/metrics")
+    abandoned = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("bereik_calls_abandoned_total{") and not line.endswith(" 0.0")
+    ]
+    assert abandoned == []
+    offered = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("bereik_calls_offered_total{")
+    ]
+    assert sum(offered) == 2
+
+
 # Attended transfer ------------------------------------------------------------------------
 
 
