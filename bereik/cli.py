@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bereik import asterisk
 from bereik.config import Config, ConfigError, load
+from dialplan import clock
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
 
@@ -97,7 +98,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from bereik.serve import serve
 
-    asyncio.run(serve(load(args.config)))
+    config = load(args.config)
+    try:
+        clock.check_clock()
+    except clock.ClockError as exc:
+        print(f"bereik serve: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
     return 0
 
 

@@ -32,6 +32,7 @@ from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
 from cti.store.models import Call, Hopper
+from dialplan import clock
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 ROUTE_VARIABLE = "BEREIK_ROUTE"
@@ -113,8 +114,8 @@ class Conversation:
         await self._played(what, ident, response.extra.get("endpos", "0"), key)
         return key
 
-    async def say(self, text: str, what: str) -> str:
-        return await self.play(await prompt(self.services, text), what)
+    async def say(self, text: str, what: str, ident: str = "") -> str:
+        return await self.play(await prompt(self.services, text), what, ident)
 
     async def ask(self, text: str, what: str, timeout_s: int | None = None) -> str:
         """Say `text` and wait for one key; "" when none came in time."""
@@ -148,7 +149,7 @@ class Conversation:
 async def _conversation(talk: Conversation) -> str:
     config, channel = talk.config, talk.channel
     hours = cached_opening_hours(config.hours, config.exchange.timezone)
-    closed = hours.closure_reason(datetime.now(UTC))
+    closed = hours.closure_reason(clock.now())
     if closed is not None:
         return await _closed(talk, hours, closed)
     key = await talk.say(config.menu.greeting, "greeting") if config.menu.greeting else ""
@@ -255,7 +256,9 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     website = config.exchange.website
     talk.ended_as = "closed"
     key = await talk.announcements("all")
-    key = key or await talk.say(menu.closed_sentence(config, reason), "closed")
+    # The event names the kind of closure (holiday, closed_period, weekday, after_hours).
+    kind = reason.partition(":")[0]
+    key = key or await talk.say(menu.closed_sentence(config, reason), "closed", kind)
     number = _caller_number(talk.channel)
     told, _ = await _repeat_caller(talk, number, "repeat_closed")
     closed_calls = ivr_metrics(talk.services).closed

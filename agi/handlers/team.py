@@ -15,7 +15,6 @@ starts on the next working day.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -26,6 +25,7 @@ from bereik.services import Services
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
 from cti.store.models import Presence
+from dialplan import clock
 
 
 async def present_members(services: Services, members: Iterable[str]) -> list[str]:
@@ -74,7 +74,7 @@ async def team(channel: AgiChannel, services: Services) -> None:
     # already has one (record_call keeps the first).
     await record_call(channel, services, entry=number)
     await _team_announcements(channel, services, found.id)
-    is_open = opening_hours(services.config).is_open(datetime.now(UTC))
+    is_open = opening_hours(services.config).is_open(clock.now())
     present = await present_members(services, found.members) if is_open else []
     targets = dial_plan(found, present)
     await channel.set_variable("BEREIK_TEAM", found.id)

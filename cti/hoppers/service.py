@@ -28,7 +28,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -37,6 +37,7 @@ from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
 from cti.store.models import Hopper, HopperEvent, OutboxMail
+from dialplan import clock
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ async def create_hopper(
     number = normalise_number(caller)
     if not number:
         raise HopperError("geen telefoonnummer om terug te bellen")
-    now = created_at or datetime.now(UTC)
+    now = created_at or clock.now()
     if now.tzinfo is None:
         raise HopperError("created_at must be timezone-aware")
     category = category.strip().lower()[:64]
