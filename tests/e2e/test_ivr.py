@@ -319,6 +319,49 @@ reason = "studiedag"
         assert {r.route for r in ex.rows("SELECT route FROM calls")} == {"closed"}
 
 
+async def test_a_key_pressed_while_the_closed_message_plays_answers_the_callback_offer(
+    installation: Installation, tmp_path: Path
+) -> None:
+    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
+    hours = f"""
+[hours]
+mon = "08:30-17:00"
+tue = "08:30-17:00"
+wed = "08:30-17:00"
+thu = "08:30-17:00"
+fri = "08:30-17:00"
+[[hours.closed]]
+date = {today}
+reason = "studiedag"
+"""
+    with exchange(
+        installation, tmp_path, phones=_phones(), teams_toml=TEAMS, extra_toml=MENU,
+        hours_toml=hours,
+    ) as ex:  # fmt: skip
+        ex.start_asterisk()
+        ex.start_serve()
+        async with ex.ami_events() as ami:
+            # One key, 3 s in: the closed message or the opening hours are still playing.
+            result = await ex.call(
+                "14070", caller="0633333302", keys="1", key_delay_ms=3000, hold_ms=20000
+            )
+            assert result.returncode == 0, result.stderr
+            uniqueid = ami.matching("Newchannel", CallerIDNum="0633333302")[0]["Uniqueid"]
+            cut = [
+                e["What"]
+                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+                if e.get("Uniqueid") == uniqueid and e.get("Key") == "1"
+            ]
+            assert cut and cut[0] in ("closed", "hours")
+            # The key was the answer: the caller was not asked again.
+            assert not played(ami, uniqueid, "callback_offer")
+            assert played(ami, uniqueid, "callback_subject")
+        hoppers = ex.rows("SELECT team_id, caller, reason FROM hoppers")
+        assert [(h.team_id, h.caller, h.reason) for h in hoppers] == [
+            ("kcc", "0633333302", "after_hours")
+        ]
+
+
 async def test_an_operator_records_an_announcement_by_phone_and_the_next_caller_hears_it(
     installation: Installation, tmp_path: Path
 ) -> None:
