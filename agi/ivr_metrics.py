@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from bereik.services import Services
+from cti.services import Services
 
 _KEY = "ivr_metrics"
 

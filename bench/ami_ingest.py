@@ -32,13 +32,13 @@ from typing import Any
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiClient
-from cti.ami.listener import CallListener
+from cti.calls.listener import CallListener
 from cti.calls.tracker import CallTracker, Ended
+from cti.services import Services
 from cti.store.db import create_engine, migrate_async, sessions
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,20 +8,18 @@ import importlib
 import logging
 import signal
 from collections.abc import Awaitable
-from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from agi.routes import HANDLERS, build_routes
 from agi.server import FastAgiServer
-from bereik.asterisk import Installation, installed
-from bereik.config import Config
-from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiClient
+from cti.services import Services, instance_dir
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.web.app import create_app
+from dialplan.config import Config
 from dialplan.render import load_secrets
 from metrics.registry import AgiMetricsObserver, BereikMetrics
 
@@ -30,8 +28,8 @@ log = logging.getLogger("bereik")
 # Long-running parts, each a module with `async def run(services) -> None` that is started
 # after the services exist and cancelled on shutdown. Add a feature's worker here.
 WORKERS: list[str] = [
-    "cti.ami.listener",
-    "cti.announcements.warmup",
+    "cti.calls.listener",
+    "agi.warmup",
     "cti.announcements.sweeper",
     "cti.calls.gauges",
     "cti.callbacks.scheduler",
@@ -52,15 +50,10 @@ WEB_PLUGINS: list[str] = [
 
 # AMI subscribers, each a module with `def subscribe(services, bus) -> None`.
 AMI_SUBSCRIBERS: list[str] = [
-    "cti.ami.listener",
+    "cti.calls.listener",
     "cti.callbacks.clicktocall",
     "cti.web.live",
 ]
-
-
-def instance_dir(config: Config, installation: Installation | None) -> Path:
-    root = installation.root if installation else Path("/")
-    return root / config.asterisk.instance_dir.lstrip("/")
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -69,7 +62,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     engine = create_engine(config.database.url)
     teams = [team.id for team in config.teams] + ["kcc"]
     metrics = BereikMetrics(teams=teams, handlers=HANDLERS)
-    host_instance = instance_dir(config, installed())
+    host_instance = instance_dir(config)
     services = Services(
         config=config, sessions=sessions(engine), metrics=metrics, instance_dir=host_instance
     )

@@ -273,7 +273,7 @@ class BereikMetrics:
         self.ami_events_dropped.inc(count)
 
     def set_hopper_gauges(self, gauges: Mapping[str, tuple[int, int]]) -> None:
-        """Set open and overdue hoppers from ``metrics.norms.hopper_gauges``.
+        """Set open and overdue hoppers from ``cti.calls.norms.hopper_gauges``.
 
         Known teams missing from ``gauges`` have none open, so they are set to 0 (the
         database query only returns teams that have open hoppers).
@@ -286,7 +286,7 @@ class BereikMetrics:
             self._allowed("team", team, self.teams)  # only to log an unknown team once
 
     def set_norm_ratios(self, ratios: Mapping[tuple[str, str], float | None]) -> None:
-        """Set the norm gauges from ``metrics.norms.norm_ratios``.
+        """Set the norm gauges from ``cti.calls.norms.norm_ratios``.
 
         ``None`` (nothing decided in the window) removes the series rather than exporting
         NaN or 0: a stat panel then says "no data", and no alert fires on a team that simply

@@ -26,12 +26,12 @@ from agi import menu
 from agi.ivr_metrics import ivr_metrics
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
-from bereik.config import MenuOption
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
+from cti.services import Services
 from cti.store.models import Call, Hopper
+from dialplan.config import MenuOption
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 ROUTE_VARIABLE = "BEREIK_ROUTE"

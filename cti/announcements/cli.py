@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from bereik.config import Config, load
-from bereik.services import Services
 from cti.announcements import service
+from cti.services import Services, instance_dir
 from cti.store.db import create_engine, migrate_async, sessions
+from dialplan.config import Config, load
+from metrics.registry import BereikMetrics
 
 T = TypeVar("T")
 
@@ -73,10 +74,6 @@ def parse_time(value: str, timezone: str) -> datetime | None:
 
 
 def _run(config: Config, work: Callable[[Services], Awaitable[T]]) -> T:
-    from bereik.asterisk import installed
-    from bereik.serve import instance_dir
-    from metrics.registry import BereikMetrics
-
     async def main() -> T:
         await migrate_async(config.database.url)
         engine = create_engine(config.database.url)
@@ -84,7 +81,7 @@ def _run(config: Config, work: Callable[[Services], Awaitable[T]]) -> T:
             config=config,
             sessions=sessions(engine),
             metrics=BereikMetrics(),
-            instance_dir=instance_dir(config, installed()),
+            instance_dir=instance_dir(config),
         )
         try:
             return await work(services)

@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from bereik.services import Services
 from cti.announcements.tts import TtsEngine, engine_from_name
+from cti.services import Services
 
 _locks: dict[str, asyncio.Lock] = {}
 # When each cached prompt was last marked as used (its mtime set to now), so the sweeper

@@ -20,12 +20,12 @@ from pathlib import Path
 from sqlalchemy import case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.config import Config, MenuOption
-from bereik.services import Services
 from cti.announcements.prompts import engine
 from cti.announcements.tts import TtsError, convert_upload
 from cti.audit import audit
+from cti.services import Services
 from cti.store.models import Announcement
+from dialplan.config import Config, MenuOption
 
 KINDS = ("outage", "closure", "news")
 SOURCES = ("tts", "phone", "upload")

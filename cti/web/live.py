@@ -25,8 +25,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from bereik.services import Services
 from cti.audit import audit
+from cti.services import Services
 from cti.store.models import Call, Hopper
 from cti.web.app import SERVICES
 from cti.web.auth import current_user, require_role

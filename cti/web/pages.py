@@ -564,7 +564,7 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def board_figures(request: web.Request) -> dict[str, Any]:
-    from metrics.norms import WINDOWS, hopper_gauges, norm_ratios
+    from cti.calls.norms import WINDOWS, hopper_gauges, norm_ratios
 
     services = request.app[SERVICES]
     config = services.config

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import Base
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 

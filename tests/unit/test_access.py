@@ -11,12 +11,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bereik.config import Config
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import AuditEntry, User
 from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verify_password
 from cti.web import auth
 from cti.web.app import create_app
+from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
 CONFIG = Config.model_validate(

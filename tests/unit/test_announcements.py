@@ -17,18 +17,18 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bereik.config import Config, ConfigError, load
-from bereik.services import Services
 from cti.announcements import http, service
 from cti.announcements.cli import parse_time
 from cti.announcements.prompts import _touched, engine, prompt, prompt_file
 from cti.announcements.service import AnnouncementError, Draft
 from cti.announcements.sweeper import sweep
 from cti.announcements.tts import EspeakEngine
+from cti.services import Services
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Announcement, AuditEntry
 from cti.users.service import create_user, issue_token
 from cti.web.app import create_app
+from dialplan.config import Config, ConfigError, load
 from metrics.registry import BereikMetrics
 
 TOML = """

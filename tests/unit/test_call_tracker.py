@@ -18,11 +18,11 @@ import pytest
 from panoramisk.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
-from cti.ami.listener import CallListener
+from cti.calls.listener import CallListener
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.services import Services
 from cti.store.models import Base, Call, Hopper
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 STREAM = Path(__file__).resolve().parents[1] / "e2e" / "data" / "ami_stream.txt"

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.callbacks.clicktocall import finish_attempt
 from cti.callbacks.scheduler import Due, check, due_mails, queue_once
 from cti.callbacks.service import CallbackError, claim_hopper, close_hopper
+from cti.services import Services
 from cti.store.models import AuditEntry, Base, CallbackAttempt, Hopper, HopperEvent, OutboxMail
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 from tests.unit.memory_services import memory_services
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
+from cti.services import Services
 from cti.store.models import Base, Hopper, HopperEvent, OutboxMail
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 from tests.unit.memory_services import memory_services
 

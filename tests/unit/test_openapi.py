@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
 from bereik.serve import WEB_PLUGINS
-from bereik.services import Services
+from cti.services import Services
 from cti.web.app import create_app
 from cti.web.openapi import DOCUMENT
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 

@@ -13,10 +13,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.outbox import backoff, send_due
+from cti.services import Services
 from cti.store.models import Base, OutboxMail
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 from tests.e2e.harness import free_port
 

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.reports.figures import PeriodError, build_report, parse_period
 from cti.reports.render import to_csv, to_html
 from cti.reports.weekly import queue_weekly
+from cti.services import Services
 from cti.store.models import Base, Call, Hopper, OutboxMail
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 TZ = "Europe/Amsterdam"

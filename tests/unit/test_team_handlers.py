@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from agi.handlers.hopper import digit_prompts, reason_for
 from agi.handlers.presence import extension_of, set_presence
 from agi.handlers.team import dial_plan, present_members
-from bereik.config import Team
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import Base
+from dialplan.config import Team
 from metrics.registry import BereikMetrics
 from tests.unit.test_hoppers_service import CONFIG
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bereik.config import Config
 from cti.store.db import Sessions
+from dialplan.asterisk import installed
+from dialplan.config import Config
 
 if TYPE_CHECKING:
     from cti.ami.bus import EventBus
@@ -34,3 +35,10 @@ class Services:
         """The path Asterisk uses for a file under the instance directory."""
         relative = host_path.relative_to(self.instance_dir)
         return f"{self.config.asterisk.instance_dir}/{relative}"
+
+
+def instance_dir(config: Config) -> Path:
+    """Where Asterisk's instance directory is on this machine (in its chroot if it has one)."""
+    installation = installed()
+    root = installation.root if installation else Path("/")
+    return root / config.asterisk.instance_dir.lstrip("/")

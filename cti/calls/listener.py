@@ -34,10 +34,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiError
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.services import Services
 from cti.store.models import Call, Hopper
 
 log = logging.getLogger("bereik.calls")
