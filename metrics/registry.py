@@ -30,8 +30,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from agi.server import AgiObserver
-
 log = logging.getLogger("bereik.metrics")
 
 KCC = "kcc"
@@ -177,6 +175,31 @@ class BereikMetrics:
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",
             "AMI events dropped because the event queue was full; figures may be incomplete.",
+            registry=r,
+        )
+
+        # What callers choose in the 14070 menu. Why: nobody knew what callers ask; the share
+        # of each key (and of wrong keys and silence) shows whether the menu and the
+        # website's channel steering work, on facts.
+        self.ivr_choices = Counter(
+            "bereik_ivr_choices",
+            "Menu choices on 14070: path is the key path (1, 3.1; 'none' for no key, "
+            "'invalid' for a wrong key), destination where it led (team id, kcc, info, "
+            "submenu, or retry).",
+            ["path", "destination"],
+            registry=r,
+        )
+        self.ivr_closed_calls = Counter(
+            "bereik_ivr_closed_calls",
+            "Calls to 14070 outside opening hours, by what the caller did: callback "
+            "(left a request), repeat (already had one), none (heard the hours only).",
+            ["action"],
+            registry=r,
+        )
+        self.announcements_played = Counter(
+            "bereik_announcements_played",
+            "Announcements played to callers (to the end or cut short by a key), by kind.",
+            ["scope_kind"],
             registry=r,
         )
 
@@ -326,34 +349,3 @@ class BereikMetrics:
             self._rejected.add((label, shown))
             log.warning("metrics: dropping unknown %s label value %s", label, shown)
         return False
-
-
-class AgiMetricsObserver(AgiObserver):
-    """Feeds the FastAGI server's hooks into ``BereikMetrics``.
-
-    The server reports a failure for a script name it has no handler for, and that name
-    comes from the network; names outside the configured routes are recorded as "unknown"
-    so a scanner or misconfigured dialplan cannot create series at will.
-    """
-
-    def __init__(self, metrics: BereikMetrics, handlers: Iterable[str] = ()) -> None:
-        self.metrics = metrics
-        metrics.init_handlers(handlers)
-
-    def _label(self, handler: str) -> str:
-        return handler if handler in self.metrics.handlers else UNKNOWN_HANDLER
-
-    def command(self, seconds: float) -> None:
-        self.metrics.agi_command_seconds.observe(seconds)
-
-    def handled(self, handler: str, seconds: float) -> None:
-        self.metrics.agi_requests.labels(handler=self._label(handler)).inc()
-
-    def failed(self, handler: str) -> None:
-        label = self._label(handler)
-        # A failure is also a request, so failures / requests is the failure ratio.
-        self.metrics.agi_requests.labels(handler=label).inc()
-        self.metrics.agi_failures.labels(handler=label).inc()
-
-    def refused(self) -> None:
-        self.metrics.agi_refused.inc()

@@ -21,10 +21,8 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cti.announcements import service
-from cti.services import Services, instance_dir
-from cti.store.db import create_engine, migrate_async, sessions
+from cti.services import Services, open_services
 from dialplan.config import Config, load
-from metrics.registry import BereikMetrics
 
 T = TypeVar("T")
 
@@ -75,18 +73,8 @@ def parse_time(value: str, timezone: str) -> datetime | None:
 
 def _run(config: Config, work: Callable[[Services], Awaitable[T]]) -> T:
     async def main() -> T:
-        await migrate_async(config.database.url)
-        engine = create_engine(config.database.url)
-        services = Services(
-            config=config,
-            sessions=sessions(engine),
-            metrics=BereikMetrics(),
-            instance_dir=instance_dir(config),
-        )
-        try:
+        async with open_services(config) as services:
             return await work(services)
-        finally:
-            await engine.dispose()
 
     return asyncio.run(main())
 

@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-from cti.announcements.tts import TtsEngine, engine_from_name
 from cti.services import Services
 
 _locks: dict[str, asyncio.Lock] = {}
@@ -22,18 +21,6 @@ _locks: dict[str, asyncio.Lock] = {}
 # (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
 _touched: dict[str, float] = {}
 TOUCH_EVERY = 24 * 3600
-
-
-def engine(services: Services) -> TtsEngine:
-    """The configured engine ([tts] in the config), made once per process."""
-    found = services.extras.get("tts")
-    if found is None:
-        tts = services.config.tts
-        options: dict[str, object] = {"timeout": tts.timeout_seconds, "max_chars": tts.max_chars}
-        if tts.speed is not None:
-            options["speed"] = tts.speed
-        found = services.extras["tts"] = engine_from_name(tts.engine, **options)
-    return found  # type: ignore[return-value]
 
 
 async def prompt(services: Services, text: str, language: str | None = None) -> str:
@@ -47,7 +34,7 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
             async with lock:
                 if not wav.exists():
                     wav.parent.mkdir(parents=True, exist_ok=True)
-                    await engine(services).synthesize(text, wav, language)
+                    await services.tts.synthesize(text, wav, language)
         finally:
             # A lock only matters while its file is being made; keeping one per text ever
             # spoken (every repeat caller's date sentence) would grow without bound.

@@ -26,7 +26,6 @@ from aiohttp import web
 from sqlalchemy import select
 
 from cti.audit import audit
-from cti.services import Services
 from cti.store.models import Call, Hopper
 from cti.web.app import SERVICES
 from cti.web.auth import current_user, require_role
@@ -34,7 +33,6 @@ from cti.web.jsonapi import json_error, json_object
 
 log = logging.getLogger(__name__)
 
-EXTRAS_KEY = "web.live"
 CHANNEL = re.compile(r"^PJSIP/(?P<ext>[0-9]{2,8})-[0-9a-f]+$")
 HEARTBEAT_SECONDS = 15.0
 CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
@@ -132,23 +130,14 @@ class LiveCalls:
         self._push(call)
 
 
-def live_calls(services: Services) -> LiveCalls:
-    live = services.extras.get(EXTRAS_KEY)
-    if not isinstance(live, LiveCalls):
-        live = LiveCalls()
-        services.extras[EXTRAS_KEY] = live
-    return live
-
-
-def subscribe(services: Services, bus: Any) -> None:
-    """AMI_SUBSCRIBER entry point."""
-    bus.subscribe(live_calls(services).handle)
-
-
 # --- HTTP ----------------------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
+BOARD = web.AppKey("live_calls", LiveCalls)
+
+
+def setup(app: web.Application, board: LiveCalls) -> None:
+    app[BOARD] = board
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/events", events)
     app.router.add_get("/api/agent/call", agent_call)
@@ -159,7 +148,7 @@ def setup(app: web.Application) -> None:
 
 
 async def _close_streams(app: web.Application) -> None:
-    live_calls(app[SERVICES]).close()
+    app[BOARD].close()
 
 
 def _error(message: str, status: int = 400) -> web.Response:
@@ -171,7 +160,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
     if not user.extension:
         return _error("your account has no extension", 409)
-    live = live_calls(request.app[SERVICES])
+    live = request.app[BOARD]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -208,13 +197,13 @@ def _sse(data: dict[str, Any]) -> bytes:
 
 async def agent_call(request: web.Request) -> web.Response:
     user = current_user(request)
-    call = live_calls(request.app[SERVICES]).calls.get(user.extension) if user.extension else None
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     return web.json_response({"call": call.as_json() if call else None})
 
 
 def _current_call(request: web.Request) -> AgentCall:
     user = require_role(request, "agent")
-    call = live_calls(request.app[SERVICES]).calls.get(user.extension) if user.extension else None
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     if call is None:
         raise web.HTTPConflict(**json_error("there is no call at your extension"))
     return call
@@ -313,7 +302,7 @@ async def agent_hopper(request: web.Request) -> web.Response:
     team_id = str(body.get("team", ""))
     if team_id not in {t.id for t in services.config.teams}:
         return _error(f"unknown team {team_id!r}")
-    call = live_calls(services).calls.get(user.extension) if user.extension else None
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     caller = str(body.get("caller") or (call.caller if call else "")).strip()
     if not re.fullmatch(r"\+?[0-9]{3,20}", caller):
         return _error("give the caller's phone number (digits)")

@@ -22,6 +22,7 @@ from cti.calls.listener import CallListener
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
 from cti.services import Services
 from cti.store.models import Base, Call, Hopper
+from cti.tts import engine_for
 from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
@@ -343,6 +344,7 @@ async def listener() -> AsyncIterator[CallListener]:
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         metrics=metrics,
         instance_dir=Path("/nonexistent"),
+        tts=engine_for(config.tts),
     )
     yield CallListener(services)
     await engine.dispose()
