@@ -151,15 +151,11 @@ async def _close_streams(app: web.Application) -> None:
     app[BOARD].close()
 
 
-def _error(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the signed-in user's extension's call, as it changes."""
     user = current_user(request)
     if not user.extension:
-        return _error("your account has no extension", 409)
+        raise json_error("your account has no extension", 409)
     live = request.app[BOARD]
     response = web.StreamResponse(
         headers={
@@ -205,7 +201,7 @@ def _current_call(request: web.Request) -> AgentCall:
     user = require_role(request, "agent")
     call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     if call is None:
-        raise web.HTTPConflict(**json_error("there is no call at your extension"))
+        raise json_error("there is no call at your extension", 409)
     return call
 
 
@@ -217,12 +213,12 @@ async def agent_transfer(request: web.Request) -> web.Response:
     team_id = str(body.get("team", ""))
     team = next((t for t in services.config.teams if t.id == team_id), None)
     if team is None:
-        return _error(f"unknown team {team_id!r}")
+        raise json_error(f"unknown team {team_id!r}")
     call = _current_call(request)
     if call.state != "answered":
-        return _error("answer the call before transferring it", 409)
+        raise json_error("answer the call before transferring it", 409)
     if services.ami is None:
-        return _error("the exchange is not reachable (AMI)", 503)
+        raise json_error("the exchange is not reachable (AMI)", 503)
     from cti.ami.client import AmiActionFailed, AmiNotConnected, AmiTimeout
 
     try:
@@ -236,11 +232,15 @@ async def agent_transfer(request: web.Request) -> web.Response:
             timeout=5,
         )
     except AmiNotConnected:
-        return _error("the exchange is not reachable (AMI); transfer from your phone", 503)
+        raise json_error(
+            "the exchange is not reachable (AMI); transfer from your phone", 503
+        ) from None
     except AmiTimeout:
-        return _error("the exchange did not answer in time; check the call on your phone", 504)
+        raise json_error(
+            "the exchange did not answer in time; check the call on your phone", 504
+        ) from None
     except AmiActionFailed as exc:
-        return _error(f"the exchange refused the transfer: {exc}", 409)
+        raise json_error(f"the exchange refused the transfer: {exc}", 409) from None
     async with services.sessions() as session:
         row = await _call_row(session, call.linkedid)
         if row is not None:
@@ -272,12 +272,12 @@ async def agent_category(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     category = str(body.get("category", "")).strip()
     if category not in services.config.categories:
-        return _error(f"unknown question category {category!r}")
+        raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or _current_call(request).linkedid
     async with services.sessions() as session:
         row = await _call_row(session, linkedid)
         if row is None:
-            return _error("that call is not known (yet)", 404)
+            raise json_error("that call is not known (yet)", 404)
         row.category = category
         row.agent = row.agent or user.extension
         audit(
@@ -301,15 +301,15 @@ async def agent_hopper(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     team_id = str(body.get("team", ""))
     if team_id not in {t.id for t in services.config.teams}:
-        return _error(f"unknown team {team_id!r}")
+        raise json_error(f"unknown team {team_id!r}")
     call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     caller = str(body.get("caller") or (call.caller if call else "")).strip()
     if not re.fullmatch(r"\+?[0-9]{3,20}", caller):
-        return _error("give the caller's phone number (digits)")
+        raise json_error("give the caller's phone number (digits)")
     note = str(body.get("note", ""))[:2000]
     category = str(body.get("category", ""))
     if category and category not in services.config.categories:
-        return _error(f"unknown question category {category!r}")
+        raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or (call.linkedid if call else "")
     try:
         hopper = await create_hopper(
@@ -324,7 +324,7 @@ async def agent_hopper(request: web.Request) -> web.Response:
             actor=user.name,
         )
     except HopperError as exc:
-        return _error(str(exc))
+        raise json_error(str(exc)) from None
     async with services.sessions() as session:
         audit(
             session,
