@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bereik.config import Config, MenuOption
+from dialplan.config import Config, MenuOption
 
 # Any key interrupts a prompt: a caller who knows the menu should not have to listen.
 ALL_KEYS = "0123456789*#"

@@ -10,7 +10,7 @@ from agi.handlers.operator import operator
 from agi.handlers.presence import presence
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
-from bereik.services import Services
+from cti.services import Services
 
 ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 

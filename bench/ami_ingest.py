@@ -32,13 +32,13 @@ from typing import Any
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.ami.bus import EventBus
 from cti.ami.client import AmiClient
-from cti.ami.listener import CallListener
+from cti.calls.listener import CallListener
 from cti.calls.tracker import CallTracker, Ended
+from cti.services import build_services
 from cti.store.db import create_engine, migrate_async, sessions
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,17 +153,14 @@ async def listener_rate(payload: bytes, events: int, calls: int) -> dict[str, fl
     await migrate_async(url)
     engine = create_engine(url)
     config = Config.model_validate(CONFIG)
-    metrics = BereikMetrics(teams=[t.id for t in config.teams])
-    services = Services(
-        config=config, sessions=sessions(engine), metrics=metrics, instance_dir=workdir
-    )
+    services = build_services(config, sessions(engine), home=workdir)
+    metrics = services.metrics
     fake = FakeAsterisk(payload)
     port = await fake.start()
     # The queue holds the whole run: this measures throughput, not the drop policy.
     ami = AmiClient("127.0.0.1", port, "bench", "secret", queue_size=events + 1000)
     services.ami = ami
     bus = EventBus(ami.events)
-    services.bus = bus
     listener = CallListener(services)
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)

@@ -31,7 +31,7 @@ from bench import dialplan, screen, stats
 from bench.cpu import sample
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, team_id, teams_toml
 from bench.mailsink import MailSink
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, free_port
 
 HERE = Path(__file__).resolve().parent

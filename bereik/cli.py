@@ -8,9 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from bereik import asterisk
-from bereik.config import Config, ConfigError, load
-from dialplan import clock
+from dialplan import asterisk, clock
+from dialplan.config import Config, ConfigError, load
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
 

@@ -7,10 +7,10 @@ import contextlib
 import signal
 from pathlib import Path
 
-from bereik import asterisk
-from bereik.config import Config
 from bereik.mailsink import start_mail_sink
 from bereik.serve import serve
+from dialplan import asterisk
+from dialplan.config import Config
 from dialplan.render import render
 
 

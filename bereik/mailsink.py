@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from bereik.config import Config
+from dialplan.config import Config
 
 
 class FileHandler:

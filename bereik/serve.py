@@ -4,83 +4,58 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import functools
 import logging
 import signal
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from agi import warmup
+from agi.observer import AgiMetricsObserver
 from agi.routes import HANDLERS, build_routes
 from agi.server import FastAgiServer, Limits
-from bereik.asterisk import Installation, installed
-from bereik.config import Config
-from bereik.services import Services
+from cti import outbox, retention
 from cti.ami.bus import EventBus
-from cti.ami.client import AmiClient
+from cti.announcements import http as announcements_http
+from cti.announcements import sweeper
 from cti.announcements.prompts import audio_seconds
-from cti.store.db import create_engine, migrate_async, sessions
-from cti.web.app import create_app
-from dialplan.render import load_secrets
-from metrics.registry import AgiMetricsObserver, BereikMetrics
+from cti.callbacks import clicktocall, scheduler
+from cti.callbacks import http as callbacks_http
+from cti.calls import gauges
+from cti.calls.listener import CallListener
+from cti.hoppers import http as hoppers_http
+from cti.reports import weekly
+from cti.services import Services, open_services
+from cti.web import live, openapi, pages
+from cti.web.app import Plugin, create_app
+from dialplan.config import Config
 
 log = logging.getLogger("bereik")
-
-# Long-running parts, each a module with `async def run(services) -> None` that is started
-# after the services exist and cancelled on shutdown. Add a feature's worker here.
-WORKERS: list[str] = [
-    "cti.ami.listener",
-    "cti.announcements.warmup",
-    "cti.announcements.sweeper",
-    "cti.calls.gauges",
-    "cti.callbacks.scheduler",
-    "cti.outbox",
-    "cti.reports.weekly",
-    "cti.retention",
-]
-
-# Web parts, each a module with `def setup(app: web.Application) -> None` adding its routes.
-WEB_PLUGINS: list[str] = [
-    "cti.announcements.http",
-    "cti.callbacks.http",
-    "cti.hoppers.http",
-    "cti.web.pages",
-    "cti.web.live",
-    "cti.web.openapi",
-]
-
-# AMI subscribers, each a module with `def subscribe(services, bus) -> None`.
-AMI_SUBSCRIBERS: list[str] = [
-    "cti.ami.listener",
-    "cti.callbacks.clicktocall",
-    "cti.web.live",
-]
-
-
-def instance_dir(config: Config, installation: Installation | None) -> Path:
-    root = installation.root if installation else Path("/")
-    return root / config.asterisk.instance_dir.lstrip("/")
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or _stop_on_signals()
-    await migrate_async(config.database.url)
-    engine = create_engine(config.database.url)
-    teams = [team.id for team in config.teams] + ["kcc"]
-    metrics = BereikMetrics(teams=teams, handlers=HANDLERS)
-    host_instance = instance_dir(config, installed())
-    services = Services(
-        config=config, sessions=sessions(engine), metrics=metrics, instance_dir=host_instance
-    )
-    secrets = load_secrets(host_instance / "secrets.json", config)
-    ami = AmiClient("127.0.0.1", config.asterisk.ami_port, config.asterisk.ami_user, secrets.ami)
-    ami.on_state.append(metrics.set_ami_connected)
-    services.ami = ami
-    services.bus = bus = EventBus(ami.events)
-    for name in AMI_SUBSCRIBERS:
-        importlib.import_module(name).subscribe(services, bus)
+    async with open_services(config, handlers=HANDLERS, with_ami=True) as services:
+        await _run(services, stop)
+
+
+async def _run(services: Services, stop: asyncio.Event) -> None:
+    """Wire every part to the services and run them until `stop`.
+
+    Each part is named here once: the data flows Asterisk -> AMI client -> bus -> call
+    listener (tracker) -> store, and from the listener to the screens.
+    """
+    config, ami = services.config, services.ami
+    assert ami is not None  # open_services(with_ami=True) made it
+    bus = EventBus(ami.events)
+    listener = CallListener(services)
+    board = live.LiveCalls()
+    bus.subscribe(listener.on_event)
+    ami.on_connected.append(listener.on_connected)
+    clicktocall.subscribe(services, bus)
+    bus.subscribe(board.handle)
 
     agi = FastAgiServer(
         build_routes(services),
@@ -92,23 +67,32 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             lag_seconds=config.server.first_prompt_seconds / 4,
         ),
         command_timeout=config.server.agi_command_timeout,
-        observer=AgiMetricsObserver(metrics, HANDLERS),
+        observer=AgiMetricsObserver(services.metrics, HANDLERS),
         unavailable=(SQLAlchemyError, TimeoutError),
         audio_seconds=lambda sound: audio_seconds(services, sound),
     )
-    plugins = [importlib.import_module(name).setup for name in WEB_PLUGINS]
-    runner = web.AppRunner(create_app(services, plugins), access_log=None)
+    runner = web.AppRunner(web_app(services, board), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.http_host, config.server.http_port, reuse_address=True)
+    # Long-running parts: started after the services exist, cancelled on shutdown.
+    workers: dict[str, Callable[[], Awaitable[None]]] = {
+        "call listener": listener.run,
+        "prompt warm-up": functools.partial(warmup.run, services),
+        "announcement sweeper": functools.partial(sweeper.run, services),
+        "norm gauges": functools.partial(gauges.run, services),
+        "callback scheduler": functools.partial(scheduler.run, services),
+        "outbox": functools.partial(outbox.run, services),
+        "weekly report": functools.partial(weekly.run, services),
+        "retention": functools.partial(retention.run, services),
+    }
     background: list[asyncio.Task[None]] = []
     try:
         await agi.start()
         await site.start()
         ami.start()
         background.append(asyncio.create_task(bus.run(), name="ami-events"))
-        for name in WORKERS:
-            worker = importlib.import_module(name).run(services)
-            background.append(asyncio.create_task(_supervised(name, worker), name=name))
+        for name, worker in workers.items():
+            background.append(asyncio.create_task(_supervised(name, worker()), name=name))
         log.info(
             "serving: FastAGI %s:%s, HTTP http://%s:%s",
             config.server.agi_host,
@@ -125,7 +109,19 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await ami.close()
         await agi.close()
         await runner.cleanup()
-        await engine.dispose()
+
+
+def web_app(services: Services, board: live.LiveCalls) -> web.Application:
+    """The web API, the screens, /healthz and /metrics, every feature's routes added."""
+    plugins: list[Plugin] = [
+        announcements_http.setup,
+        callbacks_http.setup,
+        hoppers_http.setup,
+        pages.setup,
+        functools.partial(live.setup, board=board),
+        openapi.setup,
+    ]
+    return create_app(services, plugins)
 
 
 async def _supervised(name: str, worker: Awaitable[None]) -> None:

@@ -26,9 +26,9 @@ from email.utils import make_msgid
 import aiosmtplib
 from sqlalchemy import or_, select, update
 
-from bereik.config import Mail
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import OutboxMail
+from dialplan.config import Mail
 
 log = logging.getLogger("bereik.outbox")
 

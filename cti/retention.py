@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bereik.services import Services
 from cti.audit import audit
+from cti.services import Services
 from cti.store.models import AuditEntry, Call, CallbackAttempt, Hopper, HopperEvent, JobRun
 
 log = logging.getLogger(__name__)

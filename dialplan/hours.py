@@ -55,7 +55,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from bereik.config import WEEKDAYS, Hours
+from dialplan.config import WEEKDAYS, Hours
 
 # Extra holiday names (package names, en_US) that close the exchange every year.
 # Set once at start-up, before building OpeningHours; an explicit argument overrides it.

@@ -15,8 +15,8 @@ from typing import Any
 
 import jinja2
 
-from bereik.asterisk import Installation
-from bereik.config import Config
+from dialplan.asterisk import Installation
+from dialplan.config import Config
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 

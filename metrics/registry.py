@@ -30,8 +30,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from agi.server import AgiObserver
-
 log = logging.getLogger("bereik.metrics")
 
 KCC = "kcc"
@@ -177,9 +175,36 @@ class BereikMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in ("calls", "stalled", "lag"):
+            self.agi_refused.labels(reason)  # at 0 from the start, for rate() and alerts
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",
             "AMI events dropped because the event queue was full; figures may be incomplete.",
+            registry=r,
+        )
+
+        # What callers choose in the 14070 menu. Why: nobody knew what callers ask; the share
+        # of each key (and of wrong keys and silence) shows whether the menu and the
+        # website's channel steering work, on facts.
+        self.ivr_choices = Counter(
+            "bereik_ivr_choices",
+            "Menu choices on 14070: path is the key path (1, 3.1; 'none' for no key, "
+            "'invalid' for a wrong key), destination where it led (team id, kcc, info, "
+            "submenu, or retry).",
+            ["path", "destination"],
+            registry=r,
+        )
+        self.ivr_closed_calls = Counter(
+            "bereik_ivr_closed_calls",
+            "Calls to 14070 outside opening hours, by what the caller did: callback "
+            "(left a request), repeat (already had one), none (heard the hours only).",
+            ["action"],
+            registry=r,
+        )
+        self.announcements_played = Counter(
+            "bereik_announcements_played",
+            "Announcements played to callers (to the end or cut short by a key), by kind.",
+            ["scope_kind"],
             registry=r,
         )
 
@@ -276,7 +301,7 @@ class BereikMetrics:
         self.ami_events_dropped.inc(count)
 
     def set_hopper_gauges(self, gauges: Mapping[str, tuple[int, int]]) -> None:
-        """Set open and overdue hoppers from ``metrics.norms.hopper_gauges``.
+        """Set open and overdue hoppers from ``cti.calls.norms.hopper_gauges``.
 
         Known teams missing from ``gauges`` have none open, so they are set to 0 (the
         database query only returns teams that have open hoppers).
@@ -289,7 +314,7 @@ class BereikMetrics:
             self._allowed("team", team, self.teams)  # only to log an unknown team once
 
     def set_norm_ratios(self, ratios: Mapping[tuple[str, str], float | None]) -> None:
-        """Set the norm gauges from ``metrics.norms.norm_ratios``.
+        """Set the norm gauges from ``cti.calls.norms.norm_ratios``.
 
         ``None`` (nothing decided in the window) removes the series rather than exporting
         NaN or 0: a stat panel then says "no data", and no alert fires on a team that simply
@@ -329,34 +354,3 @@ class BereikMetrics:
             self._rejected.add((label, shown))
             log.warning("metrics: dropping unknown %s label value %s", label, shown)
         return False
-
-
-class AgiMetricsObserver(AgiObserver):
-    """Feeds the FastAGI server's hooks into ``BereikMetrics``.
-
-    The server reports a failure for a script name it has no handler for, and that name
-    comes from the network; names outside the configured routes are recorded as "unknown"
-    so a scanner or misconfigured dialplan cannot create series at will.
-    """
-
-    def __init__(self, metrics: BereikMetrics, handlers: Iterable[str] = ()) -> None:
-        self.metrics = metrics
-        metrics.init_handlers(handlers)
-
-    def _label(self, handler: str) -> str:
-        return handler if handler in self.metrics.handlers else UNKNOWN_HANDLER
-
-    def command(self, seconds: float) -> None:
-        self.metrics.agi_command_seconds.observe(seconds)
-
-    def handled(self, handler: str, seconds: float) -> None:
-        self.metrics.agi_requests.labels(handler=self._label(handler)).inc()
-
-    def failed(self, handler: str) -> None:
-        label = self._label(handler)
-        # A failure is also a request, so failures / requests is the failure ratio.
-        self.metrics.agi_requests.labels(handler=label).inc()
-        self.metrics.agi_failures.labels(handler=label).inc()
-
-    def refused(self, reason: str) -> None:
-        self.metrics.agi_refused.labels(reason).inc()

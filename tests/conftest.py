@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 
 
 @pytest.fixture(scope="session")

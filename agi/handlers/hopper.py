@@ -21,9 +21,9 @@ from sqlalchemy import select
 from agi.handlers.presence import extension_of
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.hoppers.service import KCC_TEAM, HopperError, create_hopper, normalise_number
+from cti.services import Services
 from cti.store.models import Call
 
 # What Dial's DIALSTATUS means for the hopper's reason.
@@ -209,7 +209,7 @@ async def _make(
         channel.log.error("no hopper: %s", exc)
         return False
     # The call's outcome ("hopper") and the transfer metrics are the call tracker's
-    # (cti.ami.listener): it finds this hopper by call_uniqueid when the call ends.
+    # (cti.calls.listener): it finds this hopper by call_uniqueid when the call ends.
     channel.log.info(
         "hopper %s for team %s (%s, agent %s, repeat %s)",
         made.id,

@@ -23,16 +23,15 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agi import menu
-from agi.ivr_metrics import ivr_metrics
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
-from bereik.config import MenuOption
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
+from cti.services import Services
 from cti.store.models import Call, Hopper
 from dialplan import clock
+from dialplan.config import MenuOption
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 ROUTE_VARIABLE = "BEREIK_ROUTE"
@@ -140,7 +139,7 @@ class Conversation:
     async def announcements(self, scope: str) -> str:
         for ident, path in await playable(self.services, scope):
             key = await self.play(path, "announcement", str(ident))
-            ivr_metrics(self.services).announcements.labels(scope.partition(":")[0]).inc()
+            self.services.metrics.announcements_played.labels(scope.partition(":")[0]).inc()
             if key:
                 return key
         return ""
@@ -175,7 +174,7 @@ async def _menu(
         key = pending or await talk.ask(prompt_text, f"menu{path}")
         pending = ""
         choice = menu.choose(config, options, key) if key else None
-        counted = ivr_metrics(talk.services).choices
+        counted = talk.services.metrics.ivr_choices
         if choice is None or choice.kind == "invalid":
             last = attempt + 1 >= ATTEMPTS
             counted.labels("invalid" if key else "none", "kcc" if last else "retry").inc()
@@ -261,7 +260,7 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     key = key or await talk.say(menu.closed_sentence(config, reason), "closed", kind)
     number = _caller_number(talk.channel)
     told, _ = await _repeat_caller(talk, number, "repeat_closed")
-    closed_calls = ivr_metrics(talk.services).closed
+    closed_calls = talk.services.metrics.ivr_closed_calls
     if told:
         closed_calls.labels("repeat").inc()
         # Already promised a callback: the promise is what they need, not a second request.

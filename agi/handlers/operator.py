@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from agi import menu
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.announcements.service import (
     AnnouncementError,
@@ -25,6 +24,7 @@ from cti.announcements.service import (
     create,
 )
 from cti.audit import audit
+from cti.services import Services
 
 PIN_TRIES = 3
 RECORD_TRIES = 3

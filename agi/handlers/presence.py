@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from agi.server import AgiChannel
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.audit import audit
+from cti.services import Services
 from cti.store.models import Presence
 
 

@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from agi.handlers.ivr import Conversation, record_call
 from agi.server import AgiChannel
-from bereik.config import Team
-from bereik.services import Services
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
+from cti.services import Services
 from cti.store.models import Presence
 from dialplan import clock
+from dialplan.config import Team
 
 
 async def present_members(services: Services, members: Iterable[str]) -> list[str]:

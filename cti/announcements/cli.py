@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from bereik.config import Config, load
-from bereik.services import Services
 from cti.announcements import service
-from cti.store.db import create_engine, migrate_async, sessions
+from cti.services import Services, open_services
+from dialplan.config import Config, load
 
 T = TypeVar("T")
 
@@ -73,23 +72,9 @@ def parse_time(value: str, timezone: str) -> datetime | None:
 
 
 def _run(config: Config, work: Callable[[Services], Awaitable[T]]) -> T:
-    from bereik.asterisk import installed
-    from bereik.serve import instance_dir
-    from metrics.registry import BereikMetrics
-
     async def main() -> T:
-        await migrate_async(config.database.url)
-        engine = create_engine(config.database.url)
-        services = Services(
-            config=config,
-            sessions=sessions(engine),
-            metrics=BereikMetrics(),
-            instance_dir=instance_dir(config, installed()),
-        )
-        try:
+        async with open_services(config) as services:
             return await work(services)
-        finally:
-            await engine.dispose()
 
     return asyncio.run(main())
 

@@ -47,10 +47,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/announcements/{id:\\d+}/audio", audio)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _time(value: Any, name: str) -> datetime | None:
     if value in (None, ""):
         return None
@@ -104,14 +100,16 @@ async def create(request: web.Request) -> web.Response:
         draft = _draft(await _json(request), user.name)
         made = await service.create(request.app[SERVICES], draft)
     except AnnouncementError as exc:
-        return _error(422 if str(exc).startswith("speech synthesis") else 400, str(exc))
+        raise json_error(
+            str(exc), 422 if str(exc).startswith("speech synthesis") else 400
+        ) from None
     return _created(request, made)
 
 
 async def upload(request: web.Request) -> web.Response:
     user = require_role(request, *WRITERS)
     if not request.content_type.startswith("multipart/"):
-        return _error(400, "send multipart/form-data with a 'file' field")
+        raise json_error("send multipart/form-data with a 'file' field", 400)
     fields: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bereik-upload-") as tmp:
         saved: Path | None = None
@@ -125,18 +123,18 @@ async def upload(request: web.Request) -> web.Response:
                     while chunk := await part.read_chunk():  # type: ignore[union-attr]
                         size += len(chunk)
                         if size > MAX_UPLOAD:
-                            return _error(413, "the file is larger than 20 MB")
+                            raise json_error("the file is larger than 20 MB", 413)
                         out.write(chunk)
             elif name:
                 fields[name] = (await part.text())[:5000]  # type: ignore[union-attr]
         if saved is None:
-            return _error(400, "no 'file' field with the audio")
+            raise json_error("no 'file' field with the audio", 400)
         try:
             made = await service.create(
                 request.app[SERVICES], _draft(fields, user.name), upload=saved
             )
         except AnnouncementError as exc:
-            return _error(400, str(exc))
+            raise json_error(str(exc), 400) from None
     return _created(request, made)
 
 
@@ -153,7 +151,7 @@ def _ident(request: web.Request) -> int:
     # The route only takes digits; more than 12 is no announcement of ours, and would
     # overflow the database's integer (a 500) instead of being a plain 404.
     if len(raw) > 12:
-        raise web.HTTPNotFound(**json_error("no such announcement"))
+        raise json_error("no such announcement", 404)
     return int(raw)
 
 
@@ -166,7 +164,7 @@ async def one(request: web.Request) -> web.Response:
     current_user(request)
     found = await _find(request)
     if found is None:
-        return _error(404, "no such announcement")
+        raise json_error("no such announcement", 404)
     return web.json_response(service.as_json(request.app[SERVICES], found))
 
 
@@ -186,10 +184,12 @@ async def change(request: web.Request) -> web.Response:
                 raise AnnouncementError("text must be a string")
             await service.change_text(services, ident, body["text"], user.name)
     except LookupError:
-        return _error(404, "no such announcement")
+        raise json_error("no such announcement", 404) from None
     except AnnouncementError as exc:
         # The old text and audio stay live; the operator reads why the new one failed.
-        return _error(422 if str(exc).startswith("speech synthesis") else 400, str(exc))
+        raise json_error(
+            str(exc), 422 if str(exc).startswith("speech synthesis") else 400
+        ) from None
     found = await _find(request)
     assert found is not None
     return web.json_response(service.as_json(services, found))
@@ -201,7 +201,7 @@ async def end(request: web.Request) -> web.Response:
     try:
         ended = await service.end(services, _ident(request), user.name)
     except LookupError:
-        return _error(404, "no such announcement")
+        raise json_error("no such announcement", 404) from None
     return web.json_response(service.as_json(services, ended))
 
 
@@ -210,8 +210,8 @@ async def audio(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     found = await _find(request)
     if found is None or not found.audio:
-        return _error(404, "no such announcement")
+        raise json_error("no such announcement", 404)
     path = service.audio_file(services, found.audio)
     if not path.is_file():
-        return _error(404, "the audio file is missing")
+        raise json_error("the audio file is missing", 404)
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})

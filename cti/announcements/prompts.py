@@ -16,26 +16,13 @@ import time
 import wave
 from pathlib import Path
 
-from bereik.services import Services
-from cti.announcements.tts import TtsEngine, engine_from_name
+from cti.services import Services
 
 _locks: dict[str, asyncio.Lock] = {}
 # When each cached prompt was last marked as used (its mtime set to now), so the sweeper
 # (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
 _touched: dict[str, float] = {}
 TOUCH_EVERY = 24 * 3600
-
-
-def engine(services: Services) -> TtsEngine:
-    """The configured engine ([tts] in the config), made once per process."""
-    found = services.extras.get("tts")
-    if found is None:
-        tts = services.config.tts
-        options: dict[str, object] = {"timeout": tts.timeout_seconds, "max_chars": tts.max_chars}
-        if tts.speed is not None:
-            options["speed"] = tts.speed
-        found = services.extras["tts"] = engine_from_name(tts.engine, **options)
-    return found  # type: ignore[return-value]
 
 
 async def prompt(services: Services, text: str, language: str | None = None) -> str:
@@ -49,7 +36,7 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
             async with lock:
                 if not wav.exists():
                     wav.parent.mkdir(parents=True, exist_ok=True)
-                    await engine(services).synthesize(text, wav, language)
+                    await services.tts.synthesize(text, wav, language)
         finally:
             # A lock only matters while its file is being made; keeping one per text ever
             # spoken (every repeat caller's date sentence) would grow without bound.

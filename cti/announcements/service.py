@@ -20,12 +20,11 @@ from pathlib import Path
 from sqlalchemy import case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.config import Config, MenuOption
-from bereik.services import Services
-from cti.announcements.prompts import engine
-from cti.announcements.tts import TtsError, convert_upload
 from cti.audit import audit
+from cti.services import Services
 from cti.store.models import Announcement
+from cti.tts import TtsError, convert_upload
+from dialplan.config import Config, MenuOption
 
 KINDS = ("outage", "closure", "news")
 SOURCES = ("tts", "phone", "upload")
@@ -200,7 +199,7 @@ async def speak(services: Services, text: str) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     name = _new_audio_name("tts")
     try:
-        await engine(services).synthesize(
+        await services.tts.synthesize(
             text, audio_file(services, name), services.config.exchange.language
         )
     except TtsError as exc:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bereik.services import Services
 from cti.announcements.service import audio_dir
+from cti.services import Services
 from cti.store.models import Announcement
 
 log = logging.getLogger("bereik.announcements")

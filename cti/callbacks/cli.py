@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bereik.config import Config, ConfigError, load
 from cti.audit import audit
 from cti.hoppers.service import opening_hours
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Hopper
+from dialplan.config import Config, ConfigError, load
 
 
 def add_due(actions: Any) -> None:

@@ -37,8 +37,8 @@ from cti.callbacks.service import CallbackError, close_hopper, record_closed
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
 
 if TYPE_CHECKING:
-    from bereik.services import Services
     from cti.ami.bus import EventBus
+    from cti.services import Services
     from cti.store.models import User
 
 log = logging.getLogger("bereik.callbacks")

@@ -44,16 +44,12 @@ def setup(app: web.Application) -> None:
     app.router.add_post(r"/api/hoppers/{id:\d+}/close", post_close)
 
 
-def _error(message: str, status: int) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _hopper_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     # The route only takes digits; more than 12 is no hopper of ours, and would overflow
     # the database's integer (a 500) instead of being a plain 404.
     if len(raw) > 12:
-        raise web.HTTPNotFound(**json_error(f"hopper {raw[:20]}... does not exist"))
+        raise json_error(f"hopper {raw[:20]}... does not exist", 404)
     return int(raw)
 
 
@@ -93,7 +89,7 @@ async def get_hopper(request: web.Request) -> web.Response:
     async with services.sessions() as session, session.begin():
         hopper = await session.get(Hopper, hopper_id, options=[selectinload(Hopper.events)])
         if hopper is None:
-            return _error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
+            raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
         require_team_access(user, hopper.team_id)
         attempts = list(await load_attempts(session, hopper_id))
         audit(session, actor=user.name, action="view", object_type="hopper", object_id=hopper_id)
@@ -108,11 +104,11 @@ async def post_claim(request: web.Request) -> web.Response:
         async with services.sessions() as session, session.begin():
             hopper = await session.get(Hopper, hopper_id, options=[selectinload(Hopper.events)])
             if hopper is None:
-                return _error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
+                raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
             require_team_access(user, hopper.team_id)
             claim_hopper(session, hopper, user.name)
     except CallbackError as exc:
-        return _error(str(exc), exc.status)
+        raise json_error(str(exc), exc.status) from None
     return web.json_response({"id": hopper_id, "claimed_by": user.name})
 
 
@@ -123,12 +119,12 @@ async def post_callback(request: web.Request) -> web.Response:
     async with services.sessions() as session:
         hopper = await session.get(Hopper, hopper_id)
     if hopper is None:
-        return _error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
+        raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
     require_team_access(user, hopper.team_id)
     try:
         attempt = await start_callback(services, hopper_id, user)
     except CallbackError as exc:
-        return _error(str(exc), exc.status)
+        raise json_error(str(exc), exc.status) from None
     return web.json_response(attempt_json(attempt), status=202)
 
 
@@ -139,18 +135,18 @@ async def post_close(request: web.Request) -> web.Response:
     body = await _body(request)
     reason, note = body.get("reason", ""), body.get("note", "")
     if not isinstance(reason, str) or not isinstance(note, str):
-        return _error("reason en note moeten tekst zijn", 400)
+        raise json_error("reason en note moeten tekst zijn", 400)
     try:
         async with services.sessions() as session, session.begin():
             hopper = await session.get(Hopper, hopper_id, options=[selectinload(Hopper.events)])
             if hopper is None:
-                return _error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
+                raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
             require_team_access(user, hopper.team_id)
             await close_hopper(
                 session, hopper, reason, user.name, config=services.config, note=note
             )
     except CallbackError as exc:
-        return _error(str(exc), exc.status)
+        raise json_error(str(exc), exc.status) from None
     record_closed(services, hopper)
     return web.json_response(
         {

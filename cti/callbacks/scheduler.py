@@ -35,8 +35,8 @@ from cti.hoppers.service import opening_hours, team_info
 from cti.store.models import Hopper, OutboxMail
 
 if TYPE_CHECKING:
-    from bereik.config import Config
-    from bereik.services import Services
+    from cti.services import Services
+    from dialplan.config import Config
 
 log = logging.getLogger("bereik.callbacks.scheduler")
 

@@ -33,8 +33,8 @@ from cti.store.models import CallbackAttempt, Hopper, HopperEvent
 from dialplan.hours import OpeningHours
 
 if TYPE_CHECKING:
-    from bereik.config import Config
-    from bereik.services import Services
+    from cti.services import Services
+    from dialplan.config import Config
 
 CLOSING_REASONS: dict[str, dict[str, str]] = {
     "reached": {"nl": "teruggebeld en bereikt", "en": "called back and reached"},

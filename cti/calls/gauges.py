@@ -1,7 +1,7 @@
 """Worker: every few seconds, the norm ratios and hopper gauges from the database.
 
 These figures are not counted from events but computed from the ``calls`` and ``hoppers``
-tables (``metrics.norms``), so a restart of ``bereik serve`` does not reset them, and a
+tables (``cti.calls.norms``), so a restart of ``bereik serve`` does not reset them, and a
 hopper closed through the web or the CLI shows up without any event.
 """
 
@@ -11,8 +11,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from bereik.services import Services
-from metrics.norms import hopper_gauges, norm_ratios
+from cti.calls.norms import hopper_gauges, norm_ratios
+from cti.services import Services
 
 log = logging.getLogger("bereik.metrics")
 

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bereik.config import ConfigError, load
 from cti.audit import audit
 from cti.hoppers.service import STATUSES, hopper_json, list_hoppers
 from cti.store.db import create_engine, migrate_async, sessions
+from dialplan.config import ConfigError, load
 
 
 def register(subparsers: Any) -> None:

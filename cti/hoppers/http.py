@@ -46,10 +46,6 @@ KCC_ROLES = ("agent", "supervisor")
 TYPED_NUMBER = re.compile(r"\+?[0-9][0-9 ().-]{2,39}")
 
 
-def bad(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 async def _body(request: web.Request) -> dict[str, Any]:
     refusal = "the body must be a JSON object"
     return await json_object(request, not_json=refusal, not_object=refusal)
@@ -60,7 +56,7 @@ def _text(data: dict[str, Any], key: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str | int):
-        raise web.HTTPBadRequest(**json_error(f"{key} must be text"))
+        raise json_error(f"{key} must be text")
     return str(value).strip()
 
 
@@ -73,10 +69,10 @@ async def get_hoppers(request: web.Request) -> web.Response:
     team = request.query.get("team", "")
     status = request.query.get("status", "")
     if status and status not in STATUSES:
-        return bad(f"status must be one of {', '.join(STATUSES)}")
+        raise json_error(f"status must be one of {', '.join(STATUSES)}")
     if team:
         if team not in _known_teams(request):
-            return bad(f"unknown team {team!r}")
+            raise json_error(f"unknown team {team!r}")
         require_team_access(user, team)
         teams: list[str] | None = [team]
     elif user.role in ALL_TEAMS_ROLES:
@@ -102,7 +98,9 @@ async def post_hopper(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     caller = _text(data, "caller")
     if caller and not TYPED_NUMBER.fullmatch(caller):
-        return bad("caller: geef een telefoonnummer in cijfers (spaties, streepjes en + mogen)")
+        raise json_error(
+            "caller: geef een telefoonnummer in cijfers (spaties, streepjes en + mogen)"
+        )
     try:
         hopper = await create_hopper(
             services,
@@ -116,7 +114,7 @@ async def post_hopper(request: web.Request) -> web.Response:
             actor=user.name,
         )
     except HopperError as exc:
-        return bad(str(exc))
+        raise json_error(str(exc)) from None
     async with services.sessions() as session:
         audit(session, user.name, "create", "hopper", hopper.id)
         await session.commit()
@@ -136,24 +134,24 @@ async def post_reassign(request: web.Request) -> web.Response:
     user = current_user(request)
     raw_id = request.match_info["id"]
     if not raw_id.isdigit() or len(raw_id) > 12:
-        return bad("hopper id must be a number")
+        raise json_error("hopper id must be a number")
     hopper_id = int(raw_id)
     data = await _body(request)
     to_team = _text(data, "team")
     if not to_team:
-        return bad("give the team to pass the hopper to")
+        raise json_error("give the team to pass the hopper to")
     services = request.app[SERVICES]
     async with services.sessions() as session:
         current = await session.get(Hopper, hopper_id)
     if current is None:
-        return bad(f"hopper {hopper_id} does not exist", 404)
+        raise json_error(f"hopper {hopper_id} does not exist", 404)
     require_team_access(user, current.team_id)
     try:
         await reassign_hopper(
             services, hopper_id, to_team=to_team, actor=user.name, note=_text(data, "note")
         )
     except HopperError as exc:
-        return bad(str(exc), 409 if "gesloten" in str(exc) else 400)
+        raise json_error(str(exc), 409 if "gesloten" in str(exc) else 400) from None
     async with services.sessions() as session:
         audit(session, user.name, "reassign", "hopper", hopper_id, f"to {to_team}")
         await session.commit()
@@ -171,7 +169,7 @@ async def post_transfer(request: web.Request) -> web.Response:
         (t for t in services.config.teams if t.id == _text(data, "team")), None
     )
     if team is None:
-        return bad("give a known team (id or number)")
+        raise json_error("give a known team (id or number)")
     key = request.match_info["id"]
     async with services.sessions() as session:
         call = await session.scalar(
@@ -183,15 +181,17 @@ async def post_transfer(request: web.Request) -> web.Response:
             audit(session, user.name, "transfer", "call", call.id, f"to {team.id}")
             await session.commit()
     if call is None:
-        return bad(f"call {key} does not exist", 404)
+        raise json_error(f"call {key} does not exist", 404)
     if services.ami is None or not services.ami.connected:
-        return bad("the exchange is not reachable right now (AMI down); transfer by phone", 503)
+        raise json_error(
+            "the exchange is not reachable right now (AMI down); transfer by phone", 503
+        )
     try:
         channels = await services.ami.action_list({"Action": "CoreShowChannels"}, timeout=5)
         mine = [c for c in channels if c.get("Event") == "CoreShowChannel"]
         citizen = next((c for c in mine if c.get("Uniqueid") == call.uniqueid), None)
         if citizen is None:
-            return bad("this call has ended", 409)
+            raise json_error("this call has ended", 409)
         await services.ami.action(
             {
                 "Action": "Setvar",
@@ -230,7 +230,7 @@ async def post_transfer(request: web.Request) -> web.Response:
                 timeout=5,
             )
     except AmiError as exc:
-        return bad(f"transfer failed: {exc}", 502)
+        raise json_error(f"transfer failed: {exc}", 502) from None
     return web.json_response(
         {"call": call.id, "team": team.id, "status": "transferring"}, status=200
     )

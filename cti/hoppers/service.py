@@ -41,8 +41,8 @@ from dialplan import clock
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 if TYPE_CHECKING:
-    from bereik.config import Config
-    from bereik.services import Services
+    from cti.services import Services
+    from dialplan.config import Config
 
 KCC_TEAM = "kcc"
 KCC_NORM_WORKING_DAYS = 2

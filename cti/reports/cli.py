@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bereik.config import Config, load
 from cti.reports.figures import PeriodError, build_report, parse_period
 from cti.reports.render import to_csv, to_html
 from cti.store.db import create_engine, migrate_async, sessions
+from dialplan.config import Config, load
 
 
 def register(subparsers: Any) -> None:

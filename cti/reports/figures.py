@@ -1,7 +1,7 @@
 """The figures of a report ("stuurinformatie"): per team and per employee, for one period.
 
 Computed from the ``calls`` and ``hoppers`` tables with the definitions of the live norm
-(metrics/norms.py), applied to a calendar period instead of a rolling window:
+(cti/calls/norms.py), applied to a calendar period instead of a rolling window:
 
 * a call belongs to the period by ``started_at``, a hopper by ``created_at``; periods are
   whole local days in the exchange's time zone (a month ``2026-11`` or an ISO week

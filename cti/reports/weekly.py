@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bereik.services import Services
 from cti.reports.figures import build_report, iso_week, parse_period
 from cti.reports.render import to_text
+from cti.services import Services
 from cti.store.models import OutboxMail
 
 log = logging.getLogger("bereik.reports")

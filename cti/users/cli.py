@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bereik.config import Config, load
 from cti.audit import audit
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.users.service import ROLES, UserError, create_user, get_user, issue_token, set_password
+from dialplan.config import Config, load
 
 
 def register(subparsers: Any) -> None:

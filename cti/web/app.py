@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from bereik.services import Services
+from cti.services import Services
 
 SERVICES = web.AppKey("services", Services)
 

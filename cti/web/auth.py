@@ -55,12 +55,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- errors as JSON -------------------------------------------------------------------------
 
 
-def unauthorized(message: str = "sign in required") -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(**json_error(message))
+def unauthorized(message: str = "sign in required") -> web.HTTPException:
+    return json_error(message, 401)
 
 
-def forbidden(message: str = "not allowed for your role") -> web.HTTPForbidden:
-    return web.HTTPForbidden(**json_error(message))
+def forbidden(message: str = "not allowed for your role") -> web.HTTPException:
+    return json_error(message, 403)
 
 
 # --- the contract used by every feature's handlers ----------------------------------------

@@ -12,12 +12,26 @@ from typing import Any
 from aiohttp import web
 
 
-def json_error(message: str) -> dict[str, Any]:
-    """Keyword arguments for an aiohttp ``HTTPException`` whose body is ``{"error": message}``.
+def _error_classes() -> dict[int, type[web.HTTPException]]:
+    found: dict[int, type[web.HTTPException]] = {}
+    todo: list[type[web.HTTPException]] = [web.HTTPClientError, web.HTTPServerError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        found.setdefault(cls.status_code, cls)
+    return found
 
-    ``raise web.HTTPNotFound(**json_error("no such user"))``
+
+_ERRORS = _error_classes()
+
+
+def json_error(message: str, status: int = 400) -> web.HTTPException:
+    """The one way the API refuses: an HTTP error whose body is ``{"error": message}``.
+
+    ``raise json_error("no such user", 404)``
     """
-    return {"text": json.dumps({"error": message}), "content_type": "application/json"}
+    cls = _ERRORS.get(status, web.HTTPBadRequest)
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def json_object(
@@ -31,7 +45,7 @@ async def json_object(
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(**json_error(not_json)) from None
+        raise json_error(not_json) from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(**json_error(not_object))
+        raise json_error(not_object)
     return body

@@ -25,7 +25,6 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from bereik.services import Services
 from cti.audit import audit
 from cti.store.models import Call, Hopper
 from cti.web.app import SERVICES
@@ -34,7 +33,6 @@ from cti.web.jsonapi import json_error, json_object
 
 log = logging.getLogger(__name__)
 
-EXTRAS_KEY = "web.live"
 CHANNEL = re.compile(r"^PJSIP/(?P<ext>[0-9]{2,8})-[0-9a-f]+$")
 HEARTBEAT_SECONDS = 15.0
 CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
@@ -132,23 +130,14 @@ class LiveCalls:
         self._push(call)
 
 
-def live_calls(services: Services) -> LiveCalls:
-    live = services.extras.get(EXTRAS_KEY)
-    if not isinstance(live, LiveCalls):
-        live = LiveCalls()
-        services.extras[EXTRAS_KEY] = live
-    return live
-
-
-def subscribe(services: Services, bus: Any) -> None:
-    """AMI_SUBSCRIBER entry point."""
-    bus.subscribe(live_calls(services).handle)
-
-
 # --- HTTP ----------------------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
+BOARD = web.AppKey("live_calls", LiveCalls)
+
+
+def setup(app: web.Application, board: LiveCalls) -> None:
+    app[BOARD] = board
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/events", events)
     app.router.add_get("/api/agent/call", agent_call)
@@ -159,19 +148,15 @@ def setup(app: web.Application) -> None:
 
 
 async def _close_streams(app: web.Application) -> None:
-    live_calls(app[SERVICES]).close()
-
-
-def _error(message: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    app[BOARD].close()
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the signed-in user's extension's call, as it changes."""
     user = current_user(request)
     if not user.extension:
-        return _error("your account has no extension", 409)
-    live = live_calls(request.app[SERVICES])
+        raise json_error("your account has no extension", 409)
+    live = request.app[BOARD]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -208,15 +193,15 @@ def _sse(data: dict[str, Any]) -> bytes:
 
 async def agent_call(request: web.Request) -> web.Response:
     user = current_user(request)
-    call = live_calls(request.app[SERVICES]).calls.get(user.extension) if user.extension else None
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     return web.json_response({"call": call.as_json() if call else None})
 
 
 def _current_call(request: web.Request) -> AgentCall:
     user = require_role(request, "agent")
-    call = live_calls(request.app[SERVICES]).calls.get(user.extension) if user.extension else None
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     if call is None:
-        raise web.HTTPConflict(**json_error("there is no call at your extension"))
+        raise json_error("there is no call at your extension", 409)
     return call
 
 
@@ -228,12 +213,12 @@ async def agent_transfer(request: web.Request) -> web.Response:
     team_id = str(body.get("team", ""))
     team = next((t for t in services.config.teams if t.id == team_id), None)
     if team is None:
-        return _error(f"unknown team {team_id!r}")
+        raise json_error(f"unknown team {team_id!r}")
     call = _current_call(request)
     if call.state != "answered":
-        return _error("answer the call before transferring it", 409)
+        raise json_error("answer the call before transferring it", 409)
     if services.ami is None:
-        return _error("the exchange is not reachable (AMI)", 503)
+        raise json_error("the exchange is not reachable (AMI)", 503)
     from cti.ami.client import AmiActionFailed, AmiNotConnected, AmiTimeout
 
     try:
@@ -247,11 +232,15 @@ async def agent_transfer(request: web.Request) -> web.Response:
             timeout=5,
         )
     except AmiNotConnected:
-        return _error("the exchange is not reachable (AMI); transfer from your phone", 503)
+        raise json_error(
+            "the exchange is not reachable (AMI); transfer from your phone", 503
+        ) from None
     except AmiTimeout:
-        return _error("the exchange did not answer in time; check the call on your phone", 504)
+        raise json_error(
+            "the exchange did not answer in time; check the call on your phone", 504
+        ) from None
     except AmiActionFailed as exc:
-        return _error(f"the exchange refused the transfer: {exc}", 409)
+        raise json_error(f"the exchange refused the transfer: {exc}", 409) from None
     async with services.sessions() as session:
         row = await _call_row(session, call.linkedid)
         if row is not None:
@@ -283,12 +272,12 @@ async def agent_category(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     category = str(body.get("category", "")).strip()
     if category not in services.config.categories:
-        return _error(f"unknown question category {category!r}")
+        raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or _current_call(request).linkedid
     async with services.sessions() as session:
         row = await _call_row(session, linkedid)
         if row is None:
-            return _error("that call is not known (yet)", 404)
+            raise json_error("that call is not known (yet)", 404)
         row.category = category
         row.agent = row.agent or user.extension
         audit(
@@ -312,15 +301,15 @@ async def agent_hopper(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     team_id = str(body.get("team", ""))
     if team_id not in {t.id for t in services.config.teams}:
-        return _error(f"unknown team {team_id!r}")
-    call = live_calls(services).calls.get(user.extension) if user.extension else None
+        raise json_error(f"unknown team {team_id!r}")
+    call = request.app[BOARD].calls.get(user.extension) if user.extension else None
     caller = str(body.get("caller") or (call.caller if call else "")).strip()
     if not re.fullmatch(r"\+?[0-9]{3,20}", caller):
-        return _error("give the caller's phone number (digits)")
+        raise json_error("give the caller's phone number (digits)")
     note = str(body.get("note", ""))[:2000]
     category = str(body.get("category", ""))
     if category and category not in services.config.categories:
-        return _error(f"unknown question category {category!r}")
+        raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or (call.linkedid if call else "")
     try:
         hopper = await create_hopper(
@@ -335,7 +324,7 @@ async def agent_hopper(request: web.Request) -> web.Response:
             actor=user.name,
         )
     except HopperError as exc:
-        return _error(str(exc))
+        raise json_error(str(exc)) from None
     async with services.sessions() as session:
         audit(
             session,

@@ -240,7 +240,7 @@ def _inbox_team(request: web.Request, user: User) -> str:
     if not wanted:
         return config.teams[0].id if config.teams else ""
     if wanted not in {t.id for t in config.teams}:
-        raise web.HTTPNotFound(**json_error("unknown team"))
+        raise json_error("unknown team", 404)
     auth.require_team_access(user, wanted)
     return wanted
 
@@ -299,7 +299,7 @@ async def team_page(request: web.Request) -> web.Response:
 async def _hopper_for(request: web.Request, session: Any, user: User) -> Hopper:
     hopper = await session.get(Hopper, int(request.match_info["id"]))
     if hopper is None:
-        raise web.HTTPNotFound(**json_error("no such callback request"))
+        raise json_error("no such callback request", 404)
     auth.require_team_access(user, hopper.team_id)
     return hopper  # type: ignore[no-any-return]
 
@@ -512,13 +512,13 @@ async def announcement_end(request: web.Request) -> web.Response:
     try:
         await end(request.app[SERVICES], int(request.match_info["id"]), user.name)
     except LookupError:
-        raise web.HTTPNotFound(**json_error("no such announcement")) from None
+        raise json_error("no such announcement", 404) from None
     raise back("/operator", msg="saved")
 
 
 def _wav(path: Path) -> web.StreamResponse:
     if not path.is_file():
-        raise web.HTTPNotFound(**json_error("no audio"))
+        raise json_error("no audio", 404)
     return web.FileResponse(
         path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, max-age=60"}
     )
@@ -532,7 +532,7 @@ async def announcement_audio(request: web.Request) -> web.StreamResponse:
     async with services.sessions() as session:
         found = await session.get(Announcement, int(request.match_info["id"]))
     if found is None or not found.audio:
-        raise web.HTTPNotFound(**json_error("no such announcement"))
+        raise json_error("no such announcement", 404)
     return _wav(audio_file(services, found.audio))
 
 
@@ -556,7 +556,7 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
     auth.require_role(request, "operator")
     name = request.match_info["name"]
     if not name.startswith("tts-") or not name[4:].isalnum():
-        raise web.HTTPNotFound(**json_error("no such preview"))
+        raise json_error("no such preview", 404)
     return _wav(audio_file(request.app[SERVICES], name))
 
 
@@ -564,7 +564,7 @@ async def preview_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def board_figures(request: web.Request) -> dict[str, Any]:
-    from metrics.norms import WINDOWS, hopper_gauges, norm_ratios
+    from cti.calls.norms import WINDOWS, hopper_gauges, norm_ratios
 
     services = request.app[SERVICES]
     config = services.config
@@ -699,7 +699,7 @@ async def user_update(request: web.Request) -> web.Response:
     async with request.app[SERVICES].sessions() as session:
         user = await session.get(User, int(request.match_info["id"]))
         if user is None:
-            raise web.HTTPNotFound(**json_error("no such user"))
+            raise json_error("no such user", 404)
         role = str(form.get("role", user.role))
         if role not in ROLES:
             raise back("/admin", err="unknown role")
@@ -735,7 +735,7 @@ async def user_token(request: web.Request) -> web.Response:
     async with request.app[SERVICES].sessions() as session:
         user = await session.get(User, int(request.match_info["id"]))
         if user is None:
-            raise web.HTTPNotFound(**json_error("no such user"))
+            raise json_error("no such user", 404)
         token = await issue_token(session, user)
         audit(session, actor=admin.name, action="token", object_type="user", object_id=user.id)
         await session.commit()

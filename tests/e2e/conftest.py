@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, exchange
 
 pytestmark = pytest.mark.e2e

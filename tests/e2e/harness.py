@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from bereik.asterisk import AsteriskProcess, Installation
-from bereik.config import Config, load
 from cti.ami.client import AmiClient
+from dialplan.asterisk import AsteriskProcess, Installation
+from dialplan.config import Config, load
 from dialplan.render import load_secrets, render
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import PASSWORD, add_users
 

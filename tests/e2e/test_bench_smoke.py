@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bereik import asterisk
+from dialplan import asterisk
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]

@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bereik import asterisk
-from bereik.config import load
 from cti.store.db import create_engine, migrate, sessions
 from cti.store.models import Hopper
+from dialplan import asterisk
+from dialplan.config import load
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, start_bereik_serve
 from tests.e2e.mail import Mailbox, Smtp
 

@@ -20,10 +20,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bereik import asterisk
 from cti.store.db import create_engine, sessions
 from cti.store.models import Hopper
 from cti.users.service import create_user, issue_token
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 
 TEAMS = """

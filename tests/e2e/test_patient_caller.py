@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bereik.asterisk import Installation
+from dialplan.asterisk import Installation
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_ivr import announce, played

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import add_user_with_cli, add_users, chromium, screenshot, sign_in
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures

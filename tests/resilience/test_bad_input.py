@@ -23,7 +23,7 @@ import pytest
 
 from agi.protocol import Environment
 from agi.server import AgiChannel
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_teams import api_tokens

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures

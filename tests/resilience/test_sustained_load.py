@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import Base
+from cti.tts import engine_for
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 
@@ -30,6 +31,7 @@ async def memory_services(
             async_sessionmaker(engine, expire_on_commit=False),
             BereikMetrics(teams=teams),
             data_dir,
+            engine_for(config.tts),
         )
     finally:
         await engine.dispose()

@@ -17,19 +17,18 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from bereik.config import Config, ConfigError, load
-from bereik.services import Services
 from cti.announcements import http, service
 from cti.announcements.cli import parse_time
-from cti.announcements.prompts import _touched, engine, prompt, prompt_file
+from cti.announcements.prompts import _touched, prompt, prompt_file
 from cti.announcements.service import AnnouncementError, Draft
 from cti.announcements.sweeper import sweep
-from cti.announcements.tts import EspeakEngine
+from cti.services import Services, build_services
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Announcement, AuditEntry
+from cti.tts import EspeakEngine, engine_for
 from cti.users.service import create_user, issue_token
 from cti.web.app import create_app
-from metrics.registry import BereikMetrics
+from dialplan.config import Config, ConfigError, load
 
 TOML = """
 [asterisk]
@@ -66,12 +65,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     config: Config = load(path)
     await migrate_async(url)
     engine = create_engine(url)
-    yield Services(
-        config=config,
-        sessions=sessions(engine),
-        metrics=BereikMetrics(),
-        instance_dir=tmp_path / "instance",
-    )
+    yield build_services(config, sessions(engine), home=tmp_path / "instance")
     await engine.dispose()
 
 
@@ -200,7 +194,7 @@ async def test_created_by_text_is_spoken_and_live_at_once(services: Services) ->
 async def test_failed_synthesis_keeps_the_previous_audio(services: Services) -> None:
     made = await service.create(services, Draft(kind="news", text="Eerste tekst."))
     before = service.audio_file(services, made.audio).read_bytes()
-    services.extras["tts"] = EspeakEngine(espeak="/nonexistent/espeak-ng")
+    services.tts = EspeakEngine(espeak="/nonexistent/espeak-ng")
     with pytest.raises(AnnouncementError, match="speech synthesis failed: espeak-ng not installed"):
         await service.change_text(services, made.id, "Nieuwe tekst.", actor="olga")
     still = await _get(services, made.id)
@@ -324,13 +318,7 @@ def test_the_voice_is_chosen_by_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tts\.engine: unknown TTS engine 'piper'"):
         load(path)
     path.write_text('[tts]\nengine = "espeak-ng"\nspeed = 140\ntimeout_seconds = 5\n')
-    services = Services(
-        config=load(path),
-        sessions=None,  # type: ignore[arg-type]  # the engine needs no database
-        metrics=BereikMetrics(),
-        instance_dir=tmp_path,
-    )
-    chosen = engine(services)
+    chosen = engine_for(load(path).tts)
     assert isinstance(chosen, EspeakEngine)
     assert (chosen.speed, chosen.timeout) == (140, 5.0)
 

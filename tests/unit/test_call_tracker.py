@@ -18,11 +18,12 @@ import pytest
 from panoramisk.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
-from cti.ami.listener import CallListener
+from cti.calls.listener import CallListener
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
-from cti.store.models import Base, Call, Hopper
+from cti.services import Services
+from cti.store.models import Base, Call, Hopper, HopperEvent
+from cti.tts import engine_for
+from dialplan.config import Config
 from metrics.registry import BereikMetrics
 
 STREAM = Path(__file__).resolve().parents[1] / "e2e" / "data" / "ami_stream.txt"
@@ -343,6 +344,7 @@ async def listener() -> AsyncIterator[CallListener]:
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         metrics=metrics,
         instance_dir=Path("/nonexistent"),
+        tts=engine_for(config.tts),
     )
     yield CallListener(services)
     await engine.dispose()
@@ -389,13 +391,19 @@ async def test_listener_outcome_is_hopper_when_one_was_made_of_the_call(
     for effect in effects:
         await listener.apply(effect)
     async with listener.services.sessions() as session:
+        hopper = Hopper(
+            team_id="vergunningen",
+            caller="0612345678",
+            reason="no_answer",
+            call_uniqueid="6.0",
+            deadline=datetime.now(UTC) + timedelta(days=2),
+        )
+        session.add(hopper)
+        await session.flush()
+        # What create_hopper writes with it: the event that names the call.
         session.add(
-            Hopper(
-                team_id="vergunningen",
-                caller="0612345678",
-                reason="no_answer",
-                call_uniqueid="6.0",
-                deadline=datetime.now(UTC) + timedelta(days=2),
+            HopperEvent(
+                hopper_id=hopper.id, kind="created", team_id="vergunningen", call_uniqueid="6.0"
             )
         )
         await session.commit()

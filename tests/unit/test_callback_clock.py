@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bereik.config import ClosedPeriod, Hours
 from cti.callback_clock import (
     deadline,
     is_overdue,
@@ -15,6 +14,7 @@ from cti.callback_clock import (
     start_day,
     working_days_between,
 )
+from dialplan.config import ClosedPeriod, Hours
 from dialplan.hours import OpeningHours
 
 AMS = ZoneInfo("Europe/Amsterdam")

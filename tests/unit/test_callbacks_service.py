@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.callbacks.clicktocall import finish_attempt
 from cti.callbacks.scheduler import Due, check, due_mails, queue_once
 from cti.callbacks.service import CallbackError, claim_hopper, close_hopper
+from cti.services import Services, build_services
 from cti.store.models import AuditEntry, Base, CallbackAttempt, Hopper, HopperEvent, OutboxMail
-from metrics.registry import BereikMetrics
+from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
 # Wednesday 12 June 2024: 09:00 and 14:00 in Amsterdam (CEST, UTC+2).
@@ -260,11 +259,8 @@ async def test_hoppers_due_lists_today_and_overdue_per_team(tmp_path: Path) -> N
     sync.dispose()
     config = CONFIG.model_copy(update={"database": CONFIG.database.model_copy(update={"url": url})})
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'due.db'}")
-    services = Services(
-        config,
-        async_sessionmaker(engine, expire_on_commit=False),
-        BereikMetrics(teams=["vergunningen"]),
-        tmp_path,
+    services = build_services(
+        config, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path
     )
     overdue = await add(services, hopper(deadline=DEADLINE - timedelta(days=1)))
     today = await add(services, hopper(deadline=DEADLINE))

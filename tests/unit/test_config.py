@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bereik.cli import main
-from bereik.config import ConfigError, load
+from dialplan.config import ConfigError, load
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
+from cti.services import Services, build_services
 from cti.store.models import Base, Hopper, HopperEvent, OutboxMail
-from metrics.registry import BereikMetrics
+from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
 # Monday 10 June 2024, 10:00 in Amsterdam (CEST, UTC+2).
@@ -175,8 +174,8 @@ async def test_two_calls_from_one_number_at_once_make_one_hopper(tmp_path: Path)
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-    services = Services(
-        CONFIG, async_sessionmaker(engine, expire_on_commit=False), BereikMetrics(), tmp_path
+    services = build_services(
+        CONFIG, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path
     )
     try:
         made = await asyncio.gather(

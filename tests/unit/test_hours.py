@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bereik.config import ClosedPeriod, Hours
 from dialplan import hours as hours_module
+from dialplan.config import ClosedPeriod, Hours
 from dialplan.hours import OpeningHours
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -10,7 +10,7 @@ import pytest
 
 from agi import menu
 from agi.handlers.operator import valid_until
-from bereik.config import Config, ConfigError, load
+from dialplan.config import Config, ConfigError, load
 from dialplan.hours import OpeningHours
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from agi.observer import AgiMetricsObserver
 from agi.server import AgiObserver
-from metrics.registry import WAIT_BUCKETS, AgiMetricsObserver, BereikMetrics
+from metrics.registry import WAIT_BUCKETS, BereikMetrics
 
 CONTRACT = {
     "bereik_calls_offered": ("counter", {"entry"}),
@@ -31,6 +32,9 @@ CONTRACT = {
     "bereik_agi_command_seconds": ("histogram", set()),
     "bereik_agi_refused": ("counter", {"reason"}),
     "bereik_ami_events_dropped": ("counter", set()),
+    "bereik_ivr_choices": ("counter", {"path", "destination"}),
+    "bereik_ivr_closed_calls": ("counter", {"action"}),
+    "bereik_announcements_played": ("counter", {"scope_kind"}),
 }
 
 

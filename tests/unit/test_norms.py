@@ -1,4 +1,4 @@
-"""The service-norm rules of metrics.norms, one test per rule, on in-memory SQLite."""
+"""The service-norm rules of cti.calls.norms, one test per rule, on in-memory SQLite."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from cti.calls.norms import hopper_gauges, norm_ratios, window_starts
 from cti.store.models import Base, Call, Hopper
-from metrics.norms import hopper_gauges, norm_ratios, window_starts
 
 TZ = "Europe/Amsterdam"
 # Wednesday 12 June 2024, 14:00 in Amsterdam (CEST, UTC+2).

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.serve import WEB_PLUGINS
-from bereik.services import Services
-from cti.web.app import create_app
+from bereik.serve import web_app
+from cti.services import build_services
+from cti.web.live import LiveCalls
 from cti.web.openapi import DOCUMENT
-from metrics.registry import BereikMetrics
+from dialplan.config import Config
 
 
 def test_document_is_openapi_3_and_every_operation_answers(tmp_path: Path) -> None:
@@ -30,8 +28,8 @@ def test_document_is_openapi_3_and_every_operation_answers(tmp_path: Path) -> No
 
 def test_documented_paths_are_mounted(tmp_path: Path) -> None:
     engine = create_async_engine("sqlite+aiosqlite://")
-    services = Services(Config(), async_sessionmaker(engine), BereikMetrics(teams=[]), tmp_path)
-    app = create_app(services, [importlib.import_module(n).setup for n in WEB_PLUGINS])
+    services = build_services(Config(), async_sessionmaker(engine), home=tmp_path)
+    app = web_app(services, LiveCalls())
     mounted = set()
     for resource in app.router.resources():
         info = resource.get_info()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +14,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.outbox import backoff, send_due
+from cti.services import Services, build_services
 from cti.store.models import Base, OutboxMail
-from metrics.registry import BereikMetrics
+from dialplan.config import Config
 from tests.e2e.harness import free_port
 
 
@@ -53,9 +53,7 @@ async def services(tmp_path: Path, port: int) -> AsyncIterator[Services]:
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     config = Config.model_validate({"mail": {"smtp_port": port, "retry_seconds": 1}})
-    yield Services(
-        config, async_sessionmaker(engine, expire_on_commit=False), BereikMetrics(), tmp_path
-    )
+    yield build_services(config, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path)
     await engine.dispose()
 
 
@@ -78,11 +76,8 @@ async def test_two_senders_at_once_send_each_mail_once(
 ) -> None:
     await queue(services, 10)
     other_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    other = Services(
-        services.config,
-        async_sessionmaker(other_engine, expire_on_commit=False),
-        services.metrics,
-        tmp_path,
+    other = dataclasses.replace(
+        services, sessions=async_sessionmaker(other_engine, expire_on_commit=False)
     )
     try:
         sent = await asyncio.gather(send_due(services), send_due(other))

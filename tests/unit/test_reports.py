@@ -13,13 +13,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.reports.figures import PeriodError, build_report, parse_period
 from cti.reports.render import to_csv, to_html
 from cti.reports.weekly import queue_weekly
+from cti.services import build_services
 from cti.store.models import Base, Call, Hopper, OutboxMail
-from metrics.registry import BereikMetrics
+from dialplan.config import Config
 
 TZ = "Europe/Amsterdam"
 # Tuesday 10 November 2026, in ISO week 46.
@@ -170,11 +169,8 @@ async def test_weekly_mail_to_the_team_lead_is_queued_once(
 ) -> None:
     async with maker() as session:
         await seed(session)
-    services = Services(
-        config=Config.model_validate(CONFIG),
-        sessions=maker,
-        metrics=BereikMetrics(),
-        instance_dir=Path("/nonexistent"),
+    services = build_services(
+        Config.model_validate(CONFIG), maker, home=Path("/nonexistent")
     )
     monday = datetime(2026, 11, 16, 7, 0, tzinfo=UTC)  # week 47 has begun: mail week 46
     assert await queue_weekly(services, monday) == 1

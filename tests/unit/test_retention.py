@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bereik.config import Config
-from bereik.services import Services
 from cti.retention import run_once
+from cti.services import Services
 from cti.store.models import AuditEntry, Call, Hopper, HopperEvent
+from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
 NOW = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)

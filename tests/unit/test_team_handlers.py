@@ -9,10 +9,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from agi.handlers.hopper import digit_prompts, reason_for
 from agi.handlers.presence import extension_of, set_presence
 from agi.handlers.team import dial_plan, present_members
-from bereik.config import Team
-from bereik.services import Services
+from cti.services import build_services
 from cti.store.models import Base
-from metrics.registry import BereikMetrics
+from dialplan.config import Team
 from tests.unit.test_hoppers_service import CONFIG
 
 
@@ -68,8 +67,8 @@ async def test_absent_members_are_skipped_and_unknown_ones_count_as_present(
     engine = create_async_engine("sqlite+aiosqlite://")
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-    services = Services(
-        CONFIG, async_sessionmaker(engine, expire_on_commit=False), BereikMetrics(), tmp_path
+    services = build_services(
+        CONFIG, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path
     )
     try:
         assert await present_members(services, ["3001", "3101"]) == ["3001", "3101"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cti.announcements.tts import (
+from cti.tts import (
     EspeakEngine,
     TtsEngine,
     TtsError,

@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from dialplan.config import Tts
+
 __all__ = [
     "EspeakEngine",
     "TtsEngine",
@@ -277,6 +279,17 @@ _ENGINES: dict[str, Callable[..., TtsEngine]] = {
 }
 
 _NAME = re.compile(r"^[a-z0-9-]*$")
+
+
+def engine_for(settings: Tts) -> TtsEngine:
+    """The engine the configuration's [tts] names, with its options."""
+    options: dict[str, object] = {
+        "timeout": settings.timeout_seconds,
+        "max_chars": settings.max_chars,
+    }
+    if settings.speed is not None:
+        options["speed"] = settings.speed
+    return engine_from_name(settings.engine, **options)
 
 
 def engine_from_name(name: str = "espeak", **options: object) -> TtsEngine:

@@ -11,9 +11,9 @@ import logging
 
 from agi.handlers.operator import SAY
 from agi.menu import all_prompts
-from bereik.services import Services
 from cti.announcements.prompts import prompt
-from cti.announcements.tts import TtsError
+from cti.services import Services
+from cti.tts import TtsError
 from dialplan.hours import OpeningHours
 
 log = logging.getLogger("bereik.announcements")

@@ -34,16 +34,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.services import Services
-from cti.ami.bus import EventBus
 from cti.ami.client import AmiError
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.services import Services
 from cti.store.models import Call, HopperEvent
 
 log = logging.getLogger("bereik.calls")
 
 RESYNC_EVENT = "BereikResync"
-EXTRA_KEY = "call_listener"
 # IVR routes that are an outcome of their own when the caller reached nobody.
 ROUTES = ("closed", "info")
 # Effects written in one transaction at most.
@@ -248,25 +246,3 @@ def _rowcount(result: Any) -> int:
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
-
-
-def listener_of(services: Services) -> CallListener:
-    existing = services.extras.get(EXTRA_KEY)
-    if isinstance(existing, CallListener):
-        return existing
-    listener = CallListener(services)
-    services.extras[EXTRA_KEY] = listener
-    return listener
-
-
-def subscribe(services: Services, bus: EventBus) -> None:
-    """AMI subscriber: feed the tracker; resync from the live channels on every connect."""
-    listener = listener_of(services)
-    bus.subscribe(listener.on_event)
-    if services.ami is not None:
-        services.ami.on_connected.append(listener.on_connected)
-
-
-async def run(services: Services) -> None:
-    """Worker: write the tracker's effects and count them."""
-    await listener_of(services).run()

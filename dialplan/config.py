@@ -241,11 +241,16 @@ class Retention(Strict):
     audit_days: int = Field(365, ge=1)
 
 
-class Tts(Strict):
-    """The voice of every prompt and announcement (cti/announcements/tts.py)."""
+# The speech engines cti/tts.py knows (its _ENGINES keys); named here so that a wrong name
+# is a configuration error at load time, without the configuration importing the engines.
+TTS_ENGINES = ("espeak", "espeak-ng")
 
-    # "espeak" (espeak-ng, always there); another engine is added in tts._ENGINES and
-    # chosen here by name.
+
+class Tts(Strict):
+    """The voice of every prompt and announcement (cti/tts.py)."""
+
+    # "espeak" (espeak-ng, always there); another engine is added in cti/tts.py's _ENGINES
+    # and in TTS_ENGINES, and chosen here by name.
     engine: str = "espeak"
     timeout_seconds: float = Field(20.0, gt=0, le=300)
     max_chars: int = Field(2000, ge=10, le=20000)
@@ -254,12 +259,9 @@ class Tts(Strict):
     @field_validator("engine")
     @classmethod
     def known_engine(cls, value: str) -> str:
-        from cti.announcements.tts import TtsError, engine_from_name
-
-        try:
-            engine_from_name(value)
-        except TtsError as exc:
-            raise ValueError(str(exc)) from None
+        if (value or "espeak").strip().lower() not in TTS_ENGINES:
+            known = ", ".join(sorted(TTS_ENGINES))
+            raise ValueError(f"unknown TTS engine {value!r} (known: {known})")
         return value
 
 

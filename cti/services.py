@@ -1,0 +1,93 @@
+"""What a handler, a worker or a web view may use: built once per process, passed explicitly.
+
+This is the ground of the process: it imports the configuration (dialplan.config) and the
+adapters (store, AMI client, speech engine, metrics registry), never a feature, so every
+feature, handler and the command line may import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cti.ami.client import AmiClient
+from cti.store.db import Sessions, create_engine, migrate_async, sessions
+from cti.tts import TtsEngine, engine_for
+from dialplan.asterisk import installed
+from dialplan.config import Config
+from dialplan.render import load_secrets
+from metrics.registry import BereikMetrics
+
+
+@dataclass
+class Services:
+    config: Config
+    sessions: Sessions
+    metrics: BereikMetrics
+    # Where Asterisk's instance directory is on this machine (sounds, recordings).
+    instance_dir: Path
+    # The voice of every prompt and announcement ([tts] in the configuration).
+    tts: TtsEngine
+    # The one AMI client (commands to Asterisk); None in a command-line tool.
+    ami: AmiClient | None = None
+
+    @property
+    def sounds_dir(self) -> Path:
+        return self.instance_dir / "sounds"
+
+    def asterisk_path(self, host_path: Path) -> str:
+        """The path Asterisk uses for a file under the instance directory."""
+        relative = host_path.relative_to(self.instance_dir)
+        return f"{self.config.asterisk.instance_dir}/{relative}"
+
+
+def instance_dir(config: Config) -> Path:
+    """Where Asterisk's instance directory is on this machine (in its chroot if it has one)."""
+    installation = installed()
+    root = installation.root if installation else Path("/")
+    return root / config.asterisk.instance_dir.lstrip("/")
+
+
+def build_services(
+    config: Config,
+    store: Sessions,
+    *,
+    home: Path | None = None,
+    handlers: Iterable[str] = (),
+    with_ami: bool = False,
+) -> Services:
+    """The one place Services are put together (bereik serve, the command line, the bench).
+
+    `handlers` are the FastAGI handler names whose series exist from the start; `with_ami`
+    makes the AMI client (not yet started) with this instance's generated secret.
+    """
+    home = home or instance_dir(config)
+    metrics = BereikMetrics(teams=[team.id for team in config.teams], handlers=handlers)
+    ami: AmiClient | None = None
+    if with_ami:
+        secret = load_secrets(home / "secrets.json", config).ami
+        ami = AmiClient("127.0.0.1", config.asterisk.ami_port, config.asterisk.ami_user, secret)
+        ami.on_state.append(metrics.set_ami_connected)
+    return Services(
+        config=config,
+        sessions=store,
+        metrics=metrics,
+        instance_dir=home,
+        tts=engine_for(config.tts),
+        ami=ami,
+    )
+
+
+@asynccontextmanager
+async def open_services(
+    config: Config, *, handlers: Iterable[str] = (), with_ami: bool = False
+) -> AsyncIterator[Services]:
+    """Services on the configured database, migrated first; the engine is closed after."""
+    await migrate_async(config.database.url)
+    engine = create_engine(config.database.url)
+    try:
+        yield build_services(config, sessions(engine), handlers=handlers, with_ami=with_ami)
+    finally:
+        await engine.dispose()
