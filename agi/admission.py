@@ -5,8 +5,11 @@ waited in silence (up to 20 s) while the loop worked through a backlog. A refuse
 connection costs the caller nothing: the dialplan's static fallback takes the call at
 once (the KCC). So a new call is refused while the process shows it is behind:
 
-* a call accepted earlier still waits for its first command after `stall_seconds`
-  (half the first-prompt bound by default): the newest arrivals would wait longer still;
+* recent calls waited on average (exponentially weighted) more than `stall_seconds`
+  (half the first-prompt bound) from accept to their first command ("slow"), or two or
+  more calls accepted earlier still wait for theirs after twice that, the whole bound
+  ("stalled"): the newest arrivals would wait longer still. One call that waits on a
+  slow speech synthesis or a stuck query is not yet an overload, so it sheds nothing;
 * the event loop runs late by more than `lag_seconds` (measured by a ticker every
   `TICK` s): every session's next prompt is late by that much;
 * `max_calls` sessions are in progress (a hard cap for file descriptors and memory).
@@ -36,6 +39,11 @@ class Limits:
     lag_seconds: float = 0.25
 
 
+# Weight of the newest first-command wait in the running average.
+ALPHA = 0.2
+STALLED_CALLS = 2
+
+
 class Admission:
     """Counts sessions from accept to their first command, and the event loop's lag."""
 
@@ -43,6 +51,7 @@ class Admission:
         self.limits = limits
         self.active = 0
         self.lag = 0.0
+        self.first_command_seconds = 0.0  # running average of accept → first command
         # Accept times of sessions that have not sent their first command yet, by id.
         self._starting: dict[int, float] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -58,12 +67,16 @@ class Admission:
             self._ticker = None
 
     def refusal(self, now: float | None = None) -> str:
-        """Why a new call is refused now ("" to admit it): calls, stalled or lag."""
+        """Why a new call is refused now ("" to admit it): calls, stalled, slow or lag."""
         if self.active >= self.limits.max_calls:
             return "calls"
         now = time.monotonic() if now is None else now
-        if self._starting and now - min(self._starting.values()) > self.limits.stall_seconds:
+        bound = 2 * self.limits.stall_seconds
+        stalled = sum(1 for since in self._starting.values() if now - since > bound)
+        if stalled >= STALLED_CALLS:
             return "stalled"
+        if self.first_command_seconds > self.limits.stall_seconds:
+            return "slow"
         if self.lag > self.limits.lag_seconds:
             return "lag"
         return ""
@@ -72,8 +85,11 @@ class Admission:
         self.active += 1
         self._starting[session] = time.monotonic() if now is None else now
 
-    def first_command(self, session: int) -> None:
-        self._starting.pop(session, None)
+    def first_command(self, session: int, now: float | None = None) -> None:
+        since = self._starting.pop(session, None)
+        if since is not None:
+            waited = (time.monotonic() if now is None else now) - since
+            self.first_command_seconds += ALPHA * (waited - self.first_command_seconds)
 
     def ended(self, session: int) -> None:
         self.active -= 1

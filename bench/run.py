@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import dialplan, screen, stats
+from bench import admission, dialplan, screen, stats
 from bench.cpu import sample
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, team_id, teams_toml
 from bench.mailsink import MailSink
@@ -475,6 +475,30 @@ class Bench:
             caller=f"0612{self._probes % 100:02d}0000[call_number]",
         )
 
+    async def overload(self, best: MaxRate) -> admission.Overload:
+        """Calls at twice the sustained maximum; what admitted and refused callers get."""
+        if not best.rate or "hopper" not in best.path:
+            return admission.Overload(note="no sustained maximum on the hopper path to double")
+        row = await admission.overload(
+            2 * best.rate,
+            2.0 if self.quick else 10.0,
+            self.exchange.host_instance / "log" / "full.log",
+            lambda rate, seconds: self._probe(rate, seconds, hopper_path=True),
+            self._refusals,
+        )
+        progress(
+            f"  overload {row.rate:.0f}/s  placed {row.placed}  admitted {row.admitted}  "
+            f"refused {row.refused}"
+        )
+        return row
+
+    def _refusals(self) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in self._metrics().splitlines()
+            if line.startswith("bereik_agi_refused_total{")
+        )
+
     def _hoppers(self) -> int:
         rows = self.exchange.rows(
             "SELECT count(*) AS n FROM hoppers WHERE team_id = :team AND reason = :reason",
@@ -570,7 +594,7 @@ def _agi_failures(before: str, after: str) -> int:
         return sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()
-            if line.startswith(("bereik_agi_failures_total{", "bereik_agi_refused_total "))
+            if line.startswith(("bereik_agi_failures_total{", "bereik_agi_refused_total{"))
         )
 
     return round(total(after) - total(before))
@@ -691,7 +715,7 @@ def verdict(rows: list[Row], best: MaxRate) -> list[str]:
 
 async def measure_all(
     bench: Bench, rates: list[float], seconds: float, skip_max: bool
-) -> tuple[list[Row], MaxRate, screen.ScreenResult]:
+) -> tuple[list[Row], MaxRate, screen.ScreenResult, admission.Overload]:
     rows: list[Row] = []
     await bench.idle()
     for rate in rates:
@@ -704,9 +728,11 @@ async def measure_all(
     progress("event to screen (AMI → SSE)")
     seen = await bench.screen()
     if skip_max:
-        return rows, MaxRate(note="skipped"), seen
+        return rows, MaxRate(note="skipped"), seen, admission.Overload(note="skipped")
     progress("maximum sustained rate through 14070")
-    return rows, await bench.max_rate(), seen
+    best = await bench.max_rate()
+    progress("overload: twice the maximum rate, through admission control")
+    return rows, best, seen, await bench.overload(best)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -717,7 +743,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
         bench.start()
-        rows, best, seen = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+        rows, best, seen, over = asyncio.run(
+            measure_all(bench, rates, seconds, args.skip_max)
+        )
     finally:
         bench.close()
         if not args.keep:
@@ -725,6 +753,7 @@ def run(args: argparse.Namespace) -> int:
     print(machine())
     print(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
     print(table(rows, best, seen))
+    print("\n".join(["", *admission.table(over), "", over.verdict()]))
     return 0
 
 

@@ -170,12 +170,13 @@ class BereikMetrics:
         self.agi_refused = Counter(
             "bereik_agi_refused",
             "FastAGI connections refused at once (the dialplan's fallback took the call): "
-            "reason calls (agi_max_connections in progress), stalled (an earlier call still "
-            "waits for its first prompt) or lag (the event loop runs late).",
+            "reason calls (agi_max_connections in progress), stalled (earlier calls still "
+            "wait for their first prompt), slow (recent calls waited too long for theirs) "
+            "or lag (the event loop runs late).",
             ["reason"],
             registry=r,
         )
-        for reason in ("calls", "stalled", "lag"):
+        for reason in ("calls", "stalled", "slow", "lag"):
             self.agi_refused.labels(reason)  # at 0 from the start, for rate() and alerts
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",

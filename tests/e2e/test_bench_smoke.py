@@ -48,3 +48,7 @@ def test_the_quick_benchmark_runs_every_row_and_exits_0(
         "| 14070 → IVR → KCC |" in table
     )
     assert "| agent 2001's stream |" in table
+    overload = [line for line in table.splitlines() if line.startswith("| IVR → team → hopper |")]
+    assert overload, f"overload row missing from:\n{table}"
+    admitted = int(overload[0].strip("|").split("|")[3])
+    assert admitted > 0, f"no call admitted at twice the maximum rate:\n{table}"

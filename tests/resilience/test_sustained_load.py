@@ -27,16 +27,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.asterisk_log import ivr_starts
 from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.mail import Smtp
@@ -151,24 +150,6 @@ async def calibrated_rate(ex: Exchange, figures: Figures) -> int:
     return rate
 
 
-def first_prompt_delays(full_log: Path) -> list[float]:
-    """Seconds from each call's IVR AGI start to its first prompt, from Asterisk's log."""
-    started: dict[str, datetime] = {}
-    delays: dict[str, float] = {}
-    pattern = re.compile(r"^\[([^\]]+)\] VERBOSE\[\d+\]\[(C-[0-9a-f]+)\]")
-    for line in full_log.read_text(errors="replace").splitlines():
-        found = pattern.match(line)
-        if not found:
-            continue
-        call = found.group(2)
-        if "@bereik-main:" in line and "AGI(" in line and "/ivr" in line:
-            started[call] = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S.%f")
-        elif call in started and call not in delays and "Playing '" in line:
-            at = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S.%f")
-            delays[call] = (at - started[call]).total_seconds()
-    return sorted(delays.values())
-
-
 async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
     ex.start_serve()
     mark_absent(ex, ["3001", "3002"])
@@ -222,7 +203,7 @@ async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
     with contextlib.suppress(AssertionError):
         await mailbox.wait(total + calibration_mails, timeout=120)
     mails_after = time.monotonic() - calls_ended
-    delays = first_prompt_delays(ex.host_instance / "log" / "full.log")
+    delays = ivr_starts(ex.host_instance / "log" / "full.log").first_prompt
     callers = {r.caller for r in ex.rows(f"SELECT caller FROM calls WHERE caller LIKE '{LOAD}%'")}
     hopper_callers = {
         r.caller for r in ex.rows(f"SELECT caller FROM hoppers WHERE caller LIKE '{LOAD}%'")

@@ -302,31 +302,55 @@ async def test_an_unknown_handler_name_is_logged_and_closed(
     assert recorder.failed_names == ["nosuch"]
 
 
-async def test_a_new_call_is_refused_while_an_earlier_one_still_waits_for_its_first_prompt(
+async def test_a_new_call_is_refused_while_earlier_ones_still_wait_for_their_first_prompt(
     start: Any, recorder: Recorder
 ) -> None:
     release = asyncio.Event()
 
     async def slow_start(channel: AgiChannel) -> None:
-        await release.wait()  # e.g. its database look-up is stuck behind a backlog
+        await release.wait()  # e.g. their database look-ups are stuck behind a backlog
         await channel.answer()
 
-    server = await start(slow_start, limits=Limits(stall_seconds=0.2), command_timeout=5)
+    server = await start(slow_start, limits=Limits(stall_seconds=0.1), command_timeout=5)
     first = await FakeAsterisk.call(server.port, uniqueid="1.1")
-    await asyncio.sleep(0.3)  # the stall is the condition under test: older than 0.2 s
     second = await FakeAsterisk.call(server.port, uniqueid="1.2")
-    assert await second.closed_by_server(timeout=1)
+    await asyncio.sleep(0.3)  # the stall is the condition under test: past the 0.2 s bound
+    third = await FakeAsterisk.call(server.port, uniqueid="1.3")
+    assert await third.closed_by_server(timeout=1)
     assert recorder.reasons == ["stalled"]
     release.set()
-    assert await first.command() == "ANSWER"  # the admitted call goes on
-    await first.send("200 result=0\n")
-    assert await first.closed_by_server()
-    third = await FakeAsterisk.call(server.port, uniqueid="1.3")
-    assert await third.command() == "ANSWER"  # admitted again once nobody waits
-    await third.send("200 result=0\n")
-    assert await third.closed_by_server()
+    for admitted in (first, second):
+        assert await admitted.command() == "ANSWER"  # the admitted calls go on
+        await admitted.send("200 result=0\n")
+        assert await admitted.closed_by_server()
     for fake in (first, second, third):
         fake.close()
+
+
+async def test_one_call_waiting_long_for_its_first_prompt_sheds_no_other_call(
+    start: Any, recorder: Recorder
+) -> None:
+    release = asyncio.Event()
+
+    async def one_slow_then_quick(channel: AgiChannel) -> None:
+        if channel.env.uniqueid == "1.1":
+            await release.wait()  # one slow speech synthesis, say
+        await channel.answer()
+
+    server = await start(one_slow_then_quick, limits=Limits(stall_seconds=0.1), command_timeout=5)
+    slow = await FakeAsterisk.call(server.port, uniqueid="1.1")
+    await asyncio.sleep(0.3)
+    quick = await FakeAsterisk.call(server.port, uniqueid="1.2")
+    assert await quick.command() == "ANSWER"
+    await quick.send("200 result=0\n")
+    assert await quick.closed_by_server()
+    assert recorder.reasons == []
+    release.set()
+    assert await slow.command() == "ANSWER"
+    await slow.send("200 result=0\n")
+    assert await slow.closed_by_server()
+    slow.close()
+    quick.close()
 
 
 async def test_a_new_call_is_refused_while_the_event_loop_runs_late(
