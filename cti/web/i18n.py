@@ -99,7 +99,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Te laat",
         "reports": "Rapportages",
-        "no reports": "Rapportages zijn nog niet beschikbaar.",
+        "reports where": (
+            "Elke maandag krijgt de teamleider de cijfers van de week per mail; "
+            "op aanvraag maakt bereik report ze per team en per medewerker."
+        ),
         "users": "Gebruikers",
         "new user": "Nieuwe gebruiker",
         "role": "Rol",
@@ -223,7 +226,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Overdue",
         "reports": "Reports",
-        "no reports": "Reports are not available yet.",
+        "reports where": (
+            "Every Monday the team lead gets the week's figures by mail; "
+            "bereik report makes them per team and employee on demand."
+        ),
         "users": "Users",
         "new user": "New user",
         "role": "Role",

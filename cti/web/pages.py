@@ -621,13 +621,7 @@ def _gauge(services: Any, name: str) -> dict[str, float]:
 async def board_page(request: web.Request) -> web.Response:
     auth.require_role(request, "supervisor", "lead")
     figures = await board_figures(request)
-    try:
-        import cti.reports  # noqa: F401
-
-        reports = True
-    except ModuleNotFoundError:
-        reports = False
-    return render(request, "board.html", figures=figures, reports=reports)
+    return render(request, "board.html", figures=figures)
 
 
 async def board_json(request: web.Request) -> web.Response:

@@ -192,3 +192,31 @@ async def test_every_route_of_every_plugin_needs_sign_in(services: Services) -> 
             else:
                 assert "error" in await response.json()
     assert checked > 20
+
+
+async def test_every_link_on_the_supervisor_board_leads_to_a_page(services: Services) -> None:
+    """The board as `bereik serve` mounts it, signed in as a supervisor: no dead link."""
+    import re
+
+    async with services.sessions() as db:
+        await create_user(db, "sam", "geheim-wachtwoord", "supervisor")
+        await db.commit()
+    async with TestClient(TestServer(web_app(services, LiveCalls()))) as client:
+        form = await (await client.get("/login")).text()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf, form
+        signed_in = await client.post(
+            "/login",
+            data={
+                "name": "sam",
+                "password": "geheim-wachtwoord",
+                "next": "/board",
+                "csrf_token": csrf.group(1),
+            },
+        )
+        assert signed_in.status == 200 and signed_in.url.path == "/board"
+        links = set(re.findall(r'href="(/[^"#?]*)', await signed_in.text()))
+        assert "/static/bereik.css" in links, links  # the page's own links are found
+        for link in sorted(links):
+            response = await client.get(link, allow_redirects=False)
+            assert response.status == 200, (link, response.status)
