@@ -68,8 +68,15 @@ def build_services(
     ami: AmiClient | None = None
     if with_ami:
         secret = load_secrets(home / "secrets.json", config).ami
-        ami = AmiClient("127.0.0.1", config.asterisk.ami_port, config.asterisk.ami_user, secret)
+        ami = AmiClient(
+            "127.0.0.1",
+            config.asterisk.ami_port,
+            config.asterisk.ami_user,
+            secret,
+            queue_size=config.asterisk.ami_event_queue,
+        )
         ami.on_state.append(metrics.set_ami_connected)
+        ami.on_dropped.append(metrics.ami_event_dropped)
     return Services(
         config=config,
         sessions=store,

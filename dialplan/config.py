@@ -61,6 +61,9 @@ class Asterisk(Strict):
     sip_port: int = Field(5060, ge=1, le=65535)
     ami_port: int = Field(5038, ge=1, le=65535)
     ami_user: str = "bereik"
+    # AMI events waiting for the subscribers; when full the oldest is dropped (and counted
+    # on bereik_ami_events_dropped_total) rather than stall the socket reader.
+    ami_event_queue: int = Field(10_000, ge=1)
     rtp_start: int = Field(10000, ge=1024, le=65000)
     rtp_end: int = Field(10999, ge=1024, le=65535)
     # Where this exchange's Asterisk keeps its files, as Asterisk sees it (inside its root

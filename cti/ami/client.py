@@ -126,6 +126,8 @@ class AmiClient:
         self.connected = False
         self.on_connected: list[OnConnected] = []
         self.on_state: list[Callable[[bool], None]] = []
+        # Called once per event dropped because `events` was full (the metrics counter).
+        self.on_dropped: list[Callable[[], None]] = []
         self._manager: _Manager | None = None
         self._lost_event = asyncio.Event()
         self._connected_event = asyncio.Event()
@@ -276,7 +278,22 @@ class AmiClient:
         except asyncio.QueueFull:
             # Losing the oldest event beats blocking the socket reader (Asterisk would then
             # disconnect us at its writetimeout and we would lose far more).
-            self.dropped_events += 1
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.events.get_nowait()
             self.events.put_nowait(event)
+            self._dropped()
+
+    def _dropped(self) -> None:
+        self.dropped_events += 1
+        if self.dropped_events == 1 or self.dropped_events % 1000 == 0:
+            log.warning(
+                "AMI event queue full (%d events): %d events dropped so far; figures and "
+                "hoppers may be incomplete",
+                self.events.maxsize,
+                self.dropped_events,
+            )
+        for callback in self.on_dropped:
+            try:
+                callback()
+            except Exception:
+                log.exception("AMI on-dropped callback failed")

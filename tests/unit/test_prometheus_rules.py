@@ -71,3 +71,28 @@ def test_every_alert_has_a_unit_test() -> None:
         for case in test.get("alert_rule_test", [])
     }
     assert alerts <= tested, f"alerts without a promtool test: {sorted(alerts - tested)}"
+
+
+def test_alert_unit_tests_feed_series_that_bereik_exports() -> None:
+    """A promtool test of a series name bereik never exports would prove nothing."""
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from metrics.registry import BereikMetrics
+
+    metrics = BereikMetrics(["vergunningen", "parkeren"], ["menu", "route"])
+    metrics.set_norm_ratios({("vergunningen", "today"): 0.5})
+    exported = {
+        sample.name
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+    fed = {
+        series["series"].partition("{")[0]
+        for path in UNIT_TESTS
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for series in test.get("input_series", [])
+    }
+    ours = {name for name in fed if name.startswith("bereik_")}
+    assert "bereik_ami_events_dropped_total" in ours
+    assert ours <= exported, f"fed to promtool but not exported: {sorted(ours - exported)}"
