@@ -14,10 +14,18 @@ async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange
         result = await kcc.call("14070", caller="0701234567")
         assert result.returncode == 0, result.stderr
         hangup = await ami.wait_for("Hangup", where=lambda e: e.get("CallerIDNum") == "0701234567")
-    calls = kcc.rows("SELECT caller, entry, uniqueid FROM calls")
+    calls = kcc.rows("SELECT caller, entry, uniqueid, route FROM calls")
     assert [(c.caller, c.entry) for c in calls] == [("0701234567", "14070")]
     assert calls[0].uniqueid == hangup["Uniqueid"]
     assert hangup["Cause"] == "16"  # normal clearing
+    # What only the IVR handler does: it records where it sent the call, it is counted as
+    # a FastAGI request that ended without failing, and the dialplan fallback was not taken.
+    assert calls[0].route == "kcc"
+    metrics = kcc.http_get("/metrics")
+    assert 'bereik_agi_requests_total{handler="ivr"} 1.0' in metrics
+    assert 'bereik_agi_failures_total{handler="ivr"} 0.0' in metrics
+    messages = (kcc.host_instance / "log" / "messages.log").read_text()
+    assert "Bereik IVR unavailable" not in messages
     await _until_no_channels(kcc)
 
 

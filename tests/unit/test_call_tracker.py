@@ -114,13 +114,36 @@ def test_waiting_counts_a_caller_while_the_kcc_rings() -> None:
     assert peak == {"kcc": 1, "vergunningen": 1}
 
 
-def test_replaying_a_stream_twice_ends_no_call_twice() -> None:
+async def test_replaying_a_recorded_stream_twice_counts_no_call_twice(
+    listener: CallListener,
+) -> None:
     raw = STREAM.read_bytes().decode()
-    t, first = replay(raw)
-    _, second = replay(raw, t)
-    # Same uniqueids again: the tracker follows them as new calls (it has no memory of
-    # finished calls); the count-once guarantee is the database row's, tested below.
+    _, first = replay(raw, listener.tracker)
+    _, second = replay(raw, listener.tracker)
+    # Same uniqueids again: the tracker ends each call a second time (it keeps no memory
+    # of finished calls); the calls row is what makes the second end count for nothing.
     assert len(ended(first)) == len(ended(second)) == 6
+    await listener.apply(*first)
+    m = listener.services.metrics
+    counted = (
+        sample(m, "bereik_calls_offered_total", entry="14070"),
+        sample(m, "bereik_calls_offered_total", entry="team"),
+        sample(m, "bereik_calls_answered_total", team="kcc"),
+        sample(m, "bereik_calls_answered_total", team="vergunningen"),
+        sample(m, "bereik_calls_abandoned_total", team="kcc"),
+    )
+    assert counted == (5, 1, 4, 1, 1)
+    await listener.apply(*second)
+    assert (
+        sample(m, "bereik_calls_offered_total", entry="14070"),
+        sample(m, "bereik_calls_offered_total", entry="team"),
+        sample(m, "bereik_calls_answered_total", team="kcc"),
+        sample(m, "bereik_calls_answered_total", team="vergunningen"),
+        sample(m, "bereik_calls_abandoned_total", team="kcc"),
+    ) == counted
+    async with listener.services.sessions() as session:
+        rows = (await session.execute(Call.__table__.select())).all()
+    assert len(rows) == 6 and all(row.outcome for row in rows)
 
 
 def event(name: str, **headers: str) -> Message:

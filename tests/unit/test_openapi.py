@@ -13,7 +13,7 @@ from cti.web.openapi import DOCUMENT
 from dialplan.config import Config
 
 
-def test_document_is_openapi_3_and_every_operation_answers(tmp_path: Path) -> None:
+def test_document_is_openapi_3_with_a_summary_and_responses_for_each_operation() -> None:
     assert DOCUMENT["openapi"].startswith("3.")
     for path, operations in DOCUMENT["paths"].items():
         assert path.startswith("/")

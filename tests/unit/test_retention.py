@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from cti.retention import run_once
+from cti.retention import BATCH, run_once
 from cti.services import Services
 from cti.store.models import AuditEntry, Call, Hopper, HopperEvent
 from dialplan.config import Config
@@ -74,7 +74,8 @@ async def test_purges_past_retention_once_a_day(services: Services) -> None:
 
 
 async def test_a_large_backlog_goes_in_short_batches(services: Services) -> None:
-    """A first purge after months: every old hopper goes, with its history and its link."""
+    """A first purge after months: every old hopper goes, with its history and its link,
+    at most BATCH hoppers per transaction (short writes that calls can get in between)."""
     async with services.sessions() as session:
         old = [hopper("closed", 120) for _ in range(1203)]
         keep = hopper("closed", 10)
@@ -82,8 +83,27 @@ async def test_a_large_backlog_goes_in_short_batches(services: Services) -> None
         await session.flush()
         keep.repeat_of_id = old[0].id  # a newer contact pointing at a purged one
         await session.commit()
-    purged = await run_once(services, NOW)
+    # What the database saw: each DELETE of hoppers (with its number of ids) and each commit.
+    seen: list[str | int] = []
+    engine = services.sessions.kw["bind"].sync_engine
+
+    def statement(conn: object, cursor: object, sql: str, params: object, *_: object) -> None:
+        if sql.startswith("DELETE FROM hoppers "):
+            seen.append(len(params) if isinstance(params, tuple | list) else 1)
+
+    def commit(conn: object) -> None:
+        seen.append("commit")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        purged = await run_once(services, NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
     assert purged is not None and purged.hoppers == 1203
+    deletes = [(n, seen[i + 1]) for i, n in enumerate(seen) if isinstance(n, int)]
+    assert deletes == [(BATCH, "commit"), (BATCH, "commit"), (1203 - 2 * BATCH, "commit")]
     async with services.sessions() as session:
         left = (await session.execute(select(Hopper.id, Hopper.repeat_of_id))).all()
         assert left == [(keep.id, None)]
