@@ -8,6 +8,9 @@ import pytest
 
 from dialplan import asterisk
 
+# tests.no_skips: a skipped test fails the run under scripts/test and CI.
+pytest_plugins = ["pytester", "tests.no_skips"]
+
 
 @pytest.fixture(scope="session")
 def installation() -> asterisk.Installation:

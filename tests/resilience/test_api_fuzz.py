@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
@@ -25,8 +26,6 @@ from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
-
-schemathesis = pytest.importorskip("schemathesis", minversion="4")
 
 EXAMPLES = int(os.environ.get("BEREIK_API_FUZZ_EXAMPLES", "12"))
 TEAM = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from metrics.registry import BereikMetrics
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -155,15 +155,15 @@ def test_every_series_used_exists() -> None:
     assert used > 20
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_every_expression_parses() -> None:
+    require_tool("promtool", "prometheus")
     expressions = checker.collect({"team": "kcc"})
     assert len(expressions) > 20
     assert checker.check_with_promtool(expressions) == []
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_a_broken_expression_is_reported() -> None:
+    require_tool("promtool", "prometheus")
     broken = checker.Expression("test", "panel", "sum(rate(x[5m])", "sum(rate(x[5m])")
     good = checker.Expression("good", "panel", "up", "up")
     problems = checker.check_with_promtool([good, broken])

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 UNIT_TESTS = sorted((PROMETHEUS / "tests").glob("*.yml"))
 
-PROMTOOL = shutil.which("promtool") or (
-    "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
-)
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not installed (Debian package: prometheus)"
-)
+PROMTOOL = require_tool("promtool", "prometheus")
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
     result = subprocess.run(
         [PROMTOOL, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
     )

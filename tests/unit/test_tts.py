@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import wave
@@ -16,11 +15,10 @@ from cti.tts import (
     convert_upload,
     engine_from_name,
 )
+from tests.tools import require_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
-    reason="needs espeak-ng and sox",
-)
+for tool, package in (("espeak-ng", "espeak-ng"), ("sox", "sox"), ("soxi", "sox")):
+    require_tool(tool, package)
 
 
 def wav_format(path: Path) -> tuple[int, int, int, int]:
@@ -211,8 +209,8 @@ def sox_writes(kind: str) -> bool:
 
 @pytest.mark.parametrize("name", ["upload.mp3", "upload.ogg", "upload.wav"])
 async def test_upload_converted(tmp_path: Path, name: str) -> None:
-    if not sox_writes(name.rsplit(".", 1)[1]):
-        pytest.skip(f"sox cannot write {name}")
+    kind = name.rsplit(".", 1)[1]
+    assert sox_writes(kind), f"sox cannot write {kind}: scripts/install-deps installs the formats"
     src = make_source(tmp_path, name)
     out = tmp_path / "out.wav"
     await convert_upload(src, out)
@@ -222,8 +220,7 @@ async def test_upload_converted(tmp_path: Path, name: str) -> None:
 
 
 async def test_upload_type_from_content_not_name(tmp_path: Path) -> None:
-    if not sox_writes("mp3"):
-        pytest.skip("sox cannot write mp3")
+    assert sox_writes("mp3"), "sox cannot write mp3: install libsox-fmt-mp3 (scripts/install-deps)"
     mp3 = make_source(tmp_path, "real.mp3")
     disguised = tmp_path / "bericht.wav"
     mp3.rename(disguised)
