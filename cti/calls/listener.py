@@ -114,26 +114,46 @@ class CallListener:
             self.written += len(batch)
 
     async def _apply_until_stored(self, batch: list[Effect]) -> None:
-        """Retry while the database is unavailable: applying a batch twice is harmless
-        (each row records what was counted), losing it would leave a gap in the figures."""
+        """Retry until the batch is stored: applying it twice is harmless (each row records
+        what was counted), losing it would leave calls without a row and a gap in the figures.
+
+        Any error is retried, not only OperationalError: an exhausted connection pool (a
+        long lock) raises TimeoutError, PostgreSQL going away raises InterfaceError or
+        OSError. A fault of our own would hold the later rows back until it is fixed: loud
+        in the log on every retry, never silent, and the calls themselves go on.
+        """
         delay = 0.5
+        failures = 0
         while True:
             try:
                 await self.apply(*batch)
+                if failures:
+                    log.info("stored %d call events after %d failed attempts", len(batch), failures)
                 return
+            except asyncio.CancelledError:
+                raise
             except OperationalError as exc:
+                reason = str(exc.orig).splitlines()[0]
                 log.warning(
                     "database unavailable (%s); keeping %d call events, retrying in %.1f s",
-                    str(exc.orig).splitlines()[0],
+                    reason,
                     len(batch),
                     delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception:
-                # A fault in our own code: do not spin on it; the calls are not affected.
-                log.exception("could not record %d call events", len(batch))
-                return
+            except Exception as exc:
+                if failures == 0:
+                    log.exception("could not record %d call events; keeping them", len(batch))
+                else:
+                    log.error(
+                        "could not record %d call events (%s: %s); retrying in %.1f s",
+                        len(batch),
+                        type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "",
+                        delay,
+                    )
+            failures += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def apply(self, *effects: Effect) -> None:
         """Write effects in one transaction; count what the rows say was not counted yet."""

@@ -10,6 +10,7 @@ Asterisk 22 sends for a blind and an attended transfer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -439,3 +440,45 @@ async def test_listener_outcome_is_hopper_when_one_was_made_of_the_call(
     m = listener.services.metrics
     assert sample(m, "bereik_calls_abandoned_total", team="vergunningen") == 0
     assert sample(m, "bereik_calls_offered_total", entry="team") == 1
+
+
+async def test_listener_keeps_a_batch_through_an_exhausted_connection_pool(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pool with no free connection raises TimeoutError, not OperationalError: the
+    listener keeps the call's events and stores them once a connection is free."""
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}",
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    config = Config.model_validate({"phones": [{"extension": "2001"}], "kcc": {"agents": ["2001"]}})
+    services = Services(
+        config=config,
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        metrics=BereikMetrics(teams=[]),
+        instance_dir=tmp_path,
+        tts=engine_for(config.tts),
+    )
+    listener = CallListener(services)
+    effects = kcc_answered(listener.tracker)
+    try:
+        async with engine.connect() as busy:  # a long write holds the only connection
+            await busy.exec_driver_sql("SELECT 1")
+            storing = asyncio.create_task(listener._apply_until_stored(effects))
+            while "TimeoutError" not in caplog.text:  # the pool gave up at least once
+                assert not storing.done(), "the batch was given up while the pool was busy"
+                await asyncio.sleep(0.05)
+            assert not storing.done(), "the batch was given up while the pool was busy"
+        await asyncio.wait_for(storing, timeout=10)
+        async with services.sessions() as session:
+            rows = (await session.execute(Call.__table__.select())).all()
+        assert [(r.uniqueid, r.caller, r.answered_by) for r in rows] == [
+            ("1.0", "0612345678", "kcc")
+        ]
+        assert sample(services.metrics, "bereik_calls_answered_total", team="kcc") == 1
+    finally:
+        await engine.dispose()
