@@ -30,6 +30,7 @@ async def wait_for_state(exchange: Exchange, wanted: str, timeout: float) -> flo
 async def test_ami_reconnects_within_five_seconds_of_asterisk_restart(
     kcc: Exchange, figures: Figures
 ) -> None:
+    figures.title = "Asterisk restarted"
     kcc.start_serve()
     await wait_for_state(kcc, "connected", 10)
     assert ami_state(kcc) == ("connected", 1.0)

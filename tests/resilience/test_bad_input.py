@@ -212,17 +212,19 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
     agi_hoppers = ex.rows("SELECT caller FROM hoppers WHERE caller LIKE '0612345003%'")
     assert [h.caller for h in agi_hoppers] == ["0612345003"]
 
-    assert not marker.exists(), "a hostile text was executed"
+    executed = marker.exists()
+    assert not executed, "a hostile text was executed"
     log = ex.serve_log.read_text()
     assert "Traceback" not in log, log[-3000:]
 
-    figures["calls placed"] = 1
+    figures.title = "hostile caller IDs and texts"
+    figures["calls placed"] = result.counts().get("TotalCallCreated")
     figures["hoppers made"] = len(ex.rows("SELECT id FROM hoppers"))
     figures["mails sent"] = len(mailbox.messages)
     figures["SIP caller stored as"] = repr(sip_caller[:40])
     figures["10 kB announcement"] = long_announcement
     figures["AGI commands checked"] = len(lines_ivr) + len(lines_hopper)
-    figures["marker file"] = "absent"
+    figures["marker file"] = "present" if executed else "absent"
 
 
 AGI_COMMANDS = (

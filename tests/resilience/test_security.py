@@ -68,7 +68,10 @@ async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
     assert "Permission denied" in answer  # no shell-like CLI access for the CTI
     assert "CoreShowChannelsComplete" in answer  # what the listener needs still works
     assert kcc.active_channels() == 0  # and Asterisk is still running
-    figures["AMI refused"] = "wrong secret, Command action"
+    figures.title = "security: AMI"
+    figures["wrong secret"] = "refused" if "Authentication failed" in wrong else "accepted"
+    figures["Command action"] = "refused" if "Permission denied" in answer else "accepted"
+    figures["CoreShowChannels"] = "answered" if "CoreShowChannelsComplete" in answer else "not"
 
 
 async def sipp_once(exchange: Exchange, scenario: str, *extra: str, local_ip: str = "127.0.0.1"
@@ -88,13 +91,17 @@ async def test_phones_must_authenticate_and_strangers_cannot_call_in(
     register = kcc.workdir / "register.xml"
     register.write_text((SCENARIOS / "register_noauth.xml").read_text()
                         .replace("@extension@", "2001"))
-    assert await sipp_once(kcc, str(register)) == 0, "REGISTER without credentials not challenged"
+    challenged = await sipp_once(kcc, str(register))
+    assert challenged == 0, "REGISTER without credentials not challenged"
 
     refused = await sipp_once(kcc, str(SCENARIOS / "refused_call.xml"), "-s", "14070",
                               local_ip="127.0.0.2")
     assert refused == 0, "a call from a non-trunk address was not refused"
     assert kcc.rows("SELECT count(*) AS n FROM calls")[0].n == 0
-    figures["refused"] = "unauthenticated REGISTER, INVITE from 127.0.0.2"
+    figures.title = "security: SIP"
+    figures["REGISTER without credentials"] = "challenged" if challenged == 0 else "accepted"
+    figures["INVITE from 127.0.0.2"] = "refused" if refused == 0 else "answered"
+    figures["calls recorded"] = kcc.rows("SELECT count(*) AS n FROM calls")[0].n
 
 
 async def test_metrics_carry_no_phone_numbers(kcc: Exchange) -> None:
