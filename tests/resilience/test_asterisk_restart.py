@@ -40,9 +40,12 @@ async def test_ami_reconnects_within_five_seconds_of_asterisk_restart(
     assert ami_state(kcc) == ("disconnected", 0.0)
     await asyncio.sleep(6)  # long enough for the backoff to grow
 
-    kcc.start_asterisk()
+    restarted_at = time.monotonic()
+    kcc.start_asterisk()  # returns when Asterisk is fully booted
+    booted = time.monotonic() - restarted_at
     reconnect = await wait_for_state(kcc, "connected", 10)
-    figures["reconnect seconds"] = round(reconnect, 2)
+    figures["seconds to Asterisk fully booted"] = round(booted, 2)
+    figures["then seconds to AMI reconnected"] = round(reconnect, 2)
     assert reconnect < 5
     assert ami_state(kcc) == ("connected", 1.0)
 
