@@ -60,7 +60,7 @@ async def _until_no_channels(exchange: Exchange, timeout: float = 10.0) -> None:
     raise AssertionError(f"channels left over:\n{exchange.cli('core show channels')}")
 
 
-async def test_when_no_kcc_agent_answers_the_caller_is_offered_a_callback(kcc: Exchange) -> None:
+async def test_when_no_kcc_agent_answers_the_caller_gets_a_kcc_hopper(kcc: Exchange) -> None:
     kcc.start_serve()
     kcc.phone("2001", mode="noanswer")
     result = await kcc.call(
