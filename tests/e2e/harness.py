@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).parent / "scenarios"
 DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
+# deploy/asterisk/dialplan/main.conf.j2's line when a 14070 call takes the fallback.
+IVR_FALLBACK = re.compile(r"Bereik IVR unavailable \(AGISTATUS=\w*\); (\S+) goes to the KCC")
 
 
 def start_bereik_serve(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -178,6 +181,12 @@ ring_seconds = 15
 
     def cli(self, command: str) -> str:
         return self.asterisk.cli(command)
+
+    def ivr_fallbacks(self) -> list[str]:
+        """Uniqueids of the calls the dialplan sent to the KCC because the IVR handler
+        failed, from the line main.conf logs for each (Asterisk's messages.log)."""
+        log = (self.host_instance / "log" / "messages.log").read_text()
+        return IVR_FALLBACK.findall(log)
 
     def active_channels(self) -> int:
         output = self.cli("core show channels count")

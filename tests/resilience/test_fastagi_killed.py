@@ -7,14 +7,12 @@ every one of them must leave the dead handler by the dialplan fallback and reach
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from tests.e2e.harness import EventRecorder, Exchange
 from tests.resilience.figures import Figures
 
 CALLS = 20
-FALLBACK = re.compile(r"Bereik IVR unavailable \(AGISTATUS=\w*\); (\S+) goes to the KCC")
 
 
 async def channels_in_agi(ami: EventRecorder) -> int:
@@ -51,9 +49,7 @@ async def test_kill_9_of_bereik_serve_during_twenty_calls_drops_none(
             if e.get("DestChannel", "").startswith("PJSIP/2001-")
         }
     counts = result.counts()
-    fallbacks = set(
-        FALLBACK.findall((kcc.host_instance / "log" / "messages.log").read_text())
-    )
+    fallbacks = set(kcc.ivr_fallbacks())
     figures["calls placed"] = counts.get("TotalCallCreated")
     figures["calls dropped"] = counts.get("FailedCall(C)")
     figures["in the IVR when killed"] = in_agi_at_kill
