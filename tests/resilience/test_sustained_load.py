@@ -161,6 +161,7 @@ async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
     warm = await ex.call("14070", caller="0655999999", keys=KEYS, key_delay_ms=1500,
                          hold_ms=30_000, timeout_s=60)
     assert warm.returncode == 0, warm.stderr
+    figures.title = "sustained load at half the measured capacity (IVR → team → hopper)"
     rate = await calibrated_rate(ex, figures)
     calibration_mails = CALIBRATION_CALLS + 1
     await mailbox.wait(calibration_mails, timeout=60)
