@@ -73,6 +73,7 @@ def _plugin_commands() -> list:  # type: ignore[type-arg]
         "cti.hoppers.cli",
         "cti.users.cli",
         "cti.reports.cli",
+        "bereik.tls",
     ):
         try:
             module = __import__(module_name, fromlist=["register"])

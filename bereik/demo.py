@@ -21,7 +21,8 @@ def run_demo(config: Config, config_path: Path) -> int:
     process = asterisk.AsteriskProcess(installation, config.asterisk.instance_dir)
     process.start()
     sip = f"{config.asterisk.sip_bind}:{config.asterisk.sip_port}"
-    web = f"http://{config.server.http_host}:{config.server.http_port}"
+    scheme = "https" if config.tls.https else "http"
+    web = f"{scheme}://{config.server.http_host}:{config.server.http_port}"
     trunks = ", ".join(config.asterisk.trunk_addresses)
     phones = ", ".join(phone.extension for phone in config.phones)
     secrets = installation.host_path(config.asterisk.instance_dir) / "secrets.json"

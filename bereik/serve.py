@@ -16,6 +16,7 @@ from agi import warmup
 from agi.observer import AgiMetricsObserver
 from agi.routes import HANDLERS, build_routes
 from agi.server import FastAgiServer, Limits
+from bereik.tls import server_context
 from cti import outbox, retention
 from cti.ami.bus import EventBus
 from cti.announcements import http as announcements_http
@@ -37,6 +38,7 @@ log = logging.getLogger("bereik")
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or _stop_on_signals()
+    server_context(config.tls)  # a bad certificate stops us before anything starts
     async with open_services(config, handlers=HANDLERS, with_ami=True) as services:
         await _run(services, stop)
 
@@ -73,7 +75,14 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     )
     runner = web.AppRunner(web_app(services, board), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.http_host, config.server.http_port, reuse_address=True)
+    https = server_context(config.tls)
+    site = web.TCPSite(
+        runner,
+        config.server.http_host,
+        config.server.http_port,
+        reuse_address=True,
+        ssl_context=https,
+    )
     # Long-running parts: started after the services exist, cancelled on shutdown.
     workers: dict[str, Callable[[], Awaitable[None]]] = {
         "call listener": listener.run,
@@ -94,9 +103,10 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         for name, worker in workers.items():
             background.append(asyncio.create_task(_supervised(name, worker()), name=name))
         log.info(
-            "serving: FastAGI %s:%s, HTTP http://%s:%s",
+            "serving: FastAGI %s:%s, HTTP %s://%s:%s",
             config.server.agi_host,
             agi.port,
+            "https" if https else "http",
             config.server.http_host,
             config.server.http_port,
         )

@@ -117,6 +117,9 @@ class Phone(Strict):
     name: str = ""
     # A fixed address for phones that do not register (test rigs, some desk phones).
     contact: str = ""
+    # "tls": the phone signs in over SIP/TLS and every call to or from it uses SRTP (SDES);
+    # a plain-RTP offer is refused. Needs [tls].
+    transport: Literal["udp", "tls"] = "udp"
 
 
 class Team(Strict):
@@ -268,6 +271,110 @@ class Tts(Strict):
         return value
 
 
+# A value written into pjsip.conf: printable ASCII without spaces, and no ";" (a comment there).
+_PJSIP_VALUE = re.compile(r"[!-:<-~]+")
+_HOST_PORT = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_NUMBER = re.compile(r"\+?[0-9]{3,20}")
+_ABSOLUTE_PATH = re.compile(r"/[!-:<-~]*")
+
+
+def _whole(pattern: re.Pattern[str], value: str, problem: str) -> str:
+    """The value if it is empty or matches the whole pattern (no trailing newline slips
+    through, as it would with `$`), else the problem as a ValueError."""
+    if value and not pattern.fullmatch(value):
+        raise ValueError(problem)
+    return value
+
+
+class Tls(Strict):
+    """Certificates for SIP over TLS (phones, the trunk) and for HTTPS of the screens and API.
+
+    The files stay where they are named; `bereik asterisk render` copies them (0600) into
+    the Asterisk instance, since a chrooted Asterisk cannot see the host's paths.
+    `bereik tls selfsigned --config FILE` makes a pair for the demo.
+    """
+
+    cert_file: str = ""  # PEM certificate (chain) of this exchange
+    key_file: str = ""  # its PEM private key
+    ca_file: str = ""  # CA bundle that signed the trunk provider's certificate (verified)
+    sip_port: int = Field(5061, ge=1, le=65535)
+    https: bool = False  # `bereik serve` answers HTTPS instead of HTTP, with HSTS
+    hsts_seconds: int = Field(31_536_000, ge=0)
+
+    @field_validator("cert_file", "key_file", "ca_file")
+    @classmethod
+    def absolute_file(cls, value: str) -> str:
+        return _whole(_ABSOLUTE_PATH, value, "must be an absolute path without spaces or ';'")
+
+    @model_validator(mode="after")
+    def pair(self) -> Tls:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("give both cert_file and key_file")
+        if self.https and not self.cert_file:
+            raise ValueError("https needs cert_file and key_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+class Trunk(Strict):
+    """A provider trunk that wants registration with credentials (most deliver 14070 so).
+
+    Without `server` the trunk is matched by address only (`asterisk.trunk_addresses`,
+    `asterisk.trunk_contact`).
+    """
+
+    server: str = ""  # the provider's registrar and proxy: host or host:port
+    username: str = ""
+    password: str = ""
+    transport: Literal["udp", "tls"] = "udp"
+    from_domain: str = ""  # some providers want their own domain in From
+    # The numbers the provider delivers for the main number, e.g. "+31701234567" (14070's
+    # geographic number) or "14070". Each also matches in its other Dutch forms
+    # (+31..., 0031..., 31..., 0...), so how the provider writes it does not matter.
+    dids: list[str] = []
+    # How numbers go to the provider, dialled and caller ID: "national" (0612345678),
+    # "e164" (+31612345678) or "international" (0031612345678).
+    number_format: Literal["national", "e164", "international"] = "national"
+    country_code: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}$")] = "31"
+    expiration_seconds: int = Field(300, ge=60, le=86400)
+
+    @field_validator("server", "from_domain")
+    @classmethod
+    def host_name(cls, value: str) -> str:
+        return _whole(_HOST_PORT, value, "must be a host name or address, optionally with :port")
+
+    @field_validator("username", "password")
+    @classmethod
+    def pjsip_value(cls, value: str) -> str:
+        return _whole(_PJSIP_VALUE, value, "only printable characters, no spaces or ';'")
+
+    @field_validator("dids")
+    @classmethod
+    def numbers(cls, dids: list[str]) -> list[str]:
+        for did in dids:
+            _whole(_NUMBER, did, f"{did!r} is not a phone number (digits, optionally a leading +)")
+        return dids
+
+    @model_validator(mode="after")
+    def credentials(self) -> Trunk:
+        if self.server and not (self.username and self.password):
+            raise ValueError("a trunk with a server needs username and password")
+        if (self.username or self.password or self.dids) and not self.server:
+            raise ValueError("username, password and dids need server")
+        return self
+
+    @property
+    def registers(self) -> bool:
+        return bool(self.server)
+
+    @property
+    def host(self) -> str:
+        return self.server.split(":")[0]
+
+
 class Config(Strict):
     exchange: Exchange = Exchange()
     server: Server = Server()
@@ -283,6 +390,8 @@ class Config(Strict):
     callbacks: Callbacks = Callbacks()
     retention: Retention = Retention()
     tts: Tts = Tts()
+    tls: Tls = Tls()
+    trunk: Trunk = Trunk()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
 
     @model_validator(mode="after")
@@ -319,6 +428,20 @@ class Config(Strict):
             if team_id not in team_ids:
                 raise ValueError(f"category {category} names unknown team {team_id}")
         return self
+
+    @model_validator(mode="after")
+    def encryption_available(self) -> Config:
+        for phone in self.phones:
+            if phone.transport == "tls" and not self.tls.enabled:
+                raise ValueError(f"phone {phone.extension} uses tls but [tls] has no cert_file")
+        if self.trunk.transport == "tls" and self.trunk.registers and not self.tls.enabled:
+            raise ValueError("trunk transport tls needs [tls] cert_file and key_file")
+        return self
+
+    @property
+    def outbound_trunk(self) -> bool:
+        """Whether calls to citizens can go out (a registered trunk or a fixed contact)."""
+        return self.trunk.registers or bool(self.asterisk.trunk_contact)
 
     def team(self, team_id: str) -> Team:
         for team in self.teams:

@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 from dialplan.asterisk import Installation
-from dialplan.config import Config
+from dialplan.config import Config, ConfigError
+from dialplan.numbers import formatted, main_number_forms
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 
@@ -42,6 +43,10 @@ MODULES = [
     "res_pjsip_rfc3326.so",
     "res_pjsip_logger.so",
     "res_pjsip_diversion.so",
+    # the registered trunk, and SRTP for phones on TLS
+    "res_pjsip_outbound_registration.so",
+    "res_pjsip_outbound_authenticator_digest.so",
+    "res_srtp.so",
     "res_rtp_asterisk.so",
     "res_timing_timerfd.so",
     # media
@@ -191,6 +196,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     for sub in ("etc", "lib", "run", "log", "spool", "sounds", "lib/agi-bin"):
         (instance_host / sub).mkdir(parents=True, exist_ok=True)
     secrets = load_secrets(instance_host / "secrets.json", config)
+    tls_files = _copy_tls_files(config, instance_host, dirs)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -206,6 +212,15 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         "dropped_events": DROPPED_EVENTS,
         "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}",
         "phones": {phone.extension: phone for phone in config.phones},
+        "tls_files": tls_files,
+        "dids": main_number_forms(
+            config.trunk.dids, config.exchange.main_number, config.trunk.country_code
+        ),
+        "callback_caller_id": formatted(
+            config.callbacks.caller_id or config.exchange.main_number,
+            config.trunk.number_format,
+            config.trunk.country_code,
+        ),
         "extra_dialplan": sorted(
             path.name
             for path in (TEMPLATES / "dialplan").glob("*.conf.j2")
@@ -217,3 +232,28 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         text = environment.get_template(template.name).render(context)
         (etc / template.name.removesuffix(".j2")).write_text(text)
     return etc
+
+
+def _copy_tls_files(config: Config, instance_host: Path, dirs: Directories) -> dict[str, str]:
+    """Copy the certificate, key and CA into the instance (0600 in a 0700 directory), as
+    Asterisk sees them: a chrooted Asterisk cannot read the host's paths."""
+    tls = config.tls
+    if not tls.enabled:
+        return {}
+    keys = instance_host / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    keys.chmod(0o700)
+    files = {}
+    for name, source in (("cert", tls.cert_file), ("key", tls.key_file), ("ca", tls.ca_file)):
+        if not source:
+            continue
+        target = keys / f"{name}.pem"
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"tls: cannot read {source}: {exc.strerror}") from None
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        files[name] = f"{dirs.instance}/keys/{name}.pem"
+    return files

@@ -35,6 +35,7 @@ from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeou
 from cti.audit import audit
 from cti.callbacks.service import CallbackError, close_hopper, record_closed
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
+from dialplan.numbers import formatted
 
 if TYPE_CHECKING:
     from cti.ami.bus import EventBus
@@ -94,8 +95,10 @@ async def start_callback(services: Services, hopper_id: int, user: User) -> Call
         )
     if extension not in {phone.extension for phone in config.phones}:
         raise CallbackError(f"toestel {extension} van {user.name} staat niet in de configuratie")
-    if not config.asterisk.trunk_contact:
-        raise CallbackError("er is geen uitgaande lijn ingesteld (asterisk.trunk_contact)", 503)
+    if not config.outbound_trunk:
+        raise CallbackError(
+            "er is geen uitgaande lijn ingesteld ([trunk] server of asterisk.trunk_contact)", 503
+        )
     ami = services.ami
     if ami is None or not ami.connected:
         raise CallbackError(
@@ -151,7 +154,8 @@ async def start_callback(services: Services, hopper_id: int, user: User) -> Call
         "ActionID": attempt.action_id,
         "Channel": f"PJSIP/{extension}",
         "Context": CONTEXT,
-        "Exten": number,
+        # The citizen's number as the provider wants it (trunk.number_format).
+        "Exten": formatted(number, config.trunk.number_format, config.trunk.country_code),
         "Priority": "1",
         "Timeout": str(config.callbacks.member_ring_seconds * 1000),
         # What the member's own display shows while it rings.

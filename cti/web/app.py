@@ -24,11 +24,19 @@ def create_app(services: Services, plugins: list[Plugin] | None = None) -> web.A
     from cti.web import auth
 
     auth.setup(app, services.instance_dir / "web-session.key")
+    if services.config.tls.https:
+        app.on_response_prepare.append(_strict_transport_security)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     for plugin in plugins or []:
         plugin(app)
     return app
+
+
+async def _strict_transport_security(request: web.Request, response: web.StreamResponse) -> None:
+    """HSTS on every answer: a browser that saw it once never falls back to plain HTTP."""
+    seconds = request.app[SERVICES].config.tls.hsts_seconds
+    response.headers["Strict-Transport-Security"] = f"max-age={seconds}"
 
 
 async def healthz(request: web.Request) -> web.Response:
