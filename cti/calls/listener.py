@@ -38,6 +38,7 @@ from cti.ami.client import AmiError
 from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
+from dialplan.numbers import main_number_forms
 
 log = logging.getLogger("bereik.calls")
 
@@ -59,6 +60,9 @@ class CallListener:
             main_number=config.exchange.main_number,
             kcc_number=config.kcc.number,
             team_numbers={team.number: team.id for team in config.teams},
+            main_aliases=main_number_forms(
+                config.trunk.dids, config.exchange.main_number, config.trunk.country_code
+            ),
         )
         self.effects: asyncio.Queue[Effect] = asyncio.Queue()
         self.written = 0

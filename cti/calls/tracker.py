@@ -132,8 +132,11 @@ class CallTracker:
         kcc_number: str,
         team_numbers: Mapping[str, str],
         clock: Callable[[], float] = time.time,
+        main_aliases: Iterable[str] = (),
     ) -> None:
         self.main_number = main_number
+        # The main number as a provider delivers it ([trunk] dids): the same 14070 call.
+        self.main_aliases = frozenset(main_aliases)
         self.kcc_number = kcc_number
         self.team_numbers = dict(team_numbers)  # number -> team id
         self.teams = set(team_numbers.values()) | {KCC}
@@ -470,8 +473,8 @@ class CallTracker:
         """(number dialled, offered label) of a new first channel; kind "" = not followed."""
         context, exten = str(e.get("Context", "")), str(e.get("Exten", ""))
         if context == TRUNK_CONTEXT:
-            if exten == self.main_number:
-                return exten, "14070"
+            if exten == self.main_number or exten in self.main_aliases:
+                return self.main_number, "14070"
             if exten in self.team_numbers:
                 return exten, "team"
             return exten, ""
