@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -82,6 +83,16 @@ class Phone:
     extension: str
     port: int
     name: str = ""
+    # "tls": the phone registers over SIP/TLS with SRTP (no fixed contact; see baresip.py).
+    transport: str = "udp"
+
+    def toml(self) -> str:
+        text = (
+            f'[[phones]]\nextension = "{self.extension}"\nname = "{self.name or self.extension}"\n'
+        )
+        if self.transport != "udp":
+            return text + f'transport = "{self.transport}"\n'
+        return text + f'contact = "sip:{self.extension}@127.0.0.1:{self.port}"\n'
 
 
 @dataclass
@@ -130,11 +141,7 @@ class Exchange:
         self._engine = create_engine(f"sqlite:///{self.db_path}")
 
     def _toml(self, extra: str, teams: str) -> str:
-        phones = "\n".join(
-            f'[[phones]]\nextension = "{p.extension}"\nname = "{p.name or p.extension}"\n'
-            f'contact = "sip:{p.extension}@127.0.0.1:{p.port}"\n'
-            for p in self.phones
-        )
+        phones = "\n".join(p.toml() for p in self.phones)
         agents = ", ".join(f'"{a}"' for a in self.kcc_agents)
         return f"""
 [server]
@@ -215,23 +222,33 @@ ring_seconds = 15
 
     def wait_http(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        context = self.ssl_context()
         while time.monotonic() < deadline:
             if self.serve_process is not None and self.serve_process.poll() is not None:
                 raise AssertionError(
                     f"bereik serve exited; log:\n{self.serve_log.read_text()[-3000:]}"
                 )
             try:
-                with urllib.request.urlopen(self.url(path), timeout=2):
+                with urllib.request.urlopen(self.url(path), timeout=2, context=context):
                     return
             except OSError:
                 time.sleep(0.2)
         raise AssertionError(f"{path} not answering after {timeout} s")
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports.http}{path}"
+        scheme = "https" if self.config.tls.https else "http"
+        return f"{scheme}://127.0.0.1:{self.ports.http}{path}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """With [tls] https: a client context trusting exactly the exchange's certificate."""
+        if not self.config.tls.https:
+            return None
+        return ssl.create_default_context(cafile=self.config.tls.cert_file)
 
     def http_get(self, path: str) -> str:
-        with urllib.request.urlopen(self.url(path), timeout=10) as response:
+        with urllib.request.urlopen(
+            self.url(path), timeout=10, context=self.ssl_context()
+        ) as response:
             return str(response.read().decode())
 
     # the database, as a test reads it
@@ -328,11 +345,15 @@ ring_seconds = 15
         timeout_s: int = 60,
         caller_name: str = "Burger",
         from_phone: str = "",
+        target: str = "",
+        local_ip: str = "127.0.0.1",
     ) -> SippResult:
         """Place `calls` calls to `number` as a citizen on the trunk; wait until all end.
 
         With `from_phone` (an extension) the call comes from that internal phone instead,
-        with its digest credentials, so it enters the dialplan in from-internal.
+        with its digest credentials, so it enters the dialplan in from-internal. `target`
+        ("host:port") sends the call elsewhere (a provider in front of the exchange), from
+        `local_ip`.
         """
         auth: list[str] = []
         if from_phone:
@@ -355,13 +376,13 @@ ring_seconds = 15
         stat = self.workdir / f"{name}.csv"
         command = [
             "sipp",
-            f"127.0.0.1:{self.ports.sip}",
+            target or f"127.0.0.1:{self.ports.sip}",
             "-sf",
             str(path),
             "-s",
             number,
             "-i",
-            "127.0.0.1",
+            local_ip,
             "-p",
             str(free_port()),
             "-mp",
