@@ -38,7 +38,8 @@ KCC = "kcc"
 
 # Where a call enters, by the context of its first channel (pjsip.conf endpoints).
 TRUNK_CONTEXT = "from-trunk"
-INTERNAL_CONTEXT = "from-internal"
+# Our phones; from-internal-tls is the way in of phones on TLS (dialplan/tls.conf.j2).
+INTERNAL_CONTEXTS = ("from-internal", "from-internal-tls")
 KCC_CONTEXT = "bereik-kcc"
 TEAM_CONTEXTS = ("bereik-team", "bereik-team-static")
 
@@ -478,7 +479,7 @@ class CallTracker:
             if exten in self.team_numbers:
                 return exten, "team"
             return exten, ""
-        if context == INTERNAL_CONTEXT and (
+        if context in INTERNAL_CONTEXTS and (
             exten in self.team_numbers or exten in (self.main_number, self.kcc_number)
         ):
             return exten, "internal"
@@ -487,7 +488,7 @@ class CallTracker:
     def _entry_from_context(self, channel: Mapping[str, Any]) -> tuple[str, str]:
         """For a channel found live at resync: where it is now tells roughly how it came."""
         context = str(channel.get("Context", ""))
-        if context in (TRUNK_CONTEXT, INTERNAL_CONTEXT):
+        if context == TRUNK_CONTEXT or context in INTERNAL_CONTEXTS:
             return self._entry({"Context": context, "Exten": channel.get("Extension", "")})
         if context.startswith("bereik-"):
             team = self._team_of(channel)

@@ -46,12 +46,20 @@ def https(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Excha
         yield ex
 
 
-def tls_phone(ex: Exchange, *, srtp: bool = True, register: bool = True) -> Baresip:
-    """Phone 2001 as baresip, signing in over TLS to the exchange's TLS port."""
+def tls_phone(
+    ex: Exchange, *, srtp: bool = True, register: bool = True, over_tls: bool = True
+) -> Baresip:
+    """Phone 2001 as baresip, signing in over TLS to the exchange's TLS port (or, to show
+    what is refused, over plain UDP to its UDP port)."""
     password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2001"]
+    address = (
+        f"127.0.0.1:{ex.config.tls.sip_port};transport=tls"
+        if over_tls
+        else f"127.0.0.1:{ex.ports.sip}"
+    )
     return Baresip(
         ex.workdir,
-        f"sip:2001@127.0.0.1:{ex.config.tls.sip_port};transport=tls",
+        f"sip:2001@{address}",
         password=password,
         ca_file=ex.config.tls.cert_file,
         srtp=srtp,
@@ -82,6 +90,36 @@ async def test_a_tls_phone_registers_and_answers_a_citizens_call_with_srtp(
         assert phone.logged("SRTP is Enabled")
     finally:
         await phone.stop()
+
+
+async def test_a_tls_phone_calls_14070_over_tls_with_srtp(secure: Exchange) -> None:
+    secure.start_serve()
+    phone = tls_phone(secure, register=False)
+    await phone.start()
+    try:
+        await phone.command(
+            "dial", f"sip:14070@127.0.0.1:{secure.config.tls.sip_port};transport=tls"
+        )
+        await phone.wait_for("CALL_ESTABLISHED")
+        assert phone.logged("SRTP is Enabled")
+        await until(lambda: secure.rows("SELECT entry FROM calls"))
+    finally:
+        await phone.stop()
+    assert [tuple(c) for c in secure.rows("SELECT caller, entry FROM calls")] == [("2001", "14070")]
+
+
+async def test_a_tls_phones_call_over_plain_udp_is_refused(secure: Exchange) -> None:
+    """Its SDP would carry the SRTP keys in the clear: refused before it is answered."""
+    secure.start_serve()
+    phone = tls_phone(secure, register=False, over_tls=False)
+    await phone.start()
+    try:
+        await phone.command("dial", f"sip:14070@127.0.0.1:{secure.ports.sip}")
+        closed = await phone.wait_for("CALL_CLOSED")
+        assert closed["param"].startswith("488"), closed
+    finally:
+        await phone.stop()
+    assert secure.rows("SELECT count(*) AS n FROM calls")[0].n == 0
 
 
 async def test_a_plain_rtp_offer_from_a_tls_phone_is_refused(secure: Exchange) -> None:
