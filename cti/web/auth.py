@@ -4,10 +4,11 @@ A request is let through when it carries a signed-in session cookie or an API to
 (`Authorization: Bearer <token>`); only /healthz, /metrics, /login and /static/* are open.
 Handlers then narrow it down with `require_role` and `require_team_access`.
 
-The session is a small HMAC-signed cookie (no server-side store, so several `bereik serve`
-processes can share it as long as they share the key file). It holds the user id, the CSRF
-token and the language; the user row is re-read on every request, so deactivating a user
-or changing the role takes effect at once.
+The session is a small HMAC-signed cookie (several `bereik serve` processes can share it as
+long as they share the key file). It holds the user id, the session version it was signed
+in with, the CSRF token and the language. The user row is re-read on every request, and
+the session only counts while its version equals the row's `session_version`: logout, a
+new password and deactivation raise it, which ends every cookie of that user at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -182,6 +184,7 @@ def sign_in(request: web.Request, user: User) -> None:
     language = user.language or session_of(request).get("l", "nl")
     session = new_session(language)
     session["u"] = user.id
+    session["v"] = user.session_version or 0
     request[SESSION] = session
     request[USER] = user
     mark_session_changed(request)
@@ -194,8 +197,33 @@ def sign_out(request: web.Request) -> None:
     mark_session_changed(request)
 
 
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the direct peer is a configured reverse proxy (`server.trusted_proxies`)."""
+    from cti.web.app import SERVICES
+
+    proxies = request.app[SERVICES].config.server.trusted_proxies
+    if not proxies or not request.remote:
+        return False
+    try:
+        peer = ipaddress.ip_address(request.remote)
+    except ValueError:
+        return False
+    return any(peer in ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer, or what a trusted proxy says in X-Forwarded-For."""
+    if from_trusted_proxy(request):
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or "?"
+
+
 def _secure(request: web.Request) -> bool:
-    if request.secure or request.headers.get("X-Forwarded-Proto", "") == "https":
+    if request.secure:
+        return True
+    if from_trusted_proxy(request) and request.headers.get("X-Forwarded-Proto", "") == "https":
         return True
     from cti.web.app import SERVICES
 
@@ -254,13 +282,43 @@ async def _load_user(request: web.Request) -> None:
     if isinstance(user_id, int):
         async with sessions() as db:
             user = await db.get(User, user_id)
-        if user is not None and user.active:
+        if session_valid(user, data):
             request[USER] = user
 
 
+def session_valid(user: User | None, data: dict[str, Any]) -> bool:
+    """Whether a session cookie still signs this user in (active, not revoked)."""
+    return (
+        user is not None
+        and user.active
+        and user.id == data.get("u")
+        and data.get("v") == (user.session_version or 0)
+    )
+
+
+async def still_signed_in(request: web.Request) -> bool:
+    """Re-read the user behind this request: for long-lived answers (/events)."""
+    from cti.users.service import user_by_token
+    from cti.web.app import SERVICES
+
+    sessions = request.app[SERVICES].sessions
+    async with sessions() as db:
+        if request.get(VIA_TOKEN):
+            header = request.headers.get("Authorization", "")
+            return await user_by_token(db, header[7:].strip()) is not None
+        data = request.get(SESSION) or {}
+        user_id = data.get("u")
+        user = await db.get(User, user_id) if isinstance(user_id, int) else None
+    return session_valid(user, data)
+
+
 async def _check_csrf(request: web.Request) -> None:
-    """Non-GET requests from a browser session must carry the session's CSRF token."""
-    if request.method in SAFE_METHODS or request.get(VIA_TOKEN):
+    """Non-GET requests from a browser session must carry the session's CSRF token.
+
+    The sign-in form carries its own one-time token instead (cti.users.guard.LoginTokens),
+    checked by the sign-in handler.
+    """
+    if request.method in SAFE_METHODS or request.get(VIA_TOKEN) or request.path == "/login":
         return
     expected = str(request.get(SESSION, {}).get("c", ""))
     given = request.headers.get(CSRF_HEADER, "")
@@ -286,10 +344,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         await _check_csrf(request)
         response = await handler(request)
     except web.HTTPException as exc:
+        _no_store(request, exc)
         _save(request, exc)
         raise
+    _no_store(request, response)
     _save(request, response)
     return response
+
+
+def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """Pages and API answers may carry personal data: no browser or proxy keeps a copy."""
+    if response.prepared or request.path.startswith(OPEN_PREFIXES):
+        return
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
 
 
 def _quote(path: str) -> str:

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -28,6 +28,8 @@ from cti.web.i18n import LANGUAGES, client_texts, translator
 from cti.web.jsonapi import json_error
 
 HERE = Path(__file__).parent
+LOGIN_TOKENS = web.AppKey("login_tokens", object)
+LIMITER = web.AppKey("login_limiter", object)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -78,6 +80,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/admin/users", user_create)
     app.router.add_post("/admin/users/{id:\\d+}", user_update)
     app.router.add_post("/admin/users/{id:\\d+}/token", user_token)
+    app.router.add_post("/admin/users/{id:\\d+}/token/revoke", user_token_revoke)
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -160,25 +163,83 @@ async def home(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str) -> str:
-    # Only paths on this site: never an open redirect to another host.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """A redirect target on this site only: an absolute path, never another host.
+
+    Browsers ignore tabs and newlines in URLs and read a backslash as a slash, so
+    `/<TAB>/evil.example` and `/\\evil.example` would leave the site; such a target, any
+    control character or space, and anything with a scheme or host fall back to "/".
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)
+        or "\\" in target
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def _login_tokens(request: web.Request) -> Any:
+    from cti.users.guard import LoginTokens
+
+    tokens = request.app.get(LOGIN_TOKENS)
+    if tokens is None:
+        tokens = request.app[LOGIN_TOKENS] = LoginTokens(request.app[auth.SESSION_KEY])
+    return tokens
+
+
+def _limiter(request: web.Request) -> Any:
+    from cti.users.guard import AttemptLimiter
+
+    limiter = request.app.get(LIMITER)
+    if limiter is None:
+        per_minute = request.app[SERVICES].config.server.login_attempts_per_minute
+        limiter = request.app[LIMITER] = AttemptLimiter(per_minute)
+    return limiter
 
 
 async def login_form(request: web.Request) -> web.Response:
     if request.get(auth.USER) is not None:
         raise web.HTTPFound("/")
-    return render(request, "login.html", next=_safe_next(request.query.get("next", "/")))
+    token = _login_tokens(request).issue(auth.csrf_token(request))
+    next_ = _safe_next(request.query.get("next", "/"))
+    return render(request, "login.html", next=next_, login_token=token)
 
 
 async def login(request: web.Request) -> web.Response:
-    from cti.users.service import verify_password
+    from cti.users.service import LoginBusy, verify_password
 
     form = await request.post()
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
-    async with request.app[SERVICES].sessions() as session:
-        user = await verify_password(session, name, password)
-        await session.commit()
+    address = auth.client_address(request)
+    limiter = _limiter(request)
+    allowed, first_refusal = limiter.allow(address)
+    if not allowed:
+        if first_refusal:
+            # One row per run of refused attempts from an address, not one per attempt.
+            async with request.app[SERVICES].sessions() as session:
+                audit(session, actor=name[:64] or "?", action="login_throttled",
+                      object_type="address", object_id=address[:64])
+                await session.commit()
+        raise web.HTTPTooManyRequests(
+            text="too many sign-in attempts; wait a minute",
+            headers={"Retry-After": str(limiter.retry_after())},
+        )
+    given = str(form.get(auth.CSRF_FIELD, ""))
+    if not _login_tokens(request).redeem(auth.csrf_token(request), given):
+        # Expired, used before, or from another browser: a fresh form, nothing counted.
+        raise back("/login", err="form expired", next=target)
+    try:
+        user = await verify_password(request.app[SERVICES].sessions, name, password)
+    except LoginBusy:
+        raise web.HTTPServiceUnavailable(
+            text="too many sign-ins at once; try again in a moment",
+            headers={"Retry-After": "2"},
+        ) from None
     if user is None:
         raise back("/login", err="wrong login", next=target)
     auth.sign_in(request, user)
@@ -186,6 +247,18 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    from cti.users.service import revoke_sessions
+
+    user = request.get(auth.USER)
+    if user is not None:
+        # Server-side: the old cookie (a copy of it anywhere) no longer signs in.
+        async with request.app[SERVICES].sessions() as session:
+            row = await session.get(User, user.id)
+            if row is not None:
+                revoke_sessions(row)
+                audit(session, actor=row.name, action="logout", object_type="user",
+                      object_id=row.id)
+                await session.commit()
     auth.sign_out(request)
     raise web.HTTPSeeOther("/login")
 
@@ -686,7 +759,13 @@ async def user_create(request: web.Request) -> web.Response:
 
 
 async def user_update(request: web.Request) -> web.Response:
-    from cti.users.service import ROLES, UserError, set_password
+    from cti.users.service import (
+        ROLES,
+        UserError,
+        check_extension,
+        revoke_sessions,
+        set_password,
+    )
 
     admin = auth.require_role(request, "admin")
     form = await request.post()
@@ -697,10 +776,17 @@ async def user_update(request: web.Request) -> web.Response:
         role = str(form.get("role", user.role))
         if role not in ROLES:
             raise back("/admin", err="unknown role")
+        try:
+            extension = check_extension(str(form.get("extension", user.extension)).strip())
+        except UserError as exc:
+            raise back("/admin", err=str(exc)) from None
         user.role = role
         user.team_id = _team_field(request, str(form.get("team", user.team_id)))
-        user.extension = str(form.get("extension", user.extension)).strip()
-        user.active = str(form.get("active", "1")) == "1"
+        user.extension = extension
+        active = str(form.get("active", "1")) == "1"
+        if user.active and not active:
+            revoke_sessions(user)  # a deactivated user's open screens end at once
+        user.active = active
         if form.get("unlock"):
             user.locked_until = None
             user.failed_logins = 0
@@ -735,3 +821,18 @@ async def user_token(request: web.Request) -> web.Response:
         await session.commit()
     # Shown once on the next page; the page is private (no-store) and only to the admin.
     return render(request, "token.html", token=token, name=user.name)
+
+
+async def user_token_revoke(request: web.Request) -> web.Response:
+    from cti.users.service import revoke_token
+
+    admin = auth.require_role(request, "admin")
+    async with request.app[SERVICES].sessions() as session:
+        user = await session.get(User, int(request.match_info["id"]))
+        if user is None:
+            raise web.HTTPNotFound(**json_error("no such user"))
+        revoke_token(user)
+        audit(session, actor=admin.name, action="token_revoke", object_type="user",
+              object_id=user.id)
+        await session.commit()
+    raise back("/admin", msg="saved")
