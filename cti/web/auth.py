@@ -282,7 +282,7 @@ async def _load_user(request: web.Request) -> None:
     if isinstance(user_id, int):
         async with sessions() as db:
             user = await db.get(User, user_id)
-        if session_valid(user, data):
+        if user is not None and session_valid(user, data):
             request[USER] = user
 
 

@@ -22,14 +22,16 @@ from sqlalchemy import func, select
 
 from cti.audit import audit
 from cti.store.models import Announcement, CallbackAttempt, Hopper, Presence, User
+from cti.users.guard import AttemptLimiter, LoginTokens
 from cti.web import auth
 from cti.web.app import SERVICES
 from cti.web.i18n import LANGUAGES, client_texts, translator
 from cti.web.jsonapi import json_error
 
 HERE = Path(__file__).parent
-LOGIN_TOKENS = web.AppKey("login_tokens", object)
-LIMITER = web.AppKey("login_limiter", object)
+LOGIN_TOKENS = web.AppKey("login_tokens", LoginTokens)
+LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+LOGIN_TOKEN_FIELD = "login_token"  # the sign-in form's one-time token (not the session's)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -56,6 +58,8 @@ SCREENS: dict[str, list[tuple[str, str]]] = {
 def setup(app: web.Application) -> None:
     """WEB_PLUGIN entry point."""
     app.middlewares.append(error_pages)
+    app[LOGIN_TOKENS] = LoginTokens(app[auth.SESSION_KEY])
+    app[LIMITER] = AttemptLimiter(app[SERVICES].config.server.login_attempts_per_minute)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
@@ -182,29 +186,10 @@ def _safe_next(target: str) -> str:
     return target
 
 
-def _login_tokens(request: web.Request) -> Any:
-    from cti.users.guard import LoginTokens
-
-    tokens = request.app.get(LOGIN_TOKENS)
-    if tokens is None:
-        tokens = request.app[LOGIN_TOKENS] = LoginTokens(request.app[auth.SESSION_KEY])
-    return tokens
-
-
-def _limiter(request: web.Request) -> Any:
-    from cti.users.guard import AttemptLimiter
-
-    limiter = request.app.get(LIMITER)
-    if limiter is None:
-        per_minute = request.app[SERVICES].config.server.login_attempts_per_minute
-        limiter = request.app[LIMITER] = AttemptLimiter(per_minute)
-    return limiter
-
-
 async def login_form(request: web.Request) -> web.Response:
     if request.get(auth.USER) is not None:
         raise web.HTTPFound("/")
-    token = _login_tokens(request).issue(auth.csrf_token(request))
+    token = request.app[LOGIN_TOKENS].issue(auth.csrf_token(request))
     next_ = _safe_next(request.query.get("next", "/"))
     return render(request, "login.html", next=next_, login_token=token)
 
@@ -216,7 +201,7 @@ async def login(request: web.Request) -> web.Response:
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
     address = auth.client_address(request)
-    limiter = _limiter(request)
+    limiter = request.app[LIMITER]
     allowed, first_refusal = limiter.allow(address)
     if not allowed:
         if first_refusal:
@@ -229,8 +214,8 @@ async def login(request: web.Request) -> web.Response:
             text="too many sign-in attempts; wait a minute",
             headers={"Retry-After": str(limiter.retry_after())},
         )
-    given = str(form.get(auth.CSRF_FIELD, ""))
-    if not _login_tokens(request).redeem(auth.csrf_token(request), given):
+    given = str(form.get(LOGIN_TOKEN_FIELD, ""))
+    if not request.app[LOGIN_TOKENS].redeem(auth.csrf_token(request), given):
         # Expired, used before, or from another browser: a fresh form, nothing counted.
         raise back("/login", err="form expired", next=target)
     try:

@@ -145,14 +145,18 @@ async def test_role_and_api_token(services: Services, client: TestClient) -> Non
 async def test_lockout_after_five_failures(services: Services) -> None:
     async with services.sessions() as db:
         await create_user(db, "marieke", "geheim-wachtwoord", "member", team_id="burgerzaken")
-        for _ in range(MAX_FAILED_LOGINS):
-            assert await verify_password(db, "marieke", "fout") is None
-        # Locked: even the right password fails now...
-        assert await verify_password(db, "marieke", "geheim-wachtwoord") is None
-        # ...and works again after 15 minutes.
-        later = datetime.now(UTC) + timedelta(minutes=16)
-        assert await verify_password(db, "marieke", "geheim-wachtwoord", now=later) is not None
         await db.commit()
+    for _ in range(MAX_FAILED_LOGINS):
+        assert await verify_password(services.sessions, "marieke", "fout") is None
+    # Locked: even the right password fails now...
+    assert await verify_password(services.sessions, "marieke", "geheim-wachtwoord") is None
+    # ...and works again after 15 minutes.
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    assert (
+        await verify_password(services.sessions, "marieke", "geheim-wachtwoord", now=later)
+        is not None
+    )
+    async with services.sessions() as db:
         actions = (await db.execute(select(AuditEntry.action))).scalars().all()
     assert "lock" in actions
     assert actions[-1] == "login"
