@@ -44,6 +44,7 @@ CSRF_FIELD = "csrf_token"
 # Roles that work across all teams' hoppers: the KCC creates them for any team, the
 # supervisor and the admin oversee all. Members and leads see their own team only.
 ALL_TEAMS_ROLES = ("agent", "supervisor", "admin")
+KCC_TEAM = "kcc"  # the team id of the KCC's own hoppers (cti.hoppers.service.KCC_TEAM)
 
 SESSION_KEY = web.AppKey("session_key", bytes)
 USER = web.RequestKey("bereik_user", User)  # the signed-in user
@@ -91,6 +92,24 @@ def require_team_access(user: User, team_id: str) -> None:
     if user.role in ("member", "lead") and user.team_id and user.team_id == team_id:
         return
     raise forbidden("this belongs to another team")
+
+
+def may_handle(user: User, team_id: str) -> bool:
+    """Whether the user may claim and close this team's hoppers: its own members and lead
+    (the KCC's own hoppers: its agents), and the admin. Supervisors and KCC agents see
+    every team's hoppers but do not take or close another team's work. The one rule for
+    the screens and the API."""
+    if user.role == "admin":
+        return True
+    if team_id == KCC_TEAM:
+        return user.role == "agent"
+    return user.role in ("member", "lead") and bool(user.team_id) and user.team_id == team_id
+
+
+def require_own_team(user: User, team_id: str) -> None:
+    """403 unless `may_handle`."""
+    if not may_handle(user, team_id):
+        raise forbidden("only the hopper's own team may claim or close it")
 
 
 def can_see_numbers(user: User) -> bool:

@@ -350,7 +350,7 @@ async def team_page(request: web.Request) -> web.Response:
         show_closed=show_closed,
         present=present,
         reasons=CLOSING_REASONS,
-        can_act=user.role in ("member", "lead", "admin"),
+        can_act=auth.may_handle(user, team_id),
     )
 
 
@@ -407,16 +407,17 @@ async def hopper_page(request: web.Request) -> web.Response:
         history=history,
         reasons=CLOSING_REASONS,
         overdue=hopper.status == "open" and hopper.deadline < datetime.now(UTC),
-        can_act=user.role in ("member", "lead", "admin"),
+        can_act=auth.may_handle(user, hopper.team_id),
     )
 
 
 async def hopper_claim(request: web.Request) -> web.Response:
     from cti.callbacks.service import CallbackError, claim_hopper
 
-    user = auth.require_role(request, "member", "lead")
+    user = auth.require_role(request, "member", "lead", "agent")
     async with request.app[SERVICES].sessions() as session:
         hopper = await _hopper_for(request, session, user)
+        auth.require_own_team(user, hopper.team_id)
         try:
             claim_hopper(session, hopper, user.name)
         except CallbackError as exc:
@@ -428,13 +429,14 @@ async def hopper_claim(request: web.Request) -> web.Response:
 async def hopper_close(request: web.Request) -> web.Response:
     from cti.callbacks.service import CallbackError, close_hopper, record_closed
 
-    user = auth.require_role(request, "member", "lead")
+    user = auth.require_role(request, "member", "lead", "agent")
     services = request.app[SERVICES]
     form = await request.post()
     reason = str(form.get("reason", ""))
     note = str(form.get("note", ""))[:2000]
     async with services.sessions() as session:
         hopper = await _hopper_for(request, session, user)
+        auth.require_own_team(user, hopper.team_id)
         try:
             await close_hopper(
                 session, hopper, reason, user.name, config=services.config, note=note

@@ -36,7 +36,7 @@ def config(**server: Any) -> Config:
     return Config.model_validate(
         {
             "server": server,
-            "phones": [{"extension": "3001"}],
+            "phones": [{"extension": "3001"}, {"extension": "3101"}],
             "teams": [
                 {
                     "id": "burgerzaken",
@@ -44,7 +44,14 @@ def config(**server: Any) -> Config:
                     "number": "7001",
                     "members": ["3001"],
                     "mailbox": "bz@example.org",
-                }
+                },
+                {
+                    "id": "belastingen",
+                    "name": "Belastingen",
+                    "number": "7002",
+                    "members": ["3101"],
+                    "mailbox": "bel@example.org",
+                },
             ],
         }
     )
@@ -352,3 +359,65 @@ async def test_an_extension_with_a_line_break_is_refused_on_the_admin_page(
     async with services.sessions() as db:
         row = await db.get(User, marieke.id)
         assert row is not None and row.extension == "3001"
+
+
+# --- 7 and 8: reassign masks the number; one rule for claiming and closing --------------
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[tuple[Client, dict[str, dict[str, str]], int]]:
+    from cti.callbacks.http import setup as callbacks_setup
+    from cti.hoppers.http import setup as hoppers_setup
+    from cti.hoppers.service import create_hopper
+
+    hopper = await create_hopper(
+        services, team_id="burgerzaken", caller="0612345678", reason="no_answer"
+    )
+    headers: dict[str, dict[str, str]] = {}
+    async with services.sessions() as db:
+        for name, role, team in (
+            ("sam", "supervisor", ""),
+            ("anna", "agent", ""),
+            ("bart", "member", "belastingen"),
+            ("carla", "member", "burgerzaken"),
+            ("lotte", "lead", "burgerzaken"),
+        ):
+            user = await create_user(db, name, PASSWORD, role, team)
+            headers[name] = {"Authorization": f"Bearer {await issue_token(db, user)}"}
+        await db.commit()
+    app = create_app(services, [hoppers_setup, callbacks_setup])
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client, headers, hopper.id
+
+
+async def test_reassign_answers_with_the_masked_number_for_a_supervisor(
+    api: tuple[Client, dict[str, dict[str, str]], int],
+) -> None:
+    client, headers, hopper_id = api
+    listed = await (await client.get("/api/hoppers", headers=headers["sam"])).json()
+    assert listed["hoppers"][0]["caller"] == "06******78"
+    moved = await client.post(
+        f"/api/hoppers/{hopper_id}/reassign", json={"team": "belastingen"}, headers=headers["sam"]
+    )
+    assert moved.status == 200
+    body = await moved.text()
+    assert "0612345678" not in body and "06******78" in body
+
+
+async def test_only_the_hoppers_own_team_claims_and_closes_it(
+    api: tuple[Client, dict[str, dict[str, str]], int],
+) -> None:
+    client, headers, hopper_id = api
+    close = {"reason": "solved_by_email"}
+    for name in ("sam", "anna", "bart"):
+        claimed = await client.post(f"/api/hoppers/{hopper_id}/claim", headers=headers[name])
+        closed = await client.post(
+            f"/api/hoppers/{hopper_id}/close", json=close, headers=headers[name]
+        )
+        assert (claimed.status, closed.status) == (403, 403), name
+    claimed = await client.post(f"/api/hoppers/{hopper_id}/claim", headers=headers["carla"])
+    assert claimed.status == 200
+    closed = await client.post(
+        f"/api/hoppers/{hopper_id}/close", json=close, headers=headers["lotte"]
+    )
+    assert closed.status == 200 and (await closed.json())["status"] == "closed"
