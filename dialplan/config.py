@@ -283,8 +283,23 @@ class Operators(Strict):
         return value
 
 
+# Numbers a callback may dial, as prefixes of the national form (+31/0031 become 0):
+# Dutch landlines (01-05, 07), mobiles (061-065, 068), 085 and 088, free 0800. Not
+# 0900/0906/0909 (paid), 084/087 (personal numbers, paid), 066/067, short numbers, or
+# abroad: a caller who keys one would be called back at the municipality's cost. An
+# entry starting with + allows that country (e.g. "+32" for Belgium).
+DUTCH_PREFIXES = [
+    "01", "02", "03", "04", "05", "07", "061", "062", "063", "064", "065", "068", "085",
+    "088", "0800",
+]  # fmt: skip
+
+
+Prefix = Annotated[str, Field(pattern=r"^(0[1-9][0-9]{0,5}|\+[1-9][0-9]{0,6})$")]
+
+
 class Callbacks(Strict):
     max_attempts: int = Field(3, ge=1, le=10)
+    allowed_prefixes: list[Prefix] = DUTCH_PREFIXES
     reminder_hour: int = Field(8, ge=0, le=23)
     caller_id: str = ""  # shown to the citizen; defaults to the main number
     # Click-to-call: how long the member's own phone rings, then the citizen's.

@@ -207,8 +207,13 @@ async def login(request: web.Request) -> web.Response:
         if first_refusal:
             # One row per run of refused attempts from an address, not one per attempt.
             async with request.app[SERVICES].sessions() as session:
-                audit(session, actor=name[:64] or "?", action="login_throttled",
-                      object_type="address", object_id=address[:64])
+                audit(
+                    session,
+                    actor=name[:64] or "?",
+                    action="login_throttled",
+                    object_type="address",
+                    object_id=address[:64],
+                )
                 await session.commit()
         raise web.HTTPTooManyRequests(
             text="too many sign-in attempts; wait a minute",
@@ -241,8 +246,9 @@ async def logout(request: web.Request) -> web.Response:
             row = await session.get(User, user.id)
             if row is not None:
                 revoke_sessions(row)
-                audit(session, actor=row.name, action="logout", object_type="user",
-                      object_id=row.id)
+                audit(
+                    session, actor=row.name, action="logout", object_type="user", object_id=row.id
+                )
                 await session.commit()
     auth.sign_out(request)
     raise web.HTTPSeeOther("/login")
@@ -819,7 +825,8 @@ async def user_token_revoke(request: web.Request) -> web.Response:
         if user is None:
             raise web.HTTPNotFound(**json_error("no such user"))
         revoke_token(user)
-        audit(session, actor=admin.name, action="token_revoke", object_type="user",
-              object_id=user.id)
+        audit(
+            session, actor=admin.name, action="token_revoke", object_type="user", object_id=user.id
+        )
         await session.commit()
     raise back("/admin", msg="saved")

@@ -342,8 +342,13 @@ async def test_an_extension_with_a_line_break_is_refused_on_the_admin_page(
     injected = "3001\r\nAction: Originate\r\nChannel: Local/0900123@x"
     created = await client.post(
         "/admin/users",
-        data={"csrf_token": csrf, "name": "kees", "password": PASSWORD, "role": "agent",
-              "extension": injected},
+        data={
+            "csrf_token": csrf,
+            "name": "kees",
+            "password": PASSWORD,
+            "role": "agent",
+            "extension": injected,
+        },
         allow_redirects=False,
     )
     assert "err=" in created.headers["Location"]
