@@ -70,6 +70,8 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         observer=AgiMetricsObserver(services.metrics, HANDLERS),
         unavailable=(SQLAlchemyError, TimeoutError),
         audio_seconds=lambda sound: audio_seconds(services, sound),
+        secret=secrets.agi,
+        allowed_peers=config.server.agi_allowed_peers,
     )
     runner = web.AppRunner(web_app(services, board), access_log=None)
     await runner.setup()

@@ -171,8 +171,9 @@ class BereikMetrics:
             "bereik_agi_refused",
             "FastAGI connections refused at once (the dialplan's fallback took the call): "
             "reason calls (agi_max_connections in progress), stalled (earlier calls still "
-            "wait for their first prompt), slow (recent calls waited too long for theirs) "
-            "or lag (the event loop runs late).",
+            "wait for their first prompt), slow (recent calls waited too long for theirs), "
+            "lag (the event loop runs late), peer (an address outside "
+            "server.agi_allowed_peers) or secret (no or a wrong FastAGI secret).",
             ["reason"],
             registry=r,
         )

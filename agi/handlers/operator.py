@@ -25,6 +25,7 @@ from cti.announcements.service import (
 )
 from cti.audit import audit
 from cti.services import Services
+from dialplan.private import restrict
 
 PIN_TRIES = 3
 RECORD_TRIES = 3
@@ -139,6 +140,8 @@ class Recording:
             await self.say("failed")
             return
         self.kept = True
+        # Asterisk wrote it with its own umask; recordings are private like the rest.
+        restrict(audio_file(self.services, self.name))
         await self.event("live", Id=str(announcement.id), Kind=kind)
         spoken = menu.spoken_moment(until, config.exchange.timezone)
         await self.say("live", until=spoken)

@@ -18,10 +18,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.config import EXTENSION_PATTERN
 from cti.audit import audit
 from cti.store.db import Sessions
 from cti.store.models import User
+from dialplan.config import EXTENSION_PATTERN
 
 ROLES = ("agent", "member", "lead", "operator", "supervisor", "admin")
 MAX_FAILED_LOGINS = 5

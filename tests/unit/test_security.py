@@ -20,13 +20,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from bereik.config import Config
-from bereik.services import Services
+from cti.services import Services
 from cti.store.models import AuditEntry, Base, User
 from cti.users import service as users
 from cti.users.service import create_user, issue_token
 from cti.web import auth, live, pages
 from cti.web.app import create_app
+from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
 PASSWORD = "geheim-wachtwoord"
