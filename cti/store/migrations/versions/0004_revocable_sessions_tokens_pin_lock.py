@@ -1,7 +1,7 @@
 """security: revocable sessions, expiring API tokens, recording PIN lockout per extension
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29 18:40:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from cti.store.models import UtcDateTime
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
