@@ -177,8 +177,14 @@ class BereikMetrics:
             ["reason"],
             registry=r,
         )
-        for reason in ("calls", "stalled", "slow", "lag"):
+        for reason in ("calls", "stalled", "slow", "lag", "peer", "secret"):
             self.agi_refused.labels(reason)  # at 0 from the start, for rate() and alerts
+        self.recording_pin_lockouts = Counter(
+            "bereik_recording_pin_lockouts",
+            "Extensions locked out of recording announcements by phone after repeated wrong "
+            "PINs (someone may be guessing the PIN).",
+            registry=r,
+        )
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",
             "AMI events dropped because the event queue was full; figures may be incomplete.",
@@ -280,6 +286,9 @@ class BereikMetrics:
             "result", result, TRANSFER_RESULTS
         ):
             self.transfers.labels(to_team=to_team, result=result).inc()
+
+    def recording_pin_locked(self) -> None:
+        self.recording_pin_lockouts.inc()
 
     def hopper_created(self, team: str, reason: str) -> None:
         if self._allowed("team", team, self.teams) and self._allowed(

@@ -426,3 +426,86 @@ async def test_only_the_hoppers_own_team_claims_and_closes_it(
         f"/api/hoppers/{hopper_id}/close", json=close, headers=headers["lotte"]
     )
     assert closed.status == 200 and (await closed.json())["status"] == "closed"
+
+
+# --- 5. the recording PIN: lockout across calls, minimum length --------------------------
+
+
+async def test_wrong_recording_pins_lock_the_extension_across_calls(tmp_path: Path) -> None:
+    from cti.announcements import pinlock
+    from cti.store.models import OutboxMail
+
+    settings = Config.model_validate(
+        {"operators": {"pin": "804613"}, "kcc": {"supervisor_mailbox": "kcc@example.org"}}
+    )
+    async with memory_services(settings, tmp_path) as services:
+        # Five calls of one wrong PIN each (a caller who hangs up and dials *77 again).
+        locked = [await pinlock.count_failure(services, "4001") for _ in range(5)]
+        assert locked == [False, False, False, False, True]
+        assert await pinlock.is_locked(services, "4001")
+        assert not await pinlock.is_locked(services, "4002")  # per extension
+        later = datetime.now(UTC) + pinlock.LOCKOUT + timedelta(seconds=1)
+        assert not await pinlock.is_locked(services, "4001", now=later)
+        assert await audit_count(services, "pin_refused") == 5
+        assert await audit_count(services, "pin_locked") == 1
+        async with services.sessions() as db:
+            mails = (await db.execute(select(OutboxMail))).scalars().all()
+        assert [m.recipient for m in mails] == ["kcc@example.org"]
+        assert "4001" in mails[0].subject
+        assert "bereik_recording_pin_lockouts_total 1.0" in services.metrics.render().decode()
+        # A right PIN starts the count again.
+        await pinlock.count_failure(services, "4002")
+        await pinlock.clear(services, "4002")
+        assert [await pinlock.count_failure(services, "4002") for _ in range(4)] == [False] * 4
+
+
+@pytest.mark.parametrize("pin", ["4321", "12345", "000000", "12 34 56", "١٢٣٤٥٦"])
+def test_a_short_or_weak_recording_pin_is_refused_by_the_configuration(pin: str) -> None:
+    with pytest.raises(ValueError, match="operators.pin"):
+        Config.model_validate({"operators": {"pin": pin}})
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"teams": [{"id": "x", "name": "X", "number": "7001", "mailbox": "x@example.org\n"}]},
+        {"mail": {"sender": "bereik@example.org\r\nBcc: someone@example.org"}},
+        {"phones": [{"extension": "3001", "name": "Anna\n[evil]\ntype=endpoint"}]},
+        {"hours": {"mon": "08:30-17:00\n"}},
+        {"callbacks": {"caller_id": "14070\n"}},
+        {"exchange": {"name": "Gemeente\x00"}},
+    ],
+)
+def test_configuration_values_with_line_breaks_or_control_characters_are_refused(
+    settings: dict[str, Any],
+) -> None:
+    with pytest.raises(ValueError):
+        Config.model_validate(settings)
+
+
+# --- 12. forwarded headers only from a trusted proxy --------------------------------------
+
+
+async def test_forwarded_headers_count_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    for proxies, secure in (([], False), (["127.0.0.1"], True)):
+        settings = config(trusted_proxies=proxies, login_attempts_per_minute=3)
+        async with memory_services(settings, tmp_path) as services:
+            app = create_app(services, [pages.setup])
+            async with TestClient(TestServer(app)) as client:
+                page = await client.get("/login", headers={"X-Forwarded-Proto": "https"})
+                cookie = page.cookies[auth.COOKIE]
+                assert bool(cookie["secure"]) is secure, proxies
+                # The rate limit keys on the forwarded address only behind the proxy.
+                statuses = set()
+                for n in range(6):
+                    form = await client.get("/login")
+                    token = re.search(r'name="login_token" value="([^"]+)"', await form.text())
+                    assert token
+                    response = await client.post(
+                        "/login",
+                        data={"name": "x", "password": "y", "login_token": token[1]},
+                        headers={"X-Forwarded-For": f"192.0.2.{n}"},
+                        allow_redirects=False,
+                    )
+                    statuses.add(response.status)
+                assert (429 in statuses) is not secure, proxies
