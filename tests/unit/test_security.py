@@ -461,7 +461,7 @@ async def test_wrong_recording_pins_lock_the_extension_across_calls(tmp_path: Pa
 
 @pytest.mark.parametrize("pin", ["4321", "12345", "000000", "12 34 56", "١٢٣٤٥٦"])
 def test_a_short_or_weak_recording_pin_is_refused_by_the_configuration(pin: str) -> None:
-    with pytest.raises(ValueError, match="operators.pin"):
+    with pytest.raises(ValueError, match=r"operators\.pin"):
         Config.model_validate({"operators": {"pin": pin}})
 
 
