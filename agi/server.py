@@ -37,6 +37,7 @@ from agi.protocol import (
     parse_env_line,
     parse_response,
 )
+from cti.privacy import mask_numbers_in
 
 log = logging.getLogger("bereik.agi")
 
@@ -363,7 +364,9 @@ class FastAgiServer:
             channel.log.error("no FastAGI handler for %r", name[:40])
             self.observer.failed(name or "-")
             return
-        channel.log.info("%s: %s from %r", name, env.get("extension"), env.get("callerid")[:40])
+        # Caller IDs are personal data: the log shows them masked (06******78).
+        caller = mask_numbers_in(env.get("callerid")[:40])
+        channel.log.info("%s: %s from %r", name, env.get("extension"), caller)
         started = time.perf_counter()
         try:
             await handler(channel)

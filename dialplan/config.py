@@ -320,6 +320,10 @@ class Retention(Strict):
     closed_hopper_days: int = Field(90, ge=1)
     call_days: int = Field(90, ge=1)
     audit_days: int = Field(365, ge=1)
+    # Sent mails (subjects and bodies carry callers' numbers and notes).
+    sent_mail_days: int = Field(14, ge=1)
+    # Callers' numbers in audit rows are masked after this many days; the row stays.
+    audit_number_days: int = Field(30, ge=1)
 
 
 # The speech engines cti/tts.py knows (its _ENGINES keys); named here so that a wrong name

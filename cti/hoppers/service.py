@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
+from cti.privacy import mask_number
 from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan import clock
 from dialplan.hours import OpeningHours, cached_opening_hours
@@ -125,7 +126,7 @@ def callback_number(raw: str, allowed_prefixes: Sequence[str]) -> str:
     right_length = 8 <= digits <= 15 if number.startswith("+") else 6 <= digits <= 11
     if not (allowed and right_length):
         raise HopperError(
-            f"{number} bellen wij niet terug: alleen Nederlandse nummers "
+            f"{mask_number(number)} bellen wij niet terug: alleen Nederlandse nummers "
             "(geen 0900-, 0906-, 0909-, 084-, 087- of buitenlandse nummers)"
         )
     return number

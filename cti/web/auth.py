@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cti import privacy
 from cti.store.models import User
 from cti.web.jsonapi import json_error
 
@@ -121,9 +122,7 @@ def mask_number(number: str, user: User | None = None) -> str:
     """`0612345678` -> `06******78` for roles that do not need the number (GDPR)."""
     if user is not None and can_see_numbers(user):
         return number
-    if len(number) <= 4:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
+    return privacy.mask_number(number)
 
 
 # --- the session cookie ---------------------------------------------------------------------

@@ -417,3 +417,19 @@ async def test_a_peer_outside_the_allow_list_is_closed_unread(
     assert await fake.closed_by_server()
     fake.close()
     assert not outcome.done.is_set() and recorder.reasons == ["peer"]
+
+
+async def test_the_caller_id_is_masked_in_the_log(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bereik.agi")
+    handler, outcome = handler_doing(lambda ch: ch.set_variable("X", "1"))
+    server = await start(handler)
+    fake = await FakeAsterisk.call(server.port)
+    assert await fake.command() == 'SET VARIABLE "X" "1"'
+    await fake.send("200 result=1\n")
+    async with asyncio.timeout(2):
+        await outcome.done.wait()
+    fake.close()
+    assert "06******78" in caplog.text
+    assert "0612345678" not in caplog.text
