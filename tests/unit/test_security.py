@@ -509,3 +509,26 @@ async def test_forwarded_headers_count_only_from_a_trusted_proxy(tmp_path: Path)
                     )
                     statuses.add(response.status)
                 assert (429 in statuses) is not secure, proxies
+
+
+def test_the_cli_issues_expiring_tokens_and_revokes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from bereik.cli import main
+
+    settings = tmp_path / "bereik.toml"
+    settings.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "b.db"}"\n')
+    cfg = ["--config", str(settings)]
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["users", "add", "kees", "--role", "agent", "--password-stdin", *cfg]) == 0
+    assert main(["users", "token", "kees", "--days", "2", *cfg]) == 0
+    assert main(["users", "list", *cfg]) == 0
+    listed = capsys.readouterr().out
+    until = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d")
+    assert f"token until {until}" in listed
+    assert main(["users", "revoke-token", "kees", *cfg]) == 0
+    assert main(["users", "list", *cfg]) == 0
+    assert "no token" in capsys.readouterr().out
+    assert main(["users", "token", "kees", "--days", "400", *cfg]) == 2
