@@ -515,8 +515,12 @@ def test_the_cli_issues_expiring_tokens_and_revokes_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
+    import os
 
     from bereik.cli import main
+
+    umask = os.umask(0o022)  # main() sets bereik's umask; give this process its own back
+    request_umask = umask
 
     settings = tmp_path / "bereik.toml"
     settings.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "b.db"}"\n')
@@ -532,3 +536,4 @@ def test_the_cli_issues_expiring_tokens_and_revokes_them(
     assert main(["users", "list", *cfg]) == 0
     assert "no token" in capsys.readouterr().out
     assert main(["users", "token", "kees", "--days", "400", *cfg]) == 2
+    os.umask(request_umask)
