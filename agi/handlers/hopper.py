@@ -161,7 +161,13 @@ async def _ask_number(
         ]
         choice = await _say(channel, services, offer, escape="12")
         if not choice:
-            choice = await channel.wait_for_digit(5000)
+            try:
+                choice = await channel.wait_for_digit(5000)
+            except AgiCommandFailed:
+                # result=-1: the caller hung up (CHANNEL STATUS raises AgiHangup, and the
+                # hopper is made on the caller ID as promised) or the wait failed.
+                await channel.command("CHANNEL STATUS")
+                choice = ""
         if choice != "2":
             return caller_id
     else:

@@ -58,6 +58,16 @@ class AttemptLimiter:
             bucket.throttled_since = now
         return False, first
 
+    def throttled(self, address: str, now: float | None = None) -> bool:
+        """Whether `address` is out of attempts right now (nothing is consumed): its
+        sign-in form is refused too, so a flood costs one cheap answer per request."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return False
+        now = time.monotonic() if now is None else now
+        refilled = bucket.tokens + (now - bucket.at) * self.per_minute / 60
+        return refilled < 1
+
     def retry_after(self) -> int:
         """Seconds until one more attempt is allowed (a whole number, at least 1)."""
         return max(1, round(60 / self.per_minute))

@@ -7,9 +7,12 @@ Only hashes are stored: argon2 for passwords (slow on purpose), SHA-256 for API 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import re
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -119,17 +122,34 @@ class LoginBusy(Exception):
 # and CHECKS_WAITING wait; a sign-in beyond that is refused at once (503), so a flood
 # of sign-ins costs at most one core and never a call's prompt.
 CHECKS_AT_ONCE = 1
-CHECKS_WAITING = 4
+CHECKS_WAITING = 8
+# The thread runs at the lowest CPU priority (nice 19; argon2's own lane threads inherit
+# it): Asterisk and the event loop always go first, so a sign-in waits and a call never.
+LOWEST_PRIORITY = 19
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+
+
 # The pool's one thread is the cap on checks that run; `_pending` counts those running
 # and waiting (a plain counter: there is one event loop per process).
-_checker = ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE, thread_name_prefix="argon2")
+_checker = ThreadPoolExecutor(
+    max_workers=CHECKS_AT_ONCE, thread_name_prefix="argon2", initializer=_lower_priority
+)
 _pending = 0
+
+
+def checks_saturated() -> bool:
+    """Whether a new password check would be refused: callers answer 503 before any work."""
+    return _pending >= CHECKS_AT_ONCE + CHECKS_WAITING
 
 
 async def check_password(password_hash: str, password: str) -> bool:
     """Whether `password` matches, computed off the event loop; LoginBusy when saturated."""
     global _pending
-    if _pending >= CHECKS_AT_ONCE + CHECKS_WAITING:
+    if checks_saturated():
         raise LoginBusy("too many sign-ins at once")
     _pending += 1
     try:

@@ -186,39 +186,55 @@ def _safe_next(target: str) -> str:
     return target
 
 
+def _too_many(request: web.Request) -> web.HTTPTooManyRequests:
+    return web.HTTPTooManyRequests(
+        text="too many sign-in attempts; wait a minute",
+        headers={"Retry-After": str(request.app[LIMITER].retry_after())},
+    )
+
+
 async def login_form(request: web.Request) -> web.Response:
     if request.get(auth.USER) is not None:
         raise web.HTTPFound("/")
+    if request.app[LIMITER].throttled(auth.client_address(request)):
+        raise _too_many(request)  # no page, no token for an address that is flooding
     token = request.app[LOGIN_TOKENS].issue(auth.csrf_token(request))
     next_ = _safe_next(request.query.get("next", "/"))
     return render(request, "login.html", next=next_, login_token=token)
 
 
-async def login(request: web.Request) -> web.Response:
-    from cti.users.service import LoginBusy, verify_password
+def _busy() -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text="too many sign-ins at once; try again in a moment", headers={"Retry-After": "2"}
+    )
 
-    form = await request.post()
-    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
-    target = _safe_next(str(form.get("next", "/")))
+
+async def login(request: web.Request) -> web.Response:
+    """Sign in. The cheap refusals come first (checks saturated, address over its limit),
+    before the form, the database or a password check, so a flood costs little."""
+    from cti.users.service import LoginBusy, checks_saturated, verify_password
+
+    if checks_saturated():
+        raise _busy()
     address = auth.client_address(request)
-    limiter = request.app[LIMITER]
-    allowed, first_refusal = limiter.allow(address)
+    allowed, first_refusal = request.app[LIMITER].allow(address)
     if not allowed:
         if first_refusal:
             # One row per run of refused attempts from an address, not one per attempt.
+            form = await request.post()
             async with request.app[SERVICES].sessions() as session:
                 audit(
                     session,
-                    actor=name[:64] or "?",
+                    actor=str(form.get("name", ""))[:64] or "?",
                     action="login_throttled",
                     object_type="address",
                     object_id=address[:64],
                 )
                 await session.commit()
-        raise web.HTTPTooManyRequests(
-            text="too many sign-in attempts; wait a minute",
-            headers={"Retry-After": str(limiter.retry_after())},
-        )
+        raise _too_many(request)
+    form = await request.post()
+    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "/")))
     given = str(form.get(LOGIN_TOKEN_FIELD, ""))
     if not request.app[LOGIN_TOKENS].redeem(auth.csrf_token(request), given):
         # Expired, used before, or from another browser: a fresh form, nothing counted.
@@ -226,10 +242,7 @@ async def login(request: web.Request) -> web.Response:
     try:
         user = await verify_password(request.app[SERVICES].sessions, name, password)
     except LoginBusy:
-        raise web.HTTPServiceUnavailable(
-            text="too many sign-ins at once; try again in a moment",
-            headers={"Retry-After": "2"},
-        ) from None
+        raise _busy() from None
     if user is None:
         raise back("/login", err="wrong login", next=target)
     auth.sign_in(request, user)
