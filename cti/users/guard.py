@@ -58,15 +58,19 @@ class AttemptLimiter:
             bucket.throttled_since = now
         return False, first
 
-    def throttled(self, address: str, now: float | None = None) -> bool:
-        """Whether `address` is out of attempts right now (nothing is consumed): its
+    def throttled(self, address: str, now: float | None = None) -> tuple[bool, bool]:
+        """(out of attempts, first refusal of a run) without using an attempt: the
         sign-in form is refused too, so a flood costs one cheap answer per request."""
         bucket = self._buckets.get(address)
         if bucket is None:
-            return False
+            return False, False
         now = time.monotonic() if now is None else now
-        refilled = bucket.tokens + (now - bucket.at) * self.per_minute / 60
-        return refilled < 1
+        if bucket.tokens + (now - bucket.at) * self.per_minute / 60 >= 1:
+            return False, False
+        first = bucket.throttled_since == 0.0
+        if first:
+            bucket.throttled_since = now
+        return True, first
 
     def retry_after(self) -> int:
         """Seconds until one more attempt is allowed (a whole number, at least 1)."""

@@ -186,7 +186,19 @@ def _safe_next(target: str) -> str:
     return target
 
 
-def _too_many(request: web.Request) -> web.HTTPTooManyRequests:
+async def _too_many(request: web.Request, first_refusal: bool) -> web.HTTPTooManyRequests:
+    """429 for an address over its limit; the first refusal of a run is audited, the
+    rest are not (a flood must not grow the audit log one row per attempt)."""
+    if first_refusal:
+        async with request.app[SERVICES].sessions() as session:
+            audit(
+                session,
+                actor="?",
+                action="login_throttled",
+                object_type="address",
+                object_id=auth.client_address(request)[:64],
+            )
+            await session.commit()
     return web.HTTPTooManyRequests(
         text="too many sign-in attempts; wait a minute",
         headers={"Retry-After": str(request.app[LIMITER].retry_after())},
@@ -196,8 +208,9 @@ def _too_many(request: web.Request) -> web.HTTPTooManyRequests:
 async def login_form(request: web.Request) -> web.Response:
     if request.get(auth.USER) is not None:
         raise web.HTTPFound("/")
-    if request.app[LIMITER].throttled(auth.client_address(request)):
-        raise _too_many(request)  # no page, no token for an address that is flooding
+    throttled, first_refusal = request.app[LIMITER].throttled(auth.client_address(request))
+    if throttled:
+        raise await _too_many(request, first_refusal)  # no form for an address flooding
     token = request.app[LOGIN_TOKENS].issue(auth.csrf_token(request))
     next_ = _safe_next(request.query.get("next", "/"))
     return render(request, "login.html", next=next_, login_token=token)
@@ -219,19 +232,7 @@ async def login(request: web.Request) -> web.Response:
     address = auth.client_address(request)
     allowed, first_refusal = request.app[LIMITER].allow(address)
     if not allowed:
-        if first_refusal:
-            # One row per run of refused attempts from an address, not one per attempt.
-            form = await request.post()
-            async with request.app[SERVICES].sessions() as session:
-                audit(
-                    session,
-                    actor=str(form.get("name", ""))[:64] or "?",
-                    action="login_throttled",
-                    object_type="address",
-                    object_id=address[:64],
-                )
-                await session.commit()
-        raise _too_many(request)
+        raise await _too_many(request, first_refusal)
     form = await request.post()
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))

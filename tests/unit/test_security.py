@@ -159,6 +159,10 @@ async def test_sign_ins_per_address_are_limited_and_audited_once(
 ) -> None:
     statuses = []
     for _ in range(12):
+        form = await client.get("/login")
+        if form.status != 200:  # an address over its limit gets no form either
+            statuses.append(form.status)
+            continue
         response = await post_login(client, await login_token(client), name="nobody")
         statuses.append(response.status)
     assert statuses[:5] == [303] * 5
@@ -499,6 +503,9 @@ async def test_forwarded_headers_count_only_from_a_trusted_proxy(tmp_path: Path)
                 statuses = set()
                 for n in range(6):
                     form = await client.get("/login")
+                    if form.status == 429:
+                        statuses.add(429)
+                        continue
                     token = re.search(r'name="login_token" value="([^"]+)"', await form.text())
                     assert token
                     response = await client.post(
