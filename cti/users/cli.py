@@ -122,14 +122,19 @@ def cmd_add(args: argparse.Namespace) -> int:
     return _run(config, work)
 
 
+async def _named(session: Any, name: str) -> Any:
+    user = await get_user(session, name)
+    if user is None:
+        raise UserError(f"no user {name}")
+    return user
+
+
 def cmd_password(args: argparse.Namespace) -> int:
     config = load(args.config)
     password = _password(args)
 
     async def work(session: Any) -> int:
-        user = await get_user(session, args.name)
-        if user is None:
-            raise UserError(f"no user {args.name}")
+        user = await _named(session, args.name)
         await set_password(session, user, password)
         audit(session, actor="cli", action="password", object_type="user", object_id=user.id)
         print(f"password of {user.name} set")
@@ -142,9 +147,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     config = load(args.config)
 
     async def work(session: Any) -> int:
-        user = await get_user(session, args.name)
-        if user is None:
-            raise UserError(f"no user {args.name}")
+        user = await _named(session, args.name)
         print(await issue_token(session, user, days=args.days))
         audit(session, actor="cli", action="token", object_type="user", object_id=user.id)
         return 0
@@ -156,9 +159,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     config = load(args.config)
 
     async def work(session: Any) -> int:
-        user = await get_user(session, args.name)
-        if user is None:
-            raise UserError(f"no user {args.name}")
+        user = await _named(session, args.name)
         revoke_token(user)
         audit(session, actor="cli", action="token_revoke", object_type="user", object_id=user.id)
         print(f"API token of {user.name} revoked")

@@ -777,9 +777,7 @@ async def user_update(request: web.Request) -> web.Response:
     admin = auth.require_role(request, "admin")
     form = await request.post()
     async with request.app[SERVICES].sessions() as session:
-        user = await session.get(User, int(request.match_info["id"]))
-        if user is None:
-            raise json_error("no such user", 404)
+        user = await _user_of(request, session)
         role = str(form.get("role", user.role))
         if role not in ROLES:
             raise back("/admin", err="unknown role")
@@ -815,14 +813,20 @@ async def user_update(request: web.Request) -> web.Response:
     raise back("/admin", msg="saved")
 
 
+async def _user_of(request: web.Request, session: Any) -> User:
+    """The account named by the URL's id; 404 if there is none."""
+    user: User | None = await session.get(User, int(request.match_info["id"]))
+    if user is None:
+        raise json_error("no such user", 404)
+    return user
+
+
 async def user_token(request: web.Request) -> web.Response:
     from cti.users.service import issue_token
 
     admin = auth.require_role(request, "admin")
     async with request.app[SERVICES].sessions() as session:
-        user = await session.get(User, int(request.match_info["id"]))
-        if user is None:
-            raise json_error("no such user", 404)
+        user = await _user_of(request, session)
         token = await issue_token(session, user)
         audit(session, actor=admin.name, action="token", object_type="user", object_id=user.id)
         await session.commit()
@@ -835,9 +839,7 @@ async def user_token_revoke(request: web.Request) -> web.Response:
 
     admin = auth.require_role(request, "admin")
     async with request.app[SERVICES].sessions() as session:
-        user = await session.get(User, int(request.match_info["id"]))
-        if user is None:
-            raise web.HTTPNotFound(**json_error("no such user"))
+        user = await _user_of(request, session)
         revoke_token(user)
         audit(
             session, actor=admin.name, action="token_revoke", object_type="user", object_id=user.id

@@ -17,12 +17,14 @@ to the offer to compare with.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import re
 import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -101,7 +103,14 @@ def _at(value: object) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def flood(ex: Exchange, seconds: int) -> tuple[Counter[int], list[float]]:
+def flood_from_elsewhere(base_url: str, seconds: int) -> tuple[Counter[int], list[float]]:
+    """The flood from a process of its own at the lowest CPU priority: an attacker's CPU
+    is not the exchange's, so this machine's cores stay with Asterisk and bereik."""
+    os.nice(19)
+    return asyncio.run(flood(base_url, seconds))
+
+
+async def flood(base_url: str, seconds: int) -> tuple[Counter[int], list[float]]:
     """Wrong sign-ins at FLOOD_RATE a second, each through the real form (GET, POST)."""
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
@@ -112,7 +121,7 @@ async def flood(ex: Exchange, seconds: int) -> tuple[Counter[int], list[float]]:
     async def attempt(n: int, http: aiohttp.ClientSession) -> None:
         try:
             started = time.perf_counter()
-            form = await http.get(ex.url("/login"))
+            form = await http.get(f"{base_url}/login")
             if form.status != 200:  # an address over its limit gets no form either
                 latencies.append(time.perf_counter() - started)
                 statuses[form.status] += 1
@@ -121,7 +130,7 @@ async def flood(ex: Exchange, seconds: int) -> tuple[Counter[int], list[float]]:
             assert token, "no sign-in form"
             started = time.perf_counter()
             response = await http.post(
-                ex.url("/login"),
+                f"{base_url}/login",
                 data={"name": "carla", "password": f"raden-{n}", "login_token": token[1]},
                 allow_redirects=False,
             )
@@ -142,12 +151,16 @@ async def flood(ex: Exchange, seconds: int) -> tuple[Counter[int], list[float]]:
 
 
 async def sign_in_status(ex: Exchange, name: str, password: str) -> str:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        page = await (await http.get(ex.url("/login"))).text()
+    """Sign in from another address (127.0.0.2): the flooding one is over its limit."""
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as http:
+        base_url = ex.url("")
+        page = await (await http.get(f"{base_url}/login")).text()
         token = re.search(r'name="login_token" value="([^"]+)"', page)
         assert token
         response = await http.post(
-            ex.url("/login"),
+            f"{base_url}/login",
             data={"name": name, "password": password, "login_token": token[1]},
             allow_redirects=False,
         )
@@ -164,10 +177,14 @@ async def test_a_sign_in_flood_leaves_callers_unaffected_and_locks_the_account(
     baseline = await callers(ex, "0655100", spread_s=CALLERS)
 
     started = time.monotonic()
-    attack = asyncio.create_task(flood(ex, FLOOD_SECONDS))
+    attacker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    attack = asyncio.get_running_loop().run_in_executor(
+        attacker, flood_from_elsewhere, ex.url(""), FLOOD_SECONDS
+    )
     await asyncio.sleep(2)  # the flood is at full rate before the first caller
     during = await callers(ex, "0655200", spread_s=max(5.0, FLOOD_SECONDS - 12))
     statuses, latencies = await attack
+    attacker.shutdown()
     flood_seconds = time.monotonic() - started
     print(
         f"sign-in flood: {FLOOD_RATE}/s for {FLOOD_SECONDS} s ({flood_seconds:.0f} s with "

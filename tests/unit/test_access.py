@@ -19,29 +19,9 @@ from cti.web import auth
 from cti.web.app import create_app
 from cti.web.live import LiveCalls
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.unit.memory_services import TWO_TEAMS, memory_services
 
-CONFIG = Config.model_validate(
-    {
-        "phones": [{"extension": "3001"}, {"extension": "3101"}],
-        "teams": [
-            {
-                "id": "burgerzaken",
-                "name": "Burgerzaken",
-                "number": "7001",
-                "members": ["3001"],
-                "mailbox": "bz@example.org",
-            },
-            {
-                "id": "belastingen",
-                "name": "Belastingen",
-                "number": "7002",
-                "members": ["3101"],
-                "mailbox": "bel@example.org",
-            },
-        ],
-    }
-)
+CONFIG = Config.model_validate(TWO_TEAMS)
 
 
 @pytest.fixture

@@ -27,34 +27,13 @@ from cti.users.service import create_user, issue_token
 from cti.web import auth, live, pages
 from cti.web.app import create_app
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.unit.memory_services import TWO_TEAMS, memory_services
 
 PASSWORD = "geheim-wachtwoord"
 
 
 def config(**server: Any) -> Config:
-    return Config.model_validate(
-        {
-            "server": server,
-            "phones": [{"extension": "3001"}, {"extension": "3101"}],
-            "teams": [
-                {
-                    "id": "burgerzaken",
-                    "name": "Burgerzaken",
-                    "number": "7001",
-                    "members": ["3001"],
-                    "mailbox": "bz@example.org",
-                },
-                {
-                    "id": "belastingen",
-                    "name": "Belastingen",
-                    "number": "7002",
-                    "members": ["3101"],
-                    "mailbox": "bel@example.org",
-                },
-            ],
-        }
-    )
+    return Config.model_validate({**TWO_TEAMS, "server": server})
 
 
 @pytest.fixture
