@@ -212,13 +212,18 @@ async def verify_password(
 
 async def _count_failure(sessions: Sessions, user: User, now: datetime) -> None:
     async with sessions() as session:
+        # Not counted while a lock holds (a guess checked in parallel with the one that
+        # locked): the lock stands as it is, and the count starts afresh after it.
         counted = await session.execute(
             update(User)
-            .where(User.id == user.id)
+            .where(
+                User.id == user.id,
+                or_(User.locked_until.is_(None), User.locked_until <= now),
+            )
             .values(failed_logins=User.failed_logins + 1)
             .returning(User.failed_logins)
         )
-        failures = int(counted.scalar_one())
+        failures = counted.scalar_one_or_none() or 0
         action = "login_failed"
         if failures >= MAX_FAILED_LOGINS:
             locked = await session.execute(
