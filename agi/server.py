@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from agi.admission import Admission, Limits
@@ -35,10 +37,12 @@ from agi.protocol import (
     parse_env_line,
     parse_response,
 )
+from cti.privacy import mask_numbers_in
 
 log = logging.getLogger("bereik.agi")
 
 RESULT_VARIABLE = "BEREIK_RESULT"
+LOOPBACK = ("127.0.0.1", "::1")
 LINE_LIMIT = 256 * 1024
 
 
@@ -217,8 +221,15 @@ class FastAgiServer:
         observer: AgiObserver | None = None,
         unavailable: tuple[type[BaseException], ...] = (),
         audio_seconds: Callable[[str], float] | None = None,
+        secret: str = "",
+        allowed_peers: Sequence[str] = LOOPBACK,
     ) -> None:
         self.routes = dict(routes)
+        # Any local process could otherwise open a FastAGI session and act as a call:
+        # only Asterisk's address may connect, and it must name the secret that was
+        # rendered into its dialplan (agi://host:port/<secret>/ivr).
+        self.secret = secret
+        self.allowed_peers = [ipaddress.ip_network(p, strict=False) for p in allowed_peers]
         # Errors of a service we depend on (the database): one log line, no traceback,
         # and the call takes the dialplan's fallback.
         self.unavailable = unavailable
@@ -262,6 +273,12 @@ class FastAgiServer:
         assert task is not None
         self._tasks.add(task)
         try:
+            peer = writer.get_extra_info("peername")
+            if not self._peer_allowed(peer):
+                # Closed before reading a byte; a call from there takes its fallback.
+                log.warning("refusing FastAGI connection from %s: not in agi_allowed_peers", peer)
+                self.observer.refused("peer")
+                return
             refusal = self.admission.refusal()
             if refusal:
                 # Closing without a result sends the call down the dialplan's fallback at
@@ -286,6 +303,24 @@ class FastAgiServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    def _peer_allowed(self, peer: Any) -> bool:
+        try:
+            address = ipaddress.ip_address(peer[0] if isinstance(peer, tuple) else peer)
+        except (TypeError, ValueError, IndexError):
+            return False  # no address (a Unix socket): not Asterisk over TCP
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allowed_peers)
+
+    def _route_name(self, path: str) -> str | None:
+        """The handler name from `<secret>/<name>`; None if the secret is wrong or missing."""
+        if not self.secret:
+            return path
+        given, _, name = path.partition("/")
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return None
+        return name
+
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: int
     ) -> None:
@@ -305,9 +340,15 @@ class FastAgiServer:
             log.debug("FastAGI client %s closed before its header ended", peer)
             return
         try:
-            name = env.script_path
+            path = env.script_path
         except AgiProtocolError as exc:
             log.warning("FastAGI client %s: %s", peer, exc)
+            return
+        name = self._route_name(path)
+        if name is None:
+            # Closed without a result: the dialplan's fallback runs for that call.
+            log.warning("refusing FastAGI request from %s: wrong or missing secret", peer)
+            self.observer.refused("secret")
             return
         channel = AgiChannel(
             env,
@@ -320,12 +361,12 @@ class FastAgiServer:
         )
         handler = self.routes.get(name)
         if handler is None:
-            channel.log.error(
-                "no FastAGI handler for %r (from %s)", name, env.get("network_script")
-            )
+            channel.log.error("no FastAGI handler for %r", name[:40])
             self.observer.failed(name or "-")
             return
-        channel.log.info("%s: %s from %r", name, env.get("extension"), env.get("callerid")[:40])
+        # Caller IDs are personal data: the log shows them masked (06******78).
+        caller = mask_numbers_in(env.get("callerid")[:40])
+        channel.log.info("%s: %s from %r", name, env.get("extension"), caller)
         started = time.perf_counter()
         try:
             await handler(channel)

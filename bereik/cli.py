@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from dialplan import asterisk, clock
 from dialplan.config import Config, ConfigError, load
+from dialplan.private import UMASK
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
 
@@ -17,6 +19,9 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Everything bereik writes (database, rendered secrets, spoken numbers, an Asterisk it
+    # starts and that one's recordings and logs) is readable by its own user only.
+    os.umask(UMASK)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

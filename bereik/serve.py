@@ -32,6 +32,7 @@ from cti.services import Services, open_services
 from cti.web import live, openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
+from dialplan.render import load_secrets
 
 log = logging.getLogger("bereik")
 
@@ -72,6 +73,9 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         observer=AgiMetricsObserver(services.metrics, HANDLERS),
         unavailable=(SQLAlchemyError, TimeoutError),
         audio_seconds=lambda sound: audio_seconds(services, sound),
+        # The dialplan names this secret in every FastAGI URL (dialplan/render.py).
+        secret=load_secrets(services.instance_dir / "secrets.json", config).agi,
+        allowed_peers=config.server.agi_allowed_peers,
     )
     runner = web.AppRunner(web_app(services, board), access_log=None)
     await runner.setup()

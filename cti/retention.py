@@ -1,8 +1,11 @@
 """Purging personal data after its retention (GDPR): a WORKER that runs once a day.
 
 Closed hoppers go `config.retention.closed_hopper_days` after closing (with their events
-and callback attempts, by cascade), calls `call_days` after they started, audit rows
-`audit_days` after they were written. Open hoppers are never purged: work still owed.
+and callback attempts, by cascade), calls `call_days` after they started, sent mails
+`sent_mail_days` after sending (their bodies copy numbers and notes), audit rows
+`audit_days` after they were written; before that, callers' numbers in audit rows are
+masked after `audit_number_days` (who looked at which caller stays on record, the full
+number does not). Open hoppers and unsent mails are never purged: work still owed.
 
 "Once a day" holds across restarts and several processes: the day's `job_runs` row
 (unique job+period) is claimed before purging; whoever fails to insert it skips the day.
@@ -21,8 +24,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cti.audit import audit
+from cti.privacy import mask_numbers_in
 from cti.services import Services
-from cti.store.models import AuditEntry, Call, CallbackAttempt, Hopper, HopperEvent, JobRun
+from cti.store.models import (
+    AuditEntry,
+    Call,
+    CallbackAttempt,
+    Hopper,
+    HopperEvent,
+    JobRun,
+    OutboxMail,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,8 @@ class Purged:
     hoppers: int = 0
     calls: int = 0
     audit: int = 0
+    mails: int = 0
+    masked: int = 0
 
 
 # Rows deleted per transaction: each batch is a short write, so calls recording their
@@ -69,13 +83,23 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
     purged.audit = await _delete_in_batches(
         services, AuditEntry, AuditEntry.at < now - timedelta(days=keep.audit_days)
     )
+    purged.mails = await _delete_in_batches(
+        services,
+        OutboxMail,
+        OutboxMail.sent_at.is_not(None)
+        & (OutboxMail.sent_at < now - timedelta(days=keep.sent_mail_days)),
+    )
+    purged.masked = await _mask_audit_numbers(
+        services, now - timedelta(days=keep.audit_number_days)
+    )
     async with services.sessions() as session:
         audit(
             session,
             actor="system",
             action="purge",
             object_type="retention",
-            detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit}",
+            detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit} "
+            f"mails={purged.mails} masked={purged.masked}",
         )
         await session.commit()
     return purged
@@ -109,6 +133,43 @@ async def _delete_in_batches(services: Services, model: Any, condition: Any) -> 
         total += len(ids)
 
 
+# Audit rows that name a caller by number: the KCC popup's look-up of a caller.
+NUMBER_OBJECTS = ("caller",)
+
+
+async def _mask_audit_numbers(services: Services, cutoff: datetime) -> int:
+    """Mask callers' numbers in audit rows older than `cutoff` (object id and detail)."""
+    total = 0
+    last_id = 0
+    while True:
+        async with services.sessions() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(AuditEntry)
+                        .where(
+                            AuditEntry.at < cutoff,
+                            AuditEntry.id > last_id,
+                            AuditEntry.object_type.in_(NUMBER_OBJECTS),
+                            ~AuditEntry.object_id.contains("*"),  # not masked yet
+                        )
+                        .order_by(AuditEntry.id)
+                        .limit(BATCH)
+                    )
+                ).scalars()
+            )
+            if not rows:
+                return total
+            for row in rows:
+                masked = mask_numbers_in(row.object_id)
+                # A short or odd value has no digits to hide; its stars mark it as done.
+                row.object_id = masked if masked != row.object_id else "*" + row.object_id[:63]
+                row.detail = mask_numbers_in(row.detail)
+                total += 1
+            last_id = rows[-1].id
+            await session.commit()
+
+
 async def run_once(services: Services, now: datetime | None = None) -> Purged | None:
     """Purge unless today's run is already done (by this or another process)."""
     now = now or datetime.now(UTC)
@@ -128,10 +189,13 @@ async def run_once(services: Services, now: datetime | None = None) -> Purged | 
             await session.commit()
         raise
     log.info(
-        "retention: purged %d closed hoppers, %d calls, %d audit rows",
+        "retention: purged %d closed hoppers, %d calls, %d audit rows, %d sent mails; "
+        "masked numbers in %d audit rows",
         purged.hoppers,
         purged.calls,
         purged.audit,
+        purged.mails,
+        purged.masked,
     )
     return purged
 

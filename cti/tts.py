@@ -133,8 +133,9 @@ def _audio_seconds(path: Path) -> float:
 
 
 def _replace(tmp: Path, out_wav: Path) -> None:
-    # mkstemp makes 0600 files; Asterisk usually runs as another user and must read it.
-    os.chmod(tmp, 0o644)
+    # Asterisk must read it: `bereik up` runs it as bereik's own user; where it runs as
+    # another, a shared group reads (0640). Never others: prompts speak callers' numbers.
+    os.chmod(tmp, 0o640)
     os.replace(tmp, out_wav)
 
 

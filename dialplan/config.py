@@ -6,6 +6,7 @@ operator editing the file at night can fix it without reading a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from datetime import date, time
@@ -22,7 +23,11 @@ from pydantic import (
     model_validator,
 )
 
-Extension = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
+# Digits only: an extension reaches AMI actions, pjsip.conf and the dialplan. Patterns are
+# matched whole (pydantic's `pattern`, re.fullmatch): `re.match` with `$` would let a
+# trailing newline through, and a newline in a rendered file adds a line of its own.
+EXTENSION_PATTERN = r"[0-9]{2,8}"
+Extension = Annotated[str, Field(pattern=rf"^{EXTENSION_PATTERN}$")]
 Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -33,6 +38,31 @@ class ConfigError(Exception):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def no_control_characters(cls, value: object) -> object:
+        """No value may carry a control character (CR, LF, TAB, NUL ...): every value ends
+        up in a rendered Asterisk file, a mail header, an AMI action or a log line."""
+        for text in _strings(value):
+            if CONTROL.search(text):
+                raise ValueError("must not contain control characters (newline, tab, ...)")
+        return value
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# One address, nothing a mail header would read as a second one or a display name.
+MAIL_ADDRESS = r"[^@\s<>,;\"]+@[^@\s<>,;\"]+"
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, dict):
+        return [text for pair in value.items() for item in pair for text in _strings(item)]
+    return []
 
 
 class Exchange(Strict):
@@ -54,6 +84,23 @@ class Server(Strict):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     public_url: str = ""
+    # Who may open a FastAGI session (Asterisk's address); others are closed at once.
+    agi_allowed_peers: list[str] = ["127.0.0.1", "::1"]
+    # A reverse proxy whose X-Forwarded-Proto/-For headers are believed; from any other
+    # peer those headers are ignored (a client could otherwise claim https or an address).
+    trusted_proxies: list[str] = []
+    # Sign-in attempts per minute from one address (beyond: 429 and one audit row).
+    login_attempts_per_minute: int = Field(10, ge=1, le=100_000)
+
+    @field_validator("agi_allowed_peers", "trusted_proxies")
+    @classmethod
+    def networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network") from None
+        return values
 
 
 class Asterisk(Strict):
@@ -88,7 +135,7 @@ class Database(Strict):
     @field_validator("url")
     @classmethod
     def known_backend(cls, url: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+        if not re.match(r"(sqlite|postgresql)(\+\w+)?://", url):
             raise ValueError("must start with sqlite:// or postgresql://")
         return url
 
@@ -101,6 +148,13 @@ class Mail(Strict):
     username: str = ""
     password: str = ""
     retry_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("sender")
+    @classmethod
+    def sender_address(cls, value: str) -> str:
+        if not re.fullmatch(MAIL_ADDRESS, value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
 
 
 class Kcc(Strict):
@@ -137,7 +191,7 @@ class Team(Strict):
     @classmethod
     def address(cls, value: str, info: ValidationInfo) -> str:
         # Every hopper is mailed here: a typo would lose them silently until someone asks.
-        if (value or info.field_name == "mailbox") and not re.match(r"^[^@\s]+@[^@\s]+$", value):
+        if (value or info.field_name == "mailbox") and not re.fullmatch(MAIL_ADDRESS, value):
             raise ValueError(f"{value!r} is not an e-mail address")
         return value
 
@@ -202,14 +256,19 @@ class Hours(Strict):
     @field_validator(*WEEKDAYS)
     @classmethod
     def span(cls, value: str) -> str:
-        if value and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", value):
+        if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
             raise ValueError('must look like "08:30-17:00" or be ""')
         if value and value[:5] >= value[6:]:
             raise ValueError("closing time must be after opening time")
         return value
 
 
+MIN_PIN_DIGITS = 6
+
+
 class Operators(Strict):
+    # Puts a message in front of every caller: at least MIN_PIN_DIGITS digits, and five
+    # wrong PINs from one extension lock it (agi/handlers/operator.py).
     pin: str = ""
     record_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")] = "*77"
     presence_on_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")] = "*21"
@@ -218,13 +277,32 @@ class Operators(Strict):
     @field_validator("pin")
     @classmethod
     def digits(cls, value: str) -> str:
-        if value and not value.isdigit():
+        if value and not re.fullmatch(r"[0-9]+", value):
             raise ValueError("must be digits only")
+        if value and len(value) < MIN_PIN_DIGITS:
+            raise ValueError(f"must be at least {MIN_PIN_DIGITS} digits")
+        if value and len(set(value)) == 1:
+            raise ValueError("must not be one digit repeated")
         return value
+
+
+# Numbers a callback may dial, as prefixes of the national form (+31/0031 become 0):
+# Dutch landlines (01-05, 07), mobiles (061-065, 068), 085 and 088, free 0800. Not
+# 0900/0906/0909 (paid), 084/087 (personal numbers, paid), 066/067, short numbers, or
+# abroad: a caller who keys one would be called back at the municipality's cost. An
+# entry starting with + allows that country (e.g. "+32" for Belgium).
+DUTCH_PREFIXES = [
+    "01", "02", "03", "04", "05", "07", "061", "062", "063", "064", "065", "068", "085",
+    "088", "0800",
+]  # fmt: skip
+
+
+Prefix = Annotated[str, Field(pattern=r"^(0[1-9][0-9]{0,5}|\+[1-9][0-9]{0,6})$")]
 
 
 class Callbacks(Strict):
     max_attempts: int = Field(3, ge=1, le=10)
+    allowed_prefixes: list[Prefix] = DUTCH_PREFIXES
     reminder_hour: int = Field(8, ge=0, le=23)
     caller_id: str = ""  # shown to the citizen; defaults to the main number
     # Click-to-call: how long the member's own phone rings, then the citizen's.
@@ -236,7 +314,7 @@ class Callbacks(Strict):
     @field_validator("caller_id")
     @classmethod
     def caller_id_digits(cls, value: str) -> str:
-        if value and not re.match(r"^\+?[0-9]{2,20}$", value):
+        if value and not re.fullmatch(r"\+?[0-9]{2,20}", value):
             raise ValueError("must be a phone number (digits, optionally starting with +)")
         return value
 
@@ -245,6 +323,10 @@ class Retention(Strict):
     closed_hopper_days: int = Field(90, ge=1)
     call_days: int = Field(90, ge=1)
     audit_days: int = Field(365, ge=1)
+    # Sent mails (subjects and bodies carry callers' numbers and notes).
+    sent_mail_days: int = Field(14, ge=1)
+    # Callers' numbers in audit rows are masked after this many days; the row stays.
+    audit_number_days: int = Field(30, ge=1)
 
 
 # The speech engines cti/tts.py knows (its _ENGINES keys); named here so that a wrong name

@@ -7,7 +7,6 @@ all included by extensions.conf.j2, so each part of the call path reads on its o
 from __future__ import annotations
 
 import json
-import os
 import secrets as random_secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import jinja2
 from dialplan.asterisk import Installation
 from dialplan.config import Config, ConfigError
 from dialplan.numbers import formatted, main_number_forms
+from dialplan.private import private_dir, write_private
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 
@@ -155,6 +155,7 @@ class Directories:
 class Secrets:
     ami: str
     phones: dict[str, str]
+    agi: str  # the first path segment of every FastAGI URL in the dialplan
 
 
 def load_secrets(path: Path, config: Config) -> Secrets:
@@ -168,14 +169,13 @@ def load_secrets(path: Path, config: Config) -> Secrets:
     except (OSError, ValueError):
         data = {}
     data.setdefault("ami", random_secrets.token_urlsafe(24))
+    data.setdefault("agi", random_secrets.token_urlsafe(24))
     phones: dict[str, str] = data.setdefault("phones", {})
     for phone in config.phones:
         phones.setdefault(phone.extension, random_secrets.token_urlsafe(12))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    return Secrets(ami=data["ami"], phones=phones)
+    private_dir(path.parent)
+    write_private(path, json.dumps(data, indent=1))
+    return Secrets(ami=data["ami"], phones=phones, agi=data["agi"])
 
 
 def secrets_file(installation: Installation, config: Config) -> Path:
@@ -193,8 +193,10 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
             # Asterisk reads the files where they were written.
             inside = "/" + str(etc.relative_to(installation.root))
             dirs = Directories(dirs.instance, dirs.modules, etc_override=inside)
+    # Logs, recordings and spoken numbers are personal data; etc holds the secrets.
+    private_dir(instance_host)
     for sub in ("etc", "lib", "run", "log", "spool", "sounds", "lib/agi-bin"):
-        (instance_host / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(instance_host / sub)
     secrets = load_secrets(instance_host / "secrets.json", config)
     tls_files = _copy_tls_files(config, instance_host, dirs)
     environment = jinja2.Environment(
@@ -210,7 +212,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         "secrets": secrets,
         "modules": MODULES,
         "dropped_events": DROPPED_EVENTS,
-        "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}",
+        "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}/{secrets.agi}",
         "phones": {phone.extension: phone for phone in config.phones},
         "tls_files": tls_files,
         "dids": main_number_forms(
@@ -227,10 +229,12 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
             if path.name not in CORE_DIALPLAN
         ),
     }
-    etc.mkdir(parents=True, exist_ok=True)
+    private_dir(etc)
     for template in sorted(TEMPLATES.glob("*.conf.j2")):
         text = environment.get_template(template.name).render(context)
-        (etc / template.name.removesuffix(".j2")).write_text(text)
+        # 0600: manager.conf, pjsip.conf and extensions.conf carry secrets; the others
+        # the same, so none is forgotten when a template gains one.
+        write_private(etc / template.name.removesuffix(".j2"), text)
     return etc
 
 
@@ -240,20 +244,15 @@ def _copy_tls_files(config: Config, instance_host: Path, dirs: Directories) -> d
     tls = config.tls
     if not tls.enabled:
         return {}
-    keys = instance_host / "keys"
-    keys.mkdir(mode=0o700, exist_ok=True)
-    keys.chmod(0o700)
+    keys = private_dir(instance_host / "keys")
     files = {}
     for name, source in (("cert", tls.cert_file), ("key", tls.key_file), ("ca", tls.ca_file)):
         if not source:
             continue
-        target = keys / f"{name}.pem"
         try:
             data = Path(source).read_bytes()
         except OSError as exc:
             raise ConfigError(f"tls: cannot read {source}: {exc.strerror}") from None
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        write_private(keys / f"{name}.pem", data)
         files[name] = f"{dirs.instance}/keys/{name}.pem"
     return files

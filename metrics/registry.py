@@ -171,13 +171,20 @@ class BereikMetrics:
             "bereik_agi_refused",
             "FastAGI connections refused at once (the dialplan's fallback took the call): "
             "reason calls (agi_max_connections in progress), stalled (earlier calls still "
-            "wait for their first prompt), slow (recent calls waited too long for theirs) "
-            "or lag (the event loop runs late).",
+            "wait for their first prompt), slow (recent calls waited too long for theirs), "
+            "lag (the event loop runs late), peer (an address outside "
+            "server.agi_allowed_peers) or secret (no or a wrong FastAGI secret).",
             ["reason"],
             registry=r,
         )
-        for reason in ("calls", "stalled", "slow", "lag"):
+        for reason in ("calls", "stalled", "slow", "lag", "peer", "secret"):
             self.agi_refused.labels(reason)  # at 0 from the start, for rate() and alerts
+        self.recording_pin_lockouts = Counter(
+            "bereik_recording_pin_lockouts",
+            "Extensions locked out of recording announcements by phone after repeated wrong "
+            "PINs (someone may be guessing the PIN).",
+            registry=r,
+        )
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",
             "AMI events dropped because the event queue was full; figures may be incomplete.",
@@ -279,6 +286,9 @@ class BereikMetrics:
             "result", result, TRANSFER_RESULTS
         ):
             self.transfers.labels(to_team=to_team, result=result).inc()
+
+    def recording_pin_locked(self) -> None:
+        self.recording_pin_lockouts.inc()
 
     def hopper_created(self, team: str, reason: str) -> None:
         if self._allowed("team", team, self.teams) and self._allowed(

@@ -22,7 +22,13 @@ from agi.handlers.presence import extension_of
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from cti.announcements.prompts import prompt
-from cti.hoppers.service import KCC_TEAM, HopperError, create_hopper, normalise_number
+from cti.hoppers.service import (
+    KCC_TEAM,
+    HopperError,
+    callback_number,
+    create_hopper,
+    normalise_number,
+)
 from cti.services import Services
 from cti.store.models import Call
 
@@ -43,7 +49,7 @@ TRANSFER_VARIABLES = (
     "BLINDTRANSFER",
     "ATTENDEDTRANSFER",
 )
-MIN_DIGITS, MAX_DIGITS = 6, 15
+MAX_DIGITS = 15
 
 
 def reason_for(query_reason: str, dialstatus: str) -> str:
@@ -117,6 +123,11 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
     caller_id = normalise_number(env.get("callerid"))
     if caller_id in ("", "0") or env.get("callerid").lower() in ("unknown", "anonymous"):
         caller_id = ""
+    try:
+        caller_id = callback_number(caller_id, config.callbacks.allowed_prefixes)
+    except HopperError:
+        # Anonymous, abroad or a paid number: the caller keys a number we may call.
+        caller_id = ""
     number = caller_id
     try:
         number = await _ask_number(channel, services, team_name, days, caller_id)
@@ -150,7 +161,13 @@ async def _ask_number(
         ]
         choice = await _say(channel, services, offer, escape="12")
         if not choice:
-            choice = await channel.wait_for_digit(5000)
+            try:
+                choice = await channel.wait_for_digit(5000)
+            except AgiCommandFailed:
+                # result=-1: the caller hung up (CHANNEL STATUS raises AgiHangup, and the
+                # hopper is made on the caller ID as promised) or the wait failed.
+                await channel.command("CHANNEL STATUS")
+                choice = ""
         if choice != "2":
             return caller_id
     else:
@@ -163,10 +180,15 @@ async def _ask_number(
         services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
     )
     for _ in range(2):
-        keyed = normalise_number(await _get_data(channel, ask, 10000, MAX_DIGITS))
-        if MIN_DIGITS <= len(keyed) <= MAX_DIGITS:
-            return keyed
-        ask = await prompt(services, "Dat nummer is niet compleet. Probeer het nog eens.")
+        keyed = await _get_data(channel, ask, 10000, MAX_DIGITS)
+        try:
+            return callback_number(keyed, services.config.callbacks.allowed_prefixes)
+        except HopperError:
+            ask = await prompt(
+                services,
+                "Dat nummer kunnen wij niet terugbellen. Toets een Nederlands nummer, "
+                "en sluit af met een hekje.",
+            )
     return caller_id
 
 

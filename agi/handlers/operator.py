@@ -8,6 +8,7 @@ announcements directory in the format Asterisk plays, so no conversion and no re
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 from agi import menu
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
+from cti.announcements import pinlock
 from cti.announcements.prompts import prompt
 from cti.announcements.service import (
     AnnouncementError,
@@ -23,8 +25,8 @@ from cti.announcements.service import (
     audio_file,
     create,
 )
-from cti.audit import audit
 from cti.services import Services
+from dialplan.private import restrict
 
 PIN_TRIES = 3
 RECORD_TRIES = 3
@@ -38,6 +40,7 @@ SAY = {
     "not_set_up": "Opnemen per telefoon is niet ingesteld. Tot ziens.",
     "pin": "Toets uw pincode, gevolgd door hekje.",
     "wrong_pin": "Die pincode is onjuist.",
+    "locked": "Opnemen is voor dit toestel tijdelijk geblokkeerd. Tot ziens.",
     "record": "Spreek na de toon uw bericht in. Toets hekje als u klaar bent.",
     "nothing": "Er is niets opgenomen.",
     "keep": "Toets 1 om dit bericht te bewaren, of 2 om opnieuw in te spreken.",
@@ -108,17 +111,26 @@ class Recording:
         if not pin:
             await self.say("not_set_up")
             return
+        if not extension or await pinlock.is_locked(self.services, extension):
+            # Locked after repeated wrong PINs (or not an internal phone): no more tries.
+            await self.event("pin_locked", Extension=extension)
+            await self.say("locked")
+            return
         for _ in range(PIN_TRIES):
-            if await self.ask("pin", 8) == pin:
+            keyed = await self.ask("pin", 12)
+            if keyed and hmac.compare_digest(keyed.encode(), pin.encode()):
+                await pinlock.clear(self.services, extension)
                 break
+            if await pinlock.count_failure(self.services, extension):
+                self.channel.log.warning("announcement by phone: extension %s locked", extension)
+                await self.event("pin_locked", Extension=extension)
+                await self.say("locked")
+                return
             await self.say("wrong_pin")
         else:
+            # Each wrong PIN is in the audit log (BIO), counted across calls.
             await self.event("pin_refused", Extension=extension)
             self.channel.log.warning("announcement by phone: wrong PIN from %s", extension)
-            # Guessing the PIN from a desk phone shows up in the audit log (BIO).
-            async with self.services.sessions() as session:
-                audit(session, f"telefoon {extension}", "pin_refused", "announcement")
-                await session.commit()
             await self.say("goodbye")
             return
         await self.event("pin_ok", Extension=extension)
@@ -139,6 +151,8 @@ class Recording:
             await self.say("failed")
             return
         self.kept = True
+        # Asterisk wrote it with its own umask; recordings are private like the rest.
+        restrict(audio_file(self.services, self.name))
         await self.event("live", Id=str(announcement.id), Kind=kind)
         spoken = menu.spoken_moment(until, config.exchange.timezone)
         await self.say("live", until=spoken)

@@ -34,6 +34,7 @@ from sqlalchemy import select, update
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
 from cti.audit import audit
 from cti.callbacks.service import CallbackError, close_hopper, record_closed
+from cti.hoppers.service import HopperError, callback_number
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
 from dialplan.numbers import formatted
 
@@ -147,7 +148,11 @@ async def start_callback(services: Services, hopper_id: int, user: User) -> Call
             object_id=hopper_id,
             detail=f"attempt {attempt.id} from {extension}",
         )
-        number = hopper.caller
+        try:
+            # Hoppers made before the check existed may hold a number we must not dial.
+            number = callback_number(hopper.caller, config.callbacks.allowed_prefixes)
+        except HopperError as exc:
+            raise CallbackError(str(exc), 409) from None
         label = f"Terugbellen #{hopper_id}"
     action = {
         "Action": "Originate",

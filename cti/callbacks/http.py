@@ -29,11 +29,12 @@ from cti.callbacks.service import (
 from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
 from cti.web.app import SERVICES
-from cti.web.auth import mask_number, require_role, require_team_access
+from cti.web.auth import mask_number, require_own_team, require_role, require_team_access
 from cti.web.jsonapi import json_error, json_object
 
 CALLING_ROLES = ("member", "lead", "agent")
-CLOSING_ROLES = ("member", "lead", "agent", "supervisor")
+# Claim and close: further narrowed to the hopper's own team by require_own_team.
+HANDLING_ROLES = ("member", "lead", "agent")
 VIEW_ROLES = ("member", "lead", "agent", "supervisor", "operator")
 
 
@@ -97,7 +98,7 @@ async def get_hopper(request: web.Request) -> web.Response:
 
 
 async def post_claim(request: web.Request) -> web.Response:
-    user = require_role(request, *CALLING_ROLES)
+    user = require_role(request, *HANDLING_ROLES)
     services = request.app[SERVICES]
     hopper_id = _hopper_id(request)
     try:
@@ -105,7 +106,7 @@ async def post_claim(request: web.Request) -> web.Response:
             hopper = await session.get(Hopper, hopper_id, options=[selectinload(Hopper.events)])
             if hopper is None:
                 raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
-            require_team_access(user, hopper.team_id)
+            require_own_team(user, hopper.team_id)
             claim_hopper(session, hopper, user.name)
     except CallbackError as exc:
         raise json_error(str(exc), exc.status) from None
@@ -129,7 +130,7 @@ async def post_callback(request: web.Request) -> web.Response:
 
 
 async def post_close(request: web.Request) -> web.Response:
-    user = require_role(request, *CLOSING_ROLES)
+    user = require_role(request, *HANDLING_ROLES)
     services = request.app[SERVICES]
     hopper_id = _hopper_id(request)
     body = await _body(request)
@@ -141,7 +142,7 @@ async def post_close(request: web.Request) -> web.Response:
             hopper = await session.get(Hopper, hopper_id, options=[selectinload(Hopper.events)])
             if hopper is None:
                 raise json_error(f"terugbelverzoek {hopper_id} bestaat niet", 404)
-            require_team_access(user, hopper.team_id)
+            require_own_team(user, hopper.team_id)
             await close_hopper(
                 session, hopper, reason, user.name, config=services.config, note=note
             )

@@ -5,10 +5,14 @@ figures a team is steered on must not move when someone edits an old hopper.
 
 How each closing reason counts
 ------------------------------
-* ``reached`` (the citizen was called back and answered), ``answered_other_channel``
-  (the citizen got the answer by phone from someone else, at the desk, in the app) and
-  ``solved_by_email``: the promise was kept when the hopper closed at or before its
-  deadline.
+* ``reached`` (the citizen was called back and answered) and ``solved_by_email``: the
+  promise was kept when the hopper closed at or before its deadline.
+* ``answered_other_channel`` (the citizen got the answer elsewhere: at the desk, in the
+  app, from someone else): needs a note saying where. The promise was a callback, so
+  this counts as kept only when the team really tried to call back (an attempt that
+  reached or tried the citizen) before the deadline; without such an attempt it counts
+  as missed, however early it is closed. Otherwise any hopper could be closed "in time"
+  by choosing this reason.
 * ``unreachable``: allowed only after ``callbacks.max_attempts`` attempts that really
   tried the citizen (no answer, busy, or the number failed) in at least two dayparts
   (a morning and an afternoon, local time). It counts as kept when enough such
@@ -160,6 +164,14 @@ async def close_hopper(
             )
         within = status.in_time
         detail["attempts"] = status.tried
+    elif reason == "answered_other_channel":
+        if not note.strip():
+            raise CallbackError("zeg in de notitie via welk kanaal de burger antwoord kreeg")
+        attempts = await load_attempts(session, hopper.id)
+        within = any(
+            (a.outcome == "reached" or counts_as_tried(a)) and a.at <= hopper.deadline
+            for a in attempts
+        )
     else:
         within = now <= hopper.deadline
     if note:

@@ -84,9 +84,7 @@ async def get_hoppers(request: web.Request) -> web.Response:
         found = await list_hoppers(session, teams=teams, status=status or None)
         result = []
         for hopper in found:
-            data = hopper_json(hopper)
-            data["caller"] = mask_number(hopper.caller, user)
-            result.append(data)
+            result.append(_masked_json(hopper, user))
             audit(session, user.name, "view", "hopper", hopper.id)
         await session.commit()
     return web.json_response({"hoppers": result})
@@ -119,7 +117,14 @@ async def post_hopper(request: web.Request) -> web.Response:
         audit(session, user.name, "create", "hopper", hopper.id)
         await session.commit()
         fresh = await _load(session, hopper.id)
-    return web.json_response(hopper_json(fresh or hopper), status=201)
+    return web.json_response(_masked_json(fresh or hopper, user), status=201)
+
+
+def _masked_json(hopper: Hopper, user: Any) -> dict[str, Any]:
+    """A hopper as every answer shows it: the number masked for roles that see it masked."""
+    data = hopper_json(hopper)
+    data["caller"] = mask_number(hopper.caller, user)
+    return data
 
 
 async def _load(session: Any, hopper_id: int) -> Hopper | None:
@@ -157,7 +162,7 @@ async def post_reassign(request: web.Request) -> web.Response:
         await session.commit()
         fresh = await _load(session, hopper_id)
     assert fresh is not None
-    return web.json_response(hopper_json(fresh))
+    return web.json_response(_masked_json(fresh, user))
 
 
 async def post_transfer(request: web.Request) -> web.Response:

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
+from cti.privacy import mask_number
 from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan import clock
 from dialplan.hours import OpeningHours, cached_opening_hours
@@ -101,6 +102,36 @@ def normalise_number(raw: str) -> str:
     return ("+" + digits if plus and digits else digits)[:32]
 
 
+def callback_number(raw: str, allowed_prefixes: Sequence[str]) -> str:
+    """The number a callback may dial, in its national form; HopperError otherwise.
+
+    The one check for every path that takes a number to call back (the callback offer,
+    the after-hours menu, the KCC screen, the API, click-to-call): Dutch numbers with an
+    allowed prefix (`callbacks.allowed_prefixes`), "+31" and "0031" written as "0";
+    abroad only for a "+<country>" entry. The prefix is what keeps paid and foreign
+    numbers out; the length check (6 to 11 digits, as numbers were keyed before) only
+    refuses what cannot be a number at all.
+    """
+    number = normalise_number(raw)
+    if not number:
+        raise HopperError("geen telefoonnummer om terug te bellen")
+    if number.startswith("+31"):
+        number = "0" + number[3:]
+    elif number.startswith("0031"):
+        number = "0" + number[4:]
+    elif number.startswith("00"):
+        number = "+" + number[2:]
+    allowed = any(number.startswith(prefix) for prefix in allowed_prefixes)
+    digits = len(number.lstrip("+"))
+    right_length = 8 <= digits <= 15 if number.startswith("+") else 6 <= digits <= 11
+    if not (allowed and right_length):
+        raise HopperError(
+            f"{mask_number(number)} bellen wij niet terug: alleen Nederlandse nummers "
+            "(geen 0900-, 0906-, 0909-, 084-, 087- of buitenlandse nummers)"
+        )
+    return number
+
+
 # A number as it is written: an optional +, then digits with spaces, dashes, dots,
 # slashes or brackets between them ("+31 (0)70-123 45 67").
 _NUMBER = re.compile(r"\+?\s*\(?\d[\d ()./-]*")
@@ -134,9 +165,7 @@ async def create_hopper(
     team = team_info(config, team_id)
     if reason not in REASONS:
         raise HopperError(f"onbekende reden: {reason!r} (kies uit {', '.join(REASONS)})")
-    number = normalise_number(caller)
-    if not number:
-        raise HopperError("geen telefoonnummer om terug te bellen")
+    number = callback_number(caller, config.callbacks.allowed_prefixes)
     now = created_at or clock.now()
     if now.tzinfo is None:
         raise HopperError("created_at must be timezone-aware")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from dialplan.private import FILE_MODE, private_dir, restrict
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -53,9 +56,17 @@ def sessions(engine: AsyncEngine) -> Sessions:
 
 
 def _ensure_sqlite_directory(url: str) -> None:
+    """The database's directory (0700 if we make it) and the file itself 0600, before
+    SQLite opens it: SQLite gives the -wal and -shm files the database file's mode."""
     path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(path)
+        if not database.parent.exists():
+            private_dir(database.parent)
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            restrict(Path(f"{database}{suffix}"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -204,7 +204,10 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     api_token_hash: Mapped[str] = mapped_column(String(128), default="", index=True)
+    api_token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Raised to end every session of this user (see cti.users.service.revoke_sessions).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):
@@ -229,3 +232,13 @@ class JobRun(Base):
     period: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("job", "period"),)
+
+
+class PinLock(Base):
+    """Wrong recording PINs keyed from one extension, counted across calls (BIO)."""
+
+    __tablename__ = "pin_locks"
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

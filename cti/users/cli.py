@@ -11,7 +11,16 @@ from typing import Any
 
 from cti.audit import audit
 from cti.store.db import create_engine, migrate_async, sessions
-from cti.users.service import ROLES, UserError, create_user, get_user, issue_token, set_password
+from cti.users.service import (
+    ROLES,
+    TOKEN_DAYS,
+    UserError,
+    create_user,
+    get_user,
+    issue_token,
+    revoke_token,
+    set_password,
+)
 from dialplan.config import Config, load
 
 
@@ -38,8 +47,16 @@ def register(subparsers: Any) -> None:
 
     token = actions.add_parser("token", help="issue a new API token (replaces the old one)")
     token.add_argument("name")
+    token.add_argument(
+        "--days", type=int, default=TOKEN_DAYS, help=f"valid this many days ({TOKEN_DAYS})"
+    )
     token.add_argument("--config", type=Path, default=Path("bereik.toml"))
     token.set_defaults(func=cmd_token)
+
+    revoke = actions.add_parser("revoke-token", help="make the user's API token stop working")
+    revoke.add_argument("name")
+    revoke.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    revoke.set_defaults(func=cmd_revoke_token)
 
     listing = actions.add_parser("list", help="list the users")
     listing.add_argument("--config", type=Path, default=Path("bereik.toml"))
@@ -105,14 +122,19 @@ def cmd_add(args: argparse.Namespace) -> int:
     return _run(config, work)
 
 
+async def _named(session: Any, name: str) -> Any:
+    user = await get_user(session, name)
+    if user is None:
+        raise UserError(f"no user {name}")
+    return user
+
+
 def cmd_password(args: argparse.Namespace) -> int:
     config = load(args.config)
     password = _password(args)
 
     async def work(session: Any) -> int:
-        user = await get_user(session, args.name)
-        if user is None:
-            raise UserError(f"no user {args.name}")
+        user = await _named(session, args.name)
         await set_password(session, user, password)
         audit(session, actor="cli", action="password", object_type="user", object_id=user.id)
         print(f"password of {user.name} set")
@@ -125,11 +147,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     config = load(args.config)
 
     async def work(session: Any) -> int:
-        user = await get_user(session, args.name)
-        if user is None:
-            raise UserError(f"no user {args.name}")
-        print(await issue_token(session, user))
+        user = await _named(session, args.name)
+        print(await issue_token(session, user, days=args.days))
         audit(session, actor="cli", action="token", object_type="user", object_id=user.id)
+        return 0
+
+    return _run(config, work)
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    config = load(args.config)
+
+    async def work(session: Any) -> int:
+        user = await _named(session, args.name)
+        revoke_token(user)
+        audit(session, actor="cli", action="token_revoke", object_type="user", object_id=user.id)
+        print(f"API token of {user.name} revoked")
         return 0
 
     return _run(config, work)
@@ -145,7 +178,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     async def work(session: Any) -> int:
         for user in (await session.execute(select(User).order_by(User.name))).scalars():
             state = "active" if user.active else "inactive"
-            fields = [user.name, user.role, user.team_id or "-", user.extension or "-", state]
+            token = (
+                f"token until {user.api_token_expires_at:%Y-%m-%d}"
+                if user.api_token_hash and user.api_token_expires_at
+                else "no token"
+            )
+            fields = [
+                user.name,
+                user.role,
+                user.team_id or "-",
+                user.extension or "-",
+                state,
+                token,
+            ]
             print("\t".join(fields))
         return 0
 

@@ -6,22 +6,33 @@ Only hashes are stored: argon2 for passwords (slow on purpose), SHA-256 for API 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import os
+import re
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
+from cti.store.db import Sessions
 from cti.store.models import User
+from dialplan.config import EXTENSION_PATTERN
 
 ROLES = ("agent", "member", "lead", "operator", "supervisor", "admin")
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 8
+# API tokens expire: a script's token forgotten in a file stops working by itself.
+TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 366
 
 _hasher = PasswordHasher()
 # Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
@@ -38,6 +49,17 @@ def hash_password(password: str) -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_extension(extension: str) -> str:
+    """An account's phone extension: the same digits-only rule as the configuration's.
+
+    It reaches AMI actions (Originate, the live screen), so CR/LF or anything but digits
+    is refused, never trimmed away.
+    """
+    if extension and not re.fullmatch(EXTENSION_PATTERN, extension):
+        raise UserError("extension: 2-8 digits")
+    return extension
 
 
 def validate(name: str, password: str | None, role: str) -> None:
@@ -60,6 +82,7 @@ async def create_user(
 ) -> User:
     """Add a user (flushed, not committed: the caller commits with its audit row)."""
     validate(name, password, role)
+    check_extension(extension)
     if role in ("member", "lead") and not team_id:
         raise UserError(f"a {role} needs a team")
     if await get_user(session, name) is not None:
@@ -90,46 +113,132 @@ def is_locked(user: User, now: datetime | None = None) -> bool:
     return user.locked_until is not None and user.locked_until > now
 
 
+class LoginBusy(Exception):
+    """Too many password checks at once: answer "try again" now rather than queue."""
+
+
+# argon2 takes ~100 ms of CPU; it runs in a worker thread (argon2-cffi releases the GIL),
+# never on the event loop that also answers FastAGI. At most CHECKS_AT_ONCE checks run
+# and CHECKS_WAITING wait; a sign-in beyond that is refused at once (503), so a flood
+# of sign-ins costs at most one core and never a call's prompt.
+CHECKS_AT_ONCE = 1
+CHECKS_WAITING = 8
+# The thread runs at the lowest CPU priority (nice 19; argon2's own lane threads inherit
+# it): Asterisk and the event loop always go first, so a sign-in waits and a call never.
+LOWEST_PRIORITY = 19
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+
+
+# The pool's one thread is the cap on checks that run; `_pending` counts those running
+# and waiting (a plain counter: there is one event loop per process).
+_checker = ThreadPoolExecutor(
+    max_workers=CHECKS_AT_ONCE, thread_name_prefix="argon2", initializer=_lower_priority
+)
+_pending = 0
+
+
+def checks_saturated() -> bool:
+    """Whether a new password check would be refused: callers answer 503 before any work."""
+    return _pending >= CHECKS_AT_ONCE + CHECKS_WAITING
+
+
+async def check_password(password_hash: str, password: str) -> bool:
+    """Whether `password` matches, computed off the event loop; LoginBusy when saturated."""
+    global _pending
+    if checks_saturated():
+        raise LoginBusy("too many sign-ins at once")
+    _pending += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_checker, _check, password_hash, password)
+    finally:
+        _pending -= 1
+
+
 async def verify_password(
-    session: AsyncSession, name: str, password: str, now: datetime | None = None
+    sessions: Sessions, name: str, password: str, now: datetime | None = None
 ) -> User | None:
     """The user if name and password match and the account is usable; else None.
 
-    Counts failures: the fifth in a row locks the account for 15 minutes (also against the
-    right password), so guessing is slow. The caller commits the session.
+    Counts failures in the database with one atomic UPDATE (several requests or
+    processes at once cannot lose a count): the fifth in a row locks the account for 15
+    minutes, also against the right password. No database connection is held while
+    argon2 runs, so calls never wait for a password check. Commits its own changes.
     """
     now = now or datetime.now(UTC)
-    user = await get_user(session, name)
+    async with sessions() as session:
+        user = await get_user(session, name)
     if user is None or not user.active:
-        _check(_DUMMY_HASH, password)
-        audit(session, actor=name[:64] or "?", action="login_failed", object_type="user")
+        await check_password(_DUMMY_HASH, password)
+        async with sessions() as session:
+            audit(session, actor=name[:64] or "?", action="login_failed", object_type="user")
+            await session.commit()
         return None
     if is_locked(user, now):
-        audit(
-            session, actor=user.name, action="login_locked", object_type="user", object_id=user.id
-        )
+        # No argon2 for a locked account: guessing at it costs us nothing.
         return None
-    if not _check(user.password_hash, password):
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
-            audit(session, actor=user.name, action="lock", object_type="user", object_id=user.id)
-        else:
-            audit(
-                session,
-                actor=user.name,
-                action="login_failed",
-                object_type="user",
-                object_id=user.id,
+    if not await check_password(user.password_hash, password):
+        await _count_failure(sessions, user, now)
+        return None
+    async with sessions() as session:
+        # Only if no lock was set meanwhile by failures counted in parallel.
+        cleared = await session.execute(
+            update(User)
+            .where(
+                User.id == user.id,
+                User.active.is_(True),
+                or_(User.locked_until.is_(None), User.locked_until <= now),
             )
-        return None
-    user.failed_logins = 0
-    user.locked_until = None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    audit(session, actor=user.name, action="login", object_type="user", object_id=user.id)
-    return user
+            .values(failed_logins=0, locked_until=None)
+        )
+        if _rowcount(cleared) != 1:
+            await session.rollback()
+            return None
+        if _hasher.check_needs_rehash(user.password_hash):
+            loop = asyncio.get_running_loop()
+            rehashed = await loop.run_in_executor(_checker, hash_password, password)
+            await session.execute(
+                update(User).where(User.id == user.id).values(password_hash=rehashed)
+            )
+        audit(session, actor=user.name, action="login", object_type="user", object_id=user.id)
+        await session.commit()
+        fresh = await session.get(User, user.id, populate_existing=True)
+    return fresh
+
+
+async def _count_failure(sessions: Sessions, user: User, now: datetime) -> None:
+    async with sessions() as session:
+        # Not counted while a lock holds (a guess checked in parallel with the one that
+        # locked): the lock stands as it is, and the count starts afresh after it.
+        counted = await session.execute(
+            update(User)
+            .where(
+                User.id == user.id,
+                or_(User.locked_until.is_(None), User.locked_until <= now),
+            )
+            .values(failed_logins=User.failed_logins + 1)
+            .returning(User.failed_logins)
+        )
+        failures = counted.scalar_one_or_none() or 0
+        action = "login_failed"
+        if failures >= MAX_FAILED_LOGINS:
+            locked = await session.execute(
+                update(User)
+                .where(User.id == user.id, User.failed_logins >= MAX_FAILED_LOGINS)
+                .values(locked_until=now + LOCKOUT, failed_logins=0)
+            )
+            if _rowcount(locked) == 1:
+                action = "lock"
+        audit(session, actor=user.name, action=action, object_type="user", object_id=user.id)
+        await session.commit()
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _check(password_hash: str, password: str) -> bool:
@@ -140,24 +249,53 @@ def _check(password_hash: str, password: str) -> bool:
 
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
+    """A new password; unlocks the account and ends every session signed in with the old."""
     validate(user.name, password, user.role)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
+    revoke_sessions(user)
 
 
-async def issue_token(session: AsyncSession, user: User) -> str:
-    """A new API token for scripts; replaces the previous one. Only its hash is stored."""
+def revoke_sessions(user: User) -> None:
+    """Every session cookie of this user stops working (logout, password, deactivation).
+
+    A session carries the version it was signed in with; the middleware compares it with
+    the row on every request and on each heartbeat of an /events stream.
+    """
+    user.session_version = (user.session_version or 0) + 1
+
+
+async def issue_token(session: AsyncSession, user: User, days: int = TOKEN_DAYS) -> str:
+    """A new API token for scripts, valid `days` days; replaces the previous one.
+
+    Only its hash is stored, so a lost token cannot be shown again, only replaced or revoked.
+    """
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise UserError(f"a token is valid 1 to {MAX_TOKEN_DAYS} days")
     token = "brk_" + secrets.token_urlsafe(32)
     user.api_token_hash = hash_token(token)
+    user.api_token_expires_at = datetime.now(UTC) + timedelta(days=days)
     await session.flush()
     return token
 
 
-async def user_by_token(session: AsyncSession, token: str) -> User | None:
+def revoke_token(user: User) -> None:
+    user.api_token_hash = ""
+    user.api_token_expires_at = None
+
+
+async def user_by_token(
+    session: AsyncSession, token: str, now: datetime | None = None
+) -> User | None:
+    """The active user whose unexpired token this is; None otherwise."""
     if not token:
         return None
     result = await session.execute(
-        select(User).where(User.api_token_hash == hash_token(token), User.active.is_(True))
+        select(User).where(
+            User.api_token_hash == hash_token(token),
+            User.active.is_(True),
+            User.api_token_expires_at > (now or datetime.now(UTC)),
+        )
     )
     return result.scalar_one_or_none()

@@ -4,10 +4,11 @@ A request is let through when it carries a signed-in session cookie or an API to
 (`Authorization: Bearer <token>`); only /healthz, /metrics, /login and /static/* are open.
 Handlers then narrow it down with `require_role` and `require_team_access`.
 
-The session is a small HMAC-signed cookie (no server-side store, so several `bereik serve`
-processes can share it as long as they share the key file). It holds the user id, the CSRF
-token and the language; the user row is re-read on every request, so deactivating a user
-or changing the role takes effect at once.
+The session is a small HMAC-signed cookie (several `bereik serve` processes can share it as
+long as they share the key file). It holds the user id, the session version it was signed
+in with, the CSRF token and the language. The user row is re-read on every request, and
+the session only counts while its version equals the row's `session_version`: logout, a
+new password and deactivation raise it, which ends every cookie of that user at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cti import privacy
 from cti.store.models import User
 from cti.web.jsonapi import json_error
 
@@ -42,6 +45,7 @@ CSRF_FIELD = "csrf_token"
 # Roles that work across all teams' hoppers: the KCC creates them for any team, the
 # supervisor and the admin oversee all. Members and leads see their own team only.
 ALL_TEAMS_ROLES = ("agent", "supervisor", "admin")
+KCC_TEAM = "kcc"  # the team id of the KCC's own hoppers (cti.hoppers.service.KCC_TEAM)
 
 SESSION_KEY = web.AppKey("session_key", bytes)
 USER = web.RequestKey("bereik_user", User)  # the signed-in user
@@ -91,6 +95,24 @@ def require_team_access(user: User, team_id: str) -> None:
     raise forbidden("this belongs to another team")
 
 
+def may_handle(user: User, team_id: str) -> bool:
+    """Whether the user may claim and close this team's hoppers: its own members and lead
+    (the KCC's own hoppers: its agents), and the admin. Supervisors and KCC agents see
+    every team's hoppers but do not take or close another team's work. The one rule for
+    the screens and the API."""
+    if user.role == "admin":
+        return True
+    if team_id == KCC_TEAM:
+        return user.role == "agent"
+    return user.role in ("member", "lead") and bool(user.team_id) and user.team_id == team_id
+
+
+def require_own_team(user: User, team_id: str) -> None:
+    """403 unless `may_handle`."""
+    if not may_handle(user, team_id):
+        raise forbidden("only the hopper's own team may claim or close it")
+
+
 def can_see_numbers(user: User) -> bool:
     """Whether lists show full phone numbers: only to those who call citizens back."""
     return user.role in ("agent", "member", "lead")
@@ -100,9 +122,7 @@ def mask_number(number: str, user: User | None = None) -> str:
     """`0612345678` -> `06******78` for roles that do not need the number (GDPR)."""
     if user is not None and can_see_numbers(user):
         return number
-    if len(number) <= 4:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 4) + number[-2:]
+    return privacy.mask_number(number)
 
 
 # --- the session cookie ---------------------------------------------------------------------
@@ -182,6 +202,7 @@ def sign_in(request: web.Request, user: User) -> None:
     language = user.language or session_of(request).get("l", "nl")
     session = new_session(language)
     session["u"] = user.id
+    session["v"] = user.session_version or 0
     request[SESSION] = session
     request[USER] = user
     mark_session_changed(request)
@@ -194,8 +215,33 @@ def sign_out(request: web.Request) -> None:
     mark_session_changed(request)
 
 
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the direct peer is a configured reverse proxy (`server.trusted_proxies`)."""
+    from cti.web.app import SERVICES
+
+    proxies = request.app[SERVICES].config.server.trusted_proxies
+    if not proxies or not request.remote:
+        return False
+    try:
+        peer = ipaddress.ip_address(request.remote)
+    except ValueError:
+        return False
+    return any(peer in ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer, or what a trusted proxy says in X-Forwarded-For."""
+    if from_trusted_proxy(request):
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or "?"
+
+
 def _secure(request: web.Request) -> bool:
-    if request.secure or request.headers.get("X-Forwarded-Proto", "") == "https":
+    if request.secure:
+        return True
+    if from_trusted_proxy(request) and request.headers.get("X-Forwarded-Proto", "") == "https":
         return True
     from cti.web.app import SERVICES
 
@@ -254,13 +300,43 @@ async def _load_user(request: web.Request) -> None:
     if isinstance(user_id, int):
         async with sessions() as db:
             user = await db.get(User, user_id)
-        if user is not None and user.active:
+        if user is not None and session_valid(user, data):
             request[USER] = user
 
 
+def session_valid(user: User | None, data: dict[str, Any]) -> bool:
+    """Whether a session cookie still signs this user in (active, not revoked)."""
+    return (
+        user is not None
+        and user.active
+        and user.id == data.get("u")
+        and data.get("v") == (user.session_version or 0)
+    )
+
+
+async def still_signed_in(request: web.Request) -> bool:
+    """Re-read the user behind this request: for long-lived answers (/events)."""
+    from cti.users.service import user_by_token
+    from cti.web.app import SERVICES
+
+    sessions = request.app[SERVICES].sessions
+    async with sessions() as db:
+        if request.get(VIA_TOKEN):
+            header = request.headers.get("Authorization", "")
+            return await user_by_token(db, header[7:].strip()) is not None
+        data = request.get(SESSION) or {}
+        user_id = data.get("u")
+        user = await db.get(User, user_id) if isinstance(user_id, int) else None
+    return session_valid(user, data)
+
+
 async def _check_csrf(request: web.Request) -> None:
-    """Non-GET requests from a browser session must carry the session's CSRF token."""
-    if request.method in SAFE_METHODS or request.get(VIA_TOKEN):
+    """Non-GET requests from a browser session must carry the session's CSRF token.
+
+    The sign-in form carries its own one-time token instead (cti.users.guard.LoginTokens),
+    checked by the sign-in handler.
+    """
+    if request.method in SAFE_METHODS or request.get(VIA_TOKEN) or request.path == "/login":
         return
     expected = str(request.get(SESSION, {}).get("c", ""))
     given = request.headers.get(CSRF_HEADER, "")
@@ -286,10 +362,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         await _check_csrf(request)
         response = await handler(request)
     except web.HTTPException as exc:
+        _no_store(request, exc)
         _save(request, exc)
         raise
+    _no_store(request, response)
     _save(request, response)
     return response
+
+
+def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """Pages and API answers may carry personal data: no browser or proxy keeps a copy."""
+    if response.prepared or request.path.startswith(OPEN_PREFIXES):
+        return
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
 
 
 def _quote(path: str) -> str:

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from cti.audit import audit
 from cti.store.models import Call, Hopper
 from cti.web.app import SERVICES
-from cti.web.auth import current_user, require_role
+from cti.web.auth import current_user, require_role, still_signed_in
 from cti.web.jsonapi import json_error, json_object
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
+            "Cache-Control": "no-store",
             "X-Accel-Buffering": "no",
         }
     )
@@ -175,6 +175,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 data = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
+                # A stream outlives its page: each heartbeat asks again whether the
+                # session is still valid (logout, new password, deactivation end it).
+                if not await still_signed_in(request):
+                    break
                 await response.write(b": keepalive\n\n")
                 continue
             if data is CLOSE:

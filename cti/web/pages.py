@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -22,12 +22,16 @@ from sqlalchemy import func, select
 
 from cti.audit import audit
 from cti.store.models import Announcement, CallbackAttempt, Hopper, Presence, User
+from cti.users.guard import AttemptLimiter, LoginTokens
 from cti.web import auth
 from cti.web.app import SERVICES
 from cti.web.i18n import LANGUAGES, client_texts, translator
 from cti.web.jsonapi import json_error
 
 HERE = Path(__file__).parent
+LOGIN_TOKENS = web.AppKey("login_tokens", LoginTokens)
+LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+LOGIN_TOKEN_FIELD = "login_token"  # the sign-in form's one-time token (not the session's)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -54,6 +58,8 @@ SCREENS: dict[str, list[tuple[str, str]]] = {
 def setup(app: web.Application) -> None:
     """WEB_PLUGIN entry point."""
     app.middlewares.append(error_pages)
+    app[LOGIN_TOKENS] = LoginTokens(app[auth.SESSION_KEY])
+    app[LIMITER] = AttemptLimiter(app[SERVICES].config.server.login_attempts_per_minute)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
@@ -78,6 +84,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/admin/users", user_create)
     app.router.add_post("/admin/users/{id:\\d+}", user_update)
     app.router.add_post("/admin/users/{id:\\d+}/token", user_token)
+    app.router.add_post("/admin/users/{id:\\d+}/token/revoke", user_token_revoke)
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -160,25 +167,83 @@ async def home(request: web.Request) -> web.Response:
 
 
 def _safe_next(target: str) -> str:
-    # Only paths on this site: never an open redirect to another host.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """A redirect target on this site only: an absolute path, never another host.
+
+    Browsers ignore tabs and newlines in URLs and read a backslash as a slash, so
+    `/<TAB>/evil.example` and `/\\evil.example` would leave the site; such a target, any
+    control character or space, and anything with a scheme or host fall back to "/".
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)
+        or "\\" in target
+    ):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+async def _too_many(request: web.Request, first_refusal: bool) -> web.HTTPTooManyRequests:
+    """429 for an address over its limit; the first refusal of a run is audited, the
+    rest are not (a flood must not grow the audit log one row per attempt)."""
+    if first_refusal:
+        async with request.app[SERVICES].sessions() as session:
+            audit(
+                session,
+                actor="?",
+                action="login_throttled",
+                object_type="address",
+                object_id=auth.client_address(request)[:64],
+            )
+            await session.commit()
+    return web.HTTPTooManyRequests(
+        text="too many sign-in attempts; wait a minute",
+        headers={"Retry-After": str(request.app[LIMITER].retry_after())},
+    )
 
 
 async def login_form(request: web.Request) -> web.Response:
     if request.get(auth.USER) is not None:
         raise web.HTTPFound("/")
-    return render(request, "login.html", next=_safe_next(request.query.get("next", "/")))
+    throttled, first_refusal = request.app[LIMITER].throttled(auth.client_address(request))
+    if throttled:
+        raise await _too_many(request, first_refusal)  # no form for an address flooding
+    token = request.app[LOGIN_TOKENS].issue(auth.csrf_token(request))
+    next_ = _safe_next(request.query.get("next", "/"))
+    return render(request, "login.html", next=next_, login_token=token)
+
+
+def _busy() -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text="too many sign-ins at once; try again in a moment", headers={"Retry-After": "2"}
+    )
 
 
 async def login(request: web.Request) -> web.Response:
-    from cti.users.service import verify_password
+    """Sign in. The cheap refusals come first (checks saturated, address over its limit),
+    before the form, the database or a password check, so a flood costs little."""
+    from cti.users.service import LoginBusy, checks_saturated, verify_password
 
+    if checks_saturated():
+        raise _busy()
+    address = auth.client_address(request)
+    allowed, first_refusal = request.app[LIMITER].allow(address)
+    if not allowed:
+        raise await _too_many(request, first_refusal)
     form = await request.post()
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
-    async with request.app[SERVICES].sessions() as session:
-        user = await verify_password(session, name, password)
-        await session.commit()
+    given = str(form.get(LOGIN_TOKEN_FIELD, ""))
+    if not request.app[LOGIN_TOKENS].redeem(auth.csrf_token(request), given):
+        # Expired, used before, or from another browser: a fresh form, nothing counted.
+        raise back("/login", err="form expired", next=target)
+    try:
+        user = await verify_password(request.app[SERVICES].sessions, name, password)
+    except LoginBusy:
+        raise _busy() from None
     if user is None:
         raise back("/login", err="wrong login", next=target)
     auth.sign_in(request, user)
@@ -186,6 +251,19 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    from cti.users.service import revoke_sessions
+
+    user = request.get(auth.USER)
+    if user is not None:
+        # Server-side: the old cookie (a copy of it anywhere) no longer signs in.
+        async with request.app[SERVICES].sessions() as session:
+            row = await session.get(User, user.id)
+            if row is not None:
+                revoke_sessions(row)
+                audit(
+                    session, actor=row.name, action="logout", object_type="user", object_id=row.id
+                )
+                await session.commit()
     auth.sign_out(request)
     raise web.HTTPSeeOther("/login")
 
@@ -292,7 +370,7 @@ async def team_page(request: web.Request) -> web.Response:
         show_closed=show_closed,
         present=present,
         reasons=CLOSING_REASONS,
-        can_act=user.role in ("member", "lead", "admin"),
+        can_act=auth.may_handle(user, team_id),
     )
 
 
@@ -349,16 +427,17 @@ async def hopper_page(request: web.Request) -> web.Response:
         history=history,
         reasons=CLOSING_REASONS,
         overdue=hopper.status == "open" and hopper.deadline < datetime.now(UTC),
-        can_act=user.role in ("member", "lead", "admin"),
+        can_act=auth.may_handle(user, hopper.team_id),
     )
 
 
 async def hopper_claim(request: web.Request) -> web.Response:
     from cti.callbacks.service import CallbackError, claim_hopper
 
-    user = auth.require_role(request, "member", "lead")
+    user = auth.require_role(request, "member", "lead", "agent")
     async with request.app[SERVICES].sessions() as session:
         hopper = await _hopper_for(request, session, user)
+        auth.require_own_team(user, hopper.team_id)
         try:
             claim_hopper(session, hopper, user.name)
         except CallbackError as exc:
@@ -370,13 +449,14 @@ async def hopper_claim(request: web.Request) -> web.Response:
 async def hopper_close(request: web.Request) -> web.Response:
     from cti.callbacks.service import CallbackError, close_hopper, record_closed
 
-    user = auth.require_role(request, "member", "lead")
+    user = auth.require_role(request, "member", "lead", "agent")
     services = request.app[SERVICES]
     form = await request.post()
     reason = str(form.get("reason", ""))
     note = str(form.get("note", ""))[:2000]
     async with services.sessions() as session:
         hopper = await _hopper_for(request, session, user)
+        auth.require_own_team(user, hopper.team_id)
         try:
             await close_hopper(
                 session, hopper, reason, user.name, config=services.config, note=note
@@ -686,21 +766,32 @@ async def user_create(request: web.Request) -> web.Response:
 
 
 async def user_update(request: web.Request) -> web.Response:
-    from cti.users.service import ROLES, UserError, set_password
+    from cti.users.service import (
+        ROLES,
+        UserError,
+        check_extension,
+        revoke_sessions,
+        set_password,
+    )
 
     admin = auth.require_role(request, "admin")
     form = await request.post()
     async with request.app[SERVICES].sessions() as session:
-        user = await session.get(User, int(request.match_info["id"]))
-        if user is None:
-            raise json_error("no such user", 404)
+        user = await _user_of(request, session)
         role = str(form.get("role", user.role))
         if role not in ROLES:
             raise back("/admin", err="unknown role")
+        try:
+            extension = check_extension(str(form.get("extension", user.extension)).strip())
+        except UserError as exc:
+            raise back("/admin", err=str(exc)) from None
         user.role = role
         user.team_id = _team_field(request, str(form.get("team", user.team_id)))
-        user.extension = str(form.get("extension", user.extension)).strip()
-        user.active = str(form.get("active", "1")) == "1"
+        user.extension = extension
+        active = str(form.get("active", "1")) == "1"
+        if user.active and not active:
+            revoke_sessions(user)  # a deactivated user's open screens end at once
+        user.active = active
         if form.get("unlock"):
             user.locked_until = None
             user.failed_logins = 0
@@ -722,16 +813,36 @@ async def user_update(request: web.Request) -> web.Response:
     raise back("/admin", msg="saved")
 
 
+async def _user_of(request: web.Request, session: Any) -> User:
+    """The account named by the URL's id; 404 if there is none."""
+    user: User | None = await session.get(User, int(request.match_info["id"]))
+    if user is None:
+        raise json_error("no such user", 404)
+    return user
+
+
 async def user_token(request: web.Request) -> web.Response:
     from cti.users.service import issue_token
 
     admin = auth.require_role(request, "admin")
     async with request.app[SERVICES].sessions() as session:
-        user = await session.get(User, int(request.match_info["id"]))
-        if user is None:
-            raise json_error("no such user", 404)
+        user = await _user_of(request, session)
         token = await issue_token(session, user)
         audit(session, actor=admin.name, action="token", object_type="user", object_id=user.id)
         await session.commit()
     # Shown once on the next page; the page is private (no-store) and only to the admin.
     return render(request, "token.html", token=token, name=user.name)
+
+
+async def user_token_revoke(request: web.Request) -> web.Response:
+    from cti.users.service import revoke_token
+
+    admin = auth.require_role(request, "admin")
+    async with request.app[SERVICES].sessions() as session:
+        user = await _user_of(request, session)
+        revoke_token(user)
+        audit(
+            session, actor=admin.name, action="token_revoke", object_type="user", object_id=user.id
+        )
+        await session.commit()
+    raise back("/admin", msg="saved")

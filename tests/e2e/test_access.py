@@ -78,11 +78,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def sign_in(http: aiohttp.ClientSession, ex: Exchange, name: str) -> str:
     """Sign in through the real form; returns the session's CSRF token."""
     page = await (await http.get(ex.url("/login"))).text()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert csrf
+    form_token = re.search(r'name="login_token" value="([^"]+)"', page)
+    assert form_token
     response = await http.post(
         ex.url("/login"),
-        data={"name": name, "password": PASSWORD, "csrf_token": csrf[1], "next": "/"},
+        data={"name": name, "password": PASSWORD, "login_token": form_token[1], "next": "/"},
         allow_redirects=False,
     )
     assert response.status == 303 and response.headers["Location"] == "/"

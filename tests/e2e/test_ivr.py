@@ -50,7 +50,7 @@ MENU = """
 website = "www.gemeente.nl"
 
 [operators]
-pin = "4321"
+pin = "804613"
 
 [menu]
 greeting = "Welkom."
@@ -375,7 +375,7 @@ async def test_an_operator_records_an_announcement_by_phone_and_the_next_caller_
             result = await ex.call(
                 "*77",
                 from_phone="4001",
-                keys="4321#,,,,,~#11,8#",
+                keys="804613#,,,,,~#11,8#",
                 key_delay_ms=1500,
                 hold_ms=7000,
                 timeout_s=90,

@@ -24,6 +24,7 @@ import pytest
 from agi.protocol import Environment
 from agi.server import AgiChannel
 from dialplan import asterisk
+from dialplan.render import load_secrets
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_teams import api_tokens
@@ -238,6 +239,8 @@ async def fake_asterisk(
 ) -> list[str]:
     """Play Asterisk's side of one FastAGI session; return every command line received."""
     reader, writer = await asyncio.open_connection("127.0.0.1", ex.ports.agi)
+    # The dialplan's FastAGI URLs carry the instance's secret; so does this stand-in.
+    script = f"{load_secrets(ex.host_instance / 'secrets.json', ex.config).agi}/{script}"
     # Header values are one line each: the newlines of the hostile text become spaces,
     # everything else goes as it is.
     flat = text.replace("\r", " ").replace("\n", " ")

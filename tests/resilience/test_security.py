@@ -7,6 +7,7 @@ import asyncio
 import json
 import stat
 import subprocess
+from pathlib import Path
 
 from tests.e2e.harness import REPO, SCENARIOS, Exchange, free_port
 from tests.resilience.figures import Figures
@@ -113,3 +114,54 @@ async def test_metrics_carry_no_phone_numbers(kcc: Exchange) -> None:
     metrics = kcc.http_get("/metrics")
     assert "bereik_" in metrics
     assert "612345678" not in metrics
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figures: Figures
+                                                             ) -> None:
+    kcc.start_serve()
+    kcc.phone("2001")
+    result = await kcc.call("14070", caller="0612345678", hold_ms=500)
+    assert result.returncode == 0, result.stderr
+    etc = kcc.host_instance / "etc"
+    checked = {}
+    for path in [kcc.host_instance, etc, kcc.host_instance / "sounds",
+                 kcc.host_instance / "log", kcc.host_instance / "spool"]:
+        checked[path.name] = mode(path)
+        assert mode(path) == 0o700, path
+    for name in ("manager.conf", "pjsip.conf", "extensions.conf"):
+        checked[name] = mode(etc / name)
+        assert mode(etc / name) == 0o600, name
+    assert mode(kcc.host_instance / "secrets.json") == 0o600
+    database = [kcc.db_path, *(kcc.db_path.with_name(kcc.db_path.name + s)
+                               for s in ("-wal", "-shm"))]
+    assert database[1].exists(), "serve runs SQLite in WAL mode"
+    for path in database:
+        checked[path.name] = mode(path)
+        assert mode(path) == 0o600, path
+    spoken = [p for p in (kcc.host_instance / "sounds").rglob("*") if p.is_file()]
+    assert spoken, "serve speaks its prompts into the instance's sounds"
+    # Asterisk reads them: owner and group at most, never others (0600/0640).
+    assert {mode(p) for p in spoken} <= {0o600, 0o640}
+    figures["modes"] = {k: oct(v) for k, v in checked.items()} | {"prompts": len(spoken)}
+
+
+async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: Exchange
+                                                                         ) -> None:
+    kcc.start_serve()
+    secret = json.loads((kcc.host_instance / "secrets.json").read_text())["agi"]
+    assert f"/{secret}" in (kcc.host_instance / "etc" / "extensions.conf").read_text()
+    reader, writer = await asyncio.open_connection("127.0.0.1", kcc.ports.agi)
+    writer.write(b"agi_network: yes\nagi_network_script: ivr\nagi_uniqueid: 1.1\n"
+                 b"agi_callerid: 0612345678\nagi_channel: PJSIP/x-1\n\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not one command
+    writer.close()
+    # Asterisk's own calls carry the secret and still reach the IVR.
+    kcc.phone("2001")
+    result = await kcc.call("14070", caller="0612345678", hold_ms=500)
+    assert result.returncode == 0, result.stderr
+    assert kcc.rows("SELECT route FROM calls")[0].route != ""

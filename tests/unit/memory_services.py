@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -13,6 +14,27 @@ from cti.store.models import Base
 from cti.tts import engine_for
 from dialplan.config import Config
 from metrics.registry import BereikMetrics
+
+# Two teams with a member each: the configuration of the access tests.
+TWO_TEAMS: dict[str, Any] = {
+    "phones": [{"extension": "3001"}, {"extension": "3101"}],
+    "teams": [
+        {
+            "id": "burgerzaken",
+            "name": "Burgerzaken",
+            "number": "7001",
+            "members": ["3001"],
+            "mailbox": "bz@example.org",
+        },
+        {
+            "id": "belastingen",
+            "name": "Belastingen",
+            "number": "7002",
+            "members": ["3101"],
+            "mailbox": "bel@example.org",
+        },
+    ],
+}
 
 
 @asynccontextmanager

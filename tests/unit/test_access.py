@@ -19,29 +19,9 @@ from cti.web import auth
 from cti.web.app import create_app
 from cti.web.live import LiveCalls
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.unit.memory_services import TWO_TEAMS, memory_services
 
-CONFIG = Config.model_validate(
-    {
-        "phones": [{"extension": "3001"}, {"extension": "3101"}],
-        "teams": [
-            {
-                "id": "burgerzaken",
-                "name": "Burgerzaken",
-                "number": "7001",
-                "members": ["3001"],
-                "mailbox": "bz@example.org",
-            },
-            {
-                "id": "belastingen",
-                "name": "Belastingen",
-                "number": "7002",
-                "members": ["3101"],
-                "mailbox": "bel@example.org",
-            },
-        ],
-    }
-)
+CONFIG = Config.model_validate(TWO_TEAMS)
 
 
 @pytest.fixture
@@ -145,14 +125,18 @@ async def test_role_and_api_token(services: Services, client: TestClient) -> Non
 async def test_lockout_after_five_failures(services: Services) -> None:
     async with services.sessions() as db:
         await create_user(db, "marieke", "geheim-wachtwoord", "member", team_id="burgerzaken")
-        for _ in range(MAX_FAILED_LOGINS):
-            assert await verify_password(db, "marieke", "fout") is None
-        # Locked: even the right password fails now...
-        assert await verify_password(db, "marieke", "geheim-wachtwoord") is None
-        # ...and works again after 15 minutes.
-        later = datetime.now(UTC) + timedelta(minutes=16)
-        assert await verify_password(db, "marieke", "geheim-wachtwoord", now=later) is not None
         await db.commit()
+    for _ in range(MAX_FAILED_LOGINS):
+        assert await verify_password(services.sessions, "marieke", "fout") is None
+    # Locked: even the right password fails now...
+    assert await verify_password(services.sessions, "marieke", "geheim-wachtwoord") is None
+    # ...and works again after 15 minutes.
+    later = datetime.now(UTC) + timedelta(minutes=16)
+    assert (
+        await verify_password(services.sessions, "marieke", "geheim-wachtwoord", now=later)
+        is not None
+    )
+    async with services.sessions() as db:
         actions = (await db.execute(select(AuditEntry.action))).scalars().all()
     assert "lock" in actions
     assert actions[-1] == "login"

@@ -387,3 +387,49 @@ async def test_a_prompt_that_outlasts_its_audio_times_out(start: Any) -> None:
     assert await fake.closed_by_server(timeout=3)
     assert isinstance(outcome.error, AgiTimeout)
     assert 0.45 < time.monotonic() - began < 2.0
+
+
+async def test_a_request_without_the_secret_is_closed_before_any_command(
+    start: Any, recorder: Recorder
+) -> None:
+    handler, outcome = handler_doing(lambda ch: ch.set_variable("X", "1"))
+    server = await start(handler, secret="s3cret-from-the-dialplan")
+    for script in ("test", "wrong/test", "s3cret-from-the-dialplanX/test"):
+        fake = await FakeAsterisk.call(server.port, script=script)
+        assert await fake.closed_by_server()  # no command: the dialplan takes its fallback
+        fake.close()
+    assert not outcome.done.is_set() and recorder.reasons == ["secret"] * 3
+    fake = await FakeAsterisk.call(server.port, script="s3cret-from-the-dialplan/test")
+    assert await fake.command() == 'SET VARIABLE "X" "1"'
+    await fake.send("200 result=1\n")
+    async with asyncio.timeout(2):
+        await outcome.done.wait()
+    fake.close()
+    assert recorder.handled_names == ["test"]
+
+
+async def test_a_peer_outside_the_allow_list_is_closed_unread(
+    start: Any, recorder: Recorder
+) -> None:
+    handler, outcome = handler_doing(lambda ch: ch.set_variable("X", "1"))
+    server = await start(handler, allowed_peers=["10.0.0.0/8"])
+    fake = await FakeAsterisk.call(server.port)
+    assert await fake.closed_by_server()
+    fake.close()
+    assert not outcome.done.is_set() and recorder.reasons == ["peer"]
+
+
+async def test_the_caller_id_is_masked_in_the_log(
+    start: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bereik.agi")
+    handler, outcome = handler_doing(lambda ch: ch.set_variable("X", "1"))
+    server = await start(handler)
+    fake = await FakeAsterisk.call(server.port)
+    assert await fake.command() == 'SET VARIABLE "X" "1"'
+    await fake.send("200 result=1\n")
+    async with asyncio.timeout(2):
+        await outcome.done.wait()
+    fake.close()
+    assert "06******78" in caplog.text
+    assert "0612345678" not in caplog.text

@@ -118,6 +118,32 @@ async def test_within_norm_decided_once_at_closing(services: Services) -> None:
     assert events == 2 and audits == 2
 
 
+async def test_answered_other_channel_counts_as_kept_only_after_a_real_attempt(
+    services: Services,
+) -> None:
+    async def close_other(hopper_id: int, note: str) -> Hopper:
+        async with services.sessions() as s, s.begin():
+            h = await s.get(Hopper, hopper_id)
+            assert h is not None
+            return await close_hopper(
+                s, h, "answered_other_channel", "piet", config=services.config,
+                note=note, now=WED_MORNING,
+            )
+
+    untried = await add(services, hopper())
+    with pytest.raises(CallbackError):
+        await close_other(untried, "")  # which channel? a note is required
+    # Closed in time, but nobody tried to call back: the promise was not kept.
+    assert (await close_other(untried, "was aan de balie")).within_norm is False
+    tried = await add(services, hopper(), (WED_MORNING - timedelta(hours=1), "no_answer", ""))
+    assert (await close_other(tried, "belde zelf terug via de app")).within_norm is True
+    # The member's own phone failing is no attempt at the citizen.
+    member_only = await add(
+        services, hopper(), (WED_MORNING - timedelta(hours=1), "no_answer", "member:NOANSWER")
+    )
+    assert (await close_other(member_only, "aan de balie")).within_norm is False
+
+
 async def test_duplicate_and_acquisitie_leave_the_norm(services: Services) -> None:
     for reason in ("duplicate", "acquisitie"):
         h = await close(services, await add(services, hopper()), reason, WED_MORNING)

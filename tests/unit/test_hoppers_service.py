@@ -193,3 +193,58 @@ async def test_two_calls_from_one_number_at_once_make_one_hopper(tmp_path: Path)
             assert open_one is not None and open_one.repeat_count == 4
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "0900 1234567",  # paid information number
+        "09061234567",
+        "0909-1234567",
+        "0841234567",  # personal number, paid
+        "+32 2 123 45 67",  # abroad
+        "0044 20 7946 0958",
+        "112",
+        "14070",
+        "06123",  # no number at all
+    ],
+)
+async def test_a_callback_number_we_must_not_dial_makes_no_hopper(
+    services: Services, number: str
+) -> None:
+    with pytest.raises(HopperError, match="bellen wij niet terug"):
+        await create_hopper(services, team_id="vergunningen", caller=number, reason="no_answer")
+    assert await count(services, Hopper) == 0
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"),
+    [
+        ("070 123 45 67", "0701234567"),
+        ("+31 6 1234 5678", "0612345678"),
+        ("0031 88 123 4567", "0881234567"),
+        ("0800-1234", "08001234"),
+    ],
+)
+async def test_dutch_callback_numbers_are_kept_in_national_form(
+    services: Services, number: str, stored: str
+) -> None:
+    made = await create_hopper(services, team_id="vergunningen", caller=number, reason="busy")
+    assert made.caller == stored
+
+
+async def test_an_allowed_prefix_list_opens_a_country(tmp_path: Path) -> None:
+    belgian = CONFIG.model_copy(
+        update={
+            "callbacks": CONFIG.callbacks.model_copy(update={"allowed_prefixes": ["06", "+32"]})
+        }
+    )
+    async with memory_services(belgian, tmp_path) as services:
+        made = await create_hopper(
+            services, team_id="vergunningen", caller="+32 2 123 45 67", reason="busy"
+        )
+        assert made.caller == "+3221234567"
+        with pytest.raises(HopperError):
+            await create_hopper(
+                services, team_id="vergunningen", caller="0701234567", reason="busy"
+            )

@@ -109,3 +109,62 @@ async def test_a_large_backlog_goes_in_short_batches(services: Services) -> None
         assert left == [(keep.id, None)]
         events = (await session.execute(select(HopperEvent.hopper_id))).scalars().all()
         assert events == [keep.id]
+
+
+async def test_sent_mails_go_and_old_audit_rows_keep_no_full_number(services: Services) -> None:
+    from cti.retention import purge
+    from cti.store.models import OutboxMail
+
+    def mail(key: str, sent_days_ago: int | None) -> OutboxMail:
+        sent = None if sent_days_ago is None else NOW - timedelta(days=sent_days_ago)
+        return OutboxMail(
+            key=key,
+            recipient="team@example.org",
+            subject="Terugbelverzoek #1 - 0612345678",
+            body="Terugbellen: 0612345678",
+            created_at=NOW - timedelta(days=40),
+            next_attempt_at=NOW - timedelta(days=40),
+            sent_at=sent,
+        )
+
+    def looked_up(days_ago: int) -> AuditEntry:
+        return AuditEntry(
+            actor="anna",
+            action="view",
+            object_type="caller",
+            object_id="0612345678",
+            detail="caller popup 0612345678",
+            at=NOW - timedelta(days=days_ago),
+        )
+
+    async with services.sessions() as session:
+        session.add_all(
+            [
+                mail("old-sent", 15),  # past 14 days after sending: goes
+                mail("new-sent", 13),  # stays
+                mail("never-sent", None),  # still owed: stays
+                looked_up(31),  # past 30 days: masked
+                looked_up(29),  # still whole
+            ]
+        )
+        await session.commit()
+    purged = await purge(services, NOW)
+    assert (purged.mails, purged.masked) == (1, 1)
+    async with services.sessions() as session:
+        keys = set((await session.execute(select(OutboxMail.key))).scalars())
+        rows = list(
+            (
+                await session.execute(
+                    select(AuditEntry)
+                    .where(AuditEntry.object_type == "caller")
+                    .order_by(AuditEntry.at)
+                )
+            ).scalars()
+        )
+    assert keys == {"new-sent", "never-sent"}
+    assert [(r.object_id, r.detail) for r in rows] == [
+        ("06******78", "caller popup 06******78"),
+        ("0612345678", "caller popup 0612345678"),
+    ]
+    again = await purge(services, NOW)  # idempotent: a masked row is done
+    assert (again.mails, again.masked) == (0, 0)
