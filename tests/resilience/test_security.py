@@ -146,7 +146,10 @@ async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figu
     assert spoken, "serve speaks its prompts into the instance's sounds"
     # Asterisk reads them: owner and group at most, never others (0600/0640).
     assert {mode(p) for p in spoken} <= {0o600, 0o640}
-    figures["modes"] = {k: oct(v) for k, v in checked.items()} | {"prompts": len(spoken)}
+    figures.title = "security: files on disk"
+    for name, value in checked.items():
+        figures[name] = oct(value)
+    figures["spoken prompts, all 0600/0640"] = len(spoken)
 
 
 async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: Exchange
