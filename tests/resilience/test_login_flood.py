@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import PASSWORD, add_users
 from tests.resilience.figures import Figures
