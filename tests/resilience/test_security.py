@@ -130,7 +130,7 @@ async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figu
     checked = {}
     for path in [kcc.host_instance, etc, kcc.host_instance / "sounds",
                  kcc.host_instance / "log", kcc.host_instance / "spool"]:
-        checked[path.name] = mode(path)
+        checked["instance dir" if path == kcc.host_instance else f"{path.name}/"] = mode(path)
         assert mode(path) == 0o700, path
     for name in ("manager.conf", "pjsip.conf", "extensions.conf"):
         checked[name] = mode(etc / name)
