@@ -161,7 +161,11 @@ async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: 
     writer.write(b"agi_network: yes\nagi_network_script: ivr\nagi_uniqueid: 1.1\n"
                  b"agi_callerid: 0612345678\nagi_channel: PJSIP/x-1\n\n")
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not one command
+    try:
+        answer = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        answer = b""  # closed with our header unread: a reset is a close too
+    assert answer == b""  # closed, not one command
     writer.close()
     # Asterisk's own calls carry the secret and still reach the IVR.
     kcc.phone("2001")
