@@ -130,7 +130,7 @@ async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figu
     checked = {}
     for path in [kcc.host_instance, etc, kcc.host_instance / "sounds",
                  kcc.host_instance / "log", kcc.host_instance / "spool"]:
-        checked[path.name] = mode(path)
+        checked["instance dir" if path == kcc.host_instance else f"{path.name}/"] = mode(path)
         assert mode(path) == 0o700, path
     for name in ("manager.conf", "pjsip.conf", "extensions.conf"):
         checked[name] = mode(etc / name)
@@ -146,7 +146,10 @@ async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figu
     assert spoken, "serve speaks its prompts into the instance's sounds"
     # Asterisk reads them: owner and group at most, never others (0600/0640).
     assert {mode(p) for p in spoken} <= {0o600, 0o640}
-    figures["modes"] = {k: oct(v) for k, v in checked.items()} | {"prompts": len(spoken)}
+    figures.title = "security: files on disk"
+    for name, value in checked.items():
+        figures[name] = oct(value)
+    figures["spoken prompts, all 0600/0640"] = len(spoken)
 
 
 async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: Exchange
@@ -158,7 +161,11 @@ async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: 
     writer.write(b"agi_network: yes\nagi_network_script: ivr\nagi_uniqueid: 1.1\n"
                  b"agi_callerid: 0612345678\nagi_channel: PJSIP/x-1\n\n")
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not one command
+    try:
+        answer = await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        answer = b""  # closed with our header unread: a reset is a close too
+    assert answer == b""  # closed, not one command
     writer.close()
     # Asterisk's own calls carry the secret and still reach the IVR.
     kcc.phone("2001")

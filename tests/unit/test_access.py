@@ -187,15 +187,15 @@ async def test_every_link_on_the_supervisor_board_leads_to_a_page(services: Serv
         await db.commit()
     async with TestClient(TestServer(web_app(services, LiveCalls()))) as client:
         form = await (await client.get("/login")).text()
-        token = re.search(r'name="login_token" value="([^"]+)"', form)
-        assert token, form
+        login_token = re.search(r'name="login_token" value="([^"]+)"', form)
+        assert login_token, form
         signed_in = await client.post(
             "/login",
             data={
                 "name": "sam",
                 "password": "geheim-wachtwoord",
                 "next": "/board",
-                "login_token": token.group(1),
+                "login_token": login_token.group(1),
             },
         )
         assert signed_in.status == 200 and signed_in.url.path == "/board"

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from bereik.serve import web_app
 from cti.services import Services
 from cti.store.models import AuditEntry, Base, User
 from cti.users import service as users
@@ -48,7 +49,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 @pytest.fixture
 async def client(services: Services) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    app = create_app(services, [pages.setup, live.setup])
+    app = web_app(services, live.LiveCalls())
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
