@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from cti.ami.client import AmiClient
+from cti.store.db import async_url
 from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.config import Config, load
 from dialplan.render import load_secrets, render
@@ -36,6 +37,22 @@ DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
 # deploy/asterisk/dialplan/main.conf.j2's line when a 14070 call takes the fallback.
 IVR_FALLBACK = re.compile(r"Bereik IVR unavailable \(AGISTATUS=\w*\); (\S+) goes to the KCC")
+
+# Where each exchange's database lives: None is a SQLite file in the test's directory;
+# tests/conftest.py sets a PostgreSQL database maker when BEREIK_TEST_DB=postgres.
+new_postgres_database: Callable[[], str] | None = None
+
+
+def test_database_url(workdir: Path) -> str:
+    """A fresh, empty database for one exchange, on the backend this run tests."""
+    if new_postgres_database is not None:
+        return new_postgres_database()
+    return f"sqlite:///{workdir / 'bereik.db'}"
+
+
+def sync_url(url: str) -> str:
+    """The URL for the tests' own synchronous reads (psycopg on PostgreSQL)."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def start_bereik_serve(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -106,13 +123,16 @@ class Exchange:
         teams_toml: str = "",
         kcc_agents: list[str] | None = None,
         hours_toml: str | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.installation = installation
         self.workdir = workdir
         self.ports = Ports()
         self.name = f"test-{secrets.token_hex(4)}"
         self.instance_dir = f"/var/lib/bereik/{self.name}"
+        # The SQLite file (tests of SQLite's own behaviour use it); database_url is the store.
         self.db_path = workdir / "bereik.db"
+        self.database_url = database_url or test_database_url(workdir)
         self.phones = phones if phones is not None else [Phone("2001", free_port(), "KCC Anna")]
         self.kcc_agents = kcc_agents if kcc_agents is not None else ["2001"]
         self.config_path = workdir / "bereik.toml"
@@ -127,7 +147,7 @@ class Exchange:
         self.serve_process: subprocess.Popen[bytes] | None = None
         self.serve_log = workdir / "serve.log"
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
-        self._engine = create_engine(f"sqlite:///{self.db_path}")
+        self._engine = create_engine(sync_url(self.database_url))
 
     def _toml(self, extra: str, teams: str) -> str:
         phones = "\n".join(
@@ -150,7 +170,7 @@ instance_dir = "{self.instance_dir}"
 trunk_contact = "sip:127.0.0.1:{self.ports.trunk}"
 
 [database]
-url = "sqlite:///{self.db_path}"
+url = "{self.database_url}"
 
 [mail]
 smtp_port = {self.ports.smtp}
@@ -165,6 +185,15 @@ ring_seconds = 15
 {teams}
 {extra}
 """
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with the asyncio driver `bereik serve` uses."""
+        return async_url(self.database_url)
+
+    @property
+    def sync_database_url(self) -> str:
+        return sync_url(self.database_url)
 
     @property
     def host_instance(self) -> Path:
