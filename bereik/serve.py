@@ -34,6 +34,10 @@ from dialplan.config import Config
 
 log = logging.getLogger("bereik")
 
+# On SIGTERM, how long the FastAGI sessions in progress may take to end by themselves.
+# A caller's IVR or callback offer lasts well under this; systemd's TimeoutStopSec is above.
+DRAIN_SECONDS = 30
+
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or _stop_on_signals()
@@ -101,6 +105,15 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
             config.server.http_port,
         )
         await stop.wait()
+        # Drain: no new FastAGI session; those in progress finish while the AMI listener
+        # and the workers still run (so their call rows and mails are written).
+        left = await agi.drain(DRAIN_SECONDS)
+        if left:
+            log.warning(
+                "stopping with %d FastAGI sessions unfinished after %d s", left, DRAIN_SECONDS
+            )
+        else:
+            log.info("drained: no FastAGI session in progress")
     finally:
         log.info("stopping")
         for task in background:

@@ -237,7 +237,7 @@ ring_seconds = 15
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            process.wait(15)
+            process.wait(45)  # bereik serve drains its FastAGI sessions for up to 30 s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
