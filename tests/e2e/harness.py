@@ -147,6 +147,7 @@ class Exchange:
         self.serve_process: subprocess.Popen[bytes] | None = None
         self.serve_log = workdir / "serve.log"
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
+        self.more_serves: list[ServeProcess] = []
         self._engine = create_engine(sync_url(self.database_url))
 
     def _toml(self, extra: str, teams: str) -> str:
@@ -241,6 +242,12 @@ ring_seconds = 15
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def add_serve(self) -> ServeProcess:
+        """One more `bereik serve` on this exchange's database, with its own ports."""
+        serve = ServeProcess(self, len(self.more_serves) + 1)
+        self.more_serves.append(serve)
+        return serve
 
     def wait_http(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -446,6 +453,8 @@ ring_seconds = 15
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        for serve in self.more_serves:
+            serve.stop(kill=True)
         self.stop_serve()
         self.stop_asterisk()
         self._engine.dispose()
@@ -458,8 +467,58 @@ ring_seconds = 15
             target.mkdir(parents=True, exist_ok=True)
             for log in (self.host_instance / "log").glob("*.log"):
                 shutil.copy(log, target / log.name)
-            if self.serve_log.exists():
-                shutil.copy(self.serve_log, target / "serve.log")
+            for log in [self.serve_log, *(serve.log for serve in self.more_serves)]:
+                if log.exists():
+                    shutil.copy(log, target / log.name)
+
+
+class ServeProcess:
+    """A further `bereik serve` of an exchange: the same configuration and database, its
+    own FastAGI and HTTP ports (as a second machine would have)."""
+
+    def __init__(self, exchange: Exchange, index: int) -> None:
+        self.agi_port = free_port()
+        self.http_port = free_port()
+        text_ = exchange.config_path.read_text()
+        for key, old, new in (
+            ("agi_port", exchange.ports.agi, self.agi_port),
+            ("http_port", exchange.ports.http, self.http_port),
+        ):
+            text_ = text_.replace(f"\n{key} = {old}\n", f"\n{key} = {new}\n", 1)
+        self.config_path = exchange.workdir / f"bereik-{index}.toml"
+        self.config_path.write_text(text_)
+        self.log = exchange.workdir / f"serve-{index}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> None:
+        self.process = start_bereik_serve(self.config_path, self.log)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"bereik serve exited; log:\n{self.log.read_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.http_port}/healthz"
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"bereik serve not answering after {timeout} s")
+
+    def stop(self, kill: bool = False) -> int | None:
+        """SIGTERM (drain) or SIGKILL; the exit status, None when it was not running."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return None
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            return process.wait(45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 def _pcap_key(key: str) -> str:
