@@ -204,7 +204,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         "secrets": secrets,
         "modules": MODULES,
         "dropped_events": DROPPED_EVENTS,
-        "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}",
+        "agi": "agi://"
+        + (config.asterisk.fastagi or f"{config.server.agi_host}:{config.server.agi_port}"),
         "phones": {phone.extension: phone for phone in config.phones},
         "extra_dialplan": sorted(
             path.name

@@ -124,10 +124,14 @@ class Exchange:
         kcc_agents: list[str] | None = None,
         hours_toml: str | None = None,
         database_url: str | None = None,
+        agi_proxy: bool = False,
     ) -> None:
         self.installation = installation
         self.workdir = workdir
         self.ports = Ports()
+        # With agi_proxy, Asterisk reaches FastAGI through HAProxy (start_agi_proxy).
+        self.agi_proxy_port = free_port() if agi_proxy else None
+        self.agi_proxy: subprocess.Popen[bytes] | None = None
         self.name = f"test-{secrets.token_hex(4)}"
         self.instance_dir = f"/var/lib/bereik/{self.name}"
         # The SQLite file (tests of SQLite's own behaviour use it); database_url is the store.
@@ -169,6 +173,7 @@ rtp_start = 20000
 rtp_end = 29999
 instance_dir = "{self.instance_dir}"
 trunk_contact = "sip:127.0.0.1:{self.ports.trunk}"
+{f'fastagi = "127.0.0.1:{self.agi_proxy_port}"' if self.agi_proxy_port else ""}
 
 [database]
 url = "{self.database_url}"
@@ -248,6 +253,25 @@ ring_seconds = 15
         serve = ServeProcess(self, len(self.more_serves) + 1)
         self.more_serves.append(serve)
         return serve
+
+    def start_agi_proxy(self, serves: list[ServeProcess]) -> None:
+        """HAProxy in front of `serves`, as deploy/haproxy/bereik-fastagi.cfg sets it up."""
+        assert self.agi_proxy_port is not None, "Exchange(agi_proxy=True) first"
+        template = (REPO / "deploy" / "haproxy" / "bereik-fastagi.cfg").read_text()
+        head, _, _ = template.partition("    server bereik1")
+        config = head.replace("127.0.0.1:4573", f"127.0.0.1:{self.agi_proxy_port}") + "".join(
+            f"    server bereik{n} 127.0.0.1:{serve.agi_port} check\n"
+            for n, serve in enumerate(serves, 1)
+        )
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(config)
+        subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], check=True)
+        self.agi_proxy = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(path)],
+            stdout=open(self.workdir / "haproxy.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_http(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -455,6 +479,9 @@ ring_seconds = 15
                 process.wait()
         for serve in self.more_serves:
             serve.stop(kill=True)
+        if self.agi_proxy is not None and self.agi_proxy.poll() is None:
+            self.agi_proxy.kill()
+            self.agi_proxy.wait()
         self.stop_serve()
         self.stop_asterisk()
         self._engine.dispose()

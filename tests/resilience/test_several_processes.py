@@ -1,5 +1,13 @@
 """Several `bereik serve` on one PostgreSQL database share the work and do it once.
 
+Calls reach the processes through HAProxy (deploy/haproxy/bereik-fastagi.cfg); each
+caller takes IVR → team → callback offer → hopper (every member absent), as in
+test_sustained_load.py, with a real SMTP server as the group mailbox.
+
+2. kill -9 of one of two processes in the middle of the calls: no call dropped; only
+   sessions that the killed process held take the fallback (counted), none after.
+4. A rolling restart (SIGTERM, start, the next) during the calls: 0 fallbacks.
+
 5. Outbox: three processes send the due mails; first undisturbed, then with `kill -9`s of
    random processes (each restarted at once). Every mail arrives; in the undisturbed
    round none twice. Under kills a mail may arrive twice only when its process died
@@ -11,16 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import random
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert
+import pytest
+from sqlalchemy import create_engine, insert, text
 
 from cti.store.db import migrate_async
 from cti.store.models import OutboxMail
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, ServeProcess, exchange, until
+from tests.e2e.harness import Exchange, Phone, ServeProcess, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
@@ -104,7 +116,7 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             for _ in range(KILLS):
                 await asyncio.sleep(chance.uniform(0.5, 2.0))
                 victim = chance.choice(serves)
-                victim.stop(kill=True)
+                await asyncio.to_thread(victim.stop, True)
                 victim.start(wait=False)
             # A killed process's claim runs out (cti/outbox.py CLAIM_SECONDS) before
             # another sends what it held.
@@ -128,3 +140,194 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             smtp.stop()
             for serve in serves:
                 serve.stop()
+
+
+RATE = float(os.environ.get("BEREIK_MULTI_RATE", "10"))
+SECONDS = int(os.environ.get("BEREIK_MULTI_SECONDS", "40"))
+PREFIX = "06551"
+KEYS = "1,1,1"
+TEAM = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001"]
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+"""
+MENU = """
+[menu]
+greeting = "Welkom."
+prompt = "Maak een keuze."
+timeout_seconds = 5
+
+[[menu.options]]
+key = "1"
+label = "Vergunningen"
+team = "vergunningen"
+"""
+
+
+@pytest.fixture
+def pair(
+    installation: asterisk.Installation, tmp_path: Path, postgres: PostgresCluster
+) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
+    """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database; the team's
+    only member absent, so each call ends in the callback offer."""
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        teams_toml=TEAM,
+        extra_toml=MENU,
+        database_url=postgres.new_database(),
+        agi_proxy=True,
+    ) as ex:
+        smtp = Smtp(ex.ports.smtp)
+        smtp.start()
+        serves = [ex.add_serve(), ex.add_serve()]
+        try:
+            for serve in serves:
+                serve.start(wait=False)
+            for serve in serves:
+                serve.wait_ready()
+            engine = create_engine(ex.sync_database_url)
+            with engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "INSERT INTO presence (extension, present, changed_at, changed_by) "
+                        "VALUES ('3001', false, :now, 'test')"
+                    ),
+                    {"now": datetime.now(UTC)},
+                )
+            engine.dispose()
+            ex.start_agi_proxy(serves)
+            ex.start_asterisk()
+            yield ex, serves, smtp
+        finally:
+            smtp.stop()
+
+
+def fallbacks(ex: Exchange) -> list[str]:
+    """Asterisk's log lines of calls that took a dialplan fallback."""
+    log = ex.host_instance / "log" / "messages.log"
+    return [line for line in log.read_text(errors="replace").splitlines() if "unavailable" in line]
+
+
+async def place_calls(ex: Exchange) -> asyncio.Task[object]:
+    total = int(SECONDS * RATE)
+    return asyncio.create_task(
+        ex.call(
+            "14070",
+            caller=f"{PREFIX}[call_number]",
+            keys=KEYS,
+            key_delay_ms=1500,
+            hold_ms=30_000,
+            calls=total,
+            rate=RATE,
+            limit=total,
+            timeout_s=SECONDS + 120,
+        )
+    )
+
+
+async def check_every_call_made_one_hopper_and_one_mail(
+    ex: Exchange, smtp: Smtp, result: object, figures: Figures
+) -> None:
+    total = int(SECONDS * RATE)
+    counts = result.counts()  # type: ignore[attr-defined]
+    await until(
+        lambda: ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
+        >= total,
+        timeout=30,
+    )
+    await smtp.mailbox.wait(total, timeout=120)
+    await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
+    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    hoppers = ex.rows(f"SELECT caller, repeat_count FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    figures["call rows"] = len(calls)
+    figures["hoppers"] = len(hoppers)
+    figures["mails"] = sum(mails.values())
+    figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
+    assert counts.get("TotalCallCreated") == total
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert len({h.caller for h in hoppers}) == len(hoppers) == total
+    assert all(h.repeat_count == 0 for h in hoppers)
+    assert len(mails) == total and max(mails.values()) == 1
+
+
+async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, smtp = pair
+    load = await place_calls(ex)
+    figures["calls per second"] = RATE
+    figures["seconds"] = SECONDS
+    restarts = []
+    for serve in serves:
+        await asyncio.sleep(SECONDS / 4)
+        started = time.monotonic()
+        status = await asyncio.to_thread(serve.stop)  # SIGTERM: drain, then exit
+        serve.start(wait=False)
+        await asyncio.to_thread(serve.wait_ready)
+        restarts.append(round(time.monotonic() - started, 1))
+        assert status == 0, f"bereik serve exited with {status} on SIGTERM"
+    figures["restart s (drain + start), each"] = "/".join(map(str, restarts))
+    result = await load
+    await check_every_call_made_one_hopper_and_one_mail(ex, smtp, result, figures)
+    lines = fallbacks(ex)
+    figures["fallbacks"] = len(lines)
+    assert lines == [], lines[:5]
+
+
+async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, smtp = pair
+    load = await place_calls(ex)
+    figures["calls per second"] = RATE
+    figures["seconds"] = SECONDS
+    figures["kill -9 at s"] = SECONDS / 2
+    await asyncio.sleep(SECONDS / 2)
+    victim = serves[0]
+    assert victim.process is not None
+    await asyncio.to_thread(victim.stop, True)
+    before = len(fallbacks(ex))
+    await asyncio.sleep(3)
+    at_kill = len(fallbacks(ex)) - before
+    result = await load
+    after = len(fallbacks(ex)) - before - at_kill
+    figures["fallbacks before the kill"] = before
+    figures["fallbacks of sessions the killed process held"] = at_kill
+    figures["fallbacks later than 3 s after the kill"] = after
+    total = int(SECONDS * RATE)
+    counts = result.counts()  # type: ignore[attr-defined]
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    assert counts.get("TotalCallCreated") == total
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+    assert before == 0 and after == 0
+    # A caller whose session died went to the KCC without a hopper; every hopper made
+    # is mailed once, and every call has one row.
+    await until(
+        lambda: ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
+        >= total,
+        timeout=30,
+    )
+    hoppers = ex.rows(f"SELECT id FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    await smtp.mailbox.wait(len(hoppers), timeout=120)
+    await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
+    mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
+    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    figures["hoppers"] = len(hoppers)
+    figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
+    figures["call rows"] = len(calls)
+    assert len(hoppers) >= total - at_kill
+    assert sorted(mails) == sorted(f"hopper-{h.id}-created" for h in hoppers)
+    assert max(mails.values()) == 1
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
