@@ -87,7 +87,6 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
         smtp.start()
         serves: list[ServeProcess] = [ex.add_serve() for _ in range(PROCESSES)]
         try:
-
             # Undisturbed: the three start at once on the same due mails.
             queue_mails(ex, "calm", CALM_MAILS)
             started = time.monotonic()
@@ -192,21 +191,28 @@ def pair(
                 serve.start(wait=False)
             for serve in serves:
                 serve.wait_ready()
-            engine = create_engine(ex.sync_database_url)
-            with engine.begin() as connection:
-                connection.execute(
-                    text(
-                        "INSERT INTO presence (extension, present, changed_at, changed_by) "
-                        "VALUES ('3001', false, :now, 'test')"
-                    ),
-                    {"now": datetime.now(UTC)},
-                )
-            engine.dispose()
+            mark_absent(ex)
             ex.start_agi_proxy(serves)
             ex.start_asterisk()
             yield ex, serves, smtp
         finally:
             smtp.stop()
+
+
+def mark_absent(ex: Exchange) -> None:
+    """What the member's *22 feature code does, written straight into the database."""
+    engine = create_engine(ex.sync_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO presence (extension, present, changed_at, changed_by) "
+                    "VALUES ('3001', false, :now, 'test')"
+                ),
+                {"now": datetime.now(UTC)},
+            )
+    finally:
+        engine.dispose()
 
 
 def fallbacks(ex: Exchange) -> list[str]:
@@ -238,8 +244,10 @@ async def check_every_call_made_one_hopper_and_one_mail(
     total = int(SECONDS * RATE)
     counts = result.counts()  # type: ignore[attr-defined]
     await until(
-        lambda: ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
-        >= total,
+        lambda: (
+            ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
+            >= total
+        ),
         timeout=30,
     )
     await smtp.mailbox.wait(total, timeout=120)
@@ -296,8 +304,8 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     await asyncio.sleep(SECONDS / 2)
     victim = serves[0]
     assert victim.process is not None
-    await asyncio.to_thread(victim.stop, True)
     before = len(fallbacks(ex))
+    await asyncio.to_thread(victim.stop, True)
     await asyncio.sleep(3)
     at_kill = len(fallbacks(ex)) - before
     result = await load
@@ -315,8 +323,9 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     # A caller whose session died went to the KCC without a hopper; every hopper made
     # is mailed once, and every call has one row.
     await until(
-        lambda: ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
-        >= total,
+        lambda: (
+            ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n >= total
+        ),
         timeout=30,
     )
     hoppers = ex.rows(f"SELECT id FROM hoppers WHERE caller LIKE '{PREFIX}%'")
@@ -331,3 +340,65 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert sorted(mails) == sorted(f"hopper-{h.id}-created" for h in hoppers)
     assert max(mails.values()) == 1
     assert len({c.uniqueid for c in calls}) == len(calls) == total
+
+
+async def test_postgresql_restart_under_calls_needs_no_manual_step(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    """6. PostgreSQL restarted (fast shutdown, start) in the middle of the calls: calls take
+    the fallback at worst, none drops, nothing committed before is lost, and after the
+    restart the calls make hoppers again without anyone touching `bereik serve`."""
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        teams_toml=TEAM,
+        extra_toml=MENU,
+        database_url=postgres.new_database(),
+    ) as ex:
+        smtp = Smtp(ex.ports.smtp)
+        smtp.start()
+        try:
+            ex.start_serve()
+            mark_absent(ex)
+            ex.start_asterisk()
+            load = await place_calls(ex)
+            await asyncio.sleep(SECONDS / 2)
+            committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+            before = len(fallbacks(ex))
+            down_at = time.monotonic()
+            await asyncio.to_thread(postgres.restart)
+            restarted_s = time.monotonic() - down_at
+            # Sessions that were in a transaction when the server went away, and those
+            # that found no server, take the fallback; a few seconds later none does.
+            await asyncio.sleep(5)
+            during = len(fallbacks(ex)) - before
+            result = await load
+            later = len(fallbacks(ex)) - before - during
+            counts = result.counts()  # type: ignore[attr-defined]
+            # After the restart: one more call through the whole path makes its hopper.
+            after = await ex.call(
+                "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
+            )
+            await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
+            still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+            figures["calls per second"] = RATE
+            figures["calls placed"] = counts.get("TotalCallCreated")
+            figures["calls dropped"] = counts.get("FailedCall(C)")
+            figures["PostgreSQL restart s"] = round(restarted_s, 1)
+            figures["hoppers before the restart"] = len(committed)
+            figures["fallbacks before"] = before
+            figures["fallbacks during the restart (+5 s)"] = during
+            figures["fallbacks later"] = later
+            figures["hoppers at the end"] = len(still)
+            assert before == 0 and later == 0
+            assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+            assert after.returncode == 0, after.stderr
+            assert set(map(tuple, committed)) <= set(map(tuple, still)), "nothing committed lost"
+            assert "crashed" not in ex.serve_log.read_text(), "every worker goes on by itself"
+        finally:
+            smtp.stop()
