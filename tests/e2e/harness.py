@@ -152,7 +152,7 @@ class Exchange:
         self.serve_log = workdir / "serve.log"
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
         self.more_serves: list[ServeProcess] = []
-        self._engine = create_engine(sync_url(self.database_url))
+        self._engine = create_engine(sync_url(self.database_url), pool_pre_ping=True)
 
     def _toml(self, extra: str, teams: str) -> str:
         phones = "\n".join(
