@@ -28,6 +28,7 @@ from cti.calls.listener import CallListener
 from cti.hoppers import http as hoppers_http
 from cti.reports import weekly
 from cti.services import Services, open_services
+from cti.store.db import STORE_DOWN
 from cti.web import live, openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
@@ -72,7 +73,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         ),
         command_timeout=config.server.agi_command_timeout,
         observer=AgiMetricsObserver(services.metrics, HANDLERS),
-        unavailable=(SQLAlchemyError, TimeoutError),
+        unavailable=(SQLAlchemyError, *STORE_DOWN),
         audio_seconds=lambda sound: audio_seconds(services, sound),
     )
     runner = web.AppRunner(web_app(services, board), access_log=None)

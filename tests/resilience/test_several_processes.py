@@ -395,6 +395,17 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
             figures["fallbacks during the restart (+5 s)"] = during
             figures["fallbacks later"] = later
             figures["hoppers at the end"] = len(still)
+            total = int(SECONDS * RATE)
+            await until(
+                lambda: (
+                    ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
+                    >= total
+                ),
+                timeout=30,
+            )
+            figures["call rows"] = ex.rows(
+                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'"
+            )[0].n
             assert before == 0 and later == 0
             assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
             assert after.returncode == 0, after.stderr
