@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import random
 import time
@@ -167,12 +168,15 @@ team = "vergunningen"
 """
 
 
-@pytest.fixture
-def pair(
-    installation: asterisk.Installation, tmp_path: Path, postgres: PostgresCluster
-) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
-    """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database; the team's
-    only member absent, so each call ends in the callback offer."""
+@contextlib.contextmanager
+def absent_team(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    agi_proxy: bool = False,
+) -> Iterator[tuple[Exchange, Smtp]]:
+    """An exchange on its own PostgreSQL database, its SMTP server running; the team's only
+    member is absent once the schema exists, so each call ends in the callback offer."""
     phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
     with exchange(
         installation,
@@ -181,22 +185,31 @@ def pair(
         teams_toml=TEAM,
         extra_toml=MENU,
         database_url=postgres.new_database(),
-        agi_proxy=True,
+        agi_proxy=agi_proxy,
     ) as ex:
         smtp = Smtp(ex.ports.smtp)
         smtp.start()
-        serves = [ex.add_serve(), ex.add_serve()]
         try:
-            for serve in serves:
-                serve.start(wait=False)
-            for serve in serves:
-                serve.wait_ready()
-            mark_absent(ex)
-            ex.start_agi_proxy(serves)
-            ex.start_asterisk()
-            yield ex, serves, smtp
+            yield ex, smtp
         finally:
             smtp.stop()
+
+
+@pytest.fixture
+def pair(
+    installation: asterisk.Installation, tmp_path: Path, postgres: PostgresCluster
+) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
+    """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database."""
+    with absent_team(installation, tmp_path, postgres, agi_proxy=True) as (ex, smtp):
+        serves = [ex.add_serve(), ex.add_serve()]
+        for serve in serves:
+            serve.start(wait=False)
+        for serve in serves:
+            serve.wait_ready()
+        mark_absent(ex)
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        yield ex, serves, smtp
 
 
 def mark_absent(ex: Exchange) -> None:
@@ -351,65 +364,52 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
     """6. PostgreSQL restarted (fast shutdown, start) in the middle of the calls: calls take
     the fallback at worst, none drops, nothing committed before is lost, and after the
     restart the calls make hoppers again without anyone touching `bereik serve`."""
-    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
-    with exchange(
-        installation,
-        tmp_path,
-        phones=phones,
-        teams_toml=TEAM,
-        extra_toml=MENU,
-        database_url=postgres.new_database(),
-    ) as ex:
-        smtp = Smtp(ex.ports.smtp)
-        smtp.start()
-        try:
-            ex.start_serve()
-            mark_absent(ex)
-            ex.start_asterisk()
-            load = await place_calls(ex)
-            await asyncio.sleep(SECONDS / 2)
-            committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
-            before = len(fallbacks(ex))
-            down_at = time.monotonic()
-            await asyncio.to_thread(postgres.restart)
-            restarted_s = time.monotonic() - down_at
-            # Sessions that were in a transaction when the server went away, and those
-            # that found no server, take the fallback; a few seconds later none does.
-            await asyncio.sleep(5)
-            during = len(fallbacks(ex)) - before
-            result = await load
-            later = len(fallbacks(ex)) - before - during
-            counts = result.counts()  # type: ignore[attr-defined]
-            # After the restart: one more call through the whole path makes its hopper.
-            after = await ex.call(
-                "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
-            )
-            await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
-            still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
-            figures["calls per second"] = RATE
-            figures["calls placed"] = counts.get("TotalCallCreated")
-            figures["calls dropped"] = counts.get("FailedCall(C)")
-            figures["PostgreSQL restart s"] = round(restarted_s, 1)
-            figures["hoppers before the restart"] = len(committed)
-            figures["fallbacks before"] = before
-            figures["fallbacks during the restart (+5 s)"] = during
-            figures["fallbacks later"] = later
-            figures["hoppers at the end"] = len(still)
-            total = int(SECONDS * RATE)
-            await until(
-                lambda: (
-                    ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
-                    >= total
-                ),
-                timeout=30,
-            )
-            figures["call rows"] = ex.rows(
-                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'"
-            )[0].n
-            assert before == 0 and later == 0
-            assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
-            assert after.returncode == 0, after.stderr
-            assert set(map(tuple, committed)) <= set(map(tuple, still)), "nothing committed lost"
-            assert "crashed" not in ex.serve_log.read_text(), "every worker goes on by itself"
-        finally:
-            smtp.stop()
+    with absent_team(installation, tmp_path, postgres) as (ex, _smtp):
+        ex.start_serve()
+        mark_absent(ex)
+        ex.start_asterisk()
+        load = await place_calls(ex)
+        await asyncio.sleep(SECONDS / 2)
+        committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+        before = len(fallbacks(ex))
+        down_at = time.monotonic()
+        await asyncio.to_thread(postgres.restart)
+        restarted_s = time.monotonic() - down_at
+        # Sessions that were in a transaction when the server went away, and those
+        # that found no server, take the fallback; a few seconds later none does.
+        await asyncio.sleep(5)
+        during = len(fallbacks(ex)) - before
+        result = await load
+        later = len(fallbacks(ex)) - before - during
+        counts = result.counts()  # type: ignore[attr-defined]
+        # After the restart: one more call through the whole path makes its hopper.
+        after = await ex.call(
+            "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
+        )
+        await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
+        still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+        figures["calls per second"] = RATE
+        figures["calls placed"] = counts.get("TotalCallCreated")
+        figures["calls dropped"] = counts.get("FailedCall(C)")
+        figures["PostgreSQL restart s"] = round(restarted_s, 1)
+        figures["hoppers before the restart"] = len(committed)
+        figures["fallbacks before"] = before
+        figures["fallbacks during the restart (+5 s)"] = during
+        figures["fallbacks later"] = later
+        figures["hoppers at the end"] = len(still)
+        total = int(SECONDS * RATE)
+        await until(
+            lambda: (
+                ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
+                >= total
+            ),
+            timeout=30,
+        )
+        figures["call rows"] = ex.rows(
+            f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'"
+        )[0].n
+        assert before == 0 and later == 0
+        assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+        assert after.returncode == 0, after.stderr
+        assert set(map(tuple, committed)) <= set(map(tuple, still)), "nothing committed lost"
+        assert "crashed" not in ex.serve_log.read_text(), "every worker goes on by itself"
