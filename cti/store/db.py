@@ -42,10 +42,21 @@ STORE_DOWN: tuple[type[BaseException], ...] = (
 
 
 def store_down(exc: BaseException) -> bool:
-    """True when `exc` says the store is unreachable, not that our statement was wrong."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, STORE_DOWN)
+    """True when `exc` says the store is unreachable, not that our statement was wrong.
+
+    The driver's own error may come wrapped (SQLAlchemy's DBAPIError around asyncpg's
+    "the database system is shutting down"), so the chain of causes is looked at too.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, STORE_DOWN):
+            return True
+        seen = seen.__cause__
+    return False
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -341,7 +341,11 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
         ),
         timeout=30,
     )
-    hoppers = ex.rows(f"SELECT id FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    # (A caller sent to the KCC by the fallback may get a KCC hopper; the KCC has no
+    # group mailbox here.)
+    hoppers = ex.rows(
+        f"SELECT id FROM hoppers WHERE caller LIKE '{PREFIX}%' AND team_id = 'vergunningen'"
+    )
     await smtp.mailbox.wait(len(hoppers), timeout=120)
     await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
     mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
