@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import os
 import random
 import time
@@ -33,10 +34,19 @@ from sqlalchemy import create_engine, insert, text
 from cti.store.db import migrate_async
 from cti.store.models import OutboxMail
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, ServeProcess, exchange, free_port, until
+from tests.e2e.harness import (
+    Exchange,
+    Phone,
+    ServeProcess,
+    SippResult,
+    exchange,
+    free_port,
+    until,
+)
 from tests.e2e.mail import Smtp
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
+from tests.resilience.test_sustained_load import calibrated_rate
 
 PROCESSES = 3
 CALM_MAILS = 500
@@ -142,7 +152,10 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
                 serve.stop()
 
 
-RATE = float(os.environ.get("BEREIK_MULTI_RATE", "10"))
+# The call tests run at half the capacity a measured batch shows on this machine (the
+# load test's calibration, on this setup: two processes, PostgreSQL, HAProxy), at most
+# 20 calls/s; BEREIK_MULTI_RATE forces a rate.
+FORCED_RATE = float(os.environ.get("BEREIK_MULTI_RATE", "0"))
 SECONDS = int(os.environ.get("BEREIK_MULTI_SECONDS", "40"))
 PREFIX = "06551"
 KEYS = "1,1,1"
@@ -234,9 +247,20 @@ def fallbacks(ex: Exchange) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if "unavailable" in line]
 
 
-async def place_calls(ex: Exchange) -> asyncio.Task[object]:
-    total = int(SECONDS * RATE)
-    return asyncio.create_task(
+@dataclasses.dataclass
+class Load:
+    rate: float
+    total: int
+    calls: asyncio.Task[SippResult]
+
+
+async def place_calls(ex: Exchange, figures: Figures) -> Load:
+    """Start the calls (SECONDS long) at the forced or the calibrated rate."""
+    rate = FORCED_RATE or await calibrated_rate(ex, figures)
+    total = int(SECONDS * rate)
+    figures["calls per second"] = rate
+    figures["seconds"] = SECONDS
+    task = asyncio.create_task(
         ex.call(
             "14070",
             caller=f"{PREFIX}[call_number]",
@@ -244,18 +268,20 @@ async def place_calls(ex: Exchange) -> asyncio.Task[object]:
             key_delay_ms=1500,
             hold_ms=30_000,
             calls=total,
-            rate=RATE,
+            rate=rate,
             limit=total,
             timeout_s=SECONDS + 120,
         )
     )
+    return Load(rate, total, task)
 
 
 async def check_every_call_made_one_hopper_and_one_mail(
-    ex: Exchange, smtp: Smtp, result: object, figures: Figures
+    ex: Exchange, smtp: Smtp, load: Load, figures: Figures
 ) -> None:
-    total = int(SECONDS * RATE)
-    counts = result.counts()  # type: ignore[attr-defined]
+    total = load.total
+    result = await load.calls
+    counts = result.counts()
     await until(
         lambda: (
             ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
@@ -263,32 +289,31 @@ async def check_every_call_made_one_hopper_and_one_mail(
         ),
         timeout=30,
     )
-    await smtp.mailbox.wait(total, timeout=120)
+    hoppers = ex.rows(f"SELECT id, caller, repeat_count FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    expected = {f"hopper-{h.id}-created" for h in hoppers}
+    await until(lambda: expected <= {str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages}, 120)
     await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
     calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
-    hoppers = ex.rows(f"SELECT caller, repeat_count FROM hoppers WHERE caller LIKE '{PREFIX}%'")
     mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
     figures["calls placed"] = counts.get("TotalCallCreated")
     figures["calls dropped"] = counts.get("FailedCall(C)")
     figures["call rows"] = len(calls)
     figures["hoppers"] = len(hoppers)
-    figures["mails"] = sum(mails.values())
+    figures["mails"] = sum(mails[key] for key in expected)
     figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
     assert counts.get("TotalCallCreated") == total
-    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
     assert len({c.uniqueid for c in calls}) == len(calls) == total
     assert len({h.caller for h in hoppers}) == len(hoppers) == total
     assert all(h.repeat_count == 0 for h in hoppers)
-    assert len(mails) == total and max(mails.values()) == 1
+    assert all(n == 1 for n in mails.values())
 
 
 async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
     ex, serves, smtp = pair
-    load = await place_calls(ex)
-    figures["calls per second"] = RATE
-    figures["seconds"] = SECONDS
+    load = await place_calls(ex, figures)
     restarts = []
     for serve in serves:
         await asyncio.sleep(SECONDS / 4)
@@ -299,8 +324,7 @@ async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
         restarts.append(round(time.monotonic() - started, 1))
         assert status == 0, f"bereik serve exited with {status} on SIGTERM"
     figures["restart s (drain + start), each"] = "/".join(map(str, restarts))
-    result = await load
-    await check_every_call_made_one_hopper_and_one_mail(ex, smtp, result, figures)
+    await check_every_call_made_one_hopper_and_one_mail(ex, smtp, load, figures)
     lines = fallbacks(ex)
     figures["fallbacks"] = len(lines)
     assert lines == [], lines[:5]
@@ -310,9 +334,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
     ex, serves, smtp = pair
-    load = await place_calls(ex)
-    figures["calls per second"] = RATE
-    figures["seconds"] = SECONDS
+    load = await place_calls(ex, figures)
     figures["kill -9 at s"] = SECONDS / 2
     await asyncio.sleep(SECONDS / 2)
     victim = serves[0]
@@ -321,17 +343,17 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     await asyncio.to_thread(victim.stop, True)
     await asyncio.sleep(3)
     at_kill = len(fallbacks(ex)) - before
-    result = await load
+    result = await load.calls
     after = len(fallbacks(ex)) - before - at_kill
     figures["fallbacks before the kill"] = before
     figures["fallbacks of sessions the killed process held"] = at_kill
     figures["fallbacks later than 3 s after the kill"] = after
-    total = int(SECONDS * RATE)
-    counts = result.counts()  # type: ignore[attr-defined]
+    total = load.total
+    counts = result.counts()
     figures["calls placed"] = counts.get("TotalCallCreated")
     figures["calls dropped"] = counts.get("FailedCall(C)")
     assert counts.get("TotalCallCreated") == total
-    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
     assert before == 0 and after == 0
     # A caller whose session died went to the KCC without a hopper; every hopper made
     # is mailed once, and every call has one row.
@@ -372,7 +394,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
         ex.start_serve()
         mark_absent(ex)
         ex.start_asterisk()
-        load = await place_calls(ex)
+        load = await place_calls(ex, figures)
         await asyncio.sleep(SECONDS / 2)
         committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
         before = len(fallbacks(ex))
@@ -383,16 +405,15 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
         # that found no server, take the fallback; a few seconds later none does.
         await asyncio.sleep(5)
         during = len(fallbacks(ex)) - before
-        result = await load
+        result = await load.calls
         later = len(fallbacks(ex)) - before - during
-        counts = result.counts()  # type: ignore[attr-defined]
+        counts = result.counts()
         # After the restart: one more call through the whole path makes its hopper.
         after = await ex.call(
             "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
         )
         await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
         still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
-        figures["calls per second"] = RATE
         figures["calls placed"] = counts.get("TotalCallCreated")
         figures["calls dropped"] = counts.get("FailedCall(C)")
         figures["PostgreSQL restart s"] = round(restarted_s, 1)
@@ -401,7 +422,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
         figures["fallbacks during the restart (+5 s)"] = during
         figures["fallbacks later"] = later
         figures["hoppers at the end"] = len(still)
-        total = int(SECONDS * RATE)
+        total = load.total
         await until(
             lambda: (
                 ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
@@ -413,7 +434,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
             f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'"
         )[0].n
         assert before == 0 and later == 0
-        assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]  # type: ignore[attr-defined]
+        assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
         assert after.returncode == 0, after.stderr
         assert set(map(tuple, committed)) <= set(map(tuple, still)), "nothing committed lost"
         assert "crashed" not in ex.serve_log.read_text(), "every worker goes on by itself"
