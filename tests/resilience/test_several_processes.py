@@ -376,8 +376,8 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
     figures["call rows"] = len(calls)
     assert len(hoppers) >= total - at_kill
-    assert sorted(mails) == sorted(f"hopper-{h.id}-created" for h in hoppers)
-    assert max(mails.values()) == 1
+    assert {f"hopper-{h.id}-created" for h in hoppers} <= set(mails)
+    assert all(n == 1 for n in mails.values())
     assert len({c.uniqueid for c in calls}) == len(calls) == total
 
 
