@@ -92,6 +92,7 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
     postgres: PostgresCluster,
     figures: Figures,
 ) -> None:
+    figures.title = "5. outbox, 3 processes with random `kill -9`s"
     with exchange(installation, tmp_path, database_url=postgres.new_database()) as ex:
         await migrate_async(ex.database_url)
         smtp = Smtp(ex.ports.smtp)
@@ -313,6 +314,7 @@ async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
     ex, serves, smtp = pair
+    figures.title = "4. rolling restart of 2 processes under calls"
     load = await place_calls(ex, figures)
     restarts = []
     for serve in serves:
@@ -334,6 +336,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
     ex, serves, smtp = pair
+    figures.title = "2. `kill -9` of 1 of 2 processes under calls"
     load = await place_calls(ex, figures)
     figures["kill -9 at s"] = SECONDS / 2
     await asyncio.sleep(SECONDS / 2)
@@ -390,6 +393,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
     """6. PostgreSQL restarted (fast shutdown, start) in the middle of the calls: calls take
     the fallback at worst, none drops, nothing committed before is lost, and after the
     restart the calls make hoppers again without anyone touching `bereik serve`."""
+    figures.title = "6. PostgreSQL restarted under calls"
     with absent_team(installation, tmp_path, postgres) as (ex, _smtp):
         ex.start_serve()
         mark_absent(ex)
