@@ -46,7 +46,9 @@ from tests.e2e.harness import (
 from tests.e2e.mail import Smtp
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
-from tests.resilience.test_sustained_load import calibrated_rate
+
+# The load test's call shape: menu key 1 to the team, whose members are all absent.
+from tests.resilience.test_sustained_load import KEYS, MENU, TEAM, calibrated_rate
 
 PROCESSES = 3
 CALM_MAILS = 500
@@ -159,27 +161,6 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
 FORCED_RATE = float(os.environ.get("BEREIK_MULTI_RATE", "0"))
 SECONDS = int(os.environ.get("BEREIK_MULTI_SECONDS", "40"))
 PREFIX = "06551"
-KEYS = "1,1,1"
-TEAM = """
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "7001"
-members = ["3001"]
-ring_seconds = 5
-mailbox = "vergunningen@gemeente.example"
-"""
-MENU = """
-[menu]
-greeting = "Welkom."
-prompt = "Maak een keuze."
-timeout_seconds = 5
-
-[[menu.options]]
-key = "1"
-label = "Vergunningen"
-team = "vergunningen"
-"""
 
 
 @contextlib.contextmanager
@@ -189,9 +170,13 @@ def absent_team(
     postgres: PostgresCluster,
     agi_proxy: bool = False,
 ) -> Iterator[tuple[Exchange, Smtp]]:
-    """An exchange on its own PostgreSQL database, its SMTP server running; the team's only
-    member is absent once the schema exists, so each call ends in the callback offer."""
-    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    """An exchange on its own PostgreSQL database, its SMTP server running; the team's
+    members are absent once the schema exists, so each call ends in the callback offer."""
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        Phone("3001", free_port(), "Carla"),
+        Phone("3002", free_port(), "Daan"),
+    ]
     with exchange(
         installation,
         tmp_path,
@@ -227,16 +212,16 @@ def pair(
 
 
 def mark_absent(ex: Exchange) -> None:
-    """What the member's *22 feature code does, written straight into the database."""
+    """What the members' *22 feature code does, written straight into the database."""
     engine = create_engine(ex.sync_database_url)
     try:
         with engine.begin() as connection:
             connection.execute(
                 text(
                     "INSERT INTO presence (extension, present, changed_at, changed_by) "
-                    "VALUES ('3001', false, :now, 'test')"
+                    "VALUES (:extension, false, :now, 'test')"
                 ),
-                {"now": datetime.now(UTC)},
+                [{"extension": e, "now": datetime.now(UTC)} for e in ("3001", "3002")],
             )
     finally:
         engine.dispose()
