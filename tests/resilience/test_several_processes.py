@@ -170,8 +170,8 @@ def absent_team(
     postgres: PostgresCluster,
     agi_proxy: bool = False,
 ) -> Iterator[tuple[Exchange, Smtp]]:
-    """An exchange on its own PostgreSQL database, its SMTP server running; the team's
-    members are absent once the schema exists, so each call ends in the callback offer."""
+    """An exchange on its own PostgreSQL database, its SMTP server running. Once a process
+    has made the schema, mark_absent() sends each call to the callback offer."""
     phones = [
         Phone("2001", free_port(), "KCC Anna"),
         Phone("3001", free_port(), "Carla"),
