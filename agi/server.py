@@ -253,6 +253,22 @@ class FastAgiServer:
         self.admission.start()
         log.info("FastAGI listening on %s:%s", self.host, self.port)
 
+    async def drain(self, timeout: float) -> int:
+        """Stop accepting connections, wait up to `timeout` s for the sessions in progress
+        to end by themselves; returns how many were still running (close() cancels them).
+
+        A new call meanwhile finds the port closed: Asterisk's connection is refused at
+        once, so a proxy (or the dialplan's fallback) takes it elsewhere.
+        """
+        if self._server is None:
+            return 0
+        self._server.close()
+        pending = {task for task in self._tasks if not task.done()}
+        if pending:
+            log.info("draining: %d FastAGI sessions in progress", len(pending))
+            _, pending = await asyncio.wait(pending, timeout=timeout)
+        return len(pending)
+
     async def close(self) -> None:
         if self._server is None:
             return

@@ -29,12 +29,17 @@ from cti.calls.listener import CallListener
 from cti.hoppers import http as hoppers_http
 from cti.reports import weekly
 from cti.services import Services, open_services
+from cti.store.db import STORE_DOWN
 from cti.web import live, openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
 from dialplan.render import load_secrets
 
 log = logging.getLogger("bereik")
+
+# On SIGTERM, how long the FastAGI sessions in progress may take to end by themselves.
+# A caller's IVR or callback offer lasts well under this; systemd's TimeoutStopSec is above.
+DRAIN_SECONDS = 30
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -71,7 +76,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         ),
         command_timeout=config.server.agi_command_timeout,
         observer=AgiMetricsObserver(services.metrics, HANDLERS),
-        unavailable=(SQLAlchemyError, TimeoutError),
+        unavailable=(SQLAlchemyError, *STORE_DOWN),
         audio_seconds=lambda sound: audio_seconds(services, sound),
         # The dialplan names this secret in every FastAGI URL (dialplan/render.py).
         secret=load_secrets(services.instance_dir / "secrets.json", config).agi,
@@ -115,6 +120,15 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
             config.server.http_port,
         )
         await stop.wait()
+        # Drain: no new FastAGI session; those in progress finish while the AMI listener
+        # and the workers still run (so their call rows and mails are written).
+        left = await agi.drain(DRAIN_SECONDS)
+        if left:
+            log.warning(
+                "stopping with %d FastAGI sessions unfinished after %d s", left, DRAIN_SECONDS
+            )
+        else:
+            log.info("drained: no FastAGI session in progress")
     finally:
         log.info("stopping")
         for task in background:

@@ -1,13 +1,20 @@
-"""The outbox worker: sends queued mails (group mailboxes) by SMTP, each exactly once.
+"""The outbox worker: sends queued mails (group mailboxes) by SMTP, each once.
 
 Mails are written to the ``outbox`` table in the same transaction as what they report
 (a hopper), so nothing is lost if the process dies; this worker delivers them.
 
-Claiming: a sender first sets ``claimed_until`` on a row in an UPDATE that only matches
-an unclaimed (or expired) row; only the process whose UPDATE changed the row sends it.
-So two ``bereik serve`` processes on one database never send one mail twice. If a
-sender dies mid-send the claim expires and another sends it: at-least-once in that rare
-case, which for a notification mail beats losing it.
+Claiming: a sender marks a batch of due rows with its own ``claimed_until``. On
+PostgreSQL the rows are picked with ``SELECT ... FOR UPDATE SKIP LOCKED``, so several
+``bereik serve`` processes take disjoint batches without waiting on each other; on
+SQLite (one writer at a time) the UPDATE only matches a row that is still unclaimed. Only
+the process whose mark is on a row sends it, so two processes never send one mail twice.
+
+Each mail is marked sent in its own short transaction right after the SMTP server took
+it, so a process killed in the middle of a round re-sends nothing it had sent. The one
+window left is between the server's "250 OK" and that commit: a kill exactly there sends
+that one mail again after the claim runs out (at-least-once, which for a notification
+beats losing it; the stable Message-ID lets a mail client drop it). A round stops
+starting new sends well before its claim runs out and gives back what it did not send.
 
 An SMTP failure keeps the row, counts the attempt and schedules the next one with
 exponential backoff (``mail.retry_seconds`` doubling, capped at one hour); an SMTP
@@ -24,7 +31,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import aiosmtplib
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from cti.services import Services
 from cti.store.models import OutboxMail
@@ -32,7 +39,11 @@ from dialplan.config import Mail
 
 log = logging.getLogger("bereik.outbox")
 
-CLAIM_SECONDS = 120
+# A claim outlives a round: a round starts no send after SEND_WINDOW seconds, and each
+# send ends within SMTP_TIMEOUT, so a live sender always finishes before its claim runs
+# out. A killed sender's rows wait at most CLAIM_SECONDS before another takes them.
+CLAIM_SECONDS = 60
+SEND_WINDOW = 30
 MAX_BACKOFF_SECONDS = 3600
 BATCH = 100
 SMTP_TIMEOUT = 20
@@ -43,13 +54,17 @@ def backoff(attempts: int, base: float) -> float:
     return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempts - 1)))
 
 
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    return or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now)
+
+
 async def claim(services: Services, now: datetime, owner_until: datetime) -> list[OutboxMail]:
     """Rows due now that this process has claimed (see the module docstring).
 
-    One UPDATE claims the whole batch; the rows whose `claimed_until` then carries this
-    process's own mark are ours (a row another sender took first keeps that one's mark).
+    The rows whose ``claimed_until`` then carries this process's own mark are ours; a row
+    another sender took first keeps that one's mark.
     """
-    async with services.sessions() as session:
+    async with services.sessions() as session, session.begin():
         due = list(
             (
                 await session.execute(
@@ -57,10 +72,13 @@ async def claim(services: Services, now: datetime, owner_until: datetime) -> lis
                     .where(
                         OutboxMail.sent_at.is_(None),
                         OutboxMail.next_attempt_at <= now,
-                        or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
+                        _unclaimed(now),
                     )
                     .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
                     .limit(BATCH)
+                    # PostgreSQL: lock the picked rows, skip those another sender holds.
+                    # SQLite renders no FOR UPDATE; the guarded UPDATE below decides there.
+                    .with_for_update(skip_locked=True)
                 )
             ).scalars()
         )
@@ -68,14 +86,10 @@ async def claim(services: Services, now: datetime, owner_until: datetime) -> lis
             return []
         await session.execute(
             update(OutboxMail)
-            .where(
-                OutboxMail.id.in_(due),
-                OutboxMail.sent_at.is_(None),
-                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
-            )
+            .where(OutboxMail.id.in_(due), OutboxMail.sent_at.is_(None), _unclaimed(now))
             .values(claimed_until=owner_until)
         )
-        await session.commit()
+    async with services.sessions() as session:
         mine = await session.execute(
             select(OutboxMail)
             .where(OutboxMail.id.in_(due), OutboxMail.claimed_until == owner_until)
@@ -113,71 +127,102 @@ def _connection(settings: Mail) -> aiosmtplib.SMTP:
 
 
 async def send_due(services: Services, now: datetime | None = None) -> int:
-    """Send every mail due now over one SMTP connection; returns how many were sent."""
+    """Send the mails due now over one SMTP connection; returns how many were sent."""
     settings = services.config.mail
     now = now or datetime.now(UTC)
-    mails = await claim(services, now, _owner_mark(now))
+    mark = _owner_mark(now)
+    mails = await claim(services, now, mark)
     if not mails:
         return 0
-    sent: list[int] = []
-    failed: list[tuple[OutboxMail, Exception]] = []
+    stop_at = asyncio.get_running_loop().time() + SEND_WINDOW
+    sent = 0
+    unsent: list[OutboxMail] = []
     try:
         async with _connection(settings) as smtp:
-            for mail in mails:
+            for index, mail in enumerate(mails):
+                if asyncio.get_running_loop().time() > stop_at:
+                    unsent = mails[index:]  # a slow server: give the rest back
+                    break
                 try:
                     await smtp.send_message(message(mail, settings))
-                    sent.append(mail.id)
                 except aiosmtplib.SMTPResponseException as exc:
-                    failed.append((mail, exc))  # this mail refused; the others go on
+                    await _failed(services, mail, exc, mark)  # this mail refused; the others go on
+                    continue
+                await _sent(services, mail, mark)
+                sent += 1
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         # The server is unreachable or the connection broke: what was not sent waits.
-        done = set(sent) | {mail.id for mail, _ in failed}
-        failed += [(mail, exc) for mail in mails if mail.id not in done]
-    await _record(services, sent, failed)
-    for mail_id in sent:
-        log.info("mail %s sent", next(m.key for m in mails if m.id == mail_id))
-    return len(sent)
+        async with services.sessions() as session:
+            left = set(
+                (
+                    await session.execute(
+                        select(OutboxMail.id).where(
+                            OutboxMail.id.in_([m.id for m in mails]),
+                            OutboxMail.sent_at.is_(None),
+                            OutboxMail.claimed_until == mark,
+                        )
+                    )
+                ).scalars()
+            )
+        for mail in mails:
+            if mail.id in left:
+                await _failed(services, mail, exc, mark)
+    if unsent:
+        await _release(services, unsent, mark)
+    return sent
 
 
-async def _record(
-    services: Services, sent: list[int], failed: list[tuple[OutboxMail, Exception]]
+async def _sent(services: Services, mail: OutboxMail, mark: datetime) -> None:
+    """Record one delivery at once: a kill after this never sends the mail again."""
+    async with services.sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == mark)
+            .values(
+                attempts=OutboxMail.attempts + 1,
+                claimed_until=None,
+                sent_at=datetime.now(UTC),
+                last_error="",
+            )
+        )
+    log.info("mail %s sent", mail.key)
+
+
+async def _failed(
+    services: Services, mail: OutboxMail, exc: Exception, mark: datetime
 ) -> None:
-    """One transaction for the round: sent rows done, failed rows back off."""
-    retry = services.config.mail.retry_seconds
-    async with services.sessions() as session:
-        if sent:
-            await session.execute(
-                update(OutboxMail)
-                .where(OutboxMail.id.in_(sent))
-                .values(
-                    attempts=OutboxMail.attempts + 1,
-                    claimed_until=None,
-                    sent_at=datetime.now(UTC),
-                    last_error="",
-                )
+    """Count a failed attempt and schedule the next one (exponential backoff)."""
+    attempts = mail.attempts + 1
+    delay = backoff(attempts, services.config.mail.retry_seconds)
+    log.warning(
+        "mail %s to %s not sent (attempt %d, next in %.0f s): %s",
+        mail.key,
+        mail.recipient,
+        attempts,
+        delay,
+        exc,
+    )
+    async with services.sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == mark)
+            .values(
+                attempts=attempts,
+                claimed_until=None,
+                last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
             )
-        for mail, exc in failed:
-            attempts = mail.attempts + 1
-            delay = backoff(attempts, retry)
-            log.warning(
-                "mail %s to %s not sent (attempt %d, next in %.0f s): %s",
-                mail.key,
-                mail.recipient,
-                attempts,
-                delay,
-                exc,
-            )
-            await session.execute(
-                update(OutboxMail)
-                .where(OutboxMail.id == mail.id)
-                .values(
-                    attempts=attempts,
-                    claimed_until=None,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                )
-            )
-        await session.commit()
+        )
+
+
+async def _release(services: Services, mails: list[OutboxMail], mark: datetime) -> None:
+    """Give back claimed rows this round did not get to, for the next round (any process)."""
+    async with services.sessions() as session, session.begin():
+        await session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id.in_([m.id for m in mails]), OutboxMail.claimed_until == mark)
+            .values(claimed_until=None)
+        )
 
 
 async def run(services: Services) -> None:

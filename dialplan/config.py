@@ -120,6 +120,10 @@ class Asterisk(Strict):
     trunk_addresses: list[str] = ["127.0.0.1"]
     # Where outgoing calls to citizens go (click-to-call), e.g. "sip:127.0.0.1:5090".
     trunk_contact: str = ""
+    # host:port Asterisk connects to for FastAGI. Empty: this process's own
+    # server.agi_host:agi_port. With several `bereik serve`, HAProxy's port in front of
+    # them (deploy/haproxy/bereik-fastagi.cfg).
+    fastagi: str = Field("", pattern=r"^$|^[A-Za-z0-9.\-]+:\d{1,5}$")
 
     @field_validator("instance_dir")
     @classmethod

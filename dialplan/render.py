@@ -212,7 +212,11 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         "secrets": secrets,
         "modules": MODULES,
         "dropped_events": DROPPED_EVENTS,
-        "agi": f"agi://{config.server.agi_host}:{config.server.agi_port}/{secrets.agi}",
+        # Through HAProxy when several processes share the calls ([asterisk] fastagi);
+        # the path starts with the FastAGI secret either way.
+        "agi": "agi://"
+        + (config.asterisk.fastagi or f"{config.server.agi_host}:{config.server.agi_port}")
+        + f"/{secrets.agi}",
         "phones": {phone.extension: phone for phone in config.phones},
         "tls_files": tls_files,
         "dids": main_number_forms(

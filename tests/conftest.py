@@ -1,12 +1,24 @@
-"""Fixtures shared by the end-to-end and resilience suites."""
+"""Fixtures shared by the end-to-end and resilience suites.
+
+``BEREIK_TEST_DB=postgres`` runs the exchanges of the chosen suites on PostgreSQL 15 (a
+cluster the tests start themselves, see tests/postgres.py); the default is SQLite.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from cti.store.db import migrate
 from dialplan import asterisk
+from tests.e2e import harness
+from tests.postgres import PostgresCluster
+
+BACKENDS = ("sqlite", "postgres")
 
 # tests.no_skips: a skipped test fails the run under scripts/test and CI.
 pytest_plugins = ["pytester", "tests.no_skips"]
@@ -19,3 +31,39 @@ def installation() -> asterisk.Installation:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: run the tests through scripts/test")
     return asterisk.install(progress=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """This run's own PostgreSQL 15 cluster, started on first use and removed at the end."""
+    cluster = PostgresCluster(harness.free_port())
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store the exchanges of this run use (BEREIK_TEST_DB: sqlite or postgres)."""
+    backend = os.environ.get("BEREIK_TEST_DB", "sqlite")
+    if backend not in BACKENDS:
+        pytest.fail(f"BEREIK_TEST_DB={backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        harness.new_postgres_database = cluster.new_database
+    try:
+        yield backend
+    finally:
+        harness.new_postgres_database = None
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database at the newest Alembic revision, on SQLite and on PostgreSQL."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres").new_database()
+    else:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    return url

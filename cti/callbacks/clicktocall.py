@@ -107,7 +107,9 @@ async def start_callback(services: Services, hopper_id: int, user: User) -> Call
         )
     now = datetime.now(UTC)
     async with services.sessions() as session, session.begin():
-        hopper = await session.get(Hopper, hopper_id)
+        # Locked (PostgreSQL) until the attempt is committed: two clicks on two processes
+        # take turns, and the second finds the first's pending attempt.
+        hopper = await session.get(Hopper, hopper_id, with_for_update=True)
         if hopper is None:
             raise CallbackError(f"terugbelverzoek {hopper_id} bestaat niet", 404)
         if hopper.status != "open":

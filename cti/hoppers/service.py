@@ -24,7 +24,6 @@ KCC agent by hand, the API) goes through ``create_hopper`` so the rules hold eve
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -172,77 +172,125 @@ async def create_hopper(
     category = category.strip().lower()[:64]
     acquisition = category == ACQUISITION
 
-    # Two calls from one number ending at the same moment must not both find "no open
-    # hopper" and make two: within this process the check and the insert are serialised
-    # per (number, team). (Several processes on one database could still race; the
-    # repeat rule then shows two hoppers, which a team can see and close.)
-    async with _lock_for(number, team.id), services.sessions() as session, session.begin():
-        if not acquisition:
-            open_one = await _open_hopper(session, number, team.id)
-            if open_one is not None:
-                await _link_repeat(
-                    session,
-                    open_one,
-                    team,
-                    config,
-                    now=now,
-                    reason=reason,
-                    agent=agent,
-                    category=category,
-                    note=note,
-                    call_uniqueid=call_uniqueid,
-                    actor=actor,
-                )
-                return open_one
-
-        hopper = Hopper(
-            team_id=team.id,
-            caller=number,
-            reason=reason,
-            agent=agent[:32],
-            category=category,
-            note=note[:4000],
-            call_uniqueid=call_uniqueid[:64],
-            created_at=now,
-            deadline=compute_deadline(now, team.norm_working_days, opening_hours(config)),
-            status="open",
-            counts_for_norm=not acquisition,
-            repeat_count=0,
-        )
-        session.add(hopper)
-        await session.flush()  # the id, for the event and the mail's key
-        session.add(
-            HopperEvent(
-                hopper_id=hopper.id,
-                at=now,
-                actor=actor,
-                kind="created",
-                team_id=team.id,
-                call_uniqueid=call_uniqueid[:64],
-                detail={
-                    "reason": reason,
-                    "agent": agent,
-                    "category": category,
-                    "call_uniqueid": call_uniqueid,
-                },
-            )
-        )
-        if acquisition:
-            # Sales calls are not a citizen's question: on record, out of the norm.
-            mark_closed(
-                session,
-                hopper,
-                reason=ACQUISITION,
-                actor=actor,
-                now=now,
-                detail={"closing_reason": ACQUISITION},
-            )
-        elif team.mailbox:
-            session.add(_new_hopper_mail(hopper, team, config, key=f"hopper-{hopper.id}-created"))
-
-    if not acquisition:
+    # Two calls from one number ending at the same moment (in this process or in another
+    # on the same database) must not both make a hopper: a unique index allows one open
+    # hopper per caller and team. The one that loses the race gets an IntegrityError,
+    # tries again, and then finds the other's hopper open and links to it. The same retry
+    # settles two repeat contacts racing for one hopper's next mail key.
+    contact = _Contact(
+        team=team,
+        number=number,
+        reason=reason,
+        agent=agent,
+        category=category,
+        note=note,
+        call_uniqueid=call_uniqueid,
+        actor=actor,
+        now=now,
+    )
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            async with services.sessions() as session, session.begin():
+                hopper, new = await _create_or_link(session, config, contact)
+            break
+        except IntegrityError:
+            if attempt == _ATTEMPTS:
+                raise
+    if new and not acquisition:
         services.metrics.hopper_created(team.id, reason)
     return hopper
+
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Contact:
+    """One request for a callback, as create_hopper checked it."""
+
+    team: TeamInfo
+    number: str
+    reason: str
+    agent: str
+    category: str
+    note: str
+    call_uniqueid: str
+    actor: str
+    now: datetime
+
+    @property
+    def acquisition(self) -> bool:
+        return self.category == ACQUISITION
+
+
+async def _create_or_link(
+    session: AsyncSession, config: Config, c: _Contact
+) -> tuple[Hopper, bool]:
+    """The hopper that carries the request, and whether it is new (in ``session``)."""
+    team = c.team
+    if not c.acquisition:
+        open_one = await _open_hopper(session, c.number, team.id)
+        if open_one is not None:
+            await _link_repeat(
+                session,
+                open_one,
+                team,
+                config,
+                now=c.now,
+                reason=c.reason,
+                agent=c.agent,
+                category=c.category,
+                note=c.note,
+                call_uniqueid=c.call_uniqueid,
+                actor=c.actor,
+            )
+            return open_one, False
+
+    hopper = Hopper(
+        team_id=team.id,
+        caller=c.number,
+        reason=c.reason,
+        agent=c.agent[:32],
+        category=c.category,
+        note=c.note[:4000],
+        call_uniqueid=c.call_uniqueid[:64],
+        created_at=c.now,
+        deadline=compute_deadline(c.now, team.norm_working_days, opening_hours(config)),
+        status="open",
+        counts_for_norm=not c.acquisition,
+        repeat_count=0,
+    )
+    session.add(hopper)
+    await session.flush()  # the id, for the event and the mail's key
+    session.add(
+        HopperEvent(
+            hopper_id=hopper.id,
+            at=c.now,
+            actor=c.actor,
+            kind="created",
+            team_id=team.id,
+            call_uniqueid=c.call_uniqueid[:64],
+            detail={
+                "reason": c.reason,
+                "agent": c.agent,
+                "category": c.category,
+                "call_uniqueid": c.call_uniqueid,
+            },
+        )
+    )
+    if c.acquisition:
+        # Sales calls are not a citizen's question: on record, out of the norm.
+        mark_closed(
+            session,
+            hopper,
+            reason=ACQUISITION,
+            actor=c.actor,
+            now=c.now,
+            detail={"closing_reason": ACQUISITION},
+        )
+    elif team.mailbox:
+        session.add(_new_hopper_mail(hopper, team, config, key=f"hopper-{hopper.id}-created"))
+    return hopper, True
 
 
 def mark_closed(
@@ -276,26 +324,14 @@ def mark_closed(
     )
 
 
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-
-def _lock_for(number: str, team_id: str) -> asyncio.Lock:
-    key = (number, team_id)
-    lock = _locks.get(key)
-    if lock is None:
-        if len(_locks) > 10_000:  # forget idle locks now and then; they are cheap to remake
-            for idle in [k for k, v in _locks.items() if not v.locked()]:
-                del _locks[idle]
-        lock = _locks[key] = asyncio.Lock()
-    return lock
-
-
 async def _open_hopper(session: AsyncSession, caller: str, team_id: str) -> Hopper | None:
     result = await session.execute(
         select(Hopper)
         .where(Hopper.caller == caller, Hopper.team_id == team_id, Hopper.status == "open")
         .order_by(Hopper.created_at)
         .limit(1)
+        # PostgreSQL: two repeat contacts for one hopper take turns (SQLite: one writer).
+        .with_for_update()
     )
     return result.scalar_one_or_none()
 
@@ -404,6 +440,13 @@ async def reassign_hopper(
             raise HopperError(f"terugbelverzoek {hopper_id} is al gesloten")
         if hopper.team_id == target.id:
             raise HopperError(f"terugbelverzoek {hopper_id} hoort al bij {target.name}")
+        other = await _open_hopper(session, hopper.caller, target.id)
+        if other is not None:
+            # One open hopper per caller and team (a unique index): the team's own is the
+            # one to work on, this one is closed or stays where it is.
+            raise HopperError(
+                f"{target.name} heeft al open terugbelverzoek {other.id} voor {hopper.caller}"
+            )
         previous = hopper.team_id
         hopper.team_id = target.id
         hopper.claimed_by = ""  # the old team's claim means nothing to the new team

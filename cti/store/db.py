@@ -10,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +21,45 @@ from sqlalchemy.ext.asyncio import (
 from dialplan.private import FILE_MODE, private_dir, restrict
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _driver_connection_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from asyncpg import exceptions as pg
+    except ImportError:  # the postgres extra is not installed: SQLite only
+        return ()
+    # Raised as they are (not wrapped by SQLAlchemy) when a connection is made while the
+    # server restarts: "shutting down", "starting up", "terminating connection".
+    return (pg.PostgresConnectionError, pg.OperatorInterventionError, pg.InterfaceError)
+
+
+# What a store that is down, restarting or failing over raises: the caller's transaction
+# did not happen and may be tried again once the store is back.
+STORE_DOWN: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    *_driver_connection_errors(),
+)
+
+
+def store_down(exc: BaseException) -> bool:
+    """True when `exc` says the store is unreachable, not that our statement was wrong.
+
+    The driver's own error may come wrapped (SQLAlchemy's DBAPIError around asyncpg's
+    "the database system is shutting down"), so the chain of causes is looked at too.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, STORE_DOWN):
+            return True
+        seen = seen.__cause__
+    return False
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -73,6 +74,11 @@ class Call(Base):
     agent: Mapped[str] = mapped_column(String(32), default="")
 
 
+# Which hoppers the one-open-per-caller index covers: open ones that count (an acquisitie
+# hopper is written open and closed in one transaction; it is never linked).
+ONE_OPEN_HOPPER = "status = 'open' AND counts_for_norm"
+
+
 class Hopper(Base):
     """A callback request: a citizen waiting for a team to call back."""
 
@@ -107,7 +113,19 @@ class Hopper(Base):
         back_populates="hopper", order_by="CallbackAttempt.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_hoppers_open_by_caller", "caller", "team_id", "status"),)
+    __table_args__ = (
+        Index("ix_hoppers_open_by_caller", "caller", "team_id", "status"),
+        # One open hopper per caller and team: a repeat contact is linked, never a second
+        # hopper, also when two processes take the two calls (cti/hoppers/service.py).
+        Index(
+            "uq_hoppers_one_open_per_caller",
+            "caller",
+            "team_id",
+            unique=True,
+            sqlite_where=text(ONE_OPEN_HOPPER),
+            postgresql_where=text(ONE_OPEN_HOPPER),
+        ),
+    )
 
 
 class HopperEvent(Base):

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from cti.ami.client import AmiClient
+from cti.store.db import async_url
 from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.config import Config, load
 from dialplan.render import load_secrets, render
@@ -37,6 +38,22 @@ DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
 # deploy/asterisk/dialplan/main.conf.j2's line when a 14070 call takes the fallback.
 IVR_FALLBACK = re.compile(r"Bereik IVR unavailable \(AGISTATUS=\w*\); (\S+) goes to the KCC")
+
+# Where each exchange's database lives: None is a SQLite file in the test's directory;
+# tests/conftest.py sets a PostgreSQL database maker when BEREIK_TEST_DB=postgres.
+new_postgres_database: Callable[[], str] | None = None
+
+
+def test_database_url(workdir: Path) -> str:
+    """A fresh, empty database for one exchange, on the backend this run tests."""
+    if new_postgres_database is not None:
+        return new_postgres_database()
+    return f"sqlite:///{workdir / 'bereik.db'}"
+
+
+def sync_url(url: str) -> str:
+    """The URL for the tests' own synchronous reads (psycopg on PostgreSQL)."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def start_bereik_serve(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -117,13 +134,20 @@ class Exchange:
         teams_toml: str = "",
         kcc_agents: list[str] | None = None,
         hours_toml: str | None = None,
+        database_url: str | None = None,
+        agi_proxy: bool = False,
     ) -> None:
         self.installation = installation
         self.workdir = workdir
         self.ports = Ports()
+        # With agi_proxy, Asterisk reaches FastAGI through HAProxy (start_agi_proxy).
+        self.agi_proxy_port = free_port() if agi_proxy else None
+        self.agi_proxy: subprocess.Popen[bytes] | None = None
         self.name = f"test-{secrets.token_hex(4)}"
         self.instance_dir = f"/var/lib/bereik/{self.name}"
+        # The SQLite file (tests of SQLite's own behaviour use it); database_url is the store.
         self.db_path = workdir / "bereik.db"
+        self.database_url = database_url or test_database_url(workdir)
         self.phones = phones if phones is not None else [Phone("2001", free_port(), "KCC Anna")]
         self.kcc_agents = kcc_agents if kcc_agents is not None else ["2001"]
         self.config_path = workdir / "bereik.toml"
@@ -138,7 +162,8 @@ class Exchange:
         self.serve_process: subprocess.Popen[bytes] | None = None
         self.serve_log = workdir / "serve.log"
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
-        self._engine = create_engine(f"sqlite:///{self.db_path}")
+        self.more_serves: list[ServeProcess] = []
+        self._engine = create_engine(sync_url(self.database_url), pool_pre_ping=True)
 
     def _toml(self, extra: str, teams: str) -> str:
         phones = "\n".join(p.toml() for p in self.phones)
@@ -155,9 +180,10 @@ rtp_start = 20000
 rtp_end = 29999
 instance_dir = "{self.instance_dir}"
 trunk_contact = "sip:127.0.0.1:{self.ports.trunk}"
+{f'fastagi = "127.0.0.1:{self.agi_proxy_port}"' if self.agi_proxy_port else ""}
 
 [database]
-url = "sqlite:///{self.db_path}"
+url = "{self.database_url}"
 
 [mail]
 smtp_port = {self.ports.smtp}
@@ -172,6 +198,15 @@ ring_seconds = 15
 {teams}
 {extra}
 """
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with the asyncio driver `bereik serve` uses."""
+        return async_url(self.database_url)
+
+    @property
+    def sync_database_url(self) -> str:
+        return sync_url(self.database_url)
 
     @property
     def host_instance(self) -> Path:
@@ -215,10 +250,35 @@ ring_seconds = 15
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            process.wait(15)
+            process.wait(45)  # bereik serve drains its FastAGI sessions for up to 30 s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def add_serve(self) -> ServeProcess:
+        """One more `bereik serve` on this exchange's database, with its own ports."""
+        serve = ServeProcess(self, len(self.more_serves) + 1)
+        self.more_serves.append(serve)
+        return serve
+
+    def start_agi_proxy(self, serves: list[ServeProcess]) -> None:
+        """HAProxy in front of `serves`, as deploy/haproxy/bereik-fastagi.cfg sets it up."""
+        assert self.agi_proxy_port is not None, "Exchange(agi_proxy=True) first"
+        template = (REPO / "deploy" / "haproxy" / "bereik-fastagi.cfg").read_text()
+        head, _, _ = template.partition("    server bereik1")
+        config = head.replace("127.0.0.1:4573", f"127.0.0.1:{self.agi_proxy_port}") + "".join(
+            f"    server bereik{n} 127.0.0.1:{serve.agi_port} check\n"
+            for n, serve in enumerate(serves, 1)
+        )
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(config)
+        subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], check=True)
+        self.agi_proxy = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(path)],
+            stdout=open(self.workdir / "haproxy.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_http(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -438,6 +498,11 @@ ring_seconds = 15
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        for serve in self.more_serves:
+            serve.stop(kill=True)
+        if self.agi_proxy is not None and self.agi_proxy.poll() is None:
+            self.agi_proxy.kill()
+            self.agi_proxy.wait()
         self.stop_serve()
         self.stop_asterisk()
         self._engine.dispose()
@@ -450,8 +515,58 @@ ring_seconds = 15
             target.mkdir(parents=True, exist_ok=True)
             for log in (self.host_instance / "log").glob("*.log"):
                 shutil.copy(log, target / log.name)
-            if self.serve_log.exists():
-                shutil.copy(self.serve_log, target / "serve.log")
+            for log in [self.serve_log, *(serve.log for serve in self.more_serves)]:
+                if log.exists():
+                    shutil.copy(log, target / log.name)
+
+
+class ServeProcess:
+    """A further `bereik serve` of an exchange: the same configuration and database, its
+    own FastAGI and HTTP ports (as a second machine would have)."""
+
+    def __init__(self, exchange: Exchange, index: int) -> None:
+        self.agi_port = free_port()
+        self.http_port = free_port()
+        text_ = exchange.config_path.read_text()
+        for key, old, new in (
+            ("agi_port", exchange.ports.agi, self.agi_port),
+            ("http_port", exchange.ports.http, self.http_port),
+        ):
+            text_ = text_.replace(f"\n{key} = {old}\n", f"\n{key} = {new}\n", 1)
+        self.config_path = exchange.workdir / f"bereik-{index}.toml"
+        self.config_path.write_text(text_)
+        self.log = exchange.workdir / f"serve-{index}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> None:
+        self.process = start_bereik_serve(self.config_path, self.log)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"bereik serve exited; log:\n{self.log.read_text()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.http_port}/healthz"
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"bereik serve not answering after {timeout} s")
+
+    def stop(self, kill: bool = False) -> int | None:
+        """SIGTERM (drain) or SIGKILL; the exit status, None when it was not running."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return None
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            return process.wait(45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 def _pcap_key(key: str) -> str:

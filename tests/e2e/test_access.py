@@ -58,7 +58,7 @@ async def token_for(ex: Exchange, name: str) -> str:
     from cti.store.models import User
     from cti.users.service import issue_token
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{ex.db_path}")
+    engine = create_async_engine(ex.async_database_url)
     try:
         async with async_sessionmaker(engine)() as session:
             user = (await session.execute(select(User).where(User.name == name))).scalar_one()

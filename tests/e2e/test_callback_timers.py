@@ -106,7 +106,7 @@ def _due_today(now: datetime) -> datetime:
 
 
 async def add_hoppers(ex: Exchange, *specs: tuple[str, datetime, str]) -> list[int]:
-    engine = create_engine(f"sqlite:///{ex.db_path}")
+    engine = create_engine(ex.database_url)
     ids = []
     try:
         async with sessions(engine)() as session, session.begin():

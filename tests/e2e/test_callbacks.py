@@ -91,7 +91,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 async def seed(ex: Exchange, caller: str = "0612345678") -> tuple[int, str, str]:
     """An open hopper for Vergunningen, its member Piet (ext 3001) and a Parkeren member."""
-    engine = create_engine(f"sqlite:///{ex.db_path}")
+    engine = create_engine(ex.database_url)
     try:
         async with sessions(engine)() as session, session.begin():
             now = datetime.now(UTC)

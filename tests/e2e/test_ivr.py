@@ -189,7 +189,7 @@ async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:
 
 
 async def api_post(ex: Exchange, path: str, body: dict[str, object]) -> dict[str, Any]:
-    engine = create_engine(f"sqlite:///{ex.db_path}")
+    engine = create_engine(ex.database_url)
     try:
         async with sessions(engine)() as session:
             user = await create_user(session, "olga", "een-lang-wachtwoord", "operator")

@@ -278,7 +278,7 @@ async def test_prometheus_sees_each_call_once_and_the_norm(
     await prom.until('bereik_service_norm_ratio{team="kcc",window="today"}', 1.0)
     await prom.until('bereik_service_norm_ratio{team="vergunningen",window="today"}', 1.0)
     now = datetime.now(UTC)
-    engine = create_engine(f"sqlite:///{ex.db_path}")
+    engine = create_engine(ex.sync_database_url)
     with Session(engine) as session:
         session.add(
             Hopper(

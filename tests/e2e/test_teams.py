@@ -365,7 +365,7 @@ async def api_tokens(ex: Exchange, users: list[tuple[str, str, str, str]]) -> di
 
     from cti.users.service import create_user, issue_token
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{ex.db_path}")
+    engine = create_async_engine(ex.async_database_url)
     tokens = {}
     try:
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:

@@ -59,7 +59,7 @@ async def add_users(ex: Exchange, users: list[tuple[str, str, str, str]]) -> Non
     """(name, role, team, extension) straight into the database (the schema is migrated)."""
     from cti.users.service import create_user
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{ex.db_path}")
+    engine = create_async_engine(ex.async_database_url)
     try:
         async with async_sessionmaker(engine)() as session:
             for name, role, team, extension in users:

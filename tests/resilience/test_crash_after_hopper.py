@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cti.outbox import CLAIM_SECONDS
 from dialplan import asterisk
 from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
@@ -31,8 +32,6 @@ members = ["3001"]
 ring_seconds = 5
 mailbox = "vergunningen@gemeente.example"
 """
-# The outbox claims a row for this long before sending (cti/outbox.py CLAIM_SECONDS).
-CLAIM_SECONDS = 120
 
 
 @pytest.fixture

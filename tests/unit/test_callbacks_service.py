@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from cti.services import Services, build_services
 from cti.store.models import AuditEntry, Base, CallbackAttempt, Hopper, HopperEvent, OutboxMail
 from dialplan.config import Config
 from tests.unit.memory_services import memory_services
+
+_CALLERS = itertools.count()
 
 # Wednesday 12 June 2024: 09:00 and 14:00 in Amsterdam (CEST, UTC+2).
 WED_MORNING = datetime(2024, 6, 12, 7, 0, tzinfo=UTC)
@@ -51,7 +54,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 def hopper(deadline: datetime = DEADLINE, status: str = "open") -> Hopper:
     return Hopper(
         team_id="vergunningen",
-        caller="0612345678",
+        caller=f"06123{next(_CALLERS):05d}",  # one open hopper per caller and team
         reason="no_answer",
         created_at=deadline - timedelta(days=2),
         deadline=deadline,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
 from cti.services import Services, build_services
-from cti.store.models import Base, Hopper, HopperEvent, OutboxMail
+from cti.store.db import create_engine, sessions
+from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
@@ -169,28 +172,68 @@ async def test_reassign_keeps_clock_and_history(services: Services) -> None:
         await reassign_hopper(services, h.id, to_team="stadsbeheer", actor="carla")
 
 
-async def test_two_calls_from_one_number_at_once_make_one_hopper(tmp_path: Path) -> None:
-    # A file database with two connections, as two simultaneous AGI calls would have.
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    services = build_services(
-        CONFIG, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path
+async def test_reassign_to_a_team_with_an_open_hopper_for_the_caller_is_refused(
+    services: Services,
+) -> None:
+    first = await create_hopper(
+        services, team_id="vergunningen", caller="0701234567", reason="no_answer"
     )
-    try:
-        made = await asyncio.gather(
-            *(
-                create_hopper(
-                    services, team_id="vergunningen", caller="0701234567", reason="no_answer"
+    theirs = await create_hopper(
+        services, team_id="stadsbeheer", caller="0701234567", reason="no_answer"
+    )
+    with pytest.raises(HopperError, match=f"open terugbelverzoek {theirs.id}"):
+        await reassign_hopper(services, first.id, to_team="stadsbeheer", actor="carla")
+    async with services.sessions() as s:
+        assert (await s.get(Hopper, first.id)).team_id == "vergunningen"  # type: ignore[union-attr]
+
+
+def _take_calls(url: str, calls: int, start: Any, data_dir: str) -> list[int]:
+    """One process: `calls` callback requests from one number at once, after `start`."""
+
+    async def run() -> list[int]:
+        engine = create_engine(url)
+        services = build_services(CONFIG, sessions(engine), home=Path(data_dir))
+        try:
+            start.wait()
+            made = await asyncio.gather(
+                *(
+                    create_hopper(
+                        services, team_id="vergunningen", caller="0701234567", reason="no_answer"
+                    )
+                    for _ in range(calls)
                 )
-                for _ in range(5)
             )
-        )
-        assert len({h.id for h in made}) == 1
+            return [h.id for h in made]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+async def test_calls_from_one_number_at_once_make_one_hopper(
+    store_url: str, tmp_path: Path
+) -> None:
+    # On PostgreSQL three processes take the calls at once; SQLite serves one process.
+    processes = 3 if "postgresql" in store_url else 1
+    context = multiprocessing.get_context("spawn")
+    start = context.Manager().Event()
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        futures = [
+            pool.submit(_take_calls, store_url, 4, start, str(tmp_path)) for _ in range(processes)
+        ]
+        start.set()
+        made = [i for f in futures for i in f.result(timeout=120)]
+    engine = create_engine(store_url)
+    services = build_services(CONFIG, sessions(engine), home=tmp_path)
+    try:
+        assert len(set(made)) == 1
         assert await count(services, Hopper) == 1
         async with services.sessions() as s:
-            open_one = await s.get(Hopper, made[0].id)
-            assert open_one is not None and open_one.repeat_count == 4
+            open_one = await s.get(Hopper, made[0])
+            assert open_one is not None and open_one.repeat_count == len(made) - 1
+            kinds = list(await s.scalars(select(HopperEvent.kind).order_by(HopperEvent.id)))
+        assert kinds == ["created"] + ["repeat"] * (len(made) - 1)
+        assert await count(services, OutboxMail) == len(made)  # one mail per contact
     finally:
         await engine.dispose()
 

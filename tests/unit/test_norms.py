@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from cti.calls.norms import hopper_gauges, norm_ratios, window_starts
 from cti.store.models import Base, Call, Hopper
 
+_CALLERS = itertools.count()
+
 TZ = "Europe/Amsterdam"
 # Wednesday 12 June 2024, 14:00 in Amsterdam (CEST, UTC+2).
 NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
@@ -55,7 +57,7 @@ def hopper(
     created = NOW - ago
     return Hopper(
         team_id=team,
-        caller="0701234567",
+        caller=f"07012{next(_CALLERS):05d}",  # one open hopper per caller and team
         reason="no_answer",
         created_at=created,
         deadline=NOW + deadline_in,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from cti.outbox import backoff, send_due
+from cti.outbox import CLAIM_SECONDS, backoff, send_due
 from cti.services import Services, build_services
-from cti.store.models import Base, OutboxMail
+from cti.store.db import create_engine, sessions
+from cti.store.models import OutboxMail
 from dialplan.config import Config
 from tests.e2e.harness import free_port
 
@@ -46,14 +46,13 @@ def smtp(port: int) -> Iterator[Collect]:
 
 
 @pytest.fixture
-async def services(tmp_path: Path, port: int) -> AsyncIterator[Services]:
-    # A file database, so two "processes" (sessionmakers on two engines) share it.
-    url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    config = Config.model_validate({"mail": {"smtp_port": port, "retry_seconds": 1}})
-    yield build_services(config, async_sessionmaker(engine, expire_on_commit=False), home=tmp_path)
+async def services(store_url: str, tmp_path: Path, port: int) -> AsyncIterator[Services]:
+    # A file or server database, so two "processes" (two engines) share it.
+    engine = create_engine(store_url)
+    config = Config.model_validate(
+        {"database": {"url": store_url}, "mail": {"smtp_port": port, "retry_seconds": 1}}
+    )
+    yield build_services(config, sessions(engine), home=tmp_path)
     await engine.dispose()
 
 
@@ -75,10 +74,8 @@ async def test_two_senders_at_once_send_each_mail_once(
     services: Services, smtp: Collect, tmp_path: Path
 ) -> None:
     await queue(services, 10)
-    other_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    other = dataclasses.replace(
-        services, sessions=async_sessionmaker(other_engine, expire_on_commit=False)
-    )
+    other_engine = create_engine(services.config.database.url)
+    other = dataclasses.replace(services, sessions=sessions(other_engine))
     try:
         sent = await asyncio.gather(send_due(services), send_due(other))
     finally:
@@ -120,6 +117,46 @@ async def test_an_expired_claim_is_taken_over(services: Services, smtp: Collect)
     # That sender died: after its claim runs out another one sends the mail.
     assert await send_due(services, now=datetime.now(UTC) + timedelta(seconds=61)) == 1
     assert smtp.subjects == ["m0"]
+
+
+class KillAfter(Collect):
+    """Takes `count` mails, then "kills" the sender: cancels its task mid-round, as
+    kill -9 would stop it, and refuses whatever still reaches the server."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.victim: asyncio.Task[int] | None = None
+        self.loop = asyncio.get_running_loop()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if len(self.subjects) >= self.count and self.victim is not None:
+            self.loop.call_soon_threadsafe(self.victim.cancel)
+            return "451 going away"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_sender_killed_mid_round_sends_no_mail_twice(
+    services: Services, port: int
+) -> None:
+    await queue(services, 10)
+    killer = KillAfter(3)
+    controller = Controller(killer, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        killer.victim = asyncio.create_task(send_due(services))
+        with pytest.raises(asyncio.CancelledError):
+            await killer.victim
+        assert killer.subjects == ["m0", "m1", "m2"]
+        # What the server took is on record as sent, at once, not at the end of the round.
+        assert sorted(r.subject for r in await rows(services) if r.sent_at) == ["m0", "m1", "m2"]
+        # Another sender, once the dead one's claim ran out, sends only the rest.
+        killer.victim = None
+        later = datetime.now(UTC) + timedelta(seconds=CLAIM_SECONDS + 1)
+        assert await send_due(services, now=later) == 7
+    finally:
+        controller.stop()
+    assert sorted(killer.subjects) == sorted(f"m{n}" for n in range(10))
 
 
 def test_backoff_doubles_and_is_capped() -> None:

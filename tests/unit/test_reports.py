@@ -20,6 +20,8 @@ from cti.services import build_services
 from cti.store.models import Base, Call, Hopper, OutboxMail
 from dialplan.config import Config
 
+_CALLERS = itertools.count()
+
 TZ = "Europe/Amsterdam"
 # Tuesday 10 November 2026, in ISO week 46.
 DAY = datetime(2026, 11, 10, 10, 0, tzinfo=UTC)
@@ -77,7 +79,7 @@ def hopper(
     deadline = (NOW - timedelta(hours=1)) if overdue else at + timedelta(days=2)
     return Hopper(
         team_id=team,
-        caller="0612345678",
+        caller=f"06123{next(_CALLERS):05d}",  # one open hopper per caller and team
         reason="no_answer",
         created_at=at,
         deadline=deadline,

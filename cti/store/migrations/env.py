@@ -3,13 +3,16 @@
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cti.store.models import Base
 
 target_metadata = Base.metadata
+
+# PostgreSQL advisory lock key of the migrations (any constant; "bereik" in ASCII).
+MIGRATION_LOCK = 0x62657265696B
 
 
 def _run(connection: Connection) -> None:
@@ -19,6 +22,10 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several `bereik serve` starting at once on one database: one migrates, the
+            # others wait here and then find the schema current (held until commit).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

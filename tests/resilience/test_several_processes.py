@@ -1,0 +1,446 @@
+"""Several `bereik serve` on one PostgreSQL database share the work and do it once.
+
+Calls reach the processes through HAProxy (deploy/haproxy/bereik-fastagi.cfg); each
+caller takes IVR → team → callback offer → hopper (every member absent), as in
+test_sustained_load.py, with a real SMTP server as the group mailbox.
+
+2. kill -9 of one of two processes in the middle of the calls: no call dropped; only
+   sessions that the killed process held take the fallback (counted), none after.
+4. A rolling restart (SIGTERM, start, the next) during the calls: 0 fallbacks.
+
+5. Outbox: three processes send the due mails; first undisturbed, then with `kill -9`s of
+   random processes (each restarted at once). Every mail arrives; in the undisturbed
+   round none twice. Under kills a mail may arrive twice only when its process died
+   between the server's "250 OK" and the commit that marks it sent (the outbox is
+   at-least-once there, cti/outbox.py): the test counts and prints those, at most one per kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import os
+import random
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, insert, text
+
+from cti.store.db import migrate_async
+from cti.store.models import OutboxMail
+from dialplan import asterisk
+from tests.e2e.harness import (
+    Exchange,
+    Phone,
+    ServeProcess,
+    SippResult,
+    exchange,
+    free_port,
+    until,
+)
+from tests.e2e.mail import Smtp
+from tests.postgres import PostgresCluster
+from tests.resilience.figures import Figures
+
+# The load test's call shape: menu key 1 to the team, whose members are all absent.
+from tests.resilience.test_sustained_load import KEYS, MENU, TEAM, calibrated_rate
+
+PROCESSES = 3
+CALM_MAILS = 500
+KILLED_MAILS = 1000
+KILLS = 6
+
+
+def queue_mails(ex: Exchange, prefix: str, count: int) -> None:
+    engine = create_engine(ex.sync_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(OutboxMail),
+                [
+                    {
+                        "key": f"{prefix}-{n}",
+                        "recipient": "team@gemeente.example",
+                        "subject": f"{prefix} {n}",
+                        "body": "Terugbelverzoek",
+                    }
+                    for n in range(count)
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def unsent(ex: Exchange) -> int:
+    return int(ex.rows("SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")[0].n)
+
+
+def received(smtp: Smtp, prefix: str) -> collections.Counter[str]:
+    return collections.Counter(
+        str(m["X-Bereik-Outbox"])
+        for m in smtp.mailbox.messages
+        if str(m["X-Bereik-Outbox"]).startswith(f"{prefix}-")
+    )
+
+
+async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    figures.title = "5. outbox, 3 processes with random `kill -9`s"
+    with exchange(installation, tmp_path, database_url=postgres.new_database()) as ex:
+        await migrate_async(ex.database_url)
+        smtp = Smtp(ex.ports.smtp)
+        smtp.start()
+        serves: list[ServeProcess] = [ex.add_serve() for _ in range(PROCESSES)]
+        try:
+            # Undisturbed: the three start at once on the same due mails.
+            queue_mails(ex, "calm", CALM_MAILS)
+            started = time.monotonic()
+            for serve in serves:
+                serve.start(wait=False)
+            for serve in serves:
+                serve.wait_ready()
+            await until(lambda: unsent(ex) == 0, timeout=120)
+            calm_seconds = time.monotonic() - started
+            calm = received(smtp, "calm")
+            figures["processes"] = PROCESSES
+            figures["mails, undisturbed"] = CALM_MAILS
+            figures["sent in s"] = round(calm_seconds, 1)
+            figures["duplicates, undisturbed"] = sum(n - 1 for n in calm.values())
+            shares = [serve.log.read_text().count("mail calm-") for serve in serves]
+            figures["sent per process, undisturbed"] = "/".join(map(str, shares))
+            assert len(calm) == CALM_MAILS
+            assert all(shares), "each process sends a share"
+            assert max(calm.values()) == 1, "no mail twice when no process dies"
+
+            # kill -9 of a random process every 0.5-2 s while 1000 mails are due.
+            seed = random.randrange(1_000_000)
+            chance = random.Random(seed)
+            queue_mails(ex, "killed", KILLED_MAILS)
+            started = time.monotonic()
+            for _ in range(KILLS):
+                await asyncio.sleep(chance.uniform(0.5, 2.0))
+                victim = chance.choice(serves)
+                await asyncio.to_thread(victim.stop, True)
+                victim.start(wait=False)
+            # A killed process's claim runs out (cti/outbox.py CLAIM_SECONDS) before
+            # another sends what it held.
+            await until(lambda: unsent(ex) == 0, timeout=180)
+            killed_seconds = time.monotonic() - started
+            killed = received(smtp, "killed")
+            duplicates = sum(n - 1 for n in killed.values())
+            figures["random seed"] = seed
+            figures["mails, with kills"] = KILLED_MAILS
+            figures["kill -9s"] = KILLS
+            figures["all sent in s"] = round(killed_seconds, 1)
+            figures["duplicates, with kills"] = duplicates
+            assert len(killed) == KILLED_MAILS, "every mail arrives"
+            assert duplicates <= KILLS, "at most the one mail in flight per kill"
+            rows = ex.rows(
+                "SELECT count(*) AS n FROM outbox "
+                "WHERE sent_at IS NOT NULL AND claimed_until IS NULL"
+            )
+            assert rows[0].n == CALM_MAILS + KILLED_MAILS
+        finally:
+            smtp.stop()
+            for serve in serves:
+                serve.stop()
+
+
+# The call tests run at half the capacity a measured batch shows on this machine (the
+# load test's calibration, on this setup: two processes, PostgreSQL, HAProxy), at most
+# 20 calls/s; BEREIK_MULTI_RATE forces a rate.
+FORCED_RATE = float(os.environ.get("BEREIK_MULTI_RATE", "0"))
+SECONDS = int(os.environ.get("BEREIK_MULTI_SECONDS", "40"))
+PREFIX = "06551"
+
+
+@contextlib.contextmanager
+def absent_team(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    agi_proxy: bool = False,
+) -> Iterator[tuple[Exchange, Smtp]]:
+    """An exchange on its own PostgreSQL database, its SMTP server running. Once a process
+    has made the schema, mark_absent() sends each call to the callback offer."""
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        Phone("3001", free_port(), "Carla"),
+        Phone("3002", free_port(), "Daan"),
+    ]
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        teams_toml=TEAM,
+        extra_toml=MENU,
+        database_url=postgres.new_database(),
+        agi_proxy=agi_proxy,
+    ) as ex:
+        smtp = Smtp(ex.ports.smtp)
+        smtp.start()
+        try:
+            yield ex, smtp
+        finally:
+            smtp.stop()
+
+
+@pytest.fixture
+def pair(
+    installation: asterisk.Installation, tmp_path: Path, postgres: PostgresCluster
+) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
+    """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database."""
+    with absent_team(installation, tmp_path, postgres, agi_proxy=True) as (ex, smtp):
+        serves = [ex.add_serve(), ex.add_serve()]
+        for serve in serves:
+            serve.start(wait=False)
+        for serve in serves:
+            serve.wait_ready()
+        mark_absent(ex)
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        yield ex, serves, smtp
+
+
+def mark_absent(ex: Exchange) -> None:
+    """What the members' *22 feature code does, written straight into the database."""
+    engine = create_engine(ex.sync_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO presence (extension, present, changed_at, changed_by) "
+                    "VALUES (:extension, false, :now, 'test')"
+                ),
+                [{"extension": e, "now": datetime.now(UTC)} for e in ("3001", "3002")],
+            )
+    finally:
+        engine.dispose()
+
+
+def store_failures_since(log: Path, since: datetime) -> int:
+    """FastAGI sessions that took the fallback because the store failed, from `since`."""
+    failed = re.compile(r"^(\S+ \S+) ERROR bereik\.agi: \[[^\]]*\] \w+: \w+ unavailable \(")
+    count = 0
+    for line in log.read_text(errors="replace").splitlines():
+        found = failed.match(line)
+        if found and datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f") >= since:
+            count += 1
+    return count
+
+
+def fallbacks(ex: Exchange) -> list[str]:
+    """Asterisk's log lines of calls that took a dialplan fallback."""
+    log = ex.host_instance / "log" / "messages.log"
+    return [line for line in log.read_text(errors="replace").splitlines() if "unavailable" in line]
+
+
+@dataclasses.dataclass
+class Load:
+    rate: float
+    total: int
+    calls: asyncio.Task[SippResult]
+
+
+async def place_calls(ex: Exchange, figures: Figures) -> Load:
+    """Start the calls (SECONDS long) at the forced or the calibrated rate."""
+    rate = FORCED_RATE or await calibrated_rate(ex, figures)
+    total = int(SECONDS * rate)
+    figures["calls per second"] = rate
+    figures["seconds"] = SECONDS
+    task = asyncio.create_task(
+        ex.call(
+            "14070",
+            caller=f"{PREFIX}[call_number]",
+            keys=KEYS,
+            key_delay_ms=1500,
+            hold_ms=30_000,
+            calls=total,
+            rate=rate,
+            limit=total,
+            timeout_s=SECONDS + 120,
+        )
+    )
+    return Load(rate, total, task)
+
+
+async def check_every_call_made_one_hopper_and_one_mail(
+    ex: Exchange, smtp: Smtp, load: Load, figures: Figures
+) -> None:
+    total = load.total
+    result = await load.calls
+    counts = result.counts()
+    await until(
+        lambda: (
+            ex.rows(f"SELECT count(*) AS n FROM hoppers WHERE caller LIKE '{PREFIX}%'")[0].n
+            >= total
+        ),
+        timeout=30,
+    )
+    hoppers = ex.rows(f"SELECT id, caller, repeat_count FROM hoppers WHERE caller LIKE '{PREFIX}%'")
+    expected = {f"hopper-{h.id}-created" for h in hoppers}
+    await until(lambda: expected <= {str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages}, 120)
+    await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
+    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    figures["call rows"] = len(calls)
+    figures["hoppers"] = len(hoppers)
+    figures["mails"] = sum(mails[key] for key in expected)
+    figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
+    assert counts.get("TotalCallCreated") == total
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert len({h.caller for h in hoppers}) == len(hoppers) == total
+    assert all(h.repeat_count == 0 for h in hoppers)
+    assert all(n == 1 for n in mails.values())
+
+
+async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, smtp = pair
+    figures.title = "4. rolling restart of 2 processes under calls"
+    load = await place_calls(ex, figures)
+    restarts = []
+    for serve in serves:
+        await asyncio.sleep(SECONDS / 4)
+        started = time.monotonic()
+        status = await asyncio.to_thread(serve.stop)  # SIGTERM: drain, then exit
+        serve.start(wait=False)
+        await asyncio.to_thread(serve.wait_ready)
+        restarts.append(round(time.monotonic() - started, 1))
+        assert status == 0, f"bereik serve exited with {status} on SIGTERM"
+    figures["restart s (drain + start), each"] = "/".join(map(str, restarts))
+    await check_every_call_made_one_hopper_and_one_mail(ex, smtp, load, figures)
+    lines = fallbacks(ex)
+    figures["fallbacks"] = len(lines)
+    assert lines == [], lines[:5]
+
+
+async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, smtp = pair
+    figures.title = "2. `kill -9` of 1 of 2 processes under calls"
+    load = await place_calls(ex, figures)
+    figures["kill -9 at s"] = SECONDS / 2
+    await asyncio.sleep(SECONDS / 2)
+    victim = serves[0]
+    assert victim.process is not None
+    before = len(fallbacks(ex))
+    await asyncio.to_thread(victim.stop, True)
+    await asyncio.sleep(3)
+    at_kill = len(fallbacks(ex)) - before
+    result = await load.calls
+    after = len(fallbacks(ex)) - before - at_kill
+    figures["fallbacks before the kill"] = before
+    figures["fallbacks of sessions the killed process held"] = at_kill
+    figures["fallbacks later than 3 s after the kill"] = after
+    total = load.total
+    counts = result.counts()
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    assert counts.get("TotalCallCreated") == total
+    assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
+    assert before == 0 and after == 0
+    # A caller whose session died went to the KCC without a hopper; every hopper made
+    # is mailed once, and every call has one row.
+    await until(
+        lambda: (
+            ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n >= total
+        ),
+        timeout=30,
+    )
+    # (A caller sent to the KCC by the fallback may get a KCC hopper; the KCC has no
+    # group mailbox here.)
+    hoppers = ex.rows(
+        f"SELECT id FROM hoppers WHERE caller LIKE '{PREFIX}%' AND team_id = 'vergunningen'"
+    )
+    await smtp.mailbox.wait(len(hoppers), timeout=120)
+    await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
+    mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
+    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    figures["hoppers"] = len(hoppers)
+    figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
+    figures["call rows"] = len(calls)
+    assert len(hoppers) >= total - at_kill
+    assert {f"hopper-{h.id}-created" for h in hoppers} <= set(mails)
+    assert all(n == 1 for n in mails.values())
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
+
+
+async def test_postgresql_restart_under_calls_needs_no_manual_step(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    """6. PostgreSQL restarted (fast shutdown, start) in the middle of the calls: calls take
+    the fallback at worst, none drops, nothing committed before is lost, and after the
+    restart the calls make hoppers again without anyone touching `bereik serve`."""
+    figures.title = "6. PostgreSQL restarted under calls"
+    with absent_team(installation, tmp_path, postgres) as (ex, _smtp):
+        ex.start_serve()
+        mark_absent(ex)
+        ex.start_asterisk()
+        load = await place_calls(ex, figures)
+        await asyncio.sleep(SECONDS / 2)
+        committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+        before = len(fallbacks(ex))
+        down_at = time.monotonic()
+        await asyncio.to_thread(postgres.restart)
+        restarted_s = time.monotonic() - down_at
+        # Sessions that were in a transaction when the server went away, and those
+        # that found no server, take the fallback; a few seconds later none does.
+        await asyncio.sleep(5)
+        back_at = datetime.now()  # local time, as `bereik serve` logs it
+        during = len(fallbacks(ex)) - before
+        result = await load.calls
+        later = len(fallbacks(ex)) - before - during
+        counts = result.counts()
+        # After the restart: one more call through the whole path makes its hopper.
+        after = await ex.call(
+            "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
+        )
+        await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
+        still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
+        figures["calls placed"] = counts.get("TotalCallCreated")
+        figures["calls dropped"] = counts.get("FailedCall(C)")
+        figures["PostgreSQL restart s"] = round(restarted_s, 1)
+        figures["hoppers before the restart"] = len(committed)
+        figures["fallbacks before"] = before
+        figures["fallbacks during the restart (+5 s)"] = during
+        figures["fallbacks later"] = later
+        figures["store failures later"] = store_failures_since(ex.serve_log, back_at)
+        figures["hoppers at the end"] = len(still)
+        total = load.total
+        await until(
+            lambda: (
+                ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n
+                >= total
+            ),
+            timeout=30,
+        )
+        figures["call rows"] = ex.rows(
+            f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'"
+        )[0].n
+        assert before == 0
+        # Later fallbacks could only be admission control's on a machine too busy for
+        # the rate (they are counted above); none may be the store's.
+        assert figures.values["store failures later"] == 0
+        assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
+        assert after.returncode == 0, after.stderr
+        assert set(map(tuple, committed)) <= set(map(tuple, still)), "nothing committed lost"
+        assert "crashed" not in ex.serve_log.read_text(), "every worker goes on by itself"
