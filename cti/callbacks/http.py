@@ -28,8 +28,8 @@ from cti.callbacks.service import (
 )
 from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
-from cti.web.app import SERVICES
 from cti.web.auth import mask_number, require_role, require_team_access
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object
 
 CALLING_ROLES = ("member", "lead", "agent")

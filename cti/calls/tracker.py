@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cti.ami.channels import extension_of
+
 KCC = "kcc"
 
 # Where a call enters, by the context of its first channel (pjsip.conf endpoints).
@@ -219,7 +221,7 @@ class CallTracker:
                 offer = call.offers[-1]
                 if offer.answered_at is None:
                     offer.answered_at = now
-                    offer.agent = _extension(str(channel.get("Channel", "")))
+                    offer.agent = extension_of(str(channel.get("Channel", "")))
                     call.answered = True
                     effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
         for call in self.calls.values():
@@ -278,7 +280,7 @@ class CallTracker:
         offer.dests.discard(dest)
         if status == "ANSWER":
             offer.answered_at = at
-            offer.agent = _extension(str(e.get("DestChannel", "")))
+            offer.agent = extension_of(str(e.get("DestChannel", "")))
             offer.result = "answered"
             if not call.answered:
                 call.answered = True
@@ -536,12 +538,6 @@ def _duration(text: str) -> float:
             return 0.0
         seconds = seconds * 60 + number
     return seconds
-
-
-def _extension(channel: str) -> str:
-    """PJSIP/2001-00000001 -> 2001: the phone that answered (an extension, not a citizen)."""
-    tech, _, rest = channel.partition("/")
-    return rest.rsplit("-", 1)[0][:32] if tech and rest else ""
 
 
 def _chan_variables(e: Mapping[str, Any]) -> dict[str, str]:

@@ -23,10 +23,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from cti.store.models import User
+from cti.users.service import user_by_token
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
 
 log = logging.getLogger(__name__)
@@ -197,7 +200,6 @@ def sign_out(request: web.Request) -> None:
 def _secure(request: web.Request) -> bool:
     if request.secure or request.headers.get("X-Forwarded-Proto", "") == "https":
         return True
-    from cti.web.app import SERVICES
 
     return request.app[SERVICES].config.server.public_url.startswith("https://")
 
@@ -232,8 +234,6 @@ def wants_json(request: web.Request) -> bool:
 
 
 async def _load_user(request: web.Request) -> None:
-    from cti.users.service import user_by_token
-    from cti.web.app import SERVICES
 
     sessions = request.app[SERVICES].sessions
     header = request.headers.get("Authorization", "")
@@ -293,6 +293,4 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _quote(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="")
