@@ -1,4 +1,4 @@
-"""The announcements API (a WEB_PLUGIN of `bereik serve`).
+"""The announcements API (its routes added by `bereik serve`).
 
     POST   /api/announcements              JSON {text, kind, scope, valid_from, valid_until,
                                             priority} -> 201 {id, audio_url, ...}

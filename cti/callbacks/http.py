@@ -1,4 +1,4 @@
-"""The callback API (a WEB_PLUGIN): one hopper with its attempts, claim, call back, close.
+"""The callback API: one hopper with its attempts, claim, call back, close.
 
     GET  /api/hoppers/{id}            the hopper, its history and callback attempts
     POST /api/hoppers/{id}/claim      take it on (claimed_by = you)

@@ -424,7 +424,7 @@ DOCUMENT: dict[str, Any] = {
 
 
 def setup(app: web.Application) -> None:
-    """WEB_PLUGIN entry point."""
+    """Adds the route (bereik serve wires it)."""
     app.router.add_get("/api/openapi.json", openapi)
 
 
