@@ -60,7 +60,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
-    bus.subscribe(board.handle)
+    listener.leg_watchers.append(board.apply)
 
     agi = FastAgiServer(
         build_routes(services),

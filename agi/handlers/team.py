@@ -14,7 +14,7 @@ starts on the next working day.
 
 from __future__ import annotations
 
-from agi.handlers.ivr import Conversation, record_call
+from agi.handlers.ivr import Conversation
 from agi.server import AgiChannel
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
@@ -49,9 +49,6 @@ async def team(channel: AgiChannel, services: Services) -> None:
         # static fallback ring whatever the dialplan knows.
         channel.log.error("team number %s is not configured", number)
         return
-    # A call dialled straight to the team number gets its own row; a transferred call
-    # already has one (record_call keeps the first).
-    await record_call(channel, services, entry=number)
     await _team_announcements(channel, services, found.id)
     is_open = opening_hours(services.config).is_open(clock.now())
     present = await present_members(services, found.members) if is_open else []

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
-from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.calls.tracker import AgentLeg, Answered, CallTracker, Ended, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
 
@@ -60,7 +60,9 @@ class CallListener:
             kcc_number=config.kcc.number,
             team_numbers={team.number: team.id for team in config.teams},
         )
-        self.effects: asyncio.Queue[Effect] = asyncio.Queue()
+        self.effects: asyncio.Queue[Started | Answered | Ended] = asyncio.Queue()
+        # The screens: each phone's part in a call, as the tracker sees it (cti/calls/live.py).
+        self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
         self._waiting: dict[str, int] = {}
 
@@ -73,7 +75,11 @@ class CallListener:
         else:
             effects = self.tracker.feed(event)
         for effect in effects:
-            self.effects.put_nowait(effect)
+            if isinstance(effect, AgentLeg):
+                for watcher in self.leg_watchers:
+                    watcher(effect)
+            else:
+                self.effects.put_nowait(effect)
         self._set_waiting()
 
     async def on_connected(self) -> None:
@@ -113,7 +119,7 @@ class CallListener:
             await self._apply_until_stored(batch)
             self.written += len(batch)
 
-    async def _apply_until_stored(self, batch: list[Effect]) -> None:
+    async def _apply_until_stored(self, batch: list[Started | Answered | Ended]) -> None:
         """Retry until the batch is stored: applying it twice is harmless (each row records
         what was counted), losing it would leave calls without a row and a gap in the figures.
 
@@ -155,7 +161,7 @@ class CallListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def apply(self, *effects: Effect) -> None:
+    async def apply(self, *effects: Started | Answered | Ended) -> None:
         """Write effects in one transaction; count what the rows say was not counted yet."""
         counts: list[Callable[[], None]] = []
         async with self.services.sessions() as session:
@@ -164,7 +170,7 @@ class CallListener:
                     await self._started(session, effect)
                 elif isinstance(effect, Answered):
                     counts += await self._answered(session, effect)
-                else:
+                elif isinstance(effect, Ended):
                     counts += await self._ended(session, effect)
             await session.commit()
         # Only after the commit: a count without its row would be counted again next time.
@@ -172,7 +178,7 @@ class CallListener:
             count()
 
     async def _started(self, session: AsyncSession, effect: Started) -> None:
-        """The row for the call, unless the IVR handler (or an earlier run) made it."""
+        """The row for the call: this listener is its one writer (a run before may have made it)."""
         await session.execute(
             _insert_ignore(session)
             .values(
@@ -200,7 +206,7 @@ class CallListener:
         metrics = self.services.metrics
         row = (
             await session.execute(
-                select(Call.outcome, Call.route, Call.agent, Call.wait_seconds).where(
+                select(Call.outcome, Call.agent, Call.wait_seconds).where(
                     Call.uniqueid == effect.uniqueid
                 )
             )
@@ -225,14 +231,15 @@ class CallListener:
         if hopper is not None:
             outcome = "hopper" if hopper.kind == "created" else "repeat"
             team = hopper.team_id
-        elif effect.outcome == "abandoned" and not effect.team and row.route in ROUTES:
-            outcome = row.route
+        elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
+            outcome = effect.route
         result = await session.execute(
             update(CALLS)
             .where(CALLS.c.uniqueid == effect.uniqueid, CALLS.c.outcome == "")
             .values(
                 outcome=outcome,
                 team_id=team,
+                route=effect.route,
                 ended_at=_utc(effect.at),
                 agent=effect.agent or row.agent,
                 wait_seconds=(

@@ -1,14 +1,10 @@
-"""The KCC agent's live call: AMI events -> the agent's browser (server-sent events).
+"""The KCC agent's live call: the call tracker's transitions -> the agent's browser (SSE).
 
-An AMI subscriber keeps, per extension, the call that rings or is answered there, from
-`DialBegin`/`DialEnd`/`BridgeEnter`/`Hangup` whose channel is `PJSIP/<extension>-...`. Each
-change is pushed to that extension's open `/events` streams at once (the bus hands us the
-event; we only update a dict and put into queues, so the bus is never held up).
-
-The same module serves the agent's actions on that call: transfer to a team (AMI
-`BlindTransfer` of the agent's channel: the caller goes to the team number in
-`from-internal`, the same team logic as a transfer from the phone), register the question
-category, and create a hopper with a note.
+The call tracker (cti/calls/tracker.py) follows every call from the AMI events and reports
+each phone's part in it (`AgentLeg`: ringing, answered, ended); this board keeps, per
+extension, the call at that phone and pushes each change to the extension's open `/events`
+streams at once (a dict update and a put into queues: the event bus is never held up).
+The agent's actions on the call are in cti/calls/http.py.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cti.ami.channels import extension_of
+from cti.calls.tracker import AgentLeg
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +30,6 @@ class AgentCall:
     channel: str  # the agent's channel (PJSIP/2001-...)
     caller: str
     caller_name: str
-    caller_channel: str
     linkedid: str  # the uniqueid of the caller's first channel: the calls row
     state: str = "ringing"  # ringing answered ended
     since: float = field(default_factory=time.time)
@@ -70,46 +65,28 @@ class LiveCalls:
             with contextlib.suppress(asyncio.QueueFull):  # a stuck browser misses an update
                 queue.put_nowait(call.as_json())
 
-    def handle(self, event: Any) -> None:
-        name = event.get("Event", "")
-        if name == "DialBegin":
-            extension = extension_of(str(event.get("DestChannel", "")))
-            if extension:
-                new = AgentCall(
-                    extension=extension,
-                    channel=str(event["DestChannel"]),
-                    caller=str(event.get("CallerIDNum", "")),
-                    caller_name=str(event.get("CallerIDName", "")),
-                    caller_channel=str(event.get("Channel", "")),
-                    linkedid=str(event.get("Linkedid") or event.get("Uniqueid", "")),
-                )
-                self.calls[new.extension] = new
-                self._push(new)
+    def apply(self, leg: AgentLeg) -> None:
+        """A transition of the call tracker: a phone rings, answers, or its part is over."""
+        if leg.state == "ringing":
+            new = AgentCall(
+                extension=leg.extension,
+                channel=leg.channel,
+                caller=leg.caller,
+                caller_name=leg.caller_name,
+                linkedid=leg.call,
+            )
+            self.calls[new.extension] = new
+            self._push(new)
             return
-        call: AgentCall | None = None
-        if name == "DialEnd":
-            call = self._by_channel(str(event.get("DestChannel", "")))
-            if call is not None:
-                if event.get("DialStatus") == "ANSWER":
-                    call.state = "answered"
-                    call.since = time.time()
-                else:
-                    self._end(call)
-                    return
-                self._push(call)
-        elif name == "BridgeEnter":
-            call = self._by_channel(str(event.get("Channel", "")))
-            if call is not None and call.state != "answered":
-                call.state = "answered"
-                self._push(call)
-        elif name == "Hangup":
-            call = self._by_channel(str(event.get("Channel", "")))
-            if call is not None:
-                self._end(call)
-
-    def _by_channel(self, channel: str) -> AgentCall | None:
-        call = self.calls.get(extension_of(channel))
-        return call if call is not None and call.channel == channel else None
+        call = self.calls.get(leg.extension)
+        if call is None or call.channel != leg.channel:
+            return
+        if leg.state == "answered" and call.state != "answered":
+            call.state = "answered"
+            call.since = time.time()
+            self._push(call)
+        elif leg.state == "ended":
+            self._end(call)
 
     def _end(self, call: AgentCall) -> None:
         call.state = "ended"

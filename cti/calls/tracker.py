@@ -24,14 +24,16 @@ recorded stream replays to the same waits, and fall back to the clock.
 
 The tracker emits effects (``Started``, ``Answered``, ``Ended``); the listener persists them
 and counts metrics only when the database row shows the effect was not applied before, so a
-call is counted once even across an AMI reconnect or a restart of ``bereik serve``.
+call is counted once even across an AMI reconnect or a restart of ``bereik serve``. It also
+emits ``AgentLeg`` for each phone of ours that rings, answers or drops out of a followed
+call: the KCC screen's live call (cti/calls/live.py) is fed from these, not from raw events.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cti.ami.channels import extension_of
@@ -84,6 +86,7 @@ class CallState:
     pending_transfer: str = ""  # team a blind transfer went to, until its offer starts
     answered: bool = False
     resynced: bool = False
+    route: str = ""  # the IVR's decision (UserEvent BereikIvrRoute): kcc, team-7001, closed...
 
     def open_offer(self) -> Offer | None:
         for offer in reversed(self.offers):
@@ -122,9 +125,23 @@ class Ended:
     wait_seconds: float | None
     at: float
     transfers: tuple[tuple[str, str], ...]  # (to_team, result)
+    route: str = ""  # where the IVR sent the call (its last BereikIvrRoute), "" if nowhere
 
 
-Effect = Started | Answered | Ended
+@dataclass(frozen=True)
+class AgentLeg:
+    """A phone's part in a call, for the KCC screen: it rings, is answered, or is over."""
+
+    extension: str
+    channel: str  # the phone's channel (PJSIP/2001-...)
+    call: str  # the call's uniqueid: its calls row
+    caller: str
+    caller_name: str
+    state: str  # ringing answered ended
+    at: float
+
+
+Effect = Started | Answered | Ended | AgentLeg
 
 
 class CallTracker:
@@ -147,6 +164,8 @@ class CallTracker:
         # Calls ringing a team now (call uniqueid -> team), kept per event so the waiting
         # gauge costs nothing per event however many calls are in progress.
         self._ringing: dict[str, str] = {}
+        # Phones ringing or talking in a followed call (channel name -> its leg).
+        self.legs: dict[str, AgentLeg] = {}
 
     # -- figures for gauges --------------------------------------------------------------
 
@@ -224,6 +243,11 @@ class CallTracker:
                     offer.agent = extension_of(str(channel.get("Channel", "")))
                     call.answered = True
                     effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
+        names = {str(c.get("Channel", "")) for c in channels}
+        for name, leg in list(self.legs.items()):
+            if name not in names:
+                del self.legs[name]
+                effects.append(replace(leg, state="ended", at=now))
         for call in self.calls.values():
             self._refresh(call)
         return effects
@@ -247,6 +271,13 @@ class CallTracker:
         out.append(Started(uniqueid, call.linkedid, entry, call.caller, at))
 
     def _on_UserEvent(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        if e.get("UserEvent") == "BereikIvrRoute":
+            # The IVR handler's decision, sent through Asterisk so that the calls row has
+            # one writer (the listener) and the decision arrives in order with the call.
+            decided = self._call_of(e)
+            if decided is not None:
+                decided.route = str(e.get("Route", "")).strip()[:32]
+            return
         if e.get("UserEvent") != "BereikRoute":
             return
         call = self._call_of(e)
@@ -262,6 +293,7 @@ class CallTracker:
         dest = str(e.get("DestUniqueid", ""))
         if dest:
             self._add_channel(call, dest)
+        self._leg(e, call, "ringing", at, out)
         team = self._team_of(e)
         if not team:
             return
@@ -272,6 +304,7 @@ class CallTracker:
         call = self._call_of(e)
         if call is None:
             return
+        self._leg(e, call, "answered" if e.get("DialStatus") == "ANSWER" else "ended", at, out)
         dest = str(e.get("DestUniqueid", ""))
         offer = next((o for o in reversed(call.offers) if dest in o.dests), None)
         if offer is None or offer.answered_at is not None or offer.result:
@@ -321,6 +354,9 @@ class CallTracker:
         self._merge(target, into=transferee)
 
     def _on_Hangup(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        leg = self.legs.pop(str(e.get("Channel", "")), None)
+        if leg is not None:
+            out.append(replace(leg, state="ended", at=at))
         uniqueid = str(e.get("Uniqueid", ""))
         call = self.by_channel.pop(uniqueid, None)
         if call is None:
@@ -337,6 +373,36 @@ class CallTracker:
             self._end(call, at, out)
 
     # -- the pieces --------------------------------------------------------------------------
+
+    def _leg(
+        self, e: Mapping[str, Any], call: CallState, state: str, at: float, out: list[Effect]
+    ) -> None:
+        """A phone of ours (DestChannel PJSIP/<extension>-...) rings, answers or gives up."""
+        channel = str(e.get("DestChannel", ""))
+        extension = extension_of(channel)
+        if not extension:
+            return
+        known = self.legs.get(channel)
+        if known is None:
+            if state != "ringing":
+                return
+            known = AgentLeg(
+                extension=extension,
+                channel=channel,
+                call=call.uniqueid,
+                caller=str(e.get("CallerIDNum", "")),
+                caller_name=str(e.get("CallerIDName", "")),
+                state=state,
+                at=at,
+            )
+        elif known.state == state:
+            return
+        leg = replace(known, state=state, at=at)
+        if state == "ended":
+            self.legs.pop(channel, None)
+        else:
+            self.legs[channel] = leg
+        out.append(leg)
 
     def _new_call(
         self,
@@ -465,6 +531,7 @@ class CallTracker:
                 wait_seconds=None if wait is None else round(wait, 3),
                 at=at,
                 transfers=tuple(transfers),
+                route=call.route,
             )
         )
 

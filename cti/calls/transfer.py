@@ -94,7 +94,7 @@ async def transfer_to_team(
             actor=actor,
             action="transfer",
             object_type="call",
-            object_id=row.id if row is not None else uniqueid,
+            object_id=uniqueid,
             detail=f"to team {team.id} ({team.number})",
         )
         await session.commit()
