@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
-from cti.calls.tracker import AgentLeg, Answered, CallTracker, Ended, Started
+from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
 
@@ -161,8 +161,11 @@ class CallListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def apply(self, *effects: Started | Answered | Ended) -> None:
-        """Write effects in one transaction; count what the rows say was not counted yet."""
+    async def apply(self, *effects: Effect) -> None:
+        """Write effects in one transaction; count what the rows say was not counted yet.
+
+        An AgentLeg is for the screens, not the store: it is skipped here.
+        """
         counts: list[Callable[[], None]] = []
         async with self.services.sessions() as session:
             for effect in effects:

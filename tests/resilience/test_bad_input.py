@@ -23,8 +23,8 @@ import pytest
 
 from agi.protocol import Environment
 from agi.server import AgiChannel
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 

@@ -8,7 +8,7 @@ import json
 import stat
 import subprocess
 
-from tests.e2e.harness import REPO, SCENARIOS, Exchange, free_port
+from bench.exchange import REPO, SCENARIOS, Exchange, free_port
 from tests.resilience.figures import Figures
 
 

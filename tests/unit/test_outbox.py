@@ -14,11 +14,11 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from bench.exchange import free_port
 from cti.outbox import backoff, send_due
 from cti.services import Services, build_services
 from cti.store.models import Base, OutboxMail
 from dialplan.config import Config
-from tests.e2e.harness import free_port
 
 
 class Collect:

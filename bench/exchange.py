@@ -30,7 +30,7 @@ from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.config import Config, load
 from dialplan.render import load_secrets, render
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = Path(__file__).parent / "scenarios"
 DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
