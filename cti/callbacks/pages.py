@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from cti.audit import audit
+from cti.audit import audit_views
 from cti.callbacks.service import (
     CLOSING_REASONS,
     CallbackError,
@@ -65,15 +65,7 @@ async def team_page(request: web.Request) -> web.Response:
             # Overdue on top (oldest deadline first), then the rest by deadline.
             query = query.where(Hopper.status == "open").order_by(Hopper.deadline, Hopper.id)
         hoppers = list((await session.execute(query.limit(300))).scalars())
-        for hopper in hoppers:
-            audit(
-                session,
-                actor=user.name,
-                action="view",
-                object_type="hopper",
-                object_id=hopper.id,
-                detail="inbox",
-            )
+        audit_views(session, user.name, hoppers, "inbox")
         await session.commit()
     present = await is_present(services, user.extension) if user.extension else None
     rows = [
@@ -128,14 +120,7 @@ async def hopper_page(request: web.Request) -> web.Response:
                 )
             ).scalars()
         )
-        audit(
-            session,
-            actor=user.name,
-            action="view",
-            object_type="hopper",
-            object_id=hopper.id,
-            detail="detail",
-        )
+        audit_views(session, user.name, [hopper], "detail")
         await session.commit()
     return render(
         request,

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from cti.audit import audit
+from cti.audit import audit, audit_views
 from cti.calls.live import CLOSE, HEARTBEAT_SECONDS, AgentCall, LiveCalls
 from cti.calls.transfer import TransferError, transfer_to_team
 from cti.store.models import Call, Hopper
@@ -212,15 +212,7 @@ async def caller_history(request: web.Request) -> web.Response:
                 )
             ).scalars()
         )
-        for hopper in hoppers:
-            audit(
-                session,
-                actor=user.name,
-                action="view",
-                object_type="hopper",
-                object_id=hopper.id,
-                detail="caller popup",
-            )
+        audit_views(session, user.name, hoppers, "caller popup")
         audit(session, actor=user.name, action="view", object_type="caller", object_id=number)
         contacts = [
             {

@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from cti.audit import audit
+from cti.audit import audit, audit_views
 from cti.hoppers.service import (
     KCC_TEAM,
     STATUSES,
@@ -90,7 +90,7 @@ async def get_hoppers(request: web.Request) -> web.Response:
             data = hopper_json(hopper)
             data["caller"] = mask_number(hopper.caller, user)
             result.append(data)
-            audit(session, user.name, "view", "hopper", hopper.id)
+        audit_views(session, user.name, found)
         await session.commit()
     return web.json_response({"hoppers": result})
 
