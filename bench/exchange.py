@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import holidays
 from sqlalchemy import create_engine, text
 
 from cti.ami.client import AmiClient
@@ -486,8 +487,6 @@ def _rewrite_rtp(source: Path, target: Path, seq: int, ts: int) -> tuple[int, in
 
 def always_open() -> str:
     """An [hours] table open every day, every holiday included (the package's names)."""
-    import holidays
-
     year = time.gmtime().tm_year
     names = sorted(
         set(
