@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
-from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Started
+from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
 
@@ -60,7 +60,7 @@ class CallListener:
             kcc_number=config.kcc.number,
             team_numbers={team.number: team.id for team in config.teams},
         )
-        self.effects: asyncio.Queue[Started | Answered | Ended] = asyncio.Queue()
+        self.effects: asyncio.Queue[Started | Answered | Routed | Ended] = asyncio.Queue()
         # The screens: each phone's part in a call, as the tracker sees it (cti/calls/live.py).
         self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
@@ -119,7 +119,7 @@ class CallListener:
             await self._apply_until_stored(batch)
             self.written += len(batch)
 
-    async def _apply_until_stored(self, batch: list[Started | Answered | Ended]) -> None:
+    async def _apply_until_stored(self, batch: list[Started | Answered | Routed | Ended]) -> None:
         """Retry until the batch is stored: applying it twice is harmless (each row records
         what was counted), losing it would leave calls without a row and a gap in the figures.
 
@@ -173,6 +173,12 @@ class CallListener:
                     await self._started(session, effect)
                 elif isinstance(effect, Answered):
                     counts += await self._answered(session, effect)
+                elif isinstance(effect, Routed):
+                    await session.execute(
+                        update(CALLS)
+                        .where(CALLS.c.uniqueid == effect.uniqueid)
+                        .values(route=effect.route)
+                    )
                 elif isinstance(effect, Ended):
                     counts += await self._ended(session, effect)
             await session.commit()
@@ -242,7 +248,6 @@ class CallListener:
             .values(
                 outcome=outcome,
                 team_id=team,
-                route=effect.route,
                 ended_at=_utc(effect.at),
                 agent=effect.agent or row.agent,
                 wait_seconds=(

@@ -129,6 +129,14 @@ class Ended:
 
 
 @dataclass(frozen=True)
+class Routed:
+    """The IVR's decision for a call (kcc, team-7001, closed, info): calls.route."""
+
+    uniqueid: str
+    route: str
+
+
+@dataclass(frozen=True)
 class AgentLeg:
     """A phone's part in a call, for the KCC screen: it rings, is answered, or is over."""
 
@@ -141,7 +149,7 @@ class AgentLeg:
     at: float
 
 
-Effect = Started | Answered | Ended | AgentLeg
+Effect = Started | Answered | Routed | Ended | AgentLeg
 
 
 class CallTracker:
@@ -277,6 +285,7 @@ class CallTracker:
             decided = self._call_of(e)
             if decided is not None:
                 decided.route = str(e.get("Route", "")).strip()[:32]
+                out.append(Routed(decided.uniqueid, decided.route))
             return
         if e.get("UserEvent") != "BereikRoute":
             return
