@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -119,7 +119,7 @@ class CallListener:
             await self._apply_until_stored(batch)
             self.written += len(batch)
 
-    async def _apply_until_stored(self, batch: list[Started | Answered | Routed | Ended]) -> None:
+    async def _apply_until_stored(self, batch: Sequence[Effect]) -> None:
         """Retry until the batch is stored: applying it twice is harmless (each row records
         what was counted), losing it would leave calls without a row and a gap in the figures.
 
