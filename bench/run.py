@@ -24,15 +24,25 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import admission, dialplan, screen, stats
+from bench import admission, dialplan, screen
 from bench.cpu import sample
-from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, team_id, teams_toml
+from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
+from bench.exchange import Exchange, Phone, free_port
 from bench.mailsink import MailSink
+from bench.maxrate import EXTRA_TOML, max_rate, overload
+from bench.report import (
+    MaxRate,
+    Row,
+    fmt,
+    histogram_latencies,
+    machine,
+    ms_percentiles,
+    progress,
+    table,
+)
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -40,56 +50,8 @@ REPO = HERE.parent
 # No greeting and no menu (the harness's hours are open around the clock): the IVR does
 # its real look-ups (hours, announcements, the caller's open hoppers) and routes at once, so
 # the Bereik row measures the handler, not a prompt's playing time.
-EXTRA_TOML = """
-[menu]
-greeting = ""
-"""
 # For the max rate through IVR → team → hopper: key 1 is a team with no members, so the
 # team handler finds nobody present and the hopper handler offers the callback.
-HOPPER_MENU_TOML = """
-[menu]
-greeting = ""
-timeout_seconds = 2
-
-[[menu.options]]
-key = "1"
-label = "vergunningen"
-team = "{team}"
-"""
-
-
-@dataclass
-class Row:
-    name: str
-    rate: float
-    placed: int = 0
-    failed: int = 0
-    asterisk_ms: float | None = None  # CPU per call
-    agi_ms: float | None = None  # CPU per call of the AGI side
-    agi_net_ms: float | None = None  # the same, less the AGI side's CPU when idle
-    commands: float | None = None  # AGI commands per call, as counted by the AGI side
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    note: str = ""
-
-
-@dataclass
-class MaxRate:
-    rate: float = 0.0
-    placed: int = 0
-    asterisk_ms: float | None = None
-    serve_ms: float | None = None
-    serve_children_ms: float | None = None  # of serve_ms: its child processes (espeak TTS)
-    probes: list[tuple[float, int, int]] = field(default_factory=list)  # rate, placed, failed
-    path: str = "14070 → IVR → KCC"
-    note: str = ""
-
-    @property
-    def serve_share(self) -> float | None:
-        if self.asterisk_ms is None or self.serve_ms is None:
-            return None
-        total = self.asterisk_ms + self.serve_ms
-        return self.serve_ms / total if total else None
 
 
 class Bench:
@@ -121,7 +83,7 @@ class Bench:
         self.bare_port = free_port()
         self.bare_process: subprocess.Popen[bytes] | None = None
         self.idle_ms_per_s = 0.0
-        self._probes = 0
+        self.probes = 0
         self.mail = MailSink(self.exchange.ports.smtp)
 
     # setup
@@ -188,7 +150,7 @@ class Bench:
 
     # one fixed-rate run
 
-    async def _run_calls(
+    async def run_calls(
         self,
         number: str,
         rate: float,
@@ -237,7 +199,7 @@ class Bench:
         pid = agi_pid()
         cpu_ast, cpu_agi = sample(self.asterisk_pid), sample(pid) if pid else None
         started = time.monotonic()
-        _, placed, failed = await self._run_calls(number, rate, self.seconds, hold_ms=10_000)
+        _, placed, failed = await self.run_calls(number, rate, self.seconds, hold_ms=10_000)
         elapsed = time.monotonic() - started
         d_ast = sample(self.asterisk_pid) - cpu_ast
         pid = agi_pid()
@@ -289,7 +251,7 @@ class Bench:
 
         def latencies() -> tuple[float | None, float | None, float | None, int]:
             times = [float(line) for line in self.classic_log.read_text().split()]
-            return *_ms(times), len(times), 0
+            return *ms_percentiles(times), len(times), 0
 
         return await self.measure(
             "classic AGI", dialplan.CLASSIC, rate, lambda: None, latencies, reset
@@ -303,7 +265,7 @@ class Bench:
             self._stop_bare()
             data = json.loads(out.read_text())
             times = data["latencies"]
-            return *_ms(times), len(times), int(data["failed"])
+            return *ms_percentiles(times), len(times), int(data["failed"])
 
         return await self.measure(
             "bare FastAGI", dialplan.BARE, rate, lambda: self._bare_pid(), latencies
@@ -318,7 +280,7 @@ class Bench:
             self._stop_bare()
             data = json.loads(out.read_text())
             times = data["latencies"]
-            return *_ms(times), len(times), int(data["failed"])
+            return *ms_percentiles(times), len(times), int(data["failed"])
 
         return await self.measure(
             "Bereik FastAGI", dialplan.FRAMEWORK, rate, lambda: self._bare_pid(), latencies
@@ -328,10 +290,10 @@ class Bench:
         snapshot: dict[str, str] = {}
 
         def before() -> None:
-            snapshot["metrics"] = self._metrics()
+            snapshot["metrics"] = self.metrics()
 
         def latencies() -> tuple[float | None, float | None, float | None, int]:
-            return _histogram_latencies(snapshot["metrics"], self._metrics())
+            return histogram_latencies(snapshot["metrics"], self.metrics())
 
         profiler = self._start_profiler(rate)
         row = await self.measure(
@@ -386,7 +348,7 @@ class Bench:
 
         watcher = asyncio.create_task(watch())
         try:
-            _, result.placed, _ = await self._run_calls(
+            _, result.placed, _ = await self.run_calls(
                 self.exchange.config.exchange.main_number, rate, seconds, hold_ms=hold_ms
             )
         finally:
@@ -412,127 +374,9 @@ class Bench:
 
     # the maximum sustained rate through the real 14070 path
 
-    async def max_rate(self) -> MaxRate:
-        result = MaxRate()
-        hopper_path = await self._to_hopper_path()
-        if hopper_path:
-            result.path = "14070 → IVR key 1 → team (nobody present) → hopper"
-        else:
-            result.note = "IVR → team → hopper did not work in this tree; measured IVR → KCC"
-        seconds = 2.0 if self.quick else 5.0
-        good, bad = 0.0, None
-        rate = 10.0 if self.quick else 20.0
-        limit = 20.0 if self.quick else 400.0
-        probes = 2 if self.quick else 8
-        for _ in range(probes):
-            before = self._metrics()
-            hoppers = self._hoppers()
-            cpu_ast, cpu_serve = sample(self.asterisk_pid), sample(self.serve_pid)
-            _, placed, failed = await self._probe(rate, seconds, hopper_path)
-            d_ast = sample(self.asterisk_pid) - cpu_ast
-            d_serve = sample(self.serve_pid) - cpu_serve
-            failed += _agi_failures(before, self._metrics())
-            if hopper_path:
-                # Every call must have left its hopper: one missing is a failed call.
-                failed += max(0, placed - (self._hoppers() - hoppers))
-            result.probes.append((rate, placed, failed))
-            progress(f"  max rate probe {rate:>5.0f}/s  placed {placed:>5}  failed {failed}")
-            if failed == 0 and placed:
-                good = rate
-                result.rate, result.placed = rate, placed
-                result.asterisk_ms = d_ast.total_ms / placed
-                result.serve_ms = d_serve.total_ms / placed
-                result.serve_children_ms = d_serve.children_ms / placed
-            else:
-                bad = rate
-            if bad is None:
-                if rate >= limit:
-                    result.note += f" not limited up to {limit:.0f}/s (the search's cap)"
-                    break
-                rate = min(limit, rate * 2)
-            else:
-                if bad - good <= max(5.0, good * 0.1):
-                    break
-                rate = round((good + bad) / 2)
-            await asyncio.sleep(1)
-        return result
-
-    async def _probe(self, rate: float, seconds: float, hopper_path: bool) -> tuple[int, int, int]:
-        number = self.exchange.config.exchange.main_number
-        if not hopper_path:
-            return await self._run_calls(number, rate, seconds, hold_ms=500)
-        # Key 1 chooses the team in the menu; the second 1 confirms the callback offer.
-        # A caller number of its own per call ([call_number] is sipp's), and per probe:
-        # a second call from one number is a repeat of its open hopper, not a new one.
-        self._probes += 1
-        return await self._run_calls(
-            number,
-            rate,
-            seconds,
-            hold_ms=30_000,
-            keys="11",
-            # 0612 + probe + 0000 + n: 10 digits and more, a number the hopper accepts.
-            caller=f"0612{self._probes % 100:02d}0000[call_number]",
-        )
-
-    async def overload(self, best: MaxRate) -> admission.Overload:
-        """Calls at twice the sustained maximum; what admitted and refused callers get."""
-        if not best.rate or "hopper" not in best.path:
-            return admission.Overload(note="no sustained maximum on the hopper path to double")
-        row = await admission.overload(
-            2 * best.rate,
-            2.0 if self.quick else 10.0,
-            self.exchange.host_instance / "log" / "full.log",
-            lambda rate, seconds: self._probe(rate, seconds, hopper_path=True),
-            self._refusals,
-        )
-        progress(
-            f"  overload {row.rate:.0f}/s  placed {row.placed}  admitted {row.admitted}  "
-            f"refused {row.refused}"
-        )
-        return row
-
-    def _refusals(self) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in self._metrics().splitlines()
-            if line.startswith("bereik_agi_refused_total{")
-        )
-
-    def _hoppers(self) -> int:
-        rows = self.exchange.rows(
-            "SELECT count(*) AS n FROM hoppers WHERE team_id = :team AND reason = :reason",
-            team=team_id(0),
-            reason="nobody_present",
-        )
-        return int(rows[0].n)
-
-    async def _to_hopper_path(self) -> bool:
-        """Give the menu a key for a team with no members, restart serve, try one call."""
-        ex = self.exchange
-        text = ex.config_path.read_text()
-        ex.config_path.write_text(
-            text.replace(EXTRA_TOML, HOPPER_MENU_TOML.format(team=team_id(0)), 1)
-        )
-        ex.stop_serve()
-        ex.start_serve()
-        hoppers = self._hoppers()
-        try:
-            # The first call also makes the menu's and the offer's prompts (TTS, cached).
-            await self._probe(1, 1, hopper_path=True)
-        except Exception as exc:  # any failure: fall back to the KCC path
-            progress(f"  hopper path: {exc}")
-        if self._hoppers() > hoppers:
-            return True
-        progress("  hopper path: the test call made no hopper; measuring IVR → KCC instead")
-        ex.config_path.write_text(text)
-        ex.stop_serve()
-        ex.start_serve()
-        return False
-
     # helpers
 
-    def _metrics(self) -> str:
+    def metrics(self) -> str:
         with urllib.request.urlopen(self.exchange.url("/metrics"), timeout=10) as response:
             return str(response.read().decode())
 
@@ -569,37 +413,6 @@ class Bench:
             process.wait(10)
 
 
-def _ms(times: list[float]) -> tuple[float | None, float | None]:
-    p50, p99 = stats.percentile(times, 0.5), stats.percentile(times, 0.99)
-    return (p50 * 1000 if p50 is not None else None, p99 * 1000 if p99 is not None else None)
-
-
-def _histogram_latencies(
-    before: str, after: str
-) -> tuple[float | None, float | None, float | None, int]:
-    name = "bereik_agi_command_seconds"
-    buckets = stats.diff(stats.scrape_histogram(after, name), stats.scrape_histogram(before, name))
-    p50, p99 = stats.histogram_quantile(buckets, 0.5), stats.histogram_quantile(buckets, 0.99)
-    count = max(buckets.values(), default=0.0)
-    return (
-        p50 * 1000 if p50 is not None else None,
-        p99 * 1000 if p99 is not None else None,
-        count,
-        _agi_failures(before, after),
-    )
-
-
-def _agi_failures(before: str, after: str) -> int:
-    def total(text: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(("bereik_agi_failures_total{", "bereik_agi_refused_total{"))
-        )
-
-    return round(total(after) - total(before))
-
-
 def ensure_chroot_python(installation: asterisk.Installation) -> None:
     """The classic AGI row runs a Python script inside the Asterisk root: install python3."""
     if not installation.chrooted or installation.host_path("/usr/bin/python3").exists():
@@ -625,94 +438,6 @@ def ensure_chroot_python(installation: asterisk.Installation) -> None:
             )
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]
-
-
-def table(rows: list[Row], best: MaxRate, seen: screen.ScreenResult) -> str:
-    header = (
-        "| row | calls/s | placed | failed | Asterisk CPU ms/call | AGI-side CPU ms/call "
-        "| AGI-side less idle | AGI cmds/call | cmd p50 ms | cmd p99 ms |"
-    )
-    lines = [header, "|" + "---|" * 10]
-    for row in rows:
-        lines.append(
-            f"| {row.name} | {row.rate:.0f} | {row.placed} | {row.failed} | "
-            f"{fmt(row.asterisk_ms, 2)} | {fmt(row.agi_ms, 2)} | "
-            f"{fmt(row.agi_net_ms if row.agi_net_ms is not None else row.agi_ms, 2)} | "
-            f"{fmt(row.commands, 1)} | "
-            f"{fmt(row.p50_ms, 3)} | {fmt(row.p99_ms, 3)} |"
-        )
-    share = best.serve_share
-    lines += [
-        "",
-        "| maximum sustained rate, zero failed calls | calls/s | placed | Asterisk CPU ms/call "
-        "| bereik serve CPU ms/call | of which child processes (TTS) "
-        "| bereik serve share of CPU |",
-        "|---|---|---|---|---|---|---|",
-        f"| {best.path} | {best.rate:.0f} | {best.placed} | {fmt(best.asterisk_ms, 2)} | "
-        f"{fmt(best.serve_ms, 2)} | {fmt(best.serve_children_ms, 2)} | "
-        f"{'-' if share is None else f'{share:.0%}'} |",
-        "",
-        "probes (calls/s: placed/failed): "
-        + ", ".join(f"{r:.0f}: {p}/{f}" for r, p, f in best.probes)
-        + (f"; {best.note}" if best.note else ""),
-        "",
-        "| event to screen (AMI DialBegin → SSE /events) | calls in progress | calls "
-        "| measured | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
-        f"| agent 2001's stream | {seen.in_progress} | {seen.placed} | {seen.matched} | "
-        f"{fmt(seen.p50, 2)} | {fmt(seen.p99, 2)} |" + (f"\n\n{seen.note}" if seen.note else ""),
-        "",
-        *verdict(rows, best),
-    ]
-    return "\n".join(lines)
-
-
-def verdict(rows: list[Row], best: MaxRate) -> list[str]:
-    """Bereik's targets from issue #9, checked against this run's own baselines."""
-    lines = ["targets:"]
-    by_rate: dict[float, dict[str, Row]] = {}
-    for row in rows:
-        by_rate.setdefault(row.rate, {})[row.name] = row
-    for rate, named in sorted(by_rate.items()):
-        bare, real = named.get("bare FastAGI"), named.get("Bereik ivr")
-        layer = named.get("Bereik FastAGI")
-        if bare and layer and bare.agi_ms and layer.agi_ms is not None:
-            ratio = layer.agi_ms / bare.agi_ms
-            lines.append(
-                f"- {rate:.0f}/s: Bereik's FastAGI layer (same 3 commands) CPU "
-                f"{layer.agi_ms:.2f} ms/call = {ratio:.1f} × bare"
-            )
-        if bare and real and bare.agi_ms and real.agi_ms is not None:
-            net = real.agi_net_ms if real.agi_net_ms is not None else real.agi_ms
-            ratio = net / bare.agi_ms
-            lines.append(
-                f"- {rate:.0f}/s: Bereik ivr CPU {net:.2f} ms/call less idle "
-                f"({real.agi_ms:.2f} with it) = {ratio:.1f} × bare "
-                f"({'met' if ratio <= 2 else 'MISSED'}: ≤ 2 ×)"
-            )
-        if real and real.p99_ms is not None:
-            lines.append(
-                f"- {rate:.0f}/s: Bereik command p99 {real.p99_ms:.2f} ms "
-                f"({'met' if real.p99_ms < 5 else 'MISSED'}: < 5 ms)"
-            )
-    share = best.serve_share
-    if share is not None:
-        lines.append(
-            f"- max rate {best.rate:.0f}/s: bereik serve {share:.0%} of the CPU "
-            f"({'met' if share < 0.25 else 'MISSED'}: < 25 %)"
-        )
-    return lines
-
-
 async def measure_all(
     bench: Bench, rates: list[float], seconds: float, skip_max: bool
 ) -> tuple[list[Row], MaxRate, screen.ScreenResult, admission.Overload]:
@@ -730,9 +455,9 @@ async def measure_all(
     if skip_max:
         return rows, MaxRate(note="skipped"), seen, admission.Overload(note="skipped")
     progress("maximum sustained rate through 14070")
-    best = await bench.max_rate()
+    best = await max_rate(bench)
     progress("overload: twice the maximum rate, through admission control")
-    return rows, best, seen, await bench.overload(best)
+    return rows, best, seen, await overload(bench, best)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -743,9 +468,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
         bench.start()
-        rows, best, seen, over = asyncio.run(
-            measure_all(bench, rates, seconds, args.skip_max)
-        )
+        rows, best, seen, over = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
     finally:
         bench.close()
         if not args.keep:
@@ -755,23 +478,6 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows, best, seen))
     print("\n".join(["", *admission.table(over), "", over.verdict()]))
     return 0
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    installation = asterisk.installed()
-    version = installation.version if installation else "?"
-    return (
-        f"machine: {os.cpu_count()} cores, {cpu}; Python {sys.version.split()[0]}; "
-        f"Asterisk {version}; sipp callers on loopback"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,14 +18,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from bench import stats
+from bench.exchange import Exchange
 
-if TYPE_CHECKING:
-    from bench.run import Bench
+
+class Bench(Protocol):
+    """What the screen measurement needs of the bench (bench.run.Bench)."""
+
+    exchange: Exchange
+
+    async def sample_in_progress(
+        self, result: ScreenResult, rate: float, seconds: float, hold_ms: int
+    ) -> None: ...
+
 
 AGENT = "2001"
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,18 @@ import os
 import sys
 from pathlib import Path
 
+from bereik.demo import run_demo
+from bereik.serve import serve
+from bereik.tls import register as tls_register
+from cti.announcements import cli as announcements_cli
+from cti.callbacks import cli as callbacks_cli
+from cti.hoppers import cli as hoppers_cli
+from cti.reports import cli as reports_cli
+from cti.users import cli as users_cli
 from dialplan import asterisk, clock
 from dialplan.config import Config, ConfigError, load
 from dialplan.private import UMASK
+from dialplan.render import render
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "bereik.example.toml"
 
@@ -65,29 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path)
     check.set_defaults(func=cmd_check_config)
 
-    for register in _plugin_commands():
-        register(commands)
+    # Sub-commands that live with their feature; `bereik hoppers due` with the callback clock.
+    announcements_cli.register(commands)
+    callbacks_cli.add_due(hoppers_cli.register(commands))
+    users_cli.register(commands)
+    reports_cli.register(commands)
+    tls_register(commands)
     return parser
-
-
-def _plugin_commands() -> list:  # type: ignore[type-arg]
-    """Sub-commands that live with their feature (announce, hoppers, users, report)."""
-    registered = []
-    for module_name in (
-        "cti.announcements.cli",
-        "cti.hoppers.cli",
-        "cti.users.cli",
-        "cti.reports.cli",
-        "bereik.tls",
-    ):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        registered.append(module.register)
-    return registered
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -101,8 +94,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bereik.serve import serve
-
     config = load(args.config)
     try:
         clock.check_clock()
@@ -119,8 +110,6 @@ def cmd_asterisk_install(args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk_render(args: argparse.Namespace) -> int:
-    from dialplan.render import render
-
     config = load(args.config)
     etc = render(config, asterisk.require(), args.out)
     print(f"wrote the Asterisk configuration to {etc}")
@@ -128,7 +117,5 @@ def cmd_asterisk_render(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from bereik.demo import run_demo
-
     config: Config = load(args.config)
     return run_demo(config, args.config)

@@ -20,17 +20,22 @@ from bereik.tls import server_context
 from cti import outbox, retention
 from cti.ami.bus import EventBus
 from cti.announcements import http as announcements_http
+from cti.announcements import pages as announcements_pages
 from cti.announcements import sweeper
 from cti.announcements.prompts import audio_seconds
 from cti.callbacks import clicktocall, scheduler
 from cti.callbacks import http as callbacks_http
+from cti.callbacks import pages as callbacks_pages
 from cti.calls import gauges
+from cti.calls import http as calls_http
+from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
+from cti.calls.live import LiveCalls
 from cti.hoppers import http as hoppers_http
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
-from cti.web import live, openapi, pages
+from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
 from dialplan.render import load_secrets
@@ -59,11 +64,11 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     assert ami is not None  # open_services(with_ami=True) made it
     bus = EventBus(ami.events)
     listener = CallListener(services)
-    board = live.LiveCalls()
+    board = LiveCalls()
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
-    bus.subscribe(board.handle)
+    listener.leg_watchers.append(board.apply)
 
     agi = FastAgiServer(
         build_routes(services),
@@ -139,14 +144,17 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
-def web_app(services: Services, board: live.LiveCalls) -> web.Application:
+def web_app(services: Services, board: LiveCalls) -> web.Application:
     """The web API, the screens, /healthz and /metrics, every feature's routes added."""
     plugins: list[Plugin] = [
-        announcements_http.setup,
-        callbacks_http.setup,
-        hoppers_http.setup,
         pages.setup,
-        functools.partial(live.setup, board=board),
+        announcements_http.setup,
+        announcements_pages.setup,
+        callbacks_http.setup,
+        callbacks_pages.setup,
+        functools.partial(calls_http.setup, board=board),
+        calls_pages.setup,
+        hoppers_http.setup,
         openapi.setup,
     ]
     return create_app(services, plugins)

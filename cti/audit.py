@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.models import AuditEntry
@@ -28,3 +31,11 @@ def audit(
             detail=detail[:2000],
         )
     )
+
+
+def audit_views(
+    session: AsyncSession, actor: str, hoppers: Iterable[Any], where: str = ""
+) -> None:
+    """One "view" row per hopper shown (a caller's number is personal data), saying where."""
+    for hopper in hoppers:
+        audit(session, actor, "view", "hopper", hopper.id, where)

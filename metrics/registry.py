@@ -365,3 +365,14 @@ class BereikMetrics:
             self._rejected.add((label, shown))
             log.warning("metrics: dropping unknown %s label value %s", label, shown)
         return False
+
+    # -- reading back ------------------------------------------------------------------
+
+    def gauge_values(self, name: str, label: str) -> dict[str, float]:
+        """Current values of one of our gauges by one label (the board shows them live)."""
+        values: dict[str, float] = {}
+        for metric in self.registry.collect():
+            if metric.name == name:
+                for sample in metric.samples:
+                    values[sample.labels.get(label, "")] = sample.value
+        return values

@@ -18,9 +18,9 @@ import contextlib
 
 from sqlalchemy import select
 
-from agi.handlers.presence import extension_of
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
+from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
 from cti.hoppers.service import (
     KCC_TEAM,

@@ -15,12 +15,7 @@ the dialplan (main.conf.j2) does the rest, and takes the KCC if this handler fai
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import cast
-
-from sqlalchemy import Table, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 
 from agi import menu
 from agi.protocol import AgiCommandFailed
@@ -29,7 +24,7 @@ from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
 from cti.services import Services
-from cti.store.models import Call, Hopper
+from cti.store.models import Hopper
 from dialplan import clock
 from dialplan.config import MenuOption
 from dialplan.hours import OpeningHours, cached_opening_hours
@@ -40,49 +35,15 @@ ATTEMPTS = 2
 
 
 async def ivr(channel: AgiChannel, services: Services) -> None:
-    await record_call(channel, services, entry=services.config.exchange.main_number)
     talk = Conversation(channel, services)
-    route = ""
-    try:
-        route = await _conversation(talk)
-    finally:
-        # calls.route: where the IVR sent the call; "closed" and "info" for calls it ended
-        # itself (also when the caller hangs up while hearing them), so the call tracker
-        # does not count those as abandoned.
-        if talk.ended_as or route:
-            await _store_route(services, channel.env.uniqueid, talk.ended_as or route)
+    route = await _conversation(talk)
+    # calls.route: where the IVR sent the call; "closed" and "info" for calls it ended itself
+    # were told before those were spoken (a caller who hangs up while hearing them is not
+    # counted as abandoned).
+    if route and not talk.ended_as and route != talk.decided:
+        await talk.decide(route)
     await channel.set_variable(ROUTE_VARIABLE, route)
     await channel.finish()
-
-
-async def record_call(channel: AgiChannel, services: Services, entry: str) -> None:
-    """One row per call, keyed by its uniqueid; a repeated AGI on the same call is harmless."""
-    env = channel.env
-    async with services.sessions() as session:
-        # INSERT ... ON CONFLICT DO NOTHING: the AMI listener often made the row first (from
-        # Newchannel), and a failed ORM flush plus rollback cost about 1 ms CPU per call.
-        table = cast(Table, Call.__table__)
-        insert = (
-            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
-        await session.execute(
-            insert(table)
-            .values(
-                uniqueid=env.uniqueid,
-                linkedid=env.get("linkedid") or env.uniqueid,
-                entry=entry,
-                caller=env.get("callerid")[:80],
-                started_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing(index_elements=["uniqueid"])
-        )
-        await session.commit()
-
-
-async def _store_route(services: Services, uniqueid: str, route: str) -> None:
-    async with services.sessions() as session:
-        await session.execute(update(Call).where(Call.uniqueid == uniqueid).values(route=route))
-        await session.commit()
 
 
 def _caller_number(channel: AgiChannel) -> str:
@@ -98,6 +59,17 @@ class Conversation:
         self.services = services
         self.config = services.config
         self.ended_as = ""  # "closed" or "info" when the IVR itself ends the call
+        self.decided = ""  # the route last told to the call tracker
+
+    async def decide(self, route: str) -> None:
+        """Tell where the call goes (calls.route), through Asterisk to the call tracker.
+
+        The handler does not write the calls row: the AMI listener is its one writer, and
+        this decision arrives there in order with the call's other events.
+        """
+        self.ended_as = route if route in ("closed", "info") else ""
+        self.decided = route
+        await self.channel.exec("UserEvent", f"BereikIvrRoute,Route: {route}")
 
     async def play(self, sound: str, what: str, ident: str = "") -> str:
         """Play one file; return the key that cut it short, or ""."""
@@ -202,10 +174,10 @@ async def _menu(
                 pending=after,
             )
         # Channel steering: the caller heard where to go; 0 still reaches a person.
-        talk.ended_as = "info"
+        await talk.decide("info")
         after = after or await talk.ask(choice.option.info, f"info:{path}{key}")
         if after == menu.KCC_KEY:
-            talk.ended_as = ""
+            await talk.decide("kcc")
             return "kcc"
         await talk.say(menu.text(config, "goodbye"), "goodbye")
         return "hangup"
@@ -253,7 +225,7 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
     """
     config = talk.config
     website = config.exchange.website
-    talk.ended_as = "closed"
+    await talk.decide("closed")
     key = await talk.announcements("all")
     # The event names the kind of closure (holiday, closed_period, weekday, after_hours).
     kind = reason.partition(":")[0]

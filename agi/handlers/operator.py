@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from agi import menu
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
+from cti.ami.channels import extension_of
 from cti.announcements import pinlock
 from cti.announcements.prompts import prompt
 from cti.announcements.service import (
@@ -51,12 +52,6 @@ SAY = {
     "failed": "Het bericht kon niet worden opgeslagen. Probeer het opnieuw of gebruik de website.",
     "goodbye": "Tot ziens.",
 }
-
-
-def extension_of(channel_name: str) -> str:
-    """``PJSIP/3001-0000000a`` -> ``3001``: who recorded it, from the line, not from keys."""
-    tech, _, rest = channel_name.partition("/")
-    return rest.rsplit("-", 1)[0] if tech.upper() == "PJSIP" and rest else ""
 
 
 def valid_until(hours_keyed: str, now: datetime, timezone: str) -> datetime:

@@ -7,33 +7,11 @@ colleague out. Absent members are never rung on the team number.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from agi.server import AgiChannel
+from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
-from cti.audit import audit
+from cti.presence import set_presence
 from cti.services import Services
-from cti.store.models import Presence
-
-
-def extension_of(channel_name: str) -> str:
-    """``PJSIP/3001-0000000a`` -> ``3001``; "" for anything else."""
-    tech, _, rest = channel_name.partition("/")
-    if tech.upper() != "PJSIP" or not rest:
-        return ""
-    return rest.rsplit("-", 1)[0]
-
-
-async def set_presence(services: Services, extension: str, present: bool, actor: str) -> None:
-    async with services.sessions() as session, session.begin():
-        row = await session.get(Presence, extension)
-        if row is None:
-            row = Presence(extension=extension)
-            session.add(row)
-        row.present = present
-        row.changed_at = datetime.now(UTC)
-        row.changed_by = actor
-        audit(session, actor, "presence_on" if present else "presence_off", "presence", extension)
 
 
 async def presence(channel: AgiChannel, services: Services) -> None:

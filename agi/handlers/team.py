@@ -14,35 +14,14 @@ starts on the next working day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import select
-
-from agi.handlers.ivr import Conversation, record_call
+from agi.handlers.ivr import Conversation
 from agi.server import AgiChannel
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
+from cti.presence import present_members
 from cti.services import Services
-from cti.store.models import Presence
 from dialplan import clock
 from dialplan.config import Team
-
-
-async def present_members(services: Services, members: Iterable[str]) -> list[str]:
-    """The members not marked absent, in configured order.
-
-    A member with no presence row yet counts as present: a new colleague who never used
-    the feature code must not be skipped silently; absent is an explicit choice.
-    """
-    members = list(members)
-    async with services.sessions() as session:
-        rows = await session.execute(
-            select(Presence.extension).where(
-                Presence.extension.in_(members), Presence.present.is_(False)
-            )
-        )
-        absent = set(rows.scalars())
-    return [member for member in members if member not in absent]
 
 
 def dial_plan(team: Team, present: list[str]) -> list[str]:
@@ -70,9 +49,6 @@ async def team(channel: AgiChannel, services: Services) -> None:
         # static fallback ring whatever the dialplan knows.
         channel.log.error("team number %s is not configured", number)
         return
-    # A call dialled straight to the team number gets its own row; a transferred call
-    # already has one (record_call keeps the first).
-    await record_call(channel, services, entry=number)
     await _team_announcements(channel, services, found.id)
     is_open = opening_hours(services.config).is_open(clock.now())
     present = await present_members(services, found.members) if is_open else []

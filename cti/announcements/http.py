@@ -1,4 +1,4 @@
-"""The announcements API (a WEB_PLUGIN of `bereik serve`).
+"""The announcements API (its routes added by `bereik serve`).
 
     POST   /api/announcements              JSON {text, kind, scope, valid_from, valid_until,
                                             priority} -> 201 {id, audio_url, ...}
@@ -29,8 +29,8 @@ from aiohttp import web
 from cti.announcements import service
 from cti.announcements.service import AnnouncementError, Draft
 from cti.store.models import Announcement
-from cti.web.app import SERVICES
 from cti.web.auth import current_user, require_role
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
 
 WRITERS = ("operator", "supervisor")

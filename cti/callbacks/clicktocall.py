@@ -26,22 +26,19 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from panoramisk.message import Message
 from sqlalchemy import select, update
 
+from cti.ami.bus import EventBus
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
 from cti.audit import audit
 from cti.callbacks.service import CallbackError, close_hopper, record_closed
 from cti.hoppers.service import HopperError, callback_number
-from cti.store.models import CallbackAttempt, Hopper, HopperEvent
+from cti.services import Services
+from cti.store.models import CallbackAttempt, Hopper, HopperEvent, User
 from dialplan.numbers import formatted
-
-if TYPE_CHECKING:
-    from cti.ami.bus import EventBus
-    from cti.services import Services
-    from cti.store.models import User
 
 log = logging.getLogger("bereik.callbacks")
 

@@ -1,4 +1,4 @@
-"""The callback API (a WEB_PLUGIN): one hopper with its attempts, claim, call back, close.
+"""The callback API: one hopper with its attempts, claim, call back, close.
 
     GET  /api/hoppers/{id}            the hopper, its history and callback attempts
     POST /api/hoppers/{id}/claim      take it on (claimed_by = you)
@@ -28,8 +28,8 @@ from cti.callbacks.service import (
 )
 from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
-from cti.web.app import SERVICES
 from cti.web.auth import mask_number, require_own_team, require_role, require_team_access
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object
 
 CALLING_ROLES = ("member", "lead", "agent")

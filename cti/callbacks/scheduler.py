@@ -24,7 +24,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,11 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from cti.callback_clock import is_overdue, reminder_time
 from cti.callbacks.clicktocall import expire_stale_attempts
 from cti.hoppers.service import opening_hours, team_info
+from cti.services import Services
 from cti.store.models import Hopper, OutboxMail
-
-if TYPE_CHECKING:
-    from cti.services import Services
-    from dialplan.config import Config
+from dialplan.config import Config
 
 log = logging.getLogger("bereik.callbacks.scheduler")
 

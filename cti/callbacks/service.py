@@ -26,19 +26,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
 from cti.hoppers.service import mark_closed, opening_hours
+from cti.services import Services
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
+from dialplan.config import Config
 from dialplan.hours import OpeningHours
-
-if TYPE_CHECKING:
-    from cti.services import Services
-    from dialplan.config import Config
 
 CLOSING_REASONS: dict[str, dict[str, str]] = {
     "reached": {"nl": "teruggebeld en bereikt", "en": "called back and reached"},

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from cti.calls.norms import hopper_gauges, norm_ratios
+from cti.calls.norms import WINDOWS, calls_started_since, hopper_gauges, norm_ratios
 from cti.services import Services
+from metrics.registry import KCC
 
 log = logging.getLogger("bereik.metrics")
 
@@ -27,6 +30,36 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
         gauges = await hopper_gauges(session, now)
     services.metrics.set_norm_ratios(ratios)
     services.metrics.set_hopper_gauges(gauges)
+
+
+async def board_figures(services: Services, now: datetime | None = None) -> dict[str, Any]:
+    """The supervisor's board: the same figures as the gauges, per team, and who waits."""
+    now = now or datetime.now(UTC)
+    config = services.config
+    teams = [t.id for t in config.teams]
+    names = {t.id: t.name for t in config.teams} | {KCC: "KCC"}
+    start_of_day = now.astimezone(ZoneInfo(config.exchange.timezone)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    async with services.sessions() as session:
+        ratios = await norm_ratios(session, teams, now, config.exchange.timezone)
+        gauges = await hopper_gauges(session, now)
+        calls_today = await calls_started_since(session, start_of_day)
+    rows = []
+    for team in [*teams, KCC]:
+        open_, overdue = gauges.get(team, (0, 0))
+        rows.append(
+            {
+                "team": team,
+                "name": names.get(team, team),
+                "norm": {w: ratios.get((team, w)) for w in WINDOWS},
+                "open": open_,
+                "overdue": overdue,
+                "calls_today": calls_today.get("" if team == KCC else team, 0),
+            }
+        )
+    waiting = services.metrics.gauge_values("bereik_calls_waiting", "team")
+    return {"at": now.isoformat(), "windows": list(WINDOWS), "teams": rows, "waiting": waiting}
 
 
 async def run(services: Services, interval: float | None = None) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
-from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
 from dialplan.numbers import main_number_forms
@@ -64,7 +64,9 @@ class CallListener:
                 config.trunk.dids, config.exchange.main_number, config.trunk.country_code
             ),
         )
-        self.effects: asyncio.Queue[Effect] = asyncio.Queue()
+        self.effects: asyncio.Queue[Started | Answered | Routed | Ended] = asyncio.Queue()
+        # The screens: each phone's part in a call, as the tracker sees it (cti/calls/live.py).
+        self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
         self._waiting: dict[str, int] = {}
 
@@ -77,7 +79,11 @@ class CallListener:
         else:
             effects = self.tracker.feed(event)
         for effect in effects:
-            self.effects.put_nowait(effect)
+            if isinstance(effect, AgentLeg):
+                for watcher in self.leg_watchers:
+                    watcher(effect)
+            else:
+                self.effects.put_nowait(effect)
         self._set_waiting()
 
     async def on_connected(self) -> None:
@@ -117,7 +123,7 @@ class CallListener:
             await self._apply_until_stored(batch)
             self.written += len(batch)
 
-    async def _apply_until_stored(self, batch: list[Effect]) -> None:
+    async def _apply_until_stored(self, batch: Sequence[Effect]) -> None:
         """Retry until the batch is stored: applying it twice is harmless (each row records
         what was counted), losing it would leave calls without a row and a gap in the figures.
 
@@ -160,7 +166,10 @@ class CallListener:
             delay = min(delay * 2, 10.0)
 
     async def apply(self, *effects: Effect) -> None:
-        """Write effects in one transaction; count what the rows say was not counted yet."""
+        """Write effects in one transaction; count what the rows say was not counted yet.
+
+        An AgentLeg is for the screens, not the store: it is skipped here.
+        """
         counts: list[Callable[[], None]] = []
         async with self.services.sessions() as session:
             for effect in effects:
@@ -168,7 +177,13 @@ class CallListener:
                     await self._started(session, effect)
                 elif isinstance(effect, Answered):
                     counts += await self._answered(session, effect)
-                else:
+                elif isinstance(effect, Routed):
+                    await session.execute(
+                        update(CALLS)
+                        .where(CALLS.c.uniqueid == effect.uniqueid)
+                        .values(route=effect.route)
+                    )
+                elif isinstance(effect, Ended):
                     counts += await self._ended(session, effect)
             await session.commit()
         # Only after the commit: a count without its row would be counted again next time.
@@ -176,7 +191,7 @@ class CallListener:
             count()
 
     async def _started(self, session: AsyncSession, effect: Started) -> None:
-        """The row for the call, unless the IVR handler (or an earlier run) made it."""
+        """The row for the call: this listener is its one writer (a run before may have made it)."""
         await session.execute(
             _insert_ignore(session)
             .values(
@@ -204,7 +219,7 @@ class CallListener:
         metrics = self.services.metrics
         row = (
             await session.execute(
-                select(Call.outcome, Call.route, Call.agent, Call.wait_seconds).where(
+                select(Call.outcome, Call.agent, Call.wait_seconds).where(
                     Call.uniqueid == effect.uniqueid
                 )
             )
@@ -229,8 +244,8 @@ class CallListener:
         if hopper is not None:
             outcome = "hopper" if hopper.kind == "created" else "repeat"
             team = hopper.team_id
-        elif effect.outcome == "abandoned" and not effect.team and row.route in ROUTES:
-            outcome = row.route
+        elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
+            outcome = effect.route
         result = await session.execute(
             update(CALLS)
             .where(CALLS.c.uniqueid == effect.uniqueid, CALLS.c.outcome == "")

@@ -141,3 +141,11 @@ async def hopper_gauges(session: AsyncSession, now: datetime) -> dict[str, tuple
         team: (int(open_), int(overdue))
         for team, open_, overdue in (await session.execute(query)).all()
     }
+
+
+async def calls_started_since(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Calls started since `since`, by team ("" for calls that reached no team)."""
+    rows = await session.execute(
+        select(Call.team_id, func.count()).where(Call.started_at >= since).group_by(Call.team_id)
+    )
+    return {team: int(count) for team, count in rows.all()}

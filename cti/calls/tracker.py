@@ -24,15 +24,19 @@ recorded stream replays to the same waits, and fall back to the clock.
 
 The tracker emits effects (``Started``, ``Answered``, ``Ended``); the listener persists them
 and counts metrics only when the database row shows the effect was not applied before, so a
-call is counted once even across an AMI reconnect or a restart of ``bereik serve``.
+call is counted once even across an AMI reconnect or a restart of ``bereik serve``. It also
+emits ``AgentLeg`` for each phone of ours that rings, answers or drops out of a followed
+call: the KCC screen's live call (cti/calls/live.py) is fed from these, not from raw events.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from cti.ami.channels import extension_of
 
 KCC = "kcc"
 
@@ -83,6 +87,7 @@ class CallState:
     pending_transfer: str = ""  # team a blind transfer went to, until its offer starts
     answered: bool = False
     resynced: bool = False
+    route: str = ""  # the IVR's decision (UserEvent BereikIvrRoute): kcc, team-7001, closed...
 
     def open_offer(self) -> Offer | None:
         for offer in reversed(self.offers):
@@ -121,9 +126,31 @@ class Ended:
     wait_seconds: float | None
     at: float
     transfers: tuple[tuple[str, str], ...]  # (to_team, result)
+    route: str = ""  # where the IVR sent the call (its last BereikIvrRoute), "" if nowhere
 
 
-Effect = Started | Answered | Ended
+@dataclass(frozen=True)
+class Routed:
+    """The IVR's decision for a call (kcc, team-7001, closed, info): calls.route."""
+
+    uniqueid: str
+    route: str
+
+
+@dataclass(frozen=True)
+class AgentLeg:
+    """A phone's part in a call, for the KCC screen: it rings, is answered, or is over."""
+
+    extension: str
+    channel: str  # the phone's channel (PJSIP/2001-...)
+    call: str  # the call's uniqueid: its calls row
+    caller: str
+    caller_name: str
+    state: str  # ringing answered ended
+    at: float
+
+
+Effect = Started | Answered | Routed | Ended | AgentLeg
 
 
 class CallTracker:
@@ -149,6 +176,8 @@ class CallTracker:
         # Calls ringing a team now (call uniqueid -> team), kept per event so the waiting
         # gauge costs nothing per event however many calls are in progress.
         self._ringing: dict[str, str] = {}
+        # Phones ringing or talking in a followed call (channel name -> its leg).
+        self.legs: dict[str, AgentLeg] = {}
 
     # -- figures for gauges --------------------------------------------------------------
 
@@ -223,9 +252,14 @@ class CallTracker:
                 offer = call.offers[-1]
                 if offer.answered_at is None:
                     offer.answered_at = now
-                    offer.agent = _extension(str(channel.get("Channel", "")))
+                    offer.agent = extension_of(str(channel.get("Channel", "")))
                     call.answered = True
                     effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
+        names = {str(c.get("Channel", "")) for c in channels}
+        for name, leg in list(self.legs.items()):
+            if name not in names:
+                del self.legs[name]
+                effects.append(replace(leg, state="ended", at=now))
         for call in self.calls.values():
             self._refresh(call)
         return effects
@@ -249,6 +283,14 @@ class CallTracker:
         out.append(Started(uniqueid, call.linkedid, entry, call.caller, at))
 
     def _on_UserEvent(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        if e.get("UserEvent") == "BereikIvrRoute":
+            # The IVR handler's decision, sent through Asterisk so that the calls row has
+            # one writer (the listener) and the decision arrives in order with the call.
+            decided = self._call_of(e)
+            if decided is not None:
+                decided.route = str(e.get("Route", "")).strip()[:32]
+                out.append(Routed(decided.uniqueid, decided.route))
+            return
         if e.get("UserEvent") != "BereikRoute":
             return
         call = self._call_of(e)
@@ -264,6 +306,7 @@ class CallTracker:
         dest = str(e.get("DestUniqueid", ""))
         if dest:
             self._add_channel(call, dest)
+        self._leg(e, call, "ringing", at, out)
         team = self._team_of(e)
         if not team:
             return
@@ -274,6 +317,7 @@ class CallTracker:
         call = self._call_of(e)
         if call is None:
             return
+        self._leg(e, call, "answered" if e.get("DialStatus") == "ANSWER" else "ended", at, out)
         dest = str(e.get("DestUniqueid", ""))
         offer = next((o for o in reversed(call.offers) if dest in o.dests), None)
         if offer is None or offer.answered_at is not None or offer.result:
@@ -282,7 +326,7 @@ class CallTracker:
         offer.dests.discard(dest)
         if status == "ANSWER":
             offer.answered_at = at
-            offer.agent = _extension(str(e.get("DestChannel", "")))
+            offer.agent = extension_of(str(e.get("DestChannel", "")))
             offer.result = "answered"
             if not call.answered:
                 call.answered = True
@@ -323,6 +367,9 @@ class CallTracker:
         self._merge(target, into=transferee)
 
     def _on_Hangup(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+        leg = self.legs.pop(str(e.get("Channel", "")), None)
+        if leg is not None:
+            out.append(replace(leg, state="ended", at=at))
         uniqueid = str(e.get("Uniqueid", ""))
         call = self.by_channel.pop(uniqueid, None)
         if call is None:
@@ -339,6 +386,36 @@ class CallTracker:
             self._end(call, at, out)
 
     # -- the pieces --------------------------------------------------------------------------
+
+    def _leg(
+        self, e: Mapping[str, Any], call: CallState, state: str, at: float, out: list[Effect]
+    ) -> None:
+        """A phone of ours (DestChannel PJSIP/<extension>-...) rings, answers or gives up."""
+        channel = str(e.get("DestChannel", ""))
+        extension = extension_of(channel)
+        if not extension:
+            return
+        known = self.legs.get(channel)
+        if known is None:
+            if state != "ringing":
+                return
+            known = AgentLeg(
+                extension=extension,
+                channel=channel,
+                call=call.uniqueid,
+                caller=str(e.get("CallerIDNum", "")),
+                caller_name=str(e.get("CallerIDName", "")),
+                state=state,
+                at=at,
+            )
+        elif known.state == state:
+            return
+        leg = replace(known, state=state, at=at)
+        if state == "ended":
+            self.legs.pop(channel, None)
+        else:
+            self.legs[channel] = leg
+        out.append(leg)
 
     def _new_call(
         self,
@@ -467,6 +544,7 @@ class CallTracker:
                 wait_seconds=None if wait is None else round(wait, 3),
                 at=at,
                 transfers=tuple(transfers),
+                route=call.route,
             )
         )
 
@@ -540,12 +618,6 @@ def _duration(text: str) -> float:
             return 0.0
         seconds = seconds * 60 + number
     return seconds
-
-
-def _extension(channel: str) -> str:
-    """PJSIP/2001-00000001 -> 2001: the phone that answered (an extension, not a citizen)."""
-    tech, _, rest = channel.partition("/")
-    return rest.rsplit("-", 1)[0][:32] if tech and rest else ""
 
 
 def _chan_variables(e: Mapping[str, Any]) -> dict[str, str]:

@@ -14,7 +14,8 @@ from cti.store.db import create_engine, migrate_async, sessions
 from dialplan.config import ConfigError, load
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> Any:
+    """Adds `bereik hoppers`; returns its actions, so other features add theirs."""
     hoppers = subparsers.add_parser("hoppers", help="callback requests (hoppers)")
     actions = hoppers.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list hoppers, oldest deadline first")
@@ -23,10 +24,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="JSON, one object per hopper")
     listing.add_argument("--config", type=Path, default=Path("bereik.toml"))
     listing.set_defaults(func=cmd_list)
-    # `bereik hoppers due` lives with the callback clock.
-    from cti.callbacks.cli import add_due
-
-    add_due(actions)
+    return actions
 
 
 def cmd_list(args: argparse.Namespace) -> int:

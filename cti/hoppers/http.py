@@ -1,10 +1,13 @@
-"""The hopper JSON API, and the API transfer to a team number (a WEB_PLUGIN).
+"""The hopper JSON API.
 
 GET  /api/hoppers?team=&status=      hoppers the user may see (their team; all for KCC)
-POST /api/hoppers                    a hopper made by hand (KCC agent), e.g. after an
-                                     attended transfer nobody answered
+POST /api/hoppers                    a hopper made by hand (the KCC screen's form, or any
+                                     API client), e.g. after a transfer nobody answered
 POST /api/hoppers/{id}/reassign      pass a hopper to another team (wrong team)
-POST /api/calls/{id}/transfer        send a call in progress to a team number
+
+Making a hopper has one request schema (caller, team, reason, category, note,
+call_uniqueid), one set of rules (cti.hoppers.service.create_hopper) and answers in Dutch,
+as the service's refusals do.
 
 Every view and change writes an audit row in the same transaction (BIO).
 """
@@ -16,9 +19,9 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from cti.ami.client import AmiError
-from cti.audit import audit
+from cti.audit import audit, audit_views
 from cti.hoppers.service import (
     KCC_TEAM,
     STATUSES,
@@ -28,8 +31,7 @@ from cti.hoppers.service import (
     list_hoppers,
     reassign_hopper,
 )
-from cti.store.models import Call, Hopper
-from cti.web.app import SERVICES
+from cti.store.models import Hopper
 from cti.web.auth import (
     ALL_TEAMS_ROLES,
     current_user,
@@ -37,6 +39,7 @@ from cti.web.auth import (
     require_role,
     require_team_access,
 )
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object
 
 KCC_ROLES = ("agent", "supervisor")
@@ -47,7 +50,7 @@ TYPED_NUMBER = re.compile(r"\+?[0-9][0-9 ().-]{2,39}")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    refusal = "the body must be a JSON object"
+    refusal = "de inhoud moet een JSON-object zijn"
     return await json_object(request, not_json=refusal, not_object=refusal)
 
 
@@ -56,7 +59,7 @@ def _text(data: dict[str, Any], key: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str | int):
-        raise json_error(f"{key} must be text")
+        raise json_error(f"{key} moet tekst zijn")
     return str(value).strip()
 
 
@@ -85,7 +88,7 @@ async def get_hoppers(request: web.Request) -> web.Response:
         result = []
         for hopper in found:
             result.append(_masked_json(hopper, user))
-            audit(session, user.name, "view", "hopper", hopper.id)
+        audit_views(session, user.name, found)
         await session.commit()
     return web.json_response({"hoppers": result})
 
@@ -128,8 +131,6 @@ def _masked_json(hopper: Hopper, user: Any) -> dict[str, Any]:
 
 
 async def _load(session: Any, hopper_id: int) -> Hopper | None:
-    from sqlalchemy.orm import selectinload
-
     return await session.scalar(
         select(Hopper).options(selectinload(Hopper.events)).where(Hopper.id == hopper_id)
     )
@@ -165,84 +166,7 @@ async def post_reassign(request: web.Request) -> web.Response:
     return web.json_response(_masked_json(fresh, user))
 
 
-async def post_transfer(request: web.Request) -> web.Response:
-    """Blind-transfer a call in progress to a team number (the same team logic as REFER)."""
-    user = require_role(request, *KCC_ROLES)
-    data = await _body(request)
-    services = request.app[SERVICES]
-    team = services.config.team_by_number(_text(data, "team")) or next(
-        (t for t in services.config.teams if t.id == _text(data, "team")), None
-    )
-    if team is None:
-        raise json_error("give a known team (id or number)")
-    key = request.match_info["id"]
-    async with services.sessions() as session:
-        call = await session.scalar(
-            select(Call).where(Call.id == int(key))
-            if key.isdigit() and len(key) <= 12
-            else select(Call).where(Call.uniqueid == key)
-        )
-        if call is not None:
-            audit(session, user.name, "transfer", "call", call.id, f"to {team.id}")
-            await session.commit()
-    if call is None:
-        raise json_error(f"call {key} does not exist", 404)
-    if services.ami is None or not services.ami.connected:
-        raise json_error(
-            "the exchange is not reachable right now (AMI down); transfer by phone", 503
-        )
-    try:
-        channels = await services.ami.action_list({"Action": "CoreShowChannels"}, timeout=5)
-        mine = [c for c in channels if c.get("Event") == "CoreShowChannel"]
-        citizen = next((c for c in mine if c.get("Uniqueid") == call.uniqueid), None)
-        if citizen is None:
-            raise json_error("this call has ended", 409)
-        await services.ami.action(
-            {
-                "Action": "Setvar",
-                "Channel": citizen["Channel"],
-                "Variable": "BEREIK_TRANSFER_AGENT",
-                "Value": user.extension or user.name,
-            },
-            timeout=5,
-        )
-        bridge = citizen.get("BridgeId", "")
-        peer = next(
-            (c for c in mine if bridge and c.get("BridgeId") == bridge and c is not citizen), None
-        )
-        if peer is not None:
-            # The agent's channel transfers: Asterisk sets BLINDTRANSFER on the citizen's
-            # channel and hangs up the agent's, exactly as a REFER from the phone does.
-            await services.ami.action(
-                {
-                    "Action": "BlindTransfer",
-                    "Channel": peer["Channel"],
-                    "Context": "bereik-team",
-                    "Exten": team.number,
-                },
-                timeout=5,
-            )
-        else:
-            # Not bridged yet (still in the menu or ringing the KCC): move it directly.
-            await services.ami.action(
-                {
-                    "Action": "Redirect",
-                    "Channel": citizen["Channel"],
-                    "Context": "bereik-team",
-                    "Exten": team.number,
-                    "Priority": "1",
-                },
-                timeout=5,
-            )
-    except AmiError as exc:
-        raise json_error(f"transfer failed: {exc}", 502) from None
-    return web.json_response(
-        {"call": call.id, "team": team.id, "status": "transferring"}, status=200
-    )
-
-
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/hoppers", get_hoppers)
     app.router.add_post("/api/hoppers", post_hopper)
     app.router.add_post("/api/hoppers/{id}/reassign", post_reassign)
-    app.router.add_post("/api/calls/{id}/transfer", post_transfer)

@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,13 +37,11 @@ from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
 from cti.privacy import mask_number
+from cti.services import Services
 from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan import clock
+from dialplan.config import Config
 from dialplan.hours import OpeningHours, cached_opening_hours
-
-if TYPE_CHECKING:
-    from cti.services import Services
-    from dialplan.config import Config
 
 KCC_TEAM = "kcc"
 KCC_NORM_WORKING_DAYS = 2
@@ -159,7 +157,8 @@ async def create_hopper(
 
     Returns the hopper that now carries the request: a new one, or the open one a repeat
     contact was linked to (then ``hopper.repeat_count`` went up). Raises HopperError for
-    an unknown team, an unknown reason or a missing caller number.
+    an unknown team, an unknown reason, an unknown question category or a missing caller
+    number. These are the rules of every way a hopper is made (IVR, API, KCC screen).
     """
     config = services.config
     team = team_info(config, team_id)
@@ -171,6 +170,9 @@ async def create_hopper(
         raise HopperError("created_at must be timezone-aware")
     category = category.strip().lower()[:64]
     acquisition = category == ACQUISITION
+    known = {name.lower() for name in config.categories} | {ACQUISITION}
+    if category and category not in known:
+        raise HopperError(f"onbekende vraagcategorie: {category!r}")
 
     # Two calls from one number ending at the same moment (in this process or in another
     # on the same database) must not both make a hopper: a unique index allows one open

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from cti.audit import audit
 from cti.store.db import create_engine, migrate_async, sessions
+from cti.store.models import User
 from cti.users.service import (
     ROLES,
     TOKEN_DAYS,
@@ -169,10 +172,6 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from cti.store.models import User
-
     config = load(args.config)
 
     async def work(session: Any) -> int:

@@ -9,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from cti.services import Services
-
-SERVICES = web.AppKey("services", Services)
+from cti.web import auth
+from cti.web.context import SERVICES
 
 # Each CTI plugin adds its routes through one of these (see cti/*/http.py).
 Plugin = Callable[[web.Application], None]
@@ -20,9 +20,7 @@ def create_app(services: Services, plugins: list[Plugin] | None = None) -> web.A
     app = web.Application(client_max_size=20 * 1024 * 1024)
     app[SERVICES] = services
     # Deny by default: every route but /healthz, /metrics, /login and /static/* needs a
-    # signed-in user (imported here: cti.web.auth uses SERVICES from this module).
-    from cti.web import auth
-
+    # signed-in user.
     auth.setup(app, services.instance_dir / "web-session.key")
     if services.config.tls.https:
         app.on_response_prepare.append(_strict_transport_security)

@@ -25,11 +25,14 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from cti import privacy
 from cti.store.models import User
+from cti.users.service import user_by_token
+from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
 
 log = logging.getLogger(__name__)
@@ -243,7 +246,6 @@ def _secure(request: web.Request) -> bool:
         return True
     if from_trusted_proxy(request) and request.headers.get("X-Forwarded-Proto", "") == "https":
         return True
-    from cti.web.app import SERVICES
 
     return request.app[SERVICES].config.server.public_url.startswith("https://")
 
@@ -278,8 +280,6 @@ def wants_json(request: web.Request) -> bool:
 
 
 async def _load_user(request: web.Request) -> None:
-    from cti.users.service import user_by_token
-    from cti.web.app import SERVICES
 
     sessions = request.app[SERVICES].sessions
     header = request.headers.get("Authorization", "")
@@ -379,6 +379,4 @@ def _no_store(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def _quote(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="")

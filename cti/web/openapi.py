@@ -208,25 +208,6 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("stored"), **_errors(400, 401, 403, 404, 409)},
             }
         },
-        "/api/agent/hopper": {
-            "post": {
-                "summary": "Create a hopper from the KCC screen (reason manual)",
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "team": STR,
-                            "caller": {"type": "string", "description": "default: current caller"},
-                            "category": STR,
-                            "note": STR,
-                            "call": STR,
-                        },
-                    },
-                    ["team"],
-                ),
-                "responses": {"201": _ok("created"), **_errors(400, 401, 403)},
-            }
-        },
         "/api/callers/{number}": {
             "get": {
                 "summary": "Earlier contacts and open hoppers of a phone number (audited)",
@@ -260,11 +241,18 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
             "post": {
-                "summary": "Create a hopper by hand (KCC)",
+                "summary": "Create a hopper by hand (the KCC screen's form and API clients)",
                 "requestBody": _body(
                     {
                         "type": "object",
-                        "properties": {"team": STR, "caller": STR, "category": STR, "note": STR},
+                        "properties": {
+                            "team": STR,
+                            "caller": STR,
+                            "reason": STR,
+                            "category": STR,
+                            "note": STR,
+                            "call_uniqueid": STR,
+                        },
                     },
                     ["team", "caller"],
                 ),
@@ -436,7 +424,7 @@ DOCUMENT: dict[str, Any] = {
 
 
 def setup(app: web.Application) -> None:
-    """WEB_PLUGIN entry point."""
+    """Adds the route (bereik serve wires it)."""
     app.router.add_get("/api/openapi.json", openapi)
 
 

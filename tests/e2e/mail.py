@@ -8,7 +8,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.e2e.harness import until
+from bench.exchange import until
 
 
 class Mailbox:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import PASSWORD, add_users
 
 TEAMS = """
@@ -124,16 +124,16 @@ async def test_team_isolation_csrf_and_audit(served: Exchange, http: aiohttp.Cli
     ids: dict[str, int] = {}
     for team in ("vergunningen", "belastingen"):
         made = await http.post(
-            served.url("/api/agent/hopper"),
+            served.url("/api/hoppers"),
             json={"team": team, "caller": "0612345678", "note": f"voor {team}"},
             headers=agent,
         )
         assert made.status == 201, await made.text()
         ids[team] = (await made.json())["id"]
     # Bad input is a 400 with a message, never a 500.
-    bad = await http.post(served.url("/api/agent/hopper"), data="{nonsense", headers=agent)
+    bad = await http.post(served.url("/api/hoppers"), data="{nonsense", headers=agent)
     assert bad.status == 400 and (await bad.json())["error"]
-    unknown = await http.post(served.url("/api/agent/hopper"), json={"team": "x"}, headers=agent)
+    unknown = await http.post(served.url("/api/hoppers"), json={"team": "x"}, headers=agent)
     assert unknown.status == 400
 
     # Bram (Belastingen) may not see Vergunningen's hopper, by API or by page.

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.exchange import Exchange, exchange, until
 from cti.ami.client import AmiClient
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.harness import Exchange, exchange, until
 from tests.e2e.test_norms import Prometheus
 
 QUEUE = 5

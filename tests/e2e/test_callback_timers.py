@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port, start_bereik_serve
 from cti.store.db import create_engine, migrate, sessions
 from cti.store.models import Hopper
 from dialplan import asterisk
 from dialplan.config import load
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, start_bereik_serve
 from tests.e2e.mail import Mailbox, Smtp
 
 TEAMS = """

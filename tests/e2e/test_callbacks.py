@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port
 from cti.store.db import create_engine, sessions
 from cti.store.models import Hopper
 from cti.users.service import create_user, issue_token
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 
 TEAMS = """
 [[teams]]

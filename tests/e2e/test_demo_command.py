@@ -15,7 +15,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.harness import REPO, SCENARIOS, free_port, until
+from bench.exchange import REPO, SCENARIOS, free_port, until
 
 DEMO_SIP = "127.0.0.1:5060"
 DEMO_WEB = "http://127.0.0.1:8080"

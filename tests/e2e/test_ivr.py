@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.exchange import REPO, Exchange, Phone, exchange, free_port
 from cti.store.db import create_engine, sessions
 from cti.users.service import create_user, issue_token
 from dialplan.asterisk import Installation
-from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
 
 TEAMS = """
 [[teams]]

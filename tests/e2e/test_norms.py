@@ -30,10 +30,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from bench.exchange import REPO, Exchange, Phone, exchange, free_port
 from cti.store.models import Hopper
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port
 from tests.e2e.test_teams import transfer_phone
 
 TEAMS = """

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan.asterisk import Installation
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_ivr import announce, played
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.e2e.harness import Exchange
+from bench.exchange import Exchange
 
 
 async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange) -> None:

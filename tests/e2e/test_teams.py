@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e.harness import REPO, Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 
 CITIZEN = "0612345678"

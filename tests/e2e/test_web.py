@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import add_user_with_cli, add_users, chromium, screenshot, sign_in
 
 CITIZEN = "0612345678"

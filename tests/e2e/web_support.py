@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from tests.e2e.harness import ARTIFACTS, REPO, Exchange
+from bench.exchange import ARTIFACTS, REPO, Exchange
 
 SCREENS = ARTIFACTS / "screens"
 DOC_SCREENS = REPO / "docs" / "screens"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.exchange import Exchange, exchange
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, exchange
 from tests.resilience.figures import Figures
 
 pytestmark = pytest.mark.e2e

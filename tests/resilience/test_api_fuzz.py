@@ -22,8 +22,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
+from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
 

@@ -7,7 +7,7 @@ import json
 import re
 import time
 
-from tests.e2e.harness import Exchange
+from bench.exchange import Exchange
 from tests.resilience.figures import Figures
 
 

@@ -23,9 +23,9 @@ import pytest
 
 from agi.protocol import Environment
 from agi.server import AgiChannel
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
@@ -146,11 +146,17 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
         assert [c.route for c in calls] == ["team-7001"], calls
         sip_caller = calls[0].caller
 
-        # 2. Over the API: a note of 10 kB with script, template and shell syntax.
+        # 2. Over the API: hostile text as the question category is refused (the
+        # categories are the configured ones); a note of 10 kB with script, template and
+        # shell syntax is kept.
         status, kind, body = request(
             ex, "POST", "/api/hoppers", tokens["anna"],
-            {"team": "vergunningen", "caller": "0612345002", "note": long_text,
-             "category": text[:60]},
+            {"team": "vergunningen", "caller": "0612345002", "category": text[:60]},
+        )
+        assert status == 400 and kind == "application/json" and json.loads(body)["error"]
+        status, kind, body = request(
+            ex, "POST", "/api/hoppers", tokens["anna"],
+            {"team": "vergunningen", "caller": "0612345002", "note": long_text},
         )
         assert status == 201, body
         made = json.loads(body)

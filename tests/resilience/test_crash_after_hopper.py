@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from cti.outbox import CLAIM_SECONDS
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from tests.e2e.harness import Exchange, until
+from bench.exchange import Exchange, until
 from tests.resilience.figures import Figures
 
 LOCKED_CALLER = "0701111111"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.e2e.harness import EventRecorder, Exchange
+from bench.exchange import EventRecorder, Exchange
 from tests.resilience.figures import Figures
 
 CALLS = 20

@@ -9,7 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.e2e.harness import REPO, SCENARIOS, Exchange, free_port
+from bench.exchange import REPO, SCENARIOS, Exchange, free_port
 from tests.resilience.figures import Figures
 
 

@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 
 from bench.asterisk_log import ivr_starts
+from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 

@@ -12,12 +12,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bereik.serve import web_app
+from cti.calls.live import LiveCalls
 from cti.services import Services
 from cti.store.models import AuditEntry, User
 from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verify_password
 from cti.web import auth
 from cti.web.app import create_app
-from cti.web.live import LiveCalls
 from dialplan.config import Config
 from tests.unit.memory_services import TWO_TEAMS, memory_services
 
@@ -43,7 +43,7 @@ async def change(request: web.Request) -> web.Response:
 
 async def fake_login(request: web.Request) -> web.Response:
     """Signs in as the named user (stands in for the real login form in this unit test)."""
-    from cti.web.app import SERVICES
+    from cti.web.context import SERVICES
 
     async with request.app[SERVICES].sessions() as db:
         user = (await db.execute(select(User).where(User.name == request.query["u"]))).scalar_one()

@@ -26,6 +26,7 @@ MONDAY_10 = datetime(2024, 6, 10, 8, 0, tzinfo=UTC)
 CONFIG = Config.model_validate(
     {
         "kcc": {"agents": ["2001"], "supervisor_mailbox": "kcc@example.org"},
+        "categories": {"kapvergunning": "vergunningen"},
         "phones": [
             {"extension": "2001", "name": "KCC Anna"},
             {"extension": "3001"},

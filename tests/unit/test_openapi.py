@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bereik.serve import web_app
+from cti.calls.live import LiveCalls
 from cti.services import build_services
-from cti.web.live import LiveCalls
 from cti.web.openapi import DOCUMENT
 from dialplan.config import Config
 

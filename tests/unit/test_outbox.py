@@ -13,12 +13,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from bench.exchange import free_port
 from cti.outbox import CLAIM_SECONDS, backoff, send_due
 from cti.services import Services, build_services
 from cti.store.db import create_engine, sessions
 from cti.store.models import OutboxMail
 from dialplan.config import Config
-from tests.e2e.harness import free_port
 
 
 class Collect:

@@ -7,8 +7,9 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from agi.handlers.hopper import digit_prompts, reason_for
-from agi.handlers.presence import extension_of, set_presence
-from agi.handlers.team import dial_plan, present_members
+from agi.handlers.team import dial_plan
+from cti.ami.channels import extension_of
+from cti.presence import present_members, set_presence
 from cti.services import build_services
 from cti.store.models import Base
 from dialplan.config import Team

@@ -116,9 +116,10 @@
     e.preventDefault();
     const form = new FormData(e.target);
     try {
-      const data = await api("POST", "/api/agent/hopper", {
-        caller: form.get("caller"), team: form.get("team"), category: form.get("category"),
-        note: form.get("note"), call: current ? current.linkedid : "",
+      const data = await api("POST", "/api/hoppers", {
+        caller: form.get("caller") || (current ? current.caller : ""), team: form.get("team"),
+        category: form.get("category"), note: form.get("note"),
+        call_uniqueid: current ? current.linkedid : "",
       });
       const team = document.getElementById("hopper-team").selectedOptions[0].textContent;
       status(statusLine, t("hopper created", { id: data.id, team }), true);

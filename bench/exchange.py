@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import holidays
 from sqlalchemy import create_engine, text
 
 from cti.ami.client import AmiClient
@@ -32,7 +33,7 @@ from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.config import Config, load
 from dialplan.render import load_secrets, render
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = Path(__file__).parent / "scenarios"
 DTMF_PCAPS = Path("/usr/share/sip-tester")
 ARTIFACTS = REPO / "test-artifacts"
@@ -622,8 +623,6 @@ def _rewrite_rtp(source: Path, target: Path, seq: int, ts: int) -> tuple[int, in
 
 def always_open() -> str:
     """An [hours] table open every day, every holiday included (the package's names)."""
-    import holidays
-
     year = time.gmtime().tm_year
     names = sorted(
         set(

@@ -1,0 +1,180 @@
+"""The bench's figures: its rows, the progress lines and the Markdown table it prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import screen, stats
+from dialplan import asterisk
+
+ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]
+
+
+@dataclass
+class Row:
+    name: str
+    rate: float
+    placed: int = 0
+    failed: int = 0
+    asterisk_ms: float | None = None  # CPU per call
+    agi_ms: float | None = None  # CPU per call of the AGI side
+    agi_net_ms: float | None = None  # the same, less the AGI side's CPU when idle
+    commands: float | None = None  # AGI commands per call, as counted by the AGI side
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    note: str = ""
+
+
+@dataclass
+class MaxRate:
+    rate: float = 0.0
+    placed: int = 0
+    asterisk_ms: float | None = None
+    serve_ms: float | None = None
+    serve_children_ms: float | None = None  # of serve_ms: its child processes (espeak TTS)
+    probes: list[tuple[float, int, int]] = field(default_factory=list)  # rate, placed, failed
+    path: str = "14070 → IVR → KCC"
+    note: str = ""
+
+    @property
+    def serve_share(self) -> float | None:
+        if self.asterisk_ms is None or self.serve_ms is None:
+            return None
+        total = self.asterisk_ms + self.serve_ms
+        return self.serve_ms / total if total else None
+
+
+def ms_percentiles(times: list[float]) -> tuple[float | None, float | None]:
+    p50, p99 = stats.percentile(times, 0.5), stats.percentile(times, 0.99)
+    return (p50 * 1000 if p50 is not None else None, p99 * 1000 if p99 is not None else None)
+
+
+def histogram_latencies(
+    before: str, after: str
+) -> tuple[float | None, float | None, float | None, int]:
+    name = "bereik_agi_command_seconds"
+    buckets = stats.diff(stats.scrape_histogram(after, name), stats.scrape_histogram(before, name))
+    p50, p99 = stats.histogram_quantile(buckets, 0.5), stats.histogram_quantile(buckets, 0.99)
+    count = max(buckets.values(), default=0.0)
+    return (
+        p50 * 1000 if p50 is not None else None,
+        p99 * 1000 if p99 is not None else None,
+        count,
+        agi_failures(before, after),
+    )
+
+
+def agi_failures(before: str, after: str) -> int:
+    def total(text: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(("bereik_agi_failures_total{", "bereik_agi_refused_total{"))
+        )
+
+    return round(total(after) - total(before))
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def table(rows: list[Row], best: MaxRate, seen: screen.ScreenResult) -> str:
+    header = (
+        "| row | calls/s | placed | failed | Asterisk CPU ms/call | AGI-side CPU ms/call "
+        "| AGI-side less idle | AGI cmds/call | cmd p50 ms | cmd p99 ms |"
+    )
+    lines = [header, "|" + "---|" * 10]
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.rate:.0f} | {row.placed} | {row.failed} | "
+            f"{fmt(row.asterisk_ms, 2)} | {fmt(row.agi_ms, 2)} | "
+            f"{fmt(row.agi_net_ms if row.agi_net_ms is not None else row.agi_ms, 2)} | "
+            f"{fmt(row.commands, 1)} | "
+            f"{fmt(row.p50_ms, 3)} | {fmt(row.p99_ms, 3)} |"
+        )
+    share = best.serve_share
+    lines += [
+        "",
+        "| maximum sustained rate, zero failed calls | calls/s | placed | Asterisk CPU ms/call "
+        "| bereik serve CPU ms/call | of which child processes (TTS) "
+        "| bereik serve share of CPU |",
+        "|---|---|---|---|---|---|---|",
+        f"| {best.path} | {best.rate:.0f} | {best.placed} | {fmt(best.asterisk_ms, 2)} | "
+        f"{fmt(best.serve_ms, 2)} | {fmt(best.serve_children_ms, 2)} | "
+        f"{'-' if share is None else f'{share:.0%}'} |",
+        "",
+        "probes (calls/s: placed/failed): "
+        + ", ".join(f"{r:.0f}: {p}/{f}" for r, p, f in best.probes)
+        + (f"; {best.note}" if best.note else ""),
+        "",
+        "| event to screen (AMI DialBegin → SSE /events) | calls in progress | calls "
+        "| measured | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+        f"| agent 2001's stream | {seen.in_progress} | {seen.placed} | {seen.matched} | "
+        f"{fmt(seen.p50, 2)} | {fmt(seen.p99, 2)} |" + (f"\n\n{seen.note}" if seen.note else ""),
+        "",
+        *verdict(rows, best),
+    ]
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row], best: MaxRate) -> list[str]:
+    """Bereik's targets from issue #9, checked against this run's own baselines."""
+    lines = ["targets:"]
+    by_rate: dict[float, dict[str, Row]] = {}
+    for row in rows:
+        by_rate.setdefault(row.rate, {})[row.name] = row
+    for rate, named in sorted(by_rate.items()):
+        bare, real = named.get("bare FastAGI"), named.get("Bereik ivr")
+        layer = named.get("Bereik FastAGI")
+        if bare and layer and bare.agi_ms and layer.agi_ms is not None:
+            ratio = layer.agi_ms / bare.agi_ms
+            lines.append(
+                f"- {rate:.0f}/s: Bereik's FastAGI layer (same 3 commands) CPU "
+                f"{layer.agi_ms:.2f} ms/call = {ratio:.1f} × bare"
+            )
+        if bare and real and bare.agi_ms and real.agi_ms is not None:
+            net = real.agi_net_ms if real.agi_net_ms is not None else real.agi_ms
+            ratio = net / bare.agi_ms
+            lines.append(
+                f"- {rate:.0f}/s: Bereik ivr CPU {net:.2f} ms/call less idle "
+                f"({real.agi_ms:.2f} with it) = {ratio:.1f} × bare "
+                f"({'met' if ratio <= 2 else 'MISSED'}: ≤ 2 ×)"
+            )
+        if real and real.p99_ms is not None:
+            lines.append(
+                f"- {rate:.0f}/s: Bereik command p99 {real.p99_ms:.2f} ms "
+                f"({'met' if real.p99_ms < 5 else 'MISSED'}: < 5 ms)"
+            )
+    share = best.serve_share
+    if share is not None:
+        lines.append(
+            f"- max rate {best.rate:.0f}/s: bereik serve {share:.0%} of the CPU "
+            f"({'met' if share < 0.25 else 'MISSED'}: < 25 %)"
+        )
+    return lines
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    installation = asterisk.installed()
+    version = installation.version if installation else "?"
+    return (
+        f"machine: {os.cpu_count()} cores, {cpu}; Python {sys.version.split()[0]}; "
+        f"Asterisk {version}; sipp callers on loopback"
+    )

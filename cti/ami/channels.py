@@ -1,0 +1,14 @@
+"""Asterisk channel names, read in one place."""
+
+from __future__ import annotations
+
+import re
+
+# PJSIP/<endpoint>-<sequence>: the endpoint of a phone is its extension.
+_PJSIP = re.compile(r"^PJSIP/(?P<endpoint>[^/]+)-[^-/]+$")
+
+
+def extension_of(channel: str) -> str:
+    """``PJSIP/3001-0000000a`` -> ``3001``; "" for any other channel (Local/, a dial string)."""
+    match = _PJSIP.match(channel or "")
+    return match["endpoint"][:32] if match else ""

@@ -1,0 +1,97 @@
+"""The KCC agent's live call: the call tracker's transitions -> the agent's browser (SSE).
+
+The call tracker (cti/calls/tracker.py) follows every call from the AMI events and reports
+each phone's part in it (`AgentLeg`: ringing, answered, ended); this board keeps, per
+extension, the call at that phone and pushes each change to the extension's open `/events`
+streams at once (a dict update and a put into queues: the event bus is never held up).
+The agent's actions on the call are in cti/calls/http.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cti.calls.tracker import AgentLeg
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
+
+
+@dataclass
+class AgentCall:
+    extension: str
+    channel: str  # the agent's channel (PJSIP/2001-...)
+    caller: str
+    caller_name: str
+    linkedid: str  # the uniqueid of the caller's first channel: the calls row
+    state: str = "ringing"  # ringing answered ended
+    since: float = field(default_factory=time.time)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LiveCalls:
+    """Which call is at which extension, and who is listening for it."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, AgentCall] = {}
+        self.listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+
+    def listen(self, extension: str) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
+        self.listeners.setdefault(extension, set()).add(queue)
+        return queue
+
+    def unlisten(self, extension: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.listeners.get(extension, set()).discard(queue)
+
+    def close(self) -> None:
+        """Ends every open stream (shutdown), so the server need not wait for browsers."""
+        for queues in self.listeners.values():
+            for queue in list(queues):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(CLOSE)
+
+    def _push(self, call: AgentCall) -> None:
+        for queue in list(self.listeners.get(call.extension, ())):
+            with contextlib.suppress(asyncio.QueueFull):  # a stuck browser misses an update
+                queue.put_nowait(call.as_json())
+
+    def apply(self, leg: AgentLeg) -> None:
+        """A transition of the call tracker: a phone rings, answers, or its part is over."""
+        if leg.state == "ringing":
+            new = AgentCall(
+                extension=leg.extension,
+                channel=leg.channel,
+                caller=leg.caller,
+                caller_name=leg.caller_name,
+                linkedid=leg.call,
+            )
+            self.calls[new.extension] = new
+            self._push(new)
+            return
+        call = self.calls.get(leg.extension)
+        if call is None or call.channel != leg.channel:
+            return
+        if leg.state == "answered" and call.state != "answered":
+            call.state = "answered"
+            call.since = time.time()
+            self._push(call)
+        elif leg.state == "ended":
+            self._end(call)
+
+    def _end(self, call: AgentCall) -> None:
+        call.state = "ended"
+        self.calls.pop(call.extension, None)
+        self._push(call)
+
+
+# --- HTTP ----------------------------------------------------------------------------------
