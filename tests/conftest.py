@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import exchange as harness
 from cti.store.db import migrate
 from dialplan import asterisk
-from tests.e2e import harness
 from tests.postgres import PostgresCluster
 
 BACKENDS = ("sqlite", "postgres")

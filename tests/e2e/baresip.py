@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import free_port
+from bench.exchange import free_port
 
 MODULES = Path("/usr/lib/baresip/modules")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import jinja2
 
+from bench.exchange import ARTIFACTS, free_port
 from bereik.tls import make_self_signed
 from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.render import MODULES, TEMPLATES, Directories
-from tests.e2e.harness import ARTIFACTS, free_port
 
 ADDRESS = "127.0.0.3"
 CITIZENS = "127.0.0.2"

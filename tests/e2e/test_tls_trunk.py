@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from bereik.cli import main
 from dialplan import asterisk
 from dialplan.render import load_secrets
 from tests.e2e.baresip import Baresip
-from tests.e2e.harness import Exchange, Phone, exchange, free_port, until
 from tests.e2e.provider import CITIZENS, Provider
 from tests.e2e.test_callbacks import TEAMS, _ami_connected, api, outcome, seed
 from tests.e2e.web_support import PASSWORD, add_users

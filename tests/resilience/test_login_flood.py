@@ -31,8 +31,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.harness import Exchange, Phone, exchange, free_port
 from tests.e2e.web_support import PASSWORD, add_users
 from tests.resilience.figures import Figures
 

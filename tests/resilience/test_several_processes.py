@@ -32,10 +32,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, insert, text
 
-from cti.store.db import migrate_async
-from cti.store.models import OutboxMail
-from dialplan import asterisk
-from tests.e2e.harness import (
+from bench.exchange import (
     Exchange,
     Phone,
     ServeProcess,
@@ -44,6 +41,9 @@ from tests.e2e.harness import (
     free_port,
     until,
 )
+from cti.store.db import migrate_async
+from cti.store.models import OutboxMail
+from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures

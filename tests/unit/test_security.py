@@ -21,11 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bereik.serve import web_app
+from cti.calls import http as calls_http
+from cti.calls import live
 from cti.services import Services
 from cti.store.models import AuditEntry, Base, User
 from cti.users import service as users
 from cti.users.service import create_user, issue_token
-from cti.web import auth, live, pages
+from cti.web import auth, pages
 from cti.web.app import create_app
 from dialplan.config import Config
 from tests.unit.memory_services import TWO_TEAMS, memory_services
@@ -262,7 +264,7 @@ async def test_a_new_password_and_deactivation_end_open_sessions(
 async def test_deactivating_a_user_ends_their_open_events_stream(
     services: Services, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(calls_http, "HEARTBEAT_SECONDS", 0.2)
     await sign_in(client)
     stream = await client.get("/events")
     assert stream.status == 200
