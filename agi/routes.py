@@ -11,6 +11,7 @@ from agi.handlers.presence import presence
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
 from cti.services import Services
+from cti.queue.agi import agent_code, queue_entry
 
 ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 
@@ -20,6 +21,8 @@ HANDLERS: dict[str, ServiceHandler] = {
     "team": team,
     "hopper": hopper,
     "presence": presence,
+    "queue": queue_entry,
+    "agent": agent_code,
 }
 
 

@@ -17,6 +17,7 @@ import jinja2
 
 from dialplan.asterisk import Installation
 from dialplan.config import Config
+from dialplan.music import make_music
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 
@@ -74,6 +75,10 @@ MODULES = [
     "app_exec.so",
     "app_senddtmf.so",
     "app_echo.so",
+    # the KCC's waiting line (kcc.mode = "queue"): app_queue, its music, device states
+    "app_queue.so",
+    "res_musiconhold.so",
+    "func_devstate.so",
     "func_callerid.so",
     "func_strings.so",
     "func_logic.so",
@@ -191,6 +196,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     for sub in ("etc", "lib", "run", "log", "spool", "sounds", "lib/agi-bin"):
         (instance_host / sub).mkdir(parents=True, exist_ok=True)
     secrets = load_secrets(instance_host / "secrets.json", config)
+    if config.kcc.mode == "queue":
+        make_music(instance_host / "sounds" / "moh")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,

@@ -23,7 +23,13 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     teams = [team.id for team in services.config.teams]
     async with services.sessions() as session:
-        ratios = await norm_ratios(session, teams, now, services.config.exchange.timezone)
+        ratios = await norm_ratios(
+            session,
+            teams,
+            now,
+            services.config.exchange.timezone,
+            services.config.queue.short_abandon_seconds,
+        )
         gauges = await hopper_gauges(session, now)
     services.metrics.set_norm_ratios(ratios)
     services.metrics.set_hopper_gauges(gauges)

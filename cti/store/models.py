@@ -229,3 +229,48 @@ class JobRun(Base):
     period: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("job", "period"),)
+
+
+class AgentState(Base):
+    """A KCC agent's place in a waiting line: the one truth Asterisk's queue is set from.
+
+    ``signed_in`` and ``paused`` (with ``pause_reason``) are what the agent chose (feature
+    code or screen); ``on_call_since`` and ``wrapup_until`` follow the queue's events. The
+    state shown is derived from these (cti.queue.service.state_of).
+    """
+
+    __tablename__ = "agent_states"
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), default="kcc")
+    signed_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str] = mapped_column(String(32), default="")
+    on_call_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    wrapup_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Since when the agent has been free (for the board); set when a call or pause ends.
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class QueueCall(Base):
+    """One caller's stay in a waiting line, from joining to its outcome.
+
+    outcome: answered, abandoned, overflow (max wait, full, nobody signed in, closing
+    time: the callback offer followed), callback (virtual hold chosen); "" while waiting.
+    """
+
+    __tablename__ = "queue_calls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), index=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(80), default="")
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # on entry, 1 = next
+    left_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="", index=True)
+    detail: Mapped[str] = mapped_column(String(32), default="")  # QUEUESTATUS of an overflow
+    wait_seconds: Mapped[float | None] = mapped_column(nullable=True)
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    # Seconds the agent talked (AgentComplete): the handling time the expected wait and the
+    # staffing forecast are computed from.
+    talk_seconds: Mapped[float | None] = mapped_column(nullable=True)

@@ -577,7 +577,9 @@ async def board_figures(request: web.Request) -> dict[str, Any]:
     from cti.store.models import Call
 
     async with services.sessions() as session:
-        ratios = await norm_ratios(session, teams, now, config.exchange.timezone)
+        ratios = await norm_ratios(
+            session, teams, now, config.exchange.timezone, config.queue.short_abandon_seconds
+        )
         gauges = await hopper_gauges(session, now)
         calls_today = dict(
             (

@@ -82,6 +82,9 @@ class Phone:
     extension: str
     port: int
     name: str = ""
+    # A phone that registers with its digest credentials (Exchange.register) instead of
+    # having a fixed contact address in the configuration.
+    registers: bool = False
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Exchange:
         teams_toml: str = "",
         kcc_agents: list[str] | None = None,
         hours_toml: str | None = None,
+        kcc_toml: str = "",
     ) -> None:
         self.installation = installation
         self.workdir = workdir
@@ -119,7 +123,7 @@ class Exchange:
         # Open around the clock by default, so a test's call takes the open path on a
         # Sunday night or Christmas too; tests of closed hours pass their own [hours].
         self.config_path.write_text(
-            self._toml(extra_toml, teams_toml)
+            self._toml(extra_toml, teams_toml, kcc_toml)
             + (always_open() if hours_toml is None else hours_toml)
         )
         self.config: Config = load(self.config_path)
@@ -129,10 +133,10 @@ class Exchange:
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
         self._engine = create_engine(f"sqlite:///{self.db_path}")
 
-    def _toml(self, extra: str, teams: str) -> str:
+    def _toml(self, extra: str, teams: str, kcc: str = "") -> str:
         phones = "\n".join(
             f'[[phones]]\nextension = "{p.extension}"\nname = "{p.name or p.extension}"\n'
-            f'contact = "sip:{p.extension}@127.0.0.1:{p.port}"\n'
+            + ("" if p.registers else f'contact = "sip:{p.extension}@127.0.0.1:{p.port}"\n')
             for p in self.phones
         )
         agents = ", ".join(f'"{a}"' for a in self.kcc_agents)
@@ -160,6 +164,7 @@ retry_seconds = 1
 number = "7000"
 agents = [{agents}]
 ring_seconds = 15
+{kcc}
 
 {phones}
 {teams}
@@ -267,6 +272,59 @@ ring_seconds = 15
         ring = 3_600_000 if mode == "noanswer" else ring_ms
         path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
         return self.start_sipp_uas(path, phone.port, f"sipp-{extension}")
+
+    def register(self, extension: str) -> None:
+        """Register a phone with its digest credentials; its contact is the phone's port."""
+        phone = next(p for p in self.phones if p.extension == extension)
+        secret = load_secrets(self.host_instance / "secrets.json", self.config)
+        path = self._scenario(
+            "register.xml",
+            {"extension": extension, "contact_port": str(phone.port)},
+            f"register-{extension}",
+        )
+        result = subprocess.run(
+            [
+                "sipp",
+                f"127.0.0.1:{self.ports.sip}",
+                "-sf",
+                str(path),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-m",
+                "1",
+                "-au",
+                extension,
+                "-ap",
+                secret.phones[extension],
+                "-timeout",
+                "10s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / f"register-{extension}-errors.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=20,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"{extension} did not register (sipp exit {result.returncode}): "
+                f"{result.stderr.decode(errors='replace')[-500:]}"
+            )
+
+    def agent_phone(self, extension: str, ring_ms: int, talk_ms: int) -> Path:
+        """A KCC agent's phone that answers after ring_ms and hangs up after talk_ms;
+        returns its SIP message log (what the phone saw, with times)."""
+        phone = next(p for p in self.phones if p.extension == extension)
+        path = self._scenario(
+            "agent_phone.xml", {"ring": str(ring_ms), "talk": str(talk_ms)}, f"agent-{extension}"
+        )
+        self.start_sipp_uas(path, phone.port, f"agent-{extension}", trace_messages=True)
+        return self.workdir / f"agent-{extension}-messages.log"
 
     def start_sipp_uas(
         self,

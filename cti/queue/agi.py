@@ -1,0 +1,153 @@
+"""The FastAGI handlers of the waiting line: a caller entering it, and an agent's codes.
+
+``queue_entry`` runs in ``bereik-kcc`` just before ``Queue()``. It decides the overflow
+rules that need the database (closed, nobody signed in, line full), gives the caller a
+priority by arrival (``QUEUE_PRIO``: an earlier caller is always put ahead, whatever the
+length of what each heard first), plays the KCC's announcements, and says the caller's
+place in line and, when the figures support it, the expected wait. A caller who would be
+answered at once hears nothing of the sort.
+
+``agent_code`` is the feature codes of a KCC phone: sign in, sign out, pause (with the
+reason's number after the code: *331 = the first reason in the TOML), ready.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from agi.handlers.ivr import Conversation
+from agi.handlers.presence import extension_of
+from agi.server import AgiChannel
+from bereik.services import Services
+from cti.announcements.prompts import prompt
+from cti.hoppers.service import opening_hours
+from cti.queue import service
+from cti.queue.events import line_of, record_arrival
+from cti.queue.figures import expected_wait_minutes, queue_figures
+
+# QUEUE_PRIO is a signed int in app_queue; a higher one is served first. Arrival in
+# hundredths of a second, counted down from this, wraps only every 115 days.
+PRIO_TOP = 1_000_000_000
+
+
+def arrival_priority(arrival: float) -> int:
+    return PRIO_TOP - int(arrival * 100) % PRIO_TOP
+
+
+POSITION_TEXT = {
+    "nl": "U bent nummer {n} in de wachtrij.",
+    "en": "You are number {n} in the queue.",
+}
+WAIT_TEXT = {
+    "nl": "De verwachte wachttijd is ongeveer {n} {unit}.",
+    "en": "The expected waiting time is about {n} {unit}.",
+}
+MINUTE = {"nl": ("minuut", "minuten"), "en": ("minute", "minutes")}
+
+
+async def queue_entry(channel: AgiChannel, services: Services) -> None:
+    arrival = time.time()
+    config = services.config
+    uniqueid = channel.env.uniqueid
+    await channel.set_variable("QUEUE_PRIO", arrival_priority(arrival))
+    skip = await _overflow_before_entry(services)
+    if skip:
+        status, reason = skip
+        channel.log.info("queue kcc: not entered (%s)", status)
+        await channel.set_variable("BEREIK_QUEUE_SKIP", status)
+        await channel.set_variable("BEREIK_HOPPER_REASON", reason)
+        await channel.finish()
+        return
+    line = line_of(services).line(service.KCC_QUEUE)
+    line.arriving[uniqueid] = arrival
+    position = line.position(uniqueid, arrival)
+    await record_arrival(
+        services,
+        service.KCC_QUEUE,
+        uniqueid,
+        channel.env.get("callerid"),
+        datetime.fromtimestamp(arrival, UTC),
+        position,
+    )
+    talk = Conversation(channel, services)
+    await talk.announcements("team:kcc")
+    position = line.position(uniqueid, arrival)
+    views = await service.agent_views(services)
+    free = sum(1 for view in views if view.state == "available")
+    working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
+    if position > free:
+        language = config.exchange.language
+        await talk.play(
+            await prompt(services, POSITION_TEXT[language].format(n=position)),
+            "queue_position",
+            str(position),
+        )
+        async with services.sessions() as session:
+            figures = await queue_figures(
+                session,
+                service.KCC_QUEUE,
+                datetime.now(UTC),
+                config.exchange.timezone,
+                config.queue,
+            )
+        minutes = expected_wait_minutes(position, working, figures.handle_seconds)
+        if minutes is not None:
+            unit = MINUTE[language][0 if minutes == 1 else 1]
+            await talk.play(
+                await prompt(services, WAIT_TEXT[language].format(n=minutes, unit=unit)),
+                "queue_wait",
+                str(minutes),
+            )
+    await channel.finish()
+
+
+async def _overflow_before_entry(services: Services) -> tuple[str, str] | None:
+    """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
+    config = services.config
+    if not opening_hours(config).is_open(datetime.now(UTC)):
+        return "CLOSING", "after_hours"
+    views = await service.agent_views(services)
+    if not any(view.state != "signed_out" for view in views):
+        return "JOINEMPTY", "nobody_present"
+    limit = config.queue.max_waiting
+    if limit and len(line_of(services).line(service.KCC_QUEUE).joined) >= limit:
+        return "FULL", "busy"
+    return None
+
+
+AGENT_TEXT = {
+    "sign_in": "U bent aangemeld bij de wachtrij.",
+    "sign_out": "U bent afgemeld bij de wachtrij.",
+    "pause": "U heeft pauze: {reason}.",
+    "ready": "U bent weer beschikbaar.",
+    "refused": "Dat lukt niet: {why}",
+}
+
+
+async def agent_code(channel: AgiChannel, services: Services) -> None:
+    """?action=sign_in|sign_out|pause|ready[&reason=<n>] from the agent's own phone."""
+    query = channel.query
+    action = query.get("action", "")
+    extension = extension_of(channel.env.get("channel"))
+    reason = ""
+    if action == "pause" and query.get("reason", ""):
+        reasons = list(services.config.queue.pause_reasons)
+        index = query.get("reason", "")
+        reason = (
+            reasons[int(index) - 1]
+            if index.isdigit() and 0 < int(index) <= len(reasons)
+            else f"#{index}"
+        )
+    try:
+        await service.change_state(services, extension, action, f"phone:{extension}", reason)
+        label = service.pause_reasons(services).get(reason, reason) if action == "pause" else ""
+        if action == "pause" and not reason:
+            label = next(iter(services.config.queue.pause_reasons.values()))
+        text = AGENT_TEXT[action].format(reason=label)
+    except service.QueueError as exc:
+        channel.log.info("agent code %s from %s refused: %s", action, extension, exc)
+        text = AGENT_TEXT["refused"].format(why=str(exc))
+    await channel.answer()
+    await channel.stream_file(await prompt(services, text))
+    await channel.finish()

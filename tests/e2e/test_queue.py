@@ -1,0 +1,177 @@
+"""The KCC as a waiting line (kcc.mode = "queue"), end to end: real Asterisk app_queue,
+`bereik serve`, sipp citizens on the trunk and agent phones that register with digest auth
+and sign in with the feature codes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from bereik import asterisk
+from tests.e2e import sipplog
+from tests.e2e.harness import Exchange, Phone, SippResult, exchange, free_port, until
+
+pytestmark = pytest.mark.e2e
+
+QUEUE_KCC = 'mode = "queue"'
+WRAPUP_S = 2
+SERVICE_LEVEL_S = 10
+
+
+def queue_toml(**values: object) -> str:
+    settings = {
+        "wrapup_seconds": WRAPUP_S,
+        "agent_ring_seconds": 10,
+        "service_level_seconds": SERVICE_LEVEL_S,
+        **values,
+    }
+    return "\n[queue]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+
+
+def agents(*extensions: str) -> list[Phone]:
+    return [Phone(e, free_port(), f"Agent {e}", registers=True) for e in extensions]
+
+
+async def feature_code(ex: Exchange, code: str, extension: str) -> None:
+    result = await ex.call(code, from_phone=extension, hold_ms=4000, timeout_s=30)
+    assert result.returncode == 0, result.stderr[-500:]
+
+
+async def sign_in(ex: Exchange, extension: str) -> None:
+    """The agent signs in with the feature code on their own phone; Asterisk has them."""
+    await feature_code(ex, ex.config.queue.sign_in_code, extension)
+    await until(lambda: f"PJSIP/{extension}" in ex.cli("queue show kcc"), timeout=10)
+
+
+def metric(ex: Exchange, name: str, **labels: str) -> float | None:
+    text = ex.http_get("/metrics")
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
+        if match and match.group(1) == name:
+            got = ",".join(sorted(match.group(2).split(",")))
+            if got == wanted:
+                return float(match.group(3))
+    return None
+
+
+def messages_of(result: SippResult) -> list[sipplog.SipMessage]:
+    return sipplog.read(result.stat_file.with_name(result.stat_file.stem + "-messages.log"))
+
+
+def key_time(result: SippResult, key_delay_ms: int) -> float:
+    """When the caller pressed the key: the ACK of the answer plus the scenario's pause."""
+    ack = next(m for m in messages_of(result) if m.sent and m.method == "ACK")
+    return ack.at + key_delay_ms / 1000
+
+
+def phone_calls(log: Path) -> list[dict[str, float | str]]:
+    """Per call the phone got: who (the caller's number), rung, answered and hung up at."""
+    calls: dict[str, dict[str, float | str]] = {}
+    for m in sipplog.read(log):
+        if not m.sent and m.method == "INVITE" and m.call_id not in calls:
+            calls[m.call_id] = {"caller": m.user("from"), "rung": m.at}
+        elif m.sent and m.status == 200 and m.cseq_method == "INVITE":
+            calls[m.call_id].setdefault("answered", m.at)
+        elif m.method == "BYE" and m.call_id in calls:
+            calls[m.call_id].setdefault("ended", m.at)
+    return sorted(calls.values(), key=lambda c: float(c["rung"]))
+
+
+async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_while_busy(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001", "2002")
+    key_delay_ms = 1000
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001", "2002"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        logs = {
+            p.extension: ex.agent_phone(p.extension, ring_ms=1000, talk_ms=4000) for p in phones
+        }
+        for phone in phones:
+            ex.register(phone.extension)
+            await sign_in(ex, phone.extension)
+        callers = [f"06123456{i:02d}" for i in range(1, 9)]
+
+        async with ex.ami_events() as ami:
+
+            async def citizen(index: int, number: str) -> SippResult:
+                await asyncio.sleep(index * 0.25)  # 8 callers within 2 s
+                return await ex.call(
+                    "14070",
+                    caller=number,
+                    keys="0",
+                    key_delay_ms=key_delay_ms,
+                    hold_ms=120_000,
+                    timeout_s=150,
+                )
+
+            results = await asyncio.gather(*(citizen(i, n) for i, n in enumerate(callers)))
+            heard = {
+                e["CallerIDNum"]: int(e["Id"])
+                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+                if e.get("What") == "queue_position"
+            }
+
+        assert [r.returncode for r in results] == [0] * 8, [r.stderr[-300:] for r in results]
+        seen = {ext: phone_calls(log) for ext, log in logs.items()}
+        answered = sorted(
+            (float(c["answered"]), str(c["caller"]), ext)
+            for ext, calls in seen.items()
+            for c in calls
+        )
+        # All 8 answered, each once, in the order they called.
+        assert [caller for _, caller, _ in answered] == callers
+        # No phone rang while its agent was talking or in wrap-up.
+        for ext, calls in seen.items():
+            for before, after in itertools.pairwise(calls):
+                assert float(after["rung"]) >= float(before["ended"]) + WRAPUP_S - 0.05, (
+                    ext,
+                    before,
+                    after,
+                )
+            assert all("answered" in c for c in calls), f"{ext} let a call ring out: {calls}"
+
+        # Waits as the citizens lived them: from pressing 0 to the agent's answer.
+        answer_at = {caller: at for at, caller, _ in answered}
+        waits = {
+            number: answer_at[number] - key_time(result, key_delay_ms)
+            for number, result in zip(callers, results, strict=True)
+        }
+        # Everyone who had to wait heard their place in line, and the place was right:
+        # one more than the earlier callers not yet answered when they came in.
+        for index, number in enumerate(callers):
+            if waits[number] > 4:
+                assert number in heard, f"{number} waited {waits[number]:.1f} s, heard no place"
+            if number in heard:
+                came = key_time(results[index], key_delay_ms)
+                ahead = [answer_at[c] for c in callers[:index]]
+                low = 1 + sum(1 for at in ahead if at > came + 0.5)
+                high = 1 + sum(1 for at in ahead if at > came - 0.5)
+                assert low <= heard[number] <= high, (number, heard[number], low, high)
+
+        assert ex.rows(
+            "select count(*) from queue_calls where queue = 'kcc' and outcome = 'answered'"
+        ) == [(8,)]
+        await until(lambda: metric(ex, "bereik_queue_answered_total", queue="kcc") == 8.0)
+        assert metric(ex, "bereik_queue_offered_total", queue="kcc") == 8.0
+        # The service level on /metrics matches the waits the citizens saw (a wait within
+        # half a second of the limit may fall either way).
+        surely = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S - 0.5)
+        maybe = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S + 0.5)
+        level = await until(
+            lambda: metric(ex, "bereik_queue_service_level_ratio", queue="kcc"), timeout=15
+        )
+        assert surely / 8 <= level <= maybe / 8, (level, waits)
