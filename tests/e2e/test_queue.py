@@ -175,3 +175,43 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
             lambda: metric(ex, "bereik_queue_service_level_ratio", queue="kcc"), timeout=15
         )
         assert surely / 8 <= level <= maybe / 8, (level, waits)
+
+
+TEAM_TOML = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001", "3002"]
+strategy = "ringall"
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+"""
+
+
+async def test_a_team_member_on_a_call_is_not_rung_by_the_team_number(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = [Phone("2001", free_port(), "KCC Anna"), *agents("3001", "3002")]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAM_TOML) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        carla = ex.agent_phone("3001", ring_ms=300, talk_ms=60_000)
+        ex.phone("3002", "noanswer")
+        for extension in ("3001", "3002"):
+            ex.register(extension)
+        async with ex.ami_events() as ami:
+            first = asyncio.create_task(ex.call("7001", caller="0611111111", hold_ms=20_000))
+            await ami.wait_for(
+                "DialEnd", DialStatus="ANSWER", where=lambda e: "PJSIP/3001" in e["DestChannel"]
+            )
+            second = await ex.call("7001", caller="0622222222", hold_ms=3000)
+            assert second.returncode == 0, second.stderr[-300:]
+            rung = {
+                e["DestChannel"].rsplit("-", 1)[0]
+                for e in ami.matching("DialBegin", CallerIDNum="0622222222")
+            }
+            first.cancel()
+        assert rung == {"PJSIP/3002"}
+        invites = [m for m in sipplog.read(carla) if not m.sent and m.method == "INVITE"]
+        assert [m.user("from") for m in invites] == ["0611111111"]
