@@ -215,3 +215,57 @@ async def test_a_team_member_on_a_call_is_not_rung_by_the_team_number(
         assert rung == {"PJSIP/3002"}
         invites = [m for m in sipplog.read(carla) if not m.sent and m.method == "INVITE"]
         assert [m.user("from") for m in invites] == ["0611111111"]
+
+
+async def test_a_caller_who_hangs_up_after_10_s_in_line_is_abandoned_and_missed_in_the_norm(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001")
+    key_delay_ms = 1000
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.agent_phone("2001", ring_ms=1000, talk_ms=4000)
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        # Paused for lunch (the first reason) with the pause code and the reason's digit.
+        await feature_code(ex, ex.config.queue.pause_code + "1", "2001")
+        assert ex.rows("select paused, pause_reason from agent_states") == [(1, "lunch")]
+        async with ex.ami_events() as ami:
+            # In line from the key on; the key takes 1.2 s, then 8.8 s more: 10 s in line.
+            result = await ex.call(
+                "14070", keys="0", key_delay_ms=key_delay_ms, hold_ms=8800, timeout_s=40
+            )
+            heard = [
+                e["Id"]
+                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+                if e.get("What") == "queue_position"
+            ]
+        assert result.returncode == 0, result.stderr[-300:]
+        assert heard == ["1"]
+        bye = next(m for m in messages_of(result) if m.sent and m.method == "BYE")
+        in_line = bye.at - key_time(result, key_delay_ms)
+        rows = await until(
+            lambda: ex.rows("select outcome, wait_seconds from queue_calls where outcome != ''")
+        )
+        assert [outcome for outcome, _ in rows] == ["abandoned"]
+        assert rows[0][1] == pytest.approx(in_line, abs=1.0)
+        assert 9.0 <= rows[0][1] <= 11.5
+        await until(
+            lambda: metric(ex, "bereik_queue_abandoned_total", queue="kcc", short="false") == 1.0
+        )
+        calls = await until(
+            lambda: ex.rows("select outcome, team_id from calls where outcome != ''")
+        )
+        assert calls == [("abandoned", "kcc")]
+        # Neither answered nor called back: the composite norm counts the caller as missed.
+        await until(
+            lambda: metric(ex, "bereik_service_norm_ratio", team="kcc", window="today") == 0.0
+        )
