@@ -61,6 +61,7 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
         return
     line = line_of(services).line(service.KCC_QUEUE)
     line.arriving[uniqueid] = arrival
+    line.seen.add(uniqueid)
     position = line.position(uniqueid, arrival)
     await record_arrival(
         services,

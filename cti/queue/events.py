@@ -7,11 +7,12 @@ position a new caller hears) and queues the events that change the database; the
 event after a reconnect is not counted twice.
 
 Events used (manager.conf: read class ``agent``): QueueCallerJoin (a caller entered),
-QueueCallerLeave (left the line: answered, hung up or overflowed), QueueCallerAbandon (hung
-up while in line), AgentConnect (an agent answered: HoldTime is the wait), AgentComplete
-(the call ended: wrap-up starts), AgentRingNoAnswer (an agent let it ring out: paused), and
-our dialplan's UserEvent ``BereikQueueExit`` (Queue() returned with a QUEUESTATUS: an
-overflow rule sent the caller to the callback offer).
+QueueCallerLeave (left the line), the caller's Hangup (a stay still undecided is then
+abandoned), AgentConnect (an agent answered; the wait runs from arrival), AgentComplete
+(the call ended: talk time, and wrap-up starts), AgentRingNoAnswer (an agent let it ring
+out: paused), and our dialplan's UserEvent ``BereikQueueExit`` (Queue() returned with a
+QUEUESTATUS, or the entry handler turned the caller away: an overflow to the callback
+offer).
 """
 
 from __future__ import annotations
@@ -42,12 +43,11 @@ EXTRA_KEY = "queue_line"
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 WRITTEN_EVENTS = (
     "QueueCallerJoin",
-    "QueueCallerAbandon",
     "AgentConnect",
     "AgentComplete",
     "AgentRingNoAnswer",
 )
-HANGUP_BEFORE_LINE = "BereikQueueHangup"
+HANGUP_IN_LINE = "BereikQueueHangup"
 # QUEUESTATUS after Queue() -> the overflow reason we count.
 OVERFLOW_BY_STATUS = {
     "TIMEOUT": "max_wait",
@@ -65,6 +65,11 @@ class Line:
     """Who is in one queue now: uniqueid -> (arrival for ordering, joined at)."""
 
     joined: dict[str, float] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)  # uniqueid -> channel name
+    # Every caller seen here until their channel hangs up: a hangup with the stay still
+    # undecided is an abandon (app_queue's own QueueCallerAbandon also comes for an
+    # overflow, when the caller goes on to the callback offer).
+    seen: set[str] = field(default_factory=set)
     # Callers the entry handler has seen but Asterisk has not put in line yet: they are
     # counted for the position of those who come after them.
     arriving: dict[str, float] = field(default_factory=dict)
@@ -95,19 +100,25 @@ class QueueLine:
         if name == "QueueCallerJoin":
             line = self.line(queue)
             line.joined[uniqueid] = line.arriving.pop(uniqueid, _timestamp(event))
+            line.channels[uniqueid] = str(event.get("Channel", ""))
+            line.seen.add(uniqueid)
         elif name == "QueueCallerLeave":
             self.line(queue).joined.pop(uniqueid, None)
+            self.line(queue).channels.pop(uniqueid, None)
         elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
             self.line(queue).arriving.pop(uniqueid, None)
         elif name == "Hangup":
             for queue_name, line in self.lines.items():
-                if line.arriving.pop(uniqueid, None) is not None:
-                    # Hung up while hearing the entry messages, before joining the line:
-                    # abandoned all the same.
+                line.arriving.pop(uniqueid, None)
+                if uniqueid in line.seen:
+                    # Hung up in line, or while hearing the entry messages before joining
+                    # it: abandoned, unless the stay was decided before (answered,
+                    # overflow), which the writer's guarded update respects.
+                    line.seen.discard(uniqueid)
                     self.events.put_nowait(
                         Message(
                             {
-                                "Event": HANGUP_BEFORE_LINE,
+                                "Event": HANGUP_IN_LINE,
                                 "Queue": queue_name,
                                 "Uniqueid": uniqueid,
                                 "Timestamp": str(_timestamp(event)),
@@ -144,11 +155,9 @@ class QueueLine:
             return
         now = time.time()
         line = self.line(service.KCC_QUEUE)
-        line.joined = {
-            str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0)
-            for e in entries
-            if e.get("Event") == "QueueEntry"
-        }
+        live = [e for e in entries if e.get("Event") == "QueueEntry"]
+        line.joined = {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
+        line.channels = {str(e.get("Uniqueid", "")): str(e.get("Channel", "")) for e in live}
         await self._close_lost(set(line.joined))
         self._set_waiting(service.KCC_QUEUE)
 
@@ -209,7 +218,7 @@ class QueueLine:
                 )
             if agent:
                 await service.mark_call(self.services, agent, at, started=False)
-        elif name in ("QueueCallerAbandon", HANGUP_BEFORE_LINE):
+        elif name == HANGUP_IN_LINE:
             wait = await self._decide(queue, uniqueid, "abandoned", at)
             if wait is not None:
                 short = wait < self.services.config.queue.short_abandon_seconds

@@ -269,3 +269,69 @@ async def test_a_caller_who_hangs_up_after_10_s_in_line_is_abandoned_and_missed_
         await until(
             lambda: metric(ex, "bereik_service_norm_ratio", team="kcc", window="today") == 0.0
         )
+
+
+async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_offer(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001", "2002")
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001", "2002"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        for phone in phones:
+            ex.agent_phone(phone.extension, ring_ms=1000, talk_ms=4000)
+            ex.register(phone.extension)
+            await sign_in(ex, phone.extension)
+            await feature_code(ex, ex.config.queue.pause_code, phone.extension)
+        callers = ["0611111111", "0622222222", "0633333333"]
+        waiting = [
+            asyncio.create_task(
+                ex.call("14070", caller=number, keys="0", key_delay_ms=1000, hold_ms=45_000)
+            )
+            for number in callers
+        ]
+        await until(lambda: metric(ex, "bereik_queue_callers_waiting", queue="kcc") == 3.0, 30)
+        for phone in phones:
+            await feature_code(ex, ex.config.queue.sign_out_code, phone.extension)
+        signed_out = ex.rows("select max(changed_at) from agent_states")[0][0]
+        rows = await until(
+            lambda: (
+                found
+                if len(
+                    found := ex.rows(
+                        "select caller, outcome, detail, left_at from queue_calls"
+                        " where outcome != ''"
+                    )
+                )
+                == 3
+                else None
+            ),
+            timeout=20,
+        )
+        assert sorted((caller, outcome, detail) for caller, outcome, detail, _ in rows) == [
+            (number, "overflow", "LEAVEEMPTY") for number in callers
+        ]
+        from datetime import datetime
+
+        last_out = datetime.fromisoformat(str(signed_out))
+        for *_, left_at in rows:
+            assert (datetime.fromisoformat(str(left_at)) - last_out).total_seconds() <= 3.0
+        # The offer: silence means "yes, on this number"; one KCC hopper each.
+        results = await asyncio.gather(*waiting)
+        assert [r.returncode for r in results] == [0, 0, 0]
+        hoppers = await until(
+            lambda: (
+                found
+                if len(found := ex.rows("select caller, team_id, reason from hoppers")) == 3
+                else None
+            ),
+            timeout=20,
+        )
+        assert sorted(hoppers) == [(number, "kcc", "nobody_present") for number in callers]
