@@ -335,3 +335,51 @@ async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_o
             timeout=20,
         )
         assert sorted(hoppers) == [(number, "kcc", "nobody_present") for number in callers]
+
+
+def members(ex: Exchange) -> dict[str, str]:
+    """Asterisk's own view of the KCC line: member -> "paused" or "in line"."""
+    found = {}
+    for line in ex.cli("queue show kcc").splitlines():
+        match = re.search(r"PJSIP/(\d+)", line)
+        if match:
+            found[match.group(1)] = "paused" if "paused" in line.lower() else "in line"
+    return found
+
+
+async def test_after_an_asterisk_restart_membership_and_pause_are_back_within_10_s(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001", "2002")
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001", "2002"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        logs = {p.extension: ex.agent_phone(p.extension, ring_ms=500, talk_ms=2000) for p in phones}
+        for phone in phones:
+            ex.register(phone.extension)
+            await sign_in(ex, phone.extension)
+        await feature_code(ex, ex.config.queue.pause_code + "2", "2002")
+        await until(lambda: members(ex) == {"2001": "in line", "2002": "paused"})
+
+        ex.stop_asterisk()
+        ex.start_asterisk()
+        restarted = asyncio.get_running_loop().time()
+        await until(lambda: members(ex) == {"2001": "in line", "2002": "paused"}, timeout=10)
+        back_after = asyncio.get_running_loop().time() - restarted
+        print(f"queue membership and pause back {back_after:.1f} s after Asterisk started")
+        assert ex.rows("select extension, paused, pause_reason from agent_states order by 1") == [
+            ("2001", 0, ""),
+            ("2002", 1, "backoffice"),
+        ]
+
+        result = await ex.call("14070", keys="0", key_delay_ms=1000, hold_ms=20_000)
+        assert result.returncode == 0, result.stderr[-300:]
+        rung = {ext: [c["caller"] for c in phone_calls(log)] for ext, log in logs.items()}
+        assert rung == {"2001": ["0612345678"], "2002": []}
