@@ -12,6 +12,7 @@ from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
 from cti.services import Services
 from cti.queue.agi import agent_code, queue_entry
+from cti.queue.agi import agent_code, queue_entry, virtual_hold
 
 ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 
@@ -23,6 +24,7 @@ HANDLERS: dict[str, ServiceHandler] = {
     "presence": presence,
     "queue": queue_entry,
     "agent": agent_code,
+    "vhold": virtual_hold,
 }
 
 

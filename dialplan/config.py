@@ -147,6 +147,13 @@ class Queue(Strict):
         "backoffice": "Backoffice",
         "overleg": "Overleg",
     }
+    # Virtual hold: a caller in line may press 1 to be called back when their turn comes,
+    # keeping their place; the citizen is rung this long, this many times, this far apart,
+    # and when never reached the KCC gets a hopper.
+    virtual_hold: bool = True
+    callback_attempts: int = Field(2, ge=1, le=5)
+    callback_retry_seconds: int = Field(120, ge=1, le=3600)
+    callback_ring_seconds: int = Field(30, ge=5, le=120)
     sign_in_code: FeatureCode = "*31"
     sign_out_code: FeatureCode = "*32"
     pause_code: FeatureCode = "*33"

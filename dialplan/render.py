@@ -75,10 +75,12 @@ MODULES = [
     "app_exec.so",
     "app_senddtmf.so",
     "app_echo.so",
-    # the KCC's waiting line (kcc.mode = "queue"): app_queue, its music, device states
+    # the KCC's waiting line (kcc.mode = "queue"): app_queue, its music, device states,
+    # CUT for the virtual hold's placeholder
     "app_queue.so",
     "res_musiconhold.so",
     "func_devstate.so",
+    "func_cut.so",
     "func_callerid.so",
     "func_strings.so",
     "func_logic.so",

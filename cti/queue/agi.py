@@ -16,13 +16,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from agi.handlers.hopper import ask_callback_number, digit_prompts
 from agi.handlers.ivr import Conversation
 from agi.handlers.presence import extension_of
 from agi.server import AgiChannel
 from bereik.services import Services
 from cti.announcements.prompts import prompt
-from cti.hoppers.service import opening_hours
-from cti.queue import service
+from cti.hoppers.service import normalise_number, opening_hours
+from cti.queue import service, vhold
 from cti.queue.events import line_of, record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
 
@@ -44,6 +45,11 @@ WAIT_TEXT = {
     "en": "The expected waiting time is about {n} {unit}.",
 }
 MINUTE = {"nl": ("minuut", "minuten"), "en": ("minute", "minutes")}
+VHOLD_OFFER = (
+    "Wilt u liever teruggebeld worden zonder uw plaats in de wachtrij te verliezen? Toets 1."
+)
+VHOLD_PROMISE = "U wordt teruggebeld zodra u aan de beurt bent"
+VHOLD_KEY = "1"
 
 
 async def queue_entry(channel: AgiChannel, services: Services) -> None:
@@ -100,6 +106,40 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
                 "queue_wait",
                 str(minutes),
             )
+        if config.queue.virtual_hold:
+            key = await talk.play(await prompt(services, VHOLD_OFFER), "queue_vhold_offer")
+            if key == VHOLD_KEY:
+                # Pressed before joining the line: the same path as a key in the line.
+                await channel.set_variable("BEREIK_VHOLD_KEY", VHOLD_KEY)
+    await channel.finish()
+
+
+async def virtual_hold(channel: AgiChannel, services: Services) -> None:
+    """The caller pressed 1 while waiting: confirm the number, keep the place, hang up.
+
+    Sets BEREIK_ROUTE=hangup when the callback is promised, and BEREIK_ROUTE=back when there
+    is no number to call (the caller goes back into the line at the same place: the
+    channel still has its QUEUE_PRIO).
+    """
+    caller_id = normalise_number(channel.env.get("callerid"))
+    if caller_id in ("", "0"):
+        caller_id = ""
+    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id)
+    priority = int(await channel.get_variable("QUEUE_PRIO") or 0)
+    if not number:
+        await channel.set_variable("BEREIK_ROUTE", "back")
+        await channel.finish()
+        return
+    await vhold.request(services, channel.env.uniqueid, number, priority, datetime.now(UTC))
+    channel.log.info("virtual hold: called back on %s when it is their turn", number[-4:])
+    goodbye = [
+        "Dank u wel. U behoudt uw plaats en wordt teruggebeld op",
+        *digit_prompts(number),
+        "Tot ziens.",
+    ]
+    for text in goodbye:
+        await channel.stream_file(await prompt(services, text))
+    await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
 
 

@@ -201,6 +201,8 @@ class QueueLine:
         agent = extension_of(str(event.get("Interface", "")))
         metrics = queue_metrics(self.services)
         if name == "QueueCallerJoin":
+            if is_placeholder(str(event.get("Channel", ""))):
+                return  # a virtual hold's stand-in: its caller's stay was decided already
             caller = str(event.get("CallerIDNum", ""))
             await record_arrival(self.services, queue, uniqueid, caller, at)
         elif name == "AgentConnect":
@@ -271,6 +273,11 @@ class QueueLine:
         metrics.wait.labels(queue).observe(wait)
         if wait <= self.services.config.queue.service_level_seconds:
             metrics.answered_in_level.labels(queue).inc()
+
+
+def is_placeholder(channel: str) -> bool:
+    """The Local channel that holds a virtual-hold caller's place (cti/queue/vhold.py)."""
+    return channel.startswith("Local/") and "@bereik-vhold-line" in channel
 
 
 def _timestamp(event: Mapping[str, Any]) -> float:

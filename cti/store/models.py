@@ -274,3 +274,26 @@ class QueueCall(Base):
     # Seconds the agent talked (AgentComplete): the handling time the expected wait and the
     # staffing forecast are computed from.
     talk_seconds: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class VirtualHold(Base):
+    """A caller who pressed 1 in line: called back when their turn comes, keeping their place.
+
+    status: pending (waiting for its next try), queued (its placeholder is in the line),
+    calling (an agent took it; the citizen rings), reached, failed (a KCC hopper was made).
+    """
+
+    __tablename__ = "virtual_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), default="kcc")
+    call_uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    number: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer)  # QUEUE_PRIO of the original arrival
+    arrived_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    hopper_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -326,6 +326,24 @@ ring_seconds = 15
         self.start_sipp_uas(path, phone.port, f"agent-{extension}", trace_messages=True)
         return self.workdir / f"agent-{extension}-messages.log"
 
+    def citizen(
+        self, mode: str, ring_ms: int = 300, hold_ms: int = 1500
+    ) -> subprocess.Popen[bytes]:
+        """A citizen's phone on the trunk (called back by the exchange): answer (and hang up
+        after hold_ms), noanswer or busy. Its SIP messages go to citizen-<mode>-messages.log."""
+        label = f"citizen-{mode}-{time.monotonic_ns()}"
+        if mode == "busy":
+            path = self._scenario("busy_phone.xml", {}, label)
+        elif mode == "noanswer":
+            path = self._scenario("phone.xml", {"ring": "3600000"}, label)
+        else:
+            path = self._scenario(
+                "citizen.xml", {"ring": str(ring_ms), "hold": str(hold_ms)}, label
+            )
+        return self.start_sipp_uas(
+            path, self.ports.trunk, f"citizen-{mode}", trace_messages=True, settle_s=0.3
+        )
+
     def start_sipp_uas(
         self,
         scenario: Path,

@@ -383,3 +383,87 @@ async def test_after_an_asterisk_restart_membership_and_pause_are_back_within_10
         assert result.returncode == 0, result.stderr[-300:]
         rung = {ext: [c["caller"] for c in phone_calls(log)] for ext, log in logs.items()}
         assert rung == {"2001": ["0612345678"], "2002": []}
+
+
+async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their_turn(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001")
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(callback_ring_seconds=10),
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        agent_log = ex.agent_phone("2001", ring_ms=1000, talk_ms=2000)
+        citizen_phone = ex.citizen("answer", ring_ms=500, hold_ms=2000)
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        await feature_code(ex, ex.config.queue.pause_code, "2001")  # the line builds up
+        first, second, third, fourth, fifth = (
+            "0611111111",
+            "0622222222",
+            "0633333333",
+            "0644444444",
+            "0655555555",
+        )
+
+        async def caller(number: str, keys: str = "0", delay: float = 0.0) -> SippResult:
+            await asyncio.sleep(delay)
+            return await ex.call(
+                "14070",
+                caller=number,
+                keys=keys,
+                key_delay_ms=1000,
+                hold_ms=90_000,
+                timeout_s=150,
+            )
+
+        async with ex.ami_events() as ami:
+            calls = [
+                asyncio.create_task(caller(first)),
+                asyncio.create_task(caller(second, delay=0.5)),
+                # Third in line; presses 1 once in line (after its entry messages).
+                asyncio.create_task(caller(third, keys="0" + "," * 14 + "1", delay=1.0)),
+                asyncio.create_task(caller(fourth, delay=1.5)),
+                asyncio.create_task(caller(fifth, delay=2.0)),
+            ]
+            await until(lambda: ex.rows("select number, status from virtual_holds"), 45)
+            heard = {
+                e["CallerIDNum"]: e["Id"]
+                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
+                if e.get("What") == "queue_position"
+            }
+            assert heard[third] == "3"
+            await feature_code(ex, ex.config.queue.ready_code, "2001")
+            results = await asyncio.gather(*calls)
+            await until(lambda: ex.rows("select status from virtual_holds") == [("reached",)], 30)
+        assert [r.returncode for r in results] == [0] * 5, [r.stderr[-300:] for r in results]
+        served = [str(c["caller"]) for c in phone_calls(agent_log) if "answered" in c]
+        # The callback comes in the third caller's own turn: after the two ahead of it,
+        # before those who came later; exactly once.
+        assert served == [first, second, third, fourth, fifth]
+        citizen_invites = [
+            m
+            for m in sipplog.read(tmp_path / "citizen-answer-messages.log")
+            if not m.sent and m.method == "INVITE"
+        ]
+        assert [m.user("to") for m in citizen_invites] == [third]
+        assert citizen_phone.poll() is None or citizen_phone.returncode == 0
+        ((arrived, reached),) = ex.rows("select arrived_at, reached_at from virtual_holds")
+        from datetime import datetime
+
+        total = datetime.fromisoformat(str(reached)) - datetime.fromisoformat(str(arrived))
+        print(f"virtual hold: citizen reached {total.total_seconds():.1f} s after joining the line")
+        assert total.total_seconds() > 5
+        await until(
+            lambda: (
+                metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="reached") == 1.0
+            )
+        )
+        assert metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="offered") == 1.0
+        assert metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="made") == 1.0

@@ -1,4 +1,4 @@
-"""the KCC waiting line: agent states and one row per caller in line
+"""the KCC waiting line: agent states, one row per caller in line, virtual holds
 
 Revision ID: 0004
 Revises: 0003
@@ -46,11 +46,30 @@ def upgrade() -> None:
         sa.Column("agent", sa.String(length=32), nullable=False),
         sa.Column("talk_seconds", sa.Float(), nullable=True),
     )
+    op.create_table(
+        "virtual_holds",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("queue", sa.String(length=32), nullable=False),
+        sa.Column("call_uniqueid", sa.String(length=64), nullable=False, unique=True),
+        sa.Column("number", sa.String(length=32), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("arrived_at", UtcDateTime(), nullable=False),
+        sa.Column("requested_at", UtcDateTime(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_at", UtcDateTime(), nullable=False),
+        sa.Column("agent", sa.String(length=32), nullable=False),
+        sa.Column("reached_at", UtcDateTime(), nullable=True),
+        sa.Column("hopper_id", sa.Integer(), nullable=True),
+    )
+    op.create_index("ix_virtual_holds_status", "virtual_holds", ["status"])
+    op.create_index("ix_virtual_holds_requested_at", "virtual_holds", ["requested_at"])
     op.create_index("ix_queue_calls_queue", "queue_calls", ["queue"])
     op.create_index("ix_queue_calls_joined_at", "queue_calls", ["joined_at"])
     op.create_index("ix_queue_calls_outcome", "queue_calls", ["outcome"])
 
 
 def downgrade() -> None:
+    op.drop_table("virtual_holds")
     op.drop_table("queue_calls")
     op.drop_table("agent_states")
