@@ -8,12 +8,14 @@ import asyncio
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bereik import asterisk
 from tests.e2e import sipplog
 from tests.e2e.harness import Exchange, Phone, SippResult, exchange, free_port, until
+from tests.e2e.mail import Smtp
 
 pytestmark = pytest.mark.e2e
 
@@ -467,3 +469,65 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         )
         assert metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="offered") == 1.0
         assert metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="made") == 1.0
+
+
+async def test_a_virtual_hold_citizen_who_never_answers_gets_one_kcc_hopper_mailed_once(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = agents("2001")
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC + '\nsupervisor_mailbox = "kcc@gemeente.example"',
+        extra_toml=queue_toml(
+            callback_attempts=2, callback_retry_seconds=2, callback_ring_seconds=5
+        ),
+    ) as ex:
+        smtp = Smtp(ex.ports.smtp)
+        mailbox = smtp.start()
+        try:
+            ex.start_asterisk()
+            ex.start_serve()
+            agent_log = ex.agent_phone("2001", ring_ms=1000, talk_ms=2000)
+            ex.citizen("noanswer")
+            ex.register("2001")
+            await sign_in(ex, "2001")
+            await feature_code(ex, ex.config.queue.pause_code, "2001")
+            number = "0633333333"
+            result = await ex.call(
+                "14070",
+                caller=number,
+                keys="0" + "," * 14 + "1",
+                key_delay_ms=1000,
+                hold_ms=60_000,
+                timeout_s=90,
+            )
+            assert result.returncode == 0, result.stderr[-300:]
+            # Its placeholder waits in the line while the agent is paused.
+            await until(lambda: ex.rows("select status from virtual_holds") == [("queued",)])
+            await feature_code(ex, ex.config.queue.ready_code, "2001")
+            await until(lambda: ex.rows("select status from virtual_holds") == [("failed",)], 60)
+            hoppers = await until(
+                lambda: ex.rows("select caller, team_id, reason, status from hoppers"), 10
+            )
+            assert hoppers == [(number, "kcc", "no_answer", "open")]
+
+            def hopper_mails() -> list[Any]:
+                return [m for m in mailbox.messages if "Terugbelverzoek" in str(m["Subject"])]
+
+            await until(hopper_mails, 20)
+            await asyncio.sleep(3)  # the outbox retries every second: a second mail would show
+            assert [m["To"] for m in hopper_mails()] == ["kcc@gemeente.example"]
+            rung = [c["caller"] for c in phone_calls(agent_log)]
+            citizen_invites = [
+                m
+                for m in sipplog.read(tmp_path / "citizen-noanswer-messages.log")
+                if not m.sent and m.method == "INVITE"
+            ]
+            # Two tries, each with the agent on the line first, then the citizen's phone.
+            assert rung == [number, number]
+            assert [m.user("to") for m in citizen_invites] == [number, number]
+        finally:
+            smtp.stop()
