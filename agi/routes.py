@@ -10,9 +10,8 @@ from agi.handlers.operator import operator
 from agi.handlers.presence import presence
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
-from cti.services import Services
-from cti.queue.agi import agent_code, queue_entry
 from cti.queue.agi import agent_code, queue_entry, virtual_hold
+from cti.services import Services
 
 ServiceHandler = Callable[[AgiChannel, Services], Awaitable[None]]
 

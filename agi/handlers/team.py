@@ -23,8 +23,8 @@ from agi.handlers.ivr import Conversation, record_call
 from agi.server import AgiChannel
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
-from cti.services import Services
 from cti.queue.service import unavailable_agents
+from cti.services import Services
 from cti.store.models import Presence
 from dialplan import clock
 from dialplan.config import Team

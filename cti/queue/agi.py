@@ -20,12 +20,12 @@ from agi.handlers.hopper import ask_callback_number, digit_prompts
 from agi.handlers.ivr import Conversation
 from agi.handlers.presence import extension_of
 from agi.server import AgiChannel
-from bereik.services import Services
 from cti.announcements.prompts import prompt
 from cti.hoppers.service import normalise_number, opening_hours
 from cti.queue import service, vhold
-from cti.queue.events import line_of, record_arrival
+from cti.queue.events import record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
+from cti.services import Services
 
 # QUEUE_PRIO is a signed int in app_queue; a higher one is served first. Arrival in
 # hundredths of a second, counted down from this, wraps only every 115 days.
@@ -65,10 +65,8 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
         await channel.set_variable("BEREIK_HOPPER_REASON", reason)
         await channel.finish()
         return
-    line = line_of(services).line(service.KCC_QUEUE)
-    line.arriving[uniqueid] = arrival
-    line.seen.add(uniqueid)
-    position = line.position(uniqueid, arrival)
+    arrived = datetime.fromtimestamp(arrival, UTC)
+    position = await service.place_in_line(services, arrived)
     await record_arrival(
         services,
         service.KCC_QUEUE,
@@ -79,7 +77,7 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
     )
     talk = Conversation(channel, services)
     await talk.announcements("team:kcc")
-    position = line.position(uniqueid, arrival)
+    position = await service.place_in_line(services, arrived)
     views = await service.agent_views(services)
     free = sum(1 for view in views if view.state == "available")
     working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
@@ -152,7 +150,7 @@ async def _overflow_before_entry(services: Services) -> tuple[str, str] | None:
     if not any(view.state != "signed_out" for view in views):
         return "JOINEMPTY", "nobody_present"
     limit = config.queue.max_waiting
-    if limit and len(line_of(services).line(service.KCC_QUEUE).joined) >= limit:
+    if limit and (await service.waiting_now(services, datetime.now(UTC)))[0] >= limit:
         return "FULL", "busy"
     return None
 

@@ -30,16 +30,13 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 
 from agi.handlers.presence import extension_of
-from bereik.services import Services
-from cti.ami.bus import EventBus
 from cti.ami.client import AmiError
 from cti.queue import service
-from cti.queue.metrics import queue_metrics
+from cti.services import Services
 from cti.store.models import QueueCall
 
 log = logging.getLogger("bereik.queue")
 
-EXTRA_KEY = "queue_line"
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 WRITTEN_EVENTS = (
     "QueueCallerJoin",
@@ -62,27 +59,23 @@ OVERFLOW_BY_STATUS = {
 
 @dataclass
 class Line:
-    """Who is in one queue now: uniqueid -> (arrival for ordering, joined at)."""
+    """Who is in one queue now, as the events tell: for the gauges only (the entry handler
+    and the screens read the database, so every process sees the same line)."""
 
-    joined: dict[str, float] = field(default_factory=dict)
-    channels: dict[str, str] = field(default_factory=dict)  # uniqueid -> channel name
-    # Every caller seen here until their channel hangs up: a hangup with the stay still
-    # undecided is an abandon (app_queue's own QueueCallerAbandon also comes for an
-    # overflow, when the caller goes on to the callback offer).
+    joined: dict[str, float] = field(default_factory=dict)  # uniqueid -> joined at
+    # Every caller seen coming to the line, until their channel hangs up: a hangup with the
+    # stay still undecided is an abandon (app_queue's own QueueCallerAbandon also comes for
+    # an overflow, when the caller goes on to the callback offer).
     seen: set[str] = field(default_factory=set)
-    # Callers the entry handler has seen but Asterisk has not put in line yet: they are
-    # counted for the position of those who come after them.
-    arriving: dict[str, float] = field(default_factory=dict)
-
-    def position(self, uniqueid: str, arrival: float) -> int:
-        ahead = [t for u, t in {**self.joined, **self.arriving}.items() if u != uniqueid]
-        return 1 + sum(1 for t in ahead if t < arrival)
 
     def longest(self, now: float) -> float:
         return max((now - t for t in self.joined.values()), default=0.0)
 
 
-class QueueLine:
+class QueueEvents:
+    """Made once by `bereik serve`: ``on_event`` on the bus, ``on_connected`` on the AMI
+    client, ``run`` as a worker."""
+
     def __init__(self, services: Services) -> None:
         self.services = services
         self.lines: dict[str, Line] = {service.KCC_QUEUE: Line()}
@@ -96,20 +89,23 @@ class QueueLine:
     def on_event(self, event: Message) -> None:
         name = event.get("Event", "")
         queue = str(event.get("Queue", ""))
-        uniqueid = str(event.get("Uniqueid", ""))
+        uniqueid = _first(event.get("Uniqueid", ""))
         if name == "QueueCallerJoin":
             line = self.line(queue)
-            line.joined[uniqueid] = line.arriving.pop(uniqueid, _timestamp(event))
-            line.channels[uniqueid] = str(event.get("Channel", ""))
+            line.joined[uniqueid] = _timestamp(event)
             line.seen.add(uniqueid)
         elif name == "QueueCallerLeave":
             self.line(queue).joined.pop(uniqueid, None)
-            self.line(queue).channels.pop(uniqueid, None)
-        elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
-            self.line(queue).arriving.pop(uniqueid, None)
+        elif (
+            name == "UserEvent"
+            and event.get("UserEvent") == "BereikRoute"
+            and event.get("Team") == service.KCC_QUEUE
+        ):
+            # Came to the KCC: from here a hangup before an answer is an abandon.
+            self.line(service.KCC_QUEUE).seen.add(uniqueid)
+            return
         elif name == "Hangup":
             for queue_name, line in self.lines.items():
-                line.arriving.pop(uniqueid, None)
                 if uniqueid in line.seen:
                     # Hung up in line, or while hearing the entry messages before joining
                     # it: abandoned, unless the stay was decided before (answered,
@@ -136,7 +132,7 @@ class QueueLine:
     def _set_waiting(self, queue: str) -> None:
         if queue not in self.lines:
             return
-        metrics = queue_metrics(self.services)
+        metrics = self.services.metrics.queue
         line = self.lines[queue]
         metrics.waiting.labels(queue).set(len(line.joined))
         metrics.longest.labels(queue).set(round(line.longest(time.time()), 1))
@@ -157,7 +153,6 @@ class QueueLine:
         line = self.line(service.KCC_QUEUE)
         live = [e for e in entries if e.get("Event") == "QueueEntry"]
         line.joined = {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
-        line.channels = {str(e.get("Uniqueid", "")): str(e.get("Channel", "")) for e in live}
         await self._close_lost(set(line.joined))
         self._set_waiting(service.KCC_QUEUE)
 
@@ -199,7 +194,7 @@ class QueueLine:
         uniqueid = str(event.get("Uniqueid", ""))
         at = datetime.fromtimestamp(_timestamp(event), UTC)
         agent = extension_of(str(event.get("Interface", "")))
-        metrics = queue_metrics(self.services)
+        metrics = self.services.metrics.queue
         if name == "QueueCallerJoin":
             if is_placeholder(str(event.get("Channel", ""))):
                 return  # a virtual hold's stand-in: its caller's stay was decided already
@@ -267,7 +262,7 @@ class QueueLine:
             return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
 
     def _count_answered(self, queue: str, wait: float) -> None:
-        metrics = queue_metrics(self.services)
+        metrics = self.services.metrics.queue
         metrics.offered.labels(queue).inc()
         metrics.answered.labels(queue).inc()
         metrics.wait.labels(queue).observe(wait)
@@ -280,35 +275,16 @@ def is_placeholder(channel: str) -> bool:
     return channel.startswith("Local/") and "@bereik-vhold-line" in channel
 
 
+def _first(value: Any) -> str:
+    """A header given twice (our UserEvent's Uniqueid beside the channel's) comes as a list."""
+    return str(value[0] if isinstance(value, list) and value else value)
+
+
 def _timestamp(event: Mapping[str, Any]) -> float:
     try:
         return float(event.get("Timestamp") or time.time())
     except (TypeError, ValueError):
         return time.time()
-
-
-def line_of(services: Services) -> QueueLine:
-    found = services.extras.get(EXTRA_KEY)
-    if isinstance(found, QueueLine):
-        return found
-    line = services.extras[EXTRA_KEY] = QueueLine(services)
-    return line
-
-
-def subscribe(services: Services, bus: EventBus) -> None:
-    if not service.queue_enabled(services):
-        return
-    line = line_of(services)
-    queue_metrics(services)
-    bus.subscribe(line.on_event)
-    if services.ami is not None:
-        services.ami.on_connected.append(line.on_connected)
-
-
-async def run(services: Services) -> None:
-    if not service.queue_enabled(services):
-        return
-    await line_of(services).run()
 
 
 async def record_arrival(

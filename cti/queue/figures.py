@@ -23,13 +23,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bereik.config import Queue as QueueSettings
-from bereik.services import Services
+from cti.calls.norms import count_if, window_starts
 from cti.queue import service
 from cti.queue.erlang import agents_needed
-from cti.queue.metrics import queue_metrics
+from cti.services import Services
 from cti.store.models import QueueCall
-from metrics.norms import count_if, window_starts
+from dialplan.config import Queue as QueueSettings
 
 log = logging.getLogger("bereik.queue")
 
@@ -149,7 +148,7 @@ async def refresh(services: Services, now: datetime | None = None) -> QueueFigur
             session, service.KCC_QUEUE, now, config.exchange.timezone, config.queue
         )
     views = await service.agent_views(services, now)
-    metrics = queue_metrics(services)
+    metrics = services.metrics.queue
     counts: dict[str, int] = {}
     for view in views:
         counts[view.state] = counts.get(view.state, 0) + 1

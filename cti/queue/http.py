@@ -8,7 +8,6 @@ supervisor may name another (to sign out someone who went home signed in).
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from cti.queue import service
-from cti.queue.events import line_of
 from cti.queue.figures import forecast, queue_figures
 from cti.web import auth
 from cti.web.app import SERVICES
@@ -37,11 +35,11 @@ async def agent_state(request: web.Request) -> web.Response:
     user = auth.require_role(request, "agent")
     services = request.app[SERVICES]
     if not service.queue_enabled(services):
-        raise web.HTTPNotFound(**json_error("het KCC werkt niet met een wachtrij"))
+        raise json_error("het KCC werkt niet met een wachtrij", 404)
     views = {v.extension: v for v in await service.agent_views(services)}
     view = views.get(user.extension)
     if view is None:
-        raise web.HTTPNotFound(**json_error(f"toestel {user.extension!r} is geen KCC-toestel"))
+        raise json_error(f"toestel {user.extension!r} is geen KCC-toestel", 404)
     return web.json_response(
         {
             "extension": view.extension,
@@ -70,7 +68,7 @@ async def change_agent_state(request: web.Request) -> web.Response:
             reason=str(body.get("reason", "")),
         )
     except service.QueueError as exc:
-        raise web.HTTPBadRequest(**json_error(str(exc))) from None
+        raise json_error(str(exc)) from None
     return web.json_response({"extension": extension, "state": state})
 
 
@@ -83,14 +81,14 @@ async def queue_figures_json(services: Any) -> dict[str, Any]:
             session, service.KCC_QUEUE, now, config.exchange.timezone, config.queue
         )
     views = await service.agent_views(services, now)
-    line = line_of(services).line(service.KCC_QUEUE)
+    waiting, longest = await service.waiting_now(services, now)
     by_state = {state: 0 for state in service.STATES}
     for view in views:
         by_state[view.state] += 1
     return {
         "queue": service.KCC_QUEUE,
-        "waiting": len(line.joined),
-        "longest_wait_seconds": round(line.longest(time.time()), 1),
+        "waiting": waiting,
+        "longest_wait_seconds": round(longest, 1),
         "agents_by_state": by_state,
         "agents": [
             {"extension": v.extension, "name": v.name, "state": v.state, "reason": v.reason}
@@ -106,5 +104,5 @@ async def queue_json(request: web.Request) -> web.Response:
     auth.require_role(request, "agent", "supervisor", "lead")
     services = request.app[SERVICES]
     if not service.queue_enabled(services):
-        raise web.HTTPNotFound(**json_error("het KCC werkt niet met een wachtrij"))
+        raise json_error("het KCC werkt niet met een wachtrij", 404)
     return web.json_response(await queue_figures_json(services))

@@ -13,11 +13,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from bereik.services import Services
 from cti.ami.client import AmiError
 from cti.hoppers.service import opening_hours
 from cti.queue import service
-from cti.queue.events import line_of
+from cti.queue.events import is_placeholder
+from cti.services import Services
 
 log = logging.getLogger("bereik.queue")
 
@@ -26,12 +26,16 @@ CLOSING_CONTEXT = "bereik-kcc-closing"
 
 
 async def send_waiting_to_callback(services: Services) -> int:
-    """Redirect every caller in the KCC's line to the callback offer; how many went."""
+    """Redirect every caller in the KCC's line (as Asterisk lists it) to the callback
+    offer; how many went. Virtual-hold placeholders stay: their citizens hung up already."""
     ami = services.ami
-    line = line_of(services).line(service.KCC_QUEUE)
+    if ami is None:
+        return 0
+    entries = await ami.action_list({"Action": "QueueStatus", "Queue": service.KCC_QUEUE})
     moved = 0
-    for uniqueid, channel in list(line.channels.items()):
-        if ami is None or not channel:
+    for entry in entries:
+        channel = str(entry.get("Channel", ""))
+        if entry.get("Event") != "QueueEntry" or not channel or is_placeholder(channel):
             continue
         try:
             await ami.action(
@@ -45,9 +49,7 @@ async def send_waiting_to_callback(services: Services) -> int:
             )
             moved += 1
         except AmiError as exc:
-            log.warning(
-                "closing time: caller %s not moved to the callback offer (%s)", uniqueid, exc
-            )
+            log.warning("closing time: %s not moved to the callback offer (%s)", channel, exc)
     return moved
 
 
@@ -57,8 +59,11 @@ async def run(services: Services, interval: float | None = None) -> None:
     while True:
         await asyncio.sleep(interval or CHECK_SECONDS)
         try:
-            line = line_of(services).line(service.KCC_QUEUE)
-            if line.channels and not opening_hours(services.config).is_open(datetime.now(UTC)):
+            now = datetime.now(UTC)
+            if opening_hours(services.config).is_open(now):
+                continue
+            waiting, _ = await service.waiting_now(services, now)
+            if waiting:
                 moved = await send_waiting_to_callback(services)
                 log.info("closing time: %d callers in line moved to the callback offer", moved)
         except Exception:

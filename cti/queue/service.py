@@ -19,12 +19,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from bereik.services import Services
 from cti.ami.client import AmiActionFailed, AmiClient, AmiError
 from cti.audit import audit
-from cti.store.models import AgentState
+from cti.services import Services
+from cti.store.models import AgentState, QueueCall, VirtualHold
 
 log = logging.getLogger("bereik.queue")
 
@@ -304,3 +304,39 @@ async def mark_call(services: Services, extension: str, at: datetime, *, started
             seconds = services.config.queue.wrapup_seconds
             row.wrapup_until = at + timedelta(seconds=seconds) if seconds else None
         row.changed_at = at
+
+
+async def place_in_line(services: Services, arrival: datetime) -> int:
+    """The place of a caller who came at `arrival`: one more than those who came earlier
+    and are still waiting (in line or hearing the entry messages), callbacks that keep a
+    place included. From the database, so every process counts the same line."""
+    async with services.sessions() as session:
+        callers = await session.scalar(
+            select(func.count()).where(
+                QueueCall.queue == KCC_QUEUE,
+                QueueCall.outcome == "",
+                QueueCall.joined_at < arrival,
+            )
+        )
+        callbacks = await session.scalar(
+            select(func.count()).where(
+                VirtualHold.queue == KCC_QUEUE,
+                VirtualHold.status.in_(("pending", "queued")),
+                VirtualHold.arrived_at < arrival,
+            )
+        )
+    return 1 + int(callers or 0) + int(callbacks or 0)
+
+
+async def waiting_now(services: Services, now: datetime) -> tuple[int, float]:
+    """(callers waiting, seconds the longest has waited) in the KCC's line now."""
+    async with services.sessions() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(QueueCall.joined_at)).where(
+                    QueueCall.queue == KCC_QUEUE, QueueCall.outcome == ""
+                )
+            )
+        ).one()
+    longest = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return int(count), max(longest, 0.0)

@@ -28,12 +28,10 @@ from typing import Any, cast
 from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 
-from bereik.services import Services
-from cti.ami.bus import EventBus
 from cti.ami.client import AmiError
 from cti.hoppers.service import HopperError, create_hopper
 from cti.queue import service
-from cti.queue.metrics import queue_metrics
+from cti.services import Services
 from cti.store.models import QueueCall, VirtualHold
 
 log = logging.getLogger("bereik.queue")
@@ -42,7 +40,6 @@ VHOLDS = cast(Table, VirtualHold.__table__)
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 CHECK_SECONDS = 1.0
 ACTION_PREFIX = "vhold-"
-EXTRA_KEY = "queue_vhold_events"
 
 
 async def request(
@@ -76,7 +73,7 @@ async def request(
         if stay is not None and not stay.outcome:
             stay.outcome, stay.left_at = "callback", now
             stay.wait_seconds = round((now - arrived).total_seconds(), 3)
-    metrics = queue_metrics(services)
+    metrics = services.metrics.queue
     metrics.virtual_hold.labels(service.KCC_QUEUE, "offered").inc()
     if stay is not None:
         metrics.offered.labels(service.KCC_QUEUE).inc()
@@ -143,7 +140,8 @@ async def _move(services: Services, row_id: int, old: str, new: str, **values: A
 
 
 class VirtualHoldEvents:
-    """Stage events from the dialplan and the Originate's end, applied in order."""
+    """Stage events from the dialplan and the Originate's end, applied in order. Made once
+    by `bereik serve`: ``on_event`` on the bus, ``run`` as a worker."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -157,7 +155,7 @@ class VirtualHoldEvents:
             self.events.put_nowait(event)
 
     async def apply(self, event: Mapping[str, Any]) -> None:
-        metrics = queue_metrics(self.services)
+        metrics = self.services.metrics.queue
         queue = service.KCC_QUEUE
         now = datetime.now(UTC)
         if event.get("Event") == "OriginateResponse":
@@ -232,29 +230,13 @@ class VirtualHoldEvents:
                 log.exception("virtual hold event not applied: %s", dict(event))
 
 
-def events_of(services: Services) -> VirtualHoldEvents:
-    found = services.extras.get(EXTRA_KEY)
-    if isinstance(found, VirtualHoldEvents):
-        return found
-    handler = services.extras[EXTRA_KEY] = VirtualHoldEvents(services)
-    return handler
-
-
-def subscribe(services: Services, bus: EventBus) -> None:
-    if service.queue_enabled(services) and services.config.queue.virtual_hold:
-        bus.subscribe(events_of(services).on_event)
-
-
-async def run(services: Services) -> None:
+async def place_worker(services: Services) -> None:
+    """Worker: put due callbacks' placeholders in the line, every second."""
     if not (service.queue_enabled(services) and services.config.queue.virtual_hold):
         return
-    applier = asyncio.create_task(events_of(services).run(), name="vhold-events")
-    try:
-        while True:
-            try:
-                await place_due(services)
-            except Exception:
-                log.exception("virtual holds not placed")
-            await asyncio.sleep(CHECK_SECONDS)
-    finally:
-        applier.cancel()
+    while True:
+        try:
+            await place_due(services)
+        except Exception:
+            log.exception("virtual holds not placed")
+        await asyncio.sleep(CHECK_SECONDS)
