@@ -107,7 +107,10 @@ class QueueSeries:
             registry=r,
         )
         self.waiting = Gauge(
-            "bereik_queue_callers_waiting", "Callers in line now.", ["queue"], registry=r
+            "bereik_queue_callers_waiting",
+            "Callers in the line now, waiting for an agent (virtual-hold placeholders too).",
+            ["queue"],
+            registry=r,
         )
         self.longest = Gauge(
             "bereik_queue_longest_wait_seconds",
@@ -147,6 +150,12 @@ class QueueSeries:
             self.virtual_hold.labels("kcc", stage)
         self.offered.labels("kcc")
         self.answered.labels("kcc")
+        self.answered_in_level.labels("kcc")
+        self.wait.labels("kcc")
+        for short in ("true", "false"):
+            self.abandoned.labels("kcc", short)
+        for reason in OVERFLOW_REASONS:
+            self.overflow.labels("kcc", reason)
         self.waiting.labels("kcc").set(0)
         self.longest.labels("kcc").set(0)
 
