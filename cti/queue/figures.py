@@ -20,14 +20,14 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.calls.norms import count_if, window_starts
 from cti.queue import service
 from cti.queue.erlang import agents_needed
 from cti.services import Services
-from cti.store.models import QueueCall
+from cti.store.models import QueueCall, VirtualHold
 from dialplan.config import Queue as QueueSettings
 
 log = logging.getLogger("bereik.queue")
@@ -52,6 +52,8 @@ class QueueFigures:
     arrivals_last_hour: int
     handled_last_hour: int
     handle_seconds: float | None  # talk + wrap-up, None below MIN_SAMPLES
+    callbacks_made: int = 0  # virtual holds for which an agent took the placeholder
+    callbacks_reached: int = 0
 
 
 async def queue_figures(
@@ -93,6 +95,16 @@ async def queue_figures(
             )
         )
     ).one()
+    made, reached = (
+        await session.execute(
+            select(
+                count_if(
+                    or_(VirtualHold.attempts > 0, VirtualHold.status.in_(("calling", "reached")))
+                ),
+                count_if(VirtualHold.status == "reached"),
+            ).where(VirtualHold.queue == queue, VirtualHold.requested_at >= today)
+        )
+    ).one()
     handle = (
         float(talk) + settings.wrapup_seconds
         if talk is not None and int(handled) >= MIN_SAMPLES
@@ -111,6 +123,8 @@ async def queue_figures(
         arrivals_last_hour=int(arrivals or 0),
         handled_last_hour=int(handled),
         handle_seconds=handle,
+        callbacks_made=int(made),
+        callbacks_reached=int(reached),
     )
 
 

@@ -34,6 +34,8 @@ from cti.web.jsonapi import json_error, json_object
 log = logging.getLogger(__name__)
 
 CHANNEL = re.compile(r"^PJSIP/(?P<ext>[0-9]{2,8})-[0-9a-f]+$")
+# The virtual-hold placeholder: Local/<id>-<priority>-<arrival epoch>-<number>@bereik-vhold-line
+PLACEHOLDER = re.compile(r"^Local/\d+-\d+-(?P<since>\d+)-[^@]*@bereik-vhold-line")
 HEARTBEAT_SECONDS = 15.0
 CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
 
@@ -48,6 +50,9 @@ class AgentCall:
     linkedid: str  # the uniqueid of the caller's first channel: the calls row
     state: str = "ringing"  # ringing answered ended
     since: float = field(default_factory=time.time)
+    # A callback that kept the citizen's place in the KCC's line (cti/queue/vhold.py): when
+    # the citizen first came to the line, so the popup shows the total wait.
+    callback_since: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +98,9 @@ class LiveCalls:
                     caller_channel=str(event.get("Channel", "")),
                     linkedid=str(event.get("Linkedid") or event.get("Uniqueid", "")),
                 )
+                placeholder = PLACEHOLDER.match(new.caller_channel)
+                if placeholder:
+                    new.callback_since = float(placeholder["since"])
                 self.calls[new.extension] = new
                 self._push(new)
             return

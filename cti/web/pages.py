@@ -604,7 +604,17 @@ async def board_figures(request: web.Request) -> dict[str, Any]:
             }
         )
     waiting = _gauge(services, "bereik_calls_waiting")
-    return {"at": now.isoformat(), "windows": list(WINDOWS), "teams": rows, "waiting": waiting}
+    figures: dict[str, Any] = {
+        "at": now.isoformat(),
+        "windows": list(WINDOWS),
+        "teams": rows,
+        "waiting": waiting,
+    }
+    if config.kcc.mode == "queue":
+        from cti.queue.http import queue_figures_json
+
+        figures["queue"] = await queue_figures_json(services)
+    return figures
 
 
 def _gauge(services: Any, name: str) -> dict[str, float]:

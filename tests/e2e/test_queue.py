@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bereik import asterisk
+from dialplan import asterisk
 from tests.e2e import sipplog
 from tests.e2e.harness import Exchange, Phone, SippResult, exchange, free_port, until
 from tests.e2e.mail import Smtp
