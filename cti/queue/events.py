@@ -104,6 +104,8 @@ class QueueEvents:
             # Came to the KCC: from here a hangup before an answer is an abandon.
             self.line(service.KCC_QUEUE).seen.add(uniqueid)
             return
+        elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
+            pass  # written below: an overflow
         elif name == "Hangup":
             for queue_name, line in self.lines.items():
                 if uniqueid in line.seen:

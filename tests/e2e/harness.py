@@ -110,6 +110,7 @@ class Exchange:
         kcc_agents: list[str] | None = None,
         hours_toml: str | None = None,
         kcc_toml: str = "",
+        server_toml: str = "",
     ) -> None:
         self.installation = installation
         self.workdir = workdir
@@ -123,7 +124,7 @@ class Exchange:
         # Open around the clock by default, so a test's call takes the open path on a
         # Sunday night or Christmas too; tests of closed hours pass their own [hours].
         self.config_path.write_text(
-            self._toml(extra_toml, teams_toml, kcc_toml)
+            self._toml(extra_toml, teams_toml, kcc_toml, server_toml)
             + (always_open() if hours_toml is None else hours_toml)
         )
         self.config: Config = load(self.config_path)
@@ -133,7 +134,7 @@ class Exchange:
         self.sipp_processes: list[subprocess.Popen[bytes]] = []
         self._engine = create_engine(f"sqlite:///{self.db_path}")
 
-    def _toml(self, extra: str, teams: str, kcc: str = "") -> str:
+    def _toml(self, extra: str, teams: str, kcc: str = "", server: str = "") -> str:
         phones = "\n".join(
             f'[[phones]]\nextension = "{p.extension}"\nname = "{p.name or p.extension}"\n'
             + ("" if p.registers else f'contact = "sip:{p.extension}@127.0.0.1:{p.port}"\n')
@@ -144,6 +145,7 @@ class Exchange:
 [server]
 agi_port = {self.ports.agi}
 http_port = {self.ports.http}
+{server}
 
 [asterisk]
 sip_port = {self.ports.sip}

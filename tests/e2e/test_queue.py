@@ -16,10 +16,16 @@ from dialplan import asterisk
 from tests.e2e import sipplog
 from tests.e2e.harness import Exchange, Phone, SippResult, exchange, free_port, until
 from tests.e2e.mail import Smtp
+from tests.e2e.web_support import add_users, chromium, screenshot
+from tests.e2e.web_support import sign_in as sign_in_browser
 
 pytestmark = pytest.mark.e2e
 
 QUEUE_KCC = 'mode = "queue"'
+# Eight callers at once on a shared 2-core machine: admission control (agi/admission.py,
+# tested on its own) would send some down the fallback and change their order; these
+# tests are about the line, so the bound on the first prompt is generous here.
+PATIENT_SERVER = "first_prompt_seconds = 4"
 WRAPUP_S = 2
 SERVICE_LEVEL_S = 10
 
@@ -96,6 +102,7 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
         kcc_agents=["2001", "2002"],
         kcc_toml=QUEUE_KCC,
         extra_toml=queue_toml(),
+        server_toml=PATIENT_SERVER,
     ) as ex:
         ex.start_asterisk()
         ex.start_serve()
@@ -177,6 +184,16 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
             lambda: metric(ex, "bereik_queue_service_level_ratio", queue="kcc"), timeout=15
         )
         assert surely / 8 <= level <= maybe / 8, (level, waits)
+
+        # The supervisor's board shows the line's row with the same figures.
+        await add_users(ex, [("sofie", "supervisor", "", "")])
+        async with chromium() as browser:
+            page = await sign_in_browser(browser, ex, "sofie")
+            await page.goto(ex.url("/board"))
+            await page.wait_for_selector("#queue-row td[data-q='answered']")
+            assert (await page.text_content("#queue-row td[data-q='answered']")) == "8"
+            assert (await page.text_content("#queue-row td[data-q='offered']")) == "8"
+            await screenshot(page, "board-queue")
 
 
 TEAM_TOML = """
@@ -398,6 +415,7 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         kcc_agents=["2001"],
         kcc_toml=QUEUE_KCC,
         extra_toml=queue_toml(callback_ring_seconds=10),
+        server_toml=PATIENT_SERVER,
     ) as ex:
         ex.start_asterisk()
         ex.start_serve()
