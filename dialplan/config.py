@@ -133,8 +133,6 @@ class Queue(Strict):
     # many already wait, when no agent is signed in, or when closing time comes.
     max_wait_seconds: int = Field(900, ge=10, le=7200)
     max_waiting: int = Field(0, ge=0, le=1000)  # 0: no limit
-    # The caller hears their place in line on entry and every so many seconds (0: on entry only).
-    position_every_seconds: int = Field(60, ge=0, le=600)
     # Service level: share answered within this many seconds; hang-ups before
     # short_abandon_seconds are counted apart (a wrong number, not a missed caller).
     service_level_seconds: int = Field(30, ge=1, le=600)
