@@ -210,10 +210,14 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
         # half a second of the limit may fall either way).
         surely = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S - 0.5)
         maybe = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S + 0.5)
-        level = await until(
-            lambda: metric(ex, "bereik_queue_service_level_ratio", queue="kcc"), timeout=15
-        )
-        assert surely / 8 <= level <= maybe / 8, (level, waits)
+
+        def level_after_all_eight() -> float | None:
+            # The gauge is refreshed from the database every few seconds; an earlier value
+            # (before the last answers) may still be there at first.
+            level = metric(ex, "bereik_queue_service_level_ratio", queue="kcc")
+            return level if level is not None and surely / 8 <= level <= maybe / 8 else None
+
+        await until(level_after_all_eight, timeout=15)
 
         # The supervisor's board shows the line's row with the same figures.
         await add_users(ex, [("sofie", "supervisor", "", "")])
