@@ -237,6 +237,8 @@ async def test_a_team_member_on_a_call_is_not_rung_by_the_team_number(
     with exchange(
         installation, tmp_path, phones=phones, teams_toml=TEAM_TOML.format(strategy="ringall")
     ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
         carla = ex.agent_phone("3001", ring_ms=300, talk_ms=60_000)
         ex.phone("3002", "noanswer")
         for extension in ("3001", "3002"):
