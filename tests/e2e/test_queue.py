@@ -493,8 +493,6 @@ async def test_a_virtual_hold_citizen_who_never_answers_gets_one_kcc_hopper_mail
         smtp = Smtp(ex.ports.smtp)
         mailbox = smtp.start()
         try:
-            ex.start_asterisk()
-            ex.start_serve()
             agent_log = ex.agent_phone("2001", ring_ms=1000, talk_ms=2000)
             ex.citizen("noanswer")
             ex.register("2001")
