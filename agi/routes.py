@@ -8,6 +8,7 @@ from agi.handlers.hopper import hopper
 from agi.handlers.ivr import ivr
 from agi.handlers.operator import operator
 from agi.handlers.presence import presence
+from agi.handlers.queue import agent_code, queue_entry, virtual_hold
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
 from cti.services import Services
@@ -20,6 +21,9 @@ HANDLERS: dict[str, ServiceHandler] = {
     "team": team,
     "hopper": hopper,
     "presence": presence,
+    "queue": queue_entry,
+    "agent": agent_code,
+    "vhold": virtual_hold,
 }
 
 

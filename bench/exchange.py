@@ -103,6 +103,9 @@ class Phone:
     name: str = ""
     # "tls": the phone registers over SIP/TLS with SRTP (no fixed contact; see baresip.py).
     transport: str = "udp"
+    # A phone that registers with its digest credentials (Exchange.register) instead of
+    # having a fixed contact address in the configuration.
+    registers: bool = False
 
     def toml(self) -> str:
         text = (
@@ -110,6 +113,8 @@ class Phone:
         )
         if self.transport != "udp":
             return text + f'transport = "{self.transport}"\n'
+        if self.registers:
+            return text
         return text + f'contact = "sip:{self.extension}@127.0.0.1:{self.port}"\n'
 
 
@@ -137,6 +142,8 @@ class Exchange:
         hours_toml: str | None = None,
         database_url: str | None = None,
         agi_proxy: bool = False,
+        kcc_toml: str = "",
+        server_toml: str = "",
     ) -> None:
         self.installation = installation
         self.workdir = workdir
@@ -155,7 +162,7 @@ class Exchange:
         # Open around the clock by default, so a test's call takes the open path on a
         # Sunday night or Christmas too; tests of closed hours pass their own [hours].
         self.config_path.write_text(
-            self._toml(extra_toml, teams_toml)
+            self._toml(extra_toml, teams_toml, kcc_toml, server_toml)
             + (always_open() if hours_toml is None else hours_toml)
         )
         self.config: Config = load(self.config_path)
@@ -166,13 +173,14 @@ class Exchange:
         self.more_serves: list[ServeProcess] = []
         self._engine = create_engine(sync_url(self.database_url), pool_pre_ping=True)
 
-    def _toml(self, extra: str, teams: str) -> str:
+    def _toml(self, extra: str, teams: str, kcc: str = "", server: str = "") -> str:
         phones = "\n".join(p.toml() for p in self.phones)
         agents = ", ".join(f'"{a}"' for a in self.kcc_agents)
         return f"""
 [server]
 agi_port = {self.ports.agi}
 http_port = {self.ports.http}
+{server}
 
 [asterisk]
 sip_port = {self.ports.sip}
@@ -194,6 +202,7 @@ retry_seconds = 1
 number = "7000"
 agents = [{agents}]
 ring_seconds = 15
+{kcc}
 
 {phones}
 {teams}
@@ -345,6 +354,84 @@ ring_seconds = 15
         ring = 3_600_000 if mode == "noanswer" else ring_ms
         path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
         return self.start_sipp_uas(path, phone.port, f"sipp-{extension}")
+
+    def register(self, extension: str) -> None:
+        """Register a phone with its digest credentials; its contact is the phone's port."""
+        phone = next(p for p in self.phones if p.extension == extension)
+        secret = load_secrets(self.host_instance / "secrets.json", self.config)
+        path = self._scenario(
+            "register.xml",
+            {"extension": extension, "contact_port": str(phone.port)},
+            f"register-{extension}",
+        )
+        for _ in range(2):  # a REGISTER lost on a loaded machine: a phone simply tries again
+            result = self._register_once(path, extension, secret.phones[extension])
+            if result.returncode == 0:
+                return
+        raise AssertionError(
+            f"{extension} did not register (sipp exit {result.returncode}): "
+            f"{result.stderr.decode(errors='replace')[-500:]}"
+        )
+
+    def _register_once(
+        self, path: Path, extension: str, password: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [
+                "sipp",
+                f"127.0.0.1:{self.ports.sip}",
+                "-sf",
+                str(path),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(free_port()),
+                "-m",
+                "1",
+                "-au",
+                extension,
+                "-ap",
+                password,
+                "-timeout",
+                "10s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / f"register-{extension}-errors.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=20,
+        )
+
+    def agent_phone(self, extension: str, ring_ms: int, talk_ms: int) -> Path:
+        """A KCC agent's phone that answers after ring_ms and hangs up after talk_ms;
+        returns its SIP message log (what the phone saw, with times)."""
+        phone = next(p for p in self.phones if p.extension == extension)
+        path = self._scenario(
+            "agent_phone.xml", {"ring": str(ring_ms), "talk": str(talk_ms)}, f"agent-{extension}"
+        )
+        self.start_sipp_uas(path, phone.port, f"agent-{extension}", trace_messages=True)
+        return self.workdir / f"agent-{extension}-messages.log"
+
+    def citizen(
+        self, mode: str, ring_ms: int = 300, hold_ms: int = 1500
+    ) -> subprocess.Popen[bytes]:
+        """A citizen's phone on the trunk (called back by the exchange): answer (and hang up
+        after hold_ms), noanswer or busy. Its SIP messages go to citizen-<mode>-messages.log."""
+        label = f"citizen-{mode}-{time.monotonic_ns()}"
+        if mode == "busy":
+            path = self._scenario("busy_phone.xml", {}, label)
+        elif mode == "noanswer":
+            path = self._scenario("phone.xml", {"ring": "3600000"}, label)
+        else:
+            path = self._scenario(
+                "citizen.xml", {"ring": str(ring_ms), "hold": str(hold_ms)}, label
+            )
+        return self.start_sipp_uas(
+            path, self.ports.trunk, f"citizen-{mode}", trace_messages=True, settle_s=0.3
+        )
 
     def start_sipp_uas(
         self,

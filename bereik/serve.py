@@ -32,6 +32,11 @@ from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
 from cti.hoppers import http as hoppers_http
+from cti.queue import figures as queue_figures
+from cti.queue import http as queue_http
+from cti.queue import overflow as queue_overflow
+from cti.queue import vhold
+from cti.queue.events import QueueEvents
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
@@ -69,6 +74,13 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
     listener.leg_watchers.append(board.apply)
+    # The KCC's waiting line (kcc.mode = "queue"): members restored on every connect.
+    line = QueueEvents(services)
+    callbacks_in_line = vhold.VirtualHoldEvents(services)
+    if config.kcc.mode == "queue":
+        bus.subscribe(line.on_event)
+        bus.subscribe(callbacks_in_line.on_event)
+        ami.on_connected.append(line.on_connected)
 
     agi = FastAgiServer(
         build_routes(services),
@@ -108,6 +120,14 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "weekly report": functools.partial(weekly.run, services),
         "retention": functools.partial(retention.run, services),
     }
+    if config.kcc.mode == "queue":
+        workers |= {
+            "queue events": line.run,
+            "queue figures": functools.partial(queue_figures.run, services),
+            "queue closing time": functools.partial(queue_overflow.run, services),
+            "virtual hold events": callbacks_in_line.run,
+            "virtual holds": functools.partial(vhold.place_worker, services),
+        }
     background: list[asyncio.Task[None]] = []
     try:
         await agi.start()
@@ -156,6 +176,7 @@ def web_app(services: Services, board: LiveCalls) -> web.Application:
         calls_pages.setup,
         hoppers_http.setup,
         openapi.setup,
+        queue_http.setup,
     ]
     return create_app(services, plugins)
 

@@ -166,6 +166,64 @@ class Kcc(Strict):
     agents: list[Extension] = []
     ring_seconds: int = Field(30, ge=5, le=600)
     supervisor_mailbox: str = ""
+    # "ringall": every agent's phone rings for ring_seconds, then the callback offer;
+    # "queue": a waiting line (Asterisk app_queue), agents sign in and out ([queue]).
+    mode: Literal["ringall", "queue"] = "ringall"
+
+
+FeatureCode = Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")]
+
+
+class Queue(Strict):
+    """The KCC's waiting line (kcc.mode = "queue"); cti/queue/ holds what uses it."""
+
+    # app_queue's strategies; "leastrecent" rings the agent idle the longest.
+    strategy: Literal["leastrecent", "fewestcalls", "rrmemory", "linear", "ringall", "random"] = (
+        "leastrecent"
+    )
+    # Seconds after each call in which the agent is not rung (nawerk); ended early by
+    # the ready code or the screen.
+    wrapup_seconds: int = Field(15, ge=0, le=600)
+    # How long one agent's phone rings before the queue tries the next agent; an agent who
+    # lets it ring out is paused (reason ring_out) until they say they are ready.
+    agent_ring_seconds: int = Field(15, ge=3, le=120)
+    # Overflow: the caller gets the callback offer after this long in line, when this
+    # many already wait, when no agent is signed in, or when closing time comes.
+    max_wait_seconds: int = Field(900, ge=10, le=7200)
+    max_waiting: int = Field(0, ge=0, le=1000)  # 0: no limit
+    # Service level: share answered within this many seconds; hang-ups before
+    # short_abandon_seconds are counted apart (a wrong number, not a missed caller).
+    service_level_seconds: int = Field(30, ge=1, le=600)
+    # The target the staffing forecast (Erlang C) plans for: this share within the seconds.
+    service_level_target: float = Field(0.8, gt=0, lt=1)
+    short_abandon_seconds: int = Field(5, ge=0, le=60)
+    # Pause reasons: id -> label; the n-th is also pause code + n on the phone (*331).
+    pause_reasons: dict[str, str] = {
+        "lunch": "Lunch",
+        "backoffice": "Backoffice",
+        "overleg": "Overleg",
+    }
+    # Virtual hold: a caller in line may press 1 to be called back when their turn comes,
+    # keeping their place; the citizen is rung this long, this many times, this far apart,
+    # and when never reached the KCC gets a hopper.
+    virtual_hold: bool = True
+    callback_attempts: int = Field(2, ge=1, le=5)
+    callback_retry_seconds: int = Field(120, ge=1, le=3600)
+    callback_ring_seconds: int = Field(30, ge=5, le=120)
+    sign_in_code: FeatureCode = "*31"
+    sign_out_code: FeatureCode = "*32"
+    pause_code: FeatureCode = "*33"
+    ready_code: FeatureCode = "*34"
+
+    @field_validator("pause_reasons")
+    @classmethod
+    def reason_ids(cls, reasons: dict[str, str]) -> dict[str, str]:
+        if not 1 <= len(reasons) <= 9:
+            raise ValueError("give 1 to 9 pause reasons (one key each after the pause code)")
+        for reason in reasons:
+            if not re.match(r"^[a-z][a-z0-9_]{0,31}$", reason) or reason == "ring_out":
+                raise ValueError(f"{reason!r} is not a usable pause reason id")
+        return reasons
 
 
 class Phone(Strict):
@@ -468,6 +526,7 @@ class Config(Strict):
     database: Database = Database()
     mail: Mail = Mail()
     kcc: Kcc = Kcc()
+    queue: Queue = Queue()
     phones: list[Phone] = []
     teams: list[Team] = []
     menu: Menu = Menu()
@@ -507,6 +566,18 @@ class Config(Strict):
         for agent in self.kcc.agents:
             if agent not in phones:
                 raise ValueError(f"kcc agent {agent} is not in [[phones]]")
+        codes = [
+            self.operators.record_code,
+            self.operators.presence_on_code,
+            self.operators.presence_off_code,
+            self.queue.sign_in_code,
+            self.queue.sign_out_code,
+            self.queue.pause_code,
+            self.queue.ready_code,
+        ]
+        for code in codes:
+            if codes.count(code) > 1:
+                raise ValueError(f"feature code {code} is used twice")
         for option in _walk(self.menu.options):
             if option.team and option.team not in team_ids:
                 raise ValueError(f"menu key {option.key} names unknown team {option.team}")

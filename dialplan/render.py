@@ -16,6 +16,7 @@ import jinja2
 
 from dialplan.asterisk import Installation
 from dialplan.config import Config, ConfigError
+from dialplan.music import make_music
 from dialplan.numbers import formatted, main_number_forms
 from dialplan.private import private_dir, write_private
 
@@ -79,6 +80,12 @@ MODULES = [
     "app_exec.so",
     "app_senddtmf.so",
     "app_echo.so",
+    # the KCC's waiting line (kcc.mode = "queue"): app_queue, its music, device states,
+    # CUT for the virtual hold's placeholder
+    "app_queue.so",
+    "res_musiconhold.so",
+    "func_devstate.so",
+    "func_cut.so",
     "func_callerid.so",
     "func_strings.so",
     "func_logic.so",
@@ -199,6 +206,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         private_dir(instance_host / sub)
     secrets = load_secrets(instance_host / "secrets.json", config)
     tls_files = _copy_tls_files(config, instance_host, dirs)
+    if config.kcc.mode == "queue":
+        make_music(instance_host / "sounds" / "moh")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,

@@ -49,6 +49,130 @@ WAIT_BUCKETS = (5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 60
 AGI_COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
+OVERFLOW_REASONS = ("max_wait", "full", "nobody_signed_in", "closing", "other")
+VIRTUAL_HOLD_STAGES = ("offered", "made", "reached")
+AGENT_STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
+
+
+class QueueSeries:
+    """The waiting line's series (cti/queue), per queue ("kcc").
+
+    Counters move when a caller's stay in line is decided (the ``queue_calls`` row is
+    updated from an empty outcome, so a stay is counted once); the gauges are set from the
+    queue's events and from the database every few seconds.
+    """
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.offered = Counter(
+            "bereik_queue_offered",
+            "Callers who came to the waiting line (also those turned away at once by an "
+            "overflow rule), counted when their stay is decided.",
+            ["queue"],
+            registry=r,
+        )
+        self.answered = Counter(
+            "bereik_queue_answered", "Callers in line answered by an agent.", ["queue"], registry=r
+        )
+        self.answered_in_level = Counter(
+            "bereik_queue_answered_within_level",
+            "Callers answered within the queue's service_level_seconds.",
+            ["queue"],
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "bereik_queue_abandoned",
+            "Callers who hung up while in line; short=true when within short_abandon_seconds "
+            "(a wrong number, kept apart from missed callers).",
+            ["queue", "short"],
+            registry=r,
+        )
+        self.overflow = Counter(
+            "bereik_queue_overflow",
+            "Callers sent to the callback offer by an overflow rule, by reason.",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.virtual_hold = Counter(
+            "bereik_queue_virtual_hold",
+            "Callbacks that keep the caller's place: offered (the caller pressed 1 and "
+            "confirmed), made (an agent was rung for it), reached (the citizen answered).",
+            ["queue", "stage"],
+            registry=r,
+        )
+        self.wait = Histogram(
+            "bereik_queue_wait_seconds",
+            "How long an answered caller was in line before an agent answered.",
+            ["queue"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "bereik_queue_callers_waiting",
+            "Callers in the line now, waiting for an agent (virtual-hold placeholders too).",
+            ["queue"],
+            registry=r,
+        )
+        self.longest = Gauge(
+            "bereik_queue_longest_wait_seconds",
+            "How long the caller who waits longest now has been in line (0: nobody).",
+            ["queue"],
+            registry=r,
+        )
+        self.agents = Gauge(
+            "bereik_queue_agents",
+            "Agents of the queue per state: signed_out, available, on_call, wrapup, paused.",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.service_level = Gauge(
+            "bereik_queue_service_level_ratio",
+            "Today: answered within service_level_seconds / (answered + abandoned after "
+            "short_abandon_seconds + overflowed). Absent when no caller counts yet.",
+            ["queue"],
+            registry=r,
+        )
+        self.asa = Gauge(
+            "bereik_queue_average_answer_seconds",
+            "Today: average speed of answer (seconds in line of answered callers).",
+            ["queue"],
+            registry=r,
+        )
+        self.agents_needed = Gauge(
+            "bereik_queue_agents_needed",
+            "Erlang C forecast: agents needed in the next hour to hold the service level "
+            "target, from the last hour's arrivals and handling time.",
+            ["queue"],
+            registry=r,
+        )
+        for state in AGENT_STATES:
+            self.agents.labels("kcc", state).set(0)
+        for stage in VIRTUAL_HOLD_STAGES:
+            self.virtual_hold.labels("kcc", stage)
+        self.offered.labels("kcc")
+        self.answered.labels("kcc")
+        self.answered_in_level.labels("kcc")
+        self.wait.labels("kcc")
+        for short in ("true", "false"):
+            self.abandoned.labels("kcc", short)
+        for reason in OVERFLOW_REASONS:
+            self.overflow.labels("kcc", reason)
+        self.waiting.labels("kcc").set(0)
+        self.longest.labels("kcc").set(0)
+
+    def set_agents(self, queue: str, counts: Mapping[str, int]) -> None:
+        for state in AGENT_STATES:
+            self.agents.labels(queue, state).set(counts.get(state, 0))
+
+    def set_ratio(self, gauge: Gauge, queue: str, value: float | None) -> None:
+        if value is None:
+            try:
+                gauge.remove(queue)
+            except KeyError:
+                pass
+        else:
+            gauge.labels(queue).set(value)
+
+
 class BereikMetrics:
     """All Bereik metrics, in a registry of their own.
 
@@ -215,6 +339,8 @@ class BereikMetrics:
             ["scope_kind"],
             registry=r,
         )
+
+        self.queue = QueueSeries(r)
 
         self.ami_connected.set(0)
         self.init_teams(teams)

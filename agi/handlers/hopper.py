@@ -152,10 +152,21 @@ async def _ask_number(
 ) -> str:
     """The number to call back on: the caller ID, or one keyed after pressing 2."""
     when = "twee werkdagen" if days == 2 else f"{days} werkdagen"
+    promise = (
+        f"Er is op dit moment niemand van {team_name} beschikbaar. "
+        f"{team_name} belt u binnen {when} terug"
+    )
+    return await ask_callback_number(channel, services, promise, caller_id)
+
+
+async def ask_callback_number(
+    channel: AgiChannel, services: Services, promise: str, caller_id: str
+) -> str:
+    """Say `promise` "op het nummer" and the caller ID, then 1 confirms (or silence), 2 lets
+    the caller key another number. Also the virtual hold's question (agi/handlers/queue.py)."""
     if caller_id:
         offer = [
-            f"Er is op dit moment niemand van {team_name} beschikbaar. "
-            f"{team_name} belt u binnen {when} terug op het nummer",
+            f"{promise} op het nummer",
             *digit_prompts(caller_id),
             "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen.",
         ]
@@ -171,11 +182,7 @@ async def _ask_number(
         if choice != "2":
             return caller_id
     else:
-        unknown = (
-            f"Er is op dit moment niemand van {team_name} beschikbaar. "
-            f"{team_name} belt u binnen {when} terug."
-        )
-        await _get_data(channel, await prompt(services, unknown), 100, 1)
+        await _get_data(channel, await prompt(services, f"{promise}."), 100, 1)
     ask = await prompt(
         services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
     )

@@ -6,7 +6,8 @@ Ring-all is one entry naming every present member (``PJSIP/a&PJSIP/b``); linear 
 entry per member, in the configured order. Doing the loop in the dialplan keeps Asterisk
 in charge of the ringing: nothing here waits on a ringing phone, and when no one answers
 the dialplan goes to the hopper path with the reason it saw (no_answer or busy).
-No present member at all: ``BEREIK_DIALS=0`` and the reason ``nobody_present``.
+No present member at all: ``BEREIK_DIALS=0`` and the reason ``nobody_present``; present
+members who are all on a call (or in a KCC wrap-up) are not rung either: reason ``busy``.
 Outside opening hours (a citizen who dialled the team number directly, or a late
 transfer) nobody is rung either: the reason is ``after_hours``, and the hopper's clock
 starts on the next working day.
@@ -19,9 +20,34 @@ from agi.server import AgiChannel
 from cti.announcements.service import playable
 from cti.hoppers.service import opening_hours
 from cti.presence import present_members
+from cti.queue.service import unavailable_agents
 from cti.services import Services
 from dialplan import clock
 from dialplan.config import Team
+
+# Device states of a phone that must not get another call: it is in a call, on hold, or
+# already ringing for one while in a call. Call waiting on a team number rings a member
+# who is talking to a citizen; a second ringing call on an idle phone is fine.
+BUSY_DEVICE_STATES = ("INUSE", "BUSY", "ONHOLD", "RINGINUSE")
+
+
+async def free_members(channel: AgiChannel, services: Services, members: list[str]) -> list[str]:
+    """Of `members`, those not in a call now and not in a KCC wrap-up.
+
+    The device state comes from Asterisk (DEVICE_STATE of the phone); the wrap-up from
+    the waiting line's agent states, so an agent who is also a team member is not rung in
+    the seconds the queue grants them after a call.
+    """
+    busy = await unavailable_agents(services, members)
+    free = []
+    for member in members:
+        response = await channel.command("GET FULL VARIABLE", f"${{DEVICE_STATE(PJSIP/{member})}}")
+        state = response.data if response.result == "1" else ""
+        if state in BUSY_DEVICE_STATES or member in busy:
+            channel.log.info("team member %s not rung: %s", member, state or "wrap-up")
+            continue
+        free.append(member)
+    return free
 
 
 def dial_plan(team: Team, present: list[str]) -> list[str]:
@@ -52,7 +78,8 @@ async def team(channel: AgiChannel, services: Services) -> None:
     await _team_announcements(channel, services, found.id)
     is_open = opening_hours(services.config).is_open(clock.now())
     present = await present_members(services, found.members) if is_open else []
-    targets = dial_plan(found, present)
+    free = await free_members(channel, services, present)
+    targets = dial_plan(found, free)
     await channel.set_variable("BEREIK_TEAM", found.id)
     await channel.set_variable("BEREIK_RING", found.ring_seconds)
     await channel.set_variable("BEREIK_DIALS", len(targets))
@@ -60,12 +87,13 @@ async def team(channel: AgiChannel, services: Services) -> None:
         await channel.set_variable(f"BEREIK_DIAL_{index}", target)
     await channel.set_variable("BEREIK_DIAL", targets[0] if targets else "")
     if not targets:
-        reason = "nobody_present" if is_open else "after_hours"
+        reason = ("busy" if present else "nobody_present") if is_open else "after_hours"
         await channel.set_variable("BEREIK_HOPPER_REASON", reason)
     channel.log.info(
-        "team %s: %d of %d members present, %s%s",
+        "team %s: %d of %d members present, %d free, %s%s",
         found.id,
         len(present),
+        len(free),
         len(found.members),
         found.strategy,
         "" if is_open else " (closed)",

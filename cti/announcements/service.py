@@ -81,7 +81,8 @@ def check_scope(config: Config, scope: str) -> str:
     kind, _, rest = scope.partition(":")
     if kind == "menu" and menu_option(config, rest) is None:
         raise AnnouncementError(f"scope {scope!r}: the menu has no option {rest}")
-    if kind == "team" and rest not in {team.id for team in config.teams}:
+    # team:kcc is for the KCC's waiting line (cti/queue), heard while in line.
+    if kind == "team" and rest not in {team.id for team in config.teams} | {"kcc"}:
         raise AnnouncementError(f"scope {scope!r}: there is no team {rest!r}")
     return scope
 

@@ -26,7 +26,13 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     teams = [team.id for team in services.config.teams]
     async with services.sessions() as session:
-        ratios = await norm_ratios(session, teams, now, services.config.exchange.timezone)
+        ratios = await norm_ratios(
+            session,
+            teams,
+            now,
+            services.config.exchange.timezone,
+            services.config.queue.short_abandon_seconds,
+        )
         gauges = await hopper_gauges(session, now)
     services.metrics.set_norm_ratios(ratios)
     services.metrics.set_hopper_gauges(gauges)
@@ -42,7 +48,9 @@ async def board_figures(services: Services, now: datetime | None = None) -> dict
         hour=0, minute=0, second=0, microsecond=0
     )
     async with services.sessions() as session:
-        ratios = await norm_ratios(session, teams, now, config.exchange.timezone)
+        ratios = await norm_ratios(
+            session, teams, now, config.exchange.timezone, config.queue.short_abandon_seconds
+        )
         gauges = await hopper_gauges(session, now)
         calls_today = await calls_started_since(session, start_of_day)
     rows = []

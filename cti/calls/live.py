@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from cti.calls.tracker import AgentLeg
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
+# The virtual-hold placeholder: Local/<id>-<priority>-<arrival epoch>-<number>@bereik-vhold-line
+PLACEHOLDER = re.compile(r"^Local/\d+-\d+-(?P<since>\d+)-[^@]*@bereik-vhold-line")
 CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
 
 
@@ -33,6 +36,9 @@ class AgentCall:
     linkedid: str  # the uniqueid of the caller's first channel: the calls row
     state: str = "ringing"  # ringing answered ended
     since: float = field(default_factory=time.time)
+    # A callback that kept the citizen's place in the KCC's line (cti/queue/vhold.py): when
+    # the citizen first came to the line, so the popup shows the total wait.
+    callback_since: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +81,9 @@ class LiveCalls:
                 caller_name=leg.caller_name,
                 linkedid=leg.call,
             )
+            placeholder = PLACEHOLDER.match(leg.caller_channel)
+            if placeholder:
+                new.callback_since = float(placeholder["since"])
             self.calls[new.extension] = new
             self._push(new)
             return

@@ -23,10 +23,14 @@ Definition, per team and window:
   scope).
 * Excluded: hoppers with ``counts_for_norm`` false (acquisitie: sales calls are not a
   citizen's question), and answered calls whose hopper is such a hopper.
+* Missed, too: a caller who hung up while waiting for a person (outcome ``abandoned`` with
+  a team: in the KCC's waiting line or while a team number rang), after at least
+  ``short_abandon_seconds`` (default 5) of waiting. They got neither an answer nor a
+  callback. Hanging up sooner is left out: that is a wrong number or a change of mind,
+  not a caller kept waiting.
 * Not counted at all: calls that ended otherwise without a hopper (abandoned in the menu,
-  closed, information only): the norm measures whether a callback that was owed was made;
-  a caller who left no callback request is not owed one. A call that ended in a hopper is
-  counted through its hopper, never twice.
+  closed, information only, short abandons): a caller who left the menu asked nobody. A
+  call that ended in a hopper is counted through its hopper, never twice.
 * Ratio: met / decided; ``None`` when nothing is decided, so no gauge is exported rather
   than a misleading 0 or 100 %.
 """
@@ -57,12 +61,16 @@ def window_starts(now: datetime, tz: str) -> dict[str, datetime]:
     return {"today": midnight, "7d": now - timedelta(days=7), "28d": now - timedelta(days=28)}
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 async def norm_ratios(
-    session: AsyncSession, teams: list[str], now: datetime, tz: str
+    session: AsyncSession,
+    teams: list[str],
+    now: datetime,
+    tz: str,
+    short_abandon_seconds: float = 5.0,
 ) -> dict[tuple[str, str], float | None]:
     """The norm ratio for every (team, window); teams are ``teams`` plus "kcc".
 
@@ -79,10 +87,22 @@ async def norm_ratios(
     acquisitie = exists().where(
         and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
     )
+    answered_call = Call.outcome.in_(ANSWERED_OUTCOMES)
+    # Hung up while waiting for a person: a team was being offered the call (team_id set
+    # by the tracker), and not within the first seconds. An unknown wait counts as missed.
+    gave_up = and_(
+        Call.outcome == "abandoned",
+        Call.team_id != "",
+        or_(Call.wait_seconds.is_(None), Call.wait_seconds >= short_abandon_seconds),
+    )
+    columns = []
+    for window in WINDOWS:
+        columns.append(count_if(and_(answered_call, Call.started_at >= starts[window])))
+        columns.append(count_if(and_(gave_up, Call.started_at >= starts[window])))
     answered = (
-        select(Call.team_id, *(_count_if(Call.started_at >= starts[w]) for w in WINDOWS))
+        select(Call.team_id, *columns)
         .where(
-            Call.outcome.in_(ANSWERED_OUTCOMES),
+            or_(answered_call, gave_up),
             Call.started_at >= earliest,
             Call.started_at <= now,
             ~acquisitie,
@@ -93,10 +113,11 @@ async def norm_ratios(
     )
     for team_id, *counts in (await session.execute(answered)).all():
         team = team_id or KCC
-        for window, count in zip(WINDOWS, counts, strict=True):
+        for i, window in enumerate(WINDOWS):
             if (team, window) in met:
-                met[team, window] += int(count)
-                decided[team, window] += int(count)
+                hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
+                met[team, window] += hit
+                decided[team, window] += hit + missed
 
     closed = Hopper.status == "closed"
     in_norm = and_(closed, Hopper.within_norm.is_(True))
@@ -105,8 +126,8 @@ async def norm_ratios(
     columns = []
     for window in WINDOWS:
         in_window = Hopper.created_at >= starts[window]
-        columns.append(_count_if(and_(in_window, in_norm)))
-        columns.append(_count_if(and_(in_window, or_(out_norm, overdue))))
+        columns.append(count_if(and_(in_window, in_norm)))
+        columns.append(count_if(and_(in_window, or_(out_norm, overdue))))
     hoppers = (
         select(Hopper.team_id, *columns)
         .where(
@@ -133,7 +154,7 @@ async def hopper_gauges(session: AsyncSession, now: datetime) -> dict[str, tuple
     and an overdue one is exactly what the team lead should see.
     """
     query = (
-        select(Hopper.team_id, func.count(), _count_if(Hopper.deadline < now))
+        select(Hopper.team_id, func.count(), count_if(Hopper.deadline < now))
         .where(Hopper.status == "open")
         .group_by(Hopper.team_id)
     )

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
 from cti.calls.gauges import board_figures
+from cti.services import Services
 from cti.web.auth import require_role
 from cti.web.context import SERVICES
 from cti.web.pages import render
 
+# More rows for the board from features above this one (the waiting line adds "queue"):
+# they register here, so the board does not import them.
+BoardPart = Callable[[Services], Awaitable[dict[str, Any]]]
+BOARD_PARTS = web.AppKey("board_parts", dict[str, BoardPart])
+
 
 def setup(app: web.Application) -> None:
+    app[BOARD_PARTS] = {}
     app.router.add_get("/kcc", kcc_page)
     app.router.add_get("/board", board_page)
     app.router.add_get("/api/board", board_json)
@@ -34,12 +44,19 @@ async def kcc_page(request: web.Request) -> web.Response:
     )
 
 
+async def _board(request: web.Request) -> dict[str, Any]:
+    services = request.app[SERVICES]
+    figures = await board_figures(services)
+    for name, part in request.app[BOARD_PARTS].items():
+        figures[name] = await part(services)
+    return figures
+
+
 async def board_page(request: web.Request) -> web.Response:
     require_role(request, "supervisor", "lead")
-    figures = await board_figures(request.app[SERVICES])
-    return render(request, "board.html", figures=figures)
+    return render(request, "board.html", figures=await _board(request))
 
 
 async def board_json(request: web.Request) -> web.Response:
     require_role(request, "supervisor", "lead")
-    return web.json_response(await board_figures(request.app[SERVICES]))
+    return web.json_response(await _board(request))

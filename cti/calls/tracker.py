@@ -148,6 +148,7 @@ class AgentLeg:
     caller_name: str
     state: str  # ringing answered ended
     at: float
+    caller_channel: str = ""  # the calling side's channel (a virtual-hold placeholder's Local/...)
 
 
 Effect = Started | Answered | Routed | Ended | AgentLeg
@@ -407,6 +408,7 @@ class CallTracker:
                 caller_name=str(e.get("CallerIDName", "")),
                 state=state,
                 at=at,
+                caller_channel=str(e.get("Channel", "")),
             )
         elif known.state == state:
             return

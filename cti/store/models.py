@@ -260,3 +260,71 @@ class PinLock(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AgentState(Base):
+    """A KCC agent's place in a waiting line: the one truth Asterisk's queue is set from.
+
+    ``signed_in`` and ``paused`` (with ``pause_reason``) are what the agent chose (feature
+    code or screen); ``on_call_since`` and ``wrapup_until`` follow the queue's events. The
+    state shown is derived from these (cti.queue.service.state_of).
+    """
+
+    __tablename__ = "agent_states"
+    extension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), default="kcc")
+    signed_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str] = mapped_column(String(32), default="")
+    on_call_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    wrapup_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Since when the agent has been free (for the board); set when a call or pause ends.
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class QueueCall(Base):
+    """One caller's stay in a waiting line, from joining to its outcome.
+
+    outcome: answered, abandoned, overflow (max wait, full, nobody signed in, closing
+    time: the callback offer followed), callback (virtual hold chosen); "" while waiting.
+    """
+
+    __tablename__ = "queue_calls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), index=True)
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    caller: Mapped[str] = mapped_column(String(80), default="")
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # on entry, 1 = next
+    left_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="", index=True)
+    detail: Mapped[str] = mapped_column(String(32), default="")  # QUEUESTATUS of an overflow
+    wait_seconds: Mapped[float | None] = mapped_column(nullable=True)
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    # Seconds the agent talked (AgentComplete): the handling time the expected wait and the
+    # staffing forecast are computed from.
+    talk_seconds: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class VirtualHold(Base):
+    """A caller who pressed 1 in line: called back when their turn comes, keeping their place.
+
+    status: pending (waiting for its next try), queued (its placeholder is in the line),
+    calling (an agent took it; the citizen rings), reached, failed (a KCC hopper was made).
+    """
+
+    __tablename__ = "virtual_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32), default="kcc")
+    call_uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    number: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer)  # QUEUE_PRIO of the original arrival
+    arrived_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    hopper_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

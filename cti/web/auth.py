@@ -220,8 +220,6 @@ def sign_out(request: web.Request) -> None:
 
 def from_trusted_proxy(request: web.Request) -> bool:
     """Whether the direct peer is a configured reverse proxy (`server.trusted_proxies`)."""
-    from cti.web.app import SERVICES
-
     proxies = request.app[SERVICES].config.server.trusted_proxies
     if not proxies or not request.remote:
         return False
@@ -316,9 +314,6 @@ def session_valid(user: User | None, data: dict[str, Any]) -> bool:
 
 async def still_signed_in(request: web.Request) -> bool:
     """Re-read the user behind this request: for long-lived answers (/events)."""
-    from cti.users.service import user_by_token
-    from cti.web.app import SERVICES
-
     sessions = request.app[SERVICES].sessions
     async with sessions() as db:
         if request.get(VIA_TOKEN):

@@ -218,6 +218,39 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("history"), **_errors(401, 403)},
             }
         },
+        "/api/agent/state": {
+            "get": {
+                "summary": "The signed-in agent's state in the KCC waiting line, and the "
+                "pause reasons",
+                "responses": {"200": _ok("state"), **_errors(401, 403, 404)},
+            },
+            "post": {
+                "summary": "Sign in, sign out, pause (with a reason) or say ready (ends a pause "
+                "and the wrap-up); a supervisor may name another agent's extension",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "action": {
+                                "type": "string",
+                                "enum": ["sign_in", "sign_out", "pause", "ready"],
+                            },
+                            "reason": STR,
+                            "extension": STR,
+                        },
+                    },
+                    ["action"],
+                ),
+                "responses": {"200": _ok("the new state"), **_errors(400, 401, 403)},
+            },
+        },
+        "/api/queue": {
+            "get": {
+                "summary": "The KCC waiting line: callers waiting, longest wait, agents by "
+                "state, today's offered/answered/abandoned, service level, ASA, forecast",
+                "responses": {"200": _ok("figures"), **_errors(401, 403, 404)},
+            }
+        },
         "/api/board": {
             "get": {
                 "summary": "The wall-screen figures: norm ratios, open and overdue hoppers",

@@ -68,19 +68,7 @@ def citizen(
     ex: Exchange, mode: str, ring_ms: int = 300, hold_ms: int = 1500
 ) -> subprocess.Popen[bytes]:
     """A citizen's phone on the trunk: answer (and hang up after hold_ms), noanswer, busy."""
-    if mode == "busy":
-        path = ex._scenario("busy_phone.xml", {}, f"citizen-busy-{time.monotonic_ns()}")
-    elif mode == "noanswer":
-        path = ex._scenario("phone.xml", {"ring": "3600000"}, f"citizen-na-{time.monotonic_ns()}")
-    else:
-        path = ex._scenario(
-            "citizen.xml",
-            {"ring": str(ring_ms), "hold": str(hold_ms)},
-            f"citizen-{time.monotonic_ns()}",
-        )
-    return ex.start_sipp_uas(
-        path, ex.ports.trunk, f"citizen-{mode}", trace_messages=True, settle_s=0.3
-    )
+    return ex.citizen(mode, ring_ms, hold_ms)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -92,9 +92,7 @@ def no_fallback_and_no_failure(ex: Exchange) -> None:
 
 @pytest.fixture
 def open_exchange(installation: Installation, tmp_path: Path) -> Iterator[Exchange]:
-    with exchange(
-        installation, tmp_path, phones=_phones(), teams_toml=TEAM, extra_toml=MENU
-    ) as ex:
+    with exchange(installation, tmp_path, phones=_phones(), teams_toml=TEAM, extra_toml=MENU) as ex:
         ex.start_asterisk()
         ex.start_serve()
         yield ex

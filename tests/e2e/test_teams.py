@@ -312,10 +312,10 @@ async def test_a_repeat_contact_is_recorded_as_repeat_and_never_counted_as_aband
         result = await team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000)
         assert result.returncode == 0, result.stderr
         await until(
-            lambda expected=expected: [
-                r.outcome for r in team.rows("SELECT outcome FROM calls ORDER BY started_at")
-            ]
-            == expected
+            lambda expected=expected: (
+                [r.outcome for r in team.rows("SELECT outcome FROM calls ORDER BY started_at")]
+                == expected
+            )
         )
     rows = team.rows("SELECT outcome, team_id FROM calls ORDER BY started_at")
     assert [(r.outcome, r.team_id) for r in rows] == [

@@ -36,6 +36,19 @@ CONTRACT = {
     "bereik_ivr_choices": ("counter", {"path", "destination"}),
     "bereik_ivr_closed_calls": ("counter", {"action"}),
     "bereik_announcements_played": ("counter", {"scope_kind"}),
+    "bereik_queue_offered": ("counter", {"queue"}),
+    "bereik_queue_answered": ("counter", {"queue"}),
+    "bereik_queue_answered_within_level": ("counter", {"queue"}),
+    "bereik_queue_abandoned": ("counter", {"queue", "short"}),
+    "bereik_queue_overflow": ("counter", {"queue", "reason"}),
+    "bereik_queue_virtual_hold": ("counter", {"queue", "stage"}),
+    "bereik_queue_wait_seconds": ("histogram", {"queue"}),
+    "bereik_queue_callers_waiting": ("gauge", {"queue"}),
+    "bereik_queue_longest_wait_seconds": ("gauge", {"queue"}),
+    "bereik_queue_agents": ("gauge", {"queue", "state"}),
+    "bereik_queue_service_level_ratio": ("gauge", {"queue"}),
+    "bereik_queue_average_answer_seconds": ("gauge", {"queue"}),
+    "bereik_queue_agents_needed": ("gauge", {"queue"}),
 }
 
 
@@ -54,6 +67,9 @@ def value(metrics: BereikMetrics, name: str, **labels: str) -> float | None:
 def test_exactly_the_contract_metrics_with_help() -> None:
     metrics = BereikMetrics(["vergunningen"], ["menu"])
     metrics.set_norm_ratios({("vergunningen", "today"): 0.5})
+    # The queue's ratios appear once there is something to say (cti/queue/figures.py).
+    for gauge in (metrics.queue.service_level, metrics.queue.asa, metrics.queue.agents_needed):
+        metrics.queue.set_ratio(gauge, "kcc", 1.0)
     families = {
         f.name: f
         for f in text_string_to_metric_families(metrics.render().decode())

@@ -35,6 +35,7 @@ def call(
     team: str = "vergunningen",
     outcome: str = "answered_team",
     ago: timedelta = timedelta(hours=1),
+    wait: float | None = None,
 ) -> Call:
     return Call(
         uniqueid=f"u{next(_ids)}",
@@ -42,6 +43,7 @@ def call(
         team_id=team,
         outcome=outcome,
         started_at=NOW - ago,
+        wait_seconds=wait,
     )
 
 
@@ -159,10 +161,34 @@ async def test_acquisitie_is_excluded(session: AsyncSession) -> None:
     assert again["vergunningen", "today"] == pytest.approx(1 / 2)
 
 
+async def test_caller_who_hung_up_waiting_for_a_person_counts_as_missed(
+    session: AsyncSession,
+) -> None:
+    result = await ratios(
+        session,
+        call(team="kcc", outcome="answered_kcc", wait=12.0),
+        call(team="kcc", outcome="abandoned", wait=10.0),
+        call(team="parkeren", outcome="abandoned", wait=None),
+    )
+    assert result["kcc", "today"] == pytest.approx(1 / 2)
+    assert result["parkeren", "today"] == 0.0
+
+
+async def test_short_abandon_and_hanging_up_in_the_menu_are_not_counted(
+    session: AsyncSession,
+) -> None:
+    result = await ratios(
+        session,
+        call(team="kcc", outcome="answered_kcc", wait=3.0),
+        call(team="kcc", outcome="abandoned", wait=4.9),
+        call(team="", outcome="abandoned", wait=None),
+    )
+    assert result["kcc", "today"] == 1.0
+
+
 async def test_other_outcomes_are_not_counted(session: AsyncSession) -> None:
     result = await ratios(
         session,
-        call(outcome="abandoned"),
         call(outcome="hopper"),
         call(outcome="closed"),
         call(outcome="info"),

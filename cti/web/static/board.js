@@ -20,10 +20,28 @@
         overdue.textContent = row.overdue;
         overdue.className = "overdue-count " + (row.overdue ? "err" : "");
       }
+      if (data.queue) queueRow(data.queue);
       document.getElementById("board-at").textContent = when(data.at);
     } catch (err) {
       document.getElementById("board-at").textContent = err.message;
     }
+  }
+  function queueRow(q) {
+    const set = (key, text) => {
+      const td = document.querySelector('#queue-row td[data-q="' + key + '"]');
+      if (td) td.textContent = text;
+    };
+    const d = q.today;
+    set("waiting", q.waiting);
+    set("longest", Math.round(q.longest_wait_seconds) + " s");
+    for (const [state, n] of Object.entries(q.agents_by_state)) set("agents-" + state, n);
+    set("offered", d.offered);
+    set("answered", d.answered);
+    set("abandoned", (d.abandoned - d.short_abandoned) + " (+" + d.short_abandoned + " " + window.bereik.t("short") + ")");
+    set("level", d.service_level === null ? "–" : Math.round(d.service_level * 100) + " %");
+    set("asa", d.asa_seconds === null ? "–" : Math.round(d.asa_seconds) + " s");
+    set("vhold", d.callbacks + " / " + d.callbacks_made + " / " + d.callbacks_reached);
+    set("needed", q.agents_needed === null ? "–" : q.agents_needed);
   }
   refresh();
   setInterval(refresh, 10000);

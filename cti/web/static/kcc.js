@@ -25,8 +25,9 @@
     popup.classList.toggle("ringing", call.state === "ringing");
     document.getElementById("call-state").textContent = t(call.state);
     document.getElementById("call-number").textContent = call.caller || t("anonymous");
-    document.getElementById("call-name").textContent =
-      call.caller_name && call.caller_name !== call.caller ? call.caller_name : "";
+    document.getElementById("call-name").textContent = call.callback_since
+      ? t("callback from line", { min: Math.round((Date.now() / 1000 - call.callback_since) / 60) })
+      : call.caller_name && call.caller_name !== call.caller ? call.caller_name : "";
     document.getElementById("hopper-caller").value = call.caller || "";
     statusLine.hidden = true;
     if (fresh && call.caller) loadHistory(call);

@@ -1,0 +1,192 @@
+"""The FastAGI handlers of the waiting line: a caller entering it, and an agent's codes.
+
+``queue_entry`` runs in ``bereik-kcc`` just before ``Queue()``. It decides the overflow
+rules that need the database (closed, nobody signed in, line full), gives the caller a
+priority by arrival (``QUEUE_PRIO``: an earlier caller is always put ahead, whatever the
+length of what each heard first), plays the KCC's announcements, and says the caller's
+place in line and, when the figures support it, the expected wait. A caller who would be
+answered at once hears nothing of the sort.
+
+``agent_code`` is the feature codes of a KCC phone: sign in, sign out, pause (with the
+reason's number after the code: *331 = the first reason in the TOML), ready.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from agi.handlers.hopper import ask_callback_number, digit_prompts
+from agi.handlers.ivr import Conversation
+from agi.server import AgiChannel
+from cti.ami.channels import extension_of
+from cti.announcements.prompts import prompt
+from cti.hoppers.service import normalise_number, opening_hours
+from cti.queue import service, vhold
+from cti.queue.events import record_arrival
+from cti.queue.figures import expected_wait_minutes, queue_figures
+from cti.services import Services
+
+# QUEUE_PRIO is a signed int in app_queue; a higher one is served first. Arrival in
+# hundredths of a second, counted down from this, wraps only every 115 days.
+PRIO_TOP = 1_000_000_000
+
+
+def arrival_priority(arrival: float) -> int:
+    return PRIO_TOP - int(arrival * 100) % PRIO_TOP
+
+
+POSITION_TEXT = {
+    "nl": "U bent nummer {n} in de wachtrij.",
+    "en": "You are number {n} in the queue.",
+}
+WAIT_TEXT = {
+    "nl": "De verwachte wachttijd is ongeveer {n} {unit}.",
+    "en": "The expected waiting time is about {n} {unit}.",
+}
+MINUTE = {"nl": ("minuut", "minuten"), "en": ("minute", "minutes")}
+VHOLD_OFFER = (
+    "Wilt u liever teruggebeld worden zonder uw plaats in de wachtrij te verliezen? Toets 1."
+)
+VHOLD_PROMISE = "U wordt teruggebeld zodra u aan de beurt bent"
+VHOLD_KEY = "1"
+
+
+async def queue_entry(channel: AgiChannel, services: Services) -> None:
+    arrival = time.time()
+    config = services.config
+    uniqueid = channel.env.uniqueid
+    await channel.set_variable("QUEUE_PRIO", arrival_priority(arrival))
+    skip = await _overflow_before_entry(services)
+    if skip:
+        status, reason = skip
+        channel.log.info("queue kcc: not entered (%s)", status)
+        await channel.set_variable("BEREIK_QUEUE_SKIP", status)
+        await channel.set_variable("BEREIK_HOPPER_REASON", reason)
+        await channel.finish()
+        return
+    arrived = datetime.fromtimestamp(arrival, UTC)
+    position = await service.place_in_line(services, arrived)
+    await record_arrival(
+        services,
+        service.KCC_QUEUE,
+        uniqueid,
+        channel.env.get("callerid"),
+        datetime.fromtimestamp(arrival, UTC),
+        position,
+    )
+    talk = Conversation(channel, services)
+    await talk.announcements("team:kcc")
+    position = await service.place_in_line(services, arrived)
+    views = await service.agent_views(services)
+    free = sum(1 for view in views if view.state == "available")
+    working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
+    if position > free:
+        language = config.exchange.language
+        await talk.play(
+            await prompt(services, POSITION_TEXT[language].format(n=position)),
+            "queue_position",
+            str(position),
+        )
+        async with services.sessions() as session:
+            figures = await queue_figures(
+                session,
+                service.KCC_QUEUE,
+                datetime.now(UTC),
+                config.exchange.timezone,
+                config.queue,
+            )
+        minutes = expected_wait_minutes(position, working, figures.handle_seconds)
+        if minutes is not None:
+            unit = MINUTE[language][0 if minutes == 1 else 1]
+            await talk.play(
+                await prompt(services, WAIT_TEXT[language].format(n=minutes, unit=unit)),
+                "queue_wait",
+                str(minutes),
+            )
+        if config.queue.virtual_hold:
+            key = await talk.play(await prompt(services, VHOLD_OFFER), "queue_vhold_offer")
+            if key == VHOLD_KEY:
+                # Pressed before joining the line: the same path as a key in the line.
+                await channel.set_variable("BEREIK_VHOLD_KEY", VHOLD_KEY)
+    await channel.finish()
+
+
+async def virtual_hold(channel: AgiChannel, services: Services) -> None:
+    """The caller pressed 1 while waiting: confirm the number, keep the place, hang up.
+
+    Sets BEREIK_ROUTE=hangup when the callback is promised, and BEREIK_ROUTE=back when there
+    is no number to call (the caller goes back into the line at the same place: the
+    channel still has its QUEUE_PRIO).
+    """
+    caller_id = normalise_number(channel.env.get("callerid"))
+    if caller_id in ("", "0"):
+        caller_id = ""
+    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id)
+    priority = int(await channel.get_variable("QUEUE_PRIO") or 0)
+    if not number:
+        await channel.set_variable("BEREIK_ROUTE", "back")
+        await channel.finish()
+        return
+    await vhold.request(services, channel.env.uniqueid, number, priority, datetime.now(UTC))
+    channel.log.info("virtual hold: called back on %s when it is their turn", number[-4:])
+    goodbye = [
+        "Dank u wel. U behoudt uw plaats en wordt teruggebeld op",
+        *digit_prompts(number),
+        "Tot ziens.",
+    ]
+    for text in goodbye:
+        await channel.stream_file(await prompt(services, text))
+    await channel.set_variable("BEREIK_ROUTE", "hangup")
+    await channel.finish()
+
+
+async def _overflow_before_entry(services: Services) -> tuple[str, str] | None:
+    """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
+    config = services.config
+    if not opening_hours(config).is_open(datetime.now(UTC)):
+        return "CLOSING", "after_hours"
+    views = await service.agent_views(services)
+    if not any(view.state != "signed_out" for view in views):
+        return "JOINEMPTY", "nobody_present"
+    limit = config.queue.max_waiting
+    if limit and (await service.waiting_now(services, datetime.now(UTC)))[0] >= limit:
+        return "FULL", "busy"
+    return None
+
+
+AGENT_TEXT = {
+    "sign_in": "U bent aangemeld bij de wachtrij.",
+    "sign_out": "U bent afgemeld bij de wachtrij.",
+    "pause": "U heeft pauze: {reason}.",
+    "ready": "U bent weer beschikbaar.",
+    "refused": "Dat lukt niet: {why}",
+}
+
+
+async def agent_code(channel: AgiChannel, services: Services) -> None:
+    """?action=sign_in|sign_out|pause|ready[&reason=<n>] from the agent's own phone."""
+    query = channel.query
+    action = query.get("action", "")
+    extension = extension_of(channel.env.get("channel"))
+    reason = ""
+    if action == "pause" and query.get("reason", ""):
+        reasons = list(services.config.queue.pause_reasons)
+        index = query.get("reason", "")
+        reason = (
+            reasons[int(index) - 1]
+            if index.isdigit() and 0 < int(index) <= len(reasons)
+            else f"#{index}"
+        )
+    try:
+        await service.change_state(services, extension, action, f"phone:{extension}", reason)
+        label = service.pause_reasons(services).get(reason, reason) if action == "pause" else ""
+        if action == "pause" and not reason:
+            label = next(iter(services.config.queue.pause_reasons.values()))
+        text = AGENT_TEXT[action].format(reason=label)
+    except service.QueueError as exc:
+        channel.log.info("agent code %s from %s refused: %s", action, extension, exc)
+        text = AGENT_TEXT["refused"].format(why=str(exc))
+    await channel.answer()
+    await channel.stream_file(await prompt(services, text))
+    await channel.finish()

@@ -1,0 +1,311 @@
+"""app_queue's events in, the waiting line's rows, agent states and figures out.
+
+The bus callback (``on_event``) only keeps who is in line now (for the gauges and the
+position a new caller hears) and queues the events that change the database; the worker
+(``run``) writes them in order. Each stay in line is one ``queue_calls`` row, decided once
+(``UPDATE ... WHERE outcome = ''``), and counted only when that update took, so a replayed
+event after a reconnect is not counted twice.
+
+Events used (manager.conf: read class ``agent``): QueueCallerJoin (a caller entered),
+QueueCallerLeave (left the line), the caller's Hangup (a stay still undecided is then
+abandoned), AgentConnect (an agent answered; the wait runs from arrival), AgentComplete
+(the call ended: talk time, and wrap-up starts), AgentRingNoAnswer (an agent let it ring
+out: paused), and our dialplan's UserEvent ``BereikQueueExit`` (Queue() returned with a
+QUEUESTATUS, or the entry handler turned the caller away: an overflow to the callback
+offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from panoramisk.message import Message
+from sqlalchemy import Table, select, update
+from sqlalchemy.exc import OperationalError
+
+from cti.ami.channels import extension_of
+from cti.ami.client import AmiError
+from cti.queue import service
+from cti.services import Services
+from cti.store.models import QueueCall
+
+log = logging.getLogger("bereik.queue")
+
+QUEUE_CALLS = cast(Table, QueueCall.__table__)
+WRITTEN_EVENTS = (
+    "QueueCallerJoin",
+    "AgentConnect",
+    "AgentComplete",
+    "AgentRingNoAnswer",
+)
+HANGUP_IN_LINE = "BereikQueueHangup"
+# QUEUESTATUS after Queue() -> the overflow reason we count.
+OVERFLOW_BY_STATUS = {
+    "TIMEOUT": "max_wait",
+    "FULL": "full",
+    "JOINEMPTY": "nobody_signed_in",
+    "LEAVEEMPTY": "nobody_signed_in",
+    "JOINUNAVAIL": "nobody_signed_in",
+    "LEAVEUNAVAIL": "nobody_signed_in",
+    "CLOSING": "closing",
+}
+
+
+@dataclass
+class Line:
+    """Who is in one queue now, as the events tell: for the gauges only (the entry handler
+    and the screens read the database, so every process sees the same line)."""
+
+    joined: dict[str, float] = field(default_factory=dict)  # uniqueid -> joined at
+    # Every caller seen coming to the line, until their channel hangs up: a hangup with the
+    # stay still undecided is an abandon (app_queue's own QueueCallerAbandon also comes for
+    # an overflow, when the caller goes on to the callback offer).
+    seen: set[str] = field(default_factory=set)
+
+    def longest(self, now: float) -> float:
+        return max((now - t for t in self.joined.values()), default=0.0)
+
+
+class QueueEvents:
+    """Made once by `bereik serve`: ``on_event`` on the bus, ``on_connected`` on the AMI
+    client, ``run`` as a worker."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.lines: dict[str, Line] = {service.KCC_QUEUE: Line()}
+        self.events: asyncio.Queue[Message] = asyncio.Queue()
+
+    def line(self, queue: str) -> Line:
+        return self.lines.setdefault(queue, Line())
+
+    # -- the bus side -----------------------------------------------------------------
+
+    def on_event(self, event: Message) -> None:
+        name = event.get("Event", "")
+        queue = str(event.get("Queue", ""))
+        uniqueid = _first(event.get("Uniqueid", ""))
+        if name == "QueueCallerJoin":
+            line = self.line(queue)
+            line.joined[uniqueid] = _timestamp(event)
+            line.seen.add(uniqueid)
+        elif name == "QueueCallerLeave":
+            self.line(queue).joined.pop(uniqueid, None)
+        elif (
+            name == "UserEvent"
+            and event.get("UserEvent") == "BereikRoute"
+            and event.get("Team") == service.KCC_QUEUE
+        ):
+            # Came to the KCC: from here a hangup before an answer is an abandon.
+            self.line(service.KCC_QUEUE).seen.add(uniqueid)
+            return
+        elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
+            pass  # written below: an overflow
+        elif name == "Hangup":
+            for queue_name, line in self.lines.items():
+                if uniqueid in line.seen:
+                    # Hung up in line, or while hearing the entry messages before joining
+                    # it: abandoned, unless the stay was decided before (answered,
+                    # overflow), which the writer's guarded update respects.
+                    line.seen.discard(uniqueid)
+                    self.events.put_nowait(
+                        Message(
+                            {
+                                "Event": HANGUP_IN_LINE,
+                                "Queue": queue_name,
+                                "Uniqueid": uniqueid,
+                                "Timestamp": str(_timestamp(event)),
+                            }
+                        )
+                    )
+            return
+        else:
+            if name not in WRITTEN_EVENTS:
+                return
+        if name in WRITTEN_EVENTS or name == "UserEvent":
+            self.events.put_nowait(event)
+        self._set_waiting(queue)
+
+    def _set_waiting(self, queue: str) -> None:
+        if queue not in self.lines:
+            return
+        metrics = self.services.metrics.queue
+        line = self.lines[queue]
+        metrics.waiting.labels(queue).set(len(line.joined))
+        metrics.longest.labels(queue).set(round(line.longest(time.time()), 1))
+
+    async def on_connected(self) -> None:
+        """Members back from the database; who waits now from Asterisk's QueueStatus."""
+        if not service.queue_enabled(self.services) or self.services.ami is None:
+            return
+        await service.restore(self.services)
+        try:
+            entries = await self.services.ami.action_list(
+                {"Action": "QueueStatus", "Queue": service.KCC_QUEUE}, timeout=10
+            )
+        except AmiError as exc:
+            log.warning("QueueStatus failed (%s); waiting callers not resynced", exc)
+            return
+        now = time.time()
+        line = self.line(service.KCC_QUEUE)
+        live = [e for e in entries if e.get("Event") == "QueueEntry"]
+        line.joined = {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
+        await self._close_lost(set(line.joined))
+        self._set_waiting(service.KCC_QUEUE)
+
+    async def _close_lost(self, live: set[str]) -> None:
+        """Stays still open in the database but no longer in line (Asterisk restarted while
+        they waited): ended as lost, so they do not wait forever on the board."""
+        async with self.services.sessions() as session, session.begin():
+            await session.execute(
+                update(QUEUE_CALLS)
+                .where(QUEUE_CALLS.c.outcome == "", QUEUE_CALLS.c.uniqueid.not_in(live))
+                .values(outcome="lost", left_at=datetime.now(UTC))
+            )
+
+    # -- the writer side ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            event = await self.events.get()
+            delay = 0.5
+            while True:
+                try:
+                    await self.apply(event)
+                    break
+                except OperationalError as exc:
+                    log.warning(
+                        "database unavailable (%s); retrying queue event in %.1f s",
+                        str(exc.orig).splitlines()[0],
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                except Exception:
+                    log.exception("queue event %s not recorded", event.get("Event"))
+                    break
+
+    async def apply(self, event: Mapping[str, Any]) -> None:
+        name = str(event.get("Event", ""))
+        queue = str(event.get("Queue", ""))
+        uniqueid = str(event.get("Uniqueid", ""))
+        at = datetime.fromtimestamp(_timestamp(event), UTC)
+        agent = extension_of(str(event.get("Interface", "")))
+        metrics = self.services.metrics.queue
+        if name == "QueueCallerJoin":
+            if is_placeholder(str(event.get("Channel", ""))):
+                return  # a virtual hold's stand-in: its caller's stay was decided already
+            caller = str(event.get("CallerIDNum", ""))
+            await record_arrival(self.services, queue, uniqueid, caller, at)
+        elif name == "AgentConnect":
+            wait = await self._decide(queue, uniqueid, "answered", at, agent=agent)
+            if wait is not None:
+                self._count_answered(queue, wait)
+            if agent:
+                await service.mark_call(self.services, agent, at, started=True)
+        elif name == "AgentComplete":
+            async with self.services.sessions() as session, session.begin():
+                await session.execute(
+                    update(QUEUE_CALLS)
+                    .where(QUEUE_CALLS.c.uniqueid == uniqueid)
+                    .values(talk_seconds=float(event.get("TalkTime", 0) or 0))
+                )
+            if agent:
+                await service.mark_call(self.services, agent, at, started=False)
+        elif name == HANGUP_IN_LINE:
+            wait = await self._decide(queue, uniqueid, "abandoned", at)
+            if wait is not None:
+                short = wait < self.services.config.queue.short_abandon_seconds
+                metrics.offered.labels(queue).inc()
+                metrics.abandoned.labels(queue, "true" if short else "false").inc()
+        elif name == "AgentRingNoAnswer":
+            if agent:
+                await service.pause_after_ring_out(self.services, agent)
+        elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
+            status = str(event.get("Status", ""))
+            reason = OVERFLOW_BY_STATUS.get(status.upper(), "other")
+            # Turned away before joining (closed, full, nobody signed in): a stay of no time.
+            await record_arrival(
+                self.services, queue, uniqueid, str(event.get("CallerIDNum", "")), at
+            )
+            if await self._decide(queue, uniqueid, "overflow", at, detail=status) is not None:
+                metrics.offered.labels(queue).inc()
+                metrics.overflow.labels(queue, reason).inc()
+
+    async def _decide(
+        self,
+        queue: str,
+        uniqueid: str,
+        outcome: str,
+        at: datetime,
+        agent: str = "",
+        detail: str = "",
+    ) -> float | None:
+        """Set the stay's outcome once; its wait (from arrival) when this decided it."""
+        async with self.services.sessions() as session, session.begin():
+            joined = await session.scalar(
+                select(QueueCall.joined_at).where(QueueCall.uniqueid == uniqueid)
+            )
+            if joined is None:
+                return None
+            wait = round(max((at - joined).total_seconds(), 0.0), 3)
+            result = await session.execute(
+                update(QUEUE_CALLS)
+                .where(QUEUE_CALLS.c.uniqueid == uniqueid, QUEUE_CALLS.c.outcome == "")
+                .values(
+                    outcome=outcome, left_at=at, wait_seconds=wait, agent=agent, detail=detail[:32]
+                )
+            )
+            return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
+
+    def _count_answered(self, queue: str, wait: float) -> None:
+        metrics = self.services.metrics.queue
+        metrics.offered.labels(queue).inc()
+        metrics.answered.labels(queue).inc()
+        metrics.wait.labels(queue).observe(wait)
+        if wait <= self.services.config.queue.service_level_seconds:
+            metrics.answered_in_level.labels(queue).inc()
+
+
+def is_placeholder(channel: str) -> bool:
+    """The Local channel that holds a virtual-hold caller's place (cti/queue/vhold.py)."""
+    return channel.startswith("Local/") and "@bereik-vhold-line" in channel
+
+
+def _first(value: Any) -> str:
+    """A header given twice (our UserEvent's Uniqueid beside the channel's) comes as a list."""
+    return str(value[0] if isinstance(value, list) and value else value)
+
+
+def _timestamp(event: Mapping[str, Any]) -> float:
+    try:
+        return float(event.get("Timestamp") or time.time())
+    except (TypeError, ValueError):
+        return time.time()
+
+
+async def record_arrival(
+    services: Services, queue: str, uniqueid: str, caller: str, at: datetime, position: int = 0
+) -> None:
+    """The stay's row, from the moment the caller came to the line (the entry handler), or
+    from joining it (when that handler was not reached); the first one made stays."""
+    async with services.sessions() as session, session.begin():
+        if await session.scalar(select(QueueCall.id).where(QueueCall.uniqueid == uniqueid)):
+            return
+        session.add(
+            QueueCall(
+                queue=queue,
+                uniqueid=uniqueid,
+                caller=caller[:80],
+                joined_at=at,
+                position=position,
+                outcome="",
+                detail="",
+                agent="",
+            )
+        )

@@ -1,0 +1,70 @@
+"""Closing time while callers wait: they get the callback offer instead of waiting on.
+
+app_queue knows nothing of opening hours, so a worker looks every few seconds; when the
+exchange has closed and callers are still in the KCC's line, each is moved (AMI Redirect
+through the one client) to ``bereik-kcc-closing``, which takes the same overflow path as
+a full line or an empty one: the hopper offer, reason ``after_hours``. The other rules
+(max wait, max waiting, nobody signed in) are app_queue's own (queues.conf).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from cti.ami.client import AmiError
+from cti.hoppers.service import opening_hours
+from cti.queue import service
+from cti.queue.events import is_placeholder
+from cti.services import Services
+
+log = logging.getLogger("bereik.queue")
+
+CHECK_SECONDS = 5.0
+CLOSING_CONTEXT = "bereik-kcc-closing"
+
+
+async def send_waiting_to_callback(services: Services) -> int:
+    """Redirect every caller in the KCC's line (as Asterisk lists it) to the callback
+    offer; how many went. Virtual-hold placeholders stay: their citizens hung up already."""
+    ami = services.ami
+    if ami is None:
+        return 0
+    entries = await ami.action_list({"Action": "QueueStatus", "Queue": service.KCC_QUEUE})
+    moved = 0
+    for entry in entries:
+        channel = str(entry.get("Channel", ""))
+        if entry.get("Event") != "QueueEntry" or not channel or is_placeholder(channel):
+            continue
+        try:
+            await ami.action(
+                {
+                    "Action": "Redirect",
+                    "Channel": channel,
+                    "Context": CLOSING_CONTEXT,
+                    "Exten": "s",
+                    "Priority": "1",
+                }
+            )
+            moved += 1
+        except AmiError as exc:
+            log.warning("closing time: %s not moved to the callback offer (%s)", channel, exc)
+    return moved
+
+
+async def run(services: Services, interval: float | None = None) -> None:
+    if not service.queue_enabled(services):
+        return
+    while True:
+        await asyncio.sleep(interval or CHECK_SECONDS)
+        try:
+            now = datetime.now(UTC)
+            if opening_hours(services.config).is_open(now):
+                continue
+            waiting, _ = await service.waiting_now(services, now)
+            if waiting:
+                moved = await send_waiting_to_callback(services)
+                log.info("closing time: %d callers in line moved to the callback offer", moved)
+        except Exception:
+            log.exception("closing-time check failed")

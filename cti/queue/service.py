@@ -1,0 +1,342 @@
+"""The KCC waiting line: agent states in the database, pushed to Asterisk's app_queue.
+
+Why the database is the truth and app_queue only carries it out: an agent signs in on the
+phone or on the screen, the supervisor sees the same state on the board, and after an
+Asterisk restart or an AMI reconnect nobody has to sign in again. Every change is written
+(and audited) first, then pushed over the one AMI client (QueueAdd, QueueRemove,
+QueuePause); ``restore`` pushes the whole table on every (re)connect, so a push lost while
+Asterisk was away is repaired by the next connect.
+
+States an agent is in (``state_of``): signed_out; paused (with a reason from the TOML, or
+``ring_out`` when the agent let a queue call ring out); on_call; wrapup (the configured
+seconds after a call, which app_queue enforces with its ``wrapuptime`` so no call slips in
+between the end of a call and our reaction to it); available.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from cti.ami.client import AmiActionFailed, AmiClient, AmiError
+from cti.audit import audit
+from cti.services import Services
+from cti.store.models import AgentState, QueueCall, VirtualHold
+
+log = logging.getLogger("bereik.queue")
+
+KCC_QUEUE = "kcc"
+RING_OUT = "ring_out"
+STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
+ACTIONS = ("sign_in", "sign_out", "pause", "ready")
+
+
+class QueueError(Exception):
+    """A refused change, phrased for the agent (Dutch, as the screen shows it)."""
+
+
+def queue_enabled(services: Services) -> bool:
+    return services.config.kcc.mode == "queue"
+
+
+def interface(extension: str) -> str:
+    return f"PJSIP/{extension}"
+
+
+def state_of(row: AgentState | None, now: datetime) -> str:
+    """The one state shown for an agent, from what they chose and what the queue saw."""
+    if row is None or not row.signed_in:
+        return "signed_out"
+    if row.on_call_since is not None:
+        return "on_call"
+    if row.wrapup_until is not None and row.wrapup_until > now:
+        return "wrapup"
+    if row.paused:
+        return "paused"
+    return "available"
+
+
+@dataclass(frozen=True)
+class AgentView:
+    extension: str
+    name: str
+    state: str
+    reason: str
+    since: datetime | None
+    wrapup_until: datetime | None
+
+
+def pause_reasons(services: Services) -> dict[str, str]:
+    """Reason id -> label, the configured ones plus ring_out (set by the exchange only)."""
+    return {**services.config.queue.pause_reasons, RING_OUT: "Niet opgenomen"}
+
+
+async def agent_views(services: Services, now: datetime | None = None) -> list[AgentView]:
+    """Every configured KCC agent with their state, in configured order."""
+    now = now or datetime.now(UTC)
+    names = {phone.extension: phone.name for phone in services.config.phones}
+    async with services.sessions() as session:
+        rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
+    views = []
+    for extension in services.config.kcc.agents:
+        row = rows.get(extension)
+        state = state_of(row, now)
+        views.append(
+            AgentView(
+                extension=extension,
+                name=names.get(extension, extension),
+                state=state,
+                reason=row.pause_reason if row is not None and state == "paused" else "",
+                since=row.changed_at if row is not None else None,
+                wrapup_until=row.wrapup_until if state == "wrapup" and row else None,
+            )
+        )
+    return views
+
+
+async def unavailable_agents(services: Services, extensions: list[str]) -> set[str]:
+    """Of these extensions, the KCC agents on a queue call or in wrap-up right now.
+
+    A team number asks this so that an agent who is also a team member is never rung as
+    call waiting, nor during the wrap-up the queue grants them.
+    """
+    now = datetime.now(UTC)
+    async with services.sessions() as session:
+        rows = (
+            await session.execute(select(AgentState).where(AgentState.extension.in_(extensions)))
+        ).scalars()
+        return {row.extension for row in rows if state_of(row, now) in ("on_call", "wrapup")}
+
+
+async def change_state(
+    services: Services, extension: str, action: str, actor: str, reason: str = ""
+) -> str:
+    """An agent's own choice (feature code, screen, API): stored, audited, then pushed.
+
+    Returns the new state. ``ready`` ends a pause and, when not on a call, the wrap-up.
+    """
+    config = services.config
+    if not queue_enabled(services):
+        raise QueueError("Het KCC werkt niet met een wachtrij (kcc.mode).")
+    if extension not in config.kcc.agents:
+        raise QueueError(f"Toestel {extension} is geen KCC-toestel.")
+    if action not in ACTIONS:
+        raise QueueError(f"Onbekende actie {action!r}; kies uit {', '.join(ACTIONS)}.")
+    if action == "pause":
+        reason = reason or next(iter(config.queue.pause_reasons))
+        if reason not in pause_reasons(services):
+            raise QueueError(
+                f"Onbekende pauzereden {reason!r}; kies uit "
+                f"{', '.join(config.queue.pause_reasons)}."
+            )
+    now = datetime.now(UTC)
+    end_wrapup = False
+    async with services.sessions() as session, session.begin():
+        row = await session.get(AgentState, extension)
+        if row is None:
+            row = AgentState(
+                extension=extension,
+                queue=KCC_QUEUE,
+                signed_in=False,
+                paused=False,
+                pause_reason="",
+                changed_by=actor,
+            )
+            session.add(row)
+        if action == "sign_in":
+            row.signed_in, row.paused, row.pause_reason = True, False, ""
+        elif action == "sign_out":
+            row.signed_in, row.paused, row.pause_reason = False, False, ""
+        elif action == "pause":
+            row.signed_in, row.paused, row.pause_reason = True, True, reason
+        else:  # ready
+            row.signed_in, row.paused, row.pause_reason = True, False, ""
+            end_wrapup = (
+                row.on_call_since is None
+                and row.wrapup_until is not None
+                and row.wrapup_until > now
+            )
+            if end_wrapup:
+                row.wrapup_until = now
+        row.changed_at, row.changed_by = now, actor
+        audit(session, actor, f"agent_{action}", "agent", extension, reason)
+        state = state_of(row, now)
+        snapshot = _Snapshot(extension, row.signed_in, row.paused, row.pause_reason)
+    await push(services, snapshot, reset=end_wrapup)
+    log.info(
+        "agent %s: %s%s by %s -> %s",
+        extension,
+        action,
+        f" ({reason})" if reason else "",
+        actor,
+        state,
+    )
+    return state
+
+
+async def pause_after_ring_out(services: Services, extension: str) -> None:
+    """The queue rang this agent and nobody picked up: paused, so callers are not held up
+    by a phone nobody is at; the screen shows why and the agent says ready to go on."""
+    async with services.sessions() as session, session.begin():
+        row = await session.get(AgentState, extension)
+        if row is None or not row.signed_in or row.paused:
+            return
+        row.paused, row.pause_reason = True, RING_OUT
+        row.changed_at, row.changed_by = datetime.now(UTC), "exchange"
+        audit(session, "exchange", "agent_pause", "agent", extension, RING_OUT)
+        snapshot = _Snapshot(extension, True, True, RING_OUT)
+    await push(services, snapshot)
+    log.info("agent %s paused: let a queue call ring out", extension)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    extension: str
+    signed_in: bool
+    paused: bool
+    reason: str
+
+
+async def push(services: Services, agent: _Snapshot, reset: bool = False) -> None:
+    """Make app_queue's member match the row. Failures are logged, not raised: the row is
+    stored, and ``restore`` on the next AMI connect pushes it again."""
+    ami = services.ami
+    if ami is None:
+        return
+    member = interface(agent.extension)
+    try:
+        if not agent.signed_in or reset:
+            await _tolerant(
+                ami, {"Action": "QueueRemove", "Queue": KCC_QUEUE, "Interface": member}, "Not there"
+            )
+        if agent.signed_in:
+            # The member's wrap-up lives in app_queue; removing and adding it again (reset)
+            # is the only way to end it early. It also makes the agent the longest idle.
+            await _tolerant(
+                ami,
+                {
+                    "Action": "QueueAdd",
+                    "Queue": KCC_QUEUE,
+                    "Interface": member,
+                    "StateInterface": member,
+                    "MemberName": agent.extension,
+                    "Paused": "true" if agent.paused else "false",
+                    "Reason": agent.reason,
+                },
+                "Already there",
+            )
+            await ami.action(
+                {
+                    "Action": "QueuePause",
+                    "Queue": KCC_QUEUE,
+                    "Interface": member,
+                    "Paused": "true" if agent.paused else "false",
+                    "Reason": agent.reason,
+                }
+            )
+    except AmiError as exc:
+        log.warning(
+            "queue member %s not pushed to Asterisk now (%s); restored on reconnect",
+            agent.extension,
+            exc,
+        )
+
+
+async def _tolerant(ami: AmiClient, action: dict[str, str], harmless: str) -> None:
+    """An action whose failure with this message means it was already so."""
+    try:
+        await ami.action(action)
+    except AmiActionFailed as exc:
+        if harmless.lower() not in str(exc).lower():
+            raise
+
+
+async def restore(services: Services) -> None:
+    """On every AMI (re)connect: the queue's members become what the database says.
+
+    Signed-in agents are added (with their pause), everyone else is removed, so members
+    Asterisk kept from before (or that someone added by hand) do not ring.
+    """
+    if not queue_enabled(services) or services.ami is None:
+        return
+    async with services.sessions() as session:
+        rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
+    now = datetime.now(UTC)
+    restored = 0
+    for extension in services.config.kcc.agents:
+        row = rows.get(extension)
+        snapshot = _Snapshot(
+            extension,
+            bool(row and row.signed_in),
+            bool(row and row.paused),
+            row.pause_reason if row else "",
+        )
+        await push(services, snapshot)
+        restored += snapshot.signed_in
+        if row is not None and row.on_call_since is not None:
+            # Calls did not survive the restart (the call tracker resyncs them); an agent
+            # left "on a call" by a lost AgentComplete would never be shown free again.
+            await _clear_call(services, extension, now)
+    log.info("queue %s restored from the database: %d agents signed in", KCC_QUEUE, restored)
+
+
+async def _clear_call(services: Services, extension: str, now: datetime) -> None:
+    async with services.sessions() as session, session.begin():
+        row = await session.get(AgentState, extension)
+        if row is not None:
+            row.on_call_since = None
+            row.changed_at = now
+
+
+async def mark_call(services: Services, extension: str, at: datetime, *, started: bool) -> None:
+    """A queue call of this agent began (AgentConnect) or ended (AgentComplete)."""
+    async with services.sessions() as session, session.begin():
+        row = await session.get(AgentState, extension)
+        if row is None:
+            return
+        if started:
+            row.on_call_since, row.wrapup_until = at, None
+        else:
+            row.on_call_since = None
+            seconds = services.config.queue.wrapup_seconds
+            row.wrapup_until = at + timedelta(seconds=seconds) if seconds else None
+        row.changed_at = at
+
+
+async def place_in_line(services: Services, arrival: datetime) -> int:
+    """The place of a caller who came at `arrival`: one more than those who came earlier
+    and are still waiting (in line or hearing the entry messages), callbacks that keep a
+    place included. From the database, so every process counts the same line."""
+    async with services.sessions() as session:
+        callers = await session.scalar(
+            select(func.count()).where(
+                QueueCall.queue == KCC_QUEUE,
+                QueueCall.outcome == "",
+                QueueCall.joined_at < arrival,
+            )
+        )
+        callbacks = await session.scalar(
+            select(func.count()).where(
+                VirtualHold.queue == KCC_QUEUE,
+                VirtualHold.status.in_(("pending", "queued")),
+                VirtualHold.arrived_at < arrival,
+            )
+        )
+    return 1 + int(callers or 0) + int(callbacks or 0)
+
+
+async def waiting_now(services: Services, now: datetime) -> tuple[int, float]:
+    """(callers waiting, seconds the longest has waited) in the KCC's line now."""
+    async with services.sessions() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(QueueCall.joined_at)).where(
+                    QueueCall.queue == KCC_QUEUE, QueueCall.outcome == ""
+                )
+            )
+        ).one()
+    longest = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return int(count), max(longest, 0.0)

@@ -1,0 +1,242 @@
+"""Virtual hold: a callback that keeps the caller's place in the KCC's line.
+
+The caller pressed 1 and confirmed a number (agi/handlers/queue.py); a ``virtual_holds`` row
+keeps the caller's original arrival priority. This worker puts a placeholder in the line
+for it: an AMI Originate of ``Local/<id>-<prio>-<since>-<number>@bereik-vhold-line``, whose
+second half waits in ``Queue(kcc)`` with the original ``QUEUE_PRIO``, so it is served in
+order of original entry together with the live callers, and only when an agent is free:
+there are never more callbacks in progress than free agents. When an agent answers the
+placeholder, the first half goes on in ``bereik-vhold-dial``: it rings the citizen
+through the trunk showing the main number, with the agent already on the line.
+
+The dialplan reports each stage as a UserEvent ``BereikVirtualHold`` (Stage: made, then
+the citizen's DIALSTATUS); a placeholder that never got an agent ends in a failed
+OriginateResponse. Every state change is a guarded UPDATE on the row's status, so each
+callback is placed once per attempt and reached at most once, also across restarts.
+After ``callback_attempts`` tries without reaching the citizen the KCC gets a hopper
+(2-working-day clock, mailed once through the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from panoramisk.message import Message
+from sqlalchemy import Table, select, update
+
+from cti.ami.client import AmiError
+from cti.hoppers.service import HopperError, create_hopper
+from cti.queue import service
+from cti.services import Services
+from cti.store.models import QueueCall, VirtualHold
+
+log = logging.getLogger("bereik.queue")
+
+VHOLDS = cast(Table, VirtualHold.__table__)
+QUEUE_CALLS = cast(Table, QueueCall.__table__)
+CHECK_SECONDS = 1.0
+ACTION_PREFIX = "vhold-"
+
+
+async def request(
+    services: Services, uniqueid: str, number: str, priority: int, now: datetime
+) -> bool:
+    """The caller confirmed: their stay ends as "callback", a row waits for its turn.
+    False when this call already has one (a second press of 1 changes nothing)."""
+    async with services.sessions() as session, session.begin():
+        if await session.scalar(
+            select(VirtualHold.id).where(VirtualHold.call_uniqueid == uniqueid)
+        ):
+            return False
+        stay = (
+            await session.execute(select(QueueCall).where(QueueCall.uniqueid == uniqueid))
+        ).scalar_one_or_none()
+        arrived = stay.joined_at if stay is not None else now
+        session.add(
+            VirtualHold(
+                queue=service.KCC_QUEUE,
+                call_uniqueid=uniqueid,
+                number=number,
+                priority=priority,
+                arrived_at=arrived,
+                requested_at=now,
+                status="pending",
+                attempts=0,
+                next_at=now,
+                agent="",
+            )
+        )
+        if stay is not None and not stay.outcome:
+            stay.outcome, stay.left_at = "callback", now
+            stay.wait_seconds = round((now - arrived).total_seconds(), 3)
+    metrics = services.metrics.queue
+    metrics.virtual_hold.labels(service.KCC_QUEUE, "offered").inc()
+    if stay is not None:
+        metrics.offered.labels(service.KCC_QUEUE).inc()
+    return True
+
+
+def placeholder_exten(row: VirtualHold) -> str:
+    """What the placeholder's Local channel dials: id, priority, arrival, number."""
+    return f"{row.id}-{row.priority}-{int(row.arrived_at.timestamp())}-{row.number}"
+
+
+async def place_due(services: Services, now: datetime | None = None) -> int:
+    """Put every due callback's placeholder in the line; how many were placed."""
+    now = now or datetime.now(UTC)
+    ami = services.ami
+    if ami is None or not ami.connected:
+        return 0
+    async with services.sessions() as session:
+        due = list(
+            (
+                await session.execute(
+                    select(VirtualHold)
+                    .where(VirtualHold.status == "pending", VirtualHold.next_at <= now)
+                    .order_by(VirtualHold.priority.desc())
+                )
+            ).scalars()
+        )
+    placed = 0
+    config = services.config
+    for row in due:
+        if not await _move(services, row.id, "pending", "queued"):
+            continue  # another process took it
+        try:
+            await ami.action(
+                {
+                    "Action": "Originate",
+                    "Channel": f"Local/{placeholder_exten(row)}@bereik-vhold-line/n",
+                    "Context": "bereik-vhold-dial",
+                    "Exten": row.number,
+                    "Priority": "1",
+                    # The placeholder may wait as long as a caller may.
+                    "Timeout": str((config.queue.max_wait_seconds + 60) * 1000),
+                    "CallerID": f'"Terugbellen" <{row.number}>',
+                    "Variable": f"BEREIK_VHOLD={row.id}",
+                    "Async": "true",
+                    "ActionID": f"{ACTION_PREFIX}{row.id}-{row.attempts + 1}",
+                }
+            )
+            placed += 1
+        except AmiError as exc:
+            log.warning("virtual hold %s not placed now (%s); tried again", row.id, exc)
+            await _move(services, row.id, "queued", "pending")
+    return placed
+
+
+async def _move(services: Services, row_id: int, old: str, new: str, **values: Any) -> bool:
+    async with services.sessions() as session, session.begin():
+        result = await session.execute(
+            update(VHOLDS)
+            .where(VHOLDS.c.id == row_id, VHOLDS.c.status == old)
+            .values(status=new, **values)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+class VirtualHoldEvents:
+    """Stage events from the dialplan and the Originate's end, applied in order. Made once
+    by `bereik serve`: ``on_event`` on the bus, ``run`` as a worker."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.events: asyncio.Queue[Message] = asyncio.Queue()
+
+    def on_event(self, event: Message) -> None:
+        name = event.get("Event")
+        if (name == "UserEvent" and event.get("UserEvent") == "BereikVirtualHold") or (
+            name == "OriginateResponse" and str(event.get("ActionID", "")).startswith(ACTION_PREFIX)
+        ):
+            self.events.put_nowait(event)
+
+    async def apply(self, event: Mapping[str, Any]) -> None:
+        metrics = self.services.metrics.queue
+        queue = service.KCC_QUEUE
+        now = datetime.now(UTC)
+        if event.get("Event") == "OriginateResponse":
+            if event.get("Response") == "Success":
+                return
+            # The placeholder never got an agent (or could not be made): one try used.
+            row_id = int(str(event.get("ActionID", "")).removeprefix(ACTION_PREFIX).split("-")[0])
+            await self._failed(row_id, "queued", now, "no agent")
+            return
+        row_id = int(str(event.get("Id", "0")) or 0)
+        stage = str(event.get("Stage", ""))
+        if stage == "made":
+            agent = str(event.get("Agent", ""))
+            if await _move(self.services, row_id, "queued", "calling", agent=agent[:32]):
+                metrics.virtual_hold.labels(queue, "made").inc()
+        elif stage == "ANSWER":
+            if await _move(self.services, row_id, "calling", "reached", reached_at=now):
+                metrics.virtual_hold.labels(queue, "reached").inc()
+                log.info("virtual hold %s: citizen reached", row_id)
+        else:
+            await self._failed(row_id, "calling", now, stage)
+
+    async def _failed(self, row_id: int, current: str, now: datetime, why: str) -> None:
+        config = self.services.config.queue
+        async with self.services.sessions() as session:
+            row = await session.get(VirtualHold, row_id)
+        if row is None or row.status != current:
+            return
+        attempts = row.attempts + 1
+        if attempts < config.callback_attempts:
+            later = now + timedelta(seconds=config.callback_retry_seconds)
+            if await _move(
+                self.services, row_id, current, "pending", attempts=attempts, next_at=later
+            ):
+                log.info(
+                    "virtual hold %s: try %d not reached (%s); again at %s",
+                    row_id,
+                    attempts,
+                    why,
+                    later.isoformat(),
+                )
+            return
+        if not await _move(self.services, row_id, current, "failed", attempts=attempts):
+            return
+        try:
+            hopper = await create_hopper(
+                self.services,
+                team_id=service.KCC_QUEUE,
+                caller=row.number,
+                reason="no_answer",
+                note=f"Terugbellen met behoud van plaats: {attempts} pogingen, niet bereikt.",
+                call_uniqueid=row.call_uniqueid,
+                actor="exchange",
+            )
+        except HopperError as exc:
+            log.error("virtual hold %s not reached and no hopper made: %s", row_id, exc)
+            return
+        async with self.services.sessions() as session, session.begin():
+            await session.execute(
+                update(VHOLDS).where(VHOLDS.c.id == row_id).values(hopper_id=hopper.id)
+            )
+        log.info(
+            "virtual hold %s: not reached in %d tries; KCC hopper %s", row_id, attempts, hopper.id
+        )
+
+    async def run(self) -> None:
+        while True:
+            event = await self.events.get()
+            try:
+                await self.apply(event)
+            except Exception:
+                log.exception("virtual hold event not applied: %s", dict(event))
+
+
+async def place_worker(services: Services) -> None:
+    """Worker: put due callbacks' placeholders in the line, every second."""
+    if not (service.queue_enabled(services) and services.config.queue.virtual_hold):
+        return
+    while True:
+        try:
+            await place_due(services)
+        except Exception:
+            log.exception("virtual holds not placed")
+        await asyncio.sleep(CHECK_SECONDS)
