@@ -171,4 +171,6 @@ async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: 
     kcc.phone("2001")
     result = await kcc.call("14070", caller="0612345678", hold_ms=500)
     assert result.returncode == 0, result.stderr
-    assert kcc.rows("SELECT route FROM calls")[0].route != ""
+    log = kcc.serve_log.read_text()
+    assert log.count("wrong or missing secret") == 1  # ours only
+    assert "ivr: s from '06******78'" in log  # served, and the caller ID masked in the log
