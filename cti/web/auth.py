@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from cti import privacy
+from cti.hoppers.service import KCC_TEAM
 from cti.store.models import User
 from cti.web.jsonapi import json_error
 
@@ -45,7 +46,6 @@ CSRF_FIELD = "csrf_token"
 # Roles that work across all teams' hoppers: the KCC creates them for any team, the
 # supervisor and the admin oversee all. Members and leads see their own team only.
 ALL_TEAMS_ROLES = ("agent", "supervisor", "admin")
-KCC_TEAM = "kcc"  # the team id of the KCC's own hoppers (cti.hoppers.service.KCC_TEAM)
 
 SESSION_KEY = web.AppKey("session_key", bytes)
 USER = web.RequestKey("bereik_user", User)  # the signed-in user
