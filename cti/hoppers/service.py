@@ -107,7 +107,7 @@ def callback_number(raw: str, allowed_prefixes: Sequence[str]) -> str:
     the after-hours menu, the KCC screen, the API, click-to-call): Dutch numbers with an
     allowed prefix (`callbacks.allowed_prefixes`), "+31" and "0031" written as "0";
     abroad only for a "+<country>" entry. The prefix is what keeps paid and foreign
-    numbers out; the length check (6 to 11 digits, as numbers were keyed before) only
+    numbers out; the length check (6 to 15 digits, as numbers were keyed before) only
     refuses what cannot be a number at all.
     """
     number = normalise_number(raw)
@@ -121,7 +121,7 @@ def callback_number(raw: str, allowed_prefixes: Sequence[str]) -> str:
         number = "+" + number[2:]
     allowed = any(number.startswith(prefix) for prefix in allowed_prefixes)
     digits = len(number.lstrip("+"))
-    right_length = 8 <= digits <= 15 if number.startswith("+") else 6 <= digits <= 11
+    right_length = 6 <= digits <= 15
     if not (allowed and right_length):
         raise HopperError(
             f"{mask_number(number)} bellen wij niet terug: alleen Nederlandse nummers "

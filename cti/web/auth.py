@@ -30,6 +30,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from cti import privacy
+from cti.hoppers.service import KCC_TEAM
 from cti.store.models import User
 from cti.users.service import user_by_token
 from cti.web.context import SERVICES
@@ -48,7 +49,6 @@ CSRF_FIELD = "csrf_token"
 # Roles that work across all teams' hoppers: the KCC creates them for any team, the
 # supervisor and the admin oversee all. Members and leads see their own team only.
 ALL_TEAMS_ROLES = ("agent", "supervisor", "admin")
-KCC_TEAM = "kcc"  # the team id of the KCC's own hoppers (cti.hoppers.service.KCC_TEAM)
 
 SESSION_KEY = web.AppKey("session_key", bytes)
 USER = web.RequestKey("bereik_user", User)  # the signed-in user
