@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from bench.exchange import Exchange, Phone, SippResult, exchange, free_port, until
 from dialplan import asterisk
 from tests.e2e import sipplog
-from tests.e2e.harness import Exchange, Phone, SippResult, exchange, free_port, until
 from tests.e2e.mail import Smtp
 from tests.e2e.test_teams import TEAM_TOML
 from tests.e2e.web_support import add_users, chromium, screenshot

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.exchange import Phone, exchange, free_port
 from dialplan.asterisk import Installation
-from tests.e2e.harness import Phone, exchange, free_port
 
 PIN = "804613"
 GUESS = "999999#"
