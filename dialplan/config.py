@@ -161,6 +161,10 @@ class Mail(Strict):
         return value
 
 
+# The KCC's id where a team id is expected (hoppers, metrics, reports): the first line.
+KCC_ID = "kcc"
+
+
 class Kcc(Strict):
     number: Extension = "7000"
     agents: list[Extension] = []

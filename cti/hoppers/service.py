@@ -40,10 +40,10 @@ from cti.privacy import mask_number
 from cti.services import Services
 from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan import clock
-from dialplan.config import Config
+from dialplan.config import KCC_ID, Config
 from dialplan.hours import OpeningHours, cached_opening_hours
 
-KCC_TEAM = "kcc"
+KCC_TEAM = KCC_ID
 KCC_NORM_WORKING_DAYS = 2
 ACQUISITION = "acquisitie"
 REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")

@@ -30,11 +30,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from cti import privacy
-from cti.hoppers.service import KCC_TEAM
 from cti.store.models import User
 from cti.users.service import user_by_token
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
+from dialplan.config import KCC_ID
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def may_handle(user: User, team_id: str) -> bool:
     the screens and the API."""
     if user.role == "admin":
         return True
-    if team_id == KCC_TEAM:
+    if team_id == KCC_ID:
         return user.role == "agent"
     return user.role in ("member", "lead") and bool(user.team_id) and user.team_id == team_id
 
