@@ -79,6 +79,23 @@ team = "parkeren"
 """
 
 
+# Working days' hours; the exchange's own clock decides the day (dialplan.clock).
+WORKDAYS = """
+[hours]
+mon = "08:30-17:00"
+tue = "08:30-17:00"
+wed = "08:30-17:00"
+thu = "08:30-17:00"
+fri = "08:30-17:00"
+"""
+
+
+def closed_today(reason: str) -> str:
+    """Working days' hours, with today closed all day for `reason` (any day of the week)."""
+    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
+    return WORKDAYS + f'[[hours.closed]]\ndate = {today}\nreason = "{reason}"\n'
+
+
 def _phones() -> list[Phone]:
     return [
         Phone("2001", free_port(), "KCC Anna"),
@@ -272,18 +289,7 @@ async def test_announcements_play_for_14070_and_for_their_menu_option_expired_on
 async def test_closed_hours_offer_a_callback_request_and_a_repeat_caller_hears_the_promise(
     installation: Installation, tmp_path: Path
 ) -> None:
-    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
-    hours = f"""
-[hours]
-mon = "08:30-17:00"
-tue = "08:30-17:00"
-wed = "08:30-17:00"
-thu = "08:30-17:00"
-fri = "08:30-17:00"
-[[hours.closed]]
-date = {today}
-reason = "studiedag"
-"""
+    hours = closed_today("studiedag")
     menu = MENU.replace("timeout_seconds = 3", "timeout_seconds = 6")
     with exchange(
         installation,
@@ -322,18 +328,7 @@ reason = "studiedag"
 async def test_a_key_pressed_while_the_closed_message_plays_answers_the_callback_offer(
     installation: Installation, tmp_path: Path
 ) -> None:
-    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
-    hours = f"""
-[hours]
-mon = "08:30-17:00"
-tue = "08:30-17:00"
-wed = "08:30-17:00"
-thu = "08:30-17:00"
-fri = "08:30-17:00"
-[[hours.closed]]
-date = {today}
-reason = "studiedag"
-"""
+    hours = closed_today("studiedag")
     with exchange(
         installation, tmp_path, phones=_phones(), teams_toml=TEAMS, extra_toml=MENU,
         hours_toml=hours,

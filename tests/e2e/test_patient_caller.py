@@ -13,16 +13,14 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan.asterisk import Installation
 from tests.e2e.mail import Smtp
-from tests.e2e.test_ivr import announce, played
+from tests.e2e.test_ivr import WORKDAYS, announce, closed_today, played
 
 ANNOUNCEMENT_SECONDS = 60
 TEAM = """
@@ -47,14 +45,6 @@ timeout_seconds = 3
 key = "1"
 label = "Vergunningen"
 team = "vergunningen"
-"""
-WORKDAYS = """
-[hours]
-mon = "08:30-17:00"
-tue = "08:30-17:00"
-wed = "08:30-17:00"
-thu = "08:30-17:00"
-fri = "08:30-17:00"
 """
 # Long enough for the announcement, every prompt and the waits; the exchange ends the
 # call (goodbye) or the KCC answers well before.
@@ -163,8 +153,7 @@ async def _closed_patient_call(ex: Exchange, caller: str) -> dict[str, str]:
 async def test_a_patient_caller_on_a_closed_day_hears_why_the_hours_and_the_offer_then_goodbye(
     installation: Installation, tmp_path: Path
 ) -> None:
-    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
-    hours = WORKDAYS + f'[[hours.closed]]\ndate = {today}\nreason = "verhuizing"\n'
+    hours = closed_today("verhuizing")
     with exchange(
         installation, tmp_path, phones=_phones(), teams_toml=TEAM, extra_toml=MENU,
         hours_toml=hours,
