@@ -145,11 +145,11 @@ async def test_the_screens_answer_over_https_with_hsts_and_a_secure_cookie(https
         login = await http.get(https.url("/login"))
         assert login.status == 200
         assert login.headers["Strict-Transport-Security"] == "max-age=31536000"
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', await login.text())
-        assert csrf
+        token = re.search(r'name="login_token" value="([^"]+)"', await login.text())
+        assert token
         signed_in = await http.post(
             https.url("/login"),
-            data={"name": "beheer", "password": PASSWORD, "csrf_token": csrf[1], "next": "/"},
+            data={"name": "beheer", "password": PASSWORD, "login_token": token[1], "next": "/"},
             allow_redirects=False,
         )
         assert signed_in.status == 303
