@@ -35,12 +35,15 @@ from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
 from tests.e2e.web_support import PASSWORD, add_users
 from tests.resilience.figures import Figures
+from tests.resilience.test_sustained_load import KEYS, MENU
 
 FLOOD_SECONDS = int(os.environ.get("BEREIK_FLOOD_SECONDS", "30"))
 FLOOD_RATE = 50  # sign-in attempts per second
 CALLERS = 10  # citizens calling during the flood (and as many before it)
 
-# Nobody is a member of the team, so the team number goes straight to the offer.
+# Nobody is a member of the team, so the team number goes straight to the offer; the
+# menu and the keys are the load test's (sipp cannot hear the menu start, so 1 is pressed
+# three times: the first the menu hears chooses the team, a later one confirms the offer).
 SETUP = """
 [[teams]]
 id = "vergunningen"
@@ -48,20 +51,7 @@ name = "Vergunningen"
 number = "7001"
 members = []
 mailbox = "vergunningen@gemeente.example"
-
-[menu]
-greeting = "Welkom."
-prompt = "Maak een keuze."
-timeout_seconds = 5
-
-[[menu.options]]
-key = "1"
-label = "Vergunningen"
-team = "vergunningen"
-"""
-# As in the load test: sipp cannot hear the menu start, so 1 is pressed three times;
-# the first the menu hears chooses the team, a later one confirms the offer.
-KEYS = "1,1,1"
+""" + MENU
 
 
 @pytest.fixture
