@@ -13,21 +13,24 @@ from bench.exchange import REPO, SCENARIOS, Exchange, free_port
 from tests.resilience.figures import Figures
 
 
-async def ami_exchange(port: int, *lines: str) -> str:
-    """Send raw AMI actions and return what Asterisk answered."""
+async def ami_exchange(port: int, *lines: str, until: tuple[str, ...]) -> str:
+    """Send raw AMI actions and return what Asterisk answered, once every text in `until`
+    has arrived (or the connection closed). Asterisk answers a wrong secret only after a
+    deliberate one-second pause, so a fixed read timeout would race it."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await reader.readline()  # banner
     for line in lines:
         writer.write(line.encode())
     await writer.drain()
-    answer = b""
-    try:
-        while chunk := await asyncio.wait_for(reader.read(4096), 1.0):
-            answer += chunk
-    except TimeoutError:
-        pass
+    answer = ""
+    async with asyncio.timeout(30):
+        while not all(text in answer for text in until):
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            answer += chunk.decode(errors="replace")
     writer.close()
-    return answer.decode(errors="replace")
+    return answer
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -55,8 +58,10 @@ async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
     )
     assert tracked.stdout == b"", "a generated secret ended up in the repository"
 
-    wrong = await ami_exchange(kcc.ports.ami,
-                               "Action: Login\r\nUsername: bereik\r\nSecret: guess\r\n\r\n")
+    wrong = await ami_exchange(
+        kcc.ports.ami, "Action: Login\r\nUsername: bereik\r\nSecret: guess\r\n\r\n",
+        until=("\r\n\r\n",),  # the whole response block
+    )
     assert "Authentication failed" in wrong
 
     login = f"Action: Login\r\nUsername: bereik\r\nSecret: {secret}\r\n\r\n"
@@ -64,6 +69,7 @@ async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
         kcc.ports.ami, login,
         "Action: Command\r\nActionID: cmd\r\nCommand: core stop now\r\n\r\n",
         "Action: CoreShowChannels\r\nActionID: chans\r\n\r\n",
+        until=("ActionID: cmd", "CoreShowChannelsComplete"),
     )
     assert "Authentication accepted" in answer
     assert "Permission denied" in answer  # no shell-like CLI access for the CTI
