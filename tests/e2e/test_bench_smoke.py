@@ -11,7 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dialplan import asterisk
+
+# Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
+# a benchmark measures CPU and rates.
+pytestmark = pytest.mark.solo
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench.exchange import Exchange
 
 
@@ -40,6 +42,8 @@ async def test_without_bereik_serve_the_caller_still_reaches_the_kcc(kcc: Exchan
     await _until_no_channels(kcc)
 
 
+# Alone on the machine: ten calls a second is a load of its own.
+@pytest.mark.solo
 async def test_a_hundred_calls_at_ten_per_second_all_end(kcc: Exchange) -> None:
     kcc.start_serve()
     kcc.phone("2001", ring_ms=100)

@@ -37,6 +37,10 @@ from tests.e2e.web_support import PASSWORD, add_users
 from tests.resilience.figures import Figures
 from tests.resilience.test_sustained_load import KEYS, MENU
 
+# Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
+# it loads the machine on purpose.
+pytestmark = pytest.mark.solo
+
 FLOOD_SECONDS = int(os.environ.get("BEREIK_FLOOD_SECONDS", "30"))
 FLOOD_RATE = 50  # sign-in attempts per second
 CALLERS = 10  # citizens calling during the flood (and as many before it)

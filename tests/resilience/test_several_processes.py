@@ -51,6 +51,10 @@ from tests.resilience.figures import Figures
 # The load test's call shape: menu key 1 to the team, whose members are all absent.
 from tests.resilience.test_sustained_load import KEYS, MENU, TEAM, calibrated_rate
 
+# Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
+# it calibrates its call rate on this machine's CPU.
+pytestmark = pytest.mark.solo
+
 PROCESSES = 3
 CALM_MAILS = 500
 KILLED_MAILS = 1000

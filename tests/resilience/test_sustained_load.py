@@ -41,6 +41,10 @@ from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
 
+# Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
+# it measures this machine's capacity and runs at half of it.
+pytestmark = pytest.mark.solo
+
 SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "120"))
 FORCED_RATE = int(os.environ.get("BEREIK_SOAK_RATE", "0"))
 MAX_RATE = 20  # the rate: no need to go beyond it on a bigger machine
