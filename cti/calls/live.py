@@ -3,14 +3,15 @@
 The call tracker (cti/calls/tracker.py) follows every call from the AMI events and reports
 each phone's part in it (`AgentLeg`: ringing, answered, ended); this board keeps, per
 extension, the call at that phone and pushes each change to the extension's open `/events`
-streams at once (a dict update and a put into queues: the event bus is never held up).
+streams at once (a dict update per stream: the event bus is never held up). A stream that
+falls behind is not dropped from: it gets the newest state of each call when it catches up
+(`Latest`), so a slow browser may skip "ringing" but always sees "answered" and "ended".
 The agent's actions on the call are in cti/calls/http.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -44,32 +45,56 @@ class AgentCall:
         return asdict(self)
 
 
+class Latest:
+    """One stream's pending updates: the newest state of each call not yet sent, in the
+    order the calls first changed. Bounded by the calls at one extension, not by time: a
+    browser that falls behind loses intermediate states, never the last one."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._ready = asyncio.Event()
+
+    def put(self, key: str, state: dict[str, Any]) -> None:
+        # A dict keeps a key's first position: a newer state replaces the unsent older one
+        # where it stood, so calls stay in the order they first changed.
+        self._pending[key] = state
+        self._ready.set()
+
+    async def get(self) -> dict[str, Any]:
+        while not self._pending:
+            self._ready.clear()
+            await self._ready.wait()
+        key = next(iter(self._pending))
+        return self._pending.pop(key)
+
+    def qsize(self) -> int:
+        return len(self._pending)
+
+
 class LiveCalls:
     """Which call is at which extension, and who is listening for it."""
 
     def __init__(self) -> None:
         self.calls: dict[str, AgentCall] = {}
-        self.listeners: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.listeners: dict[str, set[Latest]] = {}
 
-    def listen(self, extension: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
-        self.listeners.setdefault(extension, set()).add(queue)
-        return queue
+    def listen(self, extension: str) -> Latest:
+        stream = Latest()
+        self.listeners.setdefault(extension, set()).add(stream)
+        return stream
 
-    def unlisten(self, extension: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.listeners.get(extension, set()).discard(queue)
+    def unlisten(self, extension: str, stream: Latest) -> None:
+        self.listeners.get(extension, set()).discard(stream)
 
     def close(self) -> None:
         """Ends every open stream (shutdown), so the server need not wait for browsers."""
-        for queues in self.listeners.values():
-            for queue in list(queues):
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(CLOSE)
+        for streams in self.listeners.values():
+            for stream in list(streams):
+                stream.put("", CLOSE)
 
     def _push(self, call: AgentCall) -> None:
-        for queue in list(self.listeners.get(call.extension, ())):
-            with contextlib.suppress(asyncio.QueueFull):  # a stuck browser misses an update
-                queue.put_nowait(call.as_json())
+        for stream in list(self.listeners.get(call.extension, ())):
+            stream.put(call.channel, call.as_json())
 
     def apply(self, leg: AgentLeg) -> None:
         """A transition of the call tracker: a phone rings, answers, or its part is over."""

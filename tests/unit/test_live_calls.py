@@ -3,7 +3,6 @@ and the one transfer function, which audits only what Asterisk accepted."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,16 @@ from tests.unit.memory_services import memory_services
 from tests.unit.test_call_tracker import STREAM, replay
 
 
-def test_the_agent_screen_shows_each_recorded_kcc_call_ring_answer_and_end() -> None:
+async def test_the_agent_screen_shows_each_recorded_kcc_call_ring_answer_and_end() -> None:
     _, effects = replay(STREAM.read_bytes().decode())
     legs = [e for e in effects if isinstance(e, AgentLeg)]
     board = LiveCalls()
-    screen: asyncio.Queue[dict[str, Any]] = board.listen("2001")
-    for leg in legs:
-        board.apply(leg)
+    screen = board.listen("2001")
     seen: list[dict[str, Any]] = []
-    while not screen.empty():
-        seen.append(screen.get_nowait())
+    for leg in legs:  # a browser that keeps up reads each update as it comes
+        board.apply(leg)
+        while screen.qsize():
+            seen.append(await screen.get())
     # The recording holds four KCC calls answered at 2001 and one the caller gave up on
     # while 2001 rang. The second call rang at 2001 while the first was still on: the
     # screen shows the newest call, so the first one's end is not shown over it.
@@ -44,6 +43,21 @@ def test_the_agent_screen_shows_each_recorded_kcc_call_ring_answer_and_end() -> 
     ]
     assert {update["caller"] for update in seen} >= {"0612345678", "0702222222"}
     assert board.calls == {}
+
+
+async def test_a_browser_that_falls_behind_still_gets_the_newest_state_of_every_call() -> None:
+    board = LiveCalls()
+    screen = board.listen("2001")
+    for n in range(1000):  # far more updates than any fixed-size buffer would hold
+        channel = f"PJSIP/2001-{n:08x}"
+        for state in ("ringing", "answered", "ended"):
+            board.apply(AgentLeg(extension="2001", channel=channel, state=state,
+                                 call=f"17000.{n}", caller="0612345678", caller_name="",
+                                 at=0.0, caller_channel="PJSIP/trunk-1"))
+    assert screen.qsize() == 1000
+    finals = [await screen.get() for _ in range(1000)]
+    assert [f["linkedid"] for f in finals] == [f"17000.{n}" for n in range(1000)]
+    assert {f["state"] for f in finals} == {"ended"}
 
 
 async def test_a_transfer_with_asterisk_unreachable_is_refused_and_not_audited(
