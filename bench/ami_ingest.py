@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import re
 import sys
 import tempfile
@@ -238,33 +239,84 @@ class _NullTransport(asyncio.Transport):
         pass
 
 
+@dataclasses.dataclass
+class Ingest:
+    """One measurement of both consumers on the same bytes."""
+
+    events: int
+    calls: int
+    bare_per_s: float  # panoramisk's parser alone
+    path_per_s: float  # AmiClient -> bus -> call listener -> store and metrics
+    written_per_s: float  # calls rows written per second
+    offered: float
+    dropped: float
+
+    @property
+    def events_per_call(self) -> float:
+        return self.events / self.calls if self.calls else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.offered == self.calls and self.dropped == 0
+
+    def lines(self, max_call_rate: float | None = None) -> list[str]:
+        """The bench table's AMI rows, with the issue's two targets met or missed: the whole
+        path at >= 50 % of bare parsing, and >= 2 x the events Asterisk sends at its own
+        maximum call rate (events per call in this stream x that rate)."""
+        share = self.path_per_s / self.bare_per_s
+        rows = [
+            "| AMI ingest | events/s | target | |",
+            "|---|---:|---|---|",
+            f"| panoramisk bare parsing | {self.bare_per_s:,.0f} | (ceiling) | |",
+            f"| AmiClient → bus → call listener → store | {self.path_per_s:,.0f} | "
+            f"≥ 50 % of bare | {share:.0%}: {'met' if share >= 0.5 else 'missed'} |",
+        ]
+        if max_call_rate:
+            produced = self.events_per_call * max_call_rate
+            ratio = self.path_per_s / produced if produced else 0.0
+            rows.append(
+                f"| Asterisk at its max rate ({max_call_rate:.1f} calls/s × "
+                f"{self.events_per_call:.0f} events/call) | {produced:,.0f} | "
+                f"path ≥ 2 × | {ratio:.0f} ×: {'met' if ratio >= 2 else 'missed'} |"
+            )
+        rows.append(
+            f"| calls written to the database | {self.written_per_s:,.0f} calls/s | | "
+            f"{'all' if self.complete else 'INCOMPLETE'} |"
+        )
+        return rows
+
+
+def measure(stream: Path = STREAM, count: int = 200) -> Ingest:
+    """Both consumers on `count` renumbered copies of the recorded stream."""
+    payload, events, _ = copies(events_of(stream.read_bytes().decode()), count)
+    calls = ended_calls(payload)
+    bare = panoramisk_rate(payload, events)
+    result = asyncio.run(listener_rate(payload, events, calls))
+    return Ingest(
+        events=events,
+        calls=calls,
+        bare_per_s=bare,
+        path_per_s=result["events_per_s"],
+        written_per_s=result["calls_per_s_written"],
+        offered=result["offered"],
+        dropped=result["dropped"],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", type=Path, default=STREAM)
     parser.add_argument("--copies", type=int, default=200)
     args = parser.parse_args(argv)
-    blocks = events_of(args.stream.read_bytes().decode())
-    payload, events, _ = copies(blocks, args.copies)
-    calls = ended_calls(payload)
-    print(
-        f"stream: {len(blocks)} events x {args.copies} = {events} events, {calls} calls, "
-        f"{len(payload) / 1e6:.1f} MB"
-    )
-    bare = panoramisk_rate(payload, events)
-    result = asyncio.run(listener_rate(payload, events, calls))
-    print(f"panoramisk bare parsing:            {bare:>10,.0f} events/s")
-    print(
-        f"AmiClient + bus + call listener:    {result['events_per_s']:>10,.0f} events/s "
-        f"({result['events_per_s'] / bare:.0%} of bare parsing)"
-    )
-    print(f"calls written to the database:      {result['calls_per_s_written']:>10,.0f} calls/s")
-    ok = result["offered"] == calls and result["dropped"] == 0
-    if not ok:
+    result = measure(args.stream, args.copies)
+    print(f"stream: {result.events} events, {result.calls} calls ({args.copies} copies)")
+    print("\n".join(result.lines()))
+    if not result.complete:
         print(
-            f"FAILED: {result['offered']:.0f} calls counted of {calls}, "
-            f"{result['dropped']:.0f} events dropped"
+            f"FAILED: {result.offered:.0f} calls counted of {result.calls}, "
+            f"{result.dropped:.0f} events dropped"
         )
-    return 0 if ok else 1
+    return 0 if result.complete else 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import admission, dialplan, screen
+from bench import admission, ami_ingest, dialplan, screen
 from bench.cpu import sample
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
@@ -477,7 +477,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
     print(table(rows, best, seen))
     print("\n".join(["", *admission.table(over), "", over.verdict()]))
-    return 0
+    progress("AMI ingest: the listener's whole path beside panoramisk's bare parse")
+    ingest = ami_ingest.measure(count=20 if args.quick else 200)
+    print("\n".join(["", *ingest.lines(best.rate or None)]))
+    return 0 if ingest.complete else 1
 
 
 def main(argv: list[str] | None = None) -> int:

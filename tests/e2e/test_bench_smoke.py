@@ -58,3 +58,5 @@ def test_the_quick_benchmark_runs_every_row_and_exits_0(
     assert overload, f"overload row missing from:\n{table}"
     admitted = int(overload[0].strip("|").split("|")[3])
     assert admitted > 0, f"no call admitted at twice the maximum rate:\n{table}"
+    ingest = [line for line in table.splitlines() if line.startswith("| AmiClient → bus")]
+    assert ingest, f"AMI ingest row missing from:\n{table}"
