@@ -252,7 +252,7 @@ ring_seconds = 15
     def start_serve(self, wait: bool = True) -> None:
         self.serve_process = start_bereik_serve(self.config_path, self.serve_log)
         if wait:
-            self.wait_http("/healthz", timeout=30)
+            self.wait_http("/healthz", timeout=90)  # start-up speaks every prompt (TTS)
 
     def stop_serve(self, kill: bool = False) -> None:
         process, self.serve_process = self.serve_process, None
