@@ -37,6 +37,8 @@ from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
 from cti.queue import vhold
 from cti.queue.events import QueueEvents
+from cti.reports import http as reports_http
+from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
@@ -177,6 +179,8 @@ def web_app(services: Services, board: LiveCalls) -> web.Application:
         hoppers_http.setup,
         openapi.setup,
         queue_http.setup,
+        reports_http.setup,
+        reports_pages.setup,
     ]
     return create_app(services, plugins)
 

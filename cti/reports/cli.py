@@ -10,6 +10,7 @@ from typing import Any
 
 from cti.reports.figures import PeriodError, build_report, parse_period
 from cti.reports.render import to_csv, to_html
+from cti.reports.service import teams_of
 from cti.store.db import create_engine, migrate_async, sessions
 from dialplan.config import Config, load
 
@@ -19,22 +20,15 @@ def register(subparsers: Any) -> None:
         "report", help="figures per team and employee for a month or week (CSV or HTML)"
     )
     report.add_argument("--config", type=Path, default=Path("bereik.toml"))
-    report.add_argument("--period", required=True, help="a month (2026-11) or ISO week (2026-W48)")
+    report.add_argument(
+        "--period",
+        required=True,
+        help="a month (2026-11), ISO week (2026-W48) or days (2026-11-02..2026-11-15)",
+    )
     report.add_argument("--team", action="append", default=[], help="team id (repeatable)")
     report.add_argument("--format", choices=("csv", "html"), default="csv")
     report.add_argument("--output", "-o", type=Path, help="write to this file (default: stdout)")
     report.set_defaults(func=cmd_report)
-
-
-def teams_of(config: Config, wanted: list[str]) -> list[tuple[str, str]]:
-    known = [("kcc", "KCC"), *((team.id, team.name) for team in config.teams)]
-    if not wanted:
-        return known
-    unknown = sorted(set(wanted) - {team for team, _ in known})
-    if unknown:
-        names = ", ".join(team for team, _ in known)
-        raise PeriodError(f"unknown team {unknown[0]}; teams are: {names}")
-    return [(team, name) for team, name in known if team in wanted]
 
 
 async def render_report(config: Config, period_text: str, teams: list[str], fmt: str) -> str:

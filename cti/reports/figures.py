@@ -4,8 +4,8 @@ Computed from the ``calls`` and ``hoppers`` tables with the definitions of the l
 (cti/calls/norms.py), applied to a calendar period instead of a rolling window:
 
 * a call belongs to the period by ``started_at``, a hopper by ``created_at``; periods are
-  whole local days in the exchange's time zone (a month ``2026-11`` or an ISO week
-  ``2026-W48``);
+  whole local days in the exchange's time zone (a month ``2026-11``, an ISO week
+  ``2026-W48`` or the days ``2026-11-02..2026-11-15``);
 * calls answered: outcome ``answered_kcc``/``answered_team``, per team (``team_id``) and per
   employee (``agent``, the extension that answered for that team);
 * hoppers handled: closed hoppers of the team in the period, per employee by ``closed_by``
@@ -53,8 +53,14 @@ class Period:
         return start.astimezone(UTC), end.astimezone(UTC)
 
 
+# A custom period is at most a year: a report over more is a different question (and a
+# slow one on a large calls table).
+MAX_DAYS = 366
+
+
 def parse_period(text: str) -> Period:
-    """``2026-11`` (a month) or ``2026-W48`` (an ISO week)."""
+    """``2026-11`` (a month), ``2026-W48`` (an ISO week) or ``2026-11-02..2026-11-15``
+    (first and last day, both included)."""
     if match := re.fullmatch(r"(\d{4})-(\d{2})", text):
         year, month = int(match[1]), int(match[2])
         if not 1 <= month <= 12:
@@ -68,7 +74,20 @@ def parse_period(text: str) -> Period:
         except ValueError:
             raise PeriodError(f"{text}: no such ISO week") from None
         return Period(text, first, first + timedelta(days=7))
-    raise PeriodError(f"{text}: give a month (2026-11) or an ISO week (2026-W48)")
+    if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text):
+        try:
+            first, last = date.fromisoformat(match[1]), date.fromisoformat(match[2])
+        except ValueError:
+            raise PeriodError(f"{text}: no such date") from None
+        if last < first:
+            raise PeriodError(f"{text}: the last day is before the first")
+        if (last - first).days >= MAX_DAYS:
+            raise PeriodError(f"{text}: at most {MAX_DAYS} days")
+        return Period(text, first, last + timedelta(days=1))
+    raise PeriodError(
+        f"{text}: give a month (2026-11), an ISO week (2026-W48) "
+        "or two days (2026-11-02..2026-11-15)"
+    )
 
 
 def iso_week(day: date) -> str:

@@ -55,15 +55,20 @@ TEMPLATES = jinja2.Environment(
 SCREENS: dict[str, list[tuple[str, str]]] = {
     "agent": [("/kcc", "kcc screen")],
     "member": [("/team", "team screen")],
-    "lead": [("/team", "team screen"), ("/board", "board screen")],
+    "lead": [("/team", "team screen"), ("/board", "board screen"), ("/reports", "reports screen")],
     "operator": [("/operator", "operator screen")],
-    "supervisor": [("/board", "board screen"), ("/team", "team screen")],
+    "supervisor": [
+        ("/board", "board screen"),
+        ("/team", "team screen"),
+        ("/reports", "reports screen"),
+    ],
     "admin": [
         ("/admin", "admin screen"),
         ("/kcc", "kcc screen"),
         ("/team", "team screen"),
         ("/operator", "operator screen"),
         ("/board", "board screen"),
+        ("/reports", "reports screen"),
     ],
 }
 

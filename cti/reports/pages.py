@@ -1,0 +1,50 @@
+"""The team lead's reports screen: `/reports`, the period and team pickers, the charts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cti.reports import charts
+from cti.reports.figures import PeriodError
+from cti.reports.http import ROLES, period_of, screen_of, selection
+from cti.web.auth import require_role
+from cti.web.context import SERVICES
+from cti.web.i18n import translator
+from cti.web.pages import lang_of, render
+
+MEASURES = ("offered", "answered", "abandoned")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/reports", reports_page)
+
+
+async def reports_page(request: web.Request) -> web.Response:
+    user = require_role(request, *ROLES)
+    chosen = selection(request, user)
+    try:
+        period = period_of(chosen)
+    except PeriodError as exc:
+        # The picker stays as the user left it, with the reason; nothing else is shown.
+        return render(
+            request, "reports.html", status=400, chosen=chosen, screen=None, problem=str(exc)
+        )
+    screen = await screen_of(request, chosen, period)
+    t = translator(lang_of(request))
+    names = {phone.extension: phone.name for phone in request.app[SERVICES].config.phones}
+    return render(
+        request,
+        "reports.html",
+        chosen=chosen,
+        screen=screen,
+        problem="",
+        period=period,
+        names=names,
+        charts={
+            "norm": charts.norm_chart(screen.weeks, t),
+            "callbacks": charts.callbacks_chart(screen.weeks, t),
+            "categories": charts.pareto_chart(screen.pareto, t),
+            **{f"hours_{m}": charts.heat_map(screen.hours, m, t) for m in MEASURES},
+        },
+        measures=MEASURES,
+    )
