@@ -214,7 +214,7 @@ def callbacks_chart(weeks: Sequence[Week], t: Texts) -> Markup:
 def pareto_chart(categories: Sequence[Category], t: Texts) -> Markup:
     """Question categories, most asked first, with the cumulative share as a line."""
     shown = list(categories[:12])
-    width, height, left, right, top, bottom = 760, 300, 44, 56, 16, 86
+    width, height, left, right, top, bottom = 760, 300, 110, 56, 16, 86
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(shown), 1)
     peak = max((c.count for c in shown), default=0) or 1

@@ -16,6 +16,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from bench.exchange import ARTIFACTS, REPO, Exchange
 
 SCREENS = ARTIFACTS / "screens"
+# axe-core, vendored from the npm registry (tests/e2e/vendor/axe-core/VERSION says which).
+AXE = REPO / "tests" / "e2e" / "vendor" / "axe-core" / "axe.min.js"
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+SERIOUS = ("serious", "critical")
 DOC_SCREENS = REPO / "docs" / "screens"
 PASSWORD = "correct-horse-battery"
 CHROMIUM_ARGS = [
@@ -118,3 +122,28 @@ async def until(check: Any, timeout: float = 10.0) -> Any:
         if loop.time() > deadline:
             raise AssertionError(f"not true within {timeout} s")
         await asyncio.sleep(0.1)
+
+
+async def axe(page: Any) -> dict[str, Any]:
+    """axe-core's WCAG 2.1 A and AA rules on the page as it is now: the rules passed and
+    each violation with its impact and (up to five of) the elements that break it."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE))
+    result: dict[str, Any] = await page.evaluate(
+        """async (tags) => {
+            const r = await axe.run(document, {runOnly: {type: "tag", values: tags}});
+            return {
+                passes: r.passes.length,
+                violations: r.violations.map((v) => ({
+                    id: v.id, impact: v.impact, help: v.help,
+                    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+                })),
+            };
+        }""",
+        WCAG_21_AA,
+    )
+    return result
+
+
+def serious(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in result["violations"] if v["impact"] in SERIOUS]

@@ -1,7 +1,18 @@
 // The live board: refresh the figures every 10 seconds without reloading the page.
 "use strict";
 (function () {
-  const { api, when } = window.bereik;
+  const { api, t, when } = window.bereik;
+  // Colour is never the only signal: a shape for the eye, a word for a screen reader.
+  function mark(td, symbol, words) {
+    const shape = document.createElement("span");
+    shape.className = "mark";
+    shape.setAttribute("aria-hidden", "true");
+    shape.textContent = symbol;
+    const text = document.createElement("span");
+    text.className = "sr-only";
+    text.textContent = words;
+    td.append(shape, text);
+  }
   async function refresh() {
     try {
       const data = await api("GET", "/api/board");
@@ -11,13 +22,16 @@
         for (const w of data.windows) {
           const td = tr.querySelector('td[data-window="' + w + '"]');
           const v = row.norm[w];
+          const met = v !== null && v >= 0.9;
           td.textContent = v === null ? "–" : Math.round(v * 100) + " %";
-          td.className = "norm " + (v === null ? "" : v >= 0.9 ? "ok" : "err");
+          if (v !== null) mark(td, met ? " ✓" : " ▼", t(met ? "at norm" : "below norm"));
+          td.className = "norm " + (v === null ? "" : met ? "ok" : "err");
         }
         tr.querySelector(".waiting").textContent = Math.round(data.waiting[row.team] || 0);
         tr.querySelector(".open").textContent = row.open;
         const overdue = tr.querySelector(".overdue-count");
         overdue.textContent = row.overdue;
+        if (row.overdue) mark(overdue, " !", t("overdue"));
         overdue.className = "overdue-count " + (row.overdue ? "err" : "");
       }
       if (data.queue) queueRow(data.queue);
