@@ -214,7 +214,7 @@ def callbacks_chart(weeks: Sequence[Week], t: Texts) -> Markup:
 def pareto_chart(categories: Sequence[Category], t: Texts) -> Markup:
     """Question categories, most asked first, with the cumulative share as a line."""
     shown = list(categories[:12])
-    width, height, left, right, top, bottom = 760, 300, 110, 56, 16, 86
+    width, height, left, right, top, bottom = 760, 300, 160, 56, 16, 86
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(shown), 1)
     peak = max((c.count for c in shown), default=0) or 1
@@ -232,7 +232,7 @@ def pareto_chart(categories: Sequence[Category], t: Texts) -> Markup:
         body.append(
             f'<text x="{label_x:.1f}" y="{label_y:.1f}" font-size="12" fill="{INK}" '
             f'text-anchor="end" transform="rotate(-35 {label_x:.1f} {label_y:.1f})">'
-            f"{escape(category.name[:24])}</text>"
+            f"{escape(category.name[:22])}</text>"
         )
         points.append((x + step * 0.35, top + plot_h * (1 - category.cumulative)))
     if points:
