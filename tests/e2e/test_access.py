@@ -31,7 +31,7 @@ members = ["3101"]
 mailbox = "belastingen@gemeente.example"
 """
 
-PAGES = ["/", "/kcc", "/team", "/team/hoppers/1", "/operator", "/board", "/admin"]
+PAGES = ["/", "/kcc", "/team", "/team/hoppers/1", "/operator", "/board", "/reports", "/admin"]
 APIS = [
     "/api/openapi.json",
     "/api/board",

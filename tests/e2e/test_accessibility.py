@@ -226,12 +226,7 @@ async def test_board_on_a_wall_screen_has_large_type_and_marks_the_norm_not_by_c
         )
         session.commit()
     async with chromium() as browser:
-        context = await browser.new_context(viewport={"width": 1920, "height": 1080})
-        board = await context.new_page()
-        await board.goto(web.url("/login"))
-        await board.fill("input[name=name]", "sven")
-        await board.fill("input[name=password]", PASSWORD)
-        await board.click("#login-form button[type=submit]")
+        board = await sign_in(browser, web, "sven", width=1920, height=1080)
         await board.wait_for_selector("#board tr[data-team='vergunningen']")
         await board.wait_for_selector("#board-at:not(:empty)")  # after the live refresh too
 

@@ -87,6 +87,9 @@ async def test_reports_screen_shows_bereik_reports_figures_and_a_lead_only_their
     cli = bereik_report(web, "--period", "2026-11", "--team", "vergunningen")
     figures = {(r["employee"], r["figure"]): r["value"] for r in csv.DictReader(io.StringIO(cli))}
     async with chromium() as browser:
+        member = await sign_in(browser, web, "carla")
+        refused = await member.goto(web.url("/reports"))
+        assert refused is not None and refused.status == 403  # reports are for leads
         lead = await sign_in(browser, web, "lea")
         await lead.goto(web.url("/reports"))
         options = await lead.eval_on_selector_all("#team option", "os => os.map(o => o.value)")

@@ -87,9 +87,11 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def sign_in(browser: Any, ex: Exchange, name: str) -> Any:
+async def sign_in(
+    browser: Any, ex: Exchange, name: str, width: int = 1280, height: int = 800
+) -> Any:
     """A fresh browser context (own cookies) signed in as `name`; returns its page."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="nl-NL")
+    context = await browser.new_context(viewport={"width": width, "height": height}, locale="nl-NL")
     page = await context.new_page()
     await page.goto(ex.url("/"))
     assert "/login" in page.url
