@@ -33,9 +33,7 @@ def audit(
     )
 
 
-def audit_views(
-    session: AsyncSession, actor: str, hoppers: Iterable[Any], where: str = ""
-) -> None:
+def audit_views(session: AsyncSession, actor: str, hoppers: Iterable[Any], where: str = "") -> None:
     """One "view" row per hopper shown (a caller's number is personal data), saying where."""
     for hopper in hoppers:
         audit(session, actor, "view", "hopper", hopper.id, where)

@@ -188,9 +188,7 @@ async def _sent(services: Services, mail: OutboxMail, mark: datetime) -> None:
     log.info("mail %s sent", mail.key)
 
 
-async def _failed(
-    services: Services, mail: OutboxMail, exc: Exception, mark: datetime
-) -> None:
+async def _failed(services: Services, mail: OutboxMail, exc: Exception, mark: datetime) -> None:
     """Count a failed attempt and schedule the next one (exponential backoff)."""
     attempts = mail.attempts + 1
     delay = backoff(attempts, services.config.mail.retry_seconds)

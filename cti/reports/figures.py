@@ -36,7 +36,12 @@ KCC = "kcc"
 
 
 class PeriodError(ValueError):
-    pass
+    """A period (or team) that cannot be reported; ``reason`` names it for the screen's
+    translated text, the message says it in English for the command line."""
+
+    def __init__(self, message: str, reason: str = "bad period") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ def parse_period(text: str) -> Period:
     if match := re.fullmatch(r"(\d{4})-(\d{2})", text):
         year, month = int(match[1]), int(match[2])
         if not 1 <= month <= 12:
-            raise PeriodError(f"{text}: month must be 01-12")
+            raise PeriodError(f"{text}: month must be 01-12", "bad period")
         first = date(year, month, 1)
         end = date(year + (month == 12), month % 12 + 1, 1)
         return Period(text, first, end)
@@ -72,17 +77,17 @@ def parse_period(text: str) -> Period:
         try:
             first = date.fromisocalendar(int(match[1]), int(match[2]), 1)
         except ValueError:
-            raise PeriodError(f"{text}: no such ISO week") from None
+            raise PeriodError(f"{text}: no such ISO week", "no such week") from None
         return Period(text, first, first + timedelta(days=7))
     if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text):
         try:
             first, last = date.fromisoformat(match[1]), date.fromisoformat(match[2])
         except ValueError:
-            raise PeriodError(f"{text}: no such date") from None
+            raise PeriodError(f"{text}: no such date", "no such date") from None
         if last < first:
-            raise PeriodError(f"{text}: the last day is before the first")
+            raise PeriodError(f"{text}: the last day is before the first", "days reversed")
         if (last - first).days >= MAX_DAYS:
-            raise PeriodError(f"{text}: at most {MAX_DAYS} days")
+            raise PeriodError(f"{text}: at most {MAX_DAYS} days", "period too long")
         return Period(text, first, last + timedelta(days=1))
     raise PeriodError(
         f"{text}: give a month (2026-11), an ISO week (2026-W48) "

@@ -91,9 +91,9 @@ def selection(request: web.Request, user: User) -> Selection:
 def period_of(chosen: Selection) -> Period:
     """The chosen period; PeriodError (with the reason) for a wrong one."""
     if chosen.team not in {t for t, _ in chosen.teams}:
-        raise PeriodError(f"unknown team {chosen.team}")
+        raise PeriodError(f"unknown team {chosen.team}", "unknown team")
     if chosen.kind == "custom" and not (chosen.first and chosen.last):
-        raise PeriodError("give the first and the last day")
+        raise PeriodError("give the first and the last day", "days missing")
     return parse_period(
         period_text(chosen.kind, chosen.week, chosen.month, chosen.first, chosen.last)
     )

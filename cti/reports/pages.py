@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cti.reports import charts
-from cti.reports.figures import PeriodError
+from cti.reports.figures import MAX_DAYS, PeriodError
 from cti.reports.http import ROLES, period_of, screen_of, selection
 from cti.web.auth import require_role
 from cti.web.context import SERVICES
@@ -22,15 +22,16 @@ def setup(app: web.Application) -> None:
 async def reports_page(request: web.Request) -> web.Response:
     user = require_role(request, *ROLES)
     chosen = selection(request, user)
+    t = translator(lang_of(request))
     try:
         period = period_of(chosen)
     except PeriodError as exc:
         # The picker stays as the user left it, with the reason; nothing else is shown.
+        problem = t(exc.reason, days=MAX_DAYS)
         return render(
-            request, "reports.html", status=400, chosen=chosen, screen=None, problem=str(exc)
+            request, "reports.html", status=400, chosen=chosen, screen=None, problem=problem
         )
     screen = await screen_of(request, chosen, period)
-    t = translator(lang_of(request))
     names = {phone.extension: phone.name for phone in request.app[SERVICES].config.phones}
     return render(
         request,

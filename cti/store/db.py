@@ -61,6 +61,7 @@ def store_down(exc: BaseException) -> bool:
         seen = seen.__cause__
     return False
 
+
 Sessions = async_sessionmaker[AsyncSession]
 
 
@@ -83,9 +84,7 @@ def create_engine(url: str) -> AsyncEngine:
         # its 5 s ("database is locked"): hoppers fell to the KCC fallback
         # (tests/resilience/test_sustained_load.py). Code must therefore never hold one
         # session while opening another.
-        engine = create_async_engine(
-            url, connect_args={"timeout": 5}, pool_size=1, max_overflow=0
-        )
+        engine = create_async_engine(url, connect_args={"timeout": 5}, pool_size=1, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True)

@@ -129,6 +129,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "op aanvraag maakt bereik report ze per team en per medewerker."
         ),
         "reports screen": "Rapportages",
+        "bad period": "Kies een week, een maand of twee dagen.",
+        "no such week": "Die week bestaat niet.",
+        "no such date": "Die datum bestaat niet.",
+        "days reversed": "De laatste dag ligt vóór de eerste.",
+        "period too long": "Een eigen periode is ten hoogste {days} dagen.",
+        "unknown team": "Dat team bestaat niet.",
+        "days missing": "Vul de eerste en de laatste dag in.",
         "reports link": "De cijfers per week, per uur, per vraagsoort en per medewerker: ",
         "period": "Periode",
         "period week": "Week",
@@ -336,6 +343,13 @@ TEXTS: dict[str, dict[str, str]] = {
             "bereik report makes them per team and employee on demand."
         ),
         "reports screen": "Reports",
+        "bad period": "Pick a week, a month or two days.",
+        "no such week": "There is no such week.",
+        "no such date": "There is no such date.",
+        "days reversed": "The last day is before the first.",
+        "period too long": "A custom period is at most {days} days.",
+        "unknown team": "There is no such team.",
+        "days missing": "Fill in the first and the last day.",
         "reports link": "The figures per week, hour, question type and employee: ",
         "period": "Period",
         "period week": "Week",
@@ -346,8 +360,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "show report": "Show",
         "summary": "Summary",
         "norm explained": (
-            "service norm: answered directly or called back within the "
-            "norm, target 90 %"
+            "service norm: answered directly or called back within the norm, target 90 %"
         ),
         "calls offered": "Calls",
         "calls answered": "Answered",
@@ -382,13 +395,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "chart hours answered": "Calls answered per day and hour",
         "chart hours abandoned": "Calls abandoned per day and hour",
         "heat desc": (
-            "{total} calls in all; the busiest hour had {peak}. The "
-            "table below gives every hour."
+            "{total} calls in all; the busiest hour had {peak}. The table below gives every hour."
         ),
         "chart callbacks": "Callback requests within and past the deadline",
         "callbacks week desc": (
-            "week {week}: {within} within the deadline, {late} late, "
-            "{overdue} open past it"
+            "week {week}: {within} within the deadline, {late} late, {overdue} open past it"
         ),
         "chart categories": "Question types (Pareto)",
         "category desc": "{name}: {count}, cumulative {cumulative}",

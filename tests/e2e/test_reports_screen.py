@@ -143,5 +143,6 @@ async def test_reports_screen_shows_bereik_reports_figures_and_a_lead_only_their
 
         # A custom period the wrong way round: the reason, and the picker as it was.
         await lead.goto(web.url("/reports?kind=custom&from=2026-11-20&to=2026-11-02"))
-        assert "before the first" in (await lead.text_content("#report-problem") or "")
+        problem = await lead.text_content("#report-problem")
+        assert problem == "De laatste dag ligt vóór de eerste."
         assert await lead.input_value("#from") == "2026-11-20"

@@ -22,12 +22,16 @@ def upgrade() -> None:
     # Repeat-contact linking was serialised by a lock inside one process; two processes
     # could each make a hopper for one caller. Such pairs must be settled by a person
     # (close or reassign one) before the index can hold: say which, change nothing.
-    twins = op.get_bind().execute(
-        sa.text(
-            "SELECT caller, team_id, count(*) AS n FROM hoppers "
-            f"WHERE {ONE_OPEN_HOPPER} GROUP BY caller, team_id HAVING count(*) > 1"
+    twins = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT caller, team_id, count(*) AS n FROM hoppers "
+                f"WHERE {ONE_OPEN_HOPPER} GROUP BY caller, team_id HAVING count(*) > 1"
+            )
         )
-    ).all()
+        .all()
+    )
     if twins:
         listed = ", ".join(f"{row.caller} ({row.team_id}): {row.n}" for row in twins)
         raise RuntimeError(
