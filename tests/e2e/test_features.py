@@ -8,8 +8,10 @@ Real Asterisk, sipp phones and callers, `bereik serve`, aiosmtpd and Chromium th
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -106,6 +108,75 @@ async def test_good_friday_configured_open_easter_monday_and_a_training_afternoo
             ("0644444412", "closed"),
             ("0644444413", "closed"),
         ]
+
+
+
+# Attended transfer ----------------------------------------------------------------------------
+
+
+async def test_an_attended_transfer_the_agent_completes_bridges_the_citizen_with_the_member(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    with exchange(
+        installation, tmp_path, phones=_phones("2001", "3001"), teams_toml=TEAM
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        # Anna answers and hangs up after 8 s: by then she consulted the team, Carla answered,
+        # and hanging up completes the transfer (as putting down the handset does).
+        ex.agent_phone("2001", ring_ms=300, talk_ms=8000)
+        ex.phone("3001", ring_ms=500)
+        async with ex.ami_events() as ami:
+            call = asyncio.create_task(
+                ex.call("14070", caller="0644444431", hold_ms=20_000, timeout_s=60)
+            )
+            answered = await ami.wait_for(
+                "DialEnd", DialStatus="ANSWER",
+                where=lambda e: e.get("DestChannel", "").startswith("PJSIP/2001-"),
+            )  # fmt: skip
+            # The phone's transfer key: consult the team number (features.conf atxfer).
+            await ami.client.action(
+                {"Action": "Atxfer", "Channel": answered["DestChannel"], "Exten": "7001",
+                 "Context": "from-internal"}
+            )  # fmt: skip
+            transfer = await ami.wait_for("AttendedTransfer", timeout=20)
+            assert transfer["Result"] == "Success"
+            # Anna is gone: the citizen and Carla talk (the team number's Local channel between).
+            await until(lambda: connected(ex, answered["Channel"], "PJSIP/3001-"), timeout=10)
+            assert not connected(ex, answered["Channel"], "PJSIP/2001-")
+            result = await call
+            assert result.returncode == 0, result.stderr
+        calls = await until(
+            lambda: ex.rows("SELECT answered_by, outcome, team_id, agent FROM calls "
+                            "WHERE outcome != ''")
+        )  # fmt: skip
+        assert [tuple(c) for c in calls] == [("kcc", "answered_team", "vergunningen", "3001")]
+        assert ex.rows("SELECT id FROM hoppers") == []
+
+
+def connected(ex: Exchange, channel: str, other_prefix: str) -> bool:
+    """Whether `channel` talks to a channel named other_prefix...: through Asterisk's bridges,
+    and through the two halves of a Local channel (the team number is dialled as one)."""
+    links: dict[str, set[str]] = {}
+    for line in ex.cli("bridge show all").splitlines()[1:]:
+        if not line.split():
+            continue
+        members = re.findall(r"^Channel: (\S+)", ex.cli(f"bridge show {line.split()[0]}"), re.M)
+        for member in members:
+            links.setdefault(member, set()).update(members)
+            if member.startswith("Local/"):
+                half = member[:-1] + ("2" if member.endswith(";1") else "1")
+                links[member].add(half)
+                links.setdefault(half, set()).add(member)
+    seen, todo = set(), [channel]
+    while todo:
+        current = todo.pop()
+        if current.startswith(other_prefix):
+            return True
+        if current not in seen:
+            seen.add(current)
+            todo.extend(links.get(current, ()))
+    return False
 
 
 # Feature codes by phone ----------------------------------------------------------------------
