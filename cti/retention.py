@@ -3,9 +3,14 @@
 Closed hoppers go `config.retention.closed_hopper_days` after closing (with their events
 and callback attempts, by cascade), calls `call_days` after they started, sent mails
 `sent_mail_days` after sending (their bodies copy numbers and notes), audit rows
-`audit_days` after they were written; before that, callers' numbers in audit rows are
-masked after `audit_number_days` (who looked at which caller stays on record, the full
-number does not). Open hoppers and unsent mails are never purged: work still owed.
+`audit_days` after they were written, announcements with their audio files
+`announcement_days` after they ended or expired; before that, callers' numbers in audit
+rows are masked after `audit_number_days` (who looked at which caller stays on record, the
+full number does not). Open hoppers, unsent mails and announcements without an end are
+never purged: work still owed, or a message still live.
+
+Time is the exchange's clock (dialplan/clock.py), so an end-to-end test can run the purge
+weeks ahead against a real exchange's rows and files.
 
 "Once a day" holds across restarts and several processes: the day's `job_runs` row
 (unique job+period) is claimed before purging; whoever fails to insert it skips the day.
@@ -16,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from cti.announcements.service import audio_file
 from cti.audit import audit
 from cti.privacy import mask_numbers_in
 from cti.services import Services
 from cti.store.models import (
+    Announcement,
     AuditEntry,
     Call,
     CallbackAttempt,
@@ -35,6 +42,7 @@ from cti.store.models import (
     JobRun,
     OutboxMail,
 )
+from dialplan import clock
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ class Purged:
     audit: int = 0
     mails: int = 0
     masked: int = 0
+    announcements: int = 0
 
 
 # Rows deleted per transaction: each batch is a short write, so calls recording their
@@ -59,7 +68,7 @@ BATCH = 500
 
 async def purge(services: Services, now: datetime | None = None) -> Purged:
     """Delete what is past its retention; returns the counts (also written to the audit log)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     keep = services.config.retention
     purged = Purged()
     hopper_cutoff = now - timedelta(days=keep.closed_hopper_days)
@@ -92,6 +101,9 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
     purged.masked = await _mask_audit_numbers(
         services, now - timedelta(days=keep.audit_number_days)
     )
+    purged.announcements = await _purge_announcements(
+        services, now - timedelta(days=keep.announcement_days)
+    )
     async with services.sessions() as session:
         audit(
             session,
@@ -99,7 +111,8 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
             action="purge",
             object_type="retention",
             detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit} "
-            f"mails={purged.mails} masked={purged.masked}",
+            f"mails={purged.mails} masked={purged.masked} "
+            f"announcements={purged.announcements}",
         )
         await session.commit()
     return purged
@@ -131,6 +144,23 @@ async def _delete_in_batches(services: Services, model: Any, condition: Any) -> 
             await session.execute(delete(model).where(model.id.in_(ids)))
             await session.commit()
         total += len(ids)
+
+
+async def _purge_announcements(services: Services, cutoff: datetime) -> int:
+    """Delete announcements that ended (or expired) before `cutoff`, then their audio."""
+    ended = func.coalesce(Announcement.ended_at, Announcement.valid_until)
+    async with services.sessions() as session:
+        rows = (await session.execute(select(Announcement).where(ended < cutoff))).scalars()
+        gone = {row.id: row.audio for row in rows}
+        if not gone:
+            return 0
+        await session.execute(delete(Announcement).where(Announcement.id.in_(gone)))
+        await session.commit()
+        kept = set((await session.scalars(select(Announcement.audio))).all())
+    # The rows first: a file whose row is gone is only an orphan the sweeper would take too.
+    for audio in set(gone.values()) - kept - {""}:
+        audio_file(services, audio).unlink(missing_ok=True)
+    return len(gone)
 
 
 # Audit rows that name a caller by number: the KCC popup's look-up of a caller.
@@ -172,7 +202,7 @@ async def _mask_audit_numbers(services: Services, cutoff: datetime) -> int:
 
 async def run_once(services: Services, now: datetime | None = None) -> Purged | None:
     """Purge unless today's run is already done (by this or another process)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     day = now.astimezone(ZoneInfo(services.config.exchange.timezone)).date().isoformat()
     async with services.sessions() as session:
         session.add(JobRun(job=JOB, period=day, at=now))
@@ -189,12 +219,13 @@ async def run_once(services: Services, now: datetime | None = None) -> Purged | 
             await session.commit()
         raise
     log.info(
-        "retention: purged %d closed hoppers, %d calls, %d audit rows, %d sent mails; "
-        "masked numbers in %d audit rows",
+        "retention: purged %d closed hoppers, %d calls, %d audit rows, %d sent mails, "
+        "%d announcements; masked numbers in %d audit rows",
         purged.hoppers,
         purged.calls,
         purged.audit,
         purged.mails,
+        purged.announcements,
         purged.masked,
     )
     return purged

@@ -163,6 +163,9 @@ class Mail(Strict):
 
 # The KCC's id where a team id is expected (hoppers, metrics, reports): the first line.
 KCC_ID = "kcc"
+# Sales calls to employees (DOMAIN.md): not a citizen's question, so a question category
+# whatever [categories] lists, never a hopper to call back and never in the service norm.
+ACQUISITION = "acquisitie"
 
 
 class Kcc(Strict):
@@ -393,6 +396,8 @@ class Retention(Strict):
     sent_mail_days: int = Field(14, ge=1)
     # Callers' numbers in audit rows are masked after this many days; the row stays.
     audit_number_days: int = Field(30, ge=1)
+    # Ended and expired announcements, with their audio (a recording by phone is a voice).
+    announcement_days: int = Field(90, ge=1)
 
 
 # The speech engines cti/tts.py knows (its _ENGINES keys); named here so that a wrong name
@@ -542,6 +547,10 @@ class Config(Strict):
     tls: Tls = Tls()
     trunk: Trunk = Trunk()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
+
+    def known_categories(self) -> set[str]:
+        """Every question category a call or hopper may get (lower case)."""
+        return {name.lower() for name in self.categories} | {ACQUISITION}
 
     @model_validator(mode="after")
     def consistent(self) -> Config:

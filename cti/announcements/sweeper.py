@@ -7,7 +7,8 @@
 * prompts/: a cached sentence not made or used for 30 days (dated "we call you back
   before ..." sentences, old menu texts). It is synthesized again if it is ever needed.
 
-Audio of ended and expired announcements is kept: the screens let an operator listen back.
+Audio of ended and expired announcements is kept, so the screens let an operator listen
+back, until the retention purge (cti/retention.py) deletes it with its row.
 """
 
 from __future__ import annotations

@@ -170,8 +170,8 @@ async def agent_category(request: web.Request) -> web.Response:
     user = require_role(request, "agent")
     body = await json_object(request)
     services = request.app[SERVICES]
-    category = str(body.get("category", "")).strip()
-    if category not in services.config.categories:
+    category = str(body.get("category", "")).strip().lower()
+    if category not in services.config.known_categories():
         raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or _current_call(request).linkedid
     async with services.sessions() as session:

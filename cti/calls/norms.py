@@ -22,7 +22,8 @@ Definition, per team and window:
   called back in time), and a closed hopper whose ``within_norm`` is NULL (outside the norm's
   scope).
 * Excluded: hoppers with ``counts_for_norm`` false (acquisitie: sales calls are not a
-  citizen's question), and answered calls whose hopper is such a hopper.
+  citizen's question), answered calls whose hopper is such a hopper, and calls the agent
+  categorised ``acquisitie``.
 * Missed, too: a caller who hung up while waiting for a person (outcome ``abandoned`` with
   a team: in the KCC's waiting line or while a team number rang), after at least
   ``short_abandon_seconds`` (default 5) of waiting. They got neither an answer nor a
@@ -45,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from cti.store.models import Call, Hopper
+from dialplan.config import ACQUISITION
 
 KCC = "kcc"
 ANSWERED_OUTCOMES = ("answered_team", "answered_kcc")
@@ -83,9 +85,12 @@ async def norm_ratios(
     met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in WINDOWS}
     decided = dict(met)
 
-    # A call answered while an acquisitie hopper was made of it is acquisitie too.
-    acquisitie = exists().where(
-        and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
+    # A call categorised acquisitie, or answered while an acquisitie hopper was made of it.
+    acquisitie = or_(
+        Call.category == ACQUISITION,
+        exists().where(
+            and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
+        ),
     )
     answered_call = Call.outcome.in_(ANSWERED_OUTCOMES)
     # Hung up while waiting for a person: a team was being offered the call (team_id set

@@ -40,12 +40,11 @@ from cti.privacy import mask_number
 from cti.services import Services
 from cti.store.models import Hopper, HopperEvent, OutboxMail
 from dialplan import clock
-from dialplan.config import KCC_ID, Config
+from dialplan.config import ACQUISITION, KCC_ID, Config
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 KCC_TEAM = KCC_ID
 KCC_NORM_WORKING_DAYS = 2
-ACQUISITION = "acquisitie"
 REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
 STATUSES = ("open", "closed")
 
@@ -170,8 +169,7 @@ async def create_hopper(
         raise HopperError("created_at must be timezone-aware")
     category = category.strip().lower()[:64]
     acquisition = category == ACQUISITION
-    known = {name.lower() for name in config.categories} | {ACQUISITION}
-    if category and category not in known:
+    if category and category not in config.known_categories():
         raise HopperError(f"onbekende vraagcategorie: {category!r}")
 
     # Two calls from one number ending at the same moment (in this process or in another

@@ -13,7 +13,8 @@ Computed from the ``calls`` and ``hoppers`` tables with the definitions of the l
   within norm: of those, ``within_norm`` true;
 * share within norm: met / decided exactly as the live norm: met = answered calls + hoppers
   closed within the norm; decided = met + hoppers closed late + open hoppers past their
-  deadline; acquisitie hoppers (``counts_for_norm`` false) are left out. ``None`` when
+  deadline; acquisitie hoppers (``counts_for_norm`` false) and answered calls categorised
+  ``acquisitie`` are left out. ``None`` when
   nothing is decided;
 * question categories: ``category`` of the team's calls and hoppers (empty = "onbekend").
 """
@@ -30,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.models import Call, Hopper, User
+from dialplan.config import ACQUISITION
 
 ANSWERED = ("answered_kcc", "answered_team")
 KCC = "kcc"
@@ -163,8 +165,9 @@ async def build_report(
         team.categories[category or "onbekend"] += 1
         if outcome in ANSWERED:
             team.calls_answered += 1
-            team.norm_met += 1
-            team.norm_decided += 1
+            if category != ACQUISITION:  # a sales call answered is no citizen served
+                team.norm_met += 1
+                team.norm_decided += 1
             team.employee(agent or "onbekend").calls_answered += 1
         elif outcome == "abandoned":
             team.calls_abandoned += 1

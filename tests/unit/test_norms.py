@@ -36,6 +36,7 @@ def call(
     outcome: str = "answered_team",
     ago: timedelta = timedelta(hours=1),
     wait: float | None = None,
+    category: str = "",
 ) -> Call:
     return Call(
         uniqueid=f"u{next(_ids)}",
@@ -44,6 +45,7 @@ def call(
         outcome=outcome,
         started_at=NOW - ago,
         wait_seconds=wait,
+        category=category,
     )
 
 
@@ -159,6 +161,13 @@ async def test_acquisitie_is_excluded(session: AsyncSession) -> None:
     await session.commit()
     again = await norm_ratios(session, TEAMS, NOW, TZ)
     assert again["vergunningen", "today"] == pytest.approx(1 / 2)
+
+
+async def test_an_answered_call_categorised_acquisitie_is_out_of_the_norm(
+    session: AsyncSession,
+) -> None:
+    result = await ratios(session, call(category="acquisitie"), hopper(within_norm=False))
+    assert result["vergunningen", "today"] == 0.0
 
 
 async def test_caller_who_hung_up_waiting_for_a_person_counts_as_missed(

@@ -141,6 +141,24 @@ async def test_month_figures_per_team_and_employee(
     assert verg.categories["bouwvergunning"] == 2 and verg.categories["paspoort"] == 5
 
 
+async def test_an_answered_sales_call_counts_as_answered_but_not_in_the_norm(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with maker() as session:
+        session.add_all(
+            [
+                call("kcc", "answered_kcc", "2001", "acquisitie"),
+                call("kcc", "answered_kcc", "2001", "afval"),
+                hopper("kcc", within=False),
+            ]
+        )
+        await session.commit()
+        report = await build_report(session, parse_period("2026-11"), TEAMS, TZ, NOW)
+    kcc = report.teams[0]
+    assert kcc.calls_answered == 2 and kcc.categories["acquisitie"] == 1
+    assert (kcc.norm_met, kcc.norm_decided) == (1, 2)
+
+
 async def test_csv_has_a_row_per_figure_and_html_is_dutch(
     maker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select
 
+from cti.announcements.service import audio_dir
 from cti.retention import BATCH, run_once
 from cti.services import Services
-from cti.store.models import AuditEntry, Call, Hopper, HopperEvent
+from cti.store.models import Announcement, AuditEntry, Call, Hopper, HopperEvent
 from dialplan.config import Config
 from tests.unit.memory_services import memory_services
 
@@ -168,3 +169,27 @@ async def test_sent_mails_go_and_old_audit_rows_keep_no_full_number(services: Se
     ]
     again = await purge(services, NOW)  # idempotent: a masked row is done
     assert (again.mails, again.masked) == (0, 0)
+
+
+async def test_ended_announcements_go_with_their_audio_live_ones_stay(
+    services: Services,
+) -> None:
+    folder = audio_dir(services)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("old", "recent", "live"):
+        (folder / f"{name}.wav").write_bytes(b"RIFF")
+    async with services.sessions() as session:
+        session.add_all(
+            [
+                Announcement(kind="outage", audio="old", ended_at=NOW - timedelta(days=91)),
+                Announcement(kind="news", audio="recent", valid_until=NOW - timedelta(days=89)),
+                Announcement(kind="news", audio="live"),  # no end: still live
+            ]
+        )
+        await session.commit()
+    purged = await run_once(services, NOW)
+    assert purged is not None and purged.announcements == 1
+    assert sorted(p.stem for p in folder.glob("*.wav")) == ["live", "recent"]
+    async with services.sessions() as session:
+        left = (await session.execute(select(Announcement.audio))).scalars().all()
+    assert sorted(left) == ["live", "recent"]
