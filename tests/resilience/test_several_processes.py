@@ -6,6 +6,9 @@ test_sustained_load.py, with a real SMTP server as the group mailbox.
 
 2. kill -9 of one of two processes in the middle of the calls: no call dropped; only
    sessions that the killed process held take the fallback (counted), none after.
+3. kill -9 of the process that owns the AMI call tracking (cti/calls/lease.py) in the
+   middle of the calls: the other takes the lease within 10 s, and every call, also those
+   of the takeover window, has one row with its outcome.
 4. A rolling restart (SIGTERM, start, the next) during the calls: 0 fallbacks.
 
 5. Outbox: three processes send the due mails; first undisturbed, then with `kill -9`s of
@@ -28,6 +31,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, insert, text
@@ -383,6 +387,77 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert {f"hopper-{h.id}-created" for h in hoppers} <= set(mails)
     assert all(n == 1 for n in mails.values())
     assert len({c.uniqueid for c in calls}) == len(calls) == total
+
+
+def tracking_lease(ex: Exchange) -> Any:
+    """The call tracking lease row of the exchange's Asterisk, None before it exists."""
+    rows = ex.rows("SELECT fence, holder FROM tracking_leases")
+    return rows[0] if rows else None
+
+
+def serve_of(holder: str, serves: list[ServeProcess]) -> ServeProcess:
+    """The process a lease holder ("host:pid") names."""
+    pid = int(holder.rpartition(":")[2])
+    return next(s for s in serves if s.process is not None and s.process.pid == pid)
+
+
+async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_recorded_once(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, _smtp = pair
+    figures.title = "3. `kill -9` of the process owning the call tracking"
+    lease = await until(lambda: tracking_lease(ex), timeout=30)
+    owner = serve_of(lease.holder, serves)
+    standby = next(s for s in serves if s is not owner)
+    load = await place_calls(ex, figures)
+    await asyncio.sleep(SECONDS / 2)
+    killed_at = time.monotonic()
+    killed_when = datetime.now(UTC)
+    await asyncio.to_thread(owner.stop, True)
+    taken = await until(
+        lambda: (row := tracking_lease(ex)) is not None and row.fence > lease.fence and row,
+        timeout=30,
+    )
+    takeover_s = time.monotonic() - killed_at
+    taken_when = datetime.now(UTC)
+    result = await load.calls
+    counts = result.counts()
+    total = load.total
+    # Every call ends within its 30 s hold after sipp's last; then the rows are all decided.
+    await until(
+        lambda: (
+            ex.rows(
+                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
+            )[0].n
+            >= total
+        ),
+        timeout=60,
+    )
+    calls = ex.rows(
+        f"SELECT uniqueid, outcome, started_at, ended_at FROM calls WHERE caller LIKE '{PREFIX}%'"
+    )
+    in_window = [
+        c
+        for c in calls
+        if killed_when <= _aware(c.started_at) <= taken_when
+        or (c.ended_at is not None and killed_when <= _aware(c.ended_at) <= taken_when)
+    ]
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    figures["takeover s after the kill -9"] = round(takeover_s, 1)
+    figures["calls started or ended in the takeover window"] = len(in_window)
+    figures["call rows"] = len(calls)
+    figures["call rows without an outcome"] = sum(1 for c in calls if not c.outcome)
+    assert taken.holder.endswith(f":{standby.process.pid}") if standby.process else False
+    assert takeover_s < 10
+    assert counts.get("TotalCallCreated") == total
+    assert in_window, "no call started or ended while nobody owned the tracking"
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert all(c.outcome and c.ended_at is not None for c in calls)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def test_postgresql_restart_under_calls_needs_no_manual_step(
