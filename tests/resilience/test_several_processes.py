@@ -11,6 +11,9 @@ test_sustained_load.py, with a real SMTP server as the group mailbox.
    of the takeover window, has one row with its outcome.
 4. A rolling restart (SIGTERM, start, the next) during the calls: 0 fallbacks.
 
+The agent's live stream (server-sent events) shows a call ringing at the agent's phone on
+whichever process the browser is connected to: each process follows AMI for its screens.
+
 5. Outbox: three processes send the due mails; first undisturbed, then with `kill -9`s of
    random processes (each restarted at once). Every mail arrives; in the undisturbed
    round none twice. Under kills a mail may arrive twice only when its process died
@@ -24,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import re
@@ -33,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import create_engine, insert, text
 
@@ -49,6 +54,7 @@ from cti.store.db import migrate_async
 from cti.store.models import OutboxMail
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
+from tests.e2e.web_support import PASSWORD, add_users
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
 
@@ -454,6 +460,78 @@ async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_re
     assert in_window, "no call started or ended while nobody owned the tracking"
     assert len({c.uniqueid for c in calls}) == len(calls) == total
     assert all(c.outcome and c.ended_at is not None for c in calls)
+
+
+async def call_event(stream: aiohttp.ClientResponse, caller: str, state: str) -> float:
+    """Read a live stream until the call from `caller` is in `state`; when that was."""
+    while True:
+        line = await stream.content.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            data = json.loads(line[len(b"data: ") :])
+            if data.get("caller") == caller and data.get("state") == state:
+                return time.monotonic()
+
+
+async def test_agents_live_stream_shows_the_call_on_either_process(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    figures.title = "live stream with 2 processes"
+    caller = "0612340000"
+    with exchange(
+        installation, tmp_path, database_url=postgres.new_database(), agi_proxy=True
+    ) as ex:
+        serves = [ex.add_serve(), ex.add_serve()]
+        for serve in serves:
+            serve.start(wait=False)
+        for serve in serves:
+            serve.wait_ready()
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        await add_users(ex, [("anna", "agent", "", "2001")])
+        lease = await until(lambda: tracking_lease(ex), timeout=30)
+        ex.phone("2001", ring_ms=1500)
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            # Signed in on one process: the session is in the database, valid on both.
+            base = f"http://127.0.0.1:{serves[0].http_port}"
+            form = await (await http.get(f"{base}/login")).text()
+            token = re.search(r'name="login_token" value="([^"]+)"', form)
+            assert token, "no sign-in form"
+            signed_in = await http.post(
+                f"{base}/login",
+                data={"name": "anna", "password": PASSWORD, "login_token": token[1]},
+                allow_redirects=False,
+            )
+            assert not signed_in.headers["Location"].startswith("/login"), "not signed in"
+            streams = [
+                await http.get(f"http://127.0.0.1:{serve.http_port}/events") for serve in serves
+            ]
+            assert [s.status for s in streams] == [200, 200]
+            started = time.monotonic()
+            call = asyncio.create_task(ex.call("14070", caller=caller, hold_ms=6000, timeout_s=60))
+            ringing = await asyncio.wait_for(
+                asyncio.gather(*(call_event(s, caller, "ringing") for s in streams)), 30
+            )
+            answered = await asyncio.wait_for(
+                asyncio.gather(*(call_event(s, caller, "answered") for s in streams)), 30
+            )
+            for stream in streams:
+                stream.close()
+            result = await call
+        owner = serve_of(lease.holder, serves)
+        figures["tracking owner"] = f"process {serves.index(owner) + 1}"
+        figures["ringing seen after call start s, process 1/2"] = "/".join(
+            f"{at - started:.1f}" for at in ringing
+        )
+        figures["answered seen, difference between the processes s"] = round(
+            abs(answered[0] - answered[1]), 2
+        )
+        assert result.returncode == 0, result.stderr
+        assert abs(ringing[0] - ringing[1]) < 1.0
 
 
 def _aware(moment: datetime) -> datetime:
