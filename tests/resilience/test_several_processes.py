@@ -5,7 +5,8 @@ caller takes IVR → team → callback offer → hopper (every member absent), a
 test_sustained_load.py, with a real SMTP server as the group mailbox.
 
 2. kill -9 of one of two processes in the middle of the calls: no call dropped; only
-   sessions that the killed process held take the fallback (counted), none after.
+   sessions that the killed process held take the fallback (counted; the killed
+   process's log names each), none after; every call row decided.
 3. kill -9 of the process that owns the AMI call tracking (cti/calls/lease.py) in the
    middle of the calls: the other takes the lease within 10 s, and every call, also those
    of the takeover window, has one row with its outcome.
@@ -343,6 +344,31 @@ async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
     assert lines == [], lines[:5]
 
 
+# Asterisk's fallback lines (deploy/asterisk/dialplan/*.conf.j2): which handler failed,
+# for which channel; and `bereik serve`'s session lines (agi/server.py): "[uniqueid] handler:".
+FALLBACK = re.compile(
+    r"Bereik (IVR|team handler|hopper handler|queue handler) unavailable "
+    r"\(AGISTATUS=\w*\); (\S+) "
+)
+HANDLER_OF = {
+    "IVR": "ivr",
+    "team handler": "team",
+    "hopper handler": "hopper",
+    "queue handler": "queue",
+}
+SESSION = re.compile(r"\[(\S+)\] (\w+): ")
+
+
+def fallback_sessions(ex: Exchange) -> list[tuple[str, str]]:
+    """(handler, uniqueid) of each FastAGI session that took the dialplan's fallback."""
+    return [(HANDLER_OF[m[1]], m[2]) for m in map(FALLBACK.search, fallbacks(ex)) if m]
+
+
+def sessions_in(log: Path) -> set[tuple[str, str]]:
+    """(handler, uniqueid) of every FastAGI session a process's log names."""
+    return {(m[2], m[1]) for m in SESSION.finditer(log.read_text(errors="replace"))}
+
+
 async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
@@ -359,9 +385,14 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     at_kill = len(fallbacks(ex)) - before
     result = await load.calls
     after = len(fallbacks(ex)) - before - at_kill
+    # Each fallback is a session the killed process had open: its log names it, and a
+    # session that had ended there could not fail afterwards.
+    failed = fallback_sessions(ex)
+    held = sessions_in(victim.log)
     figures["fallbacks before the kill"] = before
     figures["fallbacks of sessions the killed process held"] = at_kill
     figures["fallbacks later than 3 s after the kill"] = after
+    figures["fallbacks of sessions not in the killed process"] = len(set(failed) - held)
     total = load.total
     counts = result.counts()
     figures["calls placed"] = counts.get("TotalCallCreated")
@@ -369,13 +400,17 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert counts.get("TotalCallCreated") == total
     assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
     assert before == 0 and after == 0
+    assert len(failed) == at_kill and set(failed) <= held, sorted(set(failed) - held)[:5]
     # A caller whose session died went to the KCC without a hopper; every hopper made
-    # is mailed once, and every call has one row.
+    # is mailed once, and every call has one row with its outcome.
     await until(
         lambda: (
-            ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n >= total
+            ex.rows(
+                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
+            )[0].n
+            >= total
         ),
-        timeout=30,
+        timeout=60,
     )
     # (A caller sent to the KCC by the fallback may get a KCC hopper; the KCC has no
     # group mailbox here.)
@@ -385,7 +420,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     await smtp.mailbox.wait(len(hoppers), timeout=120)
     await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
     mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
-    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    calls = ex.rows(f"SELECT uniqueid, outcome FROM calls WHERE caller LIKE '{PREFIX}%'")
     figures["hoppers"] = len(hoppers)
     figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
     figures["call rows"] = len(calls)
@@ -393,6 +428,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert {f"hopper-{h.id}-created" for h in hoppers} <= set(mails)
     assert all(n == 1 for n in mails.values())
     assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert all(c.outcome for c in calls)
 
 
 def tracking_lease(ex: Exchange) -> Any:
