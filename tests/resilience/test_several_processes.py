@@ -20,6 +20,8 @@ whichever process the browser is connected to: each process follows AMI for its 
    round none twice. Under kills a mail may arrive twice only when its process died
    between the server's "250 OK" and the commit that marks it sent (the outbox is
    at-least-once there, cti/outbox.py): the test counts and prints those, at most one per kill.
+   Virtual-hold callbacks: 200 due, three processes with `kill -9`s of random ones: each
+   is originated once (one placeholder in Asterisk's line per callback, none missing).
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ from bench.exchange import (
     free_port,
     until,
 )
+from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.store.db import migrate_async
-from cti.store.models import OutboxMail
+from cti.store.models import OutboxMail, VirtualHold
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
+from tests.e2e.test_queue import feature_code as queue_feature_code
 from tests.e2e.web_support import PASSWORD, add_users
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
@@ -167,6 +171,120 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             assert rows[0].n == CALM_MAILS + KILLED_MAILS
         finally:
             smtp.stop()
+            for serve in serves:
+                serve.stop()
+
+
+CALLBACKS = 200
+CALLBACK_KILLS = 4
+
+
+def queue_callbacks(ex: Exchange, count: int) -> None:
+    """Callers who pressed 1 in the line earlier: their callbacks are due now."""
+    now = datetime.now(UTC)
+    engine = create_engine(ex.sync_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(VirtualHold),
+                [
+                    {
+                        "queue": "kcc",
+                        "call_uniqueid": f"due-{n}",
+                        "number": f"061200{n:04d}",
+                        "priority": 0,
+                        "arrived_at": now,
+                        "requested_at": now,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_at": now,
+                        "agent": "",
+                    }
+                    for n in range(count)
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def placeholders(ex: Exchange) -> collections.Counter[int]:
+    """Placeholders in Asterisk per virtual hold (the ;1 half of each Local channel)."""
+    counts: collections.Counter[int] = collections.Counter()
+    for line in ex.cli("core show channels concise").splitlines():
+        found = VHOLD_PLACEHOLDER.match(line)
+        if found and ";1!" in line:
+            counts[int(found["id"])] += 1
+    return counts
+
+
+async def test_three_processes_originate_each_due_callback_once_through_random_kills(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    figures.title = "5. virtual-hold callbacks, 3 processes with random `kill -9`s"
+    with exchange(
+        installation,
+        tmp_path,
+        phones=[Phone("2001", free_port(), "Agent 2001", registers=True)],
+        kcc_agents=["2001"],
+        kcc_toml='mode = "queue"',
+        # No second try within the test: a second placeholder would be a second attempt.
+        extra_toml="\n[queue]\ncallback_retry_seconds = 3600\n",
+        database_url=postgres.new_database(),
+        agi_proxy=True,
+    ) as ex:
+        serves = [ex.add_serve() for _ in range(PROCESSES)]
+        for serve in serves:
+            serve.start(wait=False)
+        for serve in serves:
+            serve.wait_ready()
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        try:
+            # One agent signed in and paused: the placeholders wait in the line.
+            ex.register("2001")
+            await queue_feature_code(ex, ex.config.queue.sign_in_code, "2001")
+            await until(lambda: "PJSIP/2001" in ex.cli("queue show kcc"), timeout=20)
+            await queue_feature_code(ex, ex.config.queue.pause_code, "2001")
+            await until(lambda: "paused" in ex.cli("queue show kcc"), timeout=20)
+            seed = random.randrange(1_000_000)
+            chance = random.Random(seed)
+            queue_callbacks(ex, CALLBACKS)
+            started = time.monotonic()
+            for _ in range(CALLBACK_KILLS):
+                await asyncio.sleep(chance.uniform(0.3, 1.5))
+                victim = chance.choice(serves)
+                await asyncio.to_thread(victim.stop, True)
+                victim.start(wait=False)
+
+            def unplaced() -> int:
+                return int(
+                    ex.rows("SELECT count(*) AS n FROM virtual_holds WHERE status <> 'queued'")[0].n
+                )
+
+            # A killed process's claim runs out (cti/queue/vhold.py PLACING_SECONDS) before
+            # another looks whether its placeholder exists.
+            await until(lambda: unplaced() == 0, timeout=180)
+            placed_s = time.monotonic() - started
+            await asyncio.sleep(3)  # a placeholder originated twice would show by now
+            counts = placeholders(ex)
+            ids = {row.id for row in ex.rows("SELECT id FROM virtual_holds")}
+            figures["processes"] = PROCESSES
+            figures["due callbacks"] = CALLBACKS
+            figures["random seed"] = seed
+            figures["kill -9s"] = CALLBACK_KILLS
+            figures["all placed in s"] = round(placed_s, 1)
+            figures["placeholders in the line"] = sum(counts.values())
+            figures["callbacks originated twice"] = sum(1 for n in counts.values() if n > 1)
+            figures["callbacks never originated"] = len(ids - set(counts))
+            figures["claims of killed processes taken over"] = sum(
+                s.log.read_text().count("placed by a process that stopped") for s in serves
+            )
+            assert set(counts) == ids, "every callback originated"
+            assert max(counts.values()) == 1, "none twice"
+        finally:
             for serve in serves:
                 serve.stop()
 
