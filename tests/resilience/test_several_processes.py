@@ -235,11 +235,7 @@ async def test_three_processes_originate_each_due_callback_once_through_random_k
         database_url=postgres.new_database(),
         agi_proxy=True,
     ) as ex:
-        serves = [ex.add_serve() for _ in range(PROCESSES)]
-        for serve in serves:
-            serve.start(wait=False)
-        for serve in serves:
-            serve.wait_ready()
+        serves = start_processes(ex, PROCESSES)
         ex.start_agi_proxy(serves)
         ex.start_asterisk()
         try:
@@ -334,11 +330,7 @@ def pair(
 ) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
     """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database."""
     with absent_team(installation, tmp_path, postgres, agi_proxy=True) as (ex, smtp):
-        serves = [ex.add_serve(), ex.add_serve()]
-        for serve in serves:
-            serve.start(wait=False)
-        for serve in serves:
-            serve.wait_ready()
+        serves = start_processes(ex, 2)
         mark_absent(ex)
         ex.start_agi_proxy(serves)
         ex.start_asterisk()
@@ -370,6 +362,30 @@ def store_failures_since(log: Path, since: datetime) -> int:
         if found and datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f") >= since:
             count += 1
     return count
+
+
+async def every_call_decided(ex: Exchange, total: int) -> None:
+    """Until each of the `total` calls has a row with its outcome (the last end a hold after
+    sipp's last call)."""
+    await until(
+        lambda: (
+            ex.rows(
+                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
+            )[0].n
+            >= total
+        ),
+        timeout=60,
+    )
+
+
+def start_processes(ex: Exchange, count: int) -> list[ServeProcess]:
+    """`count` processes of `bereik serve` on the exchange's database, started together."""
+    serves = [ex.add_serve() for _ in range(count)]
+    for serve in serves:
+        serve.start(wait=False)
+    for serve in serves:
+        serve.wait_ready()
+    return serves
 
 
 def fallbacks(ex: Exchange) -> list[str]:
@@ -521,15 +537,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert len(failed) == at_kill and set(failed) <= held, sorted(set(failed) - held)[:5]
     # A caller whose session died went to the KCC without a hopper; every hopper made
     # is mailed once, and every call has one row with its outcome.
-    await until(
-        lambda: (
-            ex.rows(
-                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
-            )[0].n
-            >= total
-        ),
-        timeout=60,
-    )
+    await every_call_decided(ex, total)
     # (A caller sent to the KCC by the fallback may get a KCC hopper; the KCC has no
     # group mailbox here.)
     hoppers = ex.rows(
@@ -583,16 +591,7 @@ async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_re
     result = await load.calls
     counts = result.counts()
     total = load.total
-    # Every call ends within its 30 s hold after sipp's last; then the rows are all decided.
-    await until(
-        lambda: (
-            ex.rows(
-                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
-            )[0].n
-            >= total
-        ),
-        timeout=60,
-    )
+    await every_call_decided(ex, total)
     calls = ex.rows(
         f"SELECT uniqueid, outcome, started_at, ended_at FROM calls WHERE caller LIKE '{PREFIX}%'"
     )
@@ -638,11 +637,7 @@ async def test_agents_live_stream_shows_the_call_on_either_process(
     with exchange(
         installation, tmp_path, database_url=postgres.new_database(), agi_proxy=True
     ) as ex:
-        serves = [ex.add_serve(), ex.add_serve()]
-        for serve in serves:
-            serve.start(wait=False)
-        for serve in serves:
-            serve.wait_ready()
+        serves = start_processes(ex, 2)
         ex.start_agi_proxy(serves)
         ex.start_asterisk()
         await add_users(ex, [("anna", "agent", "", "2001")])

@@ -11,6 +11,7 @@ import pytest
 from panoramisk.message import Message
 from sqlalchemy import select
 
+from bench.ami_ingest import CONFIG
 from cti.calls import lease as lease_module
 from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.listener import RESYNC_EVENT, CallListener
@@ -52,14 +53,22 @@ async def owned_within(lease: TrackingLease, seconds: float) -> bool:
     return True
 
 
-async def test_standby_takes_over_only_when_the_owner_stops_and_the_old_owner_cannot_write(
+async def owner_and_standby(
     stores: tuple[Sessions, Sessions],
-) -> None:
+) -> tuple[TrackingLease, TrackingLease, list[asyncio.Task[None]]]:
+    """Process a takes the lease first; then process b watches it."""
     first = TrackingLease(stores[0], NAME, holder="a")
     second = TrackingLease(stores[1], NAME, holder="b")
     running = [asyncio.create_task(first.run())]
     assert await owned_within(first, 2)
     running.append(asyncio.create_task(second.run()))
+    return first, second, running
+
+
+async def test_standby_takes_over_only_when_the_owner_stops_and_the_old_owner_cannot_write(
+    stores: tuple[Sessions, Sessions],
+) -> None:
+    first, second, running = await owner_and_standby(stores)
     try:
         # Six expiry times while the owner beats: the standby stays a standby.
         assert not await owned_within(second, 6 * lease_module.EXPIRE_SECONDS)
@@ -79,11 +88,7 @@ async def test_standby_takes_over_only_when_the_owner_stops_and_the_old_owner_ca
 async def test_a_released_lease_is_taken_at_the_standbys_next_look(
     stores: tuple[Sessions, Sessions],
 ) -> None:
-    first = TrackingLease(stores[0], NAME, holder="a")
-    second = TrackingLease(stores[1], NAME, holder="b")
-    running = [asyncio.create_task(first.run())]
-    assert await owned_within(first, 2)
-    running.append(asyncio.create_task(second.run()))
+    first, second, running = await owner_and_standby(stores)
     try:
         running[0].cancel()
         await first.release()
@@ -95,21 +100,7 @@ async def test_a_released_lease_is_taken_at_the_standbys_next_look(
 
 
 def listener_on(store: Sessions, holder: str, tmp_path: Path) -> CallListener:
-    config = Config.model_validate(
-        {
-            "phones": [{"extension": "2001"}, {"extension": "2101"}],
-            "kcc": {"agents": ["2001"]},
-            "teams": [
-                {
-                    "id": "vergunningen",
-                    "name": "Vergunningen",
-                    "number": "7101",
-                    "members": ["2101"],
-                    "mailbox": "v@example.org",
-                }
-            ],
-        }
-    )
+    config = Config.model_validate(CONFIG)
     services = Services(
         config=config,
         sessions=store,
