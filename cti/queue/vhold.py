@@ -132,6 +132,8 @@ async def place_due(services: Services, now: datetime | None = None) -> int:
         when = row.next_at if row.status == "placing" else None
         if not await _move(services, row.id, row.status, "placing", when=when, next_at=claim_until):
             continue  # another process took it
+        if when is not None:
+            log.info("virtual hold %s: its claim ran out unplaced; placing it now", row.id)
         try:
             await ami.action(
                 {

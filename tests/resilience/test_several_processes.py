@@ -275,9 +275,11 @@ async def test_three_processes_originate_each_due_callback_once_through_random_k
             figures["placeholders in the line"] = sum(counts.values())
             figures["callbacks originated twice"] = sum(1 for n in counts.values() if n > 1)
             figures["callbacks never originated"] = len(ids - set(counts))
-            figures["claims of killed processes taken over"] = sum(
-                s.log.read_text().count("placed by a process that stopped") for s in serves
+            logs = "".join(s.log.read_text() for s in serves)
+            figures["claims of killed processes: found placed"] = logs.count(
+                "placed by a process that stopped"
             )
+            figures["claims of killed processes: placed now"] = logs.count("claim ran out unplaced")
             assert set(counts) == ids, "every callback originated"
             assert max(counts.values()) == 1, "none twice"
         finally:
