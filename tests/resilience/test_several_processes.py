@@ -529,6 +529,12 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     figures["fallbacks of sessions the killed process held"] = at_kill
     figures["fallbacks later than 3 s after the kill"] = after
     figures["fallbacks of sessions not in the killed process"] = len(set(failed) - held)
+    # What else sends a caller to the fallback: admission control on a machine too busy
+    # for the rate (agi/admission.py), printed so a failure says which it was.
+    figures["sessions refused by admission control"] = sum(
+        serve.log.read_text(errors="replace").count("refusing FastAGI connection")
+        for serve in serves
+    )
     total = load.total
     counts = result.counts()
     figures["calls placed"] = counts.get("TotalCallCreated")
