@@ -108,6 +108,21 @@ def received(smtp: Smtp, prefix: str) -> collections.Counter[str]:
     )
 
 
+async def kill_at_random(
+    serves: list[ServeProcess], kills: int, between: tuple[float, float]
+) -> int:
+    """`kill -9` of a random process (restarted at once), `kills` times, a random pause
+    of `between` seconds before each; returns the seed, to print and to replay a run."""
+    seed = random.randrange(1_000_000)
+    chance = random.Random(seed)
+    for _ in range(kills):
+        await asyncio.sleep(chance.uniform(*between))
+        victim = chance.choice(serves)
+        await asyncio.to_thread(victim.stop, True)
+        victim.start(wait=False)
+    return seed
+
+
 async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
     installation: asterisk.Installation,
     tmp_path: Path,
@@ -142,15 +157,9 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             assert max(calm.values()) == 1, "no mail twice when no process dies"
 
             # kill -9 of a random process every 0.5-2 s while 1000 mails are due.
-            seed = random.randrange(1_000_000)
-            chance = random.Random(seed)
             queue_mails(ex, "killed", KILLED_MAILS)
             started = time.monotonic()
-            for _ in range(KILLS):
-                await asyncio.sleep(chance.uniform(0.5, 2.0))
-                victim = chance.choice(serves)
-                await asyncio.to_thread(victim.stop, True)
-                victim.start(wait=False)
+            seed = await kill_at_random(serves, KILLS, (0.5, 2.0))
             # A killed process's claim runs out (cti/outbox.py CLAIM_SECONDS) before
             # another sends what it held.
             await until(lambda: unsent(ex) == 0, timeout=180)
@@ -245,15 +254,9 @@ async def test_three_processes_originate_each_due_callback_once_through_random_k
             await until(lambda: "PJSIP/2001" in ex.cli("queue show kcc"), timeout=20)
             await queue_feature_code(ex, ex.config.queue.pause_code, "2001")
             await until(lambda: "paused" in ex.cli("queue show kcc"), timeout=20)
-            seed = random.randrange(1_000_000)
-            chance = random.Random(seed)
             queue_callbacks(ex, CALLBACKS)
             started = time.monotonic()
-            for _ in range(CALLBACK_KILLS):
-                await asyncio.sleep(chance.uniform(0.3, 1.5))
-                victim = chance.choice(serves)
-                await asyncio.to_thread(victim.stop, True)
-                victim.start(wait=False)
+            seed = await kill_at_random(serves, CALLBACK_KILLS, (0.3, 1.5))
 
             def unplaced() -> int:
                 return int(
