@@ -28,6 +28,7 @@ from cti.callbacks import http as callbacks_http
 from cti.callbacks import pages as callbacks_pages
 from cti.calls import gauges
 from cti.calls import http as calls_http
+from cti.calls import lease as tracking_lease
 from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
@@ -70,7 +71,12 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     config, ami = services.config, services.ami
     assert ami is not None  # open_services(with_ami=True) made it
     bus = EventBus(ami.events)
-    listener = CallListener(services)
+    # One process records the calls of this Asterisk (on SQLite: this one); every process
+    # follows AMI for its own screens.
+    lease = tracking_lease.TrackingLease.for_store(
+        services.sessions, config.database.url, f"ami:{ami.host}:{ami.port}"
+    )
+    listener = CallListener(services, lease)
     board = LiveCalls()
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)
@@ -114,6 +120,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     # Long-running parts: started after the services exist, cancelled on shutdown.
     workers: dict[str, Callable[[], Awaitable[None]]] = {
         "call listener": listener.run,
+        "call tracking lease": lease.run,
         "prompt warm-up": functools.partial(warmup.run, services),
         "announcement sweeper": functools.partial(sweeper.run, services),
         "norm gauges": functools.partial(gauges.run, services),
@@ -161,6 +168,12 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        # After the listener stopped: the standby takes over at once, and writes again
+        # what this process had not stored yet (it kept it).
+        try:
+            await asyncio.wait_for(lease.release(), 5)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            log.warning("could not release the call tracking lease (%s); it runs out", exc)
         await ami.close()
         await agi.close()
         await runner.cleanup()

@@ -12,3 +12,8 @@ def extension_of(channel: str) -> str:
     """``PJSIP/3001-0000000a`` -> ``3001``; "" for any other channel (Local/, a dial string)."""
     match = _PJSIP.match(channel or "")
     return match["endpoint"][:32] if match else ""
+
+
+# A virtual hold's placeholder in the KCC's line (cti/queue/vhold.py):
+# Local/<id>-<priority>-<arrival epoch>-<number>@bereik-vhold-line
+VHOLD_PLACEHOLDER = re.compile(r"^Local/(?P<id>\d+)-\d+-(?P<since>\d+)-[^@]*@bereik-vhold-line")

@@ -15,6 +15,12 @@ channels vanished while we were away end with what was known; live ones are take
 resync request travels through the event queue, so it is handled after the events of the
 previous connection, in order.
 
+With several processes, every one follows AMI and runs its tracker (its screens and the
+waiting gauge need it), but only the owner of the tracking lease (cti/calls/lease.py)
+writes. A standby keeps its effects from the owner's last stored time on; when it takes
+over it resyncs from ``CoreShowChannels`` and writes what it kept, so the calls of the
+takeover window are recorded, and those the old owner already wrote are not counted again.
+
 Counters move when the call ends (offered, abandoned, transfers) or is first answered
 (answered and the wait histogram); ``bereik_calls_waiting`` moves with every event.
 """
@@ -22,7 +28,9 @@ Counters move when the call ends (offered, abandoned, transfers) or is first ans
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -35,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
+from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
 from cti.store.models import Call, HopperEvent
@@ -48,14 +57,21 @@ ROUTES = ("closed", "info")
 # Effects written in one transaction at most.
 BATCH = 500
 BATCH_SECONDS = 0.1
+# A standby keeps its effects from this long before the owner's last stored event: events
+# reach two processes' trackers in the same order, but a timestamp may come from the clock.
+KEEP_MARGIN_SECONDS = 10.0
+# Effects kept at most (a standby whose owner stores nothing for a long time).
+KEEP_MAX = 200_000
 # Core statements on the table: the ORM's bulk-update bookkeeping would triple the cost.
 CALLS = cast(Table, Call.__table__)
 
 
 class CallListener:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, lease: TrackingLease | None = None) -> None:
         config = services.config
         self.services = services
+        self.lease = lease or TrackingLease.sole()
+        self.lease.on_acquired.append(self.on_connected)
         self.tracker = CallTracker(
             main_number=config.exchange.main_number,
             kcc_number=config.kcc.number,
@@ -64,7 +80,11 @@ class CallListener:
                 config.trunk.dids, config.exchange.main_number, config.trunk.country_code
             ),
         )
-        self.effects: asyncio.Queue[Started | Answered | Routed | Ended] = asyncio.Queue()
+        # Effects not yet stored, each with the Asterisk time of its event, oldest first.
+        self.pending: collections.deque[tuple[float, Started | Answered | Routed | Ended]] = (
+            collections.deque(maxlen=KEEP_MAX)
+        )
+        self._arrived = asyncio.Event()
         # The screens: each phone's part in a call, as the tracker sees it (cti/calls/live.py).
         self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
@@ -78,13 +98,23 @@ class CallListener:
             log.info("call tracker resynchronised: %d calls in progress", len(self.tracker.calls))
         else:
             effects = self.tracker.feed(event)
+        at = _event_time(event)
         for effect in effects:
             if isinstance(effect, AgentLeg):
                 for watcher in self.leg_watchers:
                     watcher(effect)
             else:
-                self.effects.put_nowait(effect)
+                self.pending.append((at, effect))
+                self._arrived.set()
+        if not self.lease.owned.is_set():
+            self._forget_stored()
         self._set_waiting()
+
+    def _forget_stored(self) -> None:
+        """A standby drops what the owner has surely stored."""
+        keep_from = self.lease.written_through - KEEP_MARGIN_SECONDS
+        while self.pending and self.pending[0][0] < keep_from:
+            self.pending.popleft()
 
     async def on_connected(self) -> None:
         """Ask Asterisk which channels exist; the answer is queued behind older events."""
@@ -113,19 +143,26 @@ class CallListener:
 
     async def run(self) -> None:
         while True:
-            batch = [await self.effects.get()]
+            while not self.pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+            await self.lease.owned.wait()
             # What else comes within a moment goes in the same transaction: one commit for a
             # burst of events instead of one per effect keeps up with hundreds of calls a
             # second; a tenth of a second later on a wall screen is invisible.
             await asyncio.sleep(BATCH_SECONDS)
-            while len(batch) < BATCH and not self.effects.empty():
-                batch.append(self.effects.get_nowait())
-            await self._apply_until_stored(batch)
-            self.written += len(batch)
+            batch = [self.pending.popleft() for _ in range(min(BATCH, len(self.pending)))]
+            if await self._apply_until_stored(batch):
+                self.written += len(batch)
+            else:
+                # Another process owns the tracking now: keep these for a takeover back.
+                self.pending.extendleft(reversed(batch))
+                self.lease.lost()
 
-    async def _apply_until_stored(self, batch: Sequence[Effect]) -> None:
-        """Retry until the batch is stored: applying it twice is harmless (each row records
-        what was counted), losing it would leave calls without a row and a gap in the figures.
+    async def _apply_until_stored(self, batch: Sequence[tuple[float, Effect]]) -> bool:
+        """Retry until the batch is stored (True) or the lease is lost (False): applying it
+        twice is harmless (each row records what was counted), losing it would leave calls
+        without a row and a gap in the figures.
 
         Any error is retried, not only OperationalError: an exhausted connection pool (a
         long lock) raises TimeoutError, PostgreSQL going away raises InterfaceError or
@@ -136,12 +173,14 @@ class CallListener:
         failures = 0
         while True:
             try:
-                await self.apply(*batch)
+                await self.apply(*(effect for _, effect in batch), through=batch[-1][0])
                 if failures:
                     log.info("stored %d call events after %d failed attempts", len(batch), failures)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
+            except LeaseLost:
+                return False
             except OperationalError as exc:
                 reason = str(exc.orig).splitlines()[0]
                 log.warning(
@@ -165,13 +204,16 @@ class CallListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def apply(self, *effects: Effect) -> None:
+    async def apply(self, *effects: Effect, through: float = 0.0) -> None:
         """Write effects in one transaction; count what the rows say was not counted yet.
 
+        `through` is the Asterisk time of the last effect's event, for the lease: the
+        transaction is fenced by it (LeaseLost when another process owns the tracking).
         An AgentLeg is for the screens, not the store: it is skipped here.
         """
         counts: list[Callable[[], None]] = []
         async with self.services.sessions() as session:
+            await self.lease.fenced(session, through)
             for effect in effects:
                 if isinstance(effect, Started):
                     await self._started(session, effect)
@@ -277,6 +319,14 @@ def _insert_ignore(session: AsyncSession) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql_insert(CALLS)
     return sqlite_insert(CALLS)
+
+
+def _event_time(event: Message) -> float:
+    """The event's Asterisk time (manager.conf timestampevents), else this clock's."""
+    try:
+        return float(event.get("Timestamp") or time.time())
+    except (TypeError, ValueError):
+        return time.time()
 
 
 def _rowcount(result: Any) -> int:

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.calls.tracker import AgentLeg
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
-# The virtual-hold placeholder: Local/<id>-<priority>-<arrival epoch>-<number>@bereik-vhold-line
-PLACEHOLDER = re.compile(r"^Local/\d+-\d+-(?P<since>\d+)-[^@]*@bereik-vhold-line")
 CLOSE: dict[str, Any] = {"close": True}  # put in a listener's queue: end that stream
 
 
@@ -106,7 +104,7 @@ class LiveCalls:
                 caller_name=leg.caller_name,
                 linkedid=leg.call,
             )
-            placeholder = PLACEHOLDER.match(leg.caller_channel)
+            placeholder = VHOLD_PLACEHOLDER.match(leg.caller_channel)
             if placeholder:
                 new.callback_since = float(placeholder["since"])
             self.calls[new.extension] = new

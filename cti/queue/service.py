@@ -321,7 +321,7 @@ async def place_in_line(services: Services, arrival: datetime) -> int:
         callbacks = await session.scalar(
             select(func.count()).where(
                 VirtualHold.queue == KCC_QUEUE,
-                VirtualHold.status.in_(("pending", "queued")),
+                VirtualHold.status.in_(("pending", "placing", "queued")),
                 VirtualHold.arrived_at < arrival,
             )
         )

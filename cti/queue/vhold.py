@@ -13,6 +13,13 @@ The dialplan reports each stage as a UserEvent ``BereikVirtualHold`` (Stage: mad
 the citizen's DIALSTATUS); a placeholder that never got an agent ends in a failed
 OriginateResponse. Every state change is a guarded UPDATE on the row's status, so each
 callback is placed once per attempt and reached at most once, also across restarts.
+
+Placing is a claim: ``pending → placing`` (with ``next_at`` as the claim's end) before the
+Originate, ``placing → queued`` after Asterisk took it. With several processes, one that
+dies in between leaves a claim that runs out; another process then asks Asterisk whether
+the placeholder exists (``CoreShowChannels``): if it does, the Originate was carried out
+and the row becomes ``queued``; if not, it was never sent (a placeholder that ended would
+have moved the row by its events) and is placed now. So each attempt is originated once.
 After ``callback_attempts`` tries without reaching the citizen the KCC gets a hopper
 (2-working-day clock, mailed once through the outbox).
 """
@@ -28,7 +35,8 @@ from typing import Any, cast
 from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 
-from cti.ami.client import AmiError
+from cti.ami.channels import VHOLD_PLACEHOLDER
+from cti.ami.client import AmiError, AmiTimeout
 from cti.hoppers.service import HopperError, create_hopper
 from cti.queue import service
 from cti.services import Services
@@ -40,6 +48,11 @@ VHOLDS = cast(Table, VirtualHold.__table__)
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 CHECK_SECONDS = 1.0
 ACTION_PREFIX = "vhold-"
+# How long a process's claim on a callback it is placing lasts; far longer than an
+# Originate's answer and the placeholder's first event take.
+PLACING_SECONDS = 15.0
+# The states in which the placeholder may exist (placing: sent, perhaps, not yet marked).
+PLACED = ("placing", "queued")
 
 
 async def request(
@@ -96,16 +109,31 @@ async def place_due(services: Services, now: datetime | None = None) -> int:
             (
                 await session.execute(
                     select(VirtualHold)
-                    .where(VirtualHold.status == "pending", VirtualHold.next_at <= now)
+                    .where(
+                        VirtualHold.status.in_(("pending", "placing")),
+                        VirtualHold.next_at <= now,
+                    )
                     .order_by(VirtualHold.priority.desc())
                 )
             ).scalars()
         )
+    if any(row.status == "placing" for row in due):
+        # Claims of a process that died: was their Originate carried out?
+        live = await _placeholders(services)
+        for row in [r for r in due if r.status == "placing" and r.id in live]:
+            await _move(services, row.id, "placing", "queued", when=row.next_at)
+            log.info("virtual hold %s: placed by a process that stopped", row.id)
+        due = [r for r in due if r.status == "pending" or r.id not in live]
     placed = 0
     config = services.config
+    claim_until = now + timedelta(seconds=PLACING_SECONDS)
     for row in due:
-        if not await _move(services, row.id, "pending", "queued"):
+        # A run-out claim is taken over only if nobody renewed it meanwhile.
+        when = row.next_at if row.status == "placing" else None
+        if not await _move(services, row.id, row.status, "placing", when=when, next_at=claim_until):
             continue  # another process took it
+        if when is not None:
+            log.info("virtual hold %s: its claim ran out unplaced; placing it now", row.id)
         try:
             await ami.action(
                 {
@@ -122,19 +150,48 @@ async def place_due(services: Services, now: datetime | None = None) -> int:
                     "ActionID": f"{ACTION_PREFIX}{row.id}-{row.attempts + 1}",
                 }
             )
-            placed += 1
+        except AmiTimeout:
+            # Perhaps carried out: the claim runs out and Asterisk's channels decide.
+            log.warning("virtual hold %s: no answer to the Originate; checked later", row.id)
+            continue
         except AmiError as exc:
             log.warning("virtual hold %s not placed now (%s); tried again", row.id, exc)
-            await _move(services, row.id, "queued", "pending")
+            await _move(services, row.id, "placing", "pending", next_at=now)
+            continue
+        await _move(services, row.id, "placing", "queued")
+        placed += 1
     return placed
 
 
-async def _move(services: Services, row_id: int, old: str, new: str, **values: Any) -> bool:
+async def _placeholders(services: Services) -> set[int]:
+    """Ids of the virtual holds whose placeholder channel exists in Asterisk now."""
+    assert services.ami is not None
+    channels = await services.ami.action_list({"Action": "CoreShowChannels"}, timeout=10)
+    ids = set()
+    for channel in channels:
+        found = VHOLD_PLACEHOLDER.match(str(channel.get("Channel", "")))
+        if found:
+            ids.add(int(found["id"]))
+    return ids
+
+
+async def _move(
+    services: Services,
+    row_id: int,
+    old: str | tuple[str, ...],
+    new: str,
+    when: datetime | None = None,
+    **values: Any,
+) -> bool:
+    """One guarded state change: only from `old` (and, with `when`, only if `next_at` is
+    still that: a claim renewed by another process in the meantime is left alone)."""
+    olds = (old,) if isinstance(old, str) else old
+    condition = [VHOLDS.c.id == row_id, VHOLDS.c.status.in_(olds)]
+    if when is not None:
+        condition.append(VHOLDS.c.next_at == when)
     async with services.sessions() as session, session.begin():
         result = await session.execute(
-            update(VHOLDS)
-            .where(VHOLDS.c.id == row_id, VHOLDS.c.status == old)
-            .values(status=new, **values)
+            update(VHOLDS).where(*condition).values(status=new, **values)
         )
         return int(getattr(result, "rowcount", 0) or 0) == 1
 
@@ -163,13 +220,13 @@ class VirtualHoldEvents:
                 return
             # The placeholder never got an agent (or could not be made): one try used.
             row_id = int(str(event.get("ActionID", "")).removeprefix(ACTION_PREFIX).split("-")[0])
-            await self._failed(row_id, "queued", now, "no agent")
+            await self._failed(row_id, PLACED, now, "no agent")
             return
         row_id = int(str(event.get("Id", "0")) or 0)
         stage = str(event.get("Stage", ""))
         if stage == "made":
             agent = str(event.get("Agent", ""))
-            if await _move(self.services, row_id, "queued", "calling", agent=agent[:32]):
+            if await _move(self.services, row_id, PLACED, "calling", agent=agent[:32]):
                 metrics.virtual_hold.labels(queue, "made").inc()
         elif stage == "ANSWER":
             if await _move(self.services, row_id, "calling", "reached", reached_at=now):
@@ -178,12 +235,15 @@ class VirtualHoldEvents:
         else:
             await self._failed(row_id, "calling", now, stage)
 
-    async def _failed(self, row_id: int, current: str, now: datetime, why: str) -> None:
+    async def _failed(
+        self, row_id: int, current: str | tuple[str, ...], now: datetime, why: str
+    ) -> None:
         config = self.services.config.queue
         async with self.services.sessions() as session:
             row = await session.get(VirtualHold, row_id)
-        if row is None or row.status != current:
+        if row is None or row.status not in ((current,) if isinstance(current, str) else current):
             return
+        current = row.status
         attempts = row.attempts + 1
         if attempts < config.callback_attempts:
             later = now + timedelta(seconds=config.callback_retry_seconds)

@@ -328,3 +328,22 @@ class VirtualHold(Base):
     agent: Mapped[str] = mapped_column(String(32), default="")
     reached_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     hopper_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class TrackingLease(Base):
+    """Who records the calls of one Asterisk (cti/calls/lease.py): one row per Asterisk.
+
+    `fence` grows by one at every change of owner; the owner's every write checks it in
+    the same transaction, so a process that lost the lease (paused, cut off) can never
+    write after its successor started. `beat` grows while the owner lives: a standby that
+    sees it stand still on its own clock takes over (no clocks compared between hosts).
+    `written_through` is the Asterisk time of the owner's last stored event: how far back a
+    standby must keep the effects it would have to write itself.
+    """
+
+    __tablename__ = "tracking_leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fence: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(128), default="")  # "" once released
+    beat: Mapped[int] = mapped_column(Integer, default=0)
+    written_through: Mapped[float] = mapped_column(default=0.0)

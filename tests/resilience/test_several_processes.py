@@ -5,14 +5,23 @@ caller takes IVR → team → callback offer → hopper (every member absent), a
 test_sustained_load.py, with a real SMTP server as the group mailbox.
 
 2. kill -9 of one of two processes in the middle of the calls: no call dropped; only
-   sessions that the killed process held take the fallback (counted), none after.
+   sessions that the killed process held take the fallback (counted; the killed
+   process's log names each), none after; every call row decided.
+3. kill -9 of the process that owns the AMI call tracking (cti/calls/lease.py) in the
+   middle of the calls: the other takes the lease within 10 s, and every call, also those
+   of the takeover window, has one row with its outcome.
 4. A rolling restart (SIGTERM, start, the next) during the calls: 0 fallbacks.
+
+The agent's live stream (server-sent events) shows a call ringing at the agent's phone on
+whichever process the browser is connected to: each process follows AMI for its screens.
 
 5. Outbox: three processes send the due mails; first undisturbed, then with `kill -9`s of
    random processes (each restarted at once). Every mail arrives; in the undisturbed
    round none twice. Under kills a mail may arrive twice only when its process died
    between the server's "250 OK" and the commit that marks it sent (the outbox is
    at-least-once there, cti/outbox.py): the test counts and prints those, at most one per kill.
+   Virtual-hold callbacks: 200 due, three processes with `kill -9`s of random ones: each
+   is originated once (one placeholder in Asterisk's line per callback, none missing).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import re
@@ -28,7 +38,9 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import create_engine, insert, text
 
@@ -41,10 +53,13 @@ from bench.exchange import (
     free_port,
     until,
 )
+from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.store.db import migrate_async
-from cti.store.models import OutboxMail
+from cti.store.models import OutboxMail, VirtualHold
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
+from tests.e2e.test_queue import feature_code as queue_feature_code
+from tests.e2e.web_support import PASSWORD, add_users
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
 
@@ -93,6 +108,21 @@ def received(smtp: Smtp, prefix: str) -> collections.Counter[str]:
     )
 
 
+async def kill_at_random(
+    serves: list[ServeProcess], kills: int, between: tuple[float, float]
+) -> int:
+    """`kill -9` of a random process (restarted at once), `kills` times, a random pause
+    of `between` seconds before each; returns the seed, to print and to replay a run."""
+    seed = random.randrange(1_000_000)
+    chance = random.Random(seed)
+    for _ in range(kills):
+        await asyncio.sleep(chance.uniform(*between))
+        victim = chance.choice(serves)
+        await asyncio.to_thread(victim.stop, True)
+        victim.start(wait=False)
+    return seed
+
+
 async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
     installation: asterisk.Installation,
     tmp_path: Path,
@@ -127,15 +157,9 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             assert max(calm.values()) == 1, "no mail twice when no process dies"
 
             # kill -9 of a random process every 0.5-2 s while 1000 mails are due.
-            seed = random.randrange(1_000_000)
-            chance = random.Random(seed)
             queue_mails(ex, "killed", KILLED_MAILS)
             started = time.monotonic()
-            for _ in range(KILLS):
-                await asyncio.sleep(chance.uniform(0.5, 2.0))
-                victim = chance.choice(serves)
-                await asyncio.to_thread(victim.stop, True)
-                victim.start(wait=False)
+            seed = await kill_at_random(serves, KILLS, (0.5, 2.0))
             # A killed process's claim runs out (cti/outbox.py CLAIM_SECONDS) before
             # another sends what it held.
             await until(lambda: unsent(ex) == 0, timeout=180)
@@ -156,6 +180,112 @@ async def test_three_processes_send_each_outbox_mail_once_through_random_kills(
             assert rows[0].n == CALM_MAILS + KILLED_MAILS
         finally:
             smtp.stop()
+            for serve in serves:
+                serve.stop()
+
+
+CALLBACKS = 200
+CALLBACK_KILLS = 4
+
+
+def queue_callbacks(ex: Exchange, count: int) -> None:
+    """Callers who pressed 1 in the line earlier: their callbacks are due now."""
+    now = datetime.now(UTC)
+    engine = create_engine(ex.sync_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(VirtualHold),
+                [
+                    {
+                        "queue": "kcc",
+                        "call_uniqueid": f"due-{n}",
+                        "number": f"061200{n:04d}",
+                        "priority": 0,
+                        "arrived_at": now,
+                        "requested_at": now,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_at": now,
+                        "agent": "",
+                    }
+                    for n in range(count)
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def placeholders(ex: Exchange) -> collections.Counter[int]:
+    """Placeholders in Asterisk per virtual hold (the ;1 half of each Local channel)."""
+    counts: collections.Counter[int] = collections.Counter()
+    for line in ex.cli("core show channels concise").splitlines():
+        found = VHOLD_PLACEHOLDER.match(line)
+        if found and ";1!" in line:
+            counts[int(found["id"])] += 1
+    return counts
+
+
+async def test_three_processes_originate_each_due_callback_once_through_random_kills(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    figures.title = "5. virtual-hold callbacks, 3 processes with random `kill -9`s"
+    with exchange(
+        installation,
+        tmp_path,
+        phones=[Phone("2001", free_port(), "Agent 2001", registers=True)],
+        kcc_agents=["2001"],
+        kcc_toml='mode = "queue"',
+        # No second try within the test: a second placeholder would be a second attempt.
+        extra_toml="\n[queue]\ncallback_retry_seconds = 3600\n",
+        database_url=postgres.new_database(),
+        agi_proxy=True,
+    ) as ex:
+        serves = start_processes(ex, PROCESSES)
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        try:
+            # One agent signed in and paused: the placeholders wait in the line.
+            ex.register("2001")
+            await queue_feature_code(ex, ex.config.queue.sign_in_code, "2001")
+            await until(lambda: "PJSIP/2001" in ex.cli("queue show kcc"), timeout=20)
+            await queue_feature_code(ex, ex.config.queue.pause_code, "2001")
+            await until(lambda: "paused" in ex.cli("queue show kcc"), timeout=20)
+            queue_callbacks(ex, CALLBACKS)
+            started = time.monotonic()
+            seed = await kill_at_random(serves, CALLBACK_KILLS, (0.3, 1.5))
+
+            def unplaced() -> int:
+                return int(
+                    ex.rows("SELECT count(*) AS n FROM virtual_holds WHERE status <> 'queued'")[0].n
+                )
+
+            # A killed process's claim runs out (cti/queue/vhold.py PLACING_SECONDS) before
+            # another looks whether its placeholder exists.
+            await until(lambda: unplaced() == 0, timeout=180)
+            placed_s = time.monotonic() - started
+            await asyncio.sleep(3)  # a placeholder originated twice would show by now
+            counts = placeholders(ex)
+            ids = {row.id for row in ex.rows("SELECT id FROM virtual_holds")}
+            figures["processes"] = PROCESSES
+            figures["due callbacks"] = CALLBACKS
+            figures["random seed"] = seed
+            figures["kill -9s"] = CALLBACK_KILLS
+            figures["all placed in s"] = round(placed_s, 1)
+            figures["placeholders in the line"] = sum(counts.values())
+            figures["callbacks originated twice"] = sum(1 for n in counts.values() if n > 1)
+            figures["callbacks never originated"] = len(ids - set(counts))
+            logs = "".join(s.log.read_text() for s in serves)
+            figures["claims of killed processes: found placed"] = logs.count(
+                "placed by a process that stopped"
+            )
+            figures["claims of killed processes: placed now"] = logs.count("claim ran out unplaced")
+            assert set(counts) == ids, "every callback originated"
+            assert max(counts.values()) == 1, "none twice"
+        finally:
             for serve in serves:
                 serve.stop()
 
@@ -205,11 +335,7 @@ def pair(
 ) -> Iterator[tuple[Exchange, list[ServeProcess], Smtp]]:
     """Asterisk, HAProxy and two `bereik serve` on one PostgreSQL database."""
     with absent_team(installation, tmp_path, postgres, agi_proxy=True) as (ex, smtp):
-        serves = [ex.add_serve(), ex.add_serve()]
-        for serve in serves:
-            serve.start(wait=False)
-        for serve in serves:
-            serve.wait_ready()
+        serves = start_processes(ex, 2)
         mark_absent(ex)
         ex.start_agi_proxy(serves)
         ex.start_asterisk()
@@ -241,6 +367,30 @@ def store_failures_since(log: Path, since: datetime) -> int:
         if found and datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f") >= since:
             count += 1
     return count
+
+
+async def every_call_decided(ex: Exchange, total: int) -> None:
+    """Until each of the `total` calls has a row with its outcome (the last end a hold after
+    sipp's last call)."""
+    await until(
+        lambda: (
+            ex.rows(
+                f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%' AND outcome <> ''"
+            )[0].n
+            >= total
+        ),
+        timeout=60,
+    )
+
+
+def start_processes(ex: Exchange, count: int) -> list[ServeProcess]:
+    """`count` processes of `bereik serve` on the exchange's database, started together."""
+    serves = [ex.add_serve() for _ in range(count)]
+    for serve in serves:
+        serve.start(wait=False)
+    for serve in serves:
+        serve.wait_ready()
+    return serves
 
 
 def fallbacks(ex: Exchange) -> list[str]:
@@ -333,6 +483,31 @@ async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
     assert lines == [], lines[:5]
 
 
+# Asterisk's fallback lines (deploy/asterisk/dialplan/*.conf.j2): which handler failed,
+# for which channel; and `bereik serve`'s session lines (agi/server.py): "[uniqueid] handler:".
+FALLBACK = re.compile(
+    r"Bereik (IVR|team handler|hopper handler|queue handler) unavailable "
+    r"\(AGISTATUS=\w*\); (\S+) "
+)
+HANDLER_OF = {
+    "IVR": "ivr",
+    "team handler": "team",
+    "hopper handler": "hopper",
+    "queue handler": "queue",
+}
+SESSION = re.compile(r"\[(\S+)\] (\w+): ")
+
+
+def fallback_sessions(ex: Exchange) -> list[tuple[str, str]]:
+    """(handler, uniqueid) of each FastAGI session that took the dialplan's fallback."""
+    return [(HANDLER_OF[m[1]], m[2]) for m in map(FALLBACK.search, fallbacks(ex)) if m]
+
+
+def sessions_in(log: Path) -> set[tuple[str, str]]:
+    """(handler, uniqueid) of every FastAGI session a process's log names."""
+    return {(m[2], m[1]) for m in SESSION.finditer(log.read_text(errors="replace"))}
+
+
 async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
 ) -> None:
@@ -349,9 +524,20 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     at_kill = len(fallbacks(ex)) - before
     result = await load.calls
     after = len(fallbacks(ex)) - before - at_kill
+    # Each fallback is a session the killed process had open: its log names it, and a
+    # session that had ended there could not fail afterwards.
+    failed = fallback_sessions(ex)
+    held = sessions_in(victim.log)
     figures["fallbacks before the kill"] = before
     figures["fallbacks of sessions the killed process held"] = at_kill
     figures["fallbacks later than 3 s after the kill"] = after
+    figures["fallbacks of sessions not in the killed process"] = len(set(failed) - held)
+    # What else sends a caller to the fallback: admission control on a machine too busy
+    # for the rate (agi/admission.py), printed so a failure says which it was.
+    figures["sessions refused by admission control"] = sum(
+        serve.log.read_text(errors="replace").count("refusing FastAGI connection")
+        for serve in serves
+    )
     total = load.total
     counts = result.counts()
     figures["calls placed"] = counts.get("TotalCallCreated")
@@ -359,14 +545,10 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert counts.get("TotalCallCreated") == total
     assert counts.get("FailedCall(C)") == 0, result.stderr[-2000:]
     assert before == 0 and after == 0
+    assert len(failed) == at_kill and set(failed) <= held, sorted(set(failed) - held)[:5]
     # A caller whose session died went to the KCC without a hopper; every hopper made
-    # is mailed once, and every call has one row.
-    await until(
-        lambda: (
-            ex.rows(f"SELECT count(*) AS n FROM calls WHERE caller LIKE '{PREFIX}%'")[0].n >= total
-        ),
-        timeout=30,
-    )
+    # is mailed once, and every call has one row with its outcome.
+    await every_call_decided(ex, total)
     # (A caller sent to the KCC by the fallback may get a KCC hopper; the KCC has no
     # group mailbox here.)
     hoppers = ex.rows(
@@ -375,7 +557,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     await smtp.mailbox.wait(len(hoppers), timeout=120)
     await asyncio.sleep(2)  # a mail sent twice would arrive within the next round
     mails = collections.Counter(str(m["X-Bereik-Outbox"]) for m in smtp.mailbox.messages)
-    calls = ex.rows(f"SELECT uniqueid FROM calls WHERE caller LIKE '{PREFIX}%'")
+    calls = ex.rows(f"SELECT uniqueid, outcome FROM calls WHERE caller LIKE '{PREFIX}%'")
     figures["hoppers"] = len(hoppers)
     figures["mails twice"] = sum(1 for n in mails.values() if n > 1)
     figures["call rows"] = len(calls)
@@ -383,6 +565,137 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert {f"hopper-{h.id}-created" for h in hoppers} <= set(mails)
     assert all(n == 1 for n in mails.values())
     assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert all(c.outcome for c in calls)
+
+
+def tracking_lease(ex: Exchange) -> Any:
+    """The call tracking lease row of the exchange's Asterisk, None before it exists."""
+    rows = ex.rows("SELECT fence, holder FROM tracking_leases")
+    return rows[0] if rows else None
+
+
+def serve_of(holder: str, serves: list[ServeProcess]) -> ServeProcess:
+    """The process a lease holder ("host:pid") names."""
+    pid = int(holder.rpartition(":")[2])
+    return next(s for s in serves if s.process is not None and s.process.pid == pid)
+
+
+async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_recorded_once(
+    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+) -> None:
+    ex, serves, _smtp = pair
+    figures.title = "3. `kill -9` of the process owning the call tracking"
+    lease = await until(lambda: tracking_lease(ex), timeout=30)
+    owner = serve_of(lease.holder, serves)
+    standby = next(s for s in serves if s is not owner)
+    load = await place_calls(ex, figures)
+    await asyncio.sleep(SECONDS / 2)
+    killed_at = time.monotonic()
+    killed_when = datetime.now(UTC)
+    await asyncio.to_thread(owner.stop, True)
+    taken = await until(
+        lambda: (row := tracking_lease(ex)) is not None and row.fence > lease.fence and row,
+        timeout=30,
+    )
+    takeover_s = time.monotonic() - killed_at
+    taken_when = datetime.now(UTC)
+    result = await load.calls
+    counts = result.counts()
+    total = load.total
+    await every_call_decided(ex, total)
+    calls = ex.rows(
+        f"SELECT uniqueid, outcome, started_at, ended_at FROM calls WHERE caller LIKE '{PREFIX}%'"
+    )
+    in_window = [
+        c
+        for c in calls
+        if killed_when <= _aware(c.started_at) <= taken_when
+        or (c.ended_at is not None and killed_when <= _aware(c.ended_at) <= taken_when)
+    ]
+    figures["calls placed"] = counts.get("TotalCallCreated")
+    figures["calls dropped"] = counts.get("FailedCall(C)")
+    figures["takeover s after the kill -9"] = round(takeover_s, 1)
+    figures["calls started or ended in the takeover window"] = len(in_window)
+    figures["call rows"] = len(calls)
+    figures["call rows without an outcome"] = sum(1 for c in calls if not c.outcome)
+    assert taken.holder.endswith(f":{standby.process.pid}") if standby.process else False
+    assert takeover_s < 10
+    assert counts.get("TotalCallCreated") == total
+    assert in_window, "no call started or ended while nobody owned the tracking"
+    assert len({c.uniqueid for c in calls}) == len(calls) == total
+    assert all(c.outcome and c.ended_at is not None for c in calls)
+
+
+async def call_event(stream: aiohttp.ClientResponse, caller: str, state: str) -> float:
+    """Read a live stream until the call from `caller` is in `state`; when that was."""
+    while True:
+        line = await stream.content.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            data = json.loads(line[len(b"data: ") :])
+            if data.get("caller") == caller and data.get("state") == state:
+                return time.monotonic()
+
+
+async def test_agents_live_stream_shows_the_call_on_either_process(
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    figures: Figures,
+) -> None:
+    figures.title = "live stream with 2 processes"
+    caller = "0612340000"
+    with exchange(
+        installation, tmp_path, database_url=postgres.new_database(), agi_proxy=True
+    ) as ex:
+        serves = start_processes(ex, 2)
+        ex.start_agi_proxy(serves)
+        ex.start_asterisk()
+        await add_users(ex, [("anna", "agent", "", "2001")])
+        lease = await until(lambda: tracking_lease(ex), timeout=30)
+        ex.phone("2001", ring_ms=1500)
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            # Signed in on one process: the session is in the database, valid on both.
+            base = f"http://127.0.0.1:{serves[0].http_port}"
+            form = await (await http.get(f"{base}/login")).text()
+            token = re.search(r'name="login_token" value="([^"]+)"', form)
+            assert token, "no sign-in form"
+            signed_in = await http.post(
+                f"{base}/login",
+                data={"name": "anna", "password": PASSWORD, "login_token": token[1]},
+                allow_redirects=False,
+            )
+            assert not signed_in.headers["Location"].startswith("/login"), "not signed in"
+            streams = [
+                await http.get(f"http://127.0.0.1:{serve.http_port}/events") for serve in serves
+            ]
+            assert [s.status for s in streams] == [200, 200]
+            started = time.monotonic()
+            call = asyncio.create_task(ex.call("14070", caller=caller, hold_ms=6000, timeout_s=60))
+            ringing = await asyncio.wait_for(
+                asyncio.gather(*(call_event(s, caller, "ringing") for s in streams)), 30
+            )
+            answered = await asyncio.wait_for(
+                asyncio.gather(*(call_event(s, caller, "answered") for s in streams)), 30
+            )
+            for stream in streams:
+                stream.close()
+            result = await call
+        owner = serve_of(lease.holder, serves)
+        figures["tracking owner"] = f"process {serves.index(owner) + 1}"
+        figures["ringing seen after call start s, process 1/2"] = "/".join(
+            f"{at - started:.1f}" for at in ringing
+        )
+        figures["answered seen, difference between the processes s"] = round(
+            abs(answered[0] - answered[1]), 2
+        )
+        assert result.returncode == 0, result.stderr
+        assert abs(ringing[0] - ringing[1]) < 1.0
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def test_postgresql_restart_under_calls_needs_no_manual_step(

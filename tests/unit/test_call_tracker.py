@@ -468,7 +468,7 @@ async def test_listener_keeps_a_batch_through_an_exhausted_connection_pool(
     try:
         async with engine.connect() as busy:  # a long write holds the only connection
             await busy.exec_driver_sql("SELECT 1")
-            storing = asyncio.create_task(listener._apply_until_stored(effects))
+            storing = asyncio.create_task(listener._apply_until_stored([(0.0, e) for e in effects]))
             while "TimeoutError" not in caplog.text:  # the pool gave up at least once
                 assert not storing.done(), "the batch was given up while the pool was busy"
                 await asyncio.sleep(0.05)

@@ -1,0 +1,196 @@
+"""One owner of the AMI call tracking per Asterisk: a lease row with a fencing number.
+
+Every `bereik serve` follows AMI (its screens and gauges need the events), but only the
+owner of the lease writes the calls rows and counts them. With several processes on one
+PostgreSQL database:
+
+* the owner raises `beat` every BEAT_SECONDS; a standby reads the row as often and takes
+  over when `beat` stood still for EXPIRE_SECONDS on its own monotonic clock, so no two
+  hosts' clocks are compared. A `kill -9` of the owner is taken over within
+  EXPIRE_SECONDS + BEAT_SECONDS; a SIGTERM releases the lease and the standby takes over
+  at its next look;
+* each change of owner raises `fence`. The owner's every batch of call rows checks its
+  fence in the same transaction (`fenced`), so an owner that lost the lease without
+  knowing it (paused, cut off from the database) cannot write after its successor began;
+* `written_through` is the Asterisk time of the owner's last stored event. A standby keeps
+  the effects it computed from that time on, and writes them when it takes over: the calls
+  of the gap (the owner's unwritten batch, the seconds before the takeover) are written by
+  the new owner, and writing an effect twice is harmless (cti/calls/listener.py).
+
+On SQLite one process is the owner trivially (`TrackingLease.sole`): no row, no check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cti.store.db import Sessions
+from cti.store.models import TrackingLease as LeaseRow
+
+log = logging.getLogger("bereik.calls.lease")
+
+BEAT_SECONDS = 1.0
+# A beat standing still this long means the owner is gone. Well above a busy loop's
+# stall on a loaded machine, well under the issue's 10 s for a takeover.
+EXPIRE_SECONDS = 5.0
+LEASES = cast(Table, LeaseRow.__table__)
+
+
+class LeaseLost(Exception):
+    """The fence moved on: another process owns the call tracking now."""
+
+
+class TrackingLease:
+    def __init__(self, sessions: Sessions | None, name: str, holder: str = "") -> None:
+        self.sessions = sessions
+        self.name = name
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.fence: int | None = None
+        self.owned = asyncio.Event()
+        # The owner's last stored Asterisk time, as a standby last read it.
+        self.written_through = 0.0
+        # Called on taking the lease (the listener resyncs from CoreShowChannels).
+        self.on_acquired: list[Callable[[], Awaitable[None]]] = []
+        self._seen: tuple[int, int] | None = None
+        self._seen_since = 0.0
+        if sessions is None:
+            self.fence = 0
+            self.owned.set()
+
+    @classmethod
+    def sole(cls) -> TrackingLease:
+        """The only process there is (SQLite): the owner from the start, nothing checked."""
+        return cls(None, "")
+
+    @classmethod
+    def for_store(cls, sessions: Sessions, url: str, name: str) -> TrackingLease:
+        if url.startswith("postgresql"):
+            return cls(sessions, name)
+        return cls.sole()
+
+    @property
+    def shared(self) -> bool:
+        return self.sessions is not None
+
+    async def run(self) -> None:
+        """Beat while owner, watch while standby; a database error is retried next beat."""
+        if self.sessions is None:
+            return
+        while True:
+            try:
+                if self.owned.is_set():
+                    await self._beat()
+                else:
+                    await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease %s: %s: %s", self.name, type(exc).__name__, exc)
+            await asyncio.sleep(BEAT_SECONDS)
+
+    async def fenced(self, session: AsyncSession, written_through: float) -> None:
+        """In the writer's transaction: still the owner? Raises LeaseLost if not.
+
+        The UPDATE locks the row until the transaction ends, so a takeover waits for the
+        batch in flight and the batch is wholly before it.
+        """
+        if self.sessions is None:
+            return
+        result = await session.execute(
+            update(LEASES)
+            .where(LEASES.c.name == self.name, LEASES.c.fence == self.fence)
+            .values(written_through=written_through)
+        )
+        if _rowcount(result) != 1:
+            raise LeaseLost(self.name)
+
+    def lost(self) -> None:
+        if self.owned.is_set():
+            log.warning("lease %s: fence %s taken over; standing by", self.name, self.fence)
+        self.owned.clear()
+        self.fence = None
+        self._seen = None
+
+    async def release(self) -> None:
+        """On a clean stop: the standby need not wait for the beat to stand still."""
+        if self.sessions is None or not self.owned.is_set():
+            return
+        async with self.sessions() as session:
+            await session.execute(
+                update(LEASES)
+                .where(LEASES.c.name == self.name, LEASES.c.fence == self.fence)
+                .values(holder="")
+            )
+            await session.commit()
+        self.owned.clear()
+        log.info("lease %s released", self.name)
+
+    async def _beat(self) -> None:
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(LEASES)
+                .where(LEASES.c.name == self.name, LEASES.c.fence == self.fence)
+                .values(beat=LEASES.c.beat + 1)
+            )
+            await session.commit()
+        if _rowcount(result) != 1:
+            self.lost()
+
+    async def _watch(self) -> None:
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        LEASES.c.fence, LEASES.c.beat, LEASES.c.holder, LEASES.c.written_through
+                    ).where(LEASES.c.name == self.name)
+                )
+            ).first()
+            if row is None:
+                result = await session.execute(
+                    postgresql_insert(LEASES)
+                    .values(name=self.name, fence=1, holder=self.holder, beat=0, written_through=0)
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+                fence = 1
+            else:
+                self.written_through = row.written_through
+                now = time.monotonic()
+                if (row.fence, row.beat) != self._seen:
+                    self._seen, self._seen_since = (row.fence, row.beat), now
+                if row.holder and now - self._seen_since < EXPIRE_SECONDS:
+                    return
+                # Released, or the beat stood still: take it, unless someone was quicker.
+                fence = row.fence + 1
+                result = await session.execute(
+                    update(LEASES)
+                    .where(
+                        LEASES.c.name == self.name,
+                        LEASES.c.fence == row.fence,
+                        LEASES.c.beat == row.beat,
+                    )
+                    .values(fence=fence, holder=self.holder, beat=0)
+                )
+            await session.commit()
+        if _rowcount(result) != 1:
+            return
+        self.fence = fence
+        self.owned.set()
+        log.info("lease %s taken: fence %d, holder %s", self.name, fence, self.holder)
+        for acquired in self.on_acquired:
+            await acquired()
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
