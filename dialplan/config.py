@@ -528,6 +528,71 @@ class Trunk(Strict):
         return self.server.split(":")[0]
 
 
+class QuestionRecording(Strict):
+    """The caller's question in their own words, after a confirmed callback (agi/handlers)."""
+
+    enabled: bool = True
+    max_seconds: int = Field(60, ge=5, le=300)
+    silence_seconds: int = Field(3, ge=1, le=10)  # this much silence ends it, as # does
+    prompt: str = (
+        "Wilt u uw vraag inspreken? Dan weet het team waar het over gaat. "
+        "Spreek na de toon, en toets hekje als u klaar bent. Of toets hekje om over te slaan."
+    )
+
+
+class SurveyQuestion(Strict):
+    id: Identifier  # the label on /metrics and in the reports: keep it short and stable
+    text: str
+    kind: Literal["score", "yes_no"] = "score"
+    # Keys 1..answers are an answer; "score" averages them, "yes_no" counts 1 as yes.
+    answers: int = Field(5, ge=2, le=9)
+
+    @model_validator(mode="after")
+    def yes_no_has_two(self) -> SurveyQuestion:
+        if self.kind == "yes_no" and self.answers != 2:
+            raise ValueError("a yes_no question has answers = 2 (1 yes, 2 no)")
+        return self
+
+
+class Survey(Strict):
+    """The post-call survey: asked when the KCC agent or team member hangs up first."""
+
+    # Share of answered calls asked, per entry: "kcc" or a team id; absent = off.
+    shares: dict[str, float] = {}
+    intro: str = "Wilt u ons helpen met twee korte vragen over dit gesprek?"
+    questions: list[SurveyQuestion] = [
+        SurveyQuestion(
+            id="tevredenheid",
+            text="Hoe tevreden bent u over dit gesprek? Toets 1 tot en met 5; 5 is zeer tevreden.",
+        ),
+        SurveyQuestion(
+            id="beantwoord",
+            text="Is uw vraag beantwoord? Toets 1 voor ja, of 2 voor nee.",
+            kind="yes_no",
+            answers=2,
+        ),
+    ]
+    thanks: str = "Dank u wel voor uw antwoord. Tot ziens."
+    answer_seconds: int = Field(6, ge=2, le=30)
+    # Per-agent figures only from this many answers on (privacy: no single answer traced).
+    min_answers_per_agent: int = Field(5, ge=1, le=1000)
+
+    @field_validator("shares")
+    @classmethod
+    def share_range(cls, shares: dict[str, float]) -> dict[str, float]:
+        for entry, share in shares.items():
+            if not 0 <= share <= 1:
+                raise ValueError(f"share for {entry} must be between 0 and 1")
+        return shares
+
+    @field_validator("questions")
+    @classmethod
+    def one_or_two(cls, questions: list[SurveyQuestion]) -> list[SurveyQuestion]:
+        if not 1 <= len(questions) <= 2 or len({q.id for q in questions}) != len(questions):
+            raise ValueError("give one or two questions, each with its own id")
+        return questions
+
+
 class Config(Strict):
     exchange: Exchange = Exchange()
     server: Server = Server()
@@ -546,6 +611,8 @@ class Config(Strict):
     tts: Tts = Tts()
     tls: Tls = Tls()
     trunk: Trunk = Trunk()
+    question_recording: QuestionRecording = QuestionRecording()
+    survey: Survey = Survey()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
 
     def known_categories(self) -> set[str]:
@@ -594,6 +661,9 @@ class Config(Strict):
         for option in _walk(self.menu.options):
             if option.team and option.team not in team_ids:
                 raise ValueError(f"menu key {option.key} names unknown team {option.team}")
+        for entry in self.survey.shares:
+            if entry != KCC_ID and entry not in team_ids:
+                raise ValueError(f"survey.shares names unknown entry {entry} (kcc or a team id)")
         for category, team_id in self.categories.items():
             if team_id not in team_ids:
                 raise ValueError(f"category {category} names unknown team {team_id}")

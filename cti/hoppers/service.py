@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -38,7 +38,7 @@ from sqlalchemy.orm import selectinload
 from cti.callback_clock import deadline as compute_deadline
 from cti.privacy import mask_number
 from cti.services import Services
-from cti.store.models import Hopper, HopperEvent, OutboxMail
+from cti.store.models import Hopper, HopperEvent, OutboxMail, QuestionRecording
 from dialplan import clock
 from dialplan.config import ACQUISITION, KCC_ID, Config
 from dialplan.hours import OpeningHours, cached_opening_hours
@@ -231,6 +231,7 @@ async def _create_or_link(
     if not c.acquisition:
         open_one = await _open_hopper(session, c.number, team.id)
         if open_one is not None:
+            await _link_recordings(session, open_one.id, c.call_uniqueid)
             await _link_repeat(
                 session,
                 open_one,
@@ -262,6 +263,7 @@ async def _create_or_link(
     )
     session.add(hopper)
     await session.flush()  # the id, for the event and the mail's key
+    await _link_recordings(session, hopper.id, c.call_uniqueid)
     session.add(
         HopperEvent(
             hopper_id=hopper.id,
@@ -289,8 +291,49 @@ async def _create_or_link(
             detail={"closing_reason": ACQUISITION},
         )
     elif team.mailbox:
-        session.add(_new_hopper_mail(hopper, team, config, key=f"hopper-{hopper.id}-created"))
+        recorded = await _recorded_seconds(session, c.call_uniqueid)
+        session.add(
+            _new_hopper_mail(
+                hopper, team, config, key=f"hopper-{hopper.id}-created", recorded=recorded
+            )
+        )
     return hopper, True
+
+
+async def _link_recordings(session: AsyncSession, hopper_id: int, call_uniqueid: str) -> None:
+    """The question this call recorded (agi/handlers/question.py) belongs to the hopper
+    that carries the call's request: linked in the hopper's own transaction."""
+    if call_uniqueid:
+        await session.execute(
+            update(QuestionRecording)
+            .where(
+                QuestionRecording.call_uniqueid == call_uniqueid[:64],
+                QuestionRecording.hopper_id.is_(None),
+            )
+            .values(hopper_id=hopper_id)
+        )
+
+
+async def _recorded_seconds(session: AsyncSession, call_uniqueid: str) -> float | None:
+    if not call_uniqueid:
+        return None
+    seconds = await session.scalar(
+        select(QuestionRecording.seconds)
+        .where(QuestionRecording.call_uniqueid == call_uniqueid[:64])
+        .limit(1)
+    )
+    return None if seconds is None else float(seconds)
+
+
+def _recording_line(seconds: float | None) -> list[str]:
+    """The mail names the recording and where to hear it; never the audio itself."""
+    if seconds is None:
+        return []
+    return [
+        "",
+        f"De beller heeft de vraag ingesproken ({round(seconds)} s). Beluister die bij het "
+        "verzoek in de groepsinbox (na aanmelden):",
+    ]
 
 
 def mark_closed(
@@ -395,10 +438,12 @@ async def _link_repeat(
 
 def _link(config: Config, hopper_id: int) -> str:
     base = config.server.public_url.rstrip("/")
-    return f"\n{base}/hoppers/{hopper_id}\n" if base else ""
+    return f"\n{base}/team/hoppers/{hopper_id}\n" if base else ""
 
 
-def _new_hopper_mail(hopper: Hopper, team: TeamInfo, config: Config, *, key: str) -> OutboxMail:
+def _new_hopper_mail(
+    hopper: Hopper, team: TeamInfo, config: Config, *, key: str, recorded: float | None = None
+) -> OutboxMail:
     tz = opening_hours(config).tz
     lines = [
         f"Nieuw terugbelverzoek voor {team.name}.",
@@ -416,6 +461,7 @@ def _new_hopper_mail(hopper: Hopper, team: TeamInfo, config: Config, *, key: str
         lines.append(f"Vraagcategorie: {hopper.category}")
     if hopper.note:
         lines += ["", "Notitie:", hopper.note]
+    lines += _recording_line(recorded)
     lines.append(_link(config, hopper.id))
     return OutboxMail(
         key=key,

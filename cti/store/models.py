@@ -347,3 +347,53 @@ class TrackingLease(Base):
     holder: Mapped[str] = mapped_column(String(128), default="")  # "" once released
     beat: Mapped[int] = mapped_column(Integer, default=0)
     written_through: Mapped[float] = mapped_column(default=0.0)
+
+
+class QuestionRecording(Base):
+    """The caller's question in their own words, spoken after confirming a callback.
+
+    Made by the call (keyed by its uniqueid) before the hopper may exist (virtual hold:
+    only when the callback fails); ``create_hopper`` links it to the hopper that carries the
+    call's request. ``path`` is the file on the host (0600), deleted with the hopper.
+    """
+
+    __tablename__ = "question_recordings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_uniqueid: Mapped[str] = mapped_column(String(64), index=True)
+    hopper_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    path: Mapped[str] = mapped_column(String(512))
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class SurveyAnswer(Base):
+    """One answer of the post-call survey: a key the caller pressed, never a guess.
+
+    A caller who hangs up leaves no row (no answer is not a zero). ``agent`` is the
+    extension that answered the call; it is shown only to that agent and their lead.
+    """
+
+    __tablename__ = "survey_answers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_uniqueid: Mapped[str] = mapped_column(String(64), index=True)
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    agent: Mapped[str] = mapped_column(String(32), default="")
+    question: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("call_uniqueid", "question"),)
+
+
+class AnnouncementHearing(Base):
+    """A caller heard an announcement (``announcement:<id>``) or a channel-steering text
+    (``info:<key>``) and then either ended the call without reaching a person (``saved``)
+    or went on to the KCC or a team (``went_on``). Written by the call listener once the
+    call has ended."""
+
+    __tablename__ = "announcement_hearings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[str] = mapped_column(String(48), index=True)
+    call_uniqueid: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(16))  # saved went_on
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("call_uniqueid", "item"),)
