@@ -43,6 +43,7 @@ from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
+from cti.voice import http as voice_http
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
@@ -194,6 +195,7 @@ def web_app(services: Services, board: LiveCalls) -> web.Application:
         queue_http.setup,
         reports_http.setup,
         reports_pages.setup,
+        voice_http.setup,
     ]
     return create_app(services, plugins)
 

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,7 @@ from cti.privacy import mask_numbers_in
 from cti.services import Services
 from cti.store.models import (
     Announcement,
+    AnnouncementHearing,
     AuditEntry,
     Call,
     CallbackAttempt,
@@ -41,6 +43,8 @@ from cti.store.models import (
     HopperEvent,
     JobRun,
     OutboxMail,
+    QuestionRecording,
+    SurveyAnswer,
 )
 from dialplan import clock
 
@@ -58,6 +62,7 @@ class Purged:
     mails: int = 0
     masked: int = 0
     announcements: int = 0
+    recordings: int = 0
 
 
 # Rows deleted per transaction: each batch is a short write, so calls recording their
@@ -84,8 +89,23 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
                 update(Hopper).where(Hopper.repeat_of_id.in_(batch)).values(repeat_of_id=None)
             )
             await session.execute(delete(Hopper).where(Hopper.id.in_(batch)))
+            # The caller's recorded question goes with its hopper: row and file.
+            files = await _delete_recordings(session, QuestionRecording.hopper_id.in_(batch))
             await session.commit()
         purged.hoppers += len(batch)
+        purged.recordings += _unlink(files)
+    # A recording no hopper took (a virtual hold that reached the citizen) lives as
+    # long as its call.
+    call_cutoff = now - timedelta(days=keep.call_days)
+    async with services.sessions() as session:
+        files = await _delete_recordings(
+            session,
+            QuestionRecording.hopper_id.is_(None) & (QuestionRecording.created_at < call_cutoff),
+        )
+        await session.commit()
+    purged.recordings += _unlink(files)
+    for model in (SurveyAnswer, AnnouncementHearing):
+        await _delete_in_batches(services, model, model.at < call_cutoff)
     purged.calls = await _delete_in_batches(
         services, Call, Call.started_at < now - timedelta(days=keep.call_days)
     )
@@ -112,10 +132,24 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
             object_type="retention",
             detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit} "
             f"mails={purged.mails} masked={purged.masked} "
-            f"announcements={purged.announcements}",
+            f"announcements={purged.announcements} recordings={purged.recordings}",
         )
         await session.commit()
     return purged
+
+
+async def _delete_recordings(session: Any, condition: Any) -> list[str]:
+    """Delete the recording rows matching `condition`; their files, to unlink after commit."""
+    paths = list((await session.execute(select(QuestionRecording.path).where(condition))).scalars())
+    if paths:
+        await session.execute(delete(QuestionRecording).where(condition))
+    return paths
+
+
+def _unlink(paths: list[str]) -> int:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    return len(paths)
 
 
 async def _old_hopper_ids(services: Services, cutoff: datetime) -> list[int]:

@@ -52,6 +52,67 @@ AGI_COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 OVERFLOW_REASONS = ("max_wait", "full", "nobody_signed_in", "closing", "other")
 VIRTUAL_HOLD_STAGES = ("offered", "made", "reached")
 AGENT_STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
+QUESTION_RESULTS = ("recorded", "skipped")
+HEARING_RESULTS = ("saved", "went_on")
+
+
+class VoiceSeries:
+    """The citizen's own voice: recorded questions, the post-call survey, and what
+    announcements save. The gauges are today's figures from the database (cti/survey,
+    cti/announcements/savings.py), set every few seconds; their ``question`` label is a
+    configured survey question id and ``item`` an active announcement or a menu ``info``
+    key, so both stay as few as the configuration and the operators make them."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.questions = Counter(
+            "bereik_question_recordings",
+            "Callers offered to speak their question after a confirmed callback, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.survey_asked = Counter(
+            "bereik_survey_asked",
+            "Callers asked the post-call survey (the agent hung up first), by team.",
+            ["team"],
+            registry=r,
+        )
+        self.survey_answers = Gauge(
+            "bereik_survey_answers_today",
+            "Survey answers given today, by team and question (hang-ups give none).",
+            ["team", "question"],
+            registry=r,
+        )
+        self.survey_average = Gauge(
+            "bereik_survey_average_today",
+            "Today's average answer to a score question (1..answers), by team.",
+            ["team", "question"],
+            registry=r,
+        )
+        self.survey_yes = Gauge(
+            "bereik_survey_yes_ratio_today",
+            "Today's share of 'yes' (key 1) to a yes/no question, by team.",
+            ["team", "question"],
+            registry=r,
+        )
+        self.announcement_callers = Gauge(
+            "bereik_announcement_callers_today",
+            "Callers today who heard an announcement or channel-steering text and then "
+            "ended the call without a person (saved) or went on to the KCC or a team.",
+            ["item", "result"],
+            registry=r,
+        )
+        for result in QUESTION_RESULTS:
+            self.questions.labels(result=result)
+
+    def set_or_remove(self, gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        """None removes the series: no answers is "no data", not an average of 0."""
+        if value is None:
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+        else:
+            gauge.labels(*labels).set(value)
 
 
 class QueueSeries:
@@ -341,6 +402,7 @@ class BereikMetrics:
         )
 
         self.queue = QueueSeries(r)
+        self.voice = VoiceSeries(r)
 
         self.ami_connected.set(0)
         self.init_teams(teams)
@@ -376,6 +438,7 @@ class BereikMetrics:
             # The KCC too: a team can pass a call back to the KCC number.
             for result in TRANSFER_RESULTS:
                 self.transfers.labels(to_team=team, result=result)
+            self.voice.survey_asked.labels(team=team)
         for entry in ENTRIES:
             self.calls_offered.labels(entry=entry)
 
@@ -412,6 +475,14 @@ class BereikMetrics:
             "result", result, TRANSFER_RESULTS
         ):
             self.transfers.labels(to_team=to_team, result=result).inc()
+
+    def question_recorded(self, result: str) -> None:
+        if self._allowed("result", result, QUESTION_RESULTS):
+            self.voice.questions.labels(result=result).inc()
+
+    def survey_asked(self, team: str) -> None:
+        if self._allowed("team", team, self.teams):
+            self.voice.survey_asked.labels(team=team).inc()
 
     def recording_pin_locked(self) -> None:
         self.recording_pin_lockouts.inc()

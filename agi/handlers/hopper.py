@@ -18,6 +18,7 @@ import contextlib
 
 from sqlalchemy import select
 
+from agi.handlers.question import record_question
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
@@ -163,7 +164,19 @@ async def ask_callback_number(
     channel: AgiChannel, services: Services, promise: str, caller_id: str
 ) -> str:
     """Say `promise` "op het nummer" and the caller ID, then 1 confirms (or silence), 2 lets
-    the caller key another number. Also the virtual hold's question (agi/handlers/queue.py)."""
+    the caller key another number. Also the virtual hold's question (agi/handlers/queue.py).
+
+    The one path that confirms a callback in a call: once there is a number, the caller
+    may speak their question (agi/handlers/question.py); the hopper links it later."""
+    number = await _confirmed_number(channel, services, promise, caller_id)
+    if number:
+        await record_question(channel, services)
+    return number
+
+
+async def _confirmed_number(
+    channel: AgiChannel, services: Services, promise: str, caller_id: str
+) -> str:
     if caller_id:
         offer = [
             f"{promise} op het nummer",

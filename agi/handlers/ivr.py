@@ -18,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agi import menu
+from agi.handlers.question import record_question
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
 from cti.announcements.prompts import prompt
@@ -257,6 +258,8 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
         # Straight to the right group mailbox; anything else (0, no key) goes to the KCC.
         key = await talk.ask(menu.subject_prompt(config), "callback_subject")
         team_id = next((team for k, _, team in subjects if k == key), "kcc")
+    # The request is confirmed: the question in the caller's words, for the team.
+    await record_question(talk.channel, talk.services)
     try:
         hopper = await create_hopper(
             talk.services,

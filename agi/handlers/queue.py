@@ -122,8 +122,9 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
     caller_id = normalise_number(channel.env.get("callerid"))
     if caller_id in ("", "0"):
         caller_id = ""
-    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id)
+    # Read before the question: a caller who hangs up after speaking it keeps the callback.
     priority = int(await channel.get_variable("QUEUE_PRIO") or 0)
+    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id)
     if not number:
         await channel.set_variable("BEREIK_ROUTE", "back")
         await channel.finish()

@@ -28,6 +28,7 @@ from cti.callbacks.service import (
 )
 from cti.hoppers.service import hopper_json, opening_hours
 from cti.store.models import Hopper, User
+from cti.voice.service import recordings_of
 from cti.web.auth import mask_number, require_own_team, require_role, require_team_access
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object
@@ -94,7 +95,13 @@ async def get_hopper(request: web.Request) -> web.Response:
         require_team_access(user, hopper.team_id)
         attempts = list(await load_attempts(session, hopper_id))
         audit(session, actor=user.name, action="view", object_type="hopper", object_id=hopper_id)
-        return web.json_response(_full_json(hopper, attempts, user, request))
+        data = _full_json(hopper, attempts, user, request)
+    # The question in the caller's words: where to hear it (GET /api/recordings/{id}).
+    data["recordings"] = [
+        {"id": rid, "url": f"/api/recordings/{rid}"}
+        for rid in (await recordings_of(services, [hopper_id])).get(hopper_id, [])
+    ]
+    return web.json_response(data)
 
 
 async def post_claim(request: web.Request) -> web.Response:

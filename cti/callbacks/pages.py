@@ -23,6 +23,7 @@ from cti.callbacks.service import (
 )
 from cti.presence import is_present, set_presence
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent, User
+from cti.voice.service import recordings_of
 from cti.web.auth import (
     mask_number,
     may_handle,
@@ -74,11 +75,13 @@ async def team_page(request: web.Request) -> web.Response:
         audit_views(session, user.name, hoppers, "inbox")
         await session.commit()
     present = await is_present(services, user.extension) if user.extension else None
+    recordings = await recordings_of(services, [h.id for h in hoppers])
     rows = [
         {
             "h": h,
             "caller": mask_number(h.caller, user),
             "overdue": h.status == "open" and h.deadline < now,
+            "recordings": recordings.get(h.id, []),
         }
         for h in hoppers
     ]
@@ -128,10 +131,12 @@ async def hopper_page(request: web.Request) -> web.Response:
         )
         audit_views(session, user.name, [hopper], "detail")
         await session.commit()
+    recordings = (await recordings_of(services, [hopper.id])).get(hopper.id, [])
     return render(
         request,
         "hopper.html",
         h=hopper,
+        recordings=recordings,
         caller=mask_number(hopper.caller, user),
         attempts=attempts,
         history=history,

@@ -10,6 +10,7 @@ hopper (a virtual hold that reached the citizen) goes after ``retention.call_day
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import wave
 from pathlib import Path
@@ -42,17 +43,24 @@ def wav_seconds(path: Path) -> float:
 async def keep(services: Services, call_uniqueid: str, path: Path) -> QuestionRecording | None:
     """Store a recording of this call, or delete the file when it is too short to be a
     question (the caller pressed # at once, or said nothing)."""
-    seconds = wav_seconds(path)
+    seconds = await asyncio.to_thread(_measure_and_protect, path)
     if seconds < MIN_SECONDS:
-        path.unlink(missing_ok=True)
         return None
-    restrict(path)  # Asterisk wrote it with its own umask; a citizen's voice is private
     row = QuestionRecording(
         call_uniqueid=call_uniqueid[:64], path=str(path), seconds=round(seconds, 2)
     )
     async with services.sessions() as session, session.begin():
         session.add(row)
     return row
+
+
+def _measure_and_protect(path: Path) -> float:
+    seconds = wav_seconds(path)
+    if seconds < MIN_SECONDS:
+        path.unlink(missing_ok=True)
+    else:
+        restrict(path)  # Asterisk wrote it with its own umask; a citizen's voice is private
+    return seconds
 
 
 async def recordings_of(services: Services, hopper_ids: list[int]) -> dict[int, list[int]]:
@@ -69,7 +77,7 @@ async def recordings_of(services: Services, hopper_ids: list[int]) -> dict[int, 
         ).all()
     found: dict[int, list[int]] = {}
     for recording_id, hopper_id in rows:
-        found.setdefault(hopper_id, []).append(recording_id)
+        found.setdefault(int(hopper_id), []).append(recording_id)
     return found
 
 

@@ -442,6 +442,17 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("ended", ANNOUNCEMENT_REF), **_errors(401, 403, 404)},
             },
         },
+        "/api/recordings/{id}": {
+            "get": {
+                "summary": "A caller's recorded question (wav), for those who may see its "
+                "hopper; every play is audited",
+                "parameters": [_id(description="recording id (GET /api/hoppers/{id})")],
+                "responses": {
+                    "200": {"description": "audio", "content": {"audio/wav": {"schema": STR}}},
+                    **_errors(400, 401, 403, 404),
+                },
+            }
+        },
         "/api/announcements/{id}/audio": {
             "get": {
                 "summary": "The announcement's audio (wav)",
