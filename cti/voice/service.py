@@ -77,7 +77,8 @@ async def recordings_of(services: Services, hopper_ids: list[int]) -> dict[int, 
         ).all()
     found: dict[int, list[int]] = {}
     for recording_id, hopper_id in rows:
-        found.setdefault(int(hopper_id), []).append(recording_id)
+        if hopper_id is not None:
+            found.setdefault(hopper_id, []).append(recording_id)
     return found
 
 
