@@ -26,6 +26,11 @@ async def run(services: Services) -> None:
         OpeningHours(config.hours, config.exchange.timezone).describe(config.exchange.language)
     )
     texts.extend(text for text in SAY.values() if "{" not in text)
+    # The question invitation and the survey: a key pressed while they are made is lost.
+    texts.append(config.question_recording.prompt)
+    survey = config.survey
+    if any(survey.shares.values()):
+        texts += [survey.intro, *(q.text for q in survey.questions), survey.thanks]
     failed = 0
     texts = list(dict.fromkeys(texts))
     for text in texts:

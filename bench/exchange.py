@@ -495,6 +495,7 @@ ring_seconds = 15
         from_phone: str = "",
         target: str = "",
         local_ip: str = "127.0.0.1",
+        speech: tuple[Path, float] | None = None,
     ) -> SippResult:
         """Place `calls` calls to `number` as a citizen on the trunk; wait until all end.
 
@@ -509,7 +510,7 @@ ring_seconds = 15
             auth = ["-au", from_phone, "-ap", secret.phones[from_phone]]
             caller = from_phone
         name = f"call-{number}-{secrets.token_hex(3)}"
-        key_actions = _key_actions(keys, self.workdir, name)
+        key_actions = _key_actions(keys, self.workdir, name, speech)
         path = self._scenario(
             "phone_caller.xml" if from_phone else "caller.xml",
             {
@@ -661,9 +662,83 @@ def _pcap_key(key: str) -> str:
     return {"*": "star", "#": "pound"}.get(key, key)
 
 
-def _key_actions(keys: str, workdir: Path, label: str) -> str:
+SPEECH_TEXT = (
+    "Goedemiddag, ik heb een vraag over mijn parkeervergunning. Ik ben verhuisd en wil "
+    "weten of mijn vergunning meeverhuist naar het nieuwe adres."
+)
+
+
+def speech_pcap(target: Path, seconds: float, text: str = SPEECH_TEXT) -> Path:
+    """A pcap of `seconds` of Dutch speech (espeak-ng, then sox to 8 kHz A-law), as RTP
+    packets of 20 ms for sipp's play_pcap_audio: a caller speaking into the call."""
+    wav = target.with_suffix(".speech.wav")
+    alaw = target.with_suffix(".al")
+    subprocess.run(["espeak-ng", "-v", "nl", "-w", str(wav), text], check=True, timeout=60)
+    subprocess.run(
+        [
+            "sox",
+            str(wav),
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-t",
+            "al",
+            str(alaw),
+            "pad",
+            "0",
+            str(seconds),
+            "trim",
+            "0",
+            str(seconds),
+        ],
+        check=True,
+        timeout=60,
+    )
+    audio = alaw.read_bytes()
+    out = bytearray(
+        (0xA1B2C3D4).to_bytes(4, "little")
+        + (2).to_bytes(2, "little")
+        + (4).to_bytes(2, "little")
+        + bytes(8)
+        + (65535).to_bytes(4, "little")
+        + (1).to_bytes(4, "little")
+    )
+    for index in range(len(audio) // 160):
+        rtp = (
+            bytes([0x80, 8])
+            + index.to_bytes(2, "big")
+            + (index * 160).to_bytes(4, "big")
+            + (0x5EECE5).to_bytes(4, "big")
+            + audio[index * 160 : (index + 1) * 160]
+        )
+        udp = (4000).to_bytes(2, "big") * 2 + (8 + len(rtp)).to_bytes(2, "big") + bytes(2)
+        ip = (
+            bytes([0x45, 0])
+            + (20 + len(udp) + len(rtp)).to_bytes(2, "big")
+            + bytes(4)
+            + bytes([64, 17])
+            + bytes(2)
+            + bytes([127, 0, 0, 1]) * 2
+        )
+        frame = bytes(12) + b"\x08\x00" + ip + udp + rtp
+        usec = index * 20_000
+        out += (
+            (usec // 1_000_000).to_bytes(4, "little")
+            + (usec % 1_000_000).to_bytes(4, "little")
+            + len(frame).to_bytes(4, "little") * 2
+            + frame
+        )
+    target.write_bytes(bytes(out))
+    return target
+
+
+def _key_actions(
+    keys: str, workdir: Path, label: str, speech: tuple[Path, float] | None = None
+) -> str:
     """sipp actions for `keys`: a digit, * or # is sent as RFC 2833 (then 1.2 s pause);
-    "," waits one more second; "~" plays 7 s of speech (g711a.pcap) into the call.
+    "," waits one more second; "~" plays 7 s of speech (g711a.pcap) into the call; "S"
+    plays `speech` (a pcap from speech_pcap and its seconds) and waits as long.
 
     The pcaps are rewritten so their RTP sequence numbers and timestamps go on from the
     previous key: as captured, "0" has an older timestamp than "2", and Asterisk ignores
@@ -676,10 +751,14 @@ def _key_actions(keys: str, workdir: Path, label: str) -> str:
         if k == ",":
             actions.append('<pause milliseconds="1000"/>')
             continue
-        source = DTMF_PCAPS / ("g711a.pcap" if k == "~" else f"dtmf_2833_{_pcap_key(k)}.pcap")
+        if k == "S":
+            assert speech is not None, "key S needs speech=(pcap, seconds)"
+            source, pause = speech[0], round(speech[1] * 1000)
+        else:
+            name = "g711a.pcap" if k == "~" else f"dtmf_2833_{_pcap_key(k)}.pcap"
+            source, pause = DTMF_PCAPS / name, 7500 if k == "~" else 1200
         target = workdir / f"{label}-key{index}.pcap"
         seq, ts = _rewrite_rtp(source, target, seq, ts)
-        pause = 7500 if k == "~" else 1200
         actions.append(
             f'<nop><action><exec play_pcap_audio="{target}"/></action></nop>\n'
             f'<pause milliseconds="{pause}"/>'

@@ -49,6 +49,12 @@ CONTRACT = {
     "bereik_queue_service_level_ratio": ("gauge", {"queue"}),
     "bereik_queue_average_answer_seconds": ("gauge", {"queue"}),
     "bereik_queue_agents_needed": ("gauge", {"queue"}),
+    "bereik_question_recordings": ("counter", {"result"}),
+    "bereik_survey_asked": ("counter", {"team"}),
+    "bereik_survey_answers_today": ("gauge", {"team", "question"}),
+    "bereik_survey_average_today": ("gauge", {"team", "question"}),
+    "bereik_survey_yes_ratio_today": ("gauge", {"team", "question"}),
+    "bereik_announcement_callers_today": ("gauge", {"item", "result"}),
 }
 
 
