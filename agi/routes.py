@@ -9,6 +9,7 @@ from agi.handlers.ivr import ivr
 from agi.handlers.operator import operator
 from agi.handlers.presence import presence
 from agi.handlers.queue import agent_code, queue_entry, virtual_hold
+from agi.handlers.survey import survey
 from agi.handlers.team import team
 from agi.server import AgiChannel, Handler
 from cti.services import Services
@@ -24,6 +25,7 @@ HANDLERS: dict[str, ServiceHandler] = {
     "queue": queue_entry,
     "agent": agent_code,
     "vhold": virtual_hold,
+    "survey": survey,
 }
 
 

@@ -42,6 +42,7 @@ from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
+from cti.survey import service as survey
 from cti.store.db import STORE_DOWN
 from cti.voice import http as voice_http
 from cti.web import openapi, pages
@@ -129,6 +130,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "outbox": functools.partial(outbox.run, services),
         "weekly report": functools.partial(weekly.run, services),
         "retention": functools.partial(retention.run, services),
+        "survey figures": functools.partial(survey.run, services),
     }
     if config.kcc.mode == "queue":
         workers |= {

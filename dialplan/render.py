@@ -228,6 +228,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         + f"/{secrets.agi}",
         "phones": {phone.extension: phone for phone in config.phones},
         "tls_files": tls_files,
+        # The post-call survey changes Dial and Queue (g, c) only where it is asked.
+        "survey_on": any(config.survey.shares.values()),
         "dids": main_number_forms(
             config.trunk.dids, config.exchange.main_number, config.trunk.country_code
         ),

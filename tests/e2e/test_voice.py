@@ -3,6 +3,7 @@ recorded into the hopper, its purge, the post-call survey, and what announcement
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -168,3 +169,63 @@ async def test_the_retention_purge_of_a_closed_hopper_removes_its_recording(
     assert purged.hoppers == 1 and purged.recordings == 1
     assert not Path(path).exists()  # noqa: ASYNC240
     assert voice.rows("SELECT id FROM question_recordings") == []
+
+
+SURVEY = """
+[survey]
+shares = { vergunningen = 1.0 }
+"""
+
+
+def metric(ex: Exchange, line_start: str) -> float | None:
+    for line in ex.http_get("/metrics").splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_hang_up_is_no_answer(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(
+        installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=SURVEY
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        # Carla answers after 0.3 s and hangs up after 2 s, before the caller does.
+        ex.agent_phone("3001", ring_ms=300, talk_ms=2000)
+        score = 'bereik_survey_average_today{question="tevredenheid",team="vergunningen"}'
+        assert metric(ex, score) is None
+        # 4 during the introduction (the first answer), 1 to "was your question answered".
+        answered = await ex.call(
+            "7001", caller=CITIZEN, keys="41", key_delay_ms=4000, hold_ms=30_000
+        )
+        assert answered.returncode == 0, answered.stderr
+        rows = await until(lambda: ex.rows(
+            "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
+            "ORDER BY question"
+        ))
+        assert [(r.team_id, r.agent, r.question, r.value) for r in rows] == [
+            ("vergunningen", "3001", "beantwoord", 1),
+            ("vergunningen", "3001", "tevredenheid", 4),
+        ]
+        call = await until(lambda: ex.rows(
+            "SELECT outcome, team_id, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
+            u=rows[0].call_uniqueid,
+        ))
+        assert [(c.outcome, c.team_id, c.agent) for c in call] == [
+            ("answered_team", "vergunningen", "3001")
+        ]
+        assert await until(lambda: metric(ex, score) == 4.0)
+        yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="vergunningen"}'
+        assert metric(ex, yes) == 1.0
+
+        # The next caller hangs up while the survey is introduced: no answer at all.
+        gone = await ex.call("7001", caller="0612345679", keys="", hold_ms=3500)
+        assert gone.returncode == 0, gone.stderr
+        asked = 'bereik_survey_asked_total{team="vergunningen"}'
+        assert await until(lambda: metric(ex, asked) == 2.0)
+        await asyncio.sleep(1)  # what an answer would need to be stored; none may come
+        assert len(ex.rows("SELECT id FROM survey_answers")) == 2
+        assert metric(ex, score) == 4.0

@@ -1,0 +1,1 @@
+"""The post-call survey (Klant In Focus): asked when the agent hangs up first."""
