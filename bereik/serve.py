@@ -42,8 +42,8 @@ from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
-from cti.survey import service as survey
 from cti.store.db import STORE_DOWN
+from cti.survey import service as survey
 from cti.voice import http as voice_http
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
