@@ -45,6 +45,7 @@ from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
 from cti.survey import service as survey
 from cti.voice import http as voice_http
+from cti.voice import savings
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
 from dialplan.config import Config
@@ -131,6 +132,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "weekly report": functools.partial(weekly.run, services),
         "retention": functools.partial(retention.run, services),
         "survey figures": functools.partial(survey.run, services),
+        "announcement savings": functools.partial(savings.run, services),
     }
     if config.kcc.mode == "queue":
         workers |= {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,19 @@ from cti.announcements.service import (
     is_active,
     speak,
 )
+from cti.services import Services
 from cti.store.models import Announcement
 from cti.web.auth import require_role
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
 from cti.web.pages import back, render
+from dialplan.config import MenuOption
+
+# What each announcement and info option saved today, from the feature that counts it
+# (cti/voice/savings.py registers itself here, so this screen does not import it):
+# {item: {"saved": n, "went_on": n}} with items "announcement:<id>" and "info:<key>".
+Savings = Callable[[Services], Awaitable[dict[str, dict[str, int]]]]
+SAVINGS: web.AppKey[Savings] = web.AppKey("announcement_savings")
 
 
 def setup(app: web.Application) -> None:
@@ -64,6 +73,8 @@ async def operator_page(request: web.Request) -> web.Response:
                 )
             ).scalars()
         )
+    counter = request.app.get(SAVINGS)
+    saved = await counter(services) if counter is not None else {}
     rows = []
     for a in items:
         if a.ended_at is not None or (a.valid_until is not None and a.valid_until <= now):
@@ -72,7 +83,7 @@ async def operator_page(request: web.Request) -> web.Response:
             state = "active"
         else:
             state = "scheduled"
-        rows.append({"a": a, "state": state})
+        rows.append({"a": a, "state": state, "heard": saved.get(f"announcement:{a.id}")})
     scopes = [("all", "all")] + [(f"team:{t.id}", t.name) for t in services.config.teams]
     scopes += [(f"menu:{o.key}", o.label) for o in services.config.menu.options]
     # After a preview or a refused save the form comes back as the operator left it.
@@ -81,10 +92,26 @@ async def operator_page(request: web.Request) -> web.Response:
         request,
         "operator.html",
         rows=rows,
+        # The menu's channel-steering options with what they saved today.
+        info=[
+            {"key": item.partition(":")[2], "label": label, "heard": saved.get(item)}
+            for item, label in info_options(services.config.menu.options)
+        ],
         scopes=scopes,
         preview=request.query.get("preview", ""),
         draft=draft,
     )
+
+
+def info_options(options: list[MenuOption], path: str = "") -> list[tuple[str, str]]:
+    """(item, label) of every channel-steering option of the menu, submenus included: the
+    items the IVR reports as heard ("info:<key>", "info:3.1" in a submenu)."""
+    found: list[tuple[str, str]] = []
+    for option in options:
+        if option.info and not option.team:
+            found.append((f"info:{path}{option.key}", option.label))
+        found += info_options(option.submenu, f"{path}{option.key}.")
+    return found
 
 
 DRAFT_FIELDS = ("text", "kind", "scope", "valid_from", "valid_until", "priority")

@@ -46,7 +46,7 @@ from cti.ami.client import AmiError
 from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
-from cti.store.models import Call, HopperEvent
+from cti.store.models import AnnouncementHearing, Call, HopperEvent
 from dialplan.numbers import main_number_forms
 
 log = logging.getLogger("bereik.calls")
@@ -303,6 +303,18 @@ class CallListener:
         )
         if _rowcount(result) != 1:
             return []
+        if effect.heard:
+            # Reached a person's line (the KCC, a team, or their callback offer) or not.
+            result_ = "went_on" if team or effect.route == "kcc" else "saved"
+            for item in effect.heard:
+                session.add(
+                    AnnouncementHearing(
+                        item=item,
+                        call_uniqueid=effect.uniqueid,
+                        result=result_,
+                        at=_utc(effect.at),
+                    )
+                )
 
         def count() -> None:
             metrics.call_offered(effect.entry_kind)

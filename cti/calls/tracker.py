@@ -88,6 +88,9 @@ class CallState:
     answered: bool = False
     resynced: bool = False
     route: str = ""  # the IVR's decision (UserEvent BereikIvrRoute): kcc, team-7001, closed...
+    # What the caller heard to the end or cut short (UserEvent BereikPlayed): announcements
+    # ("announcement:<id>") and channel-steering texts ("info:<key>"), in order.
+    heard: list[str] = field(default_factory=list)
 
     def open_offer(self) -> Offer | None:
         for offer in reversed(self.offers):
@@ -127,6 +130,7 @@ class Ended:
     at: float
     transfers: tuple[tuple[str, str], ...]  # (to_team, result)
     route: str = ""  # where the IVR sent the call (its last BereikIvrRoute), "" if nowhere
+    heard: tuple[str, ...] = ()  # announcements and info texts heard (CallState.heard)
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,9 @@ class CallTracker:
                 decided.route = str(e.get("Route", "")).strip()[:32]
                 out.append(Routed(decided.uniqueid, decided.route))
             return
+        if e.get("UserEvent") == "BereikPlayed":
+            self._played(e)
+            return
         if e.get("UserEvent") != "BereikRoute":
             return
         call = self._call_of(e)
@@ -299,6 +306,20 @@ class CallTracker:
         if call is None or team not in self.teams:
             return
         self._offer(call, team, at)
+
+    def _played(self, e: Mapping[str, Any]) -> None:
+        """An announcement or an info text was heard: what an announcement saves is what
+        the call did afterwards (cti/announcements/savings.py)."""
+        call = self._call_of(e)
+        what, ident = str(e.get("What", "")), str(e.get("Id", ""))
+        if what == "announcement" and ident.isdigit():
+            item = f"announcement:{ident}"
+        elif what.startswith("info:") and len(what) <= 16:
+            item = what
+        else:
+            return
+        if call is not None and item not in call.heard and len(call.heard) < 20:
+            call.heard.append(item)
 
     def _on_DialBegin(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
         call = self._call_of(e)
@@ -547,6 +568,7 @@ class CallTracker:
                 at=at,
                 transfers=tuple(transfers),
                 route=call.route,
+                heard=tuple(call.heard),
             )
         )
 

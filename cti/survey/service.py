@@ -139,8 +139,8 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
             figure = found.get((team, question.id))
             labels = (team, question.id)
             series.survey_answers.labels(*labels).set(figure.answers if figure else 0)
-            series.set_or_remove(series.survey_average, labels, figure and figure.average)
-            series.set_or_remove(series.survey_yes, labels, figure and figure.yes_ratio)
+            series.set_or_remove(series.survey_average, labels, figure.average if figure else None)
+            series.set_or_remove(series.survey_yes, labels, figure.yes_ratio if figure else None)
 
 
 async def run(services: Services) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cti.announcements.pages import SAVINGS
 from cti.audit import audit
+from cti.voice import savings
 from cti.voice.service import recording_with_hopper
 from cti.web.auth import require_role, require_team_access
 from cti.web.context import SERVICES
@@ -46,3 +48,5 @@ async def get_recording(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/recordings/{id}", get_recording)
+    # The operator screen shows what each announcement saved today.
+    app[SAVINGS] = savings.today

@@ -22,6 +22,7 @@ from cti.store.models import Hopper
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.e2e.test_access import token_for
+from tests.e2e.test_ivr import announce
 from tests.e2e.web_support import add_users, chromium, sign_in
 
 CITIZEN = "0612345678"
@@ -229,3 +230,64 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
         await asyncio.sleep(1)  # what an answer would need to be stored; none may come
         assert len(ex.rows("SELECT id FROM survey_answers")) == 2
         assert metric(ex, score) == 4.0
+
+
+MENU = """
+[menu]
+greeting = "Welkom."
+
+[[menu.options]]
+key = "1"
+label = "Vergunningen"
+team = "vergunningen"
+"""
+
+
+async def test_an_outage_message_shows_how_many_callers_it_saved_and_how_many_went_on(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=MENU) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        await add_users(ex, [("olga", "operator", "", "")])
+        output = announce(
+            ex, "Door een storing kunt u vandaag niet betalen aan de balie.", "--kind", "outage"
+        )
+        outage = int(output.split("#", 1)[1].split()[0])
+        # 6 hear the message and hang up in the menu; 4 press 0 while it plays: the KCC.
+        done, went_on = await asyncio.gather(
+            ex.call(ex.config.exchange.main_number, calls=6, rate=2, hold_ms=8000),
+            ex.call(
+                ex.config.exchange.main_number,
+                caller="0612345670",
+                calls=4,
+                rate=2,
+                keys="0",
+                key_delay_ms=2500,
+                hold_ms=3000,
+            ),
+        )
+        assert done.returncode == 0, done.stderr
+        assert went_on.returncode == 0, went_on.stderr
+        item = f"announcement:{outage}"
+        heard = await until(lambda: len(ex.rows(
+            "SELECT id FROM announcement_hearings WHERE item = :item", item=item
+        )) == 10 and ex.rows(
+            "SELECT result, count(*) AS n FROM announcement_hearings GROUP BY result "
+            "ORDER BY result"
+        ), timeout=30)
+        assert [(row.result, row.n) for row in heard] == [("saved", 6), ("went_on", 4)]
+
+        saved = f'bereik_announcement_callers_today{{item="{item}",result="saved"}}'
+        on = f'bereik_announcement_callers_today{{item="{item}",result="went_on"}}'
+        assert await until(lambda: metric(ex, saved) == 6.0)
+        assert metric(ex, on) == 4.0
+
+        async with chromium() as browser:
+            page = await sign_in(browser, ex, "olga")
+            await page.goto(ex.url("/operator"))
+            row = page.locator(f'tr[data-announcement="{outage}"]')
+            assert await row.locator(".saved").get_attribute("data-saved") == "6"
+            assert await row.locator(".went-on").get_attribute("data-went-on") == "4"
+            print(await row.locator(".savings").inner_text())
