@@ -43,6 +43,7 @@ from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
+from cti.survey import http as survey_http
 from cti.survey import service as survey
 from cti.voice import http as voice_http
 from cti.voice import savings
@@ -200,6 +201,7 @@ def web_app(services: Services, board: LiveCalls) -> web.Application:
         reports_http.setup,
         reports_pages.setup,
         voice_http.setup,
+        survey_http.setup,
     ]
     return create_app(services, plugins)
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cti.reports.figures import PeriodError, build_report, parse_period
+from cti.reports.figures import PeriodError, add_survey, build_report, parse_period
 from cti.reports.render import to_csv, to_html
 from cti.reports.service import teams_of
 from cti.store.db import create_engine, migrate_async, sessions
@@ -39,6 +39,7 @@ async def render_report(config: Config, period_text: str, teams: list[str], fmt:
     try:
         async with sessions(engine)() as session:
             report = await build_report(session, period, selected, config.exchange.timezone)
+            await add_survey(session, report, config)
     finally:
         await engine.dispose()
     if fmt == "csv":

@@ -31,7 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.models import Call, Hopper, User
-from dialplan.config import ACQUISITION
+from cti.survey import service as survey_service
+from dialplan.config import ACQUISITION, Config
 
 ANSWERED = ("answered_kcc", "answered_team")
 KCC = "kcc"
@@ -108,6 +109,8 @@ class Employee:
     calls_answered: int = 0
     hoppers_handled: int = 0
     hoppers_within_norm: int = 0
+    # Post-call survey per question, only from survey.min_answers_per_agent answers on.
+    survey: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class TeamFigures:
     norm_decided: int = 0
     employees: dict[str, Employee] = field(default_factory=dict)
     categories: Counter[str] = field(default_factory=Counter)
+    survey: dict[str, str] = field(default_factory=dict)  # question id -> "4.2 (n=31)"
 
     @property
     def norm_share(self) -> float | None:
@@ -211,3 +215,24 @@ async def build_report(
             team.hoppers_open_overdue += 1
             team.norm_decided += 1
     return Report(period, now, list(figures.values()))
+
+
+def survey_text(figure: survey_service.Figure) -> str:
+    if figure.average is not None:
+        return f"{figure.average:.1f} gemiddeld (n={figure.answers})"
+    return f"{(figure.yes_ratio or 0) * 100:.0f} % ja (n={figure.answers})"
+
+
+async def add_survey(session: AsyncSession, report: Report, config: Config) -> None:
+    """The post-call survey's figures into the report: per team, and per employee only
+    from ``survey.min_answers_per_agent`` answers on (a report goes to the team lead)."""
+    start, end = report.period.bounds(config.exchange.timezone)
+    teams = await survey_service.figures(session, config, start, end)
+    for team in report.teams:
+        for question in config.survey.questions:
+            figure = teams.get((team.team, question.id))
+            if figure is not None:
+                team.survey[question.id] = survey_text(figure)
+        found = await survey_service.agent_figures(session, config, team.team, start, end)
+        for (agent, question_id), figure in sorted(found.items()):
+            team.employee(agent).survey[question_id] = survey_text(figure)

@@ -42,6 +42,11 @@ def to_csv(report: Report) -> str:
             row(name, "hoppers_within_norm", person.hoppers_within_norm)
         for category, count in sorted(team.categories.items()):
             row(TEAM_ROW, f"category:{category}", count)
+        for question, text in team.survey.items():
+            row(TEAM_ROW, f"survey:{question}", text)
+        for name in sorted(team.employees):
+            for question, text in team.employees[name].survey.items():
+                row(name, f"survey:{question}", text)
     return out.getvalue()
 
 
@@ -86,7 +91,7 @@ def to_html(
         )
     parts.append("</tbody></table>")
     for team in report.teams:
-        if not team.employees and not team.categories:
+        if not team.employees and not team.categories and not team.survey:
             continue
         parts.append(f'<section><h2>{e(team.name)}</h2><div class="cols">')
         parts.append(
@@ -103,7 +108,10 @@ def to_html(
         parts.append("<table><thead><tr><th>Vraagcategorie</th><th>Aantal</th></tr></thead><tbody>")
         for category, count in team.categories.most_common():
             parts.append(f"<tr><td>{e(category)}</td><td>{count}</td></tr>")
-        parts.append("</tbody></table></div></section>")
+        parts.append("</tbody></table></div>")
+        if team.survey:
+            parts.append(f"<p>Enquête na het gesprek: {e(_survey_line(team.survey))}</p>")
+        parts.append("</section>")
     parts.append(
         f'<p class="foot">Gemaakt {report.generated_at:%d-%m-%Y %H:%M} UTC door Bereik. '
         "Hoppers van acquisitie tellen niet mee voor de norm.</p></body></html>"
@@ -113,6 +121,10 @@ def to_html(
 
 def _who(name: str, names: dict[str, str]) -> str:
     return f"{names[name]} ({name})" if names.get(name) else name
+
+
+def _survey_line(survey: dict[str, str]) -> str:
+    return ", ".join(f"{question} {text}" for question, text in survey.items())
 
 
 def to_text(report: Report, team: TeamFigures) -> str:
@@ -133,6 +145,11 @@ def to_text(report: Report, team: TeamFigures) -> str:
         lines.append(
             f"  {name}: {p.calls_answered} / {p.hoppers_handled} / {p.hoppers_within_norm}"
         )
+    if team.survey:
+        lines += ["", "Enquête na het gesprek: " + _survey_line(team.survey)]
+        for name in sorted(team.employees):
+            if team.employees[name].survey:
+                lines.append(f"  {name}: {_survey_line(team.employees[name].survey)}")
     if team.categories:
         lines += ["", "Vraagcategorieën:"]
         lines += [f"  {c}: {n}" for c, n in team.categories.most_common()]

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from cti.reports.figures import build_report, iso_week, parse_period
+from cti.reports.figures import add_survey, build_report, iso_week, parse_period
 from cti.reports.render import to_text
 from cti.services import Services
 from cti.store.models import OutboxMail
@@ -54,6 +54,7 @@ async def queue_weekly(services: Services, now: datetime | None = None) -> int:
         return 0
     async with services.sessions() as session:
         report = await build_report(session, period, [(t, n) for t, n, _ in leads], tz, now)
+        await add_survey(session, report, services.config)
     queued = 0
     for (team, name, mailbox), figures in zip(leads, report.teams, strict=True):
         async with services.sessions() as session:

@@ -60,6 +60,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody heard it yet": "vandaag nog door niemand gehoord",
         "channel steering": "Kanaalsturing in het keuzemenu",
         "menu key": "Toets",
+        "survey today": "Klanttevredenheid vandaag (enquête na het gesprek)",
+        "survey note": "Gemiddelde score of aandeel ja, met tussen haakjes het aantal "
+        "antwoorden. Per medewerker: GET /api/survey en het rapport, alleen voor de "
+        "medewerker zelf en de teamleider.",
         "create": "Aanmaken",
         "hopper created": "Terugbelverzoek {id} aangemaakt voor {team}.",
         "inbox": "Groepsinbox",
@@ -281,6 +285,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody heard it yet": "nobody heard it yet today",
         "channel steering": "Channel steering in the menu",
         "menu key": "Key",
+        "survey today": "Caller satisfaction today (post-call survey)",
+        "survey note": "Average score or share of yes, with the number of answers in "
+        "brackets. Per agent: GET /api/survey and the report, only for the agent and their "
+        "team lead.",
         "create": "Create",
         "hopper created": "Callback request {id} created for {team}.",
         "inbox": "Group inbox",

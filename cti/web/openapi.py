@@ -442,6 +442,20 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("ended", ANNOUNCEMENT_REF), **_errors(401, 403, 404)},
             },
         },
+        "/api/survey": {
+            "get": {
+                "summary": "Post-call survey figures per team (and the KCC); per agent only "
+                "for the agent and their lead, from survey.min_answers_per_agent answers",
+                "parameters": [
+                    {
+                        "name": "period",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["today", "7d", "28d"]},
+                    }
+                ],
+                "responses": {"200": _ok("figures"), **_errors(400, 401)},
+            }
+        },
         "/api/recordings/{id}": {
             "get": {
                 "summary": "A caller's recorded question (wav), for those who may see its "

@@ -175,6 +175,7 @@ async def test_the_retention_purge_of_a_closed_hopper_removes_its_recording(
 SURVEY = """
 [survey]
 shares = { vergunningen = 1.0 }
+min_answers_per_agent = 1
 """
 
 
@@ -221,6 +222,24 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
         assert await until(lambda: metric(ex, score) == 4.0)
         yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="vergunningen"}'
         assert metric(ex, yes) == 1.0
+        # Per agent: Carla herself and her lead see her figure, a supervisor only the team's.
+        await add_users(ex, [
+            ("carla", "member", "vergunningen", "3001"),
+            ("lea", "lead", "vergunningen", ""),
+            ("sam", "supervisor", "", ""),
+        ])
+        seen = {}
+        async with aiohttp.ClientSession() as http:
+            for name in ("carla", "lea", "sam"):
+                token = await token_for(ex, name)
+                answer = await http.get(
+                    ex.url("/api/survey"), headers={"Authorization": f"Bearer {token}"}
+                )
+                seen[name] = await answer.json()
+        team_figure = seen["sam"]["teams"]["vergunningen"]["tevredenheid"]
+        assert team_figure == {"answers": 1, "average": 4.0, "yes_ratio": None}
+        assert list(seen["carla"]["agents"]) == list(seen["lea"]["agents"]) == ["3001"]
+        assert seen["sam"]["agents"] == {}
 
         # The next caller hangs up while the survey is introduced: no answer at all.
         gone = await ex.call("7001", caller="0612345679", keys="", hold_ms=3500)
