@@ -45,6 +45,13 @@ IVR_FALLBACK = re.compile(r"Bereik IVR unavailable \(AGISTATUS=\w*\); (\S+) goes
 new_postgres_database: Callable[[], str] | None = None
 
 
+# sipp callers send no audio after their keys, so Asterisk never hears the silence that
+# ends a recording: the spoken question (after every confirmed callback) would wait its
+# full 60 s. Off unless a test configures [question_recording] itself (tests/e2e/
+# test_voice.py, with a caller who speaks and presses #).
+QUIET_QUESTIONS = "[question_recording]\nenabled = false\n"
+
+
 def test_database_url(workdir: Path) -> str:
     """A fresh, empty database for one exchange, on the backend this run tests."""
     if new_postgres_database is not None:
@@ -207,6 +214,7 @@ ring_seconds = 15
 {phones}
 {teams}
 {extra}
+{"" if "[question_recording]" in extra else QUIET_QUESTIONS}
 """
 
     @property
