@@ -195,6 +195,9 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
     ) as ex:
         ex.start_asterisk()
         ex.start_serve()
+        # The survey's sentences are spoken once at start-up; a key pressed while one is
+        # still being made would be lost, as it would be for a real caller then.
+        await until(lambda: "IVR prompts ready" in ex.serve_log.read_text(), timeout=60)
         # Carla answers after 0.3 s and hangs up after 2 s, before the caller does.
         ex.agent_phone("3001", ring_ms=300, talk_ms=2000)
         score = 'bereik_survey_average_today{question="tevredenheid",team="vergunningen"}'
