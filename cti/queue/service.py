@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from cti.ami.client import AmiActionFailed, AmiClient, AmiError
+from cti.ami.client import AmiActionFailed, AmiError
+from cti.ami.nodes import Ami
 from cti.audit import audit
 from cti.services import Services
 from cti.store.models import AgentState, QueueCall, VirtualHold
@@ -245,7 +246,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
         )
 
 
-async def _tolerant(ami: AmiClient, action: dict[str, str], harmless: str) -> None:
+async def _tolerant(ami: Ami, action: dict[str, str], harmless: str) -> None:
     """An action whose failure with this message means it was already so."""
     try:
         await ami.action(action)
