@@ -15,6 +15,7 @@ from bereik.tls import register as tls_register
 from cti.announcements import cli as announcements_cli
 from cti.callbacks import cli as callbacks_cli
 from cti.hoppers import cli as hoppers_cli
+from cti.nodes import cli as nodes_cli
 from cti.reports import cli as reports_cli
 from cti.users import cli as users_cli
 from dialplan import asterisk, clock
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     announcements_cli.register(commands)
     callbacks_cli.add_due(hoppers_cli.register(commands))
     users_cli.register(commands)
+    nodes_cli.register(commands)
     reports_cli.register(commands)
     tls_register(commands)
     return parser

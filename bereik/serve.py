@@ -33,6 +33,7 @@ from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
 from cti.hoppers import http as hoppers_http
+from cti.nodes import service as nodes
 from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
@@ -128,6 +129,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "outbox": functools.partial(outbox.run, services),
         "weekly report": functools.partial(weekly.run, services),
         "retention": functools.partial(retention.run, services),
+        "node states": functools.partial(nodes.watch, services),
     }
     if config.kcc.mode == "queue":
         workers |= {
