@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from dialplan.asterisk import InstallError, Installation
+from dialplan.asterisk import Installation, InstallError
 from dialplan.config import Config, ConfigError
 from dialplan.private import private_dir, write_private
 from dialplan.render import load_secrets, secrets_file
@@ -120,22 +120,16 @@ class KamailioProcess:
     def start(self, wait_seconds: float = 15.0) -> None:
         k = self.config.kamailio
         ids = ["-u", k.user, "-g", k.group] if _ids(self.config) is not None else []
+        log = open(
+            self.home / "kamailio.log", "ab", opener=lambda p, f: os.open(p, f, 0o600)
+        )
+        arguments = [BINARY, "-DD", "-E"]  # -DD: no daemon, our child, stopped with its session
+        arguments += ["-f", str(self.home / "kamailio.cfg"), "-P", str(self.home / "kamailio.pid")]
+        arguments += ["-Y", str(self.home), "-m", "64", "-M", "8", *ids]  # runtime files here
         self.process = subprocess.Popen(
-            [
-                BINARY,
-                "-DD",  # no daemon: our child, stopped with its session
-                "-E",
-                "-f", str(self.home / "kamailio.cfg"),
-                "-Y", str(self.home),  # runtime files beside the configuration
-                "-P", str(self.home / "kamailio.pid"),
-                "-m", "64",
-                "-M", "8",
-                *ids,
-            ],  # fmt: skip
+            arguments,
             stdin=subprocess.DEVNULL,
-            stdout=open(  # noqa: SIM115 - the child keeps it
-                self.home / "kamailio.log", "ab", opener=lambda p, f: os.open(p, f, 0o600)
-            ),
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -85,9 +85,14 @@ class AmiNodes:
             await client.close()
 
     async def wait_connected(self, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not self.connected:
-                await asyncio.sleep(0.1)
+        """Until the first node is connected."""
+        waits = [asyncio.create_task(c.wait_connected(timeout)) for c in self.clients.values()]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await next(iter(done))
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def action(self, action: dict[str, str], timeout: float | None = None) -> Message:
         scoped = _connecting.get()

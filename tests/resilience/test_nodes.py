@@ -13,10 +13,12 @@ full run is 180) the rolling upgrade's length.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ import pytest
 from bench.cluster import Cluster, cluster
 from bench.exchange import SippResult, until
 from dialplan import asterisk
+from dialplan.kamailio import rpc
 from tests.resilience.figures import Figures
 from tests.resilience.test_sustained_load import machine_busy_seconds
 
@@ -51,8 +54,9 @@ async def both_connected(ex: Cluster) -> None:
     """bereik serve has logged in to every node's AMI."""
     ports = [node.ami_port for node in ex.config.nodes]
     await until(
-        lambda: all(f"AMI connected to 127.0.0.1:{port}" in ex.serve_log.read_text()
-                    for port in ports),
+        lambda: all(
+            f"AMI connected to 127.0.0.1:{port}" in ex.serve_log.read_text() for port in ports
+        ),
         timeout=30,
     )
 
@@ -64,6 +68,19 @@ def per_node(ex: Cluster, where: str = "1=1") -> dict[str, int]:
         node = row.uniqueid.split("-", 1)[0]
         counts[node] = counts.get(node, 0) + 1
     return counts
+
+
+def utc(timestamp: float) -> str:
+    """A time as the calls table stores it (UTC, naive ISO), for comparisons in SQL."""
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def outcomes_of(ex: Cluster, caller: str) -> dict[str, int]:
+    rows = ex.rows(
+        "SELECT outcome, count(*) AS n FROM calls WHERE caller = :caller GROUP BY outcome",
+        caller=caller,
+    )
+    return {row.outcome: row.n for row in rows}
 
 
 async def calibrated_rate(ex: Cluster, figures: Figures) -> float:
@@ -89,8 +106,9 @@ async def calibrated_rate(ex: Cluster, figures: Figures) -> float:
     return rate
 
 
-async def calls(ex: Cluster, count: int, rate: float, caller: str, hold_ms: int = 6000,
-                timeout_s: int = 120) -> SippResult:
+async def calls(
+    ex: Cluster, count: int, rate: float, caller: str, hold_ms: int = 6000, timeout_s: int = 120
+) -> SippResult:
     return await ex.call(
         "14070",
         caller=caller,
@@ -113,6 +131,7 @@ async def test_calls_spread_over_both_nodes_and_the_wall_screen_counts_each_once
     await both_connected(ex)
     rate = await calibrated_rate(ex, figures)
     before = metric(ex, "bereik_calls_offered_total", entry="14070")
+    answered_before = metric(ex, "bereik_calls_answered_total", team="kcc")
     total = int(rate * 20)
     result = await calls(ex, total, rate, caller="0655100000")
     counts = result.counts()
@@ -122,15 +141,88 @@ async def test_calls_spread_over_both_nodes_and_the_wall_screen_counts_each_once
     spread = await until(
         lambda: (c := per_node(ex, "caller = '0655100000'")) and sum(c.values()) == total and c
     )
-    await until(
-        lambda: metric(ex, "bereik_calls_offered_total", entry="14070") - before == total
-    )
+    await until(lambda: metric(ex, "bereik_calls_offered_total", entry="14070") - before == total)
     figures["calls"] = total
     figures["per node"] = spread
     assert set(spread) == {"a", "b"}
     # Round-robin: each node gets half, give or take the probe's and the calibration's turns.
     assert abs(spread["a"] - spread["b"]) <= max(2, total // 10), spread
-    answered = ex.rows("SELECT count(*) AS n FROM calls WHERE caller = '0655100000' "
-                       "AND outcome = 'answered_kcc'")[0].n
-    assert answered == total
+    # The wall screen's figures: every call offered and answered once, whichever node.
+    await until(
+        lambda: metric(ex, "bereik_calls_answered_total", team="kcc") - answered_before == total
+    )
+    outcomes = await until(lambda: (o := outcomes_of(ex, "0655100000")) and "" not in o and o)
+    assert outcomes == {"answered_kcc": total}
     assert ex.ivr_fallbacks() == []
+
+
+def open_dialogs(ex: Cluster, node: str) -> int:
+    """Dialogs Kamailio still holds towards `node` (its SIP port in the callee's address)."""
+    port = next(n.sip_port for n in ex.config.nodes if n.name == node)
+    listed = rpc(ex.config, "dlg.list") or []
+    return sum(f":{port}" in json.dumps(dialog) for dialog in listed)
+
+
+async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_interrupted(
+    two_nodes: Cluster, figures: Figures
+) -> None:
+    ex = two_nodes
+    figures.title = "15.2 kill -9 of one of two nodes under calls"
+    ex.start_serve()
+    ex.phone("2001", ring_ms=100)
+    await both_connected(ex)
+    rate = await calibrated_rate(ex, figures)
+
+    # Calls in progress on both nodes when A dies: four long ones, two on each.
+    long_calls = asyncio.create_task(
+        calls(ex, 4, 4, caller="0655200001", hold_ms=120_000, timeout_s=180)
+    )
+    await until(lambda: outcomes_of(ex, "0655200001").get("") == 4, timeout=30)
+    await until(lambda: metric(ex, "bereik_calls_answered_total", team="kcc") > 0)
+    # New calls before, during and after the kill.
+    seconds = 30
+    total = int(rate * seconds)
+    load = asyncio.create_task(calls(ex, total, rate, caller="0655200002", timeout_s=180))
+    await asyncio.sleep(seconds / 3)
+    killed_at = time.time()
+    in_progress_on_a = per_node(ex, "outcome = '' AND caller LIKE '06552%'").get("a", 0)
+    ex.kill_node("a")
+    result = await load
+    counts = result.counts()
+
+    window = f"started_at >= '{utc(killed_at)}' AND caller = '0655200002'"
+    after = per_node(ex, f"started_at >= '{utc(killed_at + 5)}' AND caller = '0655200002'")
+    in_window = sum(per_node(ex, window).values())
+    failed = counts.get("FailedCall(C)", 0)
+    # sipp counts a call cut on A (it was in progress) as failed; the rest is the window's.
+    failed_new = max(0, failed - in_progress_on_a)
+    figures["calls placed"] = total
+    figures["in progress on A at the kill"] = in_progress_on_a
+    figures["sipp failed"] = failed
+    figures["new calls failed after the kill"] = failed_new
+    figures["new calls on A more than 5 s after the kill"] = after.get("a", 0)
+    assert after.get("a", 0) == 0, after
+    assert after.get("b", 0) > 0, after
+    assert failed_new <= max(1, in_window // 100), (counts, in_progress_on_a, in_window)
+
+    # Kamailio's dialog keepalive finds A gone and ends its calls towards the trunk.
+    ended = time.time()
+    await until(
+        lambda: open_dialogs(ex, "a") == 0, timeout=ex.config.kamailio.keepalive_seconds + 30
+    )
+    figures["s from kill to A's dialogs ended by Kamailio"] = round(time.time() - killed_at, 1)
+    del ended
+
+    # A comes back (as systemd restarts it): what was on it is recorded as interrupted.
+    ex.start_node("a")
+    interrupted = await until(
+        lambda: (
+            (n := per_node(ex, "outcome = 'interrupted'").get("a", 0)) >= in_progress_on_a and n
+        ),
+        timeout=30,
+    )
+    figures["calls recorded as interrupted"] = interrupted
+    assert per_node(ex, "outcome = 'interrupted'").get("b", 0) == 0
+    assert per_node(ex, "outcome = '' AND caller LIKE '06552%'").get("a", 0) == 0
+    long_result = await long_calls
+    assert long_result.counts()["TotalCallCreated"] == 4
