@@ -6,7 +6,7 @@ Rates: the issue asks 10 calls/s; this machine (2 cores, shared) may not hold th
 the whole path, so every test first measures the CPU one call costs through Kamailio and
 both nodes (a batch at a low rate, as tests/resilience/test_sustained_load.py does),
 runs at half the capacity that gives (at most 10 calls/s) and prints the rate.
-``BEREIK_NODES_RATE`` forces a rate; ``BEREIK_ROLLING_SECONDS`` (default 60; the issue's
+``BEREIK_NODES_RATE`` forces a rate; ``BEREIK_ROLLING_SECONDS`` (default 120; the issue's
 full run is 180) the rolling upgrade's length.
 """
 
@@ -16,6 +16,8 @@ import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import Cluster, cluster
-from bench.exchange import SippResult, until
+from bench.exchange import REPO, SippResult, until
 from dialplan import asterisk
 from dialplan.kamailio import rpc
 from tests.resilience.figures import Figures
@@ -226,3 +228,90 @@ async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_i
     assert per_node(ex, "outcome = '' AND caller LIKE '06552%'").get("a", 0) == 0
     long_result = await long_calls
     assert long_result.counts()["TotalCallCreated"] == 4
+
+
+ROLLING_SECONDS = int(os.environ.get("BEREIK_ROLLING_SECONDS", "120"))
+HOLD_MS = 20_000  # the issue's 20-second calls
+
+
+def bereik(ex: Cluster, *arguments: str) -> str:
+    """The `bereik` command line on this exchange's configuration; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bereik", *arguments, "--config", str(ex.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def node_state(ex: Cluster, name: str) -> str:
+    states = json.loads(bereik(ex, "node", "status", "--json"))
+    return next(state["state"] for state in states if state["name"] == name)
+
+
+async def test_rolling_upgrade_at_peak_drops_no_call(
+    installation: asterisk.Installation, tmp_path: Path, figures: Figures
+) -> None:
+    figures.title = "15.3 rolling upgrade of two nodes and two bereik serve at peak"
+    with cluster(installation, tmp_path, agi_proxy=True) as ex:
+        serves = [ex.add_serve(), ex.add_serve()]
+        ex.start_asterisk()
+        for serve in serves:
+            serve.start()
+        ex.start_agi_proxy(serves)
+        ex.phone("2001", ring_ms=100)
+        ports = [node.ami_port for node in ex.config.nodes]
+        await until(
+            lambda: all(f"AMI connected to 127.0.0.1:{p}" in s.log.read_text()
+                        for p in ports for s in serves),
+            timeout=30,
+        )
+        rate = await calibrated_rate(ex, figures)
+        total = int(rate * ROLLING_SECONDS)
+        started = time.monotonic()
+        load = asyncio.create_task(
+            ex.call("14070", caller="0655300000", calls=total, rate=rate, limit=total,
+                    hold_ms=HOLD_MS, key_delay_ms=100, timeout_s=ROLLING_SECONDS + 240)
+        )
+        await asyncio.sleep(HOLD_MS / 1000)  # at peak: every slot of the load in use
+        steps: dict[str, float] = {}
+        for name in ("a", "b"):
+            step = time.monotonic()
+            bereik(ex, "node", "drain", name)
+            assert node_state(ex, name) == "drained"
+            await until(lambda n=name: ex.node_channels(n) == 0, timeout=HOLD_MS / 1000 + 30)
+            ex.nodes[name].stop()
+            ex.start_node(name)
+            bereik(ex, "node", "undrain", name)
+            await until(lambda n=name: node_state(ex, n) == "active", timeout=15)
+            steps[f"node {name} drained, restarted, back s"] = round(time.monotonic() - step, 1)
+        for index, serve in enumerate(serves, 1):
+            step = time.monotonic()
+            assert serve.stop() == 0
+            serve.start()
+            steps[f"bereik serve {index} restarted s"] = round(time.monotonic() - step, 1)
+        upgraded = time.monotonic() - started
+        still_calling = not load.done()
+        result = await load
+        counts = result.counts()
+        rows = await until(
+            lambda: (n := ex.rows("SELECT count(*) AS n FROM calls WHERE caller = '0655300000'"
+                                  )[0].n) == total and n, timeout=30)
+        spread = per_node(ex, "caller = '0655300000'")
+        figures["calls"] = total
+        figures["s of load"] = round(time.monotonic() - started)
+        figures["upgrade done after s"] = round(upgraded)
+        for step_name, seconds in steps.items():
+            figures[step_name] = seconds
+        figures["per node"] = spread
+        figures["dropped"] = counts.get("FailedCall(C)")
+        figures["fallbacks"] = len(ex.ivr_fallbacks())
+        figures["call rows"] = rows
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert counts["SuccessfulCall(C)"] == total and counts["FailedCall(C)"] == 0
+        assert ex.ivr_fallbacks() == []
+        assert still_calling, "the load ended before the upgrade: raise BEREIK_ROLLING_SECONDS"
