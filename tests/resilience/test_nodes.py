@@ -27,6 +27,10 @@ import pytest
 
 from bench.cluster import Cluster, cluster
 from bench.exchange import REPO, SippResult, until
+from cti.ami.nodes import AmiNodes
+from cti.nodes import service as nodes_service
+from cti.services import build_services
+from cti.store.db import create_engine, migrate_async, sessions
 from dialplan import asterisk
 from dialplan.kamailio import rpc
 from tests.resilience.figures import Figures
@@ -315,3 +319,48 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
         assert counts["SuccessfulCall(C)"] == total and counts["FailedCall(C)"] == 0
         assert ex.ivr_fallbacks() == []
         assert still_calling, "the load ended before the upgrade: raise BEREIK_ROLLING_SECONDS"
+
+
+async def originate_nodes(ami: AmiNodes, count: int) -> list[str]:
+    """Originate `count` calls to the KCC phone as click-to-call does (one AMI Originate
+    each, through the nodes' face); the node of each, from its OriginateResponse."""
+    nodes = []
+    for n in range(count):
+        action_id = f"test-originate-{n}-{time.monotonic_ns()}"
+        await ami.action({
+            "Action": "Originate", "Channel": "PJSIP/2001", "Application": "Wait",
+            "Data": "1", "Async": "true", "ActionID": action_id, "Timeout": "10000",
+        })
+        while True:
+            event = await asyncio.wait_for(ami.events.get(), 15)
+            if event.get("Event") == "OriginateResponse" and event.get("ActionID") == action_id:
+                assert event.get("Response") == "Success", dict(event)
+                nodes.append(str(event.get("Uniqueid", "")).split("-", 1)[0])
+                break
+    return nodes
+
+
+async def test_a_drained_node_gets_no_originate(two_nodes: Cluster) -> None:
+    ex = two_nodes
+    ex.phone("2001", ring_ms=100)
+    store = sessions(create_engine(ex.config.database.url))
+    await migrate_async(ex.config.database.url)
+    services = build_services(ex.config, store, home=ex.host_instance, with_ami=True)
+    ami = services.ami
+    assert isinstance(ami, AmiNodes)
+    ami.start()
+    watcher = asyncio.create_task(nodes_service.watch(services))
+    try:
+        await until(lambda: sorted(ami.nodes_up()) == ["a", "b"], timeout=20)
+        assert sorted(await originate_nodes(ami, 4)) == ["a", "a", "b", "b"]
+
+        bereik(ex, "node", "drain", "a")
+        await until(lambda: ami.drained == {"a"}, timeout=10)
+        assert await originate_nodes(ami, 4) == ["b", "b", "b", "b"]
+
+        bereik(ex, "node", "undrain", "a")
+        await until(lambda: ami.drained == set(), timeout=10)
+        assert "a" in await originate_nodes(ami, 2)
+    finally:
+        watcher.cancel()
+        await ami.close()
