@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="the demo: Asterisk and bereik serve, example config")
     up.add_argument("--config", type=Path, default=EXAMPLE_CONFIG)
+    up.add_argument(
+        "--nodes", type=int, default=0, help="run N Asterisk nodes behind Kamailio (2 or more)"
+    )
     up.set_defaults(func=cmd_up)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
@@ -120,4 +123,7 @@ def cmd_asterisk_render(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     config: Config = load(args.config)
-    return run_demo(config, args.config)
+    if args.nodes == 1 or args.nodes < 0:
+        print("bereik up: --nodes takes 2 or more (without it: one Asterisk)", file=sys.stderr)
+        return 2
+    return run_demo(config, args.config, args.nodes)
