@@ -161,7 +161,7 @@ class KamailioProcess:
         return self.process is not None and self.process.poll() is None
 
 
-def rpc(config: Config, method: str, *params: Any, timeout: float = 3.0) -> Any:
+def rpc(config: Config, method: str, *params: Any, timeout: float = 10.0) -> Any:
     """One JSON-RPC call to Kamailio; its result, or KamailioError with its message."""
     body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1})
     request = urllib.request.Request(
