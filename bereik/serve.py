@@ -38,6 +38,7 @@ from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
 from cti.queue import vhold
+from cti.queue.devicestate import SharedAgentStates
 from cti.queue.events import QueueEvents
 from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
@@ -86,6 +87,11 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     # The KCC's waiting line (kcc.mode = "queue"): members restored on every connect.
     line = QueueEvents(services)
     callbacks_in_line = vhold.VirtualHoldEvents(services)
+    if config.kcc.mode == "queue" and config.nodes:
+        # An agent busy through one node is busy on every node (cti/queue/devicestate.py).
+        agent_states = SharedAgentStates(services)
+        listener.leg_watchers.append(agent_states.apply)
+        ami.on_connected.append(agent_states.on_connected)
     if config.kcc.mode == "queue":
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)

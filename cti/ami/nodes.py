@@ -6,8 +6,9 @@ nodes' systemnames keep the Uniqueids apart). Actions are routed by what they do
 
 * while a node's on-connected callbacks run (``node`` is then that node), everything
   goes to that node: the tracker's resync and the queue's restore are per node;
-* queue membership and pause (Queue* actions) go to every connected node, so an agent is
-  a member, paused or not, alike everywhere;
+* queue membership and pause (Queue* actions) and a Setvar without a channel (a global,
+  an agent's shared device state) go to every connected node, so an agent is a member,
+  paused or busy alike everywhere;
 * an Originate goes to one node that is connected and not drained, in turn;
 * an action on a channel (Setvar, Redirect, Hangup ...) goes to the node that has it:
   tried on each connected node until one carries it out;
@@ -103,6 +104,8 @@ class AmiNodes:
             return await self._everywhere(action, timeout)
         if name == "Originate":
             return await self.for_originate().action(action, timeout)
+        if name == "Setvar" and "Channel" not in action:
+            return await self._everywhere(action, timeout)  # a global or a shared device state
         return await self._where_it_works(action, timeout)
 
     async def action_list(

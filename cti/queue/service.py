@@ -47,6 +47,14 @@ def interface(extension: str) -> str:
     return f"PJSIP/{extension}"
 
 
+def state_interface(services: Services, extension: str) -> str:
+    """Whose device state app_queue reads for the member: the phone's own, or with several
+    nodes one custom state that every node shares (cti/queue/devicestate.py)."""
+    if services.config.nodes:
+        return f"Custom:bereik-agent-{extension}"
+    return interface(extension)
+
+
 def state_of(row: AgentState | None, now: datetime) -> str:
     """The one state shown for an agent, from what they chose and what the queue saw."""
     if row is None or not row.signed_in:
@@ -222,7 +230,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
                     "Action": "QueueAdd",
                     "Queue": KCC_QUEUE,
                     "Interface": member,
-                    "StateInterface": member,
+                    "StateInterface": state_interface(services, agent.extension),
                     "MemberName": agent.extension,
                     "Paused": "true" if agent.paused else "false",
                     "Reason": agent.reason,

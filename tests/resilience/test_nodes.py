@@ -33,6 +33,8 @@ from cti.services import build_services
 from cti.store.db import create_engine, migrate_async, sessions
 from dialplan import asterisk
 from dialplan.kamailio import rpc
+from tests.e2e.test_queue import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
+from tests.e2e.test_queue import agents as queue_agents
 from tests.resilience.figures import Figures
 from tests.resilience.test_sustained_load import machine_busy_seconds
 
@@ -368,3 +370,53 @@ async def test_a_drained_node_gets_no_originate(two_nodes: Cluster) -> None:
     finally:
         watcher.cancel()
         await ami.close()
+
+
+async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    with cluster(
+        installation,
+        tmp_path,
+        phones=queue_agents("2001"),
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+        server_toml=PATIENT_SERVER,
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        await both_connected(ex)
+        ex.register("2001")  # at Kamailio: both nodes reach the phone there
+        phone = ex.agent_phone("2001", ring_ms=300, talk_ms=60_000)
+        await sign_in(ex, "2001")
+        await until(lambda: all("PJSIP/2001" in ex.node_cli(n, "queue show kcc") for n in "ab"))
+
+        bereik(ex, "node", "drain", "b")  # the first caller reaches the agent through A
+        first = asyncio.create_task(
+            ex.call("14070", caller="0655400001", hold_ms=25_000, key_delay_ms=100,
+                    timeout_s=90)
+        )
+        try:
+            await until(lambda: [c.get("caller") for c in phone_calls(phone) if "answered" in c]
+                        == ["0655400001"], timeout=30)
+        except AssertionError:
+            raise AssertionError(f"the agent's phone saw {phone_calls(phone)}") from None
+        assert per_node(ex, "caller = '0655400001'") == {"a": 1}
+        bereik(ex, "node", "undrain", "b")
+        bereik(ex, "node", "drain", "a")  # the second caller waits in line on B
+        await until(lambda: node_state(ex, "b") == "active", timeout=120)
+        second = asyncio.create_task(
+            ex.call("14070", caller="0655400002", hold_ms=60_000, key_delay_ms=100,
+                    timeout_s=120)
+        )
+        await until(lambda: "0655400002" in ex.node_cli("b", "queue show kcc"), timeout=30)
+
+        # While the agent talks through A, B does not ring them ...
+        assert (await first).returncode == 0
+        assert [c["caller"] for c in phone_calls(phone)] == ["0655400001"]
+        # ... and once that call is over (and the wrap-up), B offers them its caller.
+        await until(lambda: [c["caller"] for c in phone_calls(phone)]
+                    == ["0655400001", "0655400002"], timeout=30)
+        assert per_node(ex, "caller = '0655400002'") == {"b": 1}
+        assert (await second).returncode == 0
