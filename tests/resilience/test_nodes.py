@@ -410,13 +410,17 @@ async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b
             ex.call("14070", caller="0655400002", hold_ms=60_000, key_delay_ms=100,
                     timeout_s=120)
         )
-        await until(lambda: "0655400002" in ex.node_cli("b", "queue show kcc"), timeout=30)
+        # B has the caller, waiting in its line (app_queue lists a waiting caller's wait).
+        await until(lambda: per_node(ex, "caller = '0655400002'") == {"b": 1}
+                    and "wait:" in ex.node_cli("b", "queue show kcc"), timeout=30)
 
-        # While the agent talks through A, B does not ring them ...
         assert (await first).returncode == 0
-        assert [c["caller"] for c in phone_calls(phone)] == ["0655400001"]
-        # ... and once that call is over (and the wrap-up), B offers them its caller.
-        await until(lambda: [c["caller"] for c in phone_calls(phone)]
-                    == ["0655400001", "0655400002"], timeout=30)
+        # B offers its caller to the agent only once the call through A is over.
+        first_call, second_call = await until(
+            lambda: len(c := phone_calls(phone)) == 2 and c, timeout=30
+        )
+        assert (first_call["caller"], second_call["caller"]) == ("0655400001", "0655400002")
+        assert "ended" in first_call
+        assert float(second_call["rung"]) >= float(first_call["ended"]), (first_call, second_call)
         assert per_node(ex, "caller = '0655400002'") == {"b": 1}
         assert (await second).returncode == 0
