@@ -103,6 +103,13 @@ class Server(Strict):
         return values
 
 
+def _absolute(value: str) -> str:
+    """An instance directory: absolute, since Asterisk and Kamailio are started elsewhere."""
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return value
+
+
 class Asterisk(Strict):
     sip_bind: str = "127.0.0.1"
     sip_port: int = Field(5060, ge=1, le=65535)
@@ -131,12 +138,7 @@ class Asterisk(Strict):
     # on every node) and the sounds `bereik serve` writes live; empty for a single Asterisk.
     shared_dir: str = ""
 
-    @field_validator("instance_dir")
-    @classmethod
-    def absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
 
 
 NodeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
@@ -155,12 +157,7 @@ class Node(Strict):
     rtp_start: int = Field(0, ge=0, le=65000)
     rtp_end: int = Field(0, ge=0, le=65535)
 
-    @field_validator("instance_dir")
-    @classmethod
-    def absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
 
     @field_validator("host")
     @classmethod
@@ -189,12 +186,7 @@ class Kamailio(Strict):
     user: str = "nobody"
     group: str = "nogroup"
 
-    @field_validator("instance_dir")
-    @classmethod
-    def absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
 
 
 class Database(Strict):

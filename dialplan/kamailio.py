@@ -19,12 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from dialplan.asterisk import Installation, InstallError
 from dialplan.config import Config, ConfigError
 from dialplan.private import private_dir, write_private
-from dialplan.render import load_secrets, secrets_file
+from dialplan.render import load_secrets, secrets_file, templates
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "kamailio"
 BINARY = "/usr/sbin/kamailio"
@@ -56,13 +54,7 @@ def render_kamailio(config: Config, installation: Installation) -> Path:
         raise ConfigError("[kamailio] needs [[nodes]]: give at least one Asterisk node")
     home = private_dir(Path(config.kamailio.instance_dir))
     secrets = load_secrets(secrets_file(installation, config), config)
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = templates(TEMPLATES)
     context = {
         "config": config,
         "k": config.kamailio,

@@ -187,6 +187,18 @@ def load_secrets(path: Path, config: Config) -> Secrets:
     return Secrets(ami=data["ami"], phones=phones, agi=data["agi"])
 
 
+def templates(folder: Path) -> jinja2.Environment:
+    """The Jinja environment for a folder of configuration templates (Asterisk, Kamailio):
+    an unknown name is an error, and block tags leave no blank lines."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def secrets_file(installation: Installation, config: Config) -> Path:
     """The instance's secrets; a node's are the cluster's (one AMI, AGI and phone password
     set for every node, so a phone and `bereik serve` sign in to each alike)."""
@@ -217,13 +229,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     tls_files = _copy_tls_files(config, instance_host, dirs)
     if config.kcc.mode == "queue":
         make_music(installation.host_path(dirs.sounds) / "moh")
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = templates(TEMPLATES)
     context = {
         "config": config,
         "dirs": dirs,

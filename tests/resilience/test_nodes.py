@@ -129,6 +129,7 @@ async def calls(
     )
 
 
+@pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_calls_spread_over_both_nodes_and_the_wall_screen_counts_each_once(
     two_nodes: Cluster, figures: Figures
 ) -> None:
@@ -171,6 +172,7 @@ def open_dialogs(ex: Cluster, node: str) -> int:
     return sum(f":{port}" in json.dumps(dialog) for dialog in listed)
 
 
+@pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_interrupted(
     two_nodes: Cluster, figures: Figures
 ) -> None:
@@ -263,6 +265,7 @@ def node_state(ex: Cluster, name: str) -> str:
     return next(state["state"] for state in states if state["name"] == name)
 
 
+@pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_rolling_upgrade_at_peak_drops_no_call(
     installation: asterisk.Installation, tmp_path: Path, figures: Figures
 ) -> None:
