@@ -12,14 +12,13 @@ import grp
 import json
 import os
 import pwd
-import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from dialplan.asterisk import Installation, InstallError
+from dialplan.asterisk import Installation, InstallError, stop_process
 from dialplan.config import Config, ConfigError
 from dialplan.private import private_dir, write_private
 from dialplan.render import load_secrets, secrets_file, templates
@@ -139,14 +138,7 @@ class KamailioProcess:
         raise KamailioError(f"Kamailio not answering RPC within {wait_seconds:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process, timeout)
 
     @property
     def running(self) -> bool:

@@ -114,6 +114,14 @@ async def calibrated_rate(ex: Cluster, figures: Figures) -> float:
     return rate
 
 
+async def serving_with_kcc_phone(ex: Cluster, figures: Figures) -> float:
+    """`bereik serve` connected to both nodes, the KCC phone answering; the rate to use."""
+    ex.start_serve()
+    ex.phone("2001", ring_ms=100)
+    await both_connected(ex)
+    return await calibrated_rate(ex, figures)
+
+
 async def calls(
     ex: Cluster, count: int, rate: float, caller: str, hold_ms: int = 6000, timeout_s: int = 120
 ) -> SippResult:
@@ -135,10 +143,7 @@ async def test_calls_spread_over_both_nodes_and_the_wall_screen_counts_each_once
 ) -> None:
     ex = two_nodes
     figures.title = "15.1 calls spread over two nodes behind Kamailio"
-    ex.start_serve()
-    ex.phone("2001", ring_ms=100)
-    await both_connected(ex)
-    rate = await calibrated_rate(ex, figures)
+    rate = await serving_with_kcc_phone(ex, figures)
     before = metric(ex, "bereik_calls_offered_total", entry="14070")
     answered_before = metric(ex, "bereik_calls_answered_total", team="kcc")
     total = int(rate * 20)
@@ -178,10 +183,7 @@ async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_i
 ) -> None:
     ex = two_nodes
     figures.title = "15.2 kill -9 of one of two nodes under calls"
-    ex.start_serve()
-    ex.phone("2001", ring_ms=100)
-    await both_connected(ex)
-    rate = await calibrated_rate(ex, figures)
+    rate = await serving_with_kcc_phone(ex, figures)
 
     # Calls in progress on both nodes when A dies: four long ones, two on each.
     long_calls = asyncio.create_task(
