@@ -73,6 +73,16 @@ class AmiNodes:
         client = _connecting.get()
         return client.node if client is not None else ""
 
+    # Where the events come from, as AmiClient says it (the call tracking lease's name):
+    # the nodes together are one exchange, so one lease records all their calls.
+    @property
+    def host(self) -> str:
+        return "nodes"
+
+    @property
+    def port(self) -> str:
+        return ",".join(sorted(self.clients))
+
     @property
     def dropped_events(self) -> int:
         return sum(client.dropped_events for client in self.clients.values())

@@ -43,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
+from cti.ami.nodes import AmiNodes
 from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
@@ -140,7 +141,10 @@ class CallListener:
         marker = Message({"Event": RESYNC_EVENT})
         marker.channels = [c for c in channels if c.get("Event") == "CoreShowChannel"]
         marker.node = ami.node
-        marker.restarted = before is not None and before != started
+        # Unscoped on several nodes (the lease taken over): the answer is any node's, so no
+        # restart can be told; each node's own connect tells it.
+        scoped = ami.node or not isinstance(ami, AmiNodes)
+        marker.restarted = scoped and before is not None and before != started
         await ami.events.put(marker)
 
     def _set_waiting(self) -> None:
