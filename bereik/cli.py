@@ -15,6 +15,7 @@ from bereik.tls import register as tls_register
 from cti.announcements import cli as announcements_cli
 from cti.callbacks import cli as callbacks_cli
 from cti.hoppers import cli as hoppers_cli
+from cti.nodes import cli as nodes_cli
 from cti.reports import cli as reports_cli
 from cti.users import cli as users_cli
 from dialplan import asterisk, clock
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="the demo: Asterisk and bereik serve, example config")
     up.add_argument("--config", type=Path, default=EXAMPLE_CONFIG)
+    up.add_argument(
+        "--nodes", type=int, default=0, help="run N Asterisk nodes behind Kamailio (2 or more)"
+    )
     up.set_defaults(func=cmd_up)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
@@ -78,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     announcements_cli.register(commands)
     callbacks_cli.add_due(hoppers_cli.register(commands))
     users_cli.register(commands)
+    nodes_cli.register(commands)
     reports_cli.register(commands)
     tls_register(commands)
     return parser
@@ -118,4 +123,7 @@ def cmd_asterisk_render(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     config: Config = load(args.config)
-    return run_demo(config, args.config)
+    if args.nodes == 1 or args.nodes < 0:
+        print("bereik up: --nodes takes 2 or more (without it: one Asterisk)", file=sys.stderr)
+        return 2
+    return run_demo(config, args.config, args.nodes)

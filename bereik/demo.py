@@ -10,12 +10,46 @@ from pathlib import Path
 from bereik.mailsink import start_mail_sink
 from bereik.serve import serve
 from dialplan import asterisk
-from dialplan.config import Config
+from dialplan.config import Config, load
+from dialplan.kamailio import KamailioProcess, render_kamailio
+from dialplan.private import private_dir, write_private
 from dialplan.render import render
 
+# `bereik up --nodes N`: node n's SIP and AMI ports are the configured ones plus n times these.
+NODE_SIP_STEP, NODE_AMI_STEP, NODE_RTP_SPAN = 100, 1, 1000
 
-def run_demo(config: Config, config_path: Path) -> int:
+
+def with_nodes(config: Config, config_path: Path, count: int) -> Path:
+    """A copy of the configuration file with `count` nodes behind Kamailio, Kamailio on
+    [asterisk]'s SIP address (so phones and the trunk use the same address as with one
+    Asterisk); written beside the instance, so `bereik node ... --config` can use it."""
+    a = config.asterisk
+    tables = [
+        f"\n[kamailio]\nsip_bind = \"{a.sip_bind}\"\nsip_port = {a.sip_port}\n"
+        f'instance_dir = "{Path(a.instance_dir).parent}/kamailio"\n'
+    ]
+    for n in range(1, count + 1):
+        name = chr(ord("a") + n - 1)
+        rtp = a.rtp_start + (n - 1) * NODE_RTP_SPAN
+        tables.append(
+            f'\n[[nodes]]\nname = "{name}"\nsip_port = {a.sip_port + n * NODE_SIP_STEP}\n'
+            f"ami_port = {a.ami_port + n * NODE_AMI_STEP}\n"
+            f'instance_dir = "{a.instance_dir}-{name}"\n'
+            f"rtp_start = {rtp}\nrtp_end = {rtp + NODE_RTP_SPAN - 1}\n"
+        )
+    home = private_dir(Path(a.instance_dir).parent)
+    path = home / f"bereik-{count}-nodes.toml"
+    write_private(path, config_path.read_text() + "".join(tables))
+    load(path)  # the same checks as any configuration file
+    return path
+
+
+def run_demo(config: Config, config_path: Path, nodes: int = 0) -> int:
     installation = asterisk.install(progress=lambda line: print(line, flush=True))
+    if nodes:
+        config_path = with_nodes(config, config_path, nodes)
+        config = load(config_path)
+        return _run_nodes(config, config_path, installation)
     etc = render(config, installation)
     print(f"Asterisk configuration written to {etc}")
     process = asterisk.AsteriskProcess(installation, config.asterisk.instance_dir)
@@ -45,6 +79,43 @@ def run_demo(config: Config, config_path: Path) -> int:
     finally:
         process.stop()
         print("stopped Asterisk and bereik serve")
+    return 0
+
+
+def _run_nodes(config: Config, config_path: Path, installation: asterisk.Installation) -> int:
+    """The demo with every [[nodes]] Asterisk behind Kamailio."""
+    processes = []
+    kamailio = KamailioProcess(config)
+    try:
+        for node in config.nodes:
+            render(config.node(node.name), installation)
+            process = asterisk.AsteriskProcess(installation, node.instance_dir)
+            process.start()
+            processes.append(process)
+            print(f"node {node.name}: Asterisk on {node.host}:{node.sip_port}, AMI {node.ami_port}")
+        home = render_kamailio(config, installation)
+        kamailio.check()
+        kamailio.start()
+        k = config.kamailio
+        web = f"{'https' if config.tls.https else 'http'}://{config.server.http_host}:"
+        print(
+            f"\nBereik is running on {len(processes)} nodes behind Kamailio.\n"
+            f"  Call 14070:      sip:{config.exchange.main_number}@{k.sip_bind}:{k.sip_port}\n"
+            f"  Phones:          register at {k.sip_bind}:{k.sip_port} (Kamailio)\n"
+            f"  Web and API:     {web}{config.server.http_port}/\n"
+            f"  Nodes:           bereik node status --config {config_path}\n"
+            f"                   bereik node drain a --config {config_path}\n"
+            f"  Kamailio:        {home}/kamailio.cfg, log {home}/kamailio.log\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        mail_folder = installation.host_path(config.asterisk.instance_dir).parent / "demo-mail"
+        asyncio.run(_serve_until_signal(config, mail_folder))
+    finally:
+        kamailio.stop()
+        for process in processes:
+            process.stop()
+        print("stopped Kamailio, the nodes and bereik serve")
     return 0
 
 

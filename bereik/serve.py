@@ -33,10 +33,12 @@ from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
 from cti.hoppers import http as hoppers_http
+from cti.nodes import service as nodes
 from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
 from cti.queue import vhold
+from cti.queue.devicestate import SharedAgentStates
 from cti.queue.events import QueueEvents
 from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
@@ -89,6 +91,11 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     # The KCC's waiting line (kcc.mode = "queue"): members restored on every connect.
     line = QueueEvents(services)
     callbacks_in_line = vhold.VirtualHoldEvents(services)
+    if config.kcc.mode == "queue" and config.nodes:
+        # An agent busy through one node is busy on every node (cti/queue/devicestate.py).
+        agent_states = SharedAgentStates(services)
+        listener.leg_watchers.append(agent_states.apply)
+        ami.on_connected.append(agent_states.on_connected)
     if config.kcc.mode == "queue":
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)
@@ -134,6 +141,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "retention": functools.partial(retention.run, services),
         "survey figures": functools.partial(survey.run, services),
         "announcement savings": functools.partial(savings.run, services),
+        "node states": functools.partial(nodes.watch, services),
     }
     if config.kcc.mode == "queue":
         workers |= {

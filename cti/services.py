@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cti.ami.client import AmiClient
+from cti.ami.nodes import Ami, AmiNodes
 from cti.store.db import Sessions, create_engine, migrate_async, sessions
 from cti.tts import TtsEngine, engine_for
 from dialplan.asterisk import installed
@@ -30,8 +31,9 @@ class Services:
     instance_dir: Path
     # The voice of every prompt and announcement ([tts] in the configuration).
     tts: TtsEngine
-    # The one AMI client (commands to Asterisk); None in a command-line tool.
-    ami: AmiClient | None = None
+    # The one AMI client (commands to Asterisk); None in a command-line tool. With
+    # [[nodes]], one face over a client per node (cti/ami/nodes.py).
+    ami: Ami | None = None
 
     @property
     def sounds_dir(self) -> Path:
@@ -65,16 +67,27 @@ def build_services(
     """
     home = home or instance_dir(config)
     metrics = BereikMetrics(teams=[team.id for team in config.teams], handlers=handlers)
-    ami: AmiClient | None = None
+    ami: Ami | None = None
     if with_ami:
         secret = load_secrets(home / "secrets.json", config).ami
-        ami = AmiClient(
-            "127.0.0.1",
-            config.asterisk.ami_port,
-            config.asterisk.ami_user,
-            secret,
-            queue_size=config.asterisk.ami_event_queue,
-        )
+
+        def client(host: str, port: int, node: str = "") -> AmiClient:
+            return AmiClient(
+                host,
+                port,
+                config.asterisk.ami_user,
+                secret,
+                queue_size=config.asterisk.ami_event_queue,
+                node=node,
+            )
+
+        if config.nodes:
+            ami = AmiNodes(
+                {node.name: client(node.host, node.ami_port, node.name) for node in config.nodes},
+                queue_size=config.asterisk.ami_event_queue,
+            )
+        else:
+            ami = client("127.0.0.1", config.asterisk.ami_port)
         ami.on_state.append(metrics.set_ami_connected)
         ami.on_dropped.append(metrics.ami_event_dropped)
     return Services(

@@ -103,6 +103,13 @@ class Server(Strict):
         return values
 
 
+def _absolute(value: str) -> str:
+    """An instance directory: absolute, since Asterisk and Kamailio are started elsewhere."""
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return value
+
+
 class Asterisk(Strict):
     sip_bind: str = "127.0.0.1"
     sip_port: int = Field(5060, ge=1, le=65535)
@@ -124,13 +131,62 @@ class Asterisk(Strict):
     # server.agi_host:agi_port. With several `bereik serve`, HAProxy's port in front of
     # them (deploy/haproxy/bereik-fastagi.cfg).
     fastagi: str = Field("", pattern=r"^$|^[A-Za-z0-9.\-]+:\d{1,5}$")
+    # Asterisk's systemname: the prefix of every Uniqueid, so that the Uniqueids of two
+    # nodes never collide. Set per node from [[nodes]] name; empty for a single Asterisk.
+    systemname: str = Field("", pattern=r"^$|^[a-z][a-z0-9]{0,15}$")
+    # A node's view (Config.node): the cluster's instance_dir, where the secrets (the same
+    # on every node) and the sounds `bereik serve` writes live; empty for a single Asterisk.
+    shared_dir: str = ""
 
-    @field_validator("instance_dir")
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
+
+
+NodeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
+
+
+class Node(Strict):
+    """One Asterisk node behind Kamailio ([[nodes]]): the same rendered dialplan, its own
+    ports, directory and systemname (its name), and its own AMI connection into Bereik."""
+
+    name: NodeName
+    host: str = "127.0.0.1"  # where Kamailio and bereik reach this node
+    sip_port: int = Field(ge=1, le=65535)
+    ami_port: int = Field(ge=1, le=65535)
+    instance_dir: str
+    # Each node its own RTP range when several share one machine (the demo, the tests).
+    rtp_start: int = Field(0, ge=0, le=65000)
+    rtp_end: int = Field(0, ge=0, le=65535)
+
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
+
+    @field_validator("host")
     @classmethod
-    def absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path")
-        return value
+    def host_name(cls, value: str) -> str:
+        return _whole(_HOST_PORT, value, "must be a host name or address")
+
+
+class Kamailio(Strict):
+    """The SIP proxy in front of the nodes (deploy/kamailio/), used when [[nodes]] is set:
+    the one SIP address the trunk and the phones see."""
+
+    sip_bind: str = "127.0.0.1"
+    sip_port: int = Field(5060, ge=1, le=65535)
+    # JSON-RPC over HTTP (dispatcher states for `bereik node`), on loopback only.
+    rpc_port: int = Field(5071, ge=1, le=65535)
+    instance_dir: str = "/var/lib/bereik/kamailio"
+    # OPTIONS probe to every node this often; a node that does not answer one is taken out.
+    probe_seconds: int = Field(1, ge=1, le=60)
+    # A node that does not answer an INVITE (not even 100 Trying) within this long, or
+    # answers 5xx, is skipped and the call goes to the next node.
+    failover_ms: int = Field(1500, ge=200, le=30000)
+    # In-dialog OPTIONS to both ends of every call (Kamailio's minimum is 30 s); a call
+    # whose node is gone is ended towards the trunk 10 s after a keepalive fails.
+    keepalive_seconds: int = Field(30, ge=30, le=3600)
+    # The user Kamailio drops to when started as root.
+    user: str = "nobody"
+    group: str = "nogroup"
+
+    absolute = field_validator("instance_dir")(classmethod(lambda cls, value: _absolute(value)))
 
 
 class Database(Strict):
@@ -614,6 +670,9 @@ class Config(Strict):
     question_recording: QuestionRecording = QuestionRecording()
     survey: Survey = Survey()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
+    # Several Asterisk nodes behind Kamailio; empty: one Asterisk as [asterisk] says.
+    nodes: list[Node] = []
+    kamailio: Kamailio = Kamailio()
 
     def known_categories(self) -> set[str]:
         """Every question category a call or hopper may get (lower case)."""
@@ -677,6 +736,38 @@ class Config(Strict):
         if self.trunk.transport == "tls" and self.trunk.registers and not self.tls.enabled:
             raise ValueError("trunk transport tls needs [tls] cert_file and key_file")
         return self
+
+    @model_validator(mode="after")
+    def distinct_nodes(self) -> Config:
+        for key in ("name", "instance_dir"):
+            values = [getattr(node, key) for node in self.nodes]
+            for value in values:
+                if values.count(value) > 1:
+                    raise ValueError(f"two nodes have {key} {value}")
+        ports = [(node.host, node.sip_port) for node in self.nodes]
+        if len(set(ports)) != len(ports):
+            raise ValueError("two nodes have the same host and sip_port")
+        return self
+
+    def node(self, name: str) -> Config:
+        """This configuration as node `name` sees it: [asterisk] with the node's ports,
+        directory and systemname; everything else (dialplan, phones, teams) the same."""
+        for node in self.nodes:
+            if node.name == name:
+                changes: dict[str, object] = {
+                    "sip_port": node.sip_port,
+                    "ami_port": node.ami_port,
+                    "instance_dir": node.instance_dir,
+                    "systemname": node.name,
+                    "shared_dir": self.asterisk.instance_dir,
+                }
+                if node.rtp_start and node.rtp_end:
+                    changes |= {"rtp_start": node.rtp_start, "rtp_end": node.rtp_end}
+                return self.model_copy(
+                    update={"asterisk": self.asterisk.model_copy(update=changes)}
+                )
+        known = ", ".join(node.name for node in self.nodes) or "none configured"
+        raise ConfigError(f"no node {name!r} (nodes: {known})")
 
     @property
     def outbound_trunk(self) -> bool:

@@ -132,6 +132,8 @@ class Directories:
     modules: str
     data: str = "/usr/share/asterisk"
     etc_override: str = ""
+    # Several nodes play the same prompts: from the cluster's directory ([asterisk] shared_dir).
+    shared: str = ""
 
     @property
     def etc(self) -> str:
@@ -155,7 +157,7 @@ class Directories:
 
     @property
     def sounds(self) -> str:
-        return f"{self.instance}/sounds"
+        return f"{self.shared or self.instance}/sounds"
 
 
 @dataclass(frozen=True)
@@ -185,36 +187,49 @@ def load_secrets(path: Path, config: Config) -> Secrets:
     return Secrets(ami=data["ami"], phones=phones, agi=data["agi"])
 
 
+def templates(folder: Path) -> jinja2.Environment:
+    """The Jinja environment for a folder of configuration templates (Asterisk, Kamailio):
+    an unknown name is an error, and block tags leave no blank lines."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 def secrets_file(installation: Installation, config: Config) -> Path:
-    return installation.host_path(config.asterisk.instance_dir) / "secrets.json"
+    """The instance's secrets; a node's are the cluster's (one AMI, AGI and phone password
+    set for every node, so a phone and `bereik serve` sign in to each alike)."""
+    shared = config.asterisk.shared_dir or config.asterisk.instance_dir
+    return installation.host_path(shared) / "secrets.json"
 
 
 def render(config: Config, installation: Installation, out_dir: Path | None = None) -> Path:
     """Write every configuration file of this instance; return the etc directory on the host."""
     instance_host = installation.host_path(config.asterisk.instance_dir)
-    dirs = Directories(instance=config.asterisk.instance_dir, modules=installation.modules_dir)
+    dirs = Directories(
+        instance=config.asterisk.instance_dir,
+        modules=installation.modules_dir,
+        shared=config.asterisk.shared_dir,
+    )
     etc = installation.host_path(dirs.etc)
     if out_dir is not None:
         etc = out_dir.resolve()
         if etc.is_relative_to(installation.root):
             # Asterisk reads the files where they were written.
             inside = "/" + str(etc.relative_to(installation.root))
-            dirs = Directories(dirs.instance, dirs.modules, etc_override=inside)
+            dirs = Directories(dirs.instance, dirs.modules, etc_override=inside, shared=dirs.shared)
     # Logs, recordings and spoken numbers are personal data; etc holds the secrets.
     private_dir(instance_host)
     for sub in ("etc", "lib", "run", "log", "spool", "sounds", "lib/agi-bin"):
         private_dir(instance_host / sub)
-    secrets = load_secrets(instance_host / "secrets.json", config)
+    secrets = load_secrets(secrets_file(installation, config), config)
     tls_files = _copy_tls_files(config, instance_host, dirs)
     if config.kcc.mode == "queue":
-        make_music(instance_host / "sounds" / "moh")
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+        make_music(installation.host_path(dirs.sounds) / "moh")
+    environment = templates(TEMPLATES)
     context = {
         "config": config,
         "dirs": dirs,

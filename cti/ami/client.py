@@ -116,8 +116,11 @@ class AmiClient:
         backoff_min: float = 0.5,
         backoff_max: float = 4.0,
         queue_size: int = 10_000,
+        node: str = "",
     ) -> None:
         self.host, self.port, self.username, self.secret = host, port, username, secret
+        # The Asterisk node's systemname when there are several (cti/ami/nodes.py).
+        self.node = node
         self.action_timeout = action_timeout
         self.ping_interval = ping_interval
         self.backoff_min, self.backoff_max = backoff_min, backoff_max

@@ -43,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.client import AmiError
+from cti.ami.nodes import AmiNodes
 from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
@@ -89,12 +90,18 @@ class CallListener:
         self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
         self._waiting: dict[str, int] = {}
+        # When each Asterisk (by node; "" for a single one) last started, as CoreStatus said.
+        self._asterisk_started: dict[str, str] = {}
 
     # -- the bus side ------------------------------------------------------------------
 
     def on_event(self, event: Message) -> None:
         if event.get("Event") == RESYNC_EVENT:
-            effects = self.tracker.resync(getattr(event, "channels", []))
+            effects = self.tracker.resync(
+                getattr(event, "channels", []),
+                node=getattr(event, "node", ""),
+                restarted=getattr(event, "restarted", False),
+            )
             log.info("call tracker resynchronised: %d calls in progress", len(self.tracker.calls))
         else:
             effects = self.tracker.feed(event)
@@ -122,12 +129,22 @@ class CallListener:
         if ami is None:
             return
         try:
+            status = await ami.action({"Action": "CoreStatus"}, timeout=10)
             channels = await ami.action_list({"Action": "CoreShowChannels"}, timeout=10)
         except AmiError as exc:
             log.warning("CoreShowChannels failed (%s); calls in progress are not resynced", exc)
             return
+        # Asterisk's start time tells a restart (calls cut) from a reconnect (calls went on).
+        started = f"{status.get('CoreStartupDate', '')} {status.get('CoreStartupTime', '')}"
+        before = self._asterisk_started.get(ami.node)
+        self._asterisk_started[ami.node] = started
         marker = Message({"Event": RESYNC_EVENT})
         marker.channels = [c for c in channels if c.get("Event") == "CoreShowChannel"]
+        marker.node = ami.node
+        # Unscoped on several nodes (the lease taken over): the answer is any node's, so no
+        # restart can be told; each node's own connect tells it.
+        scoped = ami.node or not isinstance(ami, AmiNodes)
+        marker.restarted = scoped and before is not None and before != started
         await ami.events.put(marker)
 
     def _set_waiting(self) -> None:

@@ -123,7 +123,8 @@ class Ended:
     uniqueid: str
     uniqueids: tuple[str, ...]  # every channel of the call: a hopper may name any of them
     entry_kind: str
-    outcome: str  # answered_kcc answered_team transferred abandoned (hopper/closed/info: DB)
+    # answered_kcc answered_team transferred abandoned interrupted (hopper/closed/info: DB)
+    outcome: str
     team: str
     agent: str
     wait_seconds: float | None
@@ -217,21 +218,34 @@ class CallTracker:
         self._refresh(self._call_of(event))
         return effects
 
-    def resync(self, channels: Iterable[Mapping[str, Any]]) -> list[Effect]:
+    def resync(
+        self, channels: Iterable[Mapping[str, Any]], node: str = "", restarted: bool = False
+    ) -> list[Effect]:
         """After a (re)connect: the live channels (CoreShowChannel events) are the truth.
 
         Calls we followed whose channels are all gone ended while we were not listening
-        (Asterisk restarted, or the connection dropped): they end now with what we knew.
-        Live channels we do not know are taken up; their past is unknown, so a call found
-        in a bridge counts as answered with an unknown wait.
+        (Asterisk restarted, or the connection dropped): they end now with what we knew,
+        or as "interrupted" when Asterisk `restarted` (it died under them: not the
+        caller's doing, so not abandoned). Live channels we do not know are taken up;
+        their past is unknown, so a call found in a bridge counts as answered with an
+        unknown wait. With several nodes, `node` (its systemname, the prefix of its
+        Uniqueids) limits all this to that node's calls.
         """
         now = self.clock()
         effects: list[Effect] = []
         live = {str(c.get("Uniqueid", "")): c for c in channels}
+        mine = f"{node}-" if node else ""
         for call in list(self.calls.values()):
+            if not call.uniqueid.startswith(mine):
+                continue
             call.channels &= set(live)
             if not call.channels:
-                self._end(call, now, effects)
+                ended: list[Effect] = []
+                self._end(call, now, ended)
+                effects += [
+                    replace(e, outcome="interrupted") if restarted and isinstance(e, Ended) else e
+                    for e in ended
+                ]
         for uniqueid, channel in sorted(live.items()):
             if uniqueid in self.by_channel:
                 continue
@@ -262,7 +276,7 @@ class CallTracker:
                     effects.append(Answered(call.uniqueid, offer.team, offer.agent, None))
         names = {str(c.get("Channel", "")) for c in channels}
         for name, leg in list(self.legs.items()):
-            if name not in names:
+            if name not in names and leg.call.startswith(mine):
                 del self.legs[name]
                 effects.append(replace(leg, state="ended", at=now))
         for call in self.calls.values():

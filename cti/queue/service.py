@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from cti.ami.client import AmiActionFailed, AmiClient, AmiError
+from cti.ami.client import AmiActionFailed, AmiError
+from cti.ami.nodes import Ami
 from cti.audit import audit
 from cti.services import Services
 from cti.store.models import AgentState, QueueCall, VirtualHold
@@ -44,6 +45,14 @@ def queue_enabled(services: Services) -> bool:
 
 def interface(extension: str) -> str:
     return f"PJSIP/{extension}"
+
+
+def state_interface(services: Services, extension: str) -> str:
+    """Whose device state app_queue reads for the member: the phone's own, or with several
+    nodes one custom state that every node shares (cti/queue/devicestate.py)."""
+    if services.config.nodes:
+        return f"Custom:bereik-agent-{extension}"
+    return interface(extension)
 
 
 def state_of(row: AgentState | None, now: datetime) -> str:
@@ -221,7 +230,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
                     "Action": "QueueAdd",
                     "Queue": KCC_QUEUE,
                     "Interface": member,
-                    "StateInterface": member,
+                    "StateInterface": state_interface(services, agent.extension),
                     "MemberName": agent.extension,
                     "Paused": "true" if agent.paused else "false",
                     "Reason": agent.reason,
@@ -245,7 +254,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
         )
 
 
-async def _tolerant(ami: AmiClient, action: dict[str, str], harmless: str) -> None:
+async def _tolerant(ami: Ami, action: dict[str, str], harmless: str) -> None:
     """An action whose failure with this message means it was already so."""
     try:
         await ami.action(action)

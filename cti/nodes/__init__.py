@@ -1,0 +1,1 @@
+"""The Asterisk nodes behind Kamailio: drain, undrain, status."""

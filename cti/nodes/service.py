@@ -1,0 +1,96 @@
+"""Drain, undrain and status of the Asterisk nodes: Kamailio's dispatcher states are the truth.
+
+A drained node gets no new call from Kamailio (dispatcher state "d", never probed back)
+and no originate from Bereik (``watch`` keeps ``AmiNodes.drained`` current); calls in
+progress on it go on, as their requests follow the Record-Route, not the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cti.ami.nodes import AmiNodes
+from cti.services import Services
+from dialplan.config import Config, ConfigError
+from dialplan.kamailio import DRAINED, SET, UNDRAINED, KamailioError, rpc
+
+log = logging.getLogger("bereik.nodes")
+
+# Kamailio's first FLAGS letter, in words.
+STATES = {"A": "active", "I": "inactive", "T": "trying", "D": "drained"}
+WATCH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    uri: str
+    state: str  # active, inactive (failed its probe or a call), trying, drained
+    probed: bool
+
+
+def status(config: Config) -> list[NodeState]:
+    """Every configured node as Kamailio's dispatcher sees it now."""
+    found = {state.name: state for state in _parse(rpc(config, "dispatcher.list"))}
+    missing = [node.name for node in config.nodes if node.name not in found]
+    if missing:
+        raise KamailioError(f"Kamailio does not list node(s) {', '.join(missing)}: render again")
+    return [found[node.name] for node in config.nodes]
+
+
+def _parse(result: Any) -> list[NodeState]:
+    states = []
+    for record in (result or {}).get("RECORDS", []):
+        for target in record.get("SET", {}).get("TARGETS", []):
+            dest = target.get("DEST", {})
+            flags = str(dest.get("FLAGS", "??"))
+            states.append(
+                NodeState(
+                    name=str(dest.get("ATTRS", {}).get("DUID", "")),
+                    uri=str(dest.get("URI", "")),
+                    state=STATES.get(flags[:1], flags),
+                    probed=flags[1:2] == "P",
+                )
+            )
+    return states
+
+
+def drain(config: Config, name: str) -> None:
+    _set(config, name, DRAINED)
+
+
+def undrain(config: Config, name: str) -> None:
+    _set(config, name, UNDRAINED)
+
+
+def _set(config: Config, name: str, state: str) -> None:
+    config.node(name)  # an unknown name is a clear error, before Kamailio is asked
+    rpc(config, "dispatcher.set_duid_state", state, SET, name)
+
+
+async def watch(services: Services) -> None:
+    """Keep the AMI face's drained set equal to Kamailio's, so originates avoid them.
+
+    Kamailio unreachable: the last known set stays (an originate to a node that is up
+    is still answered); it is logged once per outage.
+    """
+    ami = services.ami
+    if not isinstance(ami, AmiNodes):
+        return
+    failing = False
+    while True:
+        try:
+            states = await asyncio.to_thread(status, services.config)
+            drained = {s.name for s in states if s.state == "drained"}
+            if drained != ami.drained:
+                log.info("drained nodes now: %s", ", ".join(sorted(drained)) or "none")
+            ami.drained = drained
+            failing = False
+        except (KamailioError, ConfigError) as exc:
+            if not failing:
+                log.warning("node states unknown (%s); keeping %s", exc, sorted(ami.drained))
+            failing = True
+        await asyncio.sleep(WATCH_SECONDS)
