@@ -37,6 +37,7 @@ from cti.nodes import service as nodes
 from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
+from cti.queue import sounds as queue_sounds
 from cti.queue import vhold
 from cti.queue.devicestate import SharedAgentStates
 from cti.queue.events import QueueEvents
@@ -150,6 +151,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
             "queue closing time": functools.partial(queue_overflow.run, services),
             "virtual hold events": callbacks_in_line.run,
             "virtual holds": functools.partial(vhold.place_worker, services),
+            "waiting-line sounds": functools.partial(queue_sounds.make, services),
         }
     background: list[asyncio.Task[None]] = []
     try:

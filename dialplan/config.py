@@ -250,6 +250,15 @@ class Queue(Strict):
     # How long one agent's phone rings before the queue tries the next agent; an agent who
     # lets it ring out is paused (reason ring_out) until they say they are ready.
     agent_ring_seconds: int = Field(15, ge=3, le=120)
+    # Strict order: a caller is handed to an agent only once everyone ahead of them was
+    # answered (app_queue autofill = no), so callers are answered in the order they came
+    # even when two agents come free in the same second. The price: while the first caller's
+    # agent rings, nobody behind is rung (a ring-out holds the line up to agent_ring_seconds,
+    # and pauses that agent). false: several callers ring free agents at once.
+    strict_order: bool = True
+    # The place in line is said on joining it and again every this many seconds (and when
+    # it changed, not more often), by app_queue with Bereik's own voice (cti/queue/sounds.py).
+    position_every_seconds: int = Field(30, ge=5, le=600)
     # Overflow: the caller gets the callback offer after this long in line, when this
     # many already wait, when no agent is signed in, or when closing time comes.
     max_wait_seconds: int = Field(900, ge=10, le=7200)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets as random_secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,26 @@ def secrets_file(installation: Installation, config: Config) -> Path:
     return installation.host_path(shared) / "secrets.json"
 
 
+def instance_data_dir(installation: Installation, instance_host: Path, dirs: Directories) -> str:
+    """This instance's own astdatadir: Asterisk's (links to each entry), and in ``sounds``
+    a directory per language of Bereik's own (``nl_bereik``: the waiting line's position
+    sounds, made by `bereik serve`), which Asterisk finds for a channel in that language
+    and falls back from to ``nl`` and ``en`` for every other sound. Returns it as Asterisk
+    sees it."""
+    shared = installation.host_path(dirs.data)
+    data = private_dir(instance_host / "data")
+    private_dir(data / "sounds")
+    for source, target_dir in ((shared, data), (shared / "sounds", data / "sounds")):
+        for entry in source.iterdir() if source.is_dir() else ():
+            link = target_dir / entry.name
+            if entry.name == "sounds" and target_dir == data:
+                continue
+            if not link.is_symlink() and not link.exists():
+                # As Asterisk sees it (inside its chroot, if it has one).
+                link.symlink_to(f"{dirs.data}/{entry.relative_to(shared)}")
+    return f"{dirs.instance}/data"
+
+
 def render(config: Config, installation: Installation, out_dir: Path | None = None) -> Path:
     """Write every configuration file of this instance; return the etc directory on the host."""
     instance_host = installation.host_path(config.asterisk.instance_dir)
@@ -229,6 +249,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     tls_files = _copy_tls_files(config, instance_host, dirs)
     if config.kcc.mode == "queue":
         make_music(installation.host_path(dirs.sounds) / "moh")
+        dirs = replace(dirs, data=instance_data_dir(installation, instance_host, dirs))
     environment = templates(TEMPLATES)
     context = {
         "config": config,

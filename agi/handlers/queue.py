@@ -1,11 +1,13 @@
 """The FastAGI handlers of the waiting line: a caller entering it, and an agent's codes.
 
 ``queue_entry`` runs in ``bereik-kcc`` just before ``Queue()``. It decides the overflow
-rules that need the database (closed, nobody signed in, line full), gives the caller a
-priority by arrival (``QUEUE_PRIO``: an earlier caller is always put ahead, whatever the
-length of what each heard first), plays the KCC's announcements, and says the caller's
-place in line and, when the figures support it, the expected wait. A caller who would be
-answered at once hears nothing of the sort.
+rules that need the database (closed, nobody signed in, line full), records the stay from
+the caller's arrival (the moment the dialplan also made the caller's ``QUEUE_PRIO`` from,
+passed as ``arrival``: an earlier caller is always put ahead, whatever the length of what
+each heard first), plays the KCC's announcements and, to a caller who will wait, the
+expected wait when the figures support it, and the virtual-hold offer. The place in line is
+said by app_queue itself on joining and every ``position_every_seconds`` (in Bereik's
+voice, cti/queue/sounds.py), so the caller never leaves the line to hear it.
 
 ``agent_code`` is the feature codes of a KCC phone: sign in, sign out, pause (with the
 reason's number after the code: *331 = the first reason in the TOML), ready.
@@ -27,19 +29,6 @@ from cti.queue.events import record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
 from cti.services import Services
 
-# QUEUE_PRIO is a signed int in app_queue; a higher one is served first. Arrival in
-# hundredths of a second, counted down from this, wraps only every 115 days.
-PRIO_TOP = 1_000_000_000
-
-
-def arrival_priority(arrival: float) -> int:
-    return PRIO_TOP - int(arrival * 100) % PRIO_TOP
-
-
-POSITION_TEXT = {
-    "nl": "U bent nummer {n} in de wachtrij.",
-    "en": "You are number {n} in the queue.",
-}
 WAIT_TEXT = {
     "nl": "De verwachte wachttijd is ongeveer {n} {unit}.",
     "en": "The expected waiting time is about {n} {unit}.",
@@ -53,10 +42,9 @@ VHOLD_KEY = "1"
 
 
 async def queue_entry(channel: AgiChannel, services: Services) -> None:
-    arrival = time.time()
     config = services.config
     uniqueid = channel.env.uniqueid
-    await channel.set_variable("QUEUE_PRIO", arrival_priority(arrival))
+    arrival = _arrival(channel.query.get("arrival", ""))
     skip = await _overflow_before_entry(services)
     if skip:
         status, reason = skip
@@ -83,11 +71,6 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
     working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
     if position > free:
         language = config.exchange.language
-        await talk.play(
-            await prompt(services, POSITION_TEXT[language].format(n=position)),
-            "queue_position",
-            str(position),
-        )
         async with services.sessions() as session:
             figures = await queue_figures(
                 session,
@@ -110,6 +93,16 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
                 # Pressed before joining the line: the same path as a key in the line.
                 await channel.set_variable("BEREIK_VHOLD_KEY", VHOLD_KEY)
     await channel.finish()
+
+
+def _arrival(given: str) -> float:
+    """The arrival the dialplan stamped (epoch seconds, to the hundredth), or now."""
+    try:
+        moment = float(given)
+    except ValueError:
+        return time.time()
+    # A stamp from another clock (minutes off) would misplace the caller; now is closer.
+    return moment if abs(time.time() - moment) < 60 else time.time()
 
 
 async def virtual_hold(channel: AgiChannel, services: Services) -> None:

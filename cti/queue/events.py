@@ -18,6 +18,7 @@ offer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -67,6 +68,9 @@ class Line:
     # stay still undecided is an abandon (app_queue's own QueueCallerAbandon also comes for
     # an overflow, when the caller goes on to the callback offer).
     seen: set[str] = field(default_factory=set)
+    # uniqueid -> the arrival the dialplan stamped (the moment its QUEUE_PRIO is made of),
+    # so a caller whose entry handler was not reached still gets that moment as joined_at.
+    arrival: dict[str, float] = field(default_factory=dict)
 
     def longest(self, now: float) -> float:
         return max((now - t for t in self.joined.values()), default=0.0)
@@ -102,12 +106,16 @@ class QueueEvents:
             and event.get("Team") == service.KCC_QUEUE
         ):
             # Came to the KCC: from here a hangup before an answer is an abandon.
-            self.line(service.KCC_QUEUE).seen.add(uniqueid)
+            line = self.line(service.KCC_QUEUE)
+            line.seen.add(uniqueid)
+            with contextlib.suppress(TypeError, ValueError):
+                line.arrival[uniqueid] = float(_first(event.get("Arrival", "")))
             return
         elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
             pass  # written below: an overflow
         elif name == "Hangup":
             for queue_name, line in self.lines.items():
+                line.arrival.pop(uniqueid, None)
                 if uniqueid in line.seen:
                     # Hung up in line, or while hearing the entry messages before joining
                     # it: abandoned, unless the stay was decided before (answered,
@@ -201,6 +209,9 @@ class QueueEvents:
             if is_placeholder(str(event.get("Channel", ""))):
                 return  # a virtual hold's stand-in: its caller's stay was decided already
             caller = str(event.get("CallerIDNum", ""))
+            stamped = self.line(queue).arrival.get(uniqueid)
+            if stamped is not None and abs(stamped - at.timestamp()) < 3600:
+                at = datetime.fromtimestamp(stamped, UTC)
             await record_arrival(self.services, queue, uniqueid, caller, at)
         elif name == "AgentConnect":
             wait = await self._decide(queue, uniqueid, "answered", at, agent=agent)

@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,45 @@ def phone_calls(log: Path) -> list[dict[str, float | str]]:
     return sorted(calls.values(), key=lambda c: float(c["rung"]))
 
 
+def places_said(ex: Exchange, joins: list[dict[str, str]]) -> dict[str, list[tuple[float, int]]]:
+    """Per caller, when app_queue began to say their place in line and which place, as
+    Asterisk played it (full.log: the sounds of the "<language>_bereik" language)."""
+    caller_of = {e["Channel"]: e["CallerIDNum"] for e in joins}
+    said: dict[str, list[tuple[float, int]]] = {}
+    began: dict[str, float] = {}
+    for line in (ex.host_instance / "log" / "full.log").read_text(errors="replace").splitlines():
+        match = PLAYING.search(line)
+        if not match or match.group("channel") not in caller_of:
+            continue
+        at = datetime.strptime(match.group("at"), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        channel, sound = match.group("channel"), match.group("sound")
+        caller = caller_of[channel]
+        if sound == "queue-youarenext":
+            said.setdefault(caller, []).append((at.timestamp(), 1))
+        elif sound == "queue-thereare":
+            began[channel] = at.timestamp()
+        elif sound.startswith("digits/") and channel in began:
+            said.setdefault(caller, []).append((began.pop(channel), int(sound.split("/")[1])))
+    return said
+
+
+PLAYING = re.compile(
+    r"^\[(?P<at>[^\]]+)\].*<(?P<channel>[^>]+)> Playing '(?P<sound>[^'.]+)(\.\w+)?' "
+    r"\(language '\w+_bereik'\)"
+)
+POSITION_EVERY_S = 8
+
+
 async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_while_busy(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
-    key_delay_ms = 1000
-    with kcc_line(installation, tmp_path, ["2001", "2002"], server_toml=PATIENT_SERVER) as ex:
+    with kcc_line(
+        installation,
+        tmp_path,
+        ["2001", "2002"],
+        queue=dict(position_every_seconds=POSITION_EVERY_S),
+        server_toml=PATIENT_SERVER,
+    ) as ex:
         logs = {
             p.extension: ex.agent_phone(p.extension, ring_ms=1000, talk_ms=4000) for p in ex.phones
         }
@@ -140,17 +175,13 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
                     "14070",
                     caller=number,
                     keys="0",
-                    key_delay_ms=key_delay_ms,
+                    key_delay_ms=1000,
                     hold_ms=120_000,
                     timeout_s=150,
                 )
 
             results = await asyncio.gather(*(citizen(i, n) for i, n in enumerate(callers)))
-            heard = {
-                e["CallerIDNum"]: int(e["Id"])
-                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
-                if e.get("What") == "queue_position"
-            }
+            joins = ami.matching("QueueCallerJoin", Queue="kcc")
 
         assert [r.returncode for r in results] == [0] * 8, [r.stderr[-300:] for r in results]
         seen = {ext: phone_calls(log) for ext, log in logs.items()}
@@ -159,20 +190,14 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
             for ext, calls in seen.items()
             for c in calls
         )
-        # All 8 answered, each once, in the order they came to the line: nobody overtakes.
-        came = [
-            caller for (caller,) in ex.rows("select caller from queue_calls order by joined_at, id")
-        ]
+        # The order the exchange recorded them coming to the line (the moment each caller's
+        # QUEUE_PRIO is made of; two INVITEs sent a quarter second apart may come swapped).
+        rows = ex.rows("select caller, joined_at from queue_calls order by joined_at, id")
+        came = [caller for caller, _ in rows]
+        arrived = {caller: datetime.fromisoformat(str(at)).timestamp() for caller, at in rows}
         assert sorted(came) == callers
+        # All 8 answered, each once, exactly in that order: nobody overtakes.
         assert [caller for _, caller, _ in answered] == came
-        # And as the citizens saw it: of two who chose the KCC half a second or more apart
-        # (the menu's own handling varies by a few tenths under load), the first is served
-        # first.
-        pressed = {n: key_time(r, key_delay_ms) for n, r in zip(callers, results, strict=True)}
-        order = [caller for _, caller, _ in answered]
-        for early, late in itertools.combinations(callers, 2):
-            if pressed[late] - pressed[early] >= 0.5:
-                assert order.index(early) < order.index(late), (early, late, order)
         # No phone rang while its agent was talking or in wrap-up.
         for ext, calls in seen.items():
             for before, after in itertools.pairwise(calls):
@@ -183,33 +208,53 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
                 )
             assert all("answered" in c for c in calls), f"{ext} let a call ring out: {calls}"
 
-        # Waits as the citizens lived them: from pressing 0 to the agent's answer.
+        # Every caller who waited in the line heard their place on joining it and again
+        # every POSITION_EVERY_S seconds, and the place was right: one more than the callers
+        # who came earlier and whose agent was not yet ringing (one being rung is being
+        # served; within half a second of a ring either count is right).
         answer_at = {caller: at for at, caller, _ in answered}
-        waits = {
-            number: answer_at[number] - key_time(result, key_delay_ms)
-            for number, result in zip(callers, results, strict=True)
-        }
-        # Everyone who had to wait heard their place in line, and the place was right:
-        # one more than the earlier callers not yet answered when they came in.
-        for index, number in enumerate(callers):
-            if waits[number] > 4:
-                assert number in heard, f"{number} waited {waits[number]:.1f} s, heard no place"
-            if number in heard:
-                came = key_time(results[index], key_delay_ms)
-                ahead = [answer_at[c] for c in callers[:index]]
-                low = 1 + sum(1 for at in ahead if at > came + 0.5)
-                high = 1 + sum(1 for at in ahead if at > came - 0.5)
-                assert low <= heard[number] <= high, (number, heard[number], low, high)
+        rung_at = {str(c["caller"]): float(c["rung"]) for calls in seen.values() for c in calls}
+        joined = {e["CallerIDNum"]: float(e["Timestamp"]) for e in joins}
+        said = places_said(ex, joins)
+        print(
+            "places said:",
+            {c: [(round(t - joined[c], 1), n) for t, n in said.get(c, [])] for c in came},
+        )
+        for index, caller in enumerate(came):
+            in_line = answer_at[caller] - joined[caller]
+            heard = said.get(caller, [])
+            if in_line > 2.5:
+                assert heard, f"{caller} waited {in_line:.1f} s in line and heard no place"
+                assert heard[0][0] - joined[caller] <= 1.5, (caller, heard)
+            moments = [joined[caller], *(t for t, _ in heard)]
+            for earlier, later in itertools.pairwise(moments[1:]):
+                assert later - earlier <= POSITION_EVERY_S + 1.5, (caller, heard)
+            assert rung_at[caller] - moments[-1] <= POSITION_EVERY_S + 4.5, (caller, heard)
+            for at, place in heard:
+                ahead = [rung_at[c] for c in came[:index]]
+                low = 1 + sum(1 for a in ahead if a > at + 0.5)
+                high = 1 + sum(1 for a in ahead if a > at - 0.5)
+                assert low <= place <= high, (caller, at - joined[caller], place, low, high)
 
         assert ex.rows(
             "select count(*) from queue_calls where queue = 'kcc' and outcome = 'answered'"
         ) == [(8,)]
         await until(lambda: metric(ex, "bereik_queue_answered_total", queue="kcc") == 8.0)
         assert metric(ex, "bereik_queue_offered_total", queue="kcc") == 8.0
-        # The service level on /metrics matches the waits the citizens saw (a wait within
-        # half a second of the limit may fall either way).
-        surely = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S - 0.5)
-        maybe = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S + 0.5)
+        # The service level on /metrics matches the waits sipp saw: from the citizen's key
+        # 0 to the agent's answer on the phone. The exchange counts from the arrival it
+        # recorded, after the menu handled the key, so a wait within a second of the limit
+        # may fall either way.
+        waits = {
+            caller: answer_at[caller] - key_time(result, 1000)
+            for caller, result in zip(callers, results, strict=True)
+        }
+        print(
+            "waits (sipp, exchange):",
+            {c: (round(w, 1), round(answer_at[c] - arrived[c], 1)) for c, w in waits.items()},
+        )
+        surely = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S - 1.0)
+        maybe = sum(1 for w in waits.values() if w <= SERVICE_LEVEL_S + 1.0)
 
         def level_after_all_eight() -> float | None:
             # The gauge is refreshed from the database every few seconds; an earlier value
@@ -276,13 +321,9 @@ async def test_a_caller_who_hangs_up_after_10_s_in_line_is_abandoned_and_missed_
             result = await ex.call(
                 "14070", keys="0", key_delay_ms=key_delay_ms, hold_ms=8800, timeout_s=40
             )
-            heard = [
-                e["Id"]
-                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
-                if e.get("What") == "queue_position"
-            ]
+            joins = ami.matching("QueueCallerJoin", Queue="kcc")
         assert result.returncode == 0, result.stderr[-300:]
-        assert heard == ["1"]
+        assert [place for _, place in places_said(ex, joins)["0612345678"]] == [1]
         bye = next(m for m in messages_of(result) if m.sent and m.method == "BYE")
         in_line = bye.at - key_time(result, key_delay_ms)
         rows = await until(
@@ -444,12 +485,8 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
                 asyncio.create_task(caller(fifth, delay=2.0)),
             ]
             await until(lambda: ex.rows("select number, status from virtual_holds"), 45)
-            heard = {
-                e["CallerIDNum"]: e["Id"]
-                for e in ami.matching("UserEvent", UserEvent="BereikPlayed")
-                if e.get("What") == "queue_position"
-            }
-            assert heard[third] == "3"
+            said = places_said(ex, ami.matching("QueueCallerJoin", Queue="kcc"))
+            assert said[third][0][1] == 3
             await feature_code(ex, ex.config.queue.ready_code, "2001")
             results = await asyncio.gather(*calls)
             await until(lambda: ex.rows("select status from virtual_holds") == [("reached",)], 30)
@@ -534,3 +571,73 @@ async def test_a_virtual_hold_citizen_who_never_answers_gets_one_kcc_hopper_mail
             assert [m.user("to") for m in citizen_invites] == [number, number]
         finally:
             smtp.stop()
+
+
+async def test_overflow_by_max_wait_and_full_line_and_a_ring_out_pauses_the_agent_who_sees_why(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    with kcc_line(
+        installation,
+        tmp_path,
+        ["2001"],
+        queue=dict(max_wait_seconds=10, max_waiting=1, agent_ring_seconds=3),
+    ) as ex:
+        ex.phone("2001", "noanswer")
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        await add_users(ex, [("anna", "agent", "", "2001")])
+        async with chromium() as browser, ex.ami_events() as ami:
+            page = await sign_in_browser(browser, ex, "anna")
+            await page.goto(ex.url("/kcc"))
+            await page.wait_for_selector("#agent-state:not([hidden])")
+            first = asyncio.create_task(
+                ex.call("14070", caller="0611111111", keys="0", key_delay_ms=1000, hold_ms=45_000)
+            )
+            # The agent's phone rings out: paused, and the screen says why.
+            await ami.wait_for("AgentRingNoAnswer", timeout=30, Queue="kcc")
+            await until(lambda: members(ex) == {"2001": "paused"}, timeout=10)
+            await page.wait_for_function(
+                "document.getElementById('agent-state-reason').textContent === 'Niet opgenomen'",
+                timeout=10_000,
+            )
+            assert ex.rows("select paused, pause_reason from agent_states") == [(1, "ring_out")]
+            # One caller waits; the line is full for the next, who gets the callback offer.
+            second = await ex.call(
+                "14070", caller="0622222222", keys="0", key_delay_ms=1000, hold_ms=25_000
+            )
+            # The first waits no longer than the maximum, then gets the offer too.
+            results = [second, await first]
+            assert [r.returncode for r in results] == [0, 0], [r.stderr[-300:] for r in results]
+            stays = ex.rows(
+                "select caller, outcome, detail, wait_seconds from queue_calls order by joined_at"
+            )
+            assert [row[:3] for row in stays] == [
+                ("0611111111", "overflow", "TIMEOUT"),
+                ("0622222222", "overflow", "FULL"),
+            ]
+            assert 10 <= stays[0][3] <= 16, stays
+            hoppers = await until(
+                lambda: (
+                    found
+                    if len(found := ex.rows("select caller, team_id, reason from hoppers")) == 2
+                    else None
+                ),
+                timeout=20,
+            )
+            assert sorted(hoppers) == [
+                ("0611111111", "kcc", "no_answer"),
+                ("0622222222", "kcc", "busy"),
+            ]
+            await until(
+                lambda: (
+                    metric(ex, "bereik_queue_overflow_total", queue="kcc", reason="max_wait") == 1.0
+                    and metric(ex, "bereik_queue_overflow_total", queue="kcc", reason="full") == 1.0
+                )
+            )
+            # The agent is back with the status switch on the screen: audited, in Asterisk.
+            await page.click("#agent-state .state-btn[data-action='ready']")
+            await until(lambda: members(ex) == {"2001": "in line"}, timeout=10)
+            assert ex.rows(
+                "select actor, action, object_id from audit_log where action like 'agent_%'"
+                " order by id"
+            )[-2:] == [("exchange", "agent_pause", "2001"), ("anna", "agent_ready", "2001")]
