@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import admission, ami_ingest, dialplan, screen
+from bench import admission, ami_ingest, dialplan, queue_row, screen
 from bench.cpu import sample
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
@@ -52,6 +52,11 @@ REPO = HERE.parent
 # the Bereik row measures the handler, not a prompt's playing time.
 # For the max rate through IVR → team → hopper: key 1 is a team with no members, so the
 # team handler finds nobody present and the hopper handler offers the callback.
+
+
+# The queue row: (calls, calls/s) in quick and full mode. Three agents handle a call in
+# about 1.8 s, so 1 call/s keeps them busy without overloading either mode.
+QUEUE_LOAD = {True: (4, 1.0), False: (60, 1.0)}
 
 
 class Bench:
@@ -466,11 +471,19 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bereik-bench-"))
     bench = Bench(args.quick, rates, seconds, workdir, args.profile)
     try:
-        # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
-        bench.start()
-        rows, best, seen, over = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+        try:
+            # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
+            bench.start()
+            rows, best, seen, over = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+        finally:
+            bench.close()
+        # The waiting line's row: exchanges of its own, after the bench's is gone.
+        calls, rate = QUEUE_LOAD[args.quick]
+        progress(f"14070 → KCC agent, ring-all and waiting line: {calls} calls at {rate}/s")
+        lines = queue_row.table(
+            asyncio.run(queue_row.queue_rows(bench.installation, workdir, calls, rate))
+        )
     finally:
-        bench.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(machine())
@@ -480,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
     progress("AMI ingest: the listener's whole path beside panoramisk's bare parse")
     ingest = ami_ingest.measure(count=20 if args.quick else 200)
     print("\n".join(["", *ingest.lines(best.rate or None)]))
+    print("\n" + lines)
     return 0 if ingest.complete else 1
 
 

@@ -8,6 +8,16 @@ import re
 _PJSIP = re.compile(r"^PJSIP/(?P<endpoint>[^/]+)-[^-/]+$")
 
 
+_INTERFACE = re.compile(r"^PJSIP/(?P<endpoint>[^/-]+)$")
+
+
+def extension_of_member(interface: str) -> str:
+    """A queue member's interface ``PJSIP/2001`` (app_queue's Interface header, no channel
+    sequence) -> ``2001``; "" for anything else."""
+    match = _INTERFACE.match(interface or "")
+    return match["endpoint"][:32] if match else extension_of(interface)
+
+
 def extension_of(channel: str) -> str:
     """``PJSIP/3001-0000000a`` -> ``3001``; "" for any other channel (Local/, a dial string)."""
     match = _PJSIP.match(channel or "")

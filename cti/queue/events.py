@@ -30,7 +30,7 @@ from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 
-from cti.ami.channels import extension_of
+from cti.ami.channels import extension_of_member
 from cti.ami.client import AmiError
 from cti.queue import service
 from cti.services import Services
@@ -203,7 +203,8 @@ class QueueEvents:
         queue = str(event.get("Queue", ""))
         uniqueid = str(event.get("Uniqueid", ""))
         at = datetime.fromtimestamp(_timestamp(event), UTC)
-        agent = extension_of(str(event.get("Interface", "")))
+        # app_queue names the member by its interface (PJSIP/2001), not a channel.
+        agent = extension_of_member(str(event.get("Interface", "")))
         metrics = self.services.metrics.queue
         if name == "QueueCallerJoin":
             if is_placeholder(str(event.get("Channel", ""))):

@@ -60,3 +60,8 @@ def test_the_quick_benchmark_runs_every_row_and_exits_0(
     assert admitted > 0, f"no call admitted at twice the maximum rate:\n{table}"
     ingest = [line for line in table.splitlines() if line.startswith("| AmiClient → bus")]
     assert ingest, f"AMI ingest row missing from:\n{table}"
+    for kcc in ("ring-all", "waiting line (queue)"):
+        found = [line for line in table.splitlines() if line.startswith(f"| {kcc} |")]
+        assert found, f"queue row {kcc!r} missing from:\n{table}"
+        answered = int(found[0].strip("|").split("|")[4])
+        assert answered > 0, f"{kcc}: no caller reached an agent:\n{table}"

@@ -441,14 +441,27 @@ async def test_after_an_asterisk_restart_membership_and_pause_are_back_within_10
         assert rung == {"2001": ["0612345678"], "2002": []}
 
 
+def in_wrapup(ex: Exchange) -> bool:
+    ((on_call, until_),) = ex.rows("select on_call_since, wrapup_until from agent_states")
+    return (
+        on_call is None
+        and until_ is not None
+        and datetime.fromisoformat(str(until_)).replace(tzinfo=UTC) > datetime.now(UTC)
+    )
+
+
 async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their_turn(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
+    """Also: the agent works from the KCC screen (the status switch, audited; ending each
+    wrap-up early) and the popup says the call is a callback with the citizen's total
+    wait."""
+    long_wrapup = 40
     with kcc_line(
         installation,
         tmp_path,
         ["2001"],
-        queue=dict(callback_ring_seconds=10),
+        queue=dict(callback_ring_seconds=10, wrapup_seconds=long_wrapup),
         server_toml=PATIENT_SERVER,
     ) as ex:
         agent_log = ex.agent_phone("2001", ring_ms=1000, talk_ms=2000)
@@ -456,6 +469,7 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         ex.register("2001")
         await sign_in(ex, "2001")
         await feature_code(ex, ex.config.queue.pause_code, "2001")  # the line builds up
+        await add_users(ex, [("anna", "agent", "", "2001")])
         first, second, third, fourth, fifth = (
             "0611111111",
             "0622222222",
@@ -475,7 +489,11 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
                 timeout_s=150,
             )
 
-        async with ex.ami_events() as ami:
+        async with chromium() as browser, ex.ami_events() as ami:
+            page = await sign_in_browser(browser, ex, "anna")
+            await page.goto(ex.url("/kcc"))
+            await page.wait_for_selector("#agent-state:not([hidden])")
+            ready = "#agent-state .state-btn[data-action='ready']"
             calls = [
                 asyncio.create_task(caller(first)),
                 asyncio.create_task(caller(second, delay=0.5)),
@@ -487,11 +505,42 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
             await until(lambda: ex.rows("select number, status from virtual_holds"), 45)
             said = places_said(ex, ami.matching("QueueCallerJoin", Queue="kcc"))
             assert said[third][0][1] == 3
-            await feature_code(ex, ex.config.queue.ready_code, "2001")
+
+            async def end_each_wrapup() -> int:
+                """The agent ends each wrap-up with the screen's ready switch."""
+                ended = 0
+                while ended < 5:
+                    await ami.wait_for(
+                        "AgentComplete",
+                        timeout=90,
+                        where=lambda e, n=ended: (
+                            len(ami.matching("AgentComplete", Queue="kcc")) > n
+                        ),
+                    )
+                    await until(lambda: in_wrapup(ex), 10)
+                    await page.click(ready)
+                    await until(lambda: not in_wrapup(ex), 10)
+                    ended += 1
+                return ended
+
+            popup = asyncio.create_task(
+                page.wait_for_function(
+                    "document.getElementById('call-name').textContent"
+                    ".startsWith('Terugbellen met behoud van plaats')",
+                    timeout=120_000,
+                )
+            )
+            await page.click(ready)  # back from the pause, on the screen
+            ender = asyncio.create_task(end_each_wrapup())
+            await popup
+            shown_at = datetime.now(UTC).timestamp()
+            popup_text = await page.text_content("#call-name")
             results = await asyncio.gather(*calls)
             await until(lambda: ex.rows("select status from virtual_holds") == [("reached",)], 30)
+            assert await asyncio.wait_for(ender, 60) == 5
         assert [r.returncode for r in results] == [0] * 5, [r.stderr[-300:] for r in results]
-        served = [str(c["caller"]) for c in phone_calls(agent_log) if "answered" in c]
+        agent_calls = phone_calls(agent_log)
+        served = [str(c["caller"]) for c in agent_calls if "answered" in c]
         # The callback comes in the third caller's own turn: after the two ahead of it,
         # before those who came later; exactly once.
         assert served == [first, second, third, fourth, fifth]
@@ -503,11 +552,25 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         assert [m.user("to") for m in citizen_invites] == [third]
         assert citizen_phone.poll() is None or citizen_phone.returncode == 0
         ((arrived, reached),) = ex.rows("select arrived_at, reached_at from virtual_holds")
-        from datetime import datetime
-
-        total = datetime.fromisoformat(str(reached)) - datetime.fromisoformat(str(arrived))
-        print(f"virtual hold: citizen reached {total.total_seconds():.1f} s after joining the line")
-        assert total.total_seconds() > 5
+        came = datetime.fromisoformat(str(arrived)).replace(tzinfo=UTC).timestamp()
+        total = datetime.fromisoformat(str(reached)).replace(tzinfo=UTC).timestamp() - came
+        print(f"virtual hold: citizen reached {total:.1f} s after joining the line")
+        assert total > 5
+        # The popup told the agent it was a callback, with the total wait since the citizen
+        # came to the line (the placeholder carries the arrival to the second).
+        match = re.fullmatch(
+            r"Terugbellen met behoud van plaats, totale wachttijd (\d+):(\d\d)", str(popup_text)
+        )
+        assert match, popup_text
+        shown_wait = int(match.group(1)) * 60 + int(match.group(2))
+        assert abs(shown_wait - (shown_at - came)) <= 3, (popup_text, shown_at - came)
+        # Each wrap-up was ended early on the screen: the next call rang long before the
+        # configured wrap-up was over; every switch is in the audit log under the agent.
+        for before, after in itertools.pairwise(agent_calls):
+            assert float(after["rung"]) - float(before["ended"]) < long_wrapup / 2, agent_calls
+        assert ex.rows(
+            "select count(*) from audit_log where actor = 'anna' and action = 'agent_ready'"
+        ) == [(6,)]
         await until(
             lambda: (
                 metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="reached") == 1.0
@@ -517,14 +580,14 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         assert metric(ex, "bereik_queue_virtual_hold_total", queue="kcc", stage="made") == 1.0
 
 
-async def test_a_virtual_hold_citizen_who_never_answers_gets_one_kcc_hopper_mailed_once(
+async def test_an_unanswered_virtual_hold_survives_a_restart_and_ends_in_one_kcc_hopper_mailed_once(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
     with kcc_line(
         installation,
         tmp_path,
         ["2001"],
-        queue=dict(callback_attempts=2, callback_retry_seconds=2, callback_ring_seconds=5),
+        queue=dict(callback_attempts=2, callback_retry_seconds=15, callback_ring_seconds=5),
         kcc_extra='supervisor_mailbox = "kcc@gemeente.example"',
     ) as ex:
         smtp = Smtp(ex.ports.smtp)
@@ -548,6 +611,15 @@ async def test_a_virtual_hold_citizen_who_never_answers_gets_one_kcc_hopper_mail
             # Its placeholder waits in the line while the agent is paused.
             await until(lambda: ex.rows("select status from virtual_holds") == [("queued",)])
             await feature_code(ex, ex.config.queue.ready_code, "2001")
+            # Not reached the first time: the second try waits in the database, so a restart
+            # of `bereik serve` meanwhile loses nothing and makes it no second time.
+            await until(
+                lambda: ex.rows("select status, attempts from virtual_holds") == [("pending", 1)],
+                40,
+            )
+            ex.stop_serve()
+            ex.start_serve()
+            assert ex.rows("select status, attempts from virtual_holds") == [("pending", 1)]
             await until(lambda: ex.rows("select status from virtual_holds") == [("failed",)], 60)
             hoppers = await until(
                 lambda: ex.rows("select caller, team_id, reason, status from hoppers"), 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cti.ami.channels import extension_of_member
 from cti.queue.service import state_of
 from cti.store.models import AgentState
 from tests.unit.test_config import problem
@@ -35,3 +36,11 @@ def test_a_feature_code_used_twice_is_refused(tmp_path: Path) -> None:
 def test_pause_reasons_must_be_usable_ids(tmp_path: Path) -> None:
     assert "ring_out" in problem(tmp_path, '[queue]\npause_reasons = { ring_out = "x" }\n')
     assert "1 to 9" in problem(tmp_path, "[queue]\npause_reasons = {}\n")
+
+
+def test_a_queue_members_interface_names_its_extension() -> None:
+    # app_queue's AgentConnect / AgentComplete / AgentRingNoAnswer carry Interface:
+    # PJSIP/2001 (no channel sequence); a ring-out must pause that agent.
+    assert extension_of_member("PJSIP/2001") == "2001"
+    assert extension_of_member("PJSIP/2001-0000000a") == "2001"
+    assert extension_of_member("Local/5-1@bereik-vhold-line") == ""

@@ -26,11 +26,18 @@
     document.getElementById("call-state").textContent = t(call.state);
     document.getElementById("call-number").textContent = call.caller || t("anonymous");
     document.getElementById("call-name").textContent = call.callback_since
-      ? t("callback from line", { min: Math.round((Date.now() / 1000 - call.callback_since) / 60) })
+      ? t("callback from line", { wait: minutesSeconds(Date.now() / 1000 - call.callback_since) })
       : call.caller_name && call.caller_name !== call.caller ? call.caller_name : "";
     document.getElementById("hopper-caller").value = call.caller || "";
     statusLine.hidden = true;
     if (fresh && call.caller) loadHistory(call);
+  }
+
+  // The citizen's total wait since first coming to the line, as m:ss (a callback often
+  // comes within minutes, so whole minutes would mostly say 0).
+  function minutesSeconds(seconds) {
+    const whole = Math.max(0, Math.round(seconds));
+    return Math.floor(whole / 60) + ":" + String(whole % 60).padStart(2, "0");
   }
 
   async function loadHistory(call) {
