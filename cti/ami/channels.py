@@ -27,3 +27,8 @@ def extension_of(channel: str) -> str:
 # A virtual hold's placeholder in the KCC's line (cti/queue/vhold.py):
 # Local/<id>-<priority>-<arrival epoch>-<number>@bereik-vhold-line
 VHOLD_PLACEHOLDER = re.compile(r"^Local/(?P<id>\d+)-\d+-(?P<since>\d+)-[^@]*@bereik-vhold-line")
+
+
+def is_vhold_placeholder(channel: str) -> bool:
+    """The Local channel that holds a virtual-hold caller's place in the KCC's line."""
+    return VHOLD_PLACEHOLDER.match(channel) is not None

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cti.ami.channels import extension_of
+from cti.ami.channels import extension_of, is_vhold_placeholder
 
 KCC = "kcc"
 
@@ -338,11 +338,15 @@ class CallTracker:
     def _on_DialBegin(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
         call = self._call_of(e)
         if call is None:
+            # A virtual-hold callback: the exchange originated its placeholder, so no call
+            # came in; the agent's phone still rings for it (the popup says it is one).
+            if is_vhold_placeholder(str(e.get("Channel", ""))):
+                self._leg(e, str(e.get("Linkedid", "")), "ringing", at, out)
             return
         dest = str(e.get("DestUniqueid", ""))
         if dest:
             self._add_channel(call, dest)
-        self._leg(e, call, "ringing", at, out)
+        self._leg(e, call.uniqueid, "ringing", at, out)
         team = self._team_of(e)
         if not team:
             return
@@ -351,9 +355,12 @@ class CallTracker:
 
     def _on_DialEnd(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
         call = self._call_of(e)
+        state = "answered" if e.get("DialStatus") == "ANSWER" else "ended"
         if call is None:
+            if is_vhold_placeholder(str(e.get("Channel", ""))):
+                self._leg(e, str(e.get("Linkedid", "")), state, at, out)
             return
-        self._leg(e, call, "answered" if e.get("DialStatus") == "ANSWER" else "ended", at, out)
+        self._leg(e, call.uniqueid, state, at, out)
         dest = str(e.get("DestUniqueid", ""))
         offer = next((o for o in reversed(call.offers) if dest in o.dests), None)
         if offer is None or offer.answered_at is not None or offer.result:
@@ -424,7 +431,7 @@ class CallTracker:
     # -- the pieces --------------------------------------------------------------------------
 
     def _leg(
-        self, e: Mapping[str, Any], call: CallState, state: str, at: float, out: list[Effect]
+        self, e: Mapping[str, Any], call_id: str, state: str, at: float, out: list[Effect]
     ) -> None:
         """A phone of ours (DestChannel PJSIP/<extension>-...) rings, answers or gives up."""
         channel = str(e.get("DestChannel", ""))
@@ -438,7 +445,7 @@ class CallTracker:
             known = AgentLeg(
                 extension=extension,
                 channel=channel,
-                call=call.uniqueid,
+                call=call_id,
                 caller=str(e.get("CallerIDNum", "")),
                 caller_name=str(e.get("CallerIDName", "")),
                 state=state,

@@ -30,7 +30,7 @@ from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 
-from cti.ami.channels import extension_of_member
+from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
 from cti.queue import service
 from cti.services import Services
@@ -284,9 +284,7 @@ class QueueEvents:
             metrics.answered_in_level.labels(queue).inc()
 
 
-def is_placeholder(channel: str) -> bool:
-    """The Local channel that holds a virtual-hold caller's place (cti/queue/vhold.py)."""
-    return channel.startswith("Local/") and "@bereik-vhold-line" in channel
+is_placeholder = is_vhold_placeholder
 
 
 def _first(value: Any) -> str:

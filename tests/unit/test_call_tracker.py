@@ -20,7 +20,7 @@ from panoramisk.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cti.calls.listener import CallListener
-from cti.calls.tracker import Answered, CallTracker, Effect, Ended, Started
+from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Started
 from cti.services import Services
 from cti.store.models import Base, Call, Hopper, HopperEvent
 from cti.tts import engine_for
@@ -482,3 +482,25 @@ async def test_listener_keeps_a_batch_through_an_exhausted_connection_pool(
         assert sample(services.metrics, "bereik_calls_answered_total", team="kcc") == 1
     finally:
         await engine.dispose()
+
+
+def test_a_virtual_hold_callback_rings_the_agent_as_a_leg_of_its_placeholder() -> None:
+    # The exchange originated the placeholder: no call came in, yet the agent's phone
+    # rings for it and the popup must show it.
+    t = CallTracker("14070", "7000", {}, clock=lambda: 0.0)
+    placeholder = "Local/1-400778770-1795992211-0633333333@bereik-vhold-line-00000001;2"
+    common = {
+        "Channel": placeholder,
+        "Uniqueid": "99.2",
+        "Linkedid": "99.1",
+        "CallerIDNum": "0633333333",
+        "DestChannel": "PJSIP/2001-00000005",
+        "DestUniqueid": "99.3",
+    }
+    rung = t.feed(event("DialBegin", **common))
+    answered = t.feed(event("DialEnd", DialStatus="ANSWER", **common))
+    legs = [e for e in rung + answered if isinstance(e, AgentLeg)]
+    assert [(leg.extension, leg.state, leg.caller, leg.caller_channel) for leg in legs] == [
+        ("2001", "ringing", "0633333333", placeholder),
+        ("2001", "answered", "0633333333", placeholder),
+    ]
