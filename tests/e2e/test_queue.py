@@ -9,13 +9,22 @@ import contextlib
 import itertools
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.exchange import Exchange, Phone, SippResult, exchange, free_port, until
+from bench.exchange import (
+    Exchange,
+    Phone,
+    SippResult,
+    always_open,
+    exchange,
+    free_port,
+    until,
+)
 from dialplan import asterisk
 from tests.e2e import sipplog
 from tests.e2e.mail import Smtp
@@ -382,8 +391,6 @@ async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_o
         assert sorted((caller, outcome, detail) for caller, outcome, detail, _ in rows) == [
             (number, "overflow", "LEAVEEMPTY") for number in callers
         ]
-        from datetime import datetime
-
         last_out = datetime.fromisoformat(str(signed_out))
         for *_, left_at in rows:
             assert (datetime.fromisoformat(str(left_at)) - last_out).total_seconds() <= 3.0
@@ -715,3 +722,58 @@ async def test_overflow_by_max_wait_and_full_line_and_a_ring_out_pauses_the_agen
                 "select actor, action, object_id from audit_log where action like 'agent_%'"
                 " order by id"
             )[-2:] == [("exchange", "agent_pause", "2001"), ("anna", "agent_ready", "2001")]
+
+
+async def test_a_caller_in_line_when_closing_time_comes_gets_the_callback_offer(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    # Closing at the next whole minute at least 20 s away: the caller is in line by then.
+    local = datetime.now(ZoneInfo("Europe/Amsterdam"))
+    closing = (local + timedelta(seconds=80)).replace(second=0, microsecond=0)
+    hours = always_open() + (
+        f"[[hours.closed]]\ndate = {closing.date().isoformat()}\n"
+        f'start = "{closing:%H:%M}"\nend = "23:59"\nreason = "teamuitje"\n'
+    )
+    with exchange(
+        installation,
+        tmp_path,
+        phones=agents("2001"),
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+        hours_toml=hours,
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.agent_phone("2001", ring_ms=1000, talk_ms=4000)
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        await feature_code(ex, ex.config.queue.pause_code, "2001")  # nobody is answered
+        waiting = asyncio.create_task(
+            ex.call(
+                "14070",
+                caller="0611111111",
+                keys="0",
+                key_delay_ms=1000,
+                hold_ms=150_000,
+                timeout_s=200,
+            )
+        )
+        await until(lambda: metric(ex, "bereik_queue_callers_waiting", queue="kcc") == 1.0, 30)
+        rows = await until(
+            lambda: ex.rows(
+                "select caller, outcome, detail, left_at from queue_calls where outcome != ''"
+            ),
+            timeout=100,
+        )
+        assert [row[:3] for row in rows] == [("0611111111", "overflow", "CLOSING")]
+        left = datetime.fromisoformat(str(rows[0][3])).replace(tzinfo=UTC)
+        # The closing-time check runs every 5 s.
+        assert 0 <= (left - closing.astimezone(UTC)).total_seconds() <= 7, (left, closing)
+        result = await waiting
+        assert result.returncode == 0, result.stderr[-300:]
+        hoppers = await until(lambda: ex.rows("select caller, team_id, reason from hoppers"), 20)
+        assert hoppers == [("0611111111", "kcc", "after_hours")]
+        await until(
+            lambda: metric(ex, "bereik_queue_overflow_total", queue="kcc", reason="closing") == 1.0
+        )
