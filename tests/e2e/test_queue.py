@@ -220,8 +220,9 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
 
         # Every caller who waited in the line heard their place on joining it and again
         # every POSITION_EVERY_S seconds, and the place was right: one more than the callers
-        # who came earlier and whose agent was not yet ringing (one being rung is being
-        # served; within half a second of a ring either count is right).
+        # who came earlier, were in the line already (not still hearing the entry
+        # messages) and whose agent was not yet ringing (one being rung is being served;
+        # within half a second of a join or a ring either count is right).
         answer_at = {caller: at for at, caller, _ in answered}
         rung_at = {str(c["caller"]): float(c["rung"]) for calls in seen.values() for c in calls}
         joined = {e["CallerIDNum"]: float(e["Timestamp"]) for e in joins}
@@ -241,9 +242,9 @@ async def test_eight_callers_two_agents_answered_in_arrival_order_never_rung_whi
                 assert later - earlier <= POSITION_EVERY_S + 1.5, (caller, heard)
             assert rung_at[caller] - moments[-1] <= POSITION_EVERY_S + 4.5, (caller, heard)
             for at, place in heard:
-                ahead = [rung_at[c] for c in came[:index]]
-                low = 1 + sum(1 for a in ahead if a > at + 0.5)
-                high = 1 + sum(1 for a in ahead if a > at - 0.5)
+                ahead = [(joined[c], rung_at[c]) for c in came[:index]]
+                low = 1 + sum(1 for j, r in ahead if j < at - 0.5 and r > at + 0.5)
+                high = 1 + sum(1 for j, r in ahead if j < at + 0.5 and r > at - 0.5)
                 assert low <= place <= high, (caller, at - joined[caller], place, low, high)
 
         assert ex.rows(
