@@ -1,7 +1,7 @@
 """the citizen's voice: question recordings, survey answers, what announcements save
 
 Revision ID: 0008
-Revises: 0010
+Revises: 0007
 Create Date: 2026-11-29 22:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from cti.store.models import UtcDateTime
 
 revision: str = "0008"
-down_revision: str | None = "0010"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
