@@ -67,6 +67,31 @@ def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def call_norm(
+    short_abandon_seconds: float,
+) -> tuple[ColumnElement[bool], ColumnElement[bool], ColumnElement[bool]]:
+    """What makes a call count in the norm, for every figure that shows it (the board's
+    ratios here, `bereik report` and the reports screen): (met, missed, left out).
+
+    Met: answered by a person. Missed: hung up while waiting for a person: a team was being
+    offered the call (team_id set by the tracker), and not within the first seconds; an
+    unknown wait counts as missed. Left out: a call categorised acquisitie, or answered
+    while an acquisitie hopper was made of it (a sales call is no citizen served)."""
+    acquisitie = or_(
+        Call.category == ACQUISITION,
+        exists().where(
+            and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
+        ),
+    )
+    answered_call = Call.outcome.in_(ANSWERED_OUTCOMES)
+    gave_up = and_(
+        Call.outcome == "abandoned",
+        Call.team_id != "",
+        or_(Call.wait_seconds.is_(None), Call.wait_seconds >= short_abandon_seconds),
+    )
+    return answered_call, gave_up, acquisitie
+
+
 async def norm_ratios(
     session: AsyncSession,
     teams: list[str],
@@ -85,21 +110,7 @@ async def norm_ratios(
     met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in WINDOWS}
     decided = dict(met)
 
-    # A call categorised acquisitie, or answered while an acquisitie hopper was made of it.
-    acquisitie = or_(
-        Call.category == ACQUISITION,
-        exists().where(
-            and_(Hopper.call_uniqueid == Call.uniqueid, Hopper.counts_for_norm.is_(False))
-        ),
-    )
-    answered_call = Call.outcome.in_(ANSWERED_OUTCOMES)
-    # Hung up while waiting for a person: a team was being offered the call (team_id set
-    # by the tracker), and not within the first seconds. An unknown wait counts as missed.
-    gave_up = and_(
-        Call.outcome == "abandoned",
-        Call.team_id != "",
-        or_(Call.wait_seconds.is_(None), Call.wait_seconds >= short_abandon_seconds),
-    )
+    answered_call, gave_up, acquisitie = call_norm(short_abandon_seconds)
     columns = []
     for window in WINDOWS:
         columns.append(count_if(and_(answered_call, Call.started_at >= starts[window])))

@@ -11,11 +11,11 @@ Computed from the ``calls`` and ``hoppers`` tables with the definitions of the l
 * hoppers handled: closed hoppers of the team in the period, per employee by ``closed_by``
   (shown as the user's extension when the user has one, so a person has one row);
   within norm: of those, ``within_norm`` true;
-* share within norm: met / decided exactly as the live norm: met = answered calls + hoppers
-  closed within the norm; decided = met + hoppers closed late + open hoppers past their
-  deadline; acquisitie hoppers (``counts_for_norm`` false) and answered calls categorised
-  ``acquisitie`` are left out. ``None`` when
-  nothing is decided;
+* share within norm: met / decided exactly as the live norm (``call_norm``): met = answered
+  calls + hoppers closed within the norm; decided = met + callers who hung up while waiting
+  for a person (short abandons excepted) + hoppers closed late + open hoppers past their
+  deadline; acquisitie hoppers (``counts_for_norm`` false) and calls categorised
+  ``acquisitie`` are left out. ``None`` when nothing is decided;
 * question categories: ``category`` of the team's calls and hoppers (empty = "onbekend").
 """
 
@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cti.calls.norms import ANSWERED_OUTCOMES, call_norm
 from cti.store.models import Call, Hopper, User
 from cti.survey import service as survey_service
-from dialplan.config import ACQUISITION, Config
+from dialplan.config import Config
 
-ANSWERED = ("answered_kcc", "answered_team")
+ANSWERED = ANSWERED_OUTCOMES
 KCC = "kcc"
 
 
@@ -123,6 +124,7 @@ class TeamFigures:
     hoppers_created: int = 0
     hoppers_handled: int = 0
     hoppers_within_norm: int = 0
+    hoppers_late: int = 0  # closed past the deadline
     hoppers_open_overdue: int = 0
     norm_met: int = 0
     norm_decided: int = 0
@@ -151,17 +153,22 @@ async def build_report(
     teams: list[tuple[str, str]],  # (id, display name), in the order to show
     tz: str,
     now: datetime | None = None,
+    short_abandon_seconds: float = 5.0,  # config.queue.short_abandon_seconds
 ) -> Report:
     now = now or datetime.now(UTC)
     start, end = period.bounds(tz)
     figures = {team: TeamFigures(team, name) for team, name in teams}
 
+    # The norm's definition of a call is the board's (cti/calls/norms.py), so the report
+    # and the wall screen never disagree on what counts: 1 met, -1 missed, 0 left out.
+    met, missed, left_out = call_norm(short_abandon_seconds)
+    norm = case((left_out, 0), (met, 1), (missed, -1), else_=0)
     calls = await session.execute(
-        select(Call.team_id, Call.outcome, Call.agent, Call.category).where(
+        select(Call.team_id, Call.outcome, Call.agent, Call.category, norm).where(
             Call.started_at >= start, Call.started_at < end, Call.outcome != ""
         )
     )
-    for team_id, outcome, agent, category in calls.all():
+    for team_id, outcome, agent, category, counted in calls.all():
         team = figures.get(team_id or KCC)
         if team is None:
             continue
@@ -169,12 +176,11 @@ async def build_report(
         team.categories[category or "onbekend"] += 1
         if outcome in ANSWERED:
             team.calls_answered += 1
-            if category != ACQUISITION:  # a sales call answered is no citizen served
-                team.norm_met += 1
-                team.norm_decided += 1
             team.employee(agent or "onbekend").calls_answered += 1
         elif outcome == "abandoned":
             team.calls_abandoned += 1
+        team.norm_met += int(counted == 1)
+        team.norm_decided += int(counted != 0)
 
     hoppers = await session.execute(
         select(
@@ -211,6 +217,7 @@ async def build_report(
         if status == "closed" and within is not None:
             team.norm_decided += 1
             team.norm_met += int(bool(within))
+            team.hoppers_late += int(not within)
         elif status == "open" and deadline < now:
             team.hoppers_open_overdue += 1
             team.norm_decided += 1

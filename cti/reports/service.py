@@ -115,11 +115,12 @@ async def build_screen(
     now = now or datetime.now(UTC)
     tz = config.exchange.timezone
     team = teams_of(config, [team_id])
-    report = await build_report(session, period, team, tz, now)
+    short = config.queue.short_abandon_seconds
+    report = await build_report(session, period, team, tz, now, short)
     calls = await _calls(session, period, team_id, tz)
     weeks = []
     for week in weeks_of(period):
-        figures = (await build_report(session, week, team, tz, now)).teams[0]
+        figures = (await build_report(session, week, team, tz, now, short)).teams[0]
         in_level, counted = _service_level(config, calls, week, tz)
         weeks.append(
             Week(
@@ -129,7 +130,7 @@ async def build_screen(
                 in_level,
                 counted,
                 figures.hoppers_within_norm,
-                figures.norm_decided - figures.norm_met - figures.hoppers_open_overdue,
+                figures.hoppers_late,
                 figures.hoppers_open_overdue,
             )
         )

@@ -53,7 +53,9 @@ async def queue_weekly(services: Services, now: datetime | None = None) -> int:
     if not leads:
         return 0
     async with services.sessions() as session:
-        report = await build_report(session, period, [(t, n) for t, n, _ in leads], tz, now)
+        teams = [(t, n) for t, n, _ in leads]
+        short = services.config.queue.short_abandon_seconds
+        report = await build_report(session, period, teams, tz, now, short)
         await add_survey(session, report, services.config)
     queued = 0
     for (team, name, mailbox), figures in zip(leads, report.teams, strict=True):

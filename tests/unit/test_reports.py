@@ -59,8 +59,16 @@ async def maker() -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await engine.dispose()
 
 
-def call(team: str, outcome: str, agent: str = "", category: str = "", at: datetime = DAY) -> Call:
+def call(
+    team: str,
+    outcome: str,
+    agent: str = "",
+    category: str = "",
+    at: datetime = DAY,
+    wait: float | None = None,
+) -> Call:
     return Call(
+        wait_seconds=wait,
         uniqueid=f"c{next(_ids)}",
         entry="14070",
         team_id=team,
@@ -100,7 +108,8 @@ async def seed(session: AsyncSession) -> None:
         [
             call("kcc", "answered_kcc", "2001", "afval"),
             call("kcc", "answered_kcc", "2001", "afval"),
-            call("kcc", "abandoned"),
+            call("kcc", "abandoned", wait=12.0),  # gave up waiting for a person: missed
+            call("kcc", "abandoned", wait=2.0),  # a short abandon: not counted
             call("vergunningen", "answered_team", "2101", "bouwvergunning"),
             call("vergunningen", "answered_team", "2102", "bouwvergunning"),
             call("vergunningen", "hopper"),
@@ -128,8 +137,9 @@ async def test_month_figures_per_team_and_employee(
         await seed(session)
         report = await build_report(session, parse_period("2026-11"), TEAMS, TZ, NOW)
     kcc, verg = report.teams
-    assert (kcc.calls_offered, kcc.calls_answered, kcc.calls_abandoned) == (3, 2, 1)
-    assert kcc.norm_share == 1.0  # abandoned without a hopper is not owed a callback
+    assert (kcc.calls_offered, kcc.calls_answered, kcc.calls_abandoned) == (4, 2, 2)
+    # As on the board: the caller who gave up after 12 s is missed, the 2 s one not counted.
+    assert (kcc.norm_met, kcc.norm_decided) == (2, 3)
     assert kcc.employees["2001"].calls_answered == 2
     assert (verg.calls_offered, verg.calls_answered) == (3, 2)
     assert (verg.hoppers_created, verg.hoppers_handled, verg.hoppers_within_norm) == (5, 3, 1)
@@ -164,7 +174,8 @@ async def test_csv_has_a_row_per_figure_and_html_is_dutch(
 ) -> None:
     async with maker() as session:
         await seed(session)
-        report = await build_report(session, parse_period("2026-11"), TEAMS, TZ, NOW)
+        # With 15 s as the short abandon, the KCC's 12 s hang-up is not counted: KCC 2 of 2.
+        report = await build_report(session, parse_period("2026-11"), TEAMS, TZ, NOW, 15.0)
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     by_key = {(r["team"], r["employee"], r["figure"]): r["value"] for r in rows}
     assert by_key["vergunningen", "(team)", "share_within_norm"] == "0.6000"
@@ -277,7 +288,7 @@ async def test_weeks_hours_and_pareto_of_a_custom_period(
     assert (w47.in_level, w47.counted) == (1, 1)  # a 2 s hang-up is a wrong number
     assert (w46.within, w46.late, w46.overdue) == (1, 0, 0)
     assert (w47.within, w47.late, w47.overdue) == (0, 1, 1)
-    assert w46.norm == 1.0  # 2 answered + 1 within, of 3 decided
+    assert w46.norm == 0.75  # 2 answered + 1 within, of 4: the caller who gave up is missed
     assert w47.norm == pytest.approx(1 / 3)
     monday_nine = screen.hours[0][9]  # Monday 09:15 and 09:35 local time
     assert (monday_nine.offered, monday_nine.answered) == (2, 2)
