@@ -20,6 +20,7 @@ import jinja2
 from bench.exchange import ARTIFACTS, free_port
 from bereik.tls import make_self_signed
 from dialplan.asterisk import AsteriskProcess, Installation
+from dialplan.config import Config
 from dialplan.render import MODULES, TEMPLATES, Directories
 
 ADDRESS = "127.0.0.3"
@@ -122,7 +123,10 @@ method = tlsv1_2
             # The exchange's own template: the same directories, under the provider's instance.
             "asterisk.conf": jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES))
             .get_template("asterisk.conf.j2")
-            .render(dirs=Directories(instance, self.installation.modules_dir)),
+            .render(
+                dirs=Directories(instance, self.installation.modules_dir),
+                config=Config.model_validate({}),  # one Asterisk, no node name
+            ),
             "modules.conf": "[modules]\nautoload = no\n"
             + "".join(f"load = {module}\n" for module in modules),
             "logger.conf": "[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n",
