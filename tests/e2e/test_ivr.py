@@ -14,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -239,6 +239,9 @@ async def test_announcements_play_for_14070_and_for_their_menu_option_expired_on
             ivr, "Storing in het betaalsysteem.", "--kind", "outage", "--until", "2099-01-01T00:00"
         )
     )
+    # Ended yesterday: kept (the purge removes ended announcements only after
+    # `retention.announcement_days`), never played.
+    yesterday = (datetime.now(ZoneInfo("Europe/Amsterdam")) - timedelta(days=1)).date()
     expired = _announcement_id(
         announce(
             ivr,
@@ -246,9 +249,9 @@ async def test_announcements_play_for_14070_and_for_their_menu_option_expired_on
             "--kind",
             "outage",
             "--from",
-            "2020-01-01T08:00",
+            f"{yesterday}T08:00",
             "--until",
-            "2020-01-01T17:00",
+            f"{yesterday}T17:00",
         )
     )
     ivr.start_serve()
