@@ -35,7 +35,6 @@ from cti.store.models import Call, Hopper, User
 from cti.survey import service as survey_service
 from dialplan.config import Config
 
-ANSWERED = ANSWERED_OUTCOMES
 KCC = "kcc"
 
 
@@ -174,7 +173,7 @@ async def build_report(
             continue
         team.calls_offered += 1
         team.categories[category or "onbekend"] += 1
-        if outcome in ANSWERED:
+        if outcome in ANSWERED_OUTCOMES:
             team.calls_answered += 1
             team.employee(agent or "onbekend").calls_answered += 1
         elif outcome == "abandoned":

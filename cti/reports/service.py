@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cti.calls.norms import ANSWERED_OUTCOMES
 from cti.reports.figures import (
-    ANSWERED,
     KCC,
     Period,
     PeriodError,
@@ -165,7 +165,7 @@ def _service_level(
     for started, outcome, wait in calls:
         if not start <= started < end:
             continue
-        if outcome in ANSWERED:
+        if outcome in ANSWERED_OUTCOMES:
             counted += 1
             in_level += int(wait is not None and wait <= level)
         elif outcome == "abandoned" and (wait is None or wait >= short):
@@ -180,7 +180,7 @@ def _hours(calls: list[tuple[datetime, str, float | None]], tz: str) -> list[lis
         local = started.astimezone(zone)
         cell = grid[local.weekday()][local.hour]
         cell.offered += 1
-        cell.answered += int(outcome in ANSWERED)
+        cell.answered += int(outcome in ANSWERED_OUTCOMES)
         cell.abandoned += int(outcome == "abandoned")
     return grid
 
