@@ -158,6 +158,8 @@ class Exchange:
         # With agi_proxy, Asterisk reaches FastAGI through HAProxy (start_agi_proxy).
         self.agi_proxy_port = free_port() if agi_proxy else None
         self.agi_proxy: subprocess.Popen[bytes] | None = None
+        # A line per FastAGI connection as it ends: "... fastagi bereik/bereikN ...".
+        self.agi_proxy_log = self.workdir / "haproxy.log"
         self.name = f"test-{secrets.token_hex(4)}"
         self.instance_dir = f"/var/lib/bereik/{self.name}"
         # The SQLite file (tests of SQLite's own behaviour use it); database_url is the store.
@@ -284,6 +286,8 @@ ring_seconds = 15
         assert self.agi_proxy_port is not None, "Exchange(agi_proxy=True) first"
         template = (REPO / "deploy" / "haproxy" / "bereik-fastagi.cfg").read_text()
         head, _, _ = template.partition("    server bereik1")
+        # Its log goes to haproxy.log (HAProxy started in the foreground), not to syslog.
+        head = head.replace("log /dev/log local0", "log stdout format raw local0")
         config = head.replace("127.0.0.1:4573", f"127.0.0.1:{self.agi_proxy_port}") + "".join(
             f"    server bereik{n} 127.0.0.1:{serve.agi_port} check\n"
             for n, serve in enumerate(serves, 1)
@@ -293,7 +297,7 @@ ring_seconds = 15
         subprocess.run(["haproxy", "-c", "-q", "-f", str(path)], check=True)
         self.agi_proxy = subprocess.Popen(
             ["haproxy", "-db", "-f", str(path)],
-            stdout=open(self.workdir / "haproxy.log", "ab"),
+            stdout=open(self.agi_proxy_log, "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
