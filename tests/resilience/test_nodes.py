@@ -35,8 +35,8 @@ from dialplan import asterisk
 from dialplan.kamailio import rpc
 from tests.e2e.test_queue import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
 from tests.e2e.test_queue import agents as queue_agents
+from tests.resilience.calibration import calibrated_rate
 from tests.resilience.figures import Figures
-from tests.resilience.test_sustained_load import machine_busy_seconds
 
 MAX_RATE = 10  # the issue's rate
 FORCED_RATE = float(os.environ.get("BEREIK_NODES_RATE", "0"))
@@ -91,12 +91,9 @@ def outcomes_of(ex: Cluster, caller: str) -> dict[str, int]:
     return {row.outcome: row.n for row in rows}
 
 
-async def calibrated_rate(ex: Cluster, figures: Figures, hold_ms: int = 1500) -> float:
-    """Half the calls per second this machine holds through Kamailio and both nodes, for
-    calls of `hold_ms`: measured on calls as long as the load's (a call's media costs CPU
-    for as long as it lasts, so short calls would promise a rate long ones cannot hold)."""
-    busy = machine_busy_seconds()
-    batch = await ex.call(
+async def calibration(ex: Cluster, figures: Figures, hold_ms: int = 1500) -> float:
+    """The load's rate through Kamailio and both nodes, for calls of `hold_ms`."""
+    batch = ex.call(
         "14070",
         caller="0655900000",
         calls=CALIBRATION_CALLS,
@@ -105,15 +102,9 @@ async def calibrated_rate(ex: Cluster, figures: Figures, hold_ms: int = 1500) ->
         key_delay_ms=100,
         timeout_s=60 + hold_ms // 1000,
     )
-    assert batch.returncode == 0, batch.stderr[-2000:]
-    cpu_per_call = (machine_busy_seconds() - busy) / CALIBRATION_CALLS
-    capacity = (os.cpu_count() or 1) / cpu_per_call
-    rate = FORCED_RATE or max(1.0, min(MAX_RATE, round(capacity / 2, 1)))
-    figures["CPU s per call (Kamailio, node, bereik, sipp)"] = round(cpu_per_call, 3)
-    figures["capacity calls/s"] = round(capacity, 1)
-    figures["rate calls/s"] = rate
-    print(f"\n[rate] {rate} calls/s (capacity {capacity:.1f}, {cpu_per_call:.3f} CPU s a call)")
-    return rate
+    return await calibrated_rate(
+        batch, CALIBRATION_CALLS, figures, max_rate=MAX_RATE, forced=FORCED_RATE
+    )
 
 
 async def serving_with_kcc_phone(ex: Cluster, figures: Figures) -> float:
@@ -121,7 +112,7 @@ async def serving_with_kcc_phone(ex: Cluster, figures: Figures) -> float:
     ex.start_serve()
     ex.phone("2001", ring_ms=100)
     await both_connected(ex)
-    return await calibrated_rate(ex, figures)
+    return await calibration(ex, figures)
 
 
 async def calls(
@@ -287,7 +278,7 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
                         for p in ports for s in serves),
             timeout=30,
         )
-        rate = await calibrated_rate(ex, figures, HOLD_MS)
+        rate = await calibration(ex, figures, HOLD_MS)
         total = int(rate * ROLLING_SECONDS)
         started = time.monotonic()
         load = asyncio.create_task(

@@ -39,6 +39,7 @@ from bench.asterisk_log import ivr_starts
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
+from tests.resilience.calibration import calibrated_rate
 from tests.resilience.figures import Figures
 
 # Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
@@ -46,9 +47,8 @@ from tests.resilience.figures import Figures
 pytestmark = pytest.mark.solo
 
 SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "120"))
-FORCED_RATE = int(os.environ.get("BEREIK_SOAK_RATE", "0"))
+FORCED_RATE = float(os.environ.get("BEREIK_SOAK_RATE", "0"))
 MAX_RATE = 20  # the issue's rate: no need to go beyond it on a bigger machine
-MARGIN = 0.5  # the gate runs at half the measured capacity
 CALIBRATION_CALLS, CALIBRATION_RATE = 40, 2
 # Resident memory may grow by this much from the warmed-up start to the end.
 MEMORY_GROWTH_MB = 50
@@ -123,17 +123,9 @@ async def test_sustained_calls_through_ivr_team_and_hopper_lose_nothing(
 KEYS = "1,1,1"
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot (/proc/stat, first line)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-async def calibrated_rate(ex: Exchange, figures: Figures) -> int:
-    """Half the calls per second this machine holds on this path, from a measured batch."""
-    busy = machine_busy_seconds()
-    batch = await ex.call(
+async def calibration(ex: Exchange, figures: Figures) -> float:
+    """The load's rate, from a batch of calls through the load's own path."""
+    batch = ex.call(
         "14070",
         caller=f"{PREFIX}9[call_number]",
         keys=KEYS,
@@ -144,14 +136,9 @@ async def calibrated_rate(ex: Exchange, figures: Figures) -> int:
         limit=CALIBRATION_CALLS,
         timeout_s=120,
     )
-    assert batch.returncode == 0, batch.stderr[-2000:]
-    cpu_per_call = (machine_busy_seconds() - busy) / CALIBRATION_CALLS
-    capacity = (os.cpu_count() or 1) / cpu_per_call
-    rate = FORCED_RATE or max(1, min(MAX_RATE, int(capacity * MARGIN)))
-    figures["CPU s per call (whole path)"] = round(cpu_per_call, 3)
-    figures["capacity calls/s"] = round(capacity, 1)
-    figures["gate calls/s"] = rate
-    return rate
+    return await calibrated_rate(
+        batch, CALIBRATION_CALLS, figures, max_rate=MAX_RATE, forced=FORCED_RATE
+    )
 
 
 async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
@@ -166,12 +153,12 @@ async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
                          hold_ms=30_000, timeout_s=60)
     assert warm.returncode == 0, warm.stderr
     figures.title = "sustained load at half the measured capacity (IVR → team → hopper)"
-    rate = await calibrated_rate(ex, figures)
+    rate = await calibration(ex, figures)
     calibration_mails = CALIBRATION_CALLS + 1
     await mailbox.wait(calibration_mails, timeout=60)
     memory_start = resident_mb(pid)
 
-    total = SECONDS * rate
+    total = int(SECONDS * rate)
     started = time.monotonic()
     samples: list[float] = []
     load = asyncio.create_task(
