@@ -78,6 +78,12 @@ class Call(Base):
 # hopper is written open and closed in one transaction; it is never linked).
 ONE_OPEN_HOPPER = "status = 'open' AND counts_for_norm"
 
+# Ids that leave their row (a hopper's number in mails, links, outbox keys and the audit
+# log; announcements and recordings in the audit log and URLs) are never given again after
+# a purge. SQLite's plain rowid reuses the highest id once it is deleted; AUTOINCREMENT
+# does not. PostgreSQL's sequences never reuse. (Migration 0009.)
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
 
 class Hopper(Base):
     """A callback request: a citizen waiting for a team to call back."""
@@ -125,6 +131,7 @@ class Hopper(Base):
             sqlite_where=text(ONE_OPEN_HOPPER),
             postgresql_where=text(ONE_OPEN_HOPPER),
         ),
+        NEVER_REUSED_IDS,
     )
 
 
@@ -186,6 +193,7 @@ class OutboxMail(Base):
 
 class Announcement(Base):
     __tablename__ = "announcements"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     text: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(16))  # outage news closure
@@ -358,6 +366,7 @@ class QuestionRecording(Base):
     """
 
     __tablename__ = "question_recordings"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_uniqueid: Mapped[str] = mapped_column(String(64), index=True)
     hopper_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from cti.announcements.service import audio_dir
+from cti.hoppers.service import create_hopper
 from cti.retention import BATCH, run_once
-from cti.services import Services
-from cti.store.models import Announcement, AuditEntry, Call, Hopper, HopperEvent
+from cti.services import Services, build_services
+from cti.store.db import create_engine, migrate_async, sessions
+from cti.store.models import Announcement, AuditEntry, Call, Hopper, HopperEvent, OutboxMail
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.unit.memory_services import TWO_TEAMS, memory_services
 
 NOW = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
 CONFIG = Config.model_validate(
@@ -193,3 +195,41 @@ async def test_ended_announcements_go_with_their_audio_live_ones_stay(
     async with services.sessions() as session:
         left = (await session.execute(select(Announcement.audio))).scalars().all()
     assert sorted(left) == ["live", "recent"]
+
+
+async def test_a_hopper_made_after_the_newest_was_purged_gets_a_new_number_and_its_mail(
+    tmp_path: Path,
+) -> None:
+    """On the migrated SQLite schema: the purged hopper's number is not given again (its
+    sent mail still holds the key "hopper-N-created", and old links name it)."""
+    url = f"sqlite:///{tmp_path / 'bereik.db'}"
+    config = Config.model_validate(
+        {**TWO_TEAMS, "retention": {"closed_hopper_days": 1, "sent_mail_days": 14}}
+    )
+    await migrate_async(url)
+    engine = create_engine(url)
+    services = build_services(config, sessions(engine), home=tmp_path / "instance")
+    try:
+        first = await create_hopper(
+            services, team_id="burgerzaken", caller="0612345678", reason="no_answer"
+        )
+        async with services.sessions() as session, session.begin():
+            await session.execute(
+                update(Hopper).values(status="closed", closed_at=datetime.now(UTC))
+            )
+            await session.execute(update(OutboxMail).values(sent_at=datetime.now(UTC)))
+        purged = await run_once(services, datetime.now(UTC) + timedelta(days=2))
+        assert purged is not None and purged.hoppers == 1
+        second = await create_hopper(
+            services, team_id="burgerzaken", caller="0687654321", reason="no_answer"
+        )
+        assert second.id > first.id
+        async with services.sessions() as session:
+            mails = (await session.execute(select(OutboxMail.key, OutboxMail.sent_at))).all()
+        # The purged hopper's mail stays sent; the new one's waits to be sent.
+        assert {m.key: m.sent_at is not None for m in mails} == {
+            f"hopper-{first.id}-created": True,
+            f"hopper-{second.id}-created": False,
+        }
+    finally:
+        await engine.dispose()
