@@ -142,7 +142,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "retention": functools.partial(retention.run, services),
         "survey figures": functools.partial(survey.run, services),
         "announcement savings": functools.partial(savings.run, services),
-        "node states": functools.partial(nodes.watch, services),
+        "node states": functools.partial(nodes.watch, services, listener.node_lost),
     }
     if config.kcc.mode == "queue":
         workers |= {

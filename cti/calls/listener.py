@@ -147,6 +147,19 @@ class CallListener:
         marker.restarted = scoped and before is not None and before != started
         await ami.events.put(marker)
 
+    async def node_lost(self, node: str) -> None:
+        """Node `node` is gone (its AMI down and Kamailio's probes failing): its calls end
+        now as interrupted, instead of staying open in the figures until it comes back,
+        which a node that stays down never does. When it comes back, its resync finds
+        nothing of these calls left to end."""
+        marker = Message({"Event": RESYNC_EVENT})
+        marker.channels = []
+        marker.node = node
+        marker.restarted = True
+        ami = self.services.ami
+        if ami is not None:
+            await ami.events.put(marker)
+
     def _set_waiting(self) -> None:
         waiting = self.tracker.waiting()
         if waiting != self._waiting:

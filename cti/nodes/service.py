@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,13 @@ def _set(config: Config, name: str, state: str) -> None:
     rpc(config, "dispatcher.set_duid_state", state, SET, name)
 
 
-async def watch(services: Services) -> None:
-    """Keep the AMI face's drained set equal to Kamailio's, so originates avoid them.
+async def watch(
+    services: Services, on_lost: Callable[[str], Awaitable[None]] | None = None
+) -> None:
+    """Keep the AMI face's drained set equal to Kamailio's, so originates avoid them, and
+    tell `on_lost` once when a node is gone: its AMI connection down and Kamailio's probes
+    failing too (either alone may be a network hiccup while the node carries its calls;
+    both together is a dead node, or one cut off from trunk and phones alike).
 
     Kamailio unreachable: the last known set stays (an originate to a node that is up
     is still answered); it is logged once per outage.
@@ -81,6 +87,7 @@ async def watch(services: Services) -> None:
     if not isinstance(ami, AmiNodes):
         return
     failing = False
+    lost: set[str] = set()
     while True:
         try:
             states = await asyncio.to_thread(status, services.config)
@@ -89,6 +96,15 @@ async def watch(services: Services) -> None:
                 log.info("drained nodes now: %s", ", ".join(sorted(drained)) or "none")
             ami.drained = drained
             failing = False
+            for state in states:
+                client = ami.clients.get(state.name)
+                if client is None or client.connected:
+                    lost.discard(state.name)
+                elif state.state == "inactive" and state.name not in lost:
+                    lost.add(state.name)
+                    log.warning("node %s is gone: its calls end as interrupted", state.name)
+                    if on_lost is not None:
+                        await on_lost(state.name)
         except (KamailioError, ConfigError) as exc:
             if not failing:
                 log.warning("node states unknown (%s); keeping %s", exc, sorted(ami.drained))
