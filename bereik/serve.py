@@ -60,6 +60,9 @@ log = logging.getLogger("bereik")
 # On SIGTERM, how long the FastAGI sessions in progress may take to end by themselves.
 # A caller's IVR or callback offer lasts well under this; systemd's TimeoutStopSec is above.
 DRAIN_SECONDS = 30
+# What the call listener has not written yet gets this long at the stop (the store may be
+# down; then a standby, or nobody, writes it).
+FLUSH_SECONDS = 5
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -184,6 +187,10 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await asyncio.wait_for(listener.flush(), FLUSH_SECONDS)
+        except TimeoutError:
+            log.warning("%d call events not written at the stop", len(listener.pending))
         # After the listener stopped: the standby takes over at once, and writes again
         # what this process had not stored yet (it kept it).
         try:

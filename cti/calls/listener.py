@@ -181,13 +181,33 @@ class CallListener:
             # burst of events instead of one per effect keeps up with hundreds of calls a
             # second; a tenth of a second later on a wall screen is invisible.
             await asyncio.sleep(BATCH_SECONDS)
-            batch = [self.pending.popleft() for _ in range(min(BATCH, len(self.pending)))]
-            if await self._apply_until_stored(batch):
-                self.written += len(batch)
-            else:
-                # Another process owns the tracking now: keep these for a takeover back.
-                self.pending.extendleft(reversed(batch))
-                self.lease.lost()
+            await self._write_batch()
+
+    async def flush(self) -> None:
+        """On stopping, after `run` was cancelled: the owner writes what it has not yet, so
+        a call that ended a moment before the stop keeps its outcome (a single process has
+        no standby to write it). Bounded by the caller: the store may be down."""
+        while self.pending and self.lease.owned.is_set():
+            if not await self._write_batch():
+                return
+
+    async def _write_batch(self) -> bool:
+        """Store the oldest pending effects; False when the lease was lost meanwhile."""
+        batch = [self.pending.popleft() for _ in range(min(BATCH, len(self.pending)))]
+        try:
+            stored = await self._apply_until_stored(batch)
+        except asyncio.CancelledError:
+            # Stopped mid-write: the batch stays pending for `flush` (writing it twice is
+            # harmless, see _apply_until_stored).
+            self.pending.extendleft(reversed(batch))
+            raise
+        if stored:
+            self.written += len(batch)
+            return True
+        # Another process owns the tracking now: keep these for a takeover back.
+        self.pending.extendleft(reversed(batch))
+        self.lease.lost()
+        return False
 
     async def _apply_until_stored(self, batch: Sequence[tuple[float, Effect]]) -> bool:
         """Retry until the batch is stored (True) or the lease is lost (False): applying it

@@ -11,6 +11,7 @@ Asterisk 22 sends for a blind and an attended transfer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -504,3 +505,32 @@ def test_a_virtual_hold_callback_rings_the_agent_as_a_leg_of_its_placeholder() -
         ("2001", "ringing", "0633333333", placeholder),
         ("2001", "answered", "0633333333", placeholder),
     ]
+
+
+async def test_a_call_that_ended_just_before_serve_stops_keeps_its_outcome(
+    listener: CallListener,
+) -> None:
+    """The events of its end are in, its row not yet written when `run` is cancelled:
+    ``flush`` (bereik serve's stop) writes it."""
+    caller = channel("9.0", "9.0", "PJSIP/trunk-9", "from-trunk", "14070", Timestamp="100")
+    kcc = {**caller, "Context": "bereik-kcc", "Exten": "s"}
+    agent = channel("9.1", "9.0", "PJSIP/2001-9", "from-internal", "s", Timestamp="101")
+    dial = {**kcc, "DestUniqueid": "9.1", "DestChannel": "PJSIP/2001-9"}
+    for item in (
+        event("Newchannel", **caller),
+        event("UserEvent", UserEvent="BereikRoute", Team="kcc", **kcc),
+        event("Newchannel", **agent),
+        event("DialBegin", **{**dial, "Timestamp": "101"}),
+        event("DialEnd", DialStatus="ANSWER", **{**dial, "Timestamp": "104"}),
+        event("CEL", EventName="LINKEDID_END", LinkedID="9.0", Timestamp="130"),
+    ):
+        listener.on_event(item)
+    writer = asyncio.create_task(listener.run())
+    await asyncio.sleep(0)  # it waits for its batch
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    await listener.flush()
+    async with listener.services.sessions() as session:
+        row = (await session.execute(Call.__table__.select())).one()
+    assert (row.uniqueid, row.outcome, row.answered_by) == ("9.0", "answered_kcc", "kcc")
