@@ -67,16 +67,17 @@ def kcc_line(
     queue: dict[str, object] | None = None,
     kcc_extra: str = "",
     server_toml: str = PATIENT_SERVER,
+    extra_toml: str = "",
 ) -> Iterator[Exchange]:
     """An exchange whose KCC is a waiting line with these agents (phones that register),
-    Asterisk and `bereik serve` started."""
+    Asterisk and `bereik serve` started; `extra_toml`: more sections (e.g. [survey])."""
     with exchange(
         installation,
         tmp_path,
         phones=agents(*extensions),
         kcc_agents=extensions,
         kcc_toml=QUEUE_KCC + ("\n" + kcc_extra if kcc_extra else ""),
-        extra_toml=queue_toml(**(queue or {})),
+        extra_toml=queue_toml(**(queue or {})) + extra_toml,
         server_toml=server_toml,
     ) as ex:
         ex.start_asterisk()

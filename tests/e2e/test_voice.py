@@ -23,10 +23,16 @@ from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.e2e.test_access import token_for
 from tests.e2e.test_ivr import announce
-from tests.e2e.web_support import add_users, chromium, sign_in
+from tests.e2e.test_queue import kcc_line, sign_in
+from tests.e2e.web_support import add_users, chromium
+from tests.e2e.web_support import sign_in as sign_in_browser
 
 CITIZEN = "0612345678"
 SPOKEN_SECONDS = 5.0
+# The KCC line: 0 in the menu at 1 s, the agent answers and hangs up about 4 s into the call
+# (measured); the survey's 4 comes some 9 s after the hang-up, while the introduction or the
+# first question plays (the keys are timed: sipp cannot wait on the prompt).
+KCC_KEY_PAUSES = 11
 TEAMS = """
 [[teams]]
 id = "parkeren"
@@ -124,7 +130,7 @@ async def test_a_spoken_question_belongs_to_the_hopper_and_only_its_team_hears_i
             assert refused.status == 403
 
         async with chromium() as browser:
-            page = await sign_in(browser, voice, "carla")
+            page = await sign_in_browser(browser, voice, "carla")
             await page.goto(voice.url("/team"))
             audio = page.locator(f'tr[data-hopper="{hopper_id}"] audio.question')
             assert await audio.get_attribute("src") == url
@@ -306,9 +312,51 @@ async def test_an_outage_message_shows_how_many_callers_it_saved_and_how_many_we
         assert await until(lambda: (metric(ex, saved), metric(ex, on)) == (6.0, 4.0))
 
         async with chromium() as browser:
-            page = await sign_in(browser, ex, "olga")
+            page = await sign_in_browser(browser, ex, "olga")
             await page.goto(ex.url("/operator"))
             row = page.locator(f'tr[data-announcement="{outage}"]')
             assert await row.locator(".saved").get_attribute("data-saved") == "6"
             assert await row.locator(".went-on").get_attribute("data-went-on") == "4"
             print(await row.locator(".savings").inner_text())
+
+
+KCC_SURVEY = """
+[survey]
+shares = { kcc = 1.0 }
+min_answers_per_agent = 1
+"""
+
+
+async def test_a_kcc_line_caller_answers_the_survey_after_the_agent_hangs_up(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    with kcc_line(installation, tmp_path, ["2001"], extra_toml=KCC_SURVEY) as ex:
+        await until(lambda: "IVR prompts ready" in ex.serve_log.read_text(), timeout=60)
+        # The agent answers after 0.3 s and hangs up after 2 s, before the caller does.
+        ex.agent_phone("2001", ring_ms=300, talk_ms=2000)
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        score = 'bereik_survey_average_today{question="tevredenheid",team="kcc"}'
+        assert metric(ex, score) is None
+        # 0 for the KCC in the menu; the line rings the agent; after the agent hung up,
+        # 4 during the introduction (the first answer) and 1 to "was your question answered".
+        answered = await ex.call(
+            "14070", caller=CITIZEN, keys="0" + "," * KCC_KEY_PAUSES + "41",
+            key_delay_ms=1000, hold_ms=30_000, timeout_s=90,
+        )
+        assert answered.returncode == 0, answered.stderr
+        rows = await until(lambda: ex.rows(
+            "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
+            "ORDER BY question"
+        ))
+        assert [(r.team_id, r.agent, r.question, r.value) for r in rows] == [
+            ("kcc", "2001", "beantwoord", 1),
+            ("kcc", "2001", "tevredenheid", 4),
+        ]
+        call = await until(lambda: ex.rows(
+            "SELECT outcome, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
+            u=rows[0].call_uniqueid,
+        ))
+        assert [(c.outcome, c.agent) for c in call] == [("answered_kcc", "2001")]
+        yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="kcc"}'
+        assert await until(lambda: metric(ex, score) == 4.0 and metric(ex, yes) == 1.0)
