@@ -229,9 +229,12 @@ def survey_text(figure: survey_service.Figure) -> str:
     return f"{(figure.yes_ratio or 0) * 100:.0f} % ja (n={figure.answers})"
 
 
-async def add_survey(session: AsyncSession, report: Report, config: Config) -> None:
+async def add_survey(
+    session: AsyncSession, report: Report, config: Config, per_agent: bool = True
+) -> None:
     """The post-call survey's figures into the report: per team, and per employee only
-    from ``survey.min_answers_per_agent`` answers on (a report goes to the team lead)."""
+    from ``survey.min_answers_per_agent`` answers on and only with `per_agent` (a report
+    goes to the team lead; the reports screen shows a supervisor the team's alone)."""
     start, end = report.period.bounds(config.exchange.timezone)
     teams = await survey_service.figures(session, config, start, end)
     for team in report.teams:
@@ -239,6 +242,8 @@ async def add_survey(session: AsyncSession, report: Report, config: Config) -> N
             figure = teams.get((team.team, question.id))
             if figure is not None:
                 team.survey[question.id] = survey_text(figure)
+        if not per_agent:
+            continue
         found = await survey_service.agent_figures(session, config, team.team, start, end)
         for (agent, question_id), figure in sorted(found.items()):
             team.employee(agent).survey[question_id] = survey_text(figure)

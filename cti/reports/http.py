@@ -99,10 +99,17 @@ def period_of(chosen: Selection) -> Period:
     )
 
 
-async def screen_of(request: web.Request, chosen: Selection, period: Period) -> Screen:
+async def screen_of(
+    request: web.Request, user: User, chosen: Selection, period: Period
+) -> Screen:
+    """The chosen team's screen. The survey per employee is for the team's lead alone
+    (selection() keeps a lead to their own team); a supervisor sees the team's figure."""
     services = request.app[SERVICES]
     async with services.sessions() as session:
-        return await build_screen(session, services.config, period, chosen.team)
+        return await build_screen(
+            session, services.config, period, chosen.team,
+            survey_per_agent=user.role == "lead",
+        )
 
 
 async def download(request: web.Request) -> web.Response:
@@ -115,7 +122,7 @@ async def download(request: web.Request) -> web.Response:
         period = period_of(chosen)
     except PeriodError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    screen = await screen_of(request, chosen, period)
+    screen = await screen_of(request, user, chosen, period)
     filename = f"bereik-{name}-{chosen.team}-{period.label}.csv".replace("..", "_")
     return web.Response(
         text=to_csv_of(screen, name),

@@ -31,8 +31,10 @@ async def reports_page(request: web.Request) -> web.Response:
         return render(
             request, "reports.html", status=400, chosen=chosen, screen=None, problem=problem
         )
-    screen = await screen_of(request, chosen, period)
-    names = {phone.extension: phone.name for phone in request.app[SERVICES].config.phones}
+    screen = await screen_of(request, user, chosen, period)
+    config = request.app[SERVICES].config
+    names = {phone.extension: phone.name for phone in config.phones}
+    survey_on = any(config.survey.shares.values())
     return render(
         request,
         "reports.html",
@@ -48,4 +50,7 @@ async def reports_page(request: web.Request) -> web.Response:
             **{f"hours_{m}": charts.heat_map(screen.hours, m, t) for m in MEASURES},
         },
         measures=MEASURES,
+        survey_questions=config.survey.questions if survey_on else [],
+        survey_min=config.survey.min_answers_per_agent,
+        survey_per_agent=user.role == "lead",
     )

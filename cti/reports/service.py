@@ -29,6 +29,7 @@ from cti.reports.figures import (
     PeriodError,
     Report,
     TeamFigures,
+    add_survey,
     build_report,
     iso_week,
 )
@@ -111,12 +112,16 @@ async def build_screen(
     period: Period,
     team_id: str,
     now: datetime | None = None,
+    survey_per_agent: bool = False,
 ) -> Screen:
+    """The screen of one team; the post-call survey per employee only with
+    `survey_per_agent` (the team's lead), the team's survey figures always."""
     now = now or datetime.now(UTC)
     tz = config.exchange.timezone
     team = teams_of(config, [team_id])
     short = config.queue.short_abandon_seconds
     report = await build_report(session, period, team, tz, now, short)
+    await add_survey(session, report, config, per_agent=survey_per_agent)
     calls = await _calls(session, period, team_id, tz)
     weeks = []
     for week in weeks_of(period):

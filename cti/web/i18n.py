@@ -61,6 +61,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "channel steering": "Kanaalsturing in het keuzemenu",
         "menu key": "Toets",
         "survey today": "Klanttevredenheid vandaag (enquête na het gesprek)",
+        "survey report": "Klanttevredenheid (enquête na het gesprek)",
+        "whole team": "Hele team",
+        "survey per employee lead": "Per medewerker alleen bij minstens {n} antwoorden in "
+        "de periode; alleen de teamleider en de medewerker zelf zien dit.",
+        "survey per employee not here": "Per medewerker ziet alleen de teamleider dit "
+        "(en de medewerker zelf, via GET /api/survey).",
         "survey note": "Gemiddelde score of aandeel ja, met tussen haakjes het aantal "
         "antwoorden. Per medewerker: GET /api/survey en het rapport, alleen voor de "
         "medewerker zelf en de teamleider.",
@@ -286,6 +292,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "channel steering": "Channel steering in the menu",
         "menu key": "Key",
         "survey today": "Caller satisfaction today (post-call survey)",
+        "survey report": "Caller satisfaction (post-call survey)",
+        "whole team": "Whole team",
+        "survey per employee lead": "Per employee only from {n} answers in the period; "
+        "only the team lead and the employee themself see this.",
+        "survey per employee not here": "Per employee only the team lead sees this (and "
+        "the employee themself, through GET /api/survey).",
         "survey note": "Average score or share of yes, with the number of answers in "
         "brackets. Per agent: GET /api/survey and the report, only for the agent and their "
         "team lead.",
