@@ -22,7 +22,7 @@ from cti.store.models import Hopper
 from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.e2e.test_access import token_for
-from tests.e2e.test_ivr import announce
+from tests.e2e.test_ivr import announce, closed_today
 from tests.e2e.test_queue import kcc_line, sign_in
 from tests.e2e.web_support import add_users, chromium
 from tests.e2e.web_support import sign_in as sign_in_browser
@@ -152,6 +152,34 @@ async def test_a_spoken_question_belongs_to_the_hopper_and_only_its_team_hears_i
         assert "ingesproken" in body
     finally:
         smtp.stop()
+
+
+async def test_an_after_hours_callback_request_carries_the_spoken_question_to_its_hopper(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(
+        installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=SETTINGS,
+        hours_toml=closed_today("studiedag"),
+    ) as ex:  # fmt: skip
+        ex.start_asterisk()
+        ex.start_serve()
+        speech = speech_pcap(ex.workdir / "question.pcap", SPOKEN_SECONDS)
+        # 14070 while closed: 1 during the closed message requests the callback (no menu
+        # subjects: the KCC's); after the invitation and the beep, 5 s of speech and #.
+        result = await ex.call(
+            "14070", caller=CITIZEN, keys="1,,S#", key_delay_ms=3000, hold_ms=30_000,
+            timeout_s=60, speech=(speech, SPOKEN_SECONDS),
+        )
+        assert result.returncode == 0, result.stderr
+        rows = await until(lambda: ex.rows(
+            "SELECT h.team_id, h.reason, r.path FROM question_recordings r "
+            "JOIN hoppers h ON h.id = r.hopper_id"
+        ))
+        assert [(r.team_id, r.reason) for r in rows] == [("kcc", "after_hours")]
+        recorded = soxi_seconds(rows[0].path)
+        print(f"spoke {SPOKEN_SECONDS} s after hours, recorded {recorded:.2f} s")
+        assert abs(recorded - SPOKEN_SECONDS) < 1.0
 
 
 async def test_the_retention_purge_of_a_closed_hopper_removes_its_recording(
