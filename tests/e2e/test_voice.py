@@ -220,6 +220,23 @@ def metric(ex: Exchange, line_start: str) -> float | None:
     return None
 
 
+async def survey_answers_and_call(
+    ex: Exchange,
+) -> tuple[list[tuple[str, str, str, int]], list[tuple[str, str, str]]]:
+    """The answers stored (team, agent, question, value), once there are any, and the
+    finished call they belong to (outcome, team, agent)."""
+    rows = await until(lambda: ex.rows(
+        "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
+        "ORDER BY question"
+    ))
+    call = await until(lambda: ex.rows(
+        "SELECT outcome, team_id, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
+        u=rows[0].call_uniqueid,
+    ))
+    answers = [(r.team_id, r.agent, r.question, r.value) for r in rows]
+    return answers, [(c.outcome, c.team_id, c.agent) for c in call]
+
+
 async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_hang_up_is_no_answer(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
@@ -241,21 +258,12 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
             "7001", caller=CITIZEN, keys="41", key_delay_ms=4000, hold_ms=30_000
         )
         assert answered.returncode == 0, answered.stderr
-        rows = await until(lambda: ex.rows(
-            "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
-            "ORDER BY question"
-        ))
-        assert [(r.team_id, r.agent, r.question, r.value) for r in rows] == [
+        answers, call = await survey_answers_and_call(ex)
+        assert answers == [
             ("vergunningen", "3001", "beantwoord", 1),
             ("vergunningen", "3001", "tevredenheid", 4),
         ]
-        call = await until(lambda: ex.rows(
-            "SELECT outcome, team_id, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
-            u=rows[0].call_uniqueid,
-        ))
-        assert [(c.outcome, c.team_id, c.agent) for c in call] == [
-            ("answered_team", "vergunningen", "3001")
-        ]
+        assert call == [("answered_team", "vergunningen", "3001")]
         # /metrics is refreshed every few seconds: wait for the refresh after both answers.
         yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="vergunningen"}'
         assert await until(lambda: metric(ex, score) == 4.0 and metric(ex, yes) == 1.0)
@@ -373,18 +381,8 @@ async def test_a_kcc_line_caller_answers_the_survey_after_the_agent_hangs_up(
             key_delay_ms=1000, hold_ms=30_000, timeout_s=90,
         )
         assert answered.returncode == 0, answered.stderr
-        rows = await until(lambda: ex.rows(
-            "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
-            "ORDER BY question"
-        ))
-        assert [(r.team_id, r.agent, r.question, r.value) for r in rows] == [
-            ("kcc", "2001", "beantwoord", 1),
-            ("kcc", "2001", "tevredenheid", 4),
-        ]
-        call = await until(lambda: ex.rows(
-            "SELECT outcome, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
-            u=rows[0].call_uniqueid,
-        ))
-        assert [(c.outcome, c.agent) for c in call] == [("answered_kcc", "2001")]
+        answers, call = await survey_answers_and_call(ex)
+        assert answers == [("kcc", "2001", "beantwoord", 1), ("kcc", "2001", "tevredenheid", 4)]
+        assert call == [("answered_kcc", "kcc", "2001")]
         yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="kcc"}'
         assert await until(lambda: metric(ex, score) == 4.0 and metric(ex, yes) == 1.0)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bereik.serve import web_app
@@ -22,8 +21,8 @@ from cti.store.models import SurveyAnswer
 from cti.users.service import create_user
 from dialplan.config import Config
 from tests.unit.memory_services import TWO_TEAMS, memory_services
+from tests.unit.test_security import PASSWORD, Client, login_token, post_login
 
-PASSWORD = "geheim-wachtwoord"
 CONFIG = Config.model_validate(
     {
         **TWO_TEAMS,
@@ -72,19 +71,10 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
         yield services
 
 
-Client = TestClient[web.Request, web.Application]
-
-
 async def signed_in(services: Services, name: str) -> AsyncIterator[Client]:
     async with TestClient(TestServer(web_app(services, LiveCalls()))) as client:
-        form = await (await client.get("/login")).text()
-        token = re.search(r'name="login_token" value="([^"]+)"', form)
-        assert token, form
-        done = await client.post(
-            "/login",
-            data={"name": name, "password": PASSWORD, "next": "/", "login_token": token[1]},
-        )
-        assert done.status == 200, await done.text()
+        done = await post_login(client, await login_token(client), PASSWORD, name)
+        assert done.status == 303 and "err=" not in done.headers["Location"]
         yield client
 
 
