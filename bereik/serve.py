@@ -33,6 +33,8 @@ from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
 from cti.hoppers import http as hoppers_http
+from cti.nodes import http as nodes_http
+from cti.nodes import pages as nodes_pages
 from cti.nodes import service as nodes
 from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
@@ -213,6 +215,8 @@ def web_app(services: Services, board: LiveCalls) -> web.Application:
         functools.partial(calls_http.setup, board=board),
         calls_pages.setup,
         hoppers_http.setup,
+        nodes_http.setup,
+        nodes_pages.setup,
         openapi.setup,
         queue_http.setup,
         reports_http.setup,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import json
 import sys
 from dataclasses import asdict
@@ -10,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from cti.nodes import service
-from dialplan.config import load
+from cti.services import open_services
+from dialplan.config import ConfigError, load
 from dialplan.kamailio import KamailioError
 
 
@@ -33,9 +36,19 @@ def register(subparsers: Any) -> None:
 
 def cmd_set(args: argparse.Namespace) -> int:
     config = load(args.config)
+    # The audit log names the system account that ran the command (the screen: the user).
     try:
-        getattr(service, args.action)(config, args.name)
-    except KamailioError as exc:
+        actor = f"cli:{getpass.getuser()}"
+    except OSError:  # no name for this uid (a container): still say it was the CLI
+        actor = "cli"
+
+    async def main() -> None:
+        async with open_services(config) as services:
+            await service.set_state(services, args.name, args.action, actor)
+
+    try:
+        asyncio.run(main())
+    except (KamailioError, ConfigError) as exc:
         print(f"bereik node {args.action}: {exc}", file=sys.stderr)
         return 1
     print(f"node {args.name}: {'drained' if args.action == 'drain' else 'undrained'}")

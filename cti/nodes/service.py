@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cti.ami.nodes import AmiNodes
+from cti.audit import audit
 from cti.services import Services
 from dialplan.config import Config, ConfigError
 from dialplan.kamailio import DRAINED, SET, UNDRAINED, KamailioError, rpc
@@ -42,6 +43,14 @@ def status(config: Config) -> list[NodeState]:
     return [found[node.name] for node in config.nodes]
 
 
+async def listing(config: Config) -> list[NodeState]:
+    """`status` without blocking the event loop; no nodes configured: an empty list
+    (one Asterisk, no Kamailio to ask)."""
+    if not config.nodes:
+        return []
+    return await asyncio.to_thread(status, config)
+
+
 def _parse(result: Any) -> list[NodeState]:
     states = []
     for record in (result or {}).get("RECORDS", []):
@@ -59,17 +68,26 @@ def _parse(result: Any) -> list[NodeState]:
     return states
 
 
-def drain(config: Config, name: str) -> None:
-    _set(config, name, DRAINED)
+ACTIONS = ("drain", "undrain")
 
 
-def undrain(config: Config, name: str) -> None:
-    _set(config, name, UNDRAINED)
+async def set_state(services: Services, name: str, action: str, actor: str) -> None:
+    """Drain or undrain node `name`, and write who did it to the audit log: the one path
+    for the command line and the admin screen.
 
-
-def _set(config: Config, name: str, state: str) -> None:
+    Kamailio is asked first; only a change it made is audited. An unknown name is a
+    ConfigError and Kamailio's refusal a KamailioError, each with a message to show.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown node action {action!r}")
+    config = services.config
     config.node(name)  # an unknown name is a clear error, before Kamailio is asked
-    rpc(config, "dispatcher.set_duid_state", state, SET, name)
+    state = DRAINED if action == "drain" else UNDRAINED
+    await asyncio.to_thread(rpc, config, "dispatcher.set_duid_state", state, SET, name)
+    log.info("node %s: %sed by %s", name, action, actor)
+    async with services.sessions() as session:
+        audit(session, actor, action, "node", name)
+        await session.commit()
 
 
 async def watch(

@@ -240,6 +240,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody_present": "niemand aanwezig",
         "after_hours": "buiten openingstijden",
         "manual": "door het KCC",
+        "nodes screen": "Nodes",
+        "nodes": "Asterisk-nodes",
+        "nodes intro": (
+            "Een node uit roulatie nemen: geen nieuwe gesprekken meer, lopende gesprekken "
+            "gaan door. Weer in roulatie: de node krijgt weer gesprekken zodra hij antwoordt."
+        ),
+        "nodes unknown": "De status van de nodes is onbekend:",
+        "no nodes": "Deze centrale draait op één Asterisk, zonder Kamailio ervoor.",
+        "node": "Node",
+        "address": "Adres",
+        "probed": "Gecontroleerd",
+        "action": "Actie",
+        "yes": "ja",
+        "no": "nee",
+        "node active": "Actief",
+        "node inactive": "Niet bereikbaar",
+        "node trying": "Wordt geprobeerd",
+        "node drained": "Uit roulatie",
+        "drain node": "Uit roulatie nemen",
+        "undrain node": "Weer in roulatie",
+        "node drained msg": "De node is uit roulatie genomen.",
+        "node undrained msg": "De node is weer in roulatie.",
     },
     "en": {
         "sign in": "Sign in",
@@ -471,6 +493,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody_present": "nobody present",
         "after_hours": "after hours",
         "manual": "by the KCC",
+        "nodes screen": "Nodes",
+        "nodes": "Asterisk nodes",
+        "nodes intro": (
+            "Draining a node: no new calls, calls in progress go on. Undrained, the node "
+            "takes calls again once it answers."
+        ),
+        "nodes unknown": "The nodes' state is unknown:",
+        "no nodes": "This exchange runs one Asterisk, with no Kamailio in front.",
+        "node": "Node",
+        "address": "Address",
+        "probed": "Probed",
+        "action": "Action",
+        "yes": "yes",
+        "no": "no",
+        "node active": "Active",
+        "node inactive": "Unreachable",
+        "node trying": "Being tried",
+        "node drained": "Drained",
+        "drain node": "Drain",
+        "undrain node": "Undrain",
+        "node drained msg": "The node is drained.",
+        "node undrained msg": "The node is back in service.",
     },
 }
 

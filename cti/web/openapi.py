@@ -46,6 +46,23 @@ STR = {"type": "string"}
 INT = {"type": "integer"}
 HOPPER_REF = {"$ref": "#/components/schemas/Hopper"}
 ANNOUNCEMENT_REF = {"$ref": "#/components/schemas/Announcement"}
+NODE = {
+    "type": "object",
+    "properties": {
+        "name": STR,
+        "uri": STR,
+        "state": {"type": "string", "enum": ["active", "inactive", "trying", "drained"]},
+        "probed": {"type": "boolean"},
+    },
+}
+NODE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "node name",
+    "schema": STR,
+}
+NODE_CHANGED = {"type": "object", "properties": {"name": STR, "action": STR}}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -360,6 +377,31 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": _body({"type": "object", "properties": {"team": STR}}, ["team"]),
                 "responses": {"200": _ok("transferred"), **_errors(400, 401, 403, 404, 409, 503)},
             }
+        },
+        "/api/nodes": {
+            "get": {
+                "summary": "Every Asterisk node's state behind Kamailio (admin)",
+                "responses": {
+                    "200": _ok("nodes", {"type": "array", "items": NODE}),
+                    **_errors(401, 403, 502),
+                },
+            }
+        },
+        **{
+            f"/api/nodes/{{name}}/{action}": {
+                "post": {
+                    "summary": summary,
+                    "parameters": [NODE_NAME],
+                    "responses": {
+                        "200": _ok(f"{action}ed (audited)", NODE_CHANGED),
+                        **_errors(401, 403, 404, 502),
+                    },
+                }
+            }
+            for action, summary in (
+                ("drain", "Drain a node: no new calls, calls in progress go on (admin)"),
+                ("undrain", "Undrain a node: it takes new calls again (admin)"),
+            )
         },
         "/api/announcements": {
             "get": {

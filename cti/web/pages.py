@@ -64,6 +64,7 @@ SCREENS: dict[str, list[tuple[str, str]]] = {
     ],
     "admin": [
         ("/admin", "admin screen"),
+        ("/admin/nodes", "nodes screen"),
         ("/kcc", "kcc screen"),
         ("/team", "team screen"),
         ("/operator", "operator screen"),
@@ -99,9 +100,13 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     language = lang_of(request)
     user = request.get(auth.USER)
     services = request.app[SERVICES]
+    screens = SCREENS.get(user.role, []) if user else []
+    # The nav marks the longest link this page is under (/admin/nodes, not /admin too).
+    under = [href for href, _ in screens if request.path.startswith(href)]
     html = TEMPLATES.get_template(template).render(
         user=user,
-        screens=SCREENS.get(user.role, []) if user else [],
+        screens=screens,
+        current=max(under, key=len, default=""),
         path=request.path,
         t=translator(language),
         lang=language,
