@@ -13,6 +13,7 @@ full run is 180) the rolling upgrade's length.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import re
@@ -35,6 +36,8 @@ from dialplan import asterisk
 from dialplan.kamailio import rpc
 from tests.e2e.test_queue import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
 from tests.e2e.test_queue import agents as queue_agents
+from tests.e2e.web_support import add_users, axe, chromium, serious
+from tests.e2e.web_support import sign_in as browser_sign_in
 from tests.resilience.calibration import calibrated_rate
 from tests.resilience.figures import Figures
 
@@ -365,7 +368,9 @@ async def originate_nodes(ami: AmiNodes, count: int) -> list[str]:
     return nodes
 
 
-async def test_a_drained_node_gets_no_originate(two_nodes: Cluster) -> None:
+async def test_a_drained_node_gets_no_originate_and_the_cli_audits_who_drained_it(
+    two_nodes: Cluster,
+) -> None:
     ex = two_nodes
     ex.phone("2001", ring_ms=100)
     store = sessions(create_engine(ex.config.database.url))
@@ -389,6 +394,11 @@ async def test_a_drained_node_gets_no_originate(two_nodes: Cluster) -> None:
     finally:
         watcher.cancel()
         await ami.close()
+    audited = ex.rows(
+        "SELECT actor, action, object_id FROM audit_log WHERE object_type = 'node' ORDER BY id"
+    )
+    who = f"cli:{getpass.getuser()}"
+    assert [tuple(row) for row in audited] == [(who, "drain", "a"), (who, "undrain", "a")]
 
 
 async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b(
@@ -443,3 +453,76 @@ async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b
         assert float(second_call["rung"]) >= float(first_call["ended"]), (first_call, second_call)
         assert per_node(ex, "caller = '0655400002'") == {"b": 1}
         assert (await second).returncode == 0
+
+
+def all_active(ex: Cluster) -> bool:
+    """Kamailio's dispatcher probes every node and finds it up."""
+    return all(state.state == "active" for state in nodes_service.status(ex.config))
+
+
+async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
+    two_nodes: Cluster,
+) -> None:
+    ex = two_nodes
+    ex.start_serve()
+    ex.phone("2001", ring_ms=100)
+    await both_connected(ex)
+    await add_users(ex, [("ad", "admin", "", ""), ("anna", "agent", "", "2001")])
+    await until(lambda: all_active(ex), timeout=30)  # the first OPTIONS probes answered
+
+    async with chromium() as browser:
+        admin = await browser_sign_in(browser, ex, "ad")
+        await admin.goto(ex.url("/admin/nodes"))
+        await admin.wait_for_selector("tr[data-node='a'][data-state='active']")
+        assert await admin.inner_text("tr[data-node='a'] .node-state") == "Actief"
+        results = {"nodes": await axe(admin)}
+
+        await admin.click("tr[data-node='a'] .drain-btn")
+        await admin.wait_for_selector("tr[data-node='a'][data-state='drained']")
+        assert await admin.inner_text("tr[data-node='a'] .node-state") == "Uit roulatie"
+        assert await admin.inner_text("tr[data-node='b'] .node-state") == "Actief"
+        results["nodes, a drained"] = await axe(admin)
+        assert node_state(ex, "a") == "drained"  # `bereik node status` sees it too
+
+        drained = await calls(ex, 4, 2, caller="0655700001", hold_ms=1500)
+        assert drained.returncode == 0, drained.stderr[-2000:]
+        assert await until(lambda: per_node(ex, "caller = '0655700001'")) == {"b": 4}
+
+        await admin.click("tr[data-node='a'] .undrain-btn")
+        await admin.wait_for_selector("tr[data-node='a'] .drain-btn")
+        await until(lambda: all_active(ex), timeout=30)  # A is probed back into service
+        await admin.reload()
+        assert await admin.inner_text("tr[data-node='a'] .node-state") == "Actief"
+        await admin.click("button[name=lang][value=en]")
+        await admin.wait_for_selector("h1:has-text('Asterisk nodes')")
+        assert await admin.inner_text("tr[data-node='a'] .node-state") == "Active"
+        results["nodes, English"] = await axe(admin)
+
+        back = await calls(ex, 4, 2, caller="0655700002", hold_ms=1500)
+        assert back.returncode == 0, back.stderr[-2000:]
+        spread = await until(
+            lambda: (c := per_node(ex, "caller = '0655700002'")) and sum(c.values()) == 4 and c
+        )
+        assert spread.get("a", 0) >= 1, spread
+
+        # Not an admin: the page and both ways of draining are refused, nothing changes.
+        agent = await browser_sign_in(browser, ex, "anna")
+        refused = await agent.goto(ex.url("/admin/nodes"))
+        assert refused is not None and refused.status == 403
+        statuses = await agent.evaluate(
+            """async () => {
+                const token = document.querySelector("meta[name=csrf-token]").content;
+                const post = (url) => fetch(url, {method: "POST",
+                    headers: {"X-CSRF-Token": token}}).then((r) => r.status);
+                return [await post("/admin/nodes/a/drain"), await post("/api/nodes/a/drain")];
+            }"""
+        )
+        assert statuses == [403, 403]
+        assert node_state(ex, "a") == "active"
+
+    found = {state: serious(result) for state, result in results.items() if serious(result)}
+    assert not found, json.dumps(found, indent=2)
+    audited = ex.rows(
+        "SELECT actor, action, object_id FROM audit_log WHERE object_type = 'node' ORDER BY id"
+    )
+    assert [tuple(row) for row in audited] == [("ad", "drain", "a"), ("ad", "undrain", "a")]
