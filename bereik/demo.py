@@ -22,11 +22,16 @@ NODE_SIP_STEP, NODE_AMI_STEP, NODE_RTP_SPAN = 100, 1, 1000
 def with_nodes(config: Config, config_path: Path, count: int) -> Path:
     """A copy of the configuration file with `count` nodes behind Kamailio, Kamailio on
     [asterisk]'s SIP address (so phones and the trunk use the same address as with one
-    Asterisk); written beside the instance, so `bereik node ... --config` can use it."""
+    Asterisk); written beside the instance, so `bereik node ... --config` can use it.
+
+    Every port and path is derived from [asterisk]'s, so two demos with different
+    configurations (the tests run several at once) share none of them.
+    """
     a = config.asterisk
+    rpc_port = a.ami_port + (count + 1) * NODE_AMI_STEP
     tables = [
-        f"\n[kamailio]\nsip_bind = \"{a.sip_bind}\"\nsip_port = {a.sip_port}\n"
-        f'instance_dir = "{Path(a.instance_dir).parent}/kamailio"\n'
+        f'\n[kamailio]\nsip_bind = "{a.sip_bind}"\nsip_port = {a.sip_port}\n'
+        f'rpc_port = {rpc_port}\ninstance_dir = "{a.instance_dir}-kamailio"\n'
     ]
     for n in range(1, count + 1):
         name = chr(ord("a") + n - 1)
@@ -38,7 +43,7 @@ def with_nodes(config: Config, config_path: Path, count: int) -> Path:
             f"rtp_start = {rtp}\nrtp_end = {rtp + NODE_RTP_SPAN - 1}\n"
         )
     home = private_dir(Path(a.instance_dir).parent)
-    path = home / f"bereik-{count}-nodes.toml"
+    path = home / f"{Path(a.instance_dir).name}-{count}-nodes.toml"
     write_private(path, config_path.read_text() + "".join(tables))
     load(path)  # the same checks as any configuration file
     return path

@@ -17,6 +17,8 @@ import getpass
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,12 +29,13 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import Cluster, cluster
-from bench.exchange import REPO, SippResult, until
+from bench.exchange import REPO, Exchange, SippResult, exchange, until
 from cti.ami.nodes import AmiNodes
 from cti.nodes import service as nodes_service
 from cti.services import build_services
 from cti.store.db import create_engine, migrate_async, sessions
 from dialplan import asterisk
+from dialplan.config import load
 from dialplan.kamailio import rpc
 from tests.e2e.test_queue import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
 from tests.e2e.test_queue import agents as queue_agents
@@ -72,7 +75,7 @@ async def both_connected(ex: Cluster) -> None:
     )
 
 
-def per_node(ex: Cluster, where: str = "1=1") -> dict[str, int]:
+def per_node(ex: Exchange, where: str = "1=1") -> dict[str, int]:
     """Call rows per node: the node is the Uniqueid's prefix (its systemname)."""
     counts: dict[str, int] = {}
     for row in ex.rows(f"SELECT uniqueid FROM calls WHERE {where}"):
@@ -526,3 +529,88 @@ async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
         "SELECT actor, action, object_id FROM audit_log WHERE object_type = 'node' ORDER BY id"
     )
     assert [tuple(row) for row in audited] == [("ad", "drain", "a"), ("ad", "undrain", "a")]
+
+
+def processes_naming(*names: str) -> list[str]:
+    """The command lines of running processes that name one of `names` (a node's or
+    Kamailio's directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        if any(name in line for name in names):
+            found.append(line)
+    return found
+
+
+def start_up(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`bereik up --nodes 2` on the configuration, in its own process group (as a
+    terminal gives it), its output to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bereik", "up", "--nodes", "2", "--config", str(config_path)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
+
+
+def remove(installation: asterisk.Installation, dirs: list[str], nodes_file: Path) -> None:
+    """What the demo left: the nodes' and Kamailio's directories, its configuration."""
+    for path in dirs:
+        shutil.rmtree(installation.host_path(path), ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+    nodes_file.unlink(missing_ok=True)
+
+
+def answers(ex: Exchange, path: str) -> bool:
+    try:
+        return bool(ex.http_get(path))
+    except OSError:  # not listening yet
+        return False
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_bereik_up_with_two_nodes_answers_a_call_in_the_ivr_and_stops_cleanly(
+    installation: asterisk.Installation, tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    with exchange(installation, tmp_path) as ex:
+        parts = [f"{ex.instance_dir}-{part}" for part in ("a", "b", "kamailio")]
+        nodes_file = Path(f"{ex.instance_dir}-2-nodes.toml")
+        log = tmp_path / "up.log"
+        up = start_up(ex.config_path, log)
+        try:
+            await until(lambda: up.poll() is not None or b"behind Kamailio" in log.read_bytes(),
+                        timeout=180)
+            assert up.poll() is None, log.read_text(errors="replace")[-4000:]
+            config = load(nodes_file)
+            assert [node.name for node in config.nodes] == ["a", "b"]
+            await until(lambda: answers(ex, "/healthz"), timeout=90)
+            await until(
+                lambda: all(s.state == "active" for s in nodes_service.status(config)), timeout=30
+            )
+
+            result = await ex.call("14070", caller="0655800001", hold_ms=3000)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert result.counts()["SuccessfulCall(C)"] == 1
+            # The IVR of the demo's own bereik serve answered it, on one of the two nodes.
+            assert 'bereik_agi_requests_total{handler="ivr"} 1.0' in ex.http_get("/metrics")
+            node = await until(lambda: per_node(ex, "caller = '0655800001'"))
+            assert set(node) <= {"a", "b"} and sum(node.values()) == 1, node
+
+            if stop_signal == signal.SIGINT:
+                os.killpg(up.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole group
+            else:
+                up.send_signal(signal.SIGTERM)  # `kill`, or a service manager
+            assert up.wait(60) == 0, log.read_text(errors="replace")[-4000:]
+            assert "stopped Kamailio, the nodes and bereik serve" in log.read_text()
+            assert processes_naming(*parts) == []
+        finally:
+            if up.poll() is None:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
+            remove(installation, parts, nodes_file)
