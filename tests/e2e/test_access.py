@@ -31,7 +31,17 @@ members = ["3101"]
 mailbox = "belastingen@gemeente.example"
 """
 
-PAGES = ["/", "/kcc", "/team", "/team/hoppers/1", "/operator", "/board", "/reports", "/admin"]
+PAGES = [
+    "/",
+    "/kcc",
+    "/team",
+    "/team/hoppers/1",
+    "/operator",
+    "/board",
+    "/reports",
+    "/admin",
+    "/admin/nodes",
+]
 APIS = [
     "/api/openapi.json",
     "/api/board",
@@ -40,6 +50,7 @@ APIS = [
     "/api/hoppers",
     "/api/hoppers/1",
     "/api/announcements",
+    "/api/nodes",
     "/events",
 ]
 
