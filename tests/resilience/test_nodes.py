@@ -464,9 +464,10 @@ def all_active(ex: Cluster) -> bool:
 
 
 async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
-    two_nodes: Cluster,
+    two_nodes: Cluster, figures: Figures
 ) -> None:
     ex = two_nodes
+    figures.title = "15 drain and undrain on the admin screen"
     ex.start_serve()
     ex.phone("2001", ring_ms=100)
     await both_connected(ex)
@@ -489,11 +490,15 @@ async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
 
         drained = await calls(ex, 4, 2, caller="0655700001", hold_ms=1500)
         assert drained.returncode == 0, drained.stderr[-2000:]
-        assert await until(lambda: per_node(ex, "caller = '0655700001'")) == {"b": 4}
+        while_drained = await until(lambda: per_node(ex, "caller = '0655700001'"))
+        figures["calls while a drained, per node"] = while_drained
+        assert while_drained == {"b": 4}
 
         await admin.click("tr[data-node='a'] .undrain-btn")
+        clicked = time.monotonic()
         await admin.wait_for_selector("tr[data-node='a'] .drain-btn")
         await until(lambda: all_active(ex), timeout=30)  # A is probed back into service
+        figures["s from undrain to a active"] = round(time.monotonic() - clicked, 1)
         await admin.reload()
         assert await admin.inner_text("tr[data-node='a'] .node-state") == "Actief"
         await admin.click("button[name=lang][value=en]")
@@ -506,6 +511,7 @@ async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
         spread = await until(
             lambda: (c := per_node(ex, "caller = '0655700002'")) and sum(c.values()) == 4 and c
         )
+        figures["calls after undrain, per node"] = spread
         assert spread.get("a", 0) >= 1, spread
 
         # Not an admin: the page and both ways of draining are refused, nothing changes.
@@ -524,6 +530,8 @@ async def test_an_admin_drains_and_undrains_a_node_on_the_admin_screen(
         assert node_state(ex, "a") == "active"
 
     found = {state: serious(result) for state, result in results.items() if serious(result)}
+    figures["axe-core rules passed (nl, drained, en)"] = [r["passes"] for r in results.values()]
+    figures["serious or critical violations"] = len(found)
     assert not found, json.dumps(found, indent=2)
     audited = ex.rows(
         "SELECT actor, action, object_id FROM audit_log WHERE object_type = 'node' ORDER BY id"
@@ -576,12 +584,17 @@ def answers(ex: Exchange, path: str) -> bool:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 async def test_bereik_up_with_two_nodes_answers_a_call_in_the_ivr_and_stops_cleanly(
-    installation: asterisk.Installation, tmp_path: Path, stop_signal: signal.Signals
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    stop_signal: signal.Signals,
+    figures: Figures,
 ) -> None:
+    figures.title = f"15 `bereik up --nodes 2`, stopped by {stop_signal.name}"
     with exchange(installation, tmp_path) as ex:
         parts = [f"{ex.instance_dir}-{part}" for part in ("a", "b", "kamailio")]
         nodes_file = Path(f"{ex.instance_dir}-2-nodes.toml")
         log = tmp_path / "up.log"
+        started = time.monotonic()
         up = start_up(ex.config_path, log)
         try:
             await until(lambda: up.poll() is not None or b"behind Kamailio" in log.read_bytes(),
@@ -594,21 +607,27 @@ async def test_bereik_up_with_two_nodes_answers_a_call_in_the_ivr_and_stops_clea
                 lambda: all(s.state == "active" for s in nodes_service.status(config)), timeout=30
             )
 
+            figures["s from start to both nodes active"] = round(time.monotonic() - started, 1)
             result = await ex.call("14070", caller="0655800001", hold_ms=3000)
             assert result.returncode == 0, result.stderr[-2000:]
             assert result.counts()["SuccessfulCall(C)"] == 1
             # The IVR of the demo's own bereik serve answered it, on one of the two nodes.
             assert 'bereik_agi_requests_total{handler="ivr"} 1.0' in ex.http_get("/metrics")
             node = await until(lambda: per_node(ex, "caller = '0655800001'"))
+            figures["call answered by the IVR on node"] = node
             assert set(node) <= {"a", "b"} and sum(node.values()) == 1, node
 
             if stop_signal == signal.SIGINT:
                 os.killpg(up.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole group
             else:
                 up.send_signal(signal.SIGTERM)  # `kill`, or a service manager
+            stopping = time.monotonic()
             assert up.wait(60) == 0, log.read_text(errors="replace")[-4000:]
+            figures["s to stop"] = round(time.monotonic() - stopping, 1)
             assert "stopped Kamailio, the nodes and bereik serve" in log.read_text()
-            assert processes_naming(*parts) == []
+            left = processes_naming(*parts)
+            figures["processes left"] = len(left)
+            assert left == [], left
         finally:
             if up.poll() is None:
                 os.killpg(up.pid, signal.SIGKILL)
