@@ -105,8 +105,9 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     if config.kcc.mode == "queue":
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)
-        ami.on_connected.append(line.on_connected)
+        # Members first: asking who waits may take long while Asterisk is still starting.
         lease.owner_duty(ami, "queue members", line.restore)
+        ami.on_connected.append(line.on_connected)
 
     agi = FastAgiServer(
         build_routes(services),
