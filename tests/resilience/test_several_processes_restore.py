@@ -95,8 +95,10 @@ async def restart_asterisk_and_count_restores(
     figures[f"{label}: members back after Asterisk started s"] = round(
         time.monotonic() - started, 1
     )
-    # Both processes reconnected: the standby says it left the push to the owner.
-    await until(lambda: LEFT in log_from(standby, before[1]), timeout=30)
+    # Both processes reconnected: the standby restored too, or left it to the owner.
+    await until(
+        lambda: any(line in log_from(standby, before[1]) for line in (LEFT, RESTORED)), timeout=30
+    )
     await until(lambda: RESTORED in log_from(owner, before[0]), timeout=10)
     restores = [log_from(s, m).count(RESTORED) for s, m in zip(serves, before, strict=True)]
     figures[f"{label}: restores by owner/standby"] = "/".join(map(str, restores))
