@@ -16,7 +16,9 @@ between the end of a call and our reaction to it); available.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -34,6 +36,8 @@ log = logging.getLogger("bereik.queue")
 KCC_QUEUE = "kcc"
 RING_OUT = "ring_out"
 AGENT_STATES = cast(Table, AgentState.__table__)
+# How long a restore waits for a starting Asterisk to load app_queue.
+QUEUE_LOAD_SECONDS = 30
 STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
 ACTIONS = ("sign_in", "sign_out", "pause", "ready")
 
@@ -287,6 +291,7 @@ async def restore(services: Services) -> None:
     """
     if not queue_enabled(services) or services.ami is None:
         return
+    await _queue_loaded(services.ami)
     async with services.sessions() as session:
         rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
     now = datetime.now(UTC)
@@ -306,6 +311,26 @@ async def restore(services: Services) -> None:
             # left "on a call" by a lost AgentComplete would never be shown free again.
             await _clear_call(services, extension, now)
     log.info("queue %s restored from the database: %d agents signed in", KCC_QUEUE, restored)
+
+
+async def _queue_loaded(ami: Ami) -> None:
+    """Until app_queue answers (bounded): a starting Asterisk accepts AMI logins before it
+    loaded its modules, and a QueueAdd then fails as an unknown command, with no later
+    connect to repeat it."""
+    deadline = time.monotonic() + QUEUE_LOAD_SECONDS
+    while True:
+        try:
+            await ami.action({"Action": "QueueSummary", "Queue": KCC_QUEUE})
+            return
+        except AmiActionFailed as exc:
+            if "unknown command" not in str(exc).lower():
+                return  # app_queue is there; it answered
+        except AmiError:
+            return  # not connected: the next connect restores
+        if time.monotonic() > deadline:
+            log.warning("app_queue not loaded after %d s; restoring anyway", QUEUE_LOAD_SECONDS)
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _clear_call(services: Services, extension: str, now: datetime) -> None:
