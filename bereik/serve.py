@@ -94,17 +94,21 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
     listener.leg_watchers.append(board.apply)
-    # The KCC's waiting line (kcc.mode = "queue"): members restored on every connect.
+    # The KCC's waiting line (kcc.mode = "queue"). What is pushed to Asterisk on a connect
+    # (members, shared agent states) is pushed by the tracking lease's owner alone, also
+    # when it takes the lease over; every process reads who waits, for its own gauges.
     line = QueueEvents(services)
     callbacks_in_line = vhold.VirtualHoldEvents(services)
     if config.kcc.mode == "queue" and config.nodes:
         # An agent busy through one node is busy on every node (cti/queue/devicestate.py).
-        agent_states = SharedAgentStates(services)
+        agent_states = SharedAgentStates(services, lease)
         listener.leg_watchers.append(agent_states.apply)
-        ami.on_connected.append(agent_states.on_connected)
+        lease.owner_duty(ami, "agent states", agent_states.push_all)
     if config.kcc.mode == "queue":
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)
+        # Members first: asking who waits may take long while Asterisk is still starting.
+        lease.owner_duty(ami, "queue members", line.restore)
         ami.on_connected.append(line.on_connected)
 
     agi = FastAgiServer(
@@ -153,7 +157,9 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         workers |= {
             "queue events": line.run,
             "queue figures": functools.partial(queue_figures.run, services),
-            "queue closing time": functools.partial(queue_overflow.run, services),
+            "queue closing time": functools.partial(
+                queue_overflow.run, services, owner=lease.owned
+            ),
             "virtual hold events": callbacks_in_line.run,
             "virtual holds": functools.partial(vhold.place_worker, services),
             "waiting-line sounds": functools.partial(queue_sounds.make, services),

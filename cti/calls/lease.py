@@ -17,6 +17,12 @@ PostgreSQL database:
   of the gap (the owner's unwritten batch, the seconds before the takeover) are written by
   the new owner, and writing an effect twice is harmless (cti/calls/listener.py).
 
+What a process pushes to Asterisk to make it match the database (the queue's members,
+the agents' shared device states) is pushed by the owner alone (`owner_duty`): on each of
+its AMI (re)connects, and when it takes the lease, so a standby that takes over pushes it
+too. Every process pushing on every connect would race: one process's connect removing a
+member that another had just added.
+
 On SQLite one process is the owner trivially (`TrackingLease.sole`): no row, no check.
 """
 
@@ -34,6 +40,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cti.ami.nodes import Ami
 from cti.store.db import Sessions
 from cti.store.models import TrackingLease as LeaseRow
 
@@ -44,6 +51,8 @@ BEAT_SECONDS = 1.0
 # stall on a loaded machine, well under the issue's 10 s for a takeover.
 EXPIRE_SECONDS = 5.0
 LEASES = cast(Table, LeaseRow.__table__)
+
+Duty = Callable[[], Awaitable[None]]
 
 
 class LeaseLost(Exception):
@@ -63,6 +72,7 @@ class TrackingLease:
         self.on_acquired: list[Callable[[], Awaitable[None]]] = []
         self._seen: tuple[int, int] | None = None
         self._seen_since = 0.0
+        self._duties: set[asyncio.Task[None]] = set()
         if sessions is None:
             self.fence = 0
             self.owned.set()
@@ -81,6 +91,37 @@ class TrackingLease:
     @property
     def shared(self) -> bool:
         return self.sessions is not None
+
+    def owner_duty(self, ami: Ami, name: str, duty: Duty) -> None:
+        """Run `duty` (a push of state to Asterisk) in the owner only: on each AMI connect
+        while this process owns the lease, and on taking the lease while AMI is up.
+
+        On taking the lease it runs as a task of its own: the AMI actions it sends may be
+        slow, and the owner's beat must go on meanwhile or the lease would run out.
+        """
+
+        async def on_connected() -> None:
+            if self.owned.is_set():
+                await duty()
+            else:
+                log.info("%s: left to the call tracking owner", name)
+
+        async def on_acquired() -> None:
+            if not ami.connected:
+                return  # the connect to come runs it
+            task = asyncio.create_task(self._logged(name, duty), name=name)
+            self._duties.add(task)
+            task.add_done_callback(self._duties.discard)
+
+        ami.on_connected.append(on_connected)
+        self.on_acquired.append(on_acquired)
+
+    @staticmethod
+    async def _logged(name: str, duty: Duty) -> None:
+        try:
+            await duty()
+        except Exception:
+            log.exception("%s failed on taking the lease; the next AMI connect repeats it", name)
 
     async def run(self) -> None:
         """Beat while owner, watch while standby; a database error is retried next beat."""

@@ -18,6 +18,7 @@ import asyncio
 import logging
 
 from cti.ami.client import AmiError
+from cti.calls.lease import TrackingLease
 from cti.calls.tracker import AgentLeg
 from cti.queue import service
 from cti.services import Services
@@ -26,8 +27,9 @@ log = logging.getLogger("bereik.queue.devicestate")
 
 
 class SharedAgentStates:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, lease: TrackingLease | None = None) -> None:
         self.services = services
+        self.lease = lease or TrackingLease.sole()
         self.agents = set(services.config.kcc.agents)
         self.legs: dict[str, dict[str, str]] = {}  # extension -> channel -> leg state
         self.pushed: dict[str, str] = {}
@@ -44,13 +46,17 @@ class SharedAgentStates:
         states = set(legs.values())
         wanted = "INUSE" if "answered" in states else "RINGING" if states else "NOT_INUSE"
         if self.pushed.get(leg.extension) != wanted:
+            # A standby only keeps what it would set: `push_all` sets it if it takes over.
             self.pushed[leg.extension] = wanted
+            if not self.lease.owned.is_set():
+                return
             task = asyncio.create_task(self._push(leg.extension, wanted))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def on_connected(self) -> None:
-        """The node that (re)connected learns every agent's state (AMI on-connected)."""
+    async def push_all(self) -> None:
+        """Every agent's state, to the node that (re)connected, or to every node when this
+        process takes the tracking lease (the owner's duty, cti/calls/lease.py)."""
         for extension in sorted(self.agents):
             await self._push(extension, self.pushed.get(extension, "NOT_INUSE"))
 
@@ -60,7 +66,7 @@ class SharedAgentStates:
             return
         shared = service.state_interface(self.services, extension)
         try:
-            # Setvar without a channel goes to every node, or in on_connected to the node
+            # Setvar without a channel goes to every node, or in an AMI connect to the node
             # that connected (cti/ami/nodes.py).
             await ami.action(
                 {"Action": "Setvar", "Variable": f"DEVICE_STATE({shared})", "Value": state}

@@ -78,7 +78,7 @@ class Line:
 
 class QueueEvents:
     """Made once by `bereik serve`: ``on_event`` on the bus, ``on_connected`` on the AMI
-    client, ``run`` as a worker."""
+    client, ``restore`` as the tracking owner's duty, ``run`` as a worker."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -148,23 +148,40 @@ class QueueEvents:
         metrics.longest.labels(queue).set(round(line.longest(time.time()), 1))
 
     async def on_connected(self) -> None:
-        """Members back from the database; who waits now from Asterisk's QueueStatus."""
-        if not service.queue_enabled(self.services) or self.services.ami is None:
+        """Who waits now, from Asterisk's QueueStatus: every process, for its own gauges."""
+        if not service.queue_enabled(self.services):
+            return
+        live = await self._waiting_in_asterisk()
+        if live is None:
+            return
+        line = self.line(service.KCC_QUEUE)
+        line.joined = live
+        self._set_waiting(service.KCC_QUEUE)
+
+    async def restore(self) -> None:
+        """The owner's duty on a (re)connect (cti/calls/lease.py ``owner_duty``): members back
+        from the database, and stays that Asterisk no longer has ended as lost."""
+        if not service.queue_enabled(self.services):
             return
         await service.restore(self.services)
+        live = await self._waiting_in_asterisk()
+        if live is not None:
+            await self._close_lost(set(live))
+
+    async def _waiting_in_asterisk(self) -> dict[str, float] | None:
+        """uniqueid -> joined at, of the callers in the KCC's line; None if not asked."""
+        if self.services.ami is None:
+            return None
         try:
             entries = await self.services.ami.action_list(
                 {"Action": "QueueStatus", "Queue": service.KCC_QUEUE}, timeout=10
             )
         except AmiError as exc:
             log.warning("QueueStatus failed (%s); waiting callers not resynced", exc)
-            return
+            return None
         now = time.time()
-        line = self.line(service.KCC_QUEUE)
         live = [e for e in entries if e.get("Event") == "QueueEntry"]
-        line.joined = {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
-        await self._close_lost(set(line.joined))
-        self._set_waiting(service.KCC_QUEUE)
+        return {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
 
     async def _close_lost(self, live: set[str]) -> None:
         """Stays still open in the database but no longer in line (Asterisk restarted while

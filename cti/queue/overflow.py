@@ -53,11 +53,17 @@ async def send_waiting_to_callback(services: Services) -> int:
     return moved
 
 
-async def run(services: Services, interval: float | None = None) -> None:
+async def run(
+    services: Services, interval: float | None = None, owner: asyncio.Event | None = None
+) -> None:
+    """`owner`: set while this process owns the call tracking (cti/calls/lease.py); with
+    several processes only that one moves the callers, so none is redirected twice."""
     if not service.queue_enabled(services):
         return
     while True:
         await asyncio.sleep(interval or CHECK_SECONDS)
+        if owner is not None and not owner.is_set():
+            continue
         try:
             now = datetime.now(UTC)
             if opening_hours(services.config).is_open(now):

@@ -5,7 +5,8 @@ phone or on the screen, the supervisor sees the same state on the board, and aft
 Asterisk restart or an AMI reconnect nobody has to sign in again. Every change is written
 (and audited) first, then pushed over the one AMI client (QueueAdd, QueueRemove,
 QueuePause); ``restore`` pushes the whole table on every (re)connect, so a push lost while
-Asterisk was away is repaired by the next connect.
+Asterisk was away is repaired by the next connect. With several `bereik serve`, the owner
+of the call tracking lease restores (cti/calls/lease.py ``owner_duty``), once per connect.
 
 States an agent is in (``state_of``): signed_out; paused (with a reason from the TOML, or
 ``ring_out`` when the agent let a queue call ring out); on_call; wrapup (the configured
@@ -15,11 +16,14 @@ between the end of a call and our reaction to it); available.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select, update
 
 from cti.ami.client import AmiActionFailed, AmiError
 from cti.ami.nodes import Ami
@@ -31,6 +35,9 @@ log = logging.getLogger("bereik.queue")
 
 KCC_QUEUE = "kcc"
 RING_OUT = "ring_out"
+AGENT_STATES = cast(Table, AgentState.__table__)
+# How long a restore waits for a starting Asterisk to load app_queue.
+QUEUE_LOAD_SECONDS = 30
 STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
 ACTIONS = ("sign_in", "sign_out", "pause", "ready")
 
@@ -190,11 +197,24 @@ async def pause_after_ring_out(services: Services, extension: str) -> None:
     """The queue rang this agent and nobody picked up: paused, so callers are not held up
     by a phone nobody is at; the screen shows why and the agent says ready to go on."""
     async with services.sessions() as session, session.begin():
-        row = await session.get(AgentState, extension)
-        if row is None or not row.signed_in or row.paused:
+        # Every process sees the AgentRingNoAnswer: the one whose update takes pauses,
+        # audits and pushes; the others find the agent paused already.
+        result = await session.execute(
+            update(AGENT_STATES)
+            .where(
+                AGENT_STATES.c.extension == extension,
+                AGENT_STATES.c.signed_in.is_(True),
+                AGENT_STATES.c.paused.is_(False),
+            )
+            .values(
+                paused=True,
+                pause_reason=RING_OUT,
+                changed_at=datetime.now(UTC),
+                changed_by="exchange",
+            )
+        )
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
             return
-        row.paused, row.pause_reason = True, RING_OUT
-        row.changed_at, row.changed_by = datetime.now(UTC), "exchange"
         audit(session, "exchange", "agent_pause", "agent", extension, RING_OUT)
         snapshot = _Snapshot(extension, True, True, RING_OUT)
     await push(services, snapshot)
@@ -271,6 +291,7 @@ async def restore(services: Services) -> None:
     """
     if not queue_enabled(services) or services.ami is None:
         return
+    await _queue_loaded(services.ami)
     async with services.sessions() as session:
         rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
     now = datetime.now(UTC)
@@ -290,6 +311,26 @@ async def restore(services: Services) -> None:
             # left "on a call" by a lost AgentComplete would never be shown free again.
             await _clear_call(services, extension, now)
     log.info("queue %s restored from the database: %d agents signed in", KCC_QUEUE, restored)
+
+
+async def _queue_loaded(ami: Ami) -> None:
+    """Until app_queue answers (bounded): a starting Asterisk accepts AMI logins before it
+    loaded its modules, and a QueueAdd then fails as an unknown command, with no later
+    connect to repeat it."""
+    deadline = time.monotonic() + QUEUE_LOAD_SECONDS
+    while True:
+        try:
+            await ami.action({"Action": "QueueSummary", "Queue": KCC_QUEUE})
+            return
+        except AmiActionFailed as exc:
+            if "unknown command" not in str(exc).lower():
+                return  # app_queue is there; it answered
+        except AmiError:
+            return  # not connected: the next connect restores
+        if time.monotonic() > deadline:
+            log.warning("app_queue not loaded after %d s; restoring anyway", QUEUE_LOAD_SECONDS)
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _clear_call(services: Services, extension: str, now: datetime) -> None:
