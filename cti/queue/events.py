@@ -82,7 +82,8 @@ class QueueEvents:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.lines: dict[str, Line] = {service.KCC_QUEUE: Line()}
+        self.names = [line.name for line in services.config.waiting_lines()]
+        self.lines: dict[str, Line] = {name: Line() for name in self.names}
         self.events: asyncio.Queue[Message] = asyncio.Queue()
 
     def line(self, queue: str) -> Line:
@@ -103,10 +104,10 @@ class QueueEvents:
         elif (
             name == "UserEvent"
             and event.get("UserEvent") == "BereikRoute"
-            and event.get("Team") == service.KCC_QUEUE
+            and event.get("Team") in self.names
         ):
-            # Came to the KCC: from here a hangup before an answer is an abandon.
-            line = self.line(service.KCC_QUEUE)
+            # Came to a line: from here a hangup before an answer is an abandon.
+            line = self.line(str(event.get("Team")))
             line.seen.add(uniqueid)
             with contextlib.suppress(TypeError, ValueError):
                 line.arrival[uniqueid] = float(_first(event.get("Arrival", "")))
@@ -149,22 +150,28 @@ class QueueEvents:
 
     async def on_connected(self) -> None:
         """Members back from the database; who waits now from Asterisk's QueueStatus."""
-        if not service.queue_enabled(self.services) or self.services.ami is None:
+        ami = self.services.ami
+        if not self.names or ami is None:
             return
         await service.restore(self.services)
-        try:
-            entries = await self.services.ami.action_list(
-                {"Action": "QueueStatus", "Queue": service.KCC_QUEUE}, timeout=10
-            )
-        except AmiError as exc:
-            log.warning("QueueStatus failed (%s); waiting callers not resynced", exc)
-            return
-        now = time.time()
-        line = self.line(service.KCC_QUEUE)
-        live = [e for e in entries if e.get("Event") == "QueueEntry"]
-        line.joined = {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
-        await self._close_lost(set(line.joined))
-        self._set_waiting(service.KCC_QUEUE)
+        waiting: set[str] = set()
+        for name in self.names:
+            try:
+                entries = await ami.action_list(
+                    {"Action": "QueueStatus", "Queue": name}, timeout=10
+                )
+            except AmiError as exc:
+                log.warning("QueueStatus %s failed (%s); waiting callers not resynced", name, exc)
+                return
+            now = time.time()
+            line = self.line(name)
+            live = [e for e in entries if e.get("Event") == "QueueEntry"]
+            line.joined = {
+                str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live
+            }
+            waiting |= set(line.joined)
+            self._set_waiting(name)
+        await self._close_lost(waiting)
 
     async def _close_lost(self, live: set[str]) -> None:
         """Stays still open in the database but no longer in line (Asterisk restarted while
