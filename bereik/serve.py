@@ -94,15 +94,17 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
     listener.leg_watchers.append(board.apply)
-    # The KCC's waiting line (kcc.mode = "queue"): members restored on every connect.
+    # The waiting lines (kcc.mode, a team's mode = "queue"): members restored on every
+    # connect.
     line = QueueEvents(services)
     callbacks_in_line = vhold.VirtualHoldEvents(services)
-    if config.kcc.mode == "queue" and config.nodes:
+    waiting_lines = bool(config.waiting_lines())
+    if waiting_lines and config.nodes:
         # An agent busy through one node is busy on every node (cti/queue/devicestate.py).
         agent_states = SharedAgentStates(services)
         listener.leg_watchers.append(agent_states.apply)
         ami.on_connected.append(agent_states.on_connected)
-    if config.kcc.mode == "queue":
+    if waiting_lines:
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)
         ami.on_connected.append(line.on_connected)
@@ -149,7 +151,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "announcement savings": functools.partial(savings.run, services),
         "node states": functools.partial(nodes.watch, services, listener.node_lost),
     }
-    if config.kcc.mode == "queue":
+    if waiting_lines:
         workers |= {
             "queue events": line.run,
             "queue figures": functools.partial(queue_figures.run, services),

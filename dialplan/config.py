@@ -356,7 +356,7 @@ class Team(Strict):
         if not self.members:
             raise ValueError(f'team {self.id}: mode = "queue" needs members to answer')
         if self.id == KCC_ID:
-            raise ValueError(f'team id {KCC_ID} is the KCC\'s own line; choose another id')
+            raise ValueError(f"team id {KCC_ID} is the KCC's own line; choose another id")
         return self
 
 

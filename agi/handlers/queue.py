@@ -1,15 +1,15 @@
 """The FastAGI handlers of the waiting line: a caller entering it, and an agent's codes.
 
 ``queue_entry`` runs in ``bereik-kcc`` (and a team line's ``bereik-team-line``) just
-before ``Queue()``; ``?queue=`` names the line. It decides the overflow
-rules that need the database (closed, nobody signed in, line full), records the stay from
-the caller's arrival (the moment the dialplan also made the caller's ``QUEUE_PRIO`` from,
-passed as ``arrival``: an earlier caller is always put ahead, whatever the length of what
-each heard first), plays the line's announcements (``team:kcc`` or ``team:<id>``) and, to a caller who will
-wait, the expected wait when the figures support it, and (the KCC's line only) the
-virtual-hold offer. The place in line is
-said by app_queue itself on joining and every ``position_every_seconds`` (in Bereik's
-voice, cti/queue/sounds.py), so the caller never leaves the line to hear it.
+before ``Queue()``; ``?queue=`` names the line. It decides the overflow rules that need the
+database (closed, nobody signed in, line full), records the stay from the caller's arrival
+(the moment the dialplan also made the caller's ``QUEUE_PRIO`` from, passed as
+``arrival``: an earlier caller is always put ahead, whatever the length of what each heard
+first), plays the line's announcements (``team:kcc`` or ``team:<id>``) and, to a caller who
+will wait, the expected wait when the figures support it, and (the KCC's line only) the
+virtual-hold offer. The place in line is said by app_queue itself on joining and every
+``position_every_seconds`` (in Bereik's voice, cti/queue/sounds.py), so the caller never
+leaves the line to hear it.
 
 ``agent_code`` is the feature codes of a KCC phone: sign in, sign out, pause (with the
 reason's number after the code: *331 = the first reason in the TOML), ready.
@@ -139,9 +139,7 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
     await channel.finish()
 
 
-async def _overflow_before_entry(
-    services: Services, line: WaitingLine
-) -> tuple[str, str] | None:
+async def _overflow_before_entry(services: Services, line: WaitingLine) -> tuple[str, str] | None:
     """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
     config = services.config
     if not opening_hours(config).is_open(datetime.now(UTC)):

@@ -84,6 +84,8 @@ class QueueEvents:
         self.services = services
         self.names = [line.name for line in services.config.waiting_lines()]
         self.lines: dict[str, Line] = {name: Line() for name in self.names}
+        for name in self.names:
+            services.metrics.queue.init_queue(name)
         self.events: asyncio.Queue[Message] = asyncio.Queue()
 
     def line(self, queue: str) -> Line:
