@@ -54,7 +54,10 @@ def team_line(
     """An exchange whose team Vergunningen is a waiting line with members 3001 and 3002
     (phones that register); the KCC is today's ring group. Asterisk and `bereik serve`
     started."""
-    phones = [Phone(e, free_port(), f"Medewerker {e}", registers=True) for e in ("3001", "3002")]
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        *(Phone(e, free_port(), f"Medewerker {e}", registers=True) for e in ("3001", "3002")),
+    ]
     with exchange(
         installation,
         tmp_path,
