@@ -25,6 +25,7 @@ from tests.e2e.test_queue import (
     queue_toml,
     sign_in,
 )
+from tests.e2e.test_teams import TEAM_TOML
 
 pytestmark = pytest.mark.e2e
 
@@ -34,17 +35,11 @@ MAX_WAIT_S = 10
 CITIZEN = "0612345678"
 
 
-def team_line_toml(max_wait_seconds: int = 120) -> str:
-    return f"""
-[[teams]]
-id = "{TEAM}"
-name = "Vergunningen"
-number = "{TEAM_NUMBER}"
-members = ["3001", "3002"]
-mode = "queue"
-max_wait_seconds = {max_wait_seconds}
-mailbox = "vergunningen@gemeente.example"
-"""
+def team_line_toml(max_wait_seconds: int) -> str:
+    """test_teams.py's team Vergunningen (members 3001 and 3002) as a waiting line."""
+    return TEAM_TOML.format(strategy="ringall") + (
+        f'mode = "queue"\nmax_wait_seconds = {max_wait_seconds}\n'
+    )
 
 
 @contextlib.contextmanager
@@ -107,11 +102,12 @@ async def test_two_callers_wait_in_the_team_line_and_the_free_member_answers_the
         assert all("answered" in c for c in calls), calls
         assert float(calls[1]["rung"]) >= float(calls[0]["ended"]) + WRAPUP_S - 0.05, calls
         stays = ex.rows(
-            "select caller, outcome, agent from queue_calls where queue = :queue"
+            "select caller, outcome, agent, wait_seconds from queue_calls where queue = :queue"
             " order by joined_at",
             queue=TEAM,
         )
-        assert stays == [
+        print("team line stays (caller, outcome, agent, wait s):", stays)
+        assert [row[:3] for row in stays] == [
             ("0611111111", "answered", "3001"),
             ("0622222222", "answered", "3002"),
             ("0633333333", "answered", "3002"),
@@ -148,6 +144,7 @@ async def test_a_caller_nobody_answers_within_the_teams_max_wait_gets_the_teams_
                 " where queue = :queue",
                 queue=TEAM,
             )
+            print("team line overflow (caller, outcome, status, wait s):", stays)
             assert [row[:3] for row in stays] == [(CITIZEN, "overflow", "TIMEOUT")]
             # The team's own maximum (not [queue]'s 900 s), in app_queue's whole seconds
             # from joining the line, after the entry's few seconds.
