@@ -94,17 +94,19 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
     listener.leg_watchers.append(board.apply)
-    # The KCC's waiting line (kcc.mode = "queue"). What is pushed to Asterisk on a connect
-    # (members, shared agent states) is pushed by the tracking lease's owner alone, also
-    # when it takes the lease over; every process reads who waits, for its own gauges.
+    # The waiting lines (kcc.mode, a team's mode = "queue"). What is pushed to Asterisk on
+    # a connect (members, shared agent states) is pushed by the tracking lease's owner
+    # alone, also when it takes the lease over; every process reads who waits, for its own
+    # gauges.
     line = QueueEvents(services)
     callbacks_in_line = vhold.VirtualHoldEvents(services)
-    if config.kcc.mode == "queue" and config.nodes:
+    waiting_lines = bool(config.waiting_lines())
+    if waiting_lines and config.nodes:
         # An agent busy through one node is busy on every node (cti/queue/devicestate.py).
         agent_states = SharedAgentStates(services, lease)
         listener.leg_watchers.append(agent_states.apply)
         lease.owner_duty(ami, "agent states", agent_states.push_all)
-    if config.kcc.mode == "queue":
+    if waiting_lines:
         bus.subscribe(line.on_event)
         bus.subscribe(callbacks_in_line.on_event)
         # Members first: asking who waits may take long while Asterisk is still starting.
@@ -153,7 +155,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "announcement savings": functools.partial(savings.run, services),
         "node states": functools.partial(nodes.watch, services, listener.node_lost),
     }
-    if config.kcc.mode == "queue":
+    if waiting_lines:
         workers |= {
             "queue events": line.run,
             "queue figures": functools.partial(queue_figures.run, services),

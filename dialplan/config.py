@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -320,6 +321,13 @@ class Team(Strict):
     mailbox: str
     lead_mailbox: str = ""
     norm_working_days: int = Field(2, ge=1, le=20)
+    # "ring": the present members' phones ring (strategy, ring_seconds), then the hopper
+    # path; "queue": a waiting line like the KCC's (app_queue with the [queue] settings; the
+    # members sign in and out with the agent feature codes), the hopper path on overflow.
+    mode: Literal["ring", "queue"] = "ring"
+    # A team line's own overflow limits; unset: [queue] max_wait_seconds and max_waiting.
+    max_wait_seconds: int | None = Field(None, ge=10, le=7200)
+    max_waiting: int | None = Field(None, ge=0, le=1000)
 
     @field_validator("mailbox", "lead_mailbox")
     @classmethod
@@ -335,6 +343,34 @@ class Team(Strict):
         if len(set(members)) != len(members):
             raise ValueError("a member is listed twice")
         return members
+
+    @model_validator(mode="after")
+    def queue_settings(self) -> Team:
+        # A limit on a ring group would be silently ignored: the caller would ring for
+        # ring_seconds, not wait the minutes the operator meant.
+        if self.mode != "queue":
+            for key in ("max_wait_seconds", "max_waiting"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f'team {self.id}: {key} needs mode = "queue"')
+            return self
+        if not self.members:
+            raise ValueError(f'team {self.id}: mode = "queue" needs members to answer')
+        if self.id == KCC_ID:
+            raise ValueError(f"team id {KCC_ID} is the KCC's own line; choose another id")
+        return self
+
+
+@dataclass(frozen=True)
+class WaitingLine:
+    """One app_queue queue: the KCC's (kcc.mode = "queue") or a team's (mode = "queue").
+    Everything that makes, fills or counts a queue goes through these (cti/queue/)."""
+
+    name: str  # the queue's name in Asterisk and in the figures: "kcc" or the team id
+    number: str  # the number callers dial; its hopper path on overflow
+    members: tuple[str, ...]
+    max_wait_seconds: int
+    max_waiting: int
+    team: bool  # a team's line: its own hopper; no virtual hold, no board row
 
 
 class MenuOption(Strict):
@@ -791,6 +827,37 @@ class Config(Strict):
 
     def team_by_number(self, number: str) -> Team | None:
         return next((team for team in self.teams if team.number == number), None)
+
+    def waiting_lines(self) -> list[WaitingLine]:
+        """Every waiting line: the KCC's first (when it is one), then the teams' in order."""
+        lines = []
+        if self.kcc.mode == "queue":
+            lines.append(
+                WaitingLine(
+                    KCC_ID,
+                    self.kcc.number,
+                    tuple(self.kcc.agents),
+                    self.queue.max_wait_seconds,
+                    self.queue.max_waiting,
+                    team=False,
+                )
+            )
+        for team in self.teams:
+            if team.mode == "queue":
+                lines.append(
+                    WaitingLine(
+                        team.id,
+                        team.number,
+                        tuple(team.members),
+                        team.max_wait_seconds or self.queue.max_wait_seconds,
+                        self.queue.max_waiting if team.max_waiting is None else team.max_waiting,
+                        team=True,
+                    )
+                )
+        return lines
+
+    def waiting_line(self, name: str) -> WaitingLine | None:
+        return next((line for line in self.waiting_lines() if line.name == name), None)
 
 
 def _walk(options: list[MenuOption]) -> list[MenuOption]:

@@ -80,7 +80,7 @@ MODULES = [
     "app_exec.so",
     "app_senddtmf.so",
     "app_echo.so",
-    # the KCC's waiting line (kcc.mode = "queue"): app_queue, its music, device states,
+    # the waiting lines (kcc.mode or a team's mode = "queue"): app_queue, its music, device states,
     # CUT for the virtual hold's placeholder
     "app_queue.so",
     "res_musiconhold.so",
@@ -247,7 +247,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         private_dir(instance_host / sub)
     secrets = load_secrets(secrets_file(installation, config), config)
     tls_files = _copy_tls_files(config, instance_host, dirs)
-    if config.kcc.mode == "queue":
+    if config.waiting_lines():
         make_music(installation.host_path(dirs.sounds) / "moh")
         dirs = replace(dirs, data=instance_data_dir(installation, instance_host, dirs))
     environment = templates(TEMPLATES)

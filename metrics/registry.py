@@ -116,7 +116,7 @@ class VoiceSeries:
 
 
 class QueueSeries:
-    """The waiting line's series (cti/queue), per queue ("kcc").
+    """The waiting lines' series (cti/queue), per queue ("kcc", or a team id).
 
     Counters move when a caller's stay in line is decided (the ``queue_calls`` row is
     updated from an empty outcome, so a stay is counted once); the gauges are set from the
@@ -205,20 +205,24 @@ class QueueSeries:
             ["queue"],
             registry=r,
         )
+        self.init_queue(KCC)
+
+    def init_queue(self, queue: str) -> None:
+        """Every series of this queue ("kcc" or a team id) at 0, before its first caller."""
         for state in AGENT_STATES:
-            self.agents.labels("kcc", state).set(0)
+            self.agents.labels(queue, state).set(0)
         for stage in VIRTUAL_HOLD_STAGES:
-            self.virtual_hold.labels("kcc", stage)
-        self.offered.labels("kcc")
-        self.answered.labels("kcc")
-        self.answered_in_level.labels("kcc")
-        self.wait.labels("kcc")
+            self.virtual_hold.labels(queue, stage)
+        self.offered.labels(queue)
+        self.answered.labels(queue)
+        self.answered_in_level.labels(queue)
+        self.wait.labels(queue)
         for short in ("true", "false"):
-            self.abandoned.labels("kcc", short)
+            self.abandoned.labels(queue, short)
         for reason in OVERFLOW_REASONS:
-            self.overflow.labels("kcc", reason)
-        self.waiting.labels("kcc").set(0)
-        self.longest.labels("kcc").set(0)
+            self.overflow.labels(queue, reason)
+        self.waiting.labels(queue).set(0)
+        self.longest.labels(queue).set(0)
 
     def set_agents(self, queue: str, counts: Mapping[str, int]) -> None:
         for state in AGENT_STATES:

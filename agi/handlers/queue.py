@@ -1,13 +1,15 @@
 """The FastAGI handlers of the waiting line: a caller entering it, and an agent's codes.
 
-``queue_entry`` runs in ``bereik-kcc`` just before ``Queue()``. It decides the overflow
-rules that need the database (closed, nobody signed in, line full), records the stay from
-the caller's arrival (the moment the dialplan also made the caller's ``QUEUE_PRIO`` from,
-passed as ``arrival``: an earlier caller is always put ahead, whatever the length of what
-each heard first), plays the KCC's announcements and, to a caller who will wait, the
-expected wait when the figures support it, and the virtual-hold offer. The place in line is
-said by app_queue itself on joining and every ``position_every_seconds`` (in Bereik's
-voice, cti/queue/sounds.py), so the caller never leaves the line to hear it.
+``queue_entry`` runs in ``bereik-kcc`` (and a team line's ``bereik-team-line``) just
+before ``Queue()``; ``?queue=`` names the line. It decides the overflow rules that need the
+database (closed, nobody signed in, line full), records the stay from the caller's arrival
+(the moment the dialplan also made the caller's ``QUEUE_PRIO`` from, passed as
+``arrival``: an earlier caller is always put ahead, whatever the length of what each heard
+first), plays the line's announcements (``team:kcc`` or ``team:<id>``) and, to a caller who
+will wait, the expected wait when the figures support it, and (the KCC's line only) the
+virtual-hold offer. The place in line is said by app_queue itself on joining and every
+``position_every_seconds`` (in Bereik's voice, cti/queue/sounds.py), so the caller never
+leaves the line to hear it.
 
 ``agent_code`` is the feature codes of a KCC phone: sign in, sign out, pause (with the
 reason's number after the code: *331 = the first reason in the TOML), ready.
@@ -28,6 +30,7 @@ from cti.queue import service, vhold
 from cti.queue.events import record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
 from cti.services import Services
+from dialplan.config import WaitingLine
 
 WAIT_TEXT = {
     "nl": "De verwachte wachttijd is ongeveer {n} {unit}.",
@@ -44,29 +47,30 @@ VHOLD_KEY = "1"
 async def queue_entry(channel: AgiChannel, services: Services) -> None:
     config = services.config
     uniqueid = channel.env.uniqueid
+    line = service.line_named(config, channel.query.get("queue", service.KCC_QUEUE))
     arrival = _arrival(channel.query.get("arrival", ""))
-    skip = await _overflow_before_entry(services)
+    skip = await _overflow_before_entry(services, line)
     if skip:
         status, reason = skip
-        channel.log.info("queue kcc: not entered (%s)", status)
+        channel.log.info("queue %s: not entered (%s)", line.name, status)
         await channel.set_variable("BEREIK_QUEUE_SKIP", status)
         await channel.set_variable("BEREIK_HOPPER_REASON", reason)
         await channel.finish()
         return
     arrived = datetime.fromtimestamp(arrival, UTC)
-    position = await service.place_in_line(services, arrived)
+    position = await service.place_in_line(services, arrived, line.name)
     await record_arrival(
         services,
-        service.KCC_QUEUE,
+        line.name,
         uniqueid,
         channel.env.get("callerid"),
         datetime.fromtimestamp(arrival, UTC),
         position,
     )
     talk = Conversation(channel, services)
-    await talk.announcements("team:kcc")
-    position = await service.place_in_line(services, arrived)
-    views = await service.agent_views(services)
+    await talk.announcements(f"team:{line.name}")
+    position = await service.place_in_line(services, arrived, line.name)
+    views = await service.agent_views(services, queue=line.name)
     free = sum(1 for view in views if view.state == "available")
     working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
     if position > free:
@@ -74,7 +78,7 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
         async with services.sessions() as session:
             figures = await queue_figures(
                 session,
-                service.KCC_QUEUE,
+                line.name,
                 datetime.now(UTC),
                 config.exchange.timezone,
                 config.queue,
@@ -87,7 +91,7 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
                 "queue_wait",
                 str(minutes),
             )
-        if config.queue.virtual_hold:
+        if config.queue.virtual_hold and not line.team:
             key = await talk.play(await prompt(services, VHOLD_OFFER), "queue_vhold_offer")
             if key == VHOLD_KEY:
                 # Pressed before joining the line: the same path as a key in the line.
@@ -135,16 +139,16 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
     await channel.finish()
 
 
-async def _overflow_before_entry(services: Services) -> tuple[str, str] | None:
+async def _overflow_before_entry(services: Services, line: WaitingLine) -> tuple[str, str] | None:
     """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
     config = services.config
     if not opening_hours(config).is_open(datetime.now(UTC)):
         return "CLOSING", "after_hours"
-    views = await service.agent_views(services)
+    views = await service.agent_views(services, queue=line.name)
     if not any(view.state != "signed_out" for view in views):
         return "JOINEMPTY", "nobody_present"
-    limit = config.queue.max_waiting
-    if limit and (await service.waiting_now(services, datetime.now(UTC)))[0] >= limit:
+    limit = line.max_waiting
+    if limit and (await service.waiting_now(services, datetime.now(UTC), line.name))[0] >= limit:
         return "FULL", "busy"
     return None
 

@@ -13,7 +13,7 @@ first channel with no other channel left ends the call too (when CEL is not conf
 
 Where the call waits for whom ("offers"): a ``UserEvent(BereikRoute)`` with ``Team:`` from
 the dialplan, and every ``DialBegin`` from a channel in a team context (``bereik-kcc``,
-``bereik-team``/``bereik-team-static`` with the team number as extension, or a
+``bereik-team``/``bereik-team-static``/``bereik-team-line`` with the team number as extension, or a
 ``BEREIK_TEAM`` channel variable). An offer is answered by ``DialEnd`` with
 ``DialStatus: ANSWER``; a ringall sends ``CANCEL`` to the other phones, so ``CANCEL`` alone
 never means the caller gave up: that is decided when the call ends with the offer still
@@ -45,7 +45,7 @@ TRUNK_CONTEXT = "from-trunk"
 # Our phones; from-internal-tls is the way in of phones on TLS (dialplan/tls.conf.j2).
 INTERNAL_CONTEXTS = ("from-internal", "from-internal-tls")
 KCC_CONTEXT = "bereik-kcc"
-TEAM_CONTEXTS = ("bereik-team", "bereik-team-static")
+TEAM_CONTEXTS = ("bereik-team", "bereik-team-static", "bereik-team-line")
 
 # DialEnd statuses that end an offer with a transfer result other than "answered".
 DIAL_RESULTS = {

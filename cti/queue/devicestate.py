@@ -30,7 +30,7 @@ class SharedAgentStates:
     def __init__(self, services: Services, lease: TrackingLease | None = None) -> None:
         self.services = services
         self.lease = lease or TrackingLease.sole()
-        self.agents = set(services.config.kcc.agents)
+        self.agents = {m for line in services.config.waiting_lines() for m in line.members}
         self.legs: dict[str, dict[str, str]] = {}  # extension -> channel -> leg state
         self.pushed: dict[str, str] = {}
         self.tasks: set[asyncio.Task[None]] = set()

@@ -82,7 +82,10 @@ class QueueEvents:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.lines: dict[str, Line] = {service.KCC_QUEUE: Line()}
+        self.names = [line.name for line in services.config.waiting_lines()]
+        self.lines: dict[str, Line] = {name: Line() for name in self.names}
+        for name in self.names:
+            services.metrics.queue.init_queue(name)
         self.events: asyncio.Queue[Message] = asyncio.Queue()
 
     def line(self, queue: str) -> Line:
@@ -103,10 +106,10 @@ class QueueEvents:
         elif (
             name == "UserEvent"
             and event.get("UserEvent") == "BereikRoute"
-            and event.get("Team") == service.KCC_QUEUE
+            and event.get("Team") in self.names
         ):
-            # Came to the KCC: from here a hangup before an answer is an abandon.
-            line = self.line(service.KCC_QUEUE)
+            # Came to a line: from here a hangup before an answer is an abandon.
+            line = self.line(str(event.get("Team")))
             line.seen.add(uniqueid)
             with contextlib.suppress(TypeError, ValueError):
                 line.arrival[uniqueid] = float(_first(event.get("Arrival", "")))
@@ -148,40 +151,44 @@ class QueueEvents:
         metrics.longest.labels(queue).set(round(line.longest(time.time()), 1))
 
     async def on_connected(self) -> None:
-        """Who waits now, from Asterisk's QueueStatus: every process, for its own gauges."""
-        if not service.queue_enabled(self.services):
-            return
-        live = await self._waiting_in_asterisk()
-        if live is None:
-            return
-        line = self.line(service.KCC_QUEUE)
-        line.joined = live
-        self._set_waiting(service.KCC_QUEUE)
+        """Who waits now in each line, from Asterisk's QueueStatus: every process, for its
+        own gauges."""
+        waiting = await self._waiting_in_asterisk()
+        for name, live in (waiting or {}).items():
+            self.line(name).joined = live
+            self._set_waiting(name)
 
     async def restore(self) -> None:
         """The owner's duty on a (re)connect (cti/calls/lease.py ``owner_duty``): members back
         from the database, and stays that Asterisk no longer has ended as lost."""
-        if not service.queue_enabled(self.services):
+        if not self.names:
             return
         await service.restore(self.services)
-        live = await self._waiting_in_asterisk()
-        if live is not None:
-            await self._close_lost(set(live))
+        waiting = await self._waiting_in_asterisk()
+        if waiting is not None:
+            await self._close_lost({uniqueid for live in waiting.values() for uniqueid in live})
 
-    async def _waiting_in_asterisk(self) -> dict[str, float] | None:
-        """uniqueid -> joined at, of the callers in the KCC's line; None if not asked."""
-        if self.services.ami is None:
+    async def _waiting_in_asterisk(self) -> dict[str, dict[str, float]] | None:
+        """Line -> (uniqueid -> joined at) of the callers waiting in each; None if Asterisk
+        could not be asked about every line (then nothing is taken for lost)."""
+        ami = self.services.ami
+        if not self.names or ami is None:
             return None
-        try:
-            entries = await self.services.ami.action_list(
-                {"Action": "QueueStatus", "Queue": service.KCC_QUEUE}, timeout=10
-            )
-        except AmiError as exc:
-            log.warning("QueueStatus failed (%s); waiting callers not resynced", exc)
-            return None
-        now = time.time()
-        live = [e for e in entries if e.get("Event") == "QueueEntry"]
-        return {str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live}
+        waiting: dict[str, dict[str, float]] = {}
+        for name in self.names:
+            try:
+                entries = await ami.action_list(
+                    {"Action": "QueueStatus", "Queue": name}, timeout=10
+                )
+            except AmiError as exc:
+                log.warning("QueueStatus %s failed (%s); waiting callers not resynced", name, exc)
+                return None
+            now = time.time()
+            live = [e for e in entries if e.get("Event") == "QueueEntry"]
+            waiting[name] = {
+                str(e.get("Uniqueid", "")): now - float(e.get("Wait", 0) or 0) for e in live
+            }
+        return waiting
 
     async def _close_lost(self, live: set[str]) -> None:
         """Stays still open in the database but no longer in line (Asterisk restarted while

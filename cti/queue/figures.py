@@ -154,30 +154,36 @@ def forecast(figures: QueueFigures, settings: QueueSettings) -> int | None:
     )
 
 
-async def refresh(services: Services, now: datetime | None = None) -> QueueFigures:
+async def refresh(services: Services, now: datetime | None = None) -> QueueFigures | None:
+    """Every line's gauges from the database; the KCC's figures (None: no KCC line)."""
     now = now or datetime.now(UTC)
+    kcc = None
+    for line in services.config.waiting_lines():
+        figures = await refresh_line(services, line.name, now)
+        if line.name == service.KCC_QUEUE:
+            kcc = figures
+    return kcc
+
+
+async def refresh_line(services: Services, queue: str, now: datetime) -> QueueFigures:
     config = services.config
     async with services.sessions() as session:
-        figures = await queue_figures(
-            session, service.KCC_QUEUE, now, config.exchange.timezone, config.queue
-        )
-    views = await service.agent_views(services, now)
+        figures = await queue_figures(session, queue, now, config.exchange.timezone, config.queue)
+    views = await service.agent_views(services, now, queue)
     metrics = services.metrics.queue
     counts: dict[str, int] = {}
     for view in views:
         counts[view.state] = counts.get(view.state, 0) + 1
-    metrics.set_agents(service.KCC_QUEUE, counts)
-    metrics.set_ratio(metrics.service_level, service.KCC_QUEUE, figures.service_level)
-    metrics.set_ratio(metrics.asa, service.KCC_QUEUE, figures.asa_seconds)
+    metrics.set_agents(queue, counts)
+    metrics.set_ratio(metrics.service_level, queue, figures.service_level)
+    metrics.set_ratio(metrics.asa, queue, figures.asa_seconds)
     needed = forecast(figures, config.queue)
-    metrics.set_ratio(
-        metrics.agents_needed, service.KCC_QUEUE, None if needed is None else float(needed)
-    )
+    metrics.set_ratio(metrics.agents_needed, queue, None if needed is None else float(needed))
     return figures
 
 
 async def run(services: Services, interval: float | None = None) -> None:
-    if not service.queue_enabled(services):
+    if not services.config.waiting_lines():
         return
     while True:
         try:

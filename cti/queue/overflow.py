@@ -1,9 +1,10 @@
 """Closing time while callers wait: they get the callback offer instead of waiting on.
 
 app_queue knows nothing of opening hours, so a worker looks every few seconds; when the
-exchange has closed and callers are still in the KCC's line, each is moved (AMI Redirect
-through the one client) to ``bereik-kcc-closing``, which takes the same overflow path as
-a full line or an empty one: the hopper offer, reason ``after_hours``. The other rules
+exchange has closed and callers are still in a line, each is moved (AMI Redirect through
+the one client) to ``bereik-kcc-closing`` (a team's line: ``bereik-team-closing`` at the
+team number), which takes the same overflow path as a full line or an empty one: the
+line's hopper offer, reason ``after_hours``. The other rules
 (max wait, max waiting, nobody signed in) are app_queue's own (queues.conf).
 """
 
@@ -18,20 +19,23 @@ from cti.hoppers.service import opening_hours
 from cti.queue import service
 from cti.queue.events import is_placeholder
 from cti.services import Services
+from dialplan.config import WaitingLine
 
 log = logging.getLogger("bereik.queue")
 
 CHECK_SECONDS = 5.0
 CLOSING_CONTEXT = "bereik-kcc-closing"
+TEAM_CLOSING_CONTEXT = "bereik-team-closing"
 
 
-async def send_waiting_to_callback(services: Services) -> int:
-    """Redirect every caller in the KCC's line (as Asterisk lists it) to the callback
-    offer; how many went. Virtual-hold placeholders stay: their citizens hung up already."""
+async def send_waiting_to_callback(services: Services, line: WaitingLine) -> int:
+    """Redirect every caller in this line (as Asterisk lists it) to the callback offer;
+    how many went. Virtual-hold placeholders stay: their citizens hung up already."""
     ami = services.ami
     if ami is None:
         return 0
-    entries = await ami.action_list({"Action": "QueueStatus", "Queue": service.KCC_QUEUE})
+    context, exten = (TEAM_CLOSING_CONTEXT, line.number) if line.team else (CLOSING_CONTEXT, "s")
+    entries = await ami.action_list({"Action": "QueueStatus", "Queue": line.name})
     moved = 0
     for entry in entries:
         channel = str(entry.get("Channel", ""))
@@ -42,8 +46,8 @@ async def send_waiting_to_callback(services: Services) -> int:
                 {
                     "Action": "Redirect",
                     "Channel": channel,
-                    "Context": CLOSING_CONTEXT,
-                    "Exten": "s",
+                    "Context": context,
+                    "Exten": exten,
                     "Priority": "1",
                 }
             )
@@ -58,7 +62,8 @@ async def run(
 ) -> None:
     """`owner`: set while this process owns the call tracking (cti/calls/lease.py); with
     several processes only that one moves the callers, so none is redirected twice."""
-    if not service.queue_enabled(services):
+    lines = services.config.waiting_lines()
+    if not lines:
         return
     while True:
         await asyncio.sleep(interval or CHECK_SECONDS)
@@ -68,9 +73,14 @@ async def run(
             now = datetime.now(UTC)
             if opening_hours(services.config).is_open(now):
                 continue
-            waiting, _ = await service.waiting_now(services, now)
-            if waiting:
-                moved = await send_waiting_to_callback(services)
-                log.info("closing time: %d callers in line moved to the callback offer", moved)
+            for line in lines:
+                waiting, _ = await service.waiting_now(services, now, line.name)
+                if waiting:
+                    moved = await send_waiting_to_callback(services, line)
+                    log.info(
+                        "closing time: %d callers in line %s moved to the callback offer",
+                        moved,
+                        line.name,
+                    )
         except Exception:
             log.exception("closing-time check failed")

@@ -1,4 +1,5 @@
-"""The KCC waiting line: agent states in the database, pushed to Asterisk's app_queue.
+"""The waiting lines (the KCC's, and any team's with mode = "queue"): agent states in the
+database, pushed to Asterisk's app_queue.
 
 Why the database is the truth and app_queue only carries it out: an agent signs in on the
 phone or on the screen, the supervisor sees the same state on the board, and after an
@@ -7,6 +8,10 @@ Asterisk restart or an AMI reconnect nobody has to sign in again. Every change i
 QueuePause); ``restore`` pushes the whole table on every (re)connect, so a push lost while
 Asterisk was away is repaired by the next connect. With several `bereik serve`, the owner
 of the call tracking lease restores (cti/calls/lease.py ``owner_duty``), once per connect.
+
+An agent has one state, whichever lines they answer: signing in (pausing, ...) on the phone
+or the screen does it in every line they are a member of (Config.waiting_lines), and
+app_queue's shared_lastcall gives one wrap-up after a call from any of them.
 
 States an agent is in (``state_of``): signed_out; paused (with a reason from the TOML, or
 ``ring_out`` when the agent let a queue call ring out); on_call; wrapup (the configured
@@ -30,6 +35,7 @@ from cti.ami.nodes import Ami
 from cti.audit import audit
 from cti.services import Services
 from cti.store.models import AgentState, QueueCall, VirtualHold
+from dialplan.config import Config, WaitingLine
 
 log = logging.getLogger("bereik.queue")
 
@@ -47,7 +53,21 @@ class QueueError(Exception):
 
 
 def queue_enabled(services: Services) -> bool:
+    """Whether the KCC is a waiting line (its screen, board row and virtual hold)."""
     return services.config.kcc.mode == "queue"
+
+
+def lines_of(config: Config, extension: str) -> list[WaitingLine]:
+    """The waiting lines this extension answers in."""
+    return [line for line in config.waiting_lines() if extension in line.members]
+
+
+def line_named(config: Config, name: str) -> WaitingLine:
+    """The line called `name`; the KCC's when there is no such line (a stale dialplan)."""
+    found = config.waiting_line(name) or config.waiting_line(KCC_QUEUE)
+    if found is None:
+        raise QueueError(f"Geen wachtrij {name!r} ingesteld.")
+    return found
 
 
 def interface(extension: str) -> str:
@@ -90,14 +110,18 @@ def pause_reasons(services: Services) -> dict[str, str]:
     return {**services.config.queue.pause_reasons, RING_OUT: "Niet opgenomen"}
 
 
-async def agent_views(services: Services, now: datetime | None = None) -> list[AgentView]:
-    """Every configured KCC agent with their state, in configured order."""
+async def agent_views(
+    services: Services, now: datetime | None = None, queue: str = KCC_QUEUE
+) -> list[AgentView]:
+    """Every member of the line `queue` (the KCC's: its agents) with their state, in
+    configured order."""
     now = now or datetime.now(UTC)
     names = {phone.extension: phone.name for phone in services.config.phones}
     async with services.sessions() as session:
         rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
     views = []
-    for extension in services.config.kcc.agents:
+    line = services.config.waiting_line(queue)
+    for extension in line.members if line else services.config.kcc.agents:
         row = rows.get(extension)
         state = state_of(row, now)
         views.append(
@@ -114,10 +138,10 @@ async def agent_views(services: Services, now: datetime | None = None) -> list[A
 
 
 async def unavailable_agents(services: Services, extensions: list[str]) -> set[str]:
-    """Of these extensions, the KCC agents on a queue call or in wrap-up right now.
+    """Of these extensions, the agents on a queue call or in wrap-up right now.
 
-    A team number asks this so that an agent who is also a team member is never rung as
-    call waiting, nor during the wrap-up the queue grants them.
+    A team number that rings (mode = "ring") asks this so that an agent who is also in a
+    line is never rung as call waiting, nor during the wrap-up the queue grants them.
     """
     now = datetime.now(UTC)
     async with services.sessions() as session:
@@ -135,10 +159,11 @@ async def change_state(
     Returns the new state. ``ready`` ends a pause and, when not on a call, the wrap-up.
     """
     config = services.config
-    if not queue_enabled(services):
-        raise QueueError("Het KCC werkt niet met een wachtrij (kcc.mode).")
-    if extension not in config.kcc.agents:
-        raise QueueError(f"Toestel {extension} is geen KCC-toestel.")
+    if not config.waiting_lines():
+        raise QueueError("Er is geen wachtrij ingesteld (kcc.mode, teams.mode).")
+    lines = lines_of(config, extension)
+    if not lines:
+        raise QueueError(f"Toestel {extension} is geen KCC-toestel en in geen wachtrij.")
     if action not in ACTIONS:
         raise QueueError(f"Onbekende actie {action!r}; kies uit {', '.join(ACTIONS)}.")
     if action == "pause":
@@ -155,7 +180,7 @@ async def change_state(
         if row is None:
             row = AgentState(
                 extension=extension,
-                queue=KCC_QUEUE,
+                queue=lines[0].name,
                 signed_in=False,
                 paused=False,
                 pause_reason="",
@@ -230,8 +255,14 @@ class _Snapshot:
 
 
 async def push(services: Services, agent: _Snapshot, reset: bool = False) -> None:
-    """Make app_queue's member match the row. Failures are logged, not raised: the row is
-    stored, and ``restore`` on the next AMI connect pushes it again."""
+    """Make app_queue's member match the row, in every line of the agent. Failures are
+    logged, not raised: the row is stored, and ``restore`` on the next AMI connect pushes it
+    again."""
+    for line in lines_of(services.config, agent.extension):
+        await _push_to(services, line.name, agent, reset)
+
+
+async def _push_to(services: Services, queue: str, agent: _Snapshot, reset: bool) -> None:
     ami = services.ami
     if ami is None:
         return
@@ -239,7 +270,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
     try:
         if not agent.signed_in or reset:
             await _tolerant(
-                ami, {"Action": "QueueRemove", "Queue": KCC_QUEUE, "Interface": member}, "Not there"
+                ami, {"Action": "QueueRemove", "Queue": queue, "Interface": member}, "Not there"
             )
         if agent.signed_in:
             # The member's wrap-up lives in app_queue; removing and adding it again (reset)
@@ -248,7 +279,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
                 ami,
                 {
                     "Action": "QueueAdd",
-                    "Queue": KCC_QUEUE,
+                    "Queue": queue,
                     "Interface": member,
                     "StateInterface": state_interface(services, agent.extension),
                     "MemberName": agent.extension,
@@ -260,7 +291,7 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
             await ami.action(
                 {
                     "Action": "QueuePause",
-                    "Queue": KCC_QUEUE,
+                    "Queue": queue,
                     "Interface": member,
                     "Paused": "true" if agent.paused else "false",
                     "Reason": agent.reason,
@@ -268,7 +299,8 @@ async def push(services: Services, agent: _Snapshot, reset: bool = False) -> Non
             )
     except AmiError as exc:
         log.warning(
-            "queue member %s not pushed to Asterisk now (%s); restored on reconnect",
+            "queue %s member %s not pushed to Asterisk now (%s); restored on reconnect",
+            queue,
             agent.extension,
             exc,
         )
@@ -284,19 +316,20 @@ async def _tolerant(ami: Ami, action: dict[str, str], harmless: str) -> None:
 
 
 async def restore(services: Services) -> None:
-    """On every AMI (re)connect: the queue's members become what the database says.
+    """On every AMI (re)connect: every line's members become what the database says.
 
     Signed-in agents are added (with their pause), everyone else is removed, so members
     Asterisk kept from before (or that someone added by hand) do not ring.
     """
-    if not queue_enabled(services) or services.ami is None:
+    lines = services.config.waiting_lines()
+    if not lines or services.ami is None:
         return
     await _queue_loaded(services.ami)
     async with services.sessions() as session:
         rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
     now = datetime.now(UTC)
     restored = 0
-    for extension in services.config.kcc.agents:
+    for extension in dict.fromkeys(member for line in lines for member in line.members):
         row = rows.get(extension)
         snapshot = _Snapshot(
             extension,
@@ -310,7 +343,11 @@ async def restore(services: Services) -> None:
             # Calls did not survive the restart (the call tracker resyncs them); an agent
             # left "on a call" by a lost AgentComplete would never be shown free again.
             await _clear_call(services, extension, now)
-    log.info("queue %s restored from the database: %d agents signed in", KCC_QUEUE, restored)
+    log.info(
+        "queues %s restored from the database: %d agents signed in",
+        ", ".join(line.name for line in lines),
+        restored,
+    )
 
 
 async def _queue_loaded(ami: Ami) -> None:
@@ -356,21 +393,21 @@ async def mark_call(services: Services, extension: str, at: datetime, *, started
         row.changed_at = at
 
 
-async def place_in_line(services: Services, arrival: datetime) -> int:
+async def place_in_line(services: Services, arrival: datetime, queue: str = KCC_QUEUE) -> int:
     """The place of a caller who came at `arrival`: one more than those who came earlier
     and are still waiting (in line or hearing the entry messages), callbacks that keep a
     place included. From the database, so every process counts the same line."""
     async with services.sessions() as session:
         callers = await session.scalar(
             select(func.count()).where(
-                QueueCall.queue == KCC_QUEUE,
+                QueueCall.queue == queue,
                 QueueCall.outcome == "",
                 QueueCall.joined_at < arrival,
             )
         )
         callbacks = await session.scalar(
             select(func.count()).where(
-                VirtualHold.queue == KCC_QUEUE,
+                VirtualHold.queue == queue,
                 VirtualHold.status.in_(("pending", "placing", "queued")),
                 VirtualHold.arrived_at < arrival,
             )
@@ -378,13 +415,15 @@ async def place_in_line(services: Services, arrival: datetime) -> int:
     return 1 + int(callers or 0) + int(callbacks or 0)
 
 
-async def waiting_now(services: Services, now: datetime) -> tuple[int, float]:
-    """(callers waiting, seconds the longest has waited) in the KCC's line now."""
+async def waiting_now(
+    services: Services, now: datetime, queue: str = KCC_QUEUE
+) -> tuple[int, float]:
+    """(callers waiting, seconds the longest has waited) in this line now."""
     async with services.sessions() as session:
         count, oldest = (
             await session.execute(
                 select(func.count(), func.min(QueueCall.joined_at)).where(
-                    QueueCall.queue == KCC_QUEUE, QueueCall.outcome == ""
+                    QueueCall.queue == queue, QueueCall.outcome == ""
                 )
             )
         ).one()

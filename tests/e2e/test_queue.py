@@ -90,10 +90,10 @@ async def feature_code(ex: Exchange, code: str, extension: str) -> None:
     assert result.returncode == 0, result.stderr[-500:]
 
 
-async def sign_in(ex: Exchange, extension: str) -> None:
+async def sign_in(ex: Exchange, extension: str, queue: str = "kcc") -> None:
     """The agent signs in with the feature code on their own phone; Asterisk has them."""
     await feature_code(ex, ex.config.queue.sign_in_code, extension)
-    await until(lambda: f"PJSIP/{extension}" in ex.cli("queue show kcc"), timeout=10)
+    await until(lambda: f"PJSIP/{extension}" in ex.cli(f"queue show {queue}"), timeout=10)
 
 
 def metric(ex: Exchange, name: str, **labels: str) -> float | None:
@@ -411,10 +411,10 @@ async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_o
         assert sorted(hoppers) == [(number, "kcc", "nobody_present") for number in callers]
 
 
-def members(ex: Exchange) -> dict[str, str]:
-    """Asterisk's own view of the KCC line: member -> "paused" or "in line"."""
+def members(ex: Exchange, queue: str = "kcc") -> dict[str, str]:
+    """Asterisk's own view of a line: member -> "paused" or "in line"."""
     found = {}
-    for line in ex.cli("queue show kcc").splitlines():
+    for line in ex.cli(f"queue show {queue}").splitlines():
         match = re.search(r"PJSIP/(\d+)", line)
         if match:
             found[match.group(1)] = "paused" if "paused" in line.lower() else "in line"

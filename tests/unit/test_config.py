@@ -45,7 +45,7 @@ def test_the_example_configuration_is_valid() -> None:
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
-    message = problem(tmp_path, BASE + '\n[server]\nhttp_prot = 8080\n')
+    message = problem(tmp_path, BASE + "\n[server]\nhttp_prot = 8080\n")
     assert message.endswith("server.http_prot: unknown key")
 
 
@@ -110,7 +110,32 @@ def test_key_given_twice_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, BASE + '\n[server]\nhttp_prot = 8080\n')
+    path = write(tmp_path, BASE + "\n[server]\nhttp_prot = 8080\n")
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"bereik: {path}: server.http_prot: unknown key"
+
+
+def test_bad_queue_settings_on_a_team_give_a_clear_error(tmp_path: Path) -> None:
+    queue = BASE.replace('members = ["3001"]', 'members = ["3001"]\nmode = "queue"')
+    assert "teams.0.mode" in problem(tmp_path, BASE.replace('members = ["3001"]', 'mode = "line"'))
+    message = problem(tmp_path, BASE.replace('members = ["3001"]', "max_wait_seconds = 60"))
+    assert message.endswith('team vergunningen: max_wait_seconds needs mode = "queue"')
+    message = problem(tmp_path, queue.replace('members = ["3001"]', "members = []"))
+    assert message.endswith('team vergunningen: mode = "queue" needs members to answer')
+    message = problem(
+        tmp_path, queue.replace('mode = "queue"', 'mode = "queue"\nmax_wait_seconds = 5')
+    )
+    assert "teams.0.max_wait_seconds" in message and "greater than or equal to 10" in message
+    message = problem(tmp_path, queue.replace('id = "vergunningen"', 'id = "kcc"'))
+    assert message.endswith("team id kcc is the KCC's own line; choose another id")
+
+
+def test_a_team_with_mode_queue_is_a_waiting_line_with_its_own_limits(tmp_path: Path) -> None:
+    queue = BASE.replace(
+        'members = ["3001"]', 'members = ["3001"]\nmode = "queue"\nmax_wait_seconds = 60'
+    )
+    config = load(write(tmp_path, queue + "\n[queue]\nmax_waiting = 4\n"))
+    (line,) = config.waiting_lines()
+    assert (line.name, line.number, line.members) == ("vergunningen", "7001", ("3001",))
+    assert (line.max_wait_seconds, line.max_waiting, line.team) == (60, 4, True)
