@@ -459,4 +459,5 @@ async def test_a_virtual_hold_callback_offers_the_spoken_question_to_the_agent_i
             "WHERE action = 'play' AND object_type = 'recording'"
         )
         # The fetch, then the control's play; each through /api/recordings, each audited.
-        assert [tuple(p) for p in plays] == [("anna", "virtual hold 1")] * 2
+        ((hold_id,),) = ex.rows("select id from virtual_holds")
+        assert [tuple(p) for p in plays] == [("anna", f"virtual hold {hold_id}")] * 2
