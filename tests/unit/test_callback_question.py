@@ -21,6 +21,7 @@ from cti.store.models import AuditEntry, QuestionRecording, User, VirtualHold
 from cti.users.service import create_user, issue_token
 from dialplan.config import Config
 from tests.unit.memory_services import TWO_TEAMS, memory_services
+from tests.unit.test_live_callback import ringing
 
 CONFIG = Config.model_validate(TWO_TEAMS)
 USERS = [
@@ -39,17 +40,8 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 
 def agent_leg(hold_id: int, state: str) -> AgentLeg:
-    """The call tracker's report of the callback's placeholder at agent 2001's phone."""
-    return AgentLeg(
-        extension="2001",
-        channel="PJSIP/2001-0000000c",
-        call="1795978677.6",
-        caller="0633333333",
-        caller_name="Terugbellen",
-        state=state,
-        at=1795978700.0,
-        caller_channel=f"Local/{hold_id}-402132134-1795978678-0633333333@bereik-vhold-line-0;2",
-    )
+    """The callback's placeholder at agent 2001's phone, as the call tracker reports it."""
+    return ringing(f"Local/{hold_id}-402132134-1795978678-0633333333@bereik-vhold-line-0;2", state)
 
 
 async def test_only_the_agent_the_callback_rings_and_the_kcc_leads_hear_the_question(
