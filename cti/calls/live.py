@@ -38,6 +38,9 @@ class AgentCall:
     # A callback that kept the citizen's place in the KCC's line (cti/queue/vhold.py): when
     # the citizen first came to the line, so the popup shows the total wait.
     callback_since: float | None = None
+    # That callback's virtual_holds row: the popup asks for the citizen's spoken question by
+    # it, and while the call is at this phone its agent may hear that question.
+    callback_id: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +93,11 @@ class LiveCalls:
             for stream in list(streams):
                 stream.put("", CLOSE)
 
+    def callback_at(self, extension: str) -> int | None:
+        """The virtual hold whose callback is ringing or in progress at this phone."""
+        call = self.calls.get(extension) if extension else None
+        return call.callback_id if call is not None else None
+
     def _push(self, call: AgentCall) -> None:
         for stream in list(self.listeners.get(call.extension, ())):
             stream.put(call.channel, call.as_json())
@@ -107,6 +115,7 @@ class LiveCalls:
             placeholder = VHOLD_PLACEHOLDER.match(leg.caller_channel)
             if placeholder:
                 new.callback_since = float(placeholder["since"])
+                new.callback_id = int(placeholder["id"])
             self.calls[new.extension] = new
             self._push(new)
             return

@@ -5,7 +5,8 @@ confirmed a callback, and stored here keyed by the call's uniqueid. The hopper t
 that call's request links it (cti.hoppers.service.create_hopper, in the hopper's own
 transaction), also when the hopper comes later (a virtual hold not reached). The file is
 0600 and is deleted with its hopper (cti/retention.py); a recording whose call made no
-hopper (a virtual hold that reached the citizen) goes after ``retention.call_days``.
+hopper (a virtual hold that reached the citizen) goes after ``retention.call_days``; until
+then the KCC popup offers it to the agent the callback rings (cti/voice/http.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cti.services import Services
-from cti.store.models import Hopper, QuestionRecording
+from cti.store.models import Hopper, QuestionRecording, VirtualHold
 from dialplan.private import restrict
 
 # Under this a "recording" is a slip of the finger or only the beep: not kept.
@@ -82,12 +83,38 @@ async def recordings_of(services: Services, hopper_ids: list[int]) -> dict[int, 
     return found
 
 
-async def recording_with_hopper(
+async def recording_and_owner(
     services: Services, recording_id: int
-) -> tuple[QuestionRecording, Hopper] | None:
+) -> tuple[QuestionRecording, Hopper | None, VirtualHold | None] | None:
+    """The recording with what it belongs to: its hopper, or (none made: a virtual hold
+    whose callback reached or is reaching the citizen) the virtual hold of its call. None
+    when it exists for neither (then nobody may hear it)."""
     async with services.sessions() as session:
         row = await session.get(QuestionRecording, recording_id)
-        if row is None or row.hopper_id is None:
+        if row is None:
             return None
-        hopper = await session.get(Hopper, row.hopper_id)
-    return None if hopper is None else (row, hopper)
+        if row.hopper_id is not None:
+            hopper = await session.get(Hopper, row.hopper_id)
+            return None if hopper is None else (row, hopper, None)
+        hold = await session.scalar(
+            select(VirtualHold).where(VirtualHold.call_uniqueid == row.call_uniqueid)
+        )
+    return None if hold is None else (row, None, hold)
+
+
+async def callback_questions(
+    services: Services, hold_id: int
+) -> tuple[VirtualHold, list[QuestionRecording]] | None:
+    """A virtual hold and the questions its caller spoke, oldest first."""
+    async with services.sessions() as session:
+        hold = await session.get(VirtualHold, hold_id)
+        if hold is None:
+            return None
+        rows = (
+            await session.execute(
+                select(QuestionRecording)
+                .where(QuestionRecording.call_uniqueid == hold.call_uniqueid)
+                .order_by(QuestionRecording.id)
+            )
+        ).scalars()
+        return hold, list(rows)

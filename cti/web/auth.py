@@ -98,6 +98,21 @@ def require_team_access(user: User, team_id: str) -> None:
     raise forbidden("this belongs to another team")
 
 
+def require_callback_access(user: User, hold_id: int, hold_at_phone: int | None) -> None:
+    """403 unless the user may hear a virtual hold's question that no hopper carries: the
+    agent whose phone its callback rings or is connected to (`hold_at_phone`: the live
+    call board's callback at the user's extension), the KCC's lead, and the all-teams
+    roles that lead the KCC (supervisor, admin), as for the KCC's hoppers. Not every
+    agent: the question is the citizen's, and only the agent calling them back needs it."""
+    if user.role in ("supervisor", "admin"):
+        return
+    if user.role == "lead" and user.team_id == KCC_ID:
+        return
+    if user.role == "agent" and hold_at_phone is not None and hold_at_phone == hold_id:
+        return
+    raise forbidden("only the agent this callback rings may hear its question")
+
+
 def may_handle(user: User, team_id: str) -> bool:
     """Whether the user may claim and close this team's hoppers: its own members and lead
     (the KCC's own hoppers: its agents), and the admin. Supervisors and KCC agents see

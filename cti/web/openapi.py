@@ -501,12 +501,21 @@ DOCUMENT: dict[str, Any] = {
         "/api/recordings/{id}": {
             "get": {
                 "summary": "A caller's recorded question (wav), for those who may see its "
-                "hopper; every play is audited",
+                "hopper (a virtual hold's without one: the agent its callback rings, the KCC's "
+                "lead, supervisors); every play is audited",
                 "parameters": [_id(description="recording id (GET /api/hoppers/{id})")],
                 "responses": {
                     "200": {"description": "audio", "content": {"audio/wav": {"schema": STR}}},
                     **_errors(400, 401, 403, 404),
                 },
+            }
+        },
+        "/api/virtual-holds/{id}/recordings": {
+            "get": {
+                "summary": "The questions a virtual hold's caller spoke (ids, urls, seconds), "
+                "for the agent its callback rings, the KCC's lead and supervisors",
+                "parameters": [_id(description="virtual hold id (the KCC popup's callback_id)")],
+                "responses": {"200": _ok("recordings"), **_errors(400, 401, 403, 404)},
             }
         },
         "/api/announcements/{id}/audio": {

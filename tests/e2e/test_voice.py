@@ -23,7 +23,7 @@ from dialplan import asterisk
 from tests.e2e.mail import Smtp
 from tests.e2e.test_access import token_for
 from tests.e2e.test_ivr import announce, closed_today
-from tests.e2e.test_queue import kcc_line, sign_in
+from tests.e2e.test_queue import feature_code, kcc_line, sign_in
 from tests.e2e.web_support import add_users, chromium
 from tests.e2e.web_support import sign_in as sign_in_browser
 
@@ -386,3 +386,78 @@ async def test_a_kcc_line_caller_answers_the_survey_after_the_agent_hangs_up(
         assert call == [("answered_kcc", "kcc", "2001")]
         yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="kcc"}'
         assert await until(lambda: metric(ex, score) == 4.0 and metric(ex, yes) == 1.0)
+
+
+async def test_a_virtual_hold_callback_offers_the_spoken_question_to_the_agent_it_rings(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    with kcc_line(
+        installation, tmp_path, ["2001"], queue=dict(callback_ring_seconds=10),
+        extra_toml=SETTINGS,
+    ) as ex:  # fmt: skip
+        await until(lambda: "IVR prompts ready" in ex.serve_log.read_text(), timeout=60)
+        # The agent's phone rings 8 s before answering, the citizen talks 5 s: the callback
+        # is at the agent's phone long enough to fetch and play the question.
+        ex.agent_phone("2001", ring_ms=8000, talk_ms=15_000)
+        ex.citizen("answer", ring_ms=500, hold_ms=5000)
+        ex.register("2001")
+        await sign_in(ex, "2001")
+        await feature_code(ex, ex.config.queue.pause_code, "2001")  # the caller waits in line
+        await add_users(ex, [("anna", "agent", "", "2001"), ("bert", "agent", "", "2002")])
+        speech = speech_pcap(ex.workdir / "question.pcap", SPOKEN_SECONDS)
+        # 0 for the KCC; 1 once in line (past the entry messages); 1 confirms the number
+        # during its offer; after the invitation and the beep, 5 s of speech and #.
+        result = await ex.call(
+            "14070", caller=CITIZEN, keys="0" + "," * 16 + "1,,1,,,S#", key_delay_ms=1000,
+            hold_ms=30_000, timeout_s=90, speech=(speech, SPOKEN_SECONDS),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-300:]
+        await until(lambda: ex.rows("select status from virtual_holds") == [("queued",)])
+        ((path,),) = ex.rows("select path from question_recordings where hopper_id is null")
+        async with chromium() as browser:
+            page = await sign_in_browser(browser, ex, "anna")
+            await page.goto(ex.url("/kcc"))
+            await page.wait_for_function(
+                "document.getElementById('stream-state').textContent.includes('live')"
+            )
+            await feature_code(ex, ex.config.queue.ready_code, "2001")
+            # The callback rings anna: the popup offers the citizen's question, a labelled
+            # audio control (the label is its accessible name).
+            await page.wait_for_selector("#callback-question:not([hidden])", timeout=60_000)
+            control = page.get_by_label("Ingesproken vraag van de beller:")
+            assert await page.text_content("#call-state") in ("Gaat over", "In gesprek")
+            fetched = await control.evaluate(
+                """async (audio) => {
+                    const response = await fetch(audio.src);
+                    const body = new Uint8Array(await response.arrayBuffer());
+                    return {status: response.status, type: response.headers.get("content-type"),
+                            body: Array.from(body)};
+                }"""
+            )
+            bert = await token_for(ex, "bert")
+            async with aiohttp.ClientSession() as http:
+                refused = await http.get(
+                    ex.url(await control.get_attribute("src") or ""),
+                    headers={"Authorization": f"Bearer {bert}"},
+                )
+            await control.focus()
+            await page.keyboard.press("Space")  # play, from the keyboard
+            await page.wait_for_function(
+                "document.getElementById('callback-question-audio').currentTime > 0.5"
+            )
+            await until(lambda: ex.rows("select status from virtual_holds") == [("reached",)], 30)
+        assert fetched["status"] == 200 and fetched["type"] == "audio/wav"
+        played = ex.workdir / "played.wav"
+        played.write_bytes(bytes(fetched["body"]))
+        assert played.read_bytes() == Path(path).read_bytes()  # noqa: ASYNC240
+        heard = soxi_seconds(str(played))
+        print(f"spoke {SPOKEN_SECONDS} s in line; the agent's browser got {heard:.2f} s")
+        assert abs(heard - SPOKEN_SECONDS) < 1.0
+        assert refused.status == 403
+        plays = ex.rows(
+            "SELECT actor, detail FROM audit_log "
+            "WHERE action = 'play' AND object_type = 'recording'"
+        )
+        # The fetch, then the control's play; each through /api/recordings, each audited.
+        ((hold_id,),) = ex.rows("select id from virtual_holds")
+        assert [tuple(p) for p in plays] == [("anna", f"virtual hold {hold_id}")] * 2

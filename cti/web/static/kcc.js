@@ -31,6 +31,25 @@
     document.getElementById("hopper-caller").value = call.caller || "";
     statusLine.hidden = true;
     if (fresh && call.caller) loadHistory(call);
+    if (fresh) loadQuestion(call);
+  }
+
+  // A virtual hold's callback: the citizen's spoken question, played in the browser through
+  // the recordings route (audited there); loaded only when play is pressed.
+  async function loadQuestion(call) {
+    const box = document.getElementById("callback-question");
+    const audio = document.getElementById("callback-question-audio");
+    box.hidden = true;
+    audio.removeAttribute("src");
+    if (!call.callback_id) return;
+    try {
+      const data = await api("GET", "/api/virtual-holds/" + call.callback_id + "/recordings");
+      if (!data.recordings.length || !current || current.linkedid !== call.linkedid) return;
+      audio.src = data.recordings[data.recordings.length - 1].url;
+      box.hidden = false;
+    } catch (err) {
+      status(statusLine, err.message, false);
+    }
   }
 
   // The citizen's total wait since first coming to the line, as m:ss (a callback often
