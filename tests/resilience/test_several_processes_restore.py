@@ -33,7 +33,7 @@ from tests.resilience.test_several_processes import serve_of, start_processes, t
 AGENTS = ("2001", "2002")
 # What each process logs when it restores the line, or leaves it to the owner
 # (cti/queue/service.py restore, cti/calls/lease.py owner_duty).
-RESTORED = "queue kcc restored from the database"
+RESTORED = "queues kcc restored from the database"
 LEFT = "queue members: left to the call tracking owner"
 SIGNED_IN = {"2001": "in line", "2002": "paused"}
 
