@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import secrets
 import shutil
@@ -101,6 +102,29 @@ def free_port() -> int:
         if port < 60000:
             return port
     raise RuntimeError("no free port")
+
+
+# sipp's media ports: audio RTP on the port given (-mp), RTCP on the next, video on the
+# two after. A free port from the kernel is an ephemeral one, which any socket may take
+# before sipp binds its neighbours (tests run side by side): media ports come from a
+# range no one else uses instead, below the ephemeral ports (32768 on) and outside the
+# test Asterisks' RTP range (rtp_start/rtp_end below).
+MEDIA_PORTS = range(11000, 19996, 4)
+MEDIA_BLOCK = 4
+
+
+def free_media_ports() -> int:
+    """The first of MEDIA_BLOCK consecutive UDP ports free on loopback, for sipp's -mp."""
+    for port in random.sample(MEDIA_PORTS, 200):
+        with contextlib.ExitStack() as held:
+            try:
+                for offset in range(MEDIA_BLOCK):
+                    udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    udp.bind(("127.0.0.1", port + offset))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free block of media ports")
 
 
 @dataclass
@@ -471,7 +495,7 @@ ring_seconds = 15
                 "-p",
                 str(port),
                 "-mp",
-                str(free_port()),
+                str(free_media_ports()),
                 *(["-m", str(calls)] if calls is not None else []),
                 "-nostdin",
                 "-aa",
@@ -547,7 +571,7 @@ ring_seconds = 15
             "-p",
             str(free_port()),
             "-mp",
-            str(free_port()),
+            str(free_media_ports()),
             "-m",
             str(calls),
             "-r",

@@ -15,7 +15,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from bench.exchange import REPO, SCENARIOS, free_port, until
+from bench.exchange import REPO, SCENARIOS, free_media_ports, free_port, until
 
 DEMO_SIP = "127.0.0.1:5060"
 DEMO_WEB = "http://127.0.0.1:8080"
@@ -98,7 +98,7 @@ async def test_the_demo_command_starts_from_a_clean_clone_and_takes_a_call(
         )
         call = await asyncio.create_subprocess_exec(
             "sipp", DEMO_SIP, "-sf", str(scenario), "-s", "14070", "-i", "127.0.0.1",
-            "-p", str(free_port()), "-mp", str(free_port()), "-m", "1", "-timeout", "30s",
+            "-p", str(free_port()), "-mp", str(free_media_ports()), "-m", "1", "-timeout", "30s",
             "-timeout_error", "-nostdin", "-aa",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
