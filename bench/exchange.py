@@ -88,8 +88,61 @@ async def until(check: Any, timeout: float = 15.0) -> Any:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+# Listener ports: from a range the kernel never gives to outgoing connections when the
+# test command has reserved it (scripts/test), each xdist worker its own half, handed out
+# in turn (a port comes round again only thousands of picks later, long after its test).
+RESERVED_PORTS = range(50000, 60000)
+_next_port: dict[str, int] = {}
+
+
+def _reserved(first: int, last: int) -> bool:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_reserved_ports").read_text()
+    except OSError:
+        return False
+    for part in text.strip().split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and int(low) <= first and int(high or low) >= last:
+            return True
+    return False
+
+
+def _reserved_pick() -> int | None:
+    if not _reserved(RESERVED_PORTS[0], RESERVED_PORTS[-1]):
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    share = len(RESERVED_PORTS) // count
+    ports = RESERVED_PORTS[index * share : (index + 1) * share]
+    # Nodes of a cluster take their ports at offsets up to +300 from a picked one.
+    usable = ports[: len(ports) - 300]
+    position = _next_port.setdefault(worker, random.randrange(len(usable)))
+    for step in range(len(usable)):
+        port = usable[(position + step) % len(usable)]
+        if _bindable(port):
+            _next_port[worker] = (position + step + 1) % len(usable)
+            return port
+    return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM
+    ) as udp:
+        try:
+            tcp.bind(("127.0.0.1", port))
+            udp.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on loopback."""
+    picked = _reserved_pick()
+    if picked is not None:
+        return picked
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", 0))
