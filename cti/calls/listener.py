@@ -67,6 +67,16 @@ KEEP_MAX = 200_000
 CALLS = cast(Table, Call.__table__)
 
 
+def resync_marker(channels: list[Any], node: str, restarted: bool) -> Message:
+    """The event that makes the tracker resync from `channels` (CoreShowChannel events),
+    queued behind the events already received, so it is handled in order."""
+    marker = Message({"Event": RESYNC_EVENT})
+    marker.channels = channels
+    marker.node = node
+    marker.restarted = restarted
+    return marker
+
+
 class CallListener:
     def __init__(self, services: Services, lease: TrackingLease | None = None) -> None:
         config = services.config
@@ -138,13 +148,12 @@ class CallListener:
         started = f"{status.get('CoreStartupDate', '')} {status.get('CoreStartupTime', '')}"
         before = self._asterisk_started.get(ami.node)
         self._asterisk_started[ami.node] = started
-        marker = Message({"Event": RESYNC_EVENT})
-        marker.channels = [c for c in channels if c.get("Event") == "CoreShowChannel"]
-        marker.node = ami.node
         # Unscoped on several nodes (the lease taken over): the answer is any node's, so no
         # restart can be told; each node's own connect tells it.
         scoped = ami.node or not isinstance(ami, AmiNodes)
-        marker.restarted = scoped and before is not None and before != started
+        restarted = bool(scoped) and before is not None and before != started
+        live = [c for c in channels if c.get("Event") == "CoreShowChannel"]
+        marker = resync_marker(live, ami.node, restarted)
         await ami.events.put(marker)
 
     async def node_lost(self, node: str) -> None:
@@ -152,10 +161,7 @@ class CallListener:
         now as interrupted, instead of staying open in the figures until it comes back,
         which a node that stays down never does. When it comes back, its resync finds
         nothing of these calls left to end."""
-        marker = Message({"Event": RESYNC_EVENT})
-        marker.channels = []
-        marker.node = node
-        marker.restarted = True
+        marker = resync_marker([], node, restarted=True)
         ami = self.services.ami
         if ami is not None:
             await ami.events.put(marker)
