@@ -32,6 +32,7 @@ from cti.ami.client import AmiClient
 from cti.store.db import async_url
 from dialplan.asterisk import AsteriskProcess, Installation
 from dialplan.config import Config, load
+from dialplan.kamailio import derived_port_offsets
 from dialplan.render import load_secrets, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +94,8 @@ async def until(check: Any, timeout: float = 15.0) -> Any:
 # in turn (a port comes round again only thousands of picks later, long after its test).
 RESERVED_PORTS = range(50000, 60000)
 _next_port: dict[str, int] = {}
+CLUSTER_OFFSETS = derived_port_offsets(3)
+_derived: set[int] = set()
 
 
 def _reserved(first: int, last: int) -> bool:
@@ -115,21 +118,26 @@ def _reserved_pick() -> int | None:
     count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
     share = len(RESERVED_PORTS) // count
     ports = RESERVED_PORTS[index * share : (index + 1) * share]
-    # Nodes of a cluster take their ports at offsets up to +300 from a picked one.
-    usable = ports[: len(ports) - 300]
+    usable = ports[: len(ports) - max(CLUSTER_OFFSETS)]
     position = _next_port.setdefault(worker, random.randrange(len(usable)))
     for step in range(len(usable)):
         port = usable[(position + step) % len(usable)]
-        if _bindable(port):
+        if port not in _derived and _bindable(port):
             _next_port[worker] = (position + step + 1) % len(usable)
+            # `bereik up --nodes` binds ports at these offsets from a picked SIP or AMI
+            # port: never hand them out (handed out in turn, node b's AMI port would be
+            # the HTTP port picked two after the AMI port).
+            _derived.update(port + offset for offset in CLUSTER_OFFSETS)
+            _derived.update(port - offset for offset in CLUSTER_OFFSETS)
             return port
     return None
 
 
 def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, socket.socket(
-        socket.AF_INET, socket.SOCK_DGRAM
-    ) as udp:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+    ):
         try:
             tcp.bind(("127.0.0.1", port))
             udp.bind(("127.0.0.1", port))

@@ -11,12 +11,15 @@ from bereik.mailsink import start_mail_sink
 from bereik.serve import serve
 from dialplan import asterisk
 from dialplan.config import Config, load
-from dialplan.kamailio import KamailioProcess, render_kamailio
+from dialplan.kamailio import (
+    NODE_AMI_STEP,
+    NODE_RTP_SPAN,
+    NODE_SIP_STEP,
+    KamailioProcess,
+    render_kamailio,
+)
 from dialplan.private import private_dir, write_private
 from dialplan.render import render
-
-# `bereik up --nodes N`: node n's SIP and AMI ports are the configured ones plus n times these.
-NODE_SIP_STEP, NODE_AMI_STEP, NODE_RTP_SPAN = 100, 1, 1000
 
 
 def with_nodes(config: Config, config_path: Path, count: int) -> Path:

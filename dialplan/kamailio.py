@@ -34,6 +34,20 @@ MODULE_DIRS = (
 # node stays drained until `bereik node undrain` sets it active and probed again ("ap").
 DRAINED, UNDRAINED = "d", "ap"
 SET = 1
+# `bereik up --nodes N` derives every port from [asterisk]'s (so two demos with different
+# configurations share none): node n's SIP port is sip_port + n * NODE_SIP_STEP, its AMI
+# port ami_port + n * NODE_AMI_STEP, Kamailio's RPC port ami_port + (N + 1) * NODE_AMI_STEP,
+# node n's RTP range the n-th NODE_RTP_SPAN from rtp_start.
+NODE_SIP_STEP, NODE_AMI_STEP, NODE_RTP_SPAN = 100, 1, 1000
+
+
+def derived_port_offsets(count: int) -> frozenset[int]:
+    """The offsets from a configured SIP or AMI port at which `bereik up --nodes count`
+    binds listeners of its own."""
+    return frozenset(
+        {n * NODE_SIP_STEP for n in range(1, count + 1)}
+        | {n * NODE_AMI_STEP for n in range(1, count + 2)}
+    )
 
 
 class KamailioError(Exception):
@@ -111,9 +125,7 @@ class KamailioProcess:
     def start(self, wait_seconds: float = 15.0) -> None:
         k = self.config.kamailio
         ids = ["-u", k.user, "-g", k.group] if _ids(self.config) is not None else []
-        log = open(
-            self.home / "kamailio.log", "ab", opener=lambda p, f: os.open(p, f, 0o600)
-        )
+        log = open(self.home / "kamailio.log", "ab", opener=lambda p, f: os.open(p, f, 0o600))
         arguments = [BINARY, "-DD", "-E"]  # -DD: no daemon, our child, stopped with its session
         arguments += ["-f", str(self.home / "kamailio.cfg"), "-P", str(self.home / "kamailio.pid")]
         arguments += ["-Y", str(self.home), "-m", "64", "-M", "8", *ids]  # runtime files here
