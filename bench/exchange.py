@@ -593,13 +593,15 @@ ring_seconds = 15
         target: str = "",
         local_ip: str = "127.0.0.1",
         speech: tuple[Path, float] | None = None,
+        stat_file: Path | None = None,
     ) -> SippResult:
         """Place `calls` calls to `number` as a citizen on the trunk; wait until all end.
 
         With `from_phone` (an extension) the call comes from that internal phone instead,
         with its digest credentials, so it enters the dialplan in from-internal. `target`
         ("host:port") sends the call elsewhere (a provider in front of the exchange), from
-        `local_ip`.
+        `local_ip`. sipp writes its statistics every second to `stat_file` (default: one in
+        the work directory).
         """
         auth: list[str] = []
         if from_phone:
@@ -619,7 +621,7 @@ ring_seconds = 15
             name,
             keys=key_actions,
         )
-        stat = self.workdir / f"{name}.csv"
+        stat = stat_file or self.workdir / f"{name}.csv"
         command = [
             "sipp",
             target or f"127.0.0.1:{self.ports.sip}",

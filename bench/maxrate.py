@@ -7,13 +7,16 @@ hopper), then halves the gap to the last good rate.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from bench import admission
 from bench.cpu import sample
 from bench.dataset import team_id
 from bench.exchange import Exchange
 from bench.report import MaxRate, agi_failures, progress
+from bench.steady import Steady
 
 # No greeting and no menu (the harness's hours are open around the clock): the IVR does
 # its real look-ups (hours, announcements, the caller's open hoppers) and routes at once, so
@@ -24,6 +27,9 @@ greeting = ""
 """
 # For the max rate through IVR → team → hopper: key 1 is a team with no members, so the
 # team handler finds nobody present and the hopper handler offers the callback.
+# Calls on the hopper path last about 10 s (menu, callback offer, the question's silence,
+# goodbye): a minute at a fixed rate levels off and leaves most of it as steady window.
+STEADY_SECONDS = 60.0
 HOPPER_MENU_TOML = """
 [menu]
 greeting = ""
@@ -51,6 +57,8 @@ class Rig(Protocol):
 
     def metrics(self) -> str: ...
 
+    def profile(self, label: str) -> contextlib.AbstractContextManager[None]: ...
+
     async def run_calls(
         self,
         number: str,
@@ -60,6 +68,17 @@ class Rig(Protocol):
         keys: str = "",
         caller: str = "0612345678",
     ) -> tuple[int, int, int]: ...
+
+    async def run_steady(
+        self,
+        number: str,
+        rate: float,
+        seconds: float,
+        hold_ms: int,
+        keys: str = "",
+        caller: str = "0612345678",
+        pids: dict[str, int] | None = None,
+    ) -> tuple[int, int, int, Steady]: ...
 
 
 async def max_rate(rig: Rig) -> MaxRate:
@@ -78,7 +97,7 @@ async def max_rate(rig: Rig) -> MaxRate:
         before = rig.metrics()
         hoppers = _hoppers(rig)
         cpu_ast, cpu_serve = sample(rig.asterisk_pid), sample(rig.serve_pid)
-        _, placed, failed = await _probe(rig, rate, seconds, hopper_path)
+        _, placed, failed, _ = await _probe(rig, rate, seconds, hopper_path)
         d_ast = sample(rig.asterisk_pid) - cpu_ast
         d_serve = sample(rig.serve_pid) - cpu_serve
         failed += agi_failures(before, rig.metrics())
@@ -105,18 +124,42 @@ async def max_rate(rig: Rig) -> MaxRate:
                 break
             rate = round((good + bad) / 2)
         await asyncio.sleep(1)
+    if result.rate:
+        await _hold(rig, result, hopper_path)
     return result
 
 
-async def _probe(rig: Rig, rate: float, seconds: float, hopper_path: bool) -> tuple[int, int, int]:
+async def _hold(rig: Rig, result: MaxRate, hopper_path: bool) -> None:
+    """The rate found, held until the calls in progress level off: CPU per call from that
+    steady window (the search's short probes end before their first calls do)."""
+    seconds = 8.0 if rig.quick else STEADY_SECONDS
+    progress(f"  holding {result.rate:.0f}/s for {seconds:.0f} s (steady-state CPU)")
+    before, hoppers = rig.metrics(), _hoppers(rig)
+    pids = {"asterisk": rig.asterisk_pid, "serve": rig.serve_pid}
+    with rig.profile("hopper-path-held"):
+        _, placed, failed, steady = await _probe(rig, result.rate, seconds, hopper_path, pids)
+    failed += agi_failures(before, rig.metrics())
+    if hopper_path:
+        failed += max(0, placed - (_hoppers(rig) - hoppers))
+    result.steady, result.held = steady, (placed, failed)
+    on_asterisk, on_serve = steady.per_call("asterisk"), steady.per_call("serve")
+    if on_asterisk is not None and on_serve is not None:
+        result.asterisk_ms, result.serve_ms = on_asterisk.total_ms, on_serve.total_ms
+        result.serve_children_ms = on_serve.children_ms
+    progress(f"  held: placed {placed}  failed {failed}  [{steady.check()}]")
+
+
+async def _probe(
+    rig: Rig, rate: float, seconds: float, hopper_path: bool, pids: dict[str, int] | None = None
+) -> tuple[int, int, int, Steady]:
     number = rig.exchange.config.exchange.main_number
     if not hopper_path:
-        return await rig.run_calls(number, rate, seconds, hold_ms=500)
+        return await rig.run_steady(number, rate, seconds, hold_ms=500, pids=pids)
     # Key 1 chooses the team in the menu; the second 1 confirms the callback offer.
     # A caller number of its own per call ([call_number] is sipp's), and per probe:
     # a second call from one number is a repeat of its open hopper, not a new one.
     rig.probes += 1
-    return await rig.run_calls(
+    return await rig.run_steady(
         number,
         rate,
         seconds,
@@ -124,7 +167,15 @@ async def _probe(rig: Rig, rate: float, seconds: float, hopper_path: bool) -> tu
         keys="11",
         # 0612 + probe + 0000 + n: 10 digits and more, a number the hopper accepts.
         caller=f"0612{rig.probes % 100:02d}0000[call_number]",
+        pids=pids,
     )
+
+
+async def _counts(
+    probe: Coroutine[Any, Any, tuple[int, int, int, Steady]],
+) -> tuple[int, int, int]:
+    calls, placed, failed, _ = await probe
+    return calls, placed, failed
 
 
 def _hoppers(rig: Rig) -> int:
@@ -166,7 +217,7 @@ async def overload(rig: Rig, best: MaxRate) -> admission.Overload:
         2 * best.rate,
         2.0 if rig.quick else 10.0,
         rig.exchange.host_instance / "log" / "full.log",
-        lambda rate, seconds: _probe(rig, rate, seconds, hopper_path=True),
+        lambda rate, seconds: _counts(_probe(rig, rate, seconds, hopper_path=True)),
         lambda: _refusals(rig),
     )
     progress(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import screen, stats
+from bench.steady import Steady
 from dialplan import asterisk
 
 ROW_NAMES = ["Asterisk alone", "classic AGI", "bare FastAGI", "Bereik FastAGI", "Bereik ivr"]
@@ -26,6 +27,7 @@ class Row:
     p50_ms: float | None = None
     p99_ms: float | None = None
     note: str = ""
+    steady: Steady | None = None
 
 
 @dataclass
@@ -38,6 +40,8 @@ class MaxRate:
     probes: list[tuple[float, int, int]] = field(default_factory=list)  # rate, placed, failed
     path: str = "14070 → IVR → KCC"
     note: str = ""
+    steady: Steady | None = None  # the rate held until steady; CPU figures from its window
+    held: tuple[int, int] = (0, 0)  # placed, failed while held
 
     @property
     def serve_share(self) -> float | None:
@@ -89,27 +93,31 @@ def progress(line: str) -> None:
 def table(rows: list[Row], best: MaxRate, seen: screen.ScreenResult) -> str:
     header = (
         "| row | calls/s | placed | failed | Asterisk CPU ms/call | AGI-side CPU ms/call "
-        "| AGI-side less idle | AGI cmds/call | cmd p50 ms | cmd p99 ms |"
+        "| AGI-side less idle | AGI cmds/call | cmd p50 ms | cmd p99 ms "
+        "| steady window | rate × CPU/call | cores measured |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 13]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.rate:.0f} | {row.placed} | {row.failed} | "
             f"{fmt(row.asterisk_ms, 2)} | {fmt(row.agi_ms, 2)} | "
             f"{fmt(row.agi_net_ms if row.agi_net_ms is not None else row.agi_ms, 2)} | "
             f"{fmt(row.commands, 1)} | "
-            f"{fmt(row.p50_ms, 3)} | {fmt(row.p99_ms, 3)} |"
+            f"{fmt(row.p50_ms, 3)} | {fmt(row.p99_ms, 3)} | {steady_cells(row.steady)} |"
         )
     share = best.serve_share
+    placed, failed = best.held
     lines += [
         "",
-        "| maximum sustained rate, zero failed calls | calls/s | placed | Asterisk CPU ms/call "
-        "| bereik serve CPU ms/call | of which child processes (TTS) "
-        "| bereik serve share of CPU |",
-        "|---|---|---|---|---|---|---|",
-        f"| {best.path} | {best.rate:.0f} | {best.placed} | {fmt(best.asterisk_ms, 2)} | "
+        "| maximum sustained rate, zero failed calls | calls/s | probe placed | held: placed "
+        "| held: failed | Asterisk CPU ms/call | bereik serve CPU ms/call "
+        "| of which child processes (TTS) | bereik serve share of CPU "
+        "| steady window | rate × CPU/call | cores measured |",
+        "|" + "---|" * 12,
+        f"| {best.path} | {best.rate:.0f} | {best.placed} | {placed} | {failed} | "
+        f"{fmt(best.asterisk_ms, 2)} | "
         f"{fmt(best.serve_ms, 2)} | {fmt(best.serve_children_ms, 2)} | "
-        f"{'-' if share is None else f'{share:.0%}'} |",
+        f"{'-' if share is None else f'{share:.0%}'} | {steady_cells(best.steady)} |",
         "",
         "probes (calls/s: placed/failed): "
         + ", ".join(f"{r:.0f}: {p}/{f}" for r, p, f in best.probes)
@@ -122,8 +130,21 @@ def table(rows: list[Row], best: MaxRate, seen: screen.ScreenResult) -> str:
         f"{fmt(seen.p50, 2)} | {fmt(seen.p99, 2)} |" + (f"\n\n{seen.note}" if seen.note else ""),
         "",
         *verdict(rows, best),
+        *screen_verdict(seen),
     ]
     return "\n".join(lines)
+
+
+def screen_verdict(seen: screen.ScreenResult) -> list[str]:
+    if seen.p99 is None:
+        return []
+    lost = seen.placed - seen.matched
+    return [
+        f"- event to screen p99 {seen.p99:.1f} ms at {seen.in_progress} calls in progress "
+        f"({'met' if seen.p99 < 100 else 'MISSED'}: < 100 ms at 100)",
+        f"- event to screen: {lost} of {seen.placed} ringing updates lost "
+        f"({'met' if lost == 0 else 'MISSED'}: none lost)",
+    ]
 
 
 def verdict(rows: list[Row], best: MaxRate) -> list[str]:
@@ -154,13 +175,27 @@ def verdict(rows: list[Row], best: MaxRate) -> list[str]:
                 f"- {rate:.0f}/s: Bereik command p99 {real.p99_ms:.2f} ms "
                 f"({'met' if real.p99_ms < 5 else 'MISSED'}: < 5 ms)"
             )
-    share = best.serve_share
-    if share is not None:
+    if best.asterisk_ms and best.serve_ms is not None:
+        ratio = best.serve_ms / best.asterisk_ms
         lines.append(
-            f"- max rate {best.rate:.0f}/s: bereik serve {share:.0%} of the CPU "
-            f"({'met' if share < 0.25 else 'MISSED'}: < 25 %)"
+            f"- max rate {best.rate:.0f}/s ({best.path}): bereik serve CPU per call "
+            f"{best.serve_ms:.1f} ms = {ratio:.2f} × Asterisk's {best.asterisk_ms:.1f} ms "
+            f"({'met' if ratio <= 1 / 3 else 'MISSED'}: ≤ ⅓ ×)"
         )
+    if best.steady is not None:
+        lines.append(f"- max rate held: {best.steady.check()}")
     return lines
+
+
+def steady_cells(steady: Steady | None) -> str:
+    """Three cells: the window, rate × CPU per call and the cores measured over it."""
+    if steady is None or steady.cores is None or steady.cores_from_rate is None:
+        return f"{steady.note if steady else '-'} | - | -"
+    low, high = steady.in_progress
+    return (
+        f"{steady.seconds:.0f} s, {low}→{high} in progress | "
+        f"{steady.cores_from_rate:.2f} | {steady.cores:.2f}"
+    )
 
 
 def machine() -> str:

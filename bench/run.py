@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import admission, ami_ingest, dialplan, queue_row, screen
@@ -42,6 +43,7 @@ from bench.report import (
     progress,
     table,
 )
+from bench.steady import Steady, watch
 from dialplan import asterisk
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +91,7 @@ class Bench:
         self.bare_process: subprocess.Popen[bytes] | None = None
         self.idle_ms_per_s = 0.0
         self.probes = 0
+        self.runs = 0
         self.mail = MailSink(self.exchange.ports.smtp)
 
     # setup
@@ -164,8 +167,26 @@ class Bench:
         keys: str = "",
         caller: str = "0612345678",
     ) -> tuple[int, int, int]:
+        calls, placed, failed, _ = await self.run_steady(
+            number, rate, seconds, hold_ms, keys, caller, pids={}
+        )
+        return calls, placed, failed
+
+    async def run_steady(
+        self,
+        number: str,
+        rate: float,
+        seconds: float,
+        hold_ms: int,
+        keys: str = "",
+        caller: str = "0612345678",
+        pids: dict[str, int] | None = None,
+    ) -> tuple[int, int, int, Steady]:
+        """`run_calls`, and the CPU of `pids` over the run's steady window (bench/steady.py)."""
         calls = max(1, round(rate * seconds))
-        result = await self.exchange.call(
+        self.runs += 1
+        stat_file = self.workdir / f"run-{self.runs}.csv"
+        placing = self.exchange.call(
             number,
             calls=calls,
             rate=rate,
@@ -175,12 +196,14 @@ class Bench:
             caller=caller,
             key_delay_ms=300 if keys else 1,
             timeout_s=int(seconds + 60),
+            stat_file=stat_file,
         )
+        result, steady = await watch(placing, stat_file, rate, pids or {})
         counts = result.counts()
         await self._drain()
         placed = counts.get("TotalCallCreated", 0)
         failed = counts.get("FailedCall(C)", placed) + max(0, calls - placed)
-        return calls, placed, failed
+        return calls, placed, failed, steady
 
     async def _drain(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -199,36 +222,36 @@ class Bench:
         latencies: Callable[[], tuple[float | None, float | None, float | None, int]],
         before: Callable[[], None] = lambda: None,
     ) -> Row:
-        """Place calls at `rate` for the bench's seconds; CPU and latency around them."""
+        """Place calls at `rate` for the bench's seconds; CPU per call over the run's steady
+        window (bench/steady.py), latency over all its calls."""
         before()
         pid = agi_pid()
-        cpu_ast, cpu_agi = sample(self.asterisk_pid), sample(pid) if pid else None
-        started = time.monotonic()
-        _, placed, failed = await self.run_calls(number, rate, self.seconds, hold_ms=10_000)
-        elapsed = time.monotonic() - started
-        d_ast = sample(self.asterisk_pid) - cpu_ast
-        pid = agi_pid()
-        d_agi = sample(pid) - cpu_agi if pid and cpu_agi else None
+        pids = {"asterisk": self.asterisk_pid, **({"agi": pid} if pid else {})}
+        _, placed, failed, steady = await self.run_steady(
+            number, rate, self.seconds, hold_ms=10_000, pids=pids
+        )
         p50, p99, commands, agi_failed = latencies()
-        row = Row(name, rate, placed, failed + agi_failed)
-        if placed:
-            row.asterisk_ms = d_ast.own_ms / placed
+        row = Row(name, rate, placed, failed + agi_failed, steady=steady)
+        on_asterisk, on_agi = steady.per_call("asterisk"), steady.per_call("agi")
+        if on_asterisk is not None:
+            row.asterisk_ms = on_asterisk.own_ms
             if name == "classic AGI":
                 # The scripts are Asterisk's children: their CPU is cutime/cstime.
-                row.agi_ms = d_ast.children_ms / placed
-            elif d_agi is not None:
-                row.agi_ms = d_agi.total_ms / placed
+                row.agi_ms = on_asterisk.children_ms
+            elif on_agi is not None:
+                row.agi_ms = on_agi.total_ms
                 if name == "Bereik ivr":
                     # Less what serve spends anyway without calls (workers, gauges): the
                     # part the calls cost.
-                    idle = self.idle_ms_per_s * elapsed
-                    row.agi_net_ms = max(0.0, d_agi.total_ms - idle) / placed
+                    idle = self.idle_ms_per_s * steady.seconds / steady.ended
+                    row.agi_net_ms = max(0.0, on_agi.total_ms - idle)
+        if placed:
             row.commands = commands / placed if commands else None
         row.p50_ms, row.p99_ms = p50, p99
         progress(
             f"  {name:<16} {rate:>5.0f}/s  placed {placed:>5}  failed {row.failed:>3}  "
             f"Asterisk {fmt(row.asterisk_ms)} ms/call  AGI {fmt(row.agi_ms)} ms/call  "
-            f"p50 {fmt(p50, 3)} ms  p99 {fmt(p99, 3)} ms"
+            f"p50 {fmt(p50, 3)} ms  p99 {fmt(p99, 3)} ms  [{steady.check()}]"
         )
         await asyncio.sleep(0.5)
         return row
@@ -300,27 +323,25 @@ class Bench:
         def latencies() -> tuple[float | None, float | None, float | None, int]:
             return histogram_latencies(snapshot["metrics"], self.metrics())
 
-        profiler = self._start_profiler(rate)
-        row = await self.measure(
-            "Bereik ivr", dialplan.BEREIK, rate, lambda: self.serve_pid, latencies, before
-        )
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)
-            profiler.wait(30)
+        with self.profile(f"ivr-{rate:.0f}cps"):
+            row = await self.measure(
+                "Bereik ivr", dialplan.BEREIK, rate, lambda: self.serve_pid, latencies, before
+            )
         row.note = "p50/p99 from bereik_agi_command_seconds buckets"
         return row
 
-    def _start_profiler(self, rate: float) -> subprocess.Popen[bytes] | None:
-        """py-spy on bereik serve during this row, as collapsed stacks (--profile DIR)."""
+    @contextlib.contextmanager
+    def profile(self, label: str) -> Iterator[None]:
+        """py-spy on bereik serve meanwhile, as collapsed stacks in DIR/label.txt (--profile
+        DIR); `python -m bench.profile DIR` sums them per part of the call path."""
         if self.profile_dir is None:
-            return None
+            yield
+            return
         py_spy = shutil.which("py-spy")
         if py_spy is None:
-            progress("  --profile: py-spy is not installed (pip install py-spy); not profiling")
-            return None
+            raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        out = self.profile_dir / f"bereik-{rate:.0f}cps.txt"
-        return subprocess.Popen(
+        profiler = subprocess.Popen(
             [
                 py_spy,
                 "record",
@@ -328,8 +349,9 @@ class Bench:
                 str(self.serve_pid),
                 "--format",
                 "raw",
+                "--full-filenames",
                 "--output",
-                str(out),
+                str(self.profile_dir / f"{label}.txt"),
                 "--rate",
                 "250",
                 "--gil",  # where the Python time goes; SQLite runs without the GIL
@@ -338,6 +360,11 @@ class Bench:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        try:
+            yield
+        finally:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
 
     async def sample_in_progress(
         self, result: screen.ScreenResult, rate: float, seconds: float, hold_ms: int
@@ -363,9 +390,10 @@ class Bench:
         result.in_progress = busy[len(busy) // 2] if busy else 0
 
     async def screen(self) -> screen.ScreenResult:
-        # About 50 calls in progress: each lasts the IVR, 100 ms of ringing and the hold.
-        seconds = 4.0 if self.quick else 10.0
-        rate, hold_ms = (5.0, 1000) if self.quick else (20.0, 2400)
+        # About 100 calls in progress (the target's load): each lasts the IVR, 100 ms of
+        # ringing and the hold.
+        seconds = 4.0 if self.quick else 15.0
+        rate, hold_ms = (5.0, 1000) if self.quick else (20.0, 5000)
         try:
             found = await screen.measure(self, rate, seconds, hold_ms)
         except (RuntimeError, OSError, TimeoutError) as exc:

@@ -1,0 +1,99 @@
+"""Where `bereik serve` spends its CPU, per part of the call path, from py-spy's stacks.
+
+    python -m bench.profile DIR [DIR ...]    # the --profile directories of bench runs
+
+Each sample (one stack) counts for the innermost frame that belongs to a part: a
+SQLAlchemy query made by the IVR handler is database time, the handler's own Python is
+handler time, the asyncio machinery under no part of ours is the event loop. The table has
+one column per profile file, so a before and an after sit side by side.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+# (part, library path fragments, our path prefixes), checked in this order for each frame
+# from the innermost out. Our paths are relative to the repository (py-spy is given full
+# file names and the repository's root is cut off), libraries' are absolute.
+PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    (
+        "database",
+        ("/sqlalchemy/", "/aiosqlite/", "/asyncpg/", "/sqlite3/", "/alembic/"),
+        ("cti/store/",),
+    ),
+    ("AMI parsing (panoramisk, client)", ("/panoramisk/",), ("cti/ami/",)),
+    ("call tracker and listener", (), ("cti/calls/tracker.py", "cti/calls/listener.py")),
+    ("metrics", ("/prometheus_client/",), ("metrics/", "cti/calls/gauges.py")),
+    ("outbox (mail)", ("/aiosmtplib/", "/smtplib.py", "/email/"), ("cti/outbox/",)),
+    (
+        "SSE and web",
+        ("/aiohttp/", "/jinja2/", "/multidict/", "/yarl/"),
+        ("cti/calls/live.py", "cti/calls/http.py", "cti/web/"),
+    ),
+    ("speech (TTS cache)", (), ("cti/tts",)),
+    ("FastAGI protocol", (), ("agi/server.py", "agi/protocol.py", "agi/admission.py")),
+    (
+        "handler logic",
+        (),
+        ("agi/", "cti/hoppers/", "cti/announcements/", "cti/queue/", "cti/survey/", "dialplan/"),
+    ),
+    ("other Bereik (schedulers, services)", (), ("cti/", "bereik/")),
+]
+LOOP = "event loop and the rest (asyncio, stdlib)"
+FRAME = re.compile(r"\(([^():]+):\d+\)$")
+REPO_ROOT = str(Path(__file__).resolve().parents[1]) + "/"
+
+
+def part_of(stack: list[str]) -> str:
+    for frame in reversed(stack):
+        match = FRAME.search(frame)
+        if match is None:
+            continue
+        path = match.group(1)
+        ours = path.startswith(REPO_ROOT) and "/.venv/" not in path
+        relative = path.removeprefix(REPO_ROOT)
+        for part, libraries, prefixes in PARTS:
+            if ours and relative.startswith(prefixes):
+                return part
+            if not ours and any(fragment in path for fragment in libraries):
+                return part
+    return LOOP
+
+
+def parts(text: str) -> Counter[str]:
+    """Samples per part from py-spy's raw (collapsed) output: `frame;frame;... count`."""
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        counts[part_of(stack.split(";"))] += int(number)
+    return counts
+
+
+def table(files: list[Path]) -> str:
+    columns = [parts(path.read_text()) for path in files]
+    names = [part for part, _, _ in PARTS] + [LOOP]
+    header = "| part | " + " | ".join(path.stem for path in files) + " |"
+    lines = [header, "|---|" + "---|" * len(files)]
+    for name in names:
+        cells = [f"{100 * column[name] / max(1, sum(column.values())):.1f} %" for column in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| samples | " + " | ".join(str(sum(c.values())) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    files = [f for arg in argv for f in sorted(Path(arg).glob("*.txt"))] or []
+    if not files:
+        print("usage: python -m bench.profile DIR [DIR ...] (py-spy raw .txt files)")
+        return 2
+    print(table(files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
