@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cti.ami.client import AmiClient
 from cti.ami.nodes import Ami, AmiNodes
+from cti.store.cache import Caches, Counters, Notifications, signals_for
 from cti.store.db import Sessions, create_engine, migrate_async, sessions
 from cti.tts import TtsEngine, engine_for
 from dialplan.asterisk import installed
@@ -34,6 +35,8 @@ class Services:
     # The one AMI client (commands to Asterisk); None in a command-line tool. With
     # [[nodes]], one face over a client per node (cti/ami/nodes.py).
     ami: Ami | None = None
+    # The call path's look-ups kept in memory while the database signals no change.
+    caches: Caches = field(default_factory=Caches)
 
     @property
     def sounds_dir(self) -> Path:
@@ -97,6 +100,7 @@ def build_services(
         instance_dir=home,
         tts=engine_for(config.tts),
         ami=ami,
+        caches=Caches(signals_for(config.database.url)),
     )
 
 
@@ -104,10 +108,23 @@ def build_services(
 async def open_services(
     config: Config, *, handlers: Iterable[str] = (), with_ami: bool = False
 ) -> AsyncIterator[Services]:
-    """Services on the configured database, migrated first; the engine is closed after."""
+    """Services on the configured database, migrated first; the engine is closed after.
+
+    With `with_ami` (a long-running process) PostgreSQL's change notifications are
+    listened to, so the call path's caches can be trusted; a short command reads the
+    database instead.
+    """
     await migrate_async(config.database.url)
     engine = create_engine(config.database.url)
+    services = build_services(config, sessions(engine), handlers=handlers, with_ami=with_ami)
+    signals = services.caches.signals
+    if with_ami and isinstance(signals, Notifications):
+        signals.start()
     try:
-        yield build_services(config, sessions(engine), handlers=handlers, with_ami=with_ami)
+        yield services
     finally:
+        if isinstance(signals, Notifications):
+            await signals.close()
+        elif isinstance(signals, Counters):
+            signals.close()
         await engine.dispose()

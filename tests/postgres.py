@@ -25,7 +25,11 @@ USER = "postgres"
 def _as_postgres(*command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     prefix = ["runuser", "-u", USER, "--"] if os.geteuid() == 0 else []
     return subprocess.run(
-        [*prefix, *command], check=True, capture_output=True, text=True, **kwargs  # type: ignore[call-overload]
+        [*prefix, *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
     )
 
 
@@ -45,8 +49,14 @@ class PostgresCluster:
         if os.geteuid() == 0:
             shutil.chown(self.directory, USER)
         _as_postgres(
-            str(BIN / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8",
+            str(BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
         )
         self.start()
 
@@ -65,8 +75,17 @@ class PostgresCluster:
             "-c max_connections=300 -c shared_buffers=64MB"
         )
         _as_postgres(
-            str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
-            "-w", "-t", "30", "start",
+            str(BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "30",
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -78,9 +97,7 @@ class PostgresCluster:
 
     def new_database(self) -> str:
         name = f"bereik_{secrets.token_hex(6)}"
-        engine = create_engine(
-            self.sync_url(self.admin_url), isolation_level="AUTOCOMMIT"
-        )
+        engine = create_engine(self.sync_url(self.admin_url), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as connection:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -105,9 +122,7 @@ def wait_accepting(cluster: PostgresCluster, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _as_postgres(
-                str(BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(cluster.port), "-q"
-            )
+            _as_postgres(str(BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(cluster.port), "-q")
             return
         except subprocess.CalledProcessError:
             if time.monotonic() > deadline:

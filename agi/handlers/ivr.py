@@ -23,6 +23,7 @@ from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
 from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
+from cti.hoppers.callers import open_callers
 from cti.hoppers.service import HopperError, create_hopper, normalise_number
 from cti.services import Services
 from cti.store.models import Hopper
@@ -188,10 +189,17 @@ async def _menu(
 async def _open_hopper(talk: Conversation, number: str) -> Hopper | None:
     if not number:
         return None
-    async with talk.services.sessions() as session:
+    caller = normalise_number(number)
+    # Asked on every call, "yes" for few: the set of callers with an open hopper is kept
+    # in memory (cti/store/cache.py); only a caller in it costs a query.
+    services = talk.services
+    known = await services.caches.get(services.sessions, "hoppers", open_callers)
+    if caller not in known.callers:
+        return None
+    async with services.sessions() as session:
         hopper = await session.scalar(
             select(Hopper)
-            .where(Hopper.caller == normalise_number(number), Hopper.status == "open")
+            .where(Hopper.caller == caller, Hopper.status == "open")
             .order_by(Hopper.deadline)
             .limit(1)
         )

@@ -168,14 +168,47 @@ async def active(
     return list((await session.scalars(query)).all())
 
 
+@dataclass(frozen=True)
+class Playable:
+    """What the call path needs of an announcement that has not ended."""
+
+    id: int
+    scope: str
+    audio: str
+    valid_from: datetime
+    valid_until: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        return self.valid_from <= now and (self.valid_until is None or self.valid_until > now)
+
+
+async def _not_ended(session: AsyncSession, _: tuple[Playable, ...] | None) -> tuple[Playable, ...]:
+    """Every announcement with audio that has not ended, in play order (active() without
+    the clock, so the list stays right while it is cached)."""
+    query = (
+        select(
+            Announcement.id,
+            Announcement.scope,
+            Announcement.audio,
+            Announcement.valid_from,
+            Announcement.valid_until,
+        )
+        .where(Announcement.ended_at.is_(None), Announcement.audio != "")
+        .order_by(_KIND_ORDER, Announcement.priority.desc(), Announcement.created_at.desc())
+    )
+    return tuple(Playable(*row) for row in (await session.execute(query)).all())
+
+
 async def playable(services: Services, scope: str) -> list[tuple[int, str]]:
-    """(id, Asterisk path) of each active announcement of `scope` whose audio exists."""
-    async with services.sessions() as session:
-        found = await active(session, scope)
+    """(id, Asterisk path) of each active announcement of `scope` whose audio exists.
+
+    Asked on every call: answered from the process's cache (cti/store/cache.py)."""
+    found = await services.caches.get(services.sessions, "announcements", _not_ended)
+    now = utcnow()
     return [
         (a.id, asterisk_audio(services, a.audio))
         for a in found
-        if audio_file(services, a.audio).exists()
+        if a.scope == scope and a.active(now) and audio_file(services, a.audio).exists()
     ]
 
 

@@ -39,7 +39,10 @@ async def render_report(config: Config, period_text: str, teams: list[str], fmt:
     try:
         async with sessions(engine)() as session:
             report = await build_report(
-                session, period, selected, config.exchange.timezone,
+                session,
+                period,
+                selected,
+                config.exchange.timezone,
                 short_abandon_seconds=config.queue.short_abandon_seconds,
             )
             await add_survey(session, report, config)

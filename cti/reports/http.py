@@ -99,15 +99,16 @@ def period_of(chosen: Selection) -> Period:
     )
 
 
-async def screen_of(
-    request: web.Request, user: User, chosen: Selection, period: Period
-) -> Screen:
+async def screen_of(request: web.Request, user: User, chosen: Selection, period: Period) -> Screen:
     """The chosen team's screen. The survey per employee is for the team's lead alone
     (selection() keeps a lead to their own team); a supervisor sees the team's figure."""
     services = request.app[SERVICES]
     async with services.sessions() as session:
         return await build_screen(
-            session, services.config, period, chosen.team,
+            session,
+            services.config,
+            period,
+            chosen.team,
             survey_per_agent=user.role == "lead",
         )
 

@@ -126,7 +126,6 @@ async def test_good_friday_configured_open_easter_monday_and_a_training_afternoo
         ]
 
 
-
 # Attended transfer ----------------------------------------------------------------------------
 
 

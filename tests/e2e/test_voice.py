@@ -168,14 +168,21 @@ async def test_an_after_hours_callback_request_carries_the_spoken_question_to_it
         # 14070 while closed: 1 during the closed message requests the callback (no menu
         # subjects: the KCC's); after the invitation and the beep, 5 s of speech and #.
         result = await ex.call(
-            "14070", caller=CITIZEN, keys="1,,S#", key_delay_ms=3000, hold_ms=30_000,
-            timeout_s=60, speech=(speech, SPOKEN_SECONDS),
+            "14070",
+            caller=CITIZEN,
+            keys="1,,S#",
+            key_delay_ms=3000,
+            hold_ms=30_000,
+            timeout_s=60,
+            speech=(speech, SPOKEN_SECONDS),
         )
         assert result.returncode == 0, result.stderr
-        rows = await until(lambda: ex.rows(
-            "SELECT h.team_id, h.reason, r.path FROM question_recordings r "
-            "JOIN hoppers h ON h.id = r.hopper_id"
-        ))
+        rows = await until(
+            lambda: ex.rows(
+                "SELECT h.team_id, h.reason, r.path FROM question_recordings r "
+                "JOIN hoppers h ON h.id = r.hopper_id"
+            )
+        )
         assert [(r.team_id, r.reason) for r in rows] == [("kcc", "after_hours")]
         recorded = soxi_seconds(rows[0].path)
         print(f"spoke {SPOKEN_SECONDS} s after hours, recorded {recorded:.2f} s")
@@ -225,14 +232,18 @@ async def survey_answers_and_call(
 ) -> tuple[list[tuple[str, str, str, int]], list[tuple[str, str, str]]]:
     """The answers stored (team, agent, question, value), once there are any, and the
     finished call they belong to (outcome, team, agent)."""
-    rows = await until(lambda: ex.rows(
-        "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
-        "ORDER BY question"
-    ))
-    call = await until(lambda: ex.rows(
-        "SELECT outcome, team_id, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
-        u=rows[0].call_uniqueid,
-    ))
+    rows = await until(
+        lambda: ex.rows(
+            "SELECT call_uniqueid, team_id, agent, question, value FROM survey_answers "
+            "ORDER BY question"
+        )
+    )
+    call = await until(
+        lambda: ex.rows(
+            "SELECT outcome, team_id, agent FROM calls WHERE uniqueid = :u AND outcome != ''",
+            u=rows[0].call_uniqueid,
+        )
+    )
     answers = [(r.team_id, r.agent, r.question, r.value) for r in rows]
     return answers, [(c.outcome, c.team_id, c.agent) for c in call]
 
@@ -241,9 +252,7 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
     phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
-    with exchange(
-        installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=SURVEY
-    ) as ex:
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAMS, extra_toml=SURVEY) as ex:
         ex.start_asterisk()
         ex.start_serve()
         # The survey's sentences are spoken once at start-up; a key pressed while one is
@@ -268,11 +277,14 @@ async def test_the_caller_answers_the_survey_after_the_member_hangs_up_and_a_han
         yes = 'bereik_survey_yes_ratio_today{question="beantwoord",team="vergunningen"}'
         assert await until(lambda: metric(ex, score) == 4.0 and metric(ex, yes) == 1.0)
         # Per agent: Carla herself and her lead see her figure, a supervisor only the team's.
-        await add_users(ex, [
-            ("carla", "member", "vergunningen", "3001"),
-            ("lea", "lead", "vergunningen", ""),
-            ("sam", "supervisor", "", ""),
-        ])
+        await add_users(
+            ex,
+            [
+                ("carla", "member", "vergunningen", "3001"),
+                ("lea", "lead", "vergunningen", ""),
+                ("sam", "supervisor", "", ""),
+            ],
+        )
         seen = {}
         async with aiohttp.ClientSession() as http:
             for name in ("carla", "lea", "sam"):
@@ -335,12 +347,17 @@ async def test_an_outage_message_shows_how_many_callers_it_saved_and_how_many_we
         assert done.returncode == 0, done.stderr
         assert went_on.returncode == 0, went_on.stderr
         item = f"announcement:{outage}"
-        heard = await until(lambda: len(ex.rows(
-            "SELECT id FROM announcement_hearings WHERE item = :item", item=item
-        )) == 10 and ex.rows(
-            "SELECT result, count(*) AS n FROM announcement_hearings GROUP BY result "
-            "ORDER BY result"
-        ), timeout=30)
+        heard = await until(
+            lambda: (
+                len(ex.rows("SELECT id FROM announcement_hearings WHERE item = :item", item=item))
+                == 10
+                and ex.rows(
+                    "SELECT result, count(*) AS n FROM announcement_hearings GROUP BY result "
+                    "ORDER BY result"
+                )
+            ),
+            timeout=30,
+        )
         assert [(row.result, row.n) for row in heard] == [("saved", 6), ("went_on", 4)]
 
         saved = f'bereik_announcement_callers_today{{item="{item}",result="saved"}}'
@@ -377,8 +394,12 @@ async def test_a_kcc_line_caller_answers_the_survey_after_the_agent_hangs_up(
         # 0 for the KCC in the menu; the line rings the agent; after the agent hung up,
         # 4 during the introduction (the first answer) and 1 to "was your question answered".
         answered = await ex.call(
-            "14070", caller=CITIZEN, keys="0" + "," * KCC_KEY_PAUSES + "41",
-            key_delay_ms=1000, hold_ms=30_000, timeout_s=90,
+            "14070",
+            caller=CITIZEN,
+            keys="0" + "," * KCC_KEY_PAUSES + "41",
+            key_delay_ms=1000,
+            hold_ms=30_000,
+            timeout_s=90,
         )
         assert answered.returncode == 0, answered.stderr
         answers, call = await survey_answers_and_call(ex)

@@ -66,9 +66,7 @@ def hostile(marker: Path) -> str:
 @pytest.fixture
 def ex(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
     phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
-    with exchange(
-        installation, tmp_path, phones=phones, teams_toml=TEAM, extra_toml=MENU
-    ) as exch:
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAM, extra_toml=MENU) as exch:
         exch.start_asterisk()
         exch.start_serve()
         with sqlite3.connect(exch.db_path, timeout=10) as db:
@@ -122,17 +120,20 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
         # 1. Over SIP: a display name full of shell and quote characters, and a user part
         # whose escapes decode to quotes, a semicolon, backticks and a newline. Through the
         # 14070 menu (key 1) to the team and its callback offer (silence confirms).
-        name = (
-            f'Jan \\"de Boer\\"; `touch {marker}` $(touch {marker}) Ünïcødé ☎ '
-            + "x" * 200
-        )
+        name = f'Jan \\"de Boer\\"; `touch {marker}` $(touch {marker}) Ünïcødé ☎ ' + "x" * 200
         user = (
-            "0612345001%22%3B%60touch%20" + str(marker).replace("/", "%2F")
+            "0612345001%22%3B%60touch%20"
+            + str(marker).replace("/", "%2F")
             + "%60%24(touch)%0AEXEC%20System"
         )
         result = await ex.call(
-            "14070", caller=user, caller_name=name, keys="1", key_delay_ms=1500,
-            hold_ms=25_000, timeout_s=60,
+            "14070",
+            caller=user,
+            caller_name=name,
+            keys="1",
+            key_delay_ms=1500,
+            hold_ms=25_000,
+            timeout_s=60,
         )
         assert result.returncode == 0, result.stderr
         hopper_rows = await until(
@@ -150,12 +151,18 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
         # categories are the configured ones); a note of 10 kB with script, template and
         # shell syntax is kept.
         status, kind, body = request(
-            ex, "POST", "/api/hoppers", tokens["anna"],
+            ex,
+            "POST",
+            "/api/hoppers",
+            tokens["anna"],
             {"team": "vergunningen", "caller": "0612345002", "category": text[:60]},
         )
         assert status == 400 and kind == "application/json" and json.loads(body)["error"]
         status, kind, body = request(
-            ex, "POST", "/api/hoppers", tokens["anna"],
+            ex,
+            "POST",
+            "/api/hoppers",
+            tokens["anna"],
             {"team": "vergunningen", "caller": "0612345002", "note": long_text},
         )
         assert status == 201, body
@@ -164,7 +171,10 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
         assert row.note == long_text[:NOTE_LIMIT]
         # A hostile number is no number: a clear 400 in JSON.
         status, kind, body = request(
-            ex, "POST", "/api/hoppers", tokens["anna"],
+            ex,
+            "POST",
+            "/api/hoppers",
+            tokens["anna"],
             {"team": "vergunningen", "caller": text, "note": "x"},
         )
         assert status == 400 and kind == "application/json" and json.loads(body)["error"]
@@ -190,7 +200,10 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
         # 5. TTS: an announcement of hostile text is spoken (espeak reads stdin, no shell);
         # 10 kB is refused with a clear message, never a 500.
         status, kind, body = request(
-            ex, "POST", "/api/announcements", tokens["olga"],
+            ex,
+            "POST",
+            "/api/announcements",
+            tokens["olga"],
             {"kind": "news", "text": text.replace("\n", " ")},
         )
         assert status == 201, body
@@ -235,8 +248,16 @@ async def test_hostile_caller_ids_and_texts_pass_through_calls_hoppers_mail_tts_
 
 
 AGI_COMMANDS = (
-    "ANSWER", "SET VARIABLE", "GET VARIABLE", "STREAM FILE", "GET DATA", "EXEC",
-    "WAIT FOR DIGIT", "VERBOSE", "CHANNEL STATUS", "GET FULL VARIABLE",
+    "ANSWER",
+    "SET VARIABLE",
+    "GET VARIABLE",
+    "STREAM FILE",
+    "GET DATA",
+    "EXEC",
+    "WAIT FOR DIGIT",
+    "VERBOSE",
+    "CHANNEL STATUS",
+    "GET FULL VARIABLE",
 )
 
 
@@ -299,9 +320,7 @@ async def test_a_newline_in_a_set_variable_value_stays_one_command(tmp_path: Pat
     """The channel side: whatever a handler puts in a value, Asterisk reads one line."""
     received: list[bytes] = []
 
-    async def asterisk_side(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def asterisk_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while raw := await reader.readline():
             received.append(raw)
             writer.write(b"200 result=1\n")
@@ -317,7 +336,7 @@ async def test_a_newline_in_a_set_variable_value_stays_one_command(tmp_path: Pat
         f"a\nEXEC System touch {marker}",
         f"b\r\nEXEC System touch {marker}\r\n",
         f'c" EXEC System "touch {marker}',
-        f"d\\\" $(touch {marker})",
+        f'd\\" $(touch {marker})',
     ):
         await channel.set_variable("BEREIK_NOTE", value)
     writer.close()

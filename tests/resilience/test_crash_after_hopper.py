@@ -50,8 +50,7 @@ async def test_kill_9_right_after_a_hopper_keeps_it_and_mails_it_once(
     team.phone("3001", mode="noanswer")
     # Ring 5 s, then the callback offer; the caller confirms with 1.
     call = asyncio.create_task(
-        team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=6000,
-                  timeout_s=60)
+        team.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=6000, timeout_s=60)
     )
     deadline = time.monotonic() + 40
     while not team.rows("SELECT id FROM hoppers"):
@@ -62,9 +61,7 @@ async def test_kill_9_right_after_a_hopper_keeps_it_and_mails_it_once(
 
     # What the dead process left behind: the hopper, its event and the queued mail.
     hoppers = team.rows("SELECT * FROM hoppers")
-    assert [(h.caller, h.team_id, h.status) for h in hoppers] == [
-        (CITIZEN, "vergunningen", "open")
-    ]
+    assert [(h.caller, h.team_id, h.status) for h in hoppers] == [(CITIZEN, "vergunningen", "open")]
     events = team.rows("SELECT kind FROM hopper_events WHERE hopper_id = :id", id=hoppers[0].id)
     assert [e.kind for e in events] == ["created"]
     outbox = team.rows("SELECT * FROM outbox")

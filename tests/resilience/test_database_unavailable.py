@@ -29,13 +29,17 @@ async def test_a_locked_database_sends_calls_to_the_kcc_and_keeps_their_rows(
         lock.execute("BEGIN EXCLUSIVE")
         locked_at = time.monotonic()
         try:
-            result = await kcc.call("14070", caller=LOCKED_CALLER, hold_ms=15_000,
-                                    key_delay_ms=100, timeout_s=90)
+            result = await kcc.call(
+                "14070", caller=LOCKED_CALLER, hold_ms=15_000, key_delay_ms=100, timeout_s=90
+            )
         finally:
             lock.execute("ROLLBACK")
             unlocked_at = time.monotonic()
-        reached = [e for e in ami.matching("DialBegin")
-                   if e.get("DestChannel", "").startswith("PJSIP/2001-")]
+        reached = [
+            e
+            for e in ami.matching("DialBegin")
+            if e.get("DestChannel", "").startswith("PJSIP/2001-")
+        ]
     counts = result.counts()
     assert result.returncode == 0, result.stderr
     assert counts["SuccessfulCall(C)"] == 1 and counts["FailedCall(C)"] == 0

@@ -36,8 +36,15 @@ async def test_kill_9_of_bereik_serve_during_twenty_calls_drops_none(
     kcc.phone("2001", ring_ms=100)
     async with kcc.ami_events() as ami:
         calls = asyncio.create_task(
-            kcc.call("14070", calls=CALLS, rate=CALLS, limit=CALLS, hold_ms=25_000,
-                     key_delay_ms=100, timeout_s=120)
+            kcc.call(
+                "14070",
+                calls=CALLS,
+                rate=CALLS,
+                limit=CALLS,
+                hold_ms=25_000,
+                key_delay_ms=100,
+                timeout_s=120,
+            )
         )
         await wait_until_in_agi(ami, CALLS)
         in_agi_at_kill = await channels_in_agi(ami)
@@ -45,7 +52,8 @@ async def test_kill_9_of_bereik_serve_during_twenty_calls_drops_none(
         killed_at = time.monotonic()
         result = await calls
         reached_kcc = {
-            e["Uniqueid"] for e in ami.matching("DialBegin")
+            e["Uniqueid"]
+            for e in ami.matching("DialBegin")
             if e.get("DestChannel", "").startswith("PJSIP/2001-")
         }
     counts = result.counts()

@@ -48,14 +48,17 @@ CALLERS = 10  # citizens calling during the flood (and as many before it)
 # Nobody is a member of the team, so the team number goes straight to the offer; the
 # menu and the keys are the load test's (sipp cannot hear the menu start, so 1 is pressed
 # three times: the first the menu hears chooses the team, a later one confirms the offer).
-SETUP = """
+SETUP = (
+    """
 [[teams]]
 id = "vergunningen"
 name = "Vergunningen"
 number = "7001"
 members = []
 mailbox = "vergunningen@gemeente.example"
-""" + MENU
+"""
+    + MENU
+)
 
 
 @pytest.fixture

@@ -122,9 +122,11 @@ async def serving_with_kcc_phone(ex: Cluster, figures: Figures) -> float:
     rate = await calibration(ex, figures, LOAD_HOLD_MS)
     # The calibration's calls counted before the test reads its starting figures.
     await until(
-        lambda: (o := outcomes_of(ex, CALIBRATION_CALLER))
-        and "" not in o
-        and sum(o.values()) == CALIBRATION_CALLS
+        lambda: (
+            (o := outcomes_of(ex, CALIBRATION_CALLER))
+            and "" not in o
+            and sum(o.values()) == CALIBRATION_CALLS
+        )
     )
     return rate
 
@@ -264,8 +266,10 @@ async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_i
     before = ex.serve_log.read_text()
     ex.start_node("a")
     await until(
-        lambda: (log := ex.serve_log.read_text()).count(connected) > before.count(connected)
-        and log.count(resynced) > before.count(resynced),
+        lambda: (
+            (log := ex.serve_log.read_text()).count(connected) > before.count(connected)
+            and log.count(resynced) > before.count(resynced)
+        ),
         timeout=60,
     )
     # What the resync would write is written within a batch (0.1 s): a second to show it
@@ -314,16 +318,27 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
         ex.phone("2001", ring_ms=100)
         ports = [node.ami_port for node in ex.config.nodes]
         await until(
-            lambda: all(f"AMI connected to 127.0.0.1:{p}" in s.log.read_text()
-                        for p in ports for s in serves),
+            lambda: all(
+                f"AMI connected to 127.0.0.1:{p}" in s.log.read_text()
+                for p in ports
+                for s in serves
+            ),
             timeout=30,
         )
         rate = await calibration(ex, figures, HOLD_MS)
         total = int(rate * ROLLING_SECONDS)
         started = time.monotonic()
         load = asyncio.create_task(
-            ex.call("14070", caller="0655300000", calls=total, rate=rate, limit=total,
-                    hold_ms=HOLD_MS, key_delay_ms=100, timeout_s=ROLLING_SECONDS + 240)
+            ex.call(
+                "14070",
+                caller="0655300000",
+                calls=total,
+                rate=rate,
+                limit=total,
+                hold_ms=HOLD_MS,
+                key_delay_ms=100,
+                timeout_s=ROLLING_SECONDS + 240,
+            )
         )
         await asyncio.sleep(HOLD_MS / 1000)  # at peak: every slot of the load in use
         steps: dict[str, float] = {}
@@ -344,16 +359,22 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
             serve.start()
             # As the runbook says: the next process goes down only once HAProxy passes
             # calls to this one again (its health check needs 3 s of answers to trust it).
-            await until(lambda s=serve, m=mark: b"ivr: s from" in s.log.read_bytes()[m:],
-                        timeout=60)
+            await until(
+                lambda s=serve, m=mark: b"ivr: s from" in s.log.read_bytes()[m:], timeout=60
+            )
             steps[f"bereik serve {index} restarted s"] = round(time.monotonic() - step, 1)
         upgraded = time.monotonic() - started
         still_calling = not load.done()
         result = await load
         counts = result.counts()
         rows = await until(
-            lambda: (n := ex.rows("SELECT count(*) AS n FROM calls WHERE caller = '0655300000'"
-                                  )[0].n) == total and n, timeout=30)
+            lambda: (
+                (n := ex.rows("SELECT count(*) AS n FROM calls WHERE caller = '0655300000'")[0].n)
+                == total
+                and n
+            ),
+            timeout=30,
+        )
         spread = per_node(ex, "caller = '0655300000'")
         figures["calls"] = total
         figures["s of load"] = round(time.monotonic() - started)
@@ -376,10 +397,17 @@ async def originate_nodes(ami: AmiNodes, count: int) -> list[str]:
     nodes = []
     for n in range(count):
         action_id = f"test-originate-{n}-{time.monotonic_ns()}"
-        await ami.action({
-            "Action": "Originate", "Channel": "PJSIP/2001", "Application": "Wait",
-            "Data": "1", "Async": "true", "ActionID": action_id, "Timeout": "10000",
-        })
+        await ami.action(
+            {
+                "Action": "Originate",
+                "Channel": "PJSIP/2001",
+                "Application": "Wait",
+                "Data": "1",
+                "Async": "true",
+                "ActionID": action_id,
+                "Timeout": "10000",
+            }
+        )
         while True:
             event = await asyncio.wait_for(ami.events.get(), 15)
             if event.get("Event") == "OriginateResponse" and event.get("ActionID") == action_id:
@@ -444,12 +472,16 @@ async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b
 
         bereik(ex, "node", "drain", "b")  # the first caller reaches the agent through A
         first = asyncio.create_task(
-            ex.call("14070", caller="0655400001", hold_ms=25_000, key_delay_ms=100,
-                    timeout_s=90)
+            ex.call("14070", caller="0655400001", hold_ms=25_000, key_delay_ms=100, timeout_s=90)
         )
         try:
-            await until(lambda: [c.get("caller") for c in phone_calls(phone) if "answered" in c]
-                        == ["0655400001"], timeout=30)
+            await until(
+                lambda: (
+                    [c.get("caller") for c in phone_calls(phone) if "answered" in c]
+                    == ["0655400001"]
+                ),
+                timeout=30,
+            )
         except AssertionError:
             raise AssertionError(f"the agent's phone saw {phone_calls(phone)}") from None
         assert per_node(ex, "caller = '0655400001'") == {"a": 1}
@@ -457,12 +489,16 @@ async def test_an_agent_on_a_call_through_node_a_is_not_offered_a_call_by_node_b
         bereik(ex, "node", "drain", "a")  # the second caller waits in line on B
         await until(lambda: node_state(ex, "b") == "active", timeout=120)
         second = asyncio.create_task(
-            ex.call("14070", caller="0655400002", hold_ms=60_000, key_delay_ms=100,
-                    timeout_s=120)
+            ex.call("14070", caller="0655400002", hold_ms=60_000, key_delay_ms=100, timeout_s=120)
         )
         # B has the caller, waiting in its line (app_queue lists a waiting caller's wait).
-        await until(lambda: per_node(ex, "caller = '0655400002'") == {"b": 1}
-                    and "wait:" in ex.node_cli("b", "queue show kcc"), timeout=30)
+        await until(
+            lambda: (
+                per_node(ex, "caller = '0655400002'") == {"b": 1}
+                and "wait:" in ex.node_cli("b", "queue show kcc")
+            ),
+            timeout=30,
+        )
 
         assert (await first).returncode == 0
         # B offers its caller to the agent only once the call through A is over.
@@ -615,8 +651,9 @@ async def test_bereik_up_with_two_nodes_answers_a_call_in_the_ivr_and_stops_clea
         started = time.monotonic()
         up = start_up(ex.config_path, log)
         try:
-            await until(lambda: up.poll() is not None or b"behind Kamailio" in log.read_bytes(),
-                        timeout=180)
+            await until(
+                lambda: up.poll() is not None or b"behind Kamailio" in log.read_bytes(), timeout=180
+            )
             assert up.poll() is None, log.read_text(errors="replace")[-4000:]
             config = load(nodes_file)
             assert [node.name for node in config.nodes] == ["a", "b"]

@@ -59,14 +59,16 @@ async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
     assert tracked.stdout == b"", "a generated secret ended up in the repository"
 
     wrong = await ami_exchange(
-        kcc.ports.ami, "Action: Login\r\nUsername: bereik\r\nSecret: guess\r\n\r\n",
+        kcc.ports.ami,
+        "Action: Login\r\nUsername: bereik\r\nSecret: guess\r\n\r\n",
         until=("\r\n\r\n",),  # the whole response block
     )
     assert "Authentication failed" in wrong
 
     login = f"Action: Login\r\nUsername: bereik\r\nSecret: {secret}\r\n\r\n"
     answer = await ami_exchange(
-        kcc.ports.ami, login,
+        kcc.ports.ami,
+        login,
         "Action: Command\r\nActionID: cmd\r\nCommand: core stop now\r\n\r\n",
         "Action: CoreShowChannels\r\nActionID: chans\r\n\r\n",
         until=("ActionID: cmd", "CoreShowChannelsComplete"),
@@ -81,12 +83,27 @@ async def test_ami_is_loopback_only_with_a_generated_secret_and_least_rights(
     figures["CoreShowChannels"] = "answered" if "CoreShowChannelsComplete" in answer else "not"
 
 
-async def sipp_once(exchange: Exchange, scenario: str, *extra: str, local_ip: str = "127.0.0.1"
-                    ) -> int:
+async def sipp_once(
+    exchange: Exchange, scenario: str, *extra: str, local_ip: str = "127.0.0.1"
+) -> int:
     process = await asyncio.create_subprocess_exec(
-        "sipp", f"127.0.0.1:{exchange.ports.sip}", "-sf", str(scenario), "-i", local_ip,
-        "-p", str(free_port()), "-m", "1", "-timeout", "15s", "-timeout_error", "-nostdin",
-        *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "sipp",
+        f"127.0.0.1:{exchange.ports.sip}",
+        "-sf",
+        str(scenario),
+        "-i",
+        local_ip,
+        "-p",
+        str(free_port()),
+        "-m",
+        "1",
+        "-timeout",
+        "15s",
+        "-timeout_error",
+        "-nostdin",
+        *extra,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     return await process.wait()
 
@@ -96,13 +113,15 @@ async def test_phones_must_authenticate_and_strangers_cannot_call_in(
 ) -> None:
     kcc.start_serve()
     register = kcc.workdir / "register.xml"
-    register.write_text((SCENARIOS / "register_noauth.xml").read_text()
-                        .replace("@extension@", "2001"))
+    register.write_text(
+        (SCENARIOS / "register_noauth.xml").read_text().replace("@extension@", "2001")
+    )
     challenged = await sipp_once(kcc, str(register))
     assert challenged == 0, "REGISTER without credentials not challenged"
 
-    refused = await sipp_once(kcc, str(SCENARIOS / "refused_call.xml"), "-s", "14070",
-                              local_ip="127.0.0.2")
+    refused = await sipp_once(
+        kcc, str(SCENARIOS / "refused_call.xml"), "-s", "14070", local_ip="127.0.0.2"
+    )
     assert refused == 0, "a call from a non-trunk address was not refused"
     assert kcc.rows("SELECT count(*) AS n FROM calls")[0].n == 0
     figures.title = "security: SIP"
@@ -126,24 +145,32 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figures: Figures
-                                                             ) -> None:
+async def test_secrets_and_personal_data_are_private_on_disk(
+    kcc: Exchange, figures: Figures
+) -> None:
     kcc.start_serve()
     kcc.phone("2001")
     result = await kcc.call("14070", caller="0612345678", hold_ms=500)
     assert result.returncode == 0, result.stderr
     etc = kcc.host_instance / "etc"
     checked = {}
-    for path in [kcc.host_instance, etc, kcc.host_instance / "sounds",
-                 kcc.host_instance / "log", kcc.host_instance / "spool"]:
+    for path in [
+        kcc.host_instance,
+        etc,
+        kcc.host_instance / "sounds",
+        kcc.host_instance / "log",
+        kcc.host_instance / "spool",
+    ]:
         checked["instance dir" if path == kcc.host_instance else f"{path.name}/"] = mode(path)
         assert mode(path) == 0o700, path
     for name in ("manager.conf", "pjsip.conf", "extensions.conf"):
         checked[name] = mode(etc / name)
         assert mode(etc / name) == 0o600, name
     assert mode(kcc.host_instance / "secrets.json") == 0o600
-    database = [kcc.db_path, *(kcc.db_path.with_name(kcc.db_path.name + s)
-                               for s in ("-wal", "-shm"))]
+    database = [
+        kcc.db_path,
+        *(kcc.db_path.with_name(kcc.db_path.name + s) for s in ("-wal", "-shm")),
+    ]
     assert database[1].exists(), "serve runs SQLite in WAL mode"
     for path in database:
         checked[path.name] = mode(path)
@@ -158,8 +185,7 @@ async def test_secrets_and_personal_data_are_private_on_disk(kcc: Exchange, figu
     figures["spoken prompts, all 0600/0640"] = len(spoken)
 
 
-async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: Exchange
-                                                                         ) -> None:
+async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: Exchange) -> None:
     kcc.start_serve()
     secret = json.loads((kcc.host_instance / "secrets.json").read_text())["agi"]
     assert f"/{secret}" in (kcc.host_instance / "etc" / "extensions.conf").read_text()
@@ -168,8 +194,10 @@ async def test_fastagi_refuses_a_local_process_without_the_dialplan_secret(kcc: 
         """One FastAGI request as a local process would send it; True once serve says
         it refused it for the secret (right after start it may refuse for loop lag)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", kcc.ports.agi)
-        writer.write(b"agi_network: yes\nagi_network_script: ivr\nagi_uniqueid: 1.1\n"
-                     b"agi_callerid: 0612345678\nagi_channel: PJSIP/x-1\n\n")
+        writer.write(
+            b"agi_network: yes\nagi_network_script: ivr\nagi_uniqueid: 1.1\n"
+            b"agi_callerid: 0612345678\nagi_channel: PJSIP/x-1\n\n"
+        )
         await writer.drain()
         try:
             answer = await asyncio.wait_for(reader.read(), 5)

@@ -149,8 +149,9 @@ async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
 
     # Warm-up: the first calls synthesize the fixed prompts and fill the caches, so the
     # memory baseline is that of a process that has done this work before.
-    warm = await ex.call("14070", caller="0655999999", keys=KEYS, key_delay_ms=1500,
-                         hold_ms=30_000, timeout_s=60)
+    warm = await ex.call(
+        "14070", caller="0655999999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000, timeout_s=60
+    )
     assert warm.returncode == 0, warm.stderr
     figures.title = "sustained load at half the measured capacity (IVR → team → hopper)"
     rate = await calibration(ex, figures)

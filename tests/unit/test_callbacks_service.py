@@ -129,8 +129,13 @@ async def test_answered_other_channel_counts_as_kept_only_after_a_real_attempt(
             h = await s.get(Hopper, hopper_id)
             assert h is not None
             return await close_hopper(
-                s, h, "answered_other_channel", "piet", config=services.config,
-                note=note, now=WED_MORNING,
+                s,
+                h,
+                "answered_other_channel",
+                "piet",
+                config=services.config,
+                note=note,
+                now=WED_MORNING,
             )
 
     untried = await add(services, hopper())

@@ -51,9 +51,18 @@ async def test_a_browser_that_falls_behind_still_gets_the_newest_state_of_every_
     for n in range(1000):  # far more updates than any fixed-size buffer would hold
         channel = f"PJSIP/2001-{n:08x}"
         for state in ("ringing", "answered", "ended"):
-            board.apply(AgentLeg(extension="2001", channel=channel, state=state,
-                                 call=f"17000.{n}", caller="0612345678", caller_name="",
-                                 at=0.0, caller_channel="PJSIP/trunk-1"))
+            board.apply(
+                AgentLeg(
+                    extension="2001",
+                    channel=channel,
+                    state=state,
+                    call=f"17000.{n}",
+                    caller="0612345678",
+                    caller_name="",
+                    at=0.0,
+                    caller_channel="PJSIP/trunk-1",
+                )
+            )
     assert screen.qsize() == 1000
     finals = [await screen.get() for _ in range(1000)]
     assert [f["linkedid"] for f in finals] == [f"17000.{n}" for n in range(1000)]

@@ -136,9 +136,7 @@ class KillAfter(Collect):
         return await super().handle_DATA(server, session, envelope)
 
 
-async def test_a_sender_killed_mid_round_sends_no_mail_twice(
-    services: Services, port: int
-) -> None:
+async def test_a_sender_killed_mid_round_sends_no_mail_twice(services: Services, port: int) -> None:
     await queue(services, 10)
     killer = KillAfter(3)
     controller = Controller(killer, hostname="127.0.0.1", port=port)

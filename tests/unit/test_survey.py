@@ -34,6 +34,11 @@ def test_the_share_of_an_entry_decides_who_is_asked(tmp_path: Path) -> None:
 def test_only_a_key_in_range_is_an_answer(tmp_path: Path) -> None:
     score, yes_no = load(write(tmp_path, BASE)).survey.questions
     assert [answer_value(score, key) for key in ("1", "5", "6", "0", "", "#")] == [
-        1, 5, None, None, None, None
+        1,
+        5,
+        None,
+        None,
+        None,
+        None,
     ]
     assert [answer_value(yes_no, key) for key in ("1", "2", "3")] == [1, 2, None]

@@ -62,8 +62,12 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
                 for question, value in (("tevredenheid", score), ("beantwoord", yes)):
                     db.add(
                         SurveyAnswer(
-                            call_uniqueid=f"call-{n}", team_id=team, agent=agent,
-                            question=question, value=value, at=now,
+                            call_uniqueid=f"call-{n}",
+                            team_id=team,
+                            agent=agent,
+                            question=question,
+                            value=value,
+                            at=now,
                         )
                     )
             for name, role, team, extension in USERS:
@@ -147,11 +151,15 @@ async def test_per_agent_survey_figures_are_for_the_agent_themself_and_their_lea
             answer = await (await client.get("/api/survey")).json()
             agents[name] = answer["agents"]
             assert answer["teams"]["burgerzaken"]["tevredenheid"]["answers"] == 5
-    assert agents["carla"] == agents["lea"] == {
-        "3001": {
-            "beantwoord": {"answers": 3, "average": None, "yes_ratio": 0.667},
-            "tevredenheid": {"answers": 3, "average": 4.0, "yes_ratio": None},
+    assert (
+        agents["carla"]
+        == agents["lea"]
+        == {
+            "3001": {
+                "beantwoord": {"answers": 3, "average": None, "yes_ratio": 0.667},
+                "tevredenheid": {"answers": 3, "average": 4.0, "yes_ratio": None},
+            }
         }
-    }
+    )
     assert agents["bob"] == {}  # his own, but 2 answers are below the minimum
     assert agents["bert"] == agents["sam"] == {}  # another team's lead; the supervisor

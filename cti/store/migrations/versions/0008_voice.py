@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column("seconds", sa.Float(), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
     )
-    op.create_index("ix_question_recordings_call_uniqueid", "question_recordings", ["call_uniqueid"])
+    op.create_index(
+        "ix_question_recordings_call_uniqueid", "question_recordings", ["call_uniqueid"]
+    )
     op.create_index("ix_question_recordings_hopper_id", "question_recordings", ["hopper_id"])
     op.create_index("ix_question_recordings_created_at", "question_recordings", ["created_at"])
     op.create_table(
