@@ -59,16 +59,6 @@ class Rig(Protocol):
 
     def profile(self, label: str) -> contextlib.AbstractContextManager[None]: ...
 
-    async def run_calls(
-        self,
-        number: str,
-        rate: float,
-        seconds: float,
-        hold_ms: int,
-        keys: str = "",
-        caller: str = "0612345678",
-    ) -> tuple[int, int, int]: ...
-
     async def run_steady(
         self,
         number: str,

@@ -158,20 +158,6 @@ class Bench:
 
     # one fixed-rate run
 
-    async def run_calls(
-        self,
-        number: str,
-        rate: float,
-        seconds: float,
-        hold_ms: int,
-        keys: str = "",
-        caller: str = "0612345678",
-    ) -> tuple[int, int, int]:
-        calls, placed, failed, _ = await self.run_steady(
-            number, rate, seconds, hold_ms, keys, caller, pids={}
-        )
-        return calls, placed, failed
-
     async def run_steady(
         self,
         number: str,
@@ -182,7 +168,8 @@ class Bench:
         caller: str = "0612345678",
         pids: dict[str, int] | None = None,
     ) -> tuple[int, int, int, Steady]:
-        """`run_calls`, and the CPU of `pids` over the run's steady window (bench/steady.py)."""
+        """Place calls at `rate` for `seconds`, wait until every channel is gone; the CPU of
+        `pids` over the run's steady window (bench/steady.py)."""
         calls = max(1, round(rate * seconds))
         self.runs += 1
         stat_file = self.workdir / f"run-{self.runs}.csv"
@@ -380,7 +367,7 @@ class Bench:
 
         watcher = asyncio.create_task(watch())
         try:
-            _, result.placed, _ = await self.run_calls(
+            _, result.placed, _, _ = await self.run_steady(
                 self.exchange.config.exchange.main_number, rate, seconds, hold_ms=hold_ms
             )
         finally:
