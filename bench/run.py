@@ -382,7 +382,8 @@ class Bench:
         seconds = 4.0 if self.quick else 15.0
         rate, hold_ms = (5.0, 1000) if self.quick else (20.0, 5000)
         try:
-            found = await screen.measure(self, rate, seconds, hold_ms)
+            with self.profile("screen"):
+                found = await screen.measure(self, rate, seconds, hold_ms)
         except (RuntimeError, OSError, TimeoutError) as exc:
             return screen.ScreenResult(note=f"not measured: {exc}")
         progress(
