@@ -6,7 +6,9 @@ connection costs the caller nothing: the dialplan's static fallback takes the ca
 once (the KCC). So a new call is refused while the process shows it is behind:
 
 * recent calls waited on average (exponentially weighted) more than `stall_seconds`
-  (half the first-prompt bound) from accept to their first command ("slow"), or two or
+  (half the first-prompt bound) from accept to their first command ("slow"; the average
+  fades while no call is admitted to update it, so a past burst cannot keep refusing
+  every caller after the backlog is gone), or two or
   more calls accepted earlier still wait for theirs after twice that, the whole bound
   ("stalled"): the newest arrivals would wait longer still. One call that waits on a
   slow speech synthesis or a stuck query is not yet an overload, so it sheds nothing;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,6 +44,13 @@ class Limits:
 
 # Weight of the newest first-command wait in the running average.
 ALPHA = 0.2
+# Refused calls do not update that average: without fading, one burst latched "slow" and
+# refused every later caller, also on an idle process (found by the bench's max-rate
+# search). So it holds for HOLD_SECONDS after its last sample, then fades (e-folding
+# FADE_SECONDS): from a backlog's typical 0.8 s it is under the 0.5 s bound again about
+# 3.4 s after the last slow call, and the next admitted calls measure afresh.
+HOLD_SECONDS = 1.0
+FADE_SECONDS = 5.0
 STALLED_CALLS = 2
 
 
@@ -51,7 +61,8 @@ class Admission:
         self.limits = limits
         self.active = 0
         self.lag = 0.0
-        self.first_command_seconds = 0.0  # running average of accept → first command
+        self._average = 0.0  # running average of accept → first command, as last sampled
+        self._sampled_at = 0.0
         # Accept times of sessions that have not sent their first command yet, by id.
         self._starting: dict[int, float] = {}
         self._ticker: asyncio.Task[None] | None = None
@@ -75,7 +86,7 @@ class Admission:
         stalled = sum(1 for since in self._starting.values() if now - since > bound)
         if stalled >= STALLED_CALLS:
             return "stalled"
-        if self.first_command_seconds > self.limits.stall_seconds:
+        if self.first_command_seconds(now) > self.limits.stall_seconds:
             return "slow"
         if self.lag > self.limits.lag_seconds:
             return "lag"
@@ -88,8 +99,15 @@ class Admission:
     def first_command(self, session: int, now: float | None = None) -> None:
         since = self._starting.pop(session, None)
         if since is not None:
-            waited = (time.monotonic() if now is None else now) - since
-            self.first_command_seconds += ALPHA * (waited - self.first_command_seconds)
+            now = time.monotonic() if now is None else now
+            current = self.first_command_seconds(now)
+            self._average = current + ALPHA * (now - since - current)
+            self._sampled_at = now
+
+    def first_command_seconds(self, now: float) -> float:
+        """The running average of accept → first command, faded since its last sample."""
+        idle = max(0.0, now - self._sampled_at - HOLD_SECONDS)
+        return self._average * math.exp(-idle / FADE_SECONDS)
 
     def ended(self, session: int) -> None:
         self.active -= 1

@@ -28,3 +28,14 @@ def test_the_cap_on_calls_in_progress_refuses_first() -> None:
     assert admission.refusal(now=0.1) == "calls"
     admission.ended(1)
     assert admission.refusal(now=0.1) == ""
+
+
+def test_a_past_burst_stops_refusing_once_no_call_has_waited_for_a_while() -> None:
+    admission = Admission(Limits(stall_seconds=0.5))
+    for n in range(10):
+        admission.admitted(n, now=float(n))
+        admission.first_command(n, now=n + 0.9)
+        admission.ended(n)
+    assert admission.refusal(now=10.0) == "slow"
+    # Every caller since was refused, so none updated the average: it fades.
+    assert admission.refusal(now=15.0) == ""
