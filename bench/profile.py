@@ -17,7 +17,7 @@ from pathlib import Path
 
 # (part, library path fragments, our path prefixes), checked in this order for each frame
 # from the innermost out. Our paths are relative to the repository (py-spy is given full
-# file names and the repository's root is cut off), libraries' are absolute.
+# file names; the part from our top-level package on is kept), libraries' are absolute.
 PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
         "database",
@@ -44,7 +44,23 @@ PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
 ]
 LOOP = "event loop and the rest (asyncio, stdlib)"
 FRAME = re.compile(r"\(([^():]+):\d+\)$")
-REPO_ROOT = str(Path(__file__).resolve().parents[1]) + "/"
+OUR_PACKAGES = ("agi", "bench", "bereik", "cti", "dialplan", "metrics")
+LIBRARY_MARKERS = ("/site-packages/", "/dist-packages/", "/lib/python3")
+
+
+# The command's own frames, under every stack: they say nothing about the part.
+ENTRY = ("bereik/__main__.py", "bereik/cli.py")
+
+
+def _ours(path: str) -> str | None:
+    """The repository-relative path of one of our files (any checkout), else None."""
+    if any(marker in path for marker in LIBRARY_MARKERS) or path.endswith(ENTRY):
+        return None
+    for package in OUR_PACKAGES:
+        index = path.rfind(f"/{package}/")
+        if index >= 0:
+            return path[index + 1 :]
+    return None
 
 
 def part_of(stack: list[str]) -> str:
@@ -53,12 +69,11 @@ def part_of(stack: list[str]) -> str:
         if match is None:
             continue
         path = match.group(1)
-        ours = path.startswith(REPO_ROOT) and "/.venv/" not in path
-        relative = path.removeprefix(REPO_ROOT)
+        relative = _ours(path)
         for part, libraries, prefixes in PARTS:
-            if ours and relative.startswith(prefixes):
+            if relative is not None and relative.startswith(prefixes):
                 return part
-            if not ours and any(fragment in path for fragment in libraries):
+            if relative is None and any(fragment in path for fragment in libraries):
                 return part
     return LOOP
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.profile import LOOP, REPO_ROOT, parts
+from bench.profile import LOOP, parts
+
+REPO_ROOT = "/srv/checkout/"
 
 LIB = "/usr/lib/python3/dist-packages"
 
@@ -17,7 +19,7 @@ def test_samples_count_for_the_innermost_part_they_are_in() -> None:
             f"process 1;thread 2;{server};{handler};{query} 3",
             f"process 1;thread 2;{server};{handler} 2",
             f"process 1;thread 2;{server} 1",
-            f"process 1;thread 2;{select} 4",
+            f"process 1;thread 2;main ({REPO_ROOT}bereik/cli.py:40);{select} 4",
         ]
     )
     counted = parts(text)
