@@ -37,6 +37,16 @@ class Services:
     ami: Ami | None = None
     # The call path's look-ups kept in memory while the database signals no change.
     caches: Caches = field(default_factory=Caches)
+    # Sessions for long reads (the figures of the board, /metrics and reports). On SQLite
+    # a connection of their own: the calls' one connection is never held by an aggregate
+    # over weeks of calls (seconds on a large database, while every caller's handler
+    # waited and admission control refused calls). None: `sessions`.
+    figures: Sessions | None = None
+
+    @property
+    def reads(self) -> Sessions:
+        """Where long read-only queries go (see `figures`)."""
+        return self.figures or self.sessions
 
     @property
     def sounds_dir(self) -> Path:
@@ -117,6 +127,10 @@ async def open_services(
     await migrate_async(config.database.url)
     engine = create_engine(config.database.url)
     services = build_services(config, sessions(engine), handlers=handlers, with_ami=with_ami)
+    # SQLite: one more connection, for reads only (WAL: readers never wait for the writer).
+    figures_engine = create_engine(config.database.url) if engine.dialect.name == "sqlite" else None
+    if figures_engine is not None:
+        services.figures = sessions(figures_engine)
     signals = services.caches.signals
     if with_ami and isinstance(signals, Notifications):
         signals.start()
@@ -127,4 +141,6 @@ async def open_services(
             await signals.close()
         elif isinstance(signals, Counters):
             signals.close()
+        if figures_engine is not None:
+            await figures_engine.dispose()
         await engine.dispose()

@@ -25,7 +25,7 @@ INTERVAL_SECONDS = 5.0
 async def refresh(services: Services, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     teams = [team.id for team in services.config.teams]
-    async with services.sessions() as session:
+    async with services.reads() as session:
         ratios = await norm_ratios(
             session,
             teams,
@@ -47,7 +47,7 @@ async def board_figures(services: Services, now: datetime | None = None) -> dict
     start_of_day = now.astimezone(ZoneInfo(config.exchange.timezone)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    async with services.sessions() as session:
+    async with services.reads() as session:
         ratios = await norm_ratios(
             session, teams, now, config.exchange.timezone, config.queue.short_abandon_seconds
         )

@@ -167,7 +167,7 @@ async def refresh(services: Services, now: datetime | None = None) -> QueueFigur
 
 async def refresh_line(services: Services, queue: str, now: datetime) -> QueueFigures:
     config = services.config
-    async with services.sessions() as session:
+    async with services.reads() as session:
         figures = await queue_figures(session, queue, now, config.exchange.timezone, config.queue)
     views = await service.agent_views(services, now, queue)
     metrics = services.metrics.queue

@@ -103,7 +103,7 @@ async def screen_of(request: web.Request, user: User, chosen: Selection, period:
     """The chosen team's screen. The survey per employee is for the team's lead alone
     (selection() keeps a lead to their own team); a supervisor sees the team's figure."""
     services = request.app[SERVICES]
-    async with services.sessions() as session:
+    async with services.reads() as session:
         return await build_screen(
             session,
             services.config,

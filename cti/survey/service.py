@@ -131,7 +131,7 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
     """Today's figures on /metrics, per team (and the KCC) and configured question."""
     config = services.config
     since = window_starts(now or datetime.now(UTC), config.exchange.timezone)["today"]
-    async with services.sessions() as session:
+    async with services.reads() as session:
         found = await figures(session, config, since)
     series = services.metrics.voice
     for team in entries(config):

@@ -50,7 +50,7 @@ async def savings(
 async def today(services: Services, now: datetime | None = None) -> dict[str, dict[str, int]]:
     now = now or datetime.now(UTC)
     since = window_starts(now, services.config.exchange.timezone)["today"]
-    async with services.sessions() as session:
+    async with services.reads() as session:
         return await savings(session, since)
 
 
