@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +103,9 @@ class Notifications:
         self.counts[table] = self.counts.get(table, 0) + 1
 
     async def _run(self) -> None:
+        # asyncpg comes with the postgres extra; a SQLite-only install never gets here.
+        import asyncpg
+
         failures = 0
         while True:
             connection: asyncpg.Connection | None = None
