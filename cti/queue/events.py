@@ -151,8 +151,10 @@ class QueueEvents:
         metrics.longest.labels(queue).set(round(line.longest(time.time()), 1))
 
     async def on_connected(self) -> None:
-        """Who waits now in each line, from Asterisk's QueueStatus: every process, for its
-        own gauges."""
+        """Every process: its own member pushes that failed while AMI was down, again; who
+        waits now in each line, from Asterisk's QueueStatus, for its own gauges."""
+        if self.names:
+            await service.push_unpushed(self.services)
         waiting = await self._waiting_in_asterisk()
         for name, live in (waiting or {}).items():
             self.line(name).joined = live

@@ -298,12 +298,48 @@ async def _push_to(services: Services, queue: str, agent: _Snapshot, reset: bool
                 }
             )
     except AmiError as exc:
+        _unpushed.setdefault(id(ami), set()).add(agent.extension)
         log.warning(
-            "queue %s member %s not pushed to Asterisk now (%s); restored on reconnect",
+            "queue %s member %s not pushed to Asterisk now (%s); pushed again on reconnect",
             queue,
             agent.extension,
             exc,
         )
+
+
+# Agents whose change this process stored but could not push (its AMI was down), per AMI
+# client: pushed again on this process's next connect, owner of the lease or not. The
+# owner's restore may have run before the change was stored (a sign-in through the other
+# process in the second before its AMI connected was lost that way).
+_unpushed: dict[int, set[str]] = {}
+
+
+async def push_unpushed(services: Services) -> None:
+    """On every AMI (re)connect: this process's own pushes that failed, from the rows."""
+    ami = services.ami
+    pending = _unpushed.pop(id(ami), set()) if ami is not None else set()
+    if not pending or ami is None:
+        return
+    await _queue_loaded(ami)
+    async with services.sessions() as session:
+        rows = {
+            row.extension: row
+            for row in (
+                await session.execute(select(AgentState).where(AgentState.extension.in_(pending)))
+            ).scalars()
+        }
+    for extension in sorted(pending):
+        await push(services, _snapshot_of(extension, rows.get(extension)))
+    log.info("queue members pushed again after the reconnect: %s", ", ".join(sorted(pending)))
+
+
+def _snapshot_of(extension: str, row: AgentState | None) -> _Snapshot:
+    return _Snapshot(
+        extension,
+        bool(row and row.signed_in),
+        bool(row and row.paused),
+        row.pause_reason if row else "",
+    )
 
 
 async def _tolerant(ami: Ami, action: dict[str, str], harmless: str) -> None:
@@ -331,12 +367,7 @@ async def restore(services: Services) -> None:
     restored = 0
     for extension in dict.fromkeys(member for line in lines for member in line.members):
         row = rows.get(extension)
-        snapshot = _Snapshot(
-            extension,
-            bool(row and row.signed_in),
-            bool(row and row.paused),
-            row.pause_reason if row else "",
-        )
+        snapshot = _snapshot_of(extension, row)
         await push(services, snapshot)
         restored += snapshot.signed_in
         if row is not None and row.on_call_since is not None:
