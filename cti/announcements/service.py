@@ -155,17 +155,19 @@ async def active(
     """Active announcements of one scope (all scopes when None), in play order."""
     now = now or utcnow()
     query = select(Announcement).where(
-        Announcement.ended_at.is_(None),
-        Announcement.audio != "",
+        *_IN_PLAY,
         Announcement.valid_from <= now,
         or_(Announcement.valid_until.is_(None), Announcement.valid_until > now),
     )
     if scope is not None:
         query = query.where(Announcement.scope == scope)
-    query = query.order_by(
-        _KIND_ORDER, Announcement.priority.desc(), Announcement.created_at.desc()
-    )
-    return list((await session.scalars(query)).all())
+    return list((await session.scalars(query.order_by(*_PLAY_ORDER))).all())
+
+
+# Not ended and with audio, and the order they play in: for active() and the call path's
+# cached list alike.
+_IN_PLAY = (Announcement.ended_at.is_(None), Announcement.audio != "")
+_PLAY_ORDER = (_KIND_ORDER, Announcement.priority.desc(), Announcement.created_at.desc())
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,8 @@ async def _not_ended(session: AsyncSession, _: tuple[Playable, ...] | None) -> t
             Announcement.valid_from,
             Announcement.valid_until,
         )
-        .where(Announcement.ended_at.is_(None), Announcement.audio != "")
-        .order_by(_KIND_ORDER, Announcement.priority.desc(), Announcement.created_at.desc())
+        .where(*_IN_PLAY)
+        .order_by(*_PLAY_ORDER)
     )
     return tuple(Playable(*row) for row in (await session.execute(query)).all())
 
