@@ -21,6 +21,9 @@ class CpuSample:
     def __sub__(self, other: CpuSample) -> CpuSample:
         return CpuSample(self.own_ms - other.own_ms, self.children_ms - other.children_ms)
 
+    def per(self, calls: int) -> CpuSample:
+        return CpuSample(self.own_ms / calls, self.children_ms / calls) if calls else self
+
     @property
     def total_ms(self) -> float:
         return self.own_ms + self.children_ms

@@ -15,7 +15,7 @@ from bench import admission
 from bench.cpu import sample
 from bench.dataset import team_id
 from bench.exchange import Exchange
-from bench.report import MaxRate, agi_failures, progress
+from bench.report import MaxRate, Probe, agi_failures, progress
 from bench.steady import Steady
 
 # No greeting and no menu (the harness's hours are open around the clock): the IVR does
@@ -27,9 +27,14 @@ greeting = ""
 """
 # For the max rate through IVR → team → hopper: key 1 is a team with no members, so the
 # team handler finds nobody present and the hopper handler offers the callback.
-# Calls on the hopper path last about 10 s (menu, callback offer, the question's silence,
-# goodbye): a minute at a fixed rate levels off and leaves most of it as steady window.
+# Calls on the hopper path last about 14 s (menu, callback offer, the question's silence,
+# goodbye): a minute at a fixed rate levels off and leaves most of it as steady window. A
+# 5 s probe ends before its first calls do and overstates the rate the path sustains (it
+# found 20/s that did not hold a minute), so every probe of the search is a minute long.
 STEADY_SECONDS = 60.0
+QUICK_PROBE_SECONDS = 4.0
+FIRST_RATE = 8.0
+RESOLUTION = 0.15  # the search stops when the gap to the first failing rate is this small
 HOPPER_MENU_TOML = """
 [menu]
 greeting = ""
@@ -72,36 +77,27 @@ class Rig(Protocol):
 
 
 async def max_rate(rig: Rig) -> MaxRate:
+    """The highest rate whose probe held: no failed call, and (full mode) calls in progress
+    levelled off with the check rate × CPU/call within HELD_WITHIN of the cores measured.
+    Its figures come from that probe's steady window."""
     result = MaxRate()
     hopper_path = await _to_hopper_path(rig)
     if hopper_path:
         result.path = "14070 → IVR key 1 → team (nobody present) → hopper"
     else:
         result.note = "IVR → team → hopper did not work in this tree; measured IVR → KCC"
-    seconds = 2.0 if rig.quick else 5.0
+    seconds = QUICK_PROBE_SECONDS if rig.quick else STEADY_SECONDS
     good, bad = 0.0, None
-    rate = 10.0 if rig.quick else 20.0
-    limit = 20.0 if rig.quick else 400.0
-    probes = 2 if rig.quick else 8
+    rate = 5.0 if rig.quick else FIRST_RATE
+    limit = 10.0 if rig.quick else 400.0
+    probes = 2 if rig.quick else 6
     for _ in range(probes):
-        before = rig.metrics()
-        hoppers = _hoppers(rig)
-        cpu_ast, cpu_serve = sample(rig.asterisk_pid), sample(rig.serve_pid)
-        _, placed, failed, _ = await _probe(rig, rate, seconds, hopper_path)
-        d_ast = sample(rig.asterisk_pid) - cpu_ast
-        d_serve = sample(rig.serve_pid) - cpu_serve
-        failed += agi_failures(before, rig.metrics())
-        if hopper_path:
-            # Every call must have left its hopper: one missing is a failed call.
-            failed += max(0, placed - (_hoppers(rig) - hoppers))
-        result.probes.append((rate, placed, failed))
-        progress(f"  max rate probe {rate:>5.0f}/s  placed {placed:>5}  failed {failed}")
-        if failed == 0 and placed:
+        probe = await _measured_probe(rig, rate, seconds, hopper_path)
+        result.probes.append(probe)
+        progress(f"  max rate probe {rate:>5.0f}/s  {probe.summary()}")
+        if probe.held(required_steady=not rig.quick):
             good = rate
-            result.rate, result.placed = rate, placed
-            result.asterisk_ms = d_ast.total_ms / placed
-            result.serve_ms = d_serve.total_ms / placed
-            result.serve_children_ms = d_serve.children_ms / placed
+            result.take(probe)
         else:
             bad = rate
         if bad is None:
@@ -110,33 +106,28 @@ async def max_rate(rig: Rig) -> MaxRate:
                 break
             rate = min(limit, rate * 2)
         else:
-            if bad - good <= max(5.0, good * 0.1):
+            if bad - good <= max(2.0, good * RESOLUTION):
                 break
             rate = round((good + bad) / 2)
         await asyncio.sleep(1)
-    if result.rate:
-        await _hold(rig, result, hopper_path)
     return result
 
 
-async def _hold(rig: Rig, result: MaxRate, hopper_path: bool) -> None:
-    """The rate found, held until the calls in progress level off: CPU per call from that
-    steady window (the search's short probes end before their first calls do)."""
-    seconds = 8.0 if rig.quick else STEADY_SECONDS
-    progress(f"  holding {result.rate:.0f}/s for {seconds:.0f} s (steady-state CPU)")
-    before, hoppers = rig.metrics(), _hoppers(rig)
+async def _measured_probe(rig: Rig, rate: float, seconds: float, hopper_path: bool) -> Probe:
+    """One fixed-rate run with its failures counted the bench's way and its CPU sampled
+    over the whole run (for runs too short to level off) and over the steady window."""
+    before = rig.metrics()
+    hoppers = _hoppers(rig) if hopper_path else 0
     pids = {"asterisk": rig.asterisk_pid, "serve": rig.serve_pid}
-    with rig.profile("hopper-path-held"):
-        _, placed, failed, steady = await _probe(rig, result.rate, seconds, hopper_path, pids)
+    whole = {name: sample(pid) for name, pid in pids.items()}
+    with rig.profile(f"hopper-path-{rate:.0f}"):
+        _, placed, failed, steady = await _probe(rig, rate, seconds, hopper_path, pids)
+    whole = {name: sample(pid) - whole[name] for name, pid in pids.items()}
     failed += agi_failures(before, rig.metrics())
     if hopper_path:
+        # Every call must have left its hopper: one missing is a failed call.
         failed += max(0, placed - (_hoppers(rig) - hoppers))
-    result.steady, result.held = steady, (placed, failed)
-    on_asterisk, on_serve = steady.per_call("asterisk"), steady.per_call("serve")
-    if on_asterisk is not None and on_serve is not None:
-        result.asterisk_ms, result.serve_ms = on_asterisk.total_ms, on_serve.total_ms
-        result.serve_children_ms = on_serve.children_ms
-    progress(f"  held: placed {placed}  failed {failed}  [{steady.check()}]")
+    return Probe(rate, placed, failed, steady, whole)
 
 
 async def _probe(

@@ -55,8 +55,7 @@ class Steady:
     def per_call(self, name: str) -> CpuSample | None:
         if not self.ended or name not in self.cpu:
             return None
-        spent = self.cpu[name]
-        return CpuSample(spent.own_ms / self.ended, spent.children_ms / self.ended)
+        return self.cpu[name].per(self.ended)
 
     @property
     def _spent_ms(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.cpu import CpuSample
+from bench.report import Probe
 from bench.steady import Point, window
 
 
@@ -44,3 +45,37 @@ def test_a_run_shorter_than_its_calls_has_no_steady_window() -> None:
     steady = window(_run(rate=10, seconds=3, duration=20, ms_per_call=40), rate=10)
     assert steady.per_call("serve") is None
     assert "no steady window" in steady.check()
+
+
+def _piling_up(rate: float, seconds: int, served: float) -> list[Point]:
+    """A run whose calls end at only `served` calls/s: the calls in progress keep growing."""
+    return [
+        Point(
+            at=float(t),
+            placed=round(rate * t),
+            ended=round(served * max(0, t - 5)),
+            in_progress=round(rate * t) - round(served * max(0, t - 5)),
+            cpu={"serve": CpuSample(1000.0 * t, 0.0)},
+            line=t,
+        )
+        for t in range(1, seconds + 1)
+    ] + [
+        Point(
+            at=float(seconds + 1),
+            placed=round(rate * seconds) + 1,
+            ended=0,
+            in_progress=0,
+            cpu={"serve": CpuSample(0.0, 0.0)},
+            line=seconds + 1,
+        )
+    ]
+
+
+def test_a_probe_whose_calls_pile_up_is_not_held_though_none_failed() -> None:
+    whole = {"asterisk": CpuSample(0.0, 0.0), "serve": CpuSample(0.0, 0.0)}
+    piling = Probe(20, 1200, 0, window(_piling_up(20, 60, served=15), rate=20), whole)
+    assert not piling.levelled
+    assert not piling.held(required_steady=True)
+    steady = Probe(10, 300, 0, window(_run(10, 30, 5, 40), rate=10), whole)
+    assert steady.levelled and steady.held(required_steady=True)
+    assert not Probe(10, 300, 1, steady.steady, whole).held(required_steady=True)
