@@ -21,6 +21,8 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from cti.ami.message import parse
+
 log = logging.getLogger("bereik.ami")
 
 EOL = "\r\n"
@@ -68,7 +70,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         self.queue.append(blocks.pop(-1))
         for block in blocks:
             try:
-                message = Message.from_line(block.strip())
+                message = parse(block.strip())
                 if message is not None:
                     self.handle_message(message)
             except Exception:
