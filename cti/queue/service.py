@@ -143,6 +143,8 @@ async def unavailable_agents(services: Services, extensions: list[str]) -> set[s
     A team number that rings (mode = "ring") asks this so that an agent who is also in a
     line is never rung as call waiting, nor during the wrap-up the queue grants them.
     """
+    if not extensions:
+        return set()  # nobody present to ring: nothing to ask the database
     now = datetime.now(UTC)
     async with services.sessions() as session:
         rows = (
