@@ -152,6 +152,15 @@ def table(rows: list[QueueRow]) -> str:
             f"| {fmt(row.rung_per_call, 2)} | {fmt(row.asterisk_ms, 1)} | {fmt(row.serve_ms, 1)} "
             f"| {fmt(row.p50_s, 2)} | {fmt(row.p95_s, 2)} |"
         )
+    lines.append("")
+    for row in rows:
+        if row.mode == "queue" and row.asterisk_ms and row.serve_ms is not None:
+            ratio = row.serve_ms / row.asterisk_ms
+            lines.append(
+                f"- queue path: bereik serve CPU per call {row.serve_ms:.1f} ms = {ratio:.2f} × "
+                f"Asterisk's {row.asterisk_ms:.1f} ms ({'met' if ratio <= 1 / 3 else 'MISSED'}: "
+                "≤ ⅓ ×)"
+            )
     return "\n".join(lines)
 
 
