@@ -98,7 +98,7 @@ class Hopper(Base):
     agent: Mapped[str] = mapped_column(String(32), default="")
     category: Mapped[str] = mapped_column(String(64), default="")
     note: Mapped[str] = mapped_column(Text, default="")
-    call_uniqueid: Mapped[str] = mapped_column(String(64), default="")
+    call_uniqueid: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     deadline: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open, closed
