@@ -21,11 +21,9 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from cti.ami.message import parse
+from cti.ami.message import EOL, parse
 
 log = logging.getLogger("bereik.ami")
-
-EOL = "\r\n"
 
 
 class AmiError(Exception):
