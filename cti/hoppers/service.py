@@ -263,7 +263,7 @@ async def _create_or_link(
     )
     session.add(hopper)
     await session.flush()  # the id, for the event and the mail's key
-    await _link_recordings(session, hopper.id, c.call_uniqueid)
+    recorded = await _link_recordings(session, hopper.id, c.call_uniqueid)
     session.add(
         HopperEvent(
             hopper_id=hopper.id,
@@ -291,7 +291,6 @@ async def _create_or_link(
             detail={"closing_reason": ACQUISITION},
         )
     elif team.mailbox:
-        recorded = await _recorded_seconds(session, c.call_uniqueid)
         session.add(
             _new_hopper_mail(
                 hopper, team, config, key=f"hopper-{hopper.id}-created", recorded=recorded
@@ -300,31 +299,30 @@ async def _create_or_link(
     return hopper, True
 
 
-async def _link_recordings(session: AsyncSession, hopper_id: int, call_uniqueid: str) -> None:
+async def _link_recordings(
+    session: AsyncSession, hopper_id: int, call_uniqueid: str
+) -> float | None:
     """The question this call recorded (agi/handlers/question.py) belongs to the hopper
-    that carries the call's request: linked in the hopper's own transaction."""
-    if call_uniqueid:
-        await session.execute(
-            update(QuestionRecording)
-            .where(
-                QuestionRecording.call_uniqueid == call_uniqueid[:64],
-                QuestionRecording.hopper_id.is_(None),
-            )
-            .values(hopper_id=hopper_id)
-            # No recording is loaded in this session: nothing to synchronize, and the
-            # ORM's evaluation of the WHERE against the session costs on every hopper.
-            .execution_options(synchronize_session=False)
-        )
-
-
-async def _recorded_seconds(session: AsyncSession, call_uniqueid: str) -> float | None:
+    that carries the call's request: linked in the hopper's own transaction. Returns the
+    recording's length in seconds (for the hopper's mail), None if the call recorded none.
+    """
     if not call_uniqueid:
         return None
-    seconds = await session.scalar(
-        select(QuestionRecording.seconds)
-        .where(QuestionRecording.call_uniqueid == call_uniqueid[:64])
-        .limit(1)
+    # One statement links and tells the length (RETURNING: SQLite ≥ 3.35, PostgreSQL),
+    # where a separate read cost the hopper path another round trip.
+    linked = await session.scalars(
+        update(QuestionRecording)
+        .where(
+            QuestionRecording.call_uniqueid == call_uniqueid[:64],
+            QuestionRecording.hopper_id.is_(None),
+        )
+        .values(hopper_id=hopper_id)
+        .returning(QuestionRecording.seconds)
+        # No recording is loaded in this session: nothing to synchronize, and the
+        # ORM's evaluation of the WHERE against the session costs on every hopper.
+        .execution_options(synchronize_session=False)
     )
+    seconds = linked.first()
     return None if seconds is None else float(seconds)
 
 
