@@ -6,7 +6,9 @@ phones that register with digest auth, sign in with the feature code (queue), an
 after 300 ms and talk 1.5 s; citizens on the trunk call 14070 and press 0 at a fixed rate.
 Measured per mode: calls answered by an agent, the agents' phones rung per call (ring-all
 rings every agent, busy or not; the queue one free agent), CPU per call of Asterisk and
-`bereik serve` (/proc ticks, as the other rows), and the time from coming to the KCC
+`bereik serve` (/proc ticks, as the other rows; serve also less its own CPU with no
+calls, measured for IDLE_SECONDS after the agents signed in: at one call a second its
+workers and gauges would otherwise count as the calls'), and the time from coming to the KCC
 (after the menu) to an agent's answer as the exchange recorded it (``calls.wait_seconds``,
 the same definition in both modes).
 """
@@ -18,6 +20,7 @@ import contextlib
 import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from dialplan import asterisk
 
 AGENTS = ("2001", "2002", "2003")
 SEPARATOR = re.compile(r"^-{20,} .*$", re.MULTILINE)
+IDLE_SECONDS = 10.0
 QUEUE_TOML = "\n[queue]\nwrapup_seconds = 0\nagent_ring_seconds = 10\nposition_every_seconds = 30\n"
 
 
@@ -42,12 +46,19 @@ class QueueRow:
     rung_per_call: float | None = None
     asterisk_ms: float | None = None
     serve_ms: float | None = None
+    serve_idle_ms_per_s: float | None = None  # serve's CPU with no calls
+    serve_net_ms: float | None = None  # serve_ms less that idle over the calls' window
     p50_s: float | None = None
     p95_s: float | None = None
 
 
 async def measure(
-    installation: asterisk.Installation, workdir: Path, mode: str, calls: int, rate: float
+    installation: asterisk.Installation,
+    workdir: Path,
+    mode: str,
+    calls: int,
+    rate: float,
+    idle_seconds: float = IDLE_SECONDS,
 ) -> QueueRow:
     phones = [Phone(e, free_port(), f"Agent {e}", registers=True) for e in AGENTS]
     (workdir / mode).mkdir(parents=True, exist_ok=True)
@@ -72,7 +83,10 @@ async def measure(
                 )
         assert ex.asterisk.process is not None and ex.serve_process is not None
         ast_pid, serve_pid = ex.asterisk.process.pid, ex.serve_process.pid
-        before_ast, before_serve = sample(ast_pid), sample(serve_pid)
+        idle_from, idle_started = sample(serve_pid), time.monotonic()
+        await asyncio.sleep(idle_seconds)  # a measurement window, not a wait for an event
+        idle_ms_per_s = (sample(serve_pid) - idle_from).total_ms / (time.monotonic() - idle_started)
+        before_ast, before_serve, started = sample(ast_pid), sample(serve_pid), time.monotonic()
         result = await ex.call(
             "14070",
             keys="0",
@@ -84,6 +98,7 @@ async def measure(
             timeout_s=int(calls / rate) + 90,
         )
         d_ast, d_serve = sample(ast_pid) - before_ast, sample(serve_pid) - before_serve
+        window = time.monotonic() - started
         counts = result.counts()
         row = QueueRow(mode, rate, counts.get("TotalCallCreated", 0))
         row.failed = counts.get("FailedCall(C)", 0)
@@ -109,6 +124,8 @@ async def measure(
             row.rung_per_call = invites / row.placed
             row.asterisk_ms = d_ast.own_ms / row.placed
             row.serve_ms = d_serve.total_ms / row.placed
+            row.serve_idle_ms_per_s = idle_ms_per_s
+            row.serve_net_ms = max(0.0, d_serve.total_ms - idle_ms_per_s * window) / row.placed
         row.p50_s, row.p95_s = stats.percentile(waits, 0.5), stats.percentile(waits, 0.95)
         progress(
             f"  KCC {mode:<8} {rate:.1f}/s placed {row.placed} failed {row.failed} "
@@ -131,10 +148,15 @@ def invites_received(message_log: Path) -> int:
 
 
 async def queue_rows(
-    installation: asterisk.Installation, workdir: Path, calls: int, rate: float
+    installation: asterisk.Installation,
+    workdir: Path,
+    calls: int,
+    rate: float,
+    idle_seconds: float = IDLE_SECONDS,
 ) -> list[QueueRow]:
     return [
-        await measure(installation, workdir, mode, calls, rate) for mode in ("ringall", "queue")
+        await measure(installation, workdir, mode, calls, rate, idle_seconds)
+        for mode in ("ringall", "queue")
     ]
 
 
@@ -142,24 +164,26 @@ def table(rows: list[QueueRow]) -> str:
     lines = [
         "| 14070 → 0 → KCC agent | calls/s | placed | failed | answered by an agent "
         "| agent phones rung per call | Asterisk CPU ms/call | bereik serve CPU ms/call "
-        "| to an agent p50 s | p95 s |",
-        "|" + "---|" * 10,
+        "| serve idle ms/s | serve less idle ms/call | to an agent p50 s | p95 s |",
+        "|" + "---|" * 12,
     ]
     for row in rows:
         lines.append(
             f"| {'waiting line (queue)' if row.mode == 'queue' else 'ring-all'} "
             f"| {row.rate:.1f} | {row.placed} | {row.failed} | {row.answered} "
             f"| {fmt(row.rung_per_call, 2)} | {fmt(row.asterisk_ms, 1)} | {fmt(row.serve_ms, 1)} "
+            f"| {fmt(row.serve_idle_ms_per_s, 1)} | {fmt(row.serve_net_ms, 1)} "
             f"| {fmt(row.p50_s, 2)} | {fmt(row.p95_s, 2)} |"
         )
     lines.append("")
     for row in rows:
-        if row.mode == "queue" and row.asterisk_ms and row.serve_ms is not None:
-            ratio = row.serve_ms / row.asterisk_ms
+        if row.mode == "queue" and row.asterisk_ms and row.serve_net_ms is not None:
+            # Less idle, as the ivr rows' target: what the calls cost, not the clock.
+            ratio = row.serve_net_ms / row.asterisk_ms
             lines.append(
-                f"- queue path: bereik serve CPU per call {row.serve_ms:.1f} ms = {ratio:.2f} × "
-                f"Asterisk's {row.asterisk_ms:.1f} ms ({'met' if ratio <= 1 / 3 else 'MISSED'}: "
-                "≤ ⅓ ×)"
+                f"- queue path: bereik serve CPU per call {row.serve_net_ms:.1f} ms less idle "
+                f"({fmt(row.serve_ms, 1)} with it) = {ratio:.2f} × Asterisk's "
+                f"{row.asterisk_ms:.1f} ms ({'met' if ratio <= 1 / 3 else 'MISSED'}: ≤ ⅓ ×)"
             )
     return "\n".join(lines)
 

@@ -497,7 +497,11 @@ def run(args: argparse.Namespace) -> int:
         calls, rate = QUEUE_LOAD[args.quick]
         progress(f"14070 → KCC agent, ring-all and waiting line: {calls} calls at {rate}/s")
         lines = queue_row.table(
-            asyncio.run(queue_row.queue_rows(bench.installation, workdir, calls, rate))
+            asyncio.run(
+                queue_row.queue_rows(
+                    bench.installation, workdir, calls, rate, 3.0 if args.quick else 10.0
+                )
+            )
         )
     finally:
         if not args.keep:

@@ -25,6 +25,7 @@ from agi.handlers.ivr import Conversation
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
+from cti.announcements.service import playable
 from cti.hoppers.service import normalise_number, opening_hours
 from cti.queue import service, vhold
 from cti.queue.events import record_arrival
@@ -49,7 +50,8 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
     uniqueid = channel.env.uniqueid
     line = service.line_named(config, channel.query.get("queue", service.KCC_QUEUE))
     arrival = _arrival(channel.query.get("arrival", ""))
-    skip = await _overflow_before_entry(services, line)
+    views = await service.agent_views(services, queue=line.name)
+    skip = await _overflow_before_entry(services, line, views)
     if skip:
         status, reason = skip
         channel.log.info("queue %s: not entered (%s)", line.name, status)
@@ -68,9 +70,12 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
         position,
     )
     talk = Conversation(channel, services)
-    await talk.announcements(f"team:{line.name}")
-    position = await service.place_in_line(services, arrived, line.name)
-    views = await service.agent_views(services, queue=line.name)
+    if await playable(services, f"team:{line.name}"):
+        await talk.announcements(f"team:{line.name}")
+        # Seconds of messages later the line and the agents have moved on: asked again.
+        # (Without them, the answers above are a few milliseconds old.)
+        position = await service.place_in_line(services, arrived, line.name)
+        views = await service.agent_views(services, queue=line.name)
     free = sum(1 for view in views if view.state == "available")
     working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
     if position > free:
@@ -139,12 +144,13 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
     await channel.finish()
 
 
-async def _overflow_before_entry(services: Services, line: WaitingLine) -> tuple[str, str] | None:
+async def _overflow_before_entry(
+    services: Services, line: WaitingLine, views: list[service.AgentView]
+) -> tuple[str, str] | None:
     """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
     config = services.config
     if not opening_hours(config).is_open(datetime.now(UTC)):
         return "CLOSING", "after_hours"
-    views = await service.agent_views(services, queue=line.name)
     if not any(view.state != "signed_out" for view in views):
         return "JOINEMPTY", "nobody_present"
     limit = line.max_waiting

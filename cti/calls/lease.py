@@ -37,11 +37,10 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.nodes import Ami
-from cti.store.db import Sessions
+from cti.store.db import Sessions, insert_or_skip
 from cti.store.models import TrackingLease as LeaseRow
 
 log = logging.getLogger("bereik.calls.lease")
@@ -200,9 +199,9 @@ class TrackingLease:
             ).first()
             if row is None:
                 result = await session.execute(
-                    postgresql_insert(LEASES)
-                    .values(name=self.name, fence=1, holder=self.holder, beat=0, written_through=0)
-                    .on_conflict_do_nothing(index_elements=["name"])
+                    insert_or_skip(session, LEASES, "name").values(
+                        name=self.name, fence=1, holder=self.holder, beat=0, written_through=0
+                    )
                 )
                 fence = 1
             else:

@@ -37,16 +37,15 @@ from typing import Any, cast
 
 from panoramisk.message import Message
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cti.ami.client import AmiError
 from cti.ami.nodes import AmiNodes
 from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
+from cti.store.db import insert_or_skip
 from cti.store.models import AnnouncementHearing, Call, HopperEvent
 from dialplan.numbers import main_number_forms
 
@@ -282,7 +281,7 @@ class CallListener:
             connection = await session.connection()
             if started:
                 await connection.execute(
-                    _insert_ignore(session).on_conflict_do_nothing(index_elements=["uniqueid"]),
+                    insert_or_skip(session, CALLS, "uniqueid"),
                     [
                         {
                             "uniqueid": effect.uniqueid,
@@ -399,13 +398,6 @@ class CallListener:
                 metrics.transfer(to_team, transfer_result)
 
         return [count]
-
-
-def _insert_ignore(session: AsyncSession) -> Any:
-    """INSERT for the calls table that can skip an existing uniqueid (SQLite, PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(CALLS)
-    return sqlite_insert(CALLS)
 
 
 def _event_time(event: Message) -> float:

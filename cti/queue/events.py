@@ -34,6 +34,7 @@ from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
 from cti.queue import service
 from cti.services import Services
+from cti.store.db import insert_or_skip
 from cti.store.models import QueueCall
 
 log = logging.getLogger("bereik.queue")
@@ -103,6 +104,9 @@ class QueueEvents:
             line.seen.add(uniqueid)
         elif name == "QueueCallerLeave":
             self.line(queue).joined.pop(uniqueid, None)
+        elif name == "AgentConnect":
+            # Answered: its hangup is no abandon, so no stay to decide is queued for it.
+            self.line(queue).seen.discard(uniqueid)
         elif (
             name == "UserEvent"
             and event.get("UserEvent") == "BereikRoute"
@@ -331,10 +335,9 @@ async def record_arrival(
     """The stay's row, from the moment the caller came to the line (the entry handler), or
     from joining it (when that handler was not reached); the first one made stays."""
     async with services.sessions() as session, session.begin():
-        if await session.scalar(select(QueueCall.id).where(QueueCall.uniqueid == uniqueid)):
-            return
-        session.add(
-            QueueCall(
+        # One statement: both the entry handler and QueueCallerJoin come here for a stay.
+        await session.execute(
+            insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
                 queue=queue,
                 uniqueid=uniqueid,
                 caller=caller[:80],

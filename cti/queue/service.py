@@ -413,17 +413,23 @@ async def _clear_call(services: Services, extension: str, now: datetime) -> None
 
 async def mark_call(services: Services, extension: str, at: datetime, *, started: bool) -> None:
     """A queue call of this agent began (AgentConnect) or ended (AgentComplete)."""
+    if started:
+        values = {"on_call_since": at, "wrapup_until": None}
+    else:
+        seconds = services.config.queue.wrapup_seconds
+        values = {
+            "on_call_since": None,
+            "wrapup_until": at + timedelta(seconds=seconds) if seconds else None,
+        }
     async with services.sessions() as session, session.begin():
-        row = await session.get(AgentState, extension)
-        if row is None:
-            return
-        if started:
-            row.on_call_since, row.wrapup_until = at, None
-        else:
-            row.on_call_since = None
-            seconds = services.config.queue.wrapup_seconds
-            row.wrapup_until = at + timedelta(seconds=seconds) if seconds else None
-        row.changed_at = at
+        # One UPDATE, no read first (an agent with no row yet has no state to change):
+        # it comes twice on every answered call of the line.
+        await session.execute(
+            update(AgentState)
+            .where(AgentState.extension == extension)
+            .values(**values, changed_at=at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def place_in_line(services: Services, arrival: datetime, queue: str = KCC_QUEUE) -> int:
