@@ -3,9 +3,11 @@
     python -m bench.ami_ingest [--copies 200] [--stream tests/e2e/data/ami_stream.txt]
 
 The stream is a raw AMI recording of an end-to-end run (tests/e2e/test_norms.py with
-BEREIK_RECORD_AMI). Its events are repeated ``--copies`` times, each copy with its own
-uniqueids so every copy is a set of new calls, and served over a local TCP socket by a
-small fake Asterisk (banner, Login, CoreShowChannels, Ping) at full speed into:
+BEREIK_RECORD_AMI), less the events Bereik's manager.conf has Asterisk drop
+(dialplan.render.DROPPED_EVENTS): what Asterisk sends it. Its events are repeated
+``--copies`` times, each copy with its own uniqueids so every copy is a set of new
+calls, and served over a local TCP socket by a small fake Asterisk (banner, Login,
+CoreShowChannels, Ping) at full speed into:
 
 * the real path: ``AmiClient`` (our framing and queue) -> ``EventBus`` -> the call
   listener (tracker + waiting gauge) -> its writer (the ``calls`` rows in a SQLite file,
@@ -40,6 +42,7 @@ from cti.calls.tracker import CallTracker, Ended
 from cti.services import build_services
 from cti.store.db import create_engine, migrate_async, sessions
 from dialplan.config import Config
+from dialplan.render import DROPPED_EVENTS
 from metrics.registry import BereikMetrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,13 +70,15 @@ CONFIG = {
 
 
 def events_of(raw: str) -> list[str]:
-    """The event blocks of a recording (no banners, no responses to the recorder's login)."""
+    """The event blocks of a recording that Asterisk sends Bereik (no banners, no
+    responses to the recorder's login, none of the events manager.conf filters out)."""
+    dropped = set(DROPPED_EVENTS)
     blocks = []
     for block in raw.split(EOL + EOL):
         block = block.strip()
         if block.startswith(BANNER):
             block = block.partition(EOL)[2]
-        if block.startswith("Event: "):
+        if block.startswith("Event: ") and block.partition(EOL)[0][7:] not in dropped:
             blocks.append(block)
     return blocks
 

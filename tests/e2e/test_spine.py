@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bench.exchange import Exchange
+from dialplan.render import DROPPED_EVENTS
 
 
 async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange) -> None:
@@ -40,6 +41,20 @@ async def test_without_bereik_serve_the_caller_still_reaches_the_kcc(kcc: Exchan
         end = await ami.wait_for("DialEnd", DestUniqueid=dial["DestUniqueid"])
         assert end["DialStatus"] == "ANSWER"
     await _until_no_channels(kcc)
+
+
+async def test_asterisk_sends_bereiks_ami_login_the_call_events_it_reads_and_none_it_drops(
+    kcc: Exchange,
+) -> None:
+    kcc.phone("2001")  # answered and bridged: the call makes every kind of call event
+    async with kcc.ami_events() as ami:
+        result = await kcc.call("14070", caller="0709999998")
+        assert result.returncode == 0, result.stderr
+        # The call's last event: what Asterisk sent about it has arrived by then.
+        await ami.wait_for("CEL", EventName="LINKEDID_END")
+    seen = {event["Event"] for event in ami.events}
+    assert {"Newchannel", "DialBegin", "DialEnd", "Hangup", "CEL"} <= seen, seen
+    assert not seen & set(DROPPED_EVENTS), seen & set(DROPPED_EVENTS)
 
 
 # Alone on the machine: ten calls a second is a load of its own.
