@@ -243,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.promtool:
         problems = check_with_promtool(expressions)
     else:
-        problems = check_with_prometheus(
-            expressions, args.url, args.require_data, args.allow_empty
-        )
+        problems = check_with_prometheus(expressions, args.url, args.require_data, args.allow_empty)
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)
     print(f"{len(expressions) - len(problems)}/{len(expressions)} expressions OK")

@@ -139,7 +139,9 @@ async def test_a_plain_rtp_offer_from_a_tls_phone_is_refused(secure: Exchange) -
 
 async def test_the_screens_answer_over_https_with_hsts_and_a_secure_cookie(https: Exchange) -> None:
     await add_users(https, [("beheer", "admin", "", "")])
-    connector = aiohttp.TCPConnector(ssl=https.ssl_context())
+    context = https.ssl_context()
+    assert context is not None  # the fixture's exchange serves HTTPS
+    connector = aiohttp.TCPConnector(ssl=context)
     jar = aiohttp.CookieJar(unsafe=True)  # unsafe: allows cookies for an IP address
     async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as http:
         login = await http.get(https.url("/login"))

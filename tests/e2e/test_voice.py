@@ -147,7 +147,9 @@ async def test_a_spoken_question_belongs_to_the_hopper_and_only_its_team_hears_i
         mails = await mailbox.wait(1)
         mail = next(m for m in mails if m["To"] == "parkeren@gemeente.example")
         assert not mail.is_multipart()
-        body = mail.get_payload(decode=True).decode()
+        payload = mail.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        body = payload.decode()
         assert f"https://bereik.gemeente.example/team/hoppers/{hopper_id}" in body
         assert "ingesproken" in body
     finally:

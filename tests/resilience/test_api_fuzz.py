@@ -21,6 +21,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.core.result import Err
 
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
@@ -100,6 +101,8 @@ def test_every_api_operation_answers_fuzzed_requests_without_a_5xx_and_with_json
             unsatisfiable.append(f"{mode.value} {operation.label}")
 
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise AssertionError(f"the OpenAPI schema has an invalid operation: {result.err()}")
         operation = result.ok()
         operations += 1
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
