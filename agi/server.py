@@ -423,7 +423,7 @@ async def read_environment(reader: asyncio.StreamReader) -> Environment | None:
     except asyncio.LimitOverrunError:
         raise AgiProtocolError("AGI header longer than the stream's limit") from None
     text = block.decode("utf-8", errors="replace")
-    if text == "\n\n" or text.startswith("\n"):
+    if text.startswith("\n"):
         raise AgiProtocolError("empty AGI header")
     values: dict[str, str] = {}
     for line in text[:-2].split("\n"):

@@ -78,7 +78,8 @@ def events_of(raw: str) -> list[str]:
         block = block.strip()
         if block.startswith(BANNER):
             block = block.partition(EOL)[2]
-        if block.startswith("Event: ") and block.partition(EOL)[0][7:] not in dropped:
+        first = block.partition(EOL)[0]
+        if first.startswith("Event: ") and first.removeprefix("Event: ") not in dropped:
             blocks.append(block)
     return blocks
 

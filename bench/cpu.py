@@ -7,7 +7,9 @@ so "own" and "children" are exactly the Asterisk and AGI sides of that row.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -36,3 +38,20 @@ def sample(pid: int) -> CpuSample:
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
     return CpuSample((utime + stime) * TICK_MS, (cutime + cstime) * TICK_MS)
+
+
+IDLE_SECONDS = 10.0
+QUICK_IDLE_SECONDS = 3.0
+
+
+def idle_seconds(quick: bool) -> float:
+    """How long a process's CPU with no calls is measured: shorter in --quick."""
+    return QUICK_IDLE_SECONDS if quick else IDLE_SECONDS
+
+
+async def idle_ms_per_s(pid: int, seconds: float) -> float:
+    """A process's own CPU with no calls (workers, gauges, AMI pings), in ms per second:
+    what a row takes off serve's CPU so that the calls, not the clock, are measured."""
+    before, started = sample(pid), time.monotonic()
+    await asyncio.sleep(seconds)  # a measurement window, not a wait for an event
+    return (sample(pid) - before).total_ms / (time.monotonic() - started)

@@ -7,10 +7,10 @@ after 300 ms and talk 1.5 s; citizens on the trunk call 14070 and press 0 at a f
 Measured per mode: calls answered by an agent, the agents' phones rung per call (ring-all
 rings every agent, busy or not; the queue one free agent), CPU per call of Asterisk and
 `bereik serve` (/proc ticks, as the other rows; serve also less its own CPU with no
-calls, measured for IDLE_SECONDS after the agents signed in: at one call a second its
-workers and gauges would otherwise count as the calls'), and the time from coming to the KCC
-(after the menu) to an agent's answer as the exchange recorded it (``calls.wait_seconds``,
-the same definition in both modes).
+calls, measured after the agents signed in by bench.cpu.idle_ms_per_s: at one call a
+second its workers and gauges would otherwise count as the calls'), and the time from
+coming to the KCC (after the menu) to an agent's answer as the exchange recorded it
+(``calls.wait_seconds``, the same definition in both modes).
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import stats
-from bench.cpu import sample
+from bench.cpu import IDLE_SECONDS, idle_ms_per_s, sample
 from bench.exchange import Exchange, Phone, free_port, until
 from bench.report import fmt, progress
 from dialplan import asterisk
 
 AGENTS = ("2001", "2002", "2003")
 SEPARATOR = re.compile(r"^-{20,} .*$", re.MULTILINE)
-IDLE_SECONDS = 10.0
 QUEUE_TOML = "\n[queue]\nwrapup_seconds = 0\nagent_ring_seconds = 10\nposition_every_seconds = 30\n"
 
 
@@ -83,9 +82,7 @@ async def measure(
                 )
         assert ex.asterisk.process is not None and ex.serve_process is not None
         ast_pid, serve_pid = ex.asterisk.process.pid, ex.serve_process.pid
-        idle_from, idle_started = sample(serve_pid), time.monotonic()
-        await asyncio.sleep(idle_seconds)  # a measurement window, not a wait for an event
-        idle_ms_per_s = (sample(serve_pid) - idle_from).total_ms / (time.monotonic() - idle_started)
+        idle = await idle_ms_per_s(serve_pid, idle_seconds)
         before_ast, before_serve, started = sample(ast_pid), sample(serve_pid), time.monotonic()
         result = await ex.call(
             "14070",
@@ -124,8 +121,8 @@ async def measure(
             row.rung_per_call = invites / row.placed
             row.asterisk_ms = d_ast.own_ms / row.placed
             row.serve_ms = d_serve.total_ms / row.placed
-            row.serve_idle_ms_per_s = idle_ms_per_s
-            row.serve_net_ms = max(0.0, d_serve.total_ms - idle_ms_per_s * window) / row.placed
+            row.serve_idle_ms_per_s = idle
+            row.serve_net_ms = max(0.0, d_serve.total_ms - idle * window) / row.placed
         row.p50_s, row.p95_s = stats.percentile(waits, 0.5), stats.percentile(waits, 0.95)
         progress(
             f"  KCC {mode:<8} {rate:.1f}/s placed {row.placed} failed {row.failed} "

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import admission, ami_ingest, dialplan, queue_row, screen
-from bench.cpu import sample
+from bench.cpu import idle_ms_per_s, idle_seconds
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
 from bench.mailsink import MailSink
@@ -245,11 +245,7 @@ class Bench:
 
     async def idle(self) -> float:
         """bereik serve's own CPU with no calls (workers, gauges, AMI pings), in ms per s."""
-        seconds = 3.0 if self.quick else 10.0
-        before, started = sample(self.serve_pid), time.monotonic()
-        await asyncio.sleep(seconds)
-        spent = (sample(self.serve_pid) - before).total_ms
-        self.idle_ms_per_s = spent / (time.monotonic() - started)
+        self.idle_ms_per_s = await idle_ms_per_s(self.serve_pid, idle_seconds(self.quick))
         progress(f"  bereik serve idle: {self.idle_ms_per_s:.1f} ms CPU per second")
         return self.idle_ms_per_s
 
@@ -499,7 +495,7 @@ def run(args: argparse.Namespace) -> int:
         lines = queue_row.table(
             asyncio.run(
                 queue_row.queue_rows(
-                    bench.installation, workdir, calls, rate, 3.0 if args.quick else 10.0
+                    bench.installation, workdir, calls, rate, idle_seconds(args.quick)
                 )
             )
         )
