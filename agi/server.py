@@ -242,6 +242,7 @@ class FastAgiServer:
         self.observer = observer or AgiObserver()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_accept = 0.0  # monotonic time of the last connection taken
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -253,12 +254,28 @@ class FastAgiServer:
         self.admission.start()
         log.info("FastAGI listening on %s:%s", self.host, self.port)
 
+    async def until_quiet(self, quiet: float, timeout: float) -> bool:
+        """Wait until no connection has arrived for `quiet` s (at most `timeout` s); whether
+        it went quiet. A balancer that has just taken this process out may still have a
+        connection on its way: closing the socket on it would reset it (see drain)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            idle = now - self._last_accept
+            if idle >= quiet:
+                return True
+            if now >= deadline:
+                return False
+            await asyncio.sleep(min(quiet - idle, deadline - now))
+
     async def drain(self, timeout: float) -> int:
         """Stop accepting connections, wait up to `timeout` s for the sessions in progress
         to end by themselves; returns how many were still running (close() cancels them).
 
-        A new call meanwhile finds the port closed: Asterisk's connection is refused at
-        once, so a proxy (or the dialplan's fallback) takes it elsewhere.
+        Closing the listening socket resets the connections still in the kernel's backlog;
+        a proxy had counted those as made and cannot retry them. So a process behind a
+        proxy leaves its rotation first (bereik/readiness.py) and drains only after; a new
+        connection after the close is refused at once, and a proxy retries it elsewhere.
         """
         if self._server is None:
             return 0
@@ -288,6 +305,7 @@ class FastAgiServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._last_accept = time.monotonic()
         try:
             peer = writer.get_extra_info("peername")
             if not self._peer_allowed(peer):

@@ -374,7 +374,9 @@ ring_seconds = 15
         # Its log goes to haproxy.log (HAProxy started in the foreground), not to syslog.
         head = head.replace("log /dev/log local0", "log stdout format raw local0")
         config = head.replace("127.0.0.1:4573", f"127.0.0.1:{self.agi_proxy_port}") + "".join(
-            f"    server bereik{n} 127.0.0.1:{serve.agi_port} check\n"
+            f"    server bereik{n} 127.0.0.1:{serve.agi_port} check port {serve.http_port}"
+            + (" check-ssl verify none" if self.config.tls.https else "")
+            + "\n"
             for n, serve in enumerate(serves, 1)
         )
         path = self.workdir / "haproxy.cfg"

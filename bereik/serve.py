@@ -17,6 +17,7 @@ from agi import warmup
 from agi.observer import AgiMetricsObserver
 from agi.routes import HANDLERS, build_routes
 from agi.server import FastAgiServer, Limits
+from bereik.readiness import Readiness
 from bereik.tls import server_context
 from cti import outbox, retention
 from cti.ami.bus import EventBus
@@ -63,6 +64,9 @@ log = logging.getLogger("bereik")
 # On SIGTERM, how long the FastAGI sessions in progress may take to end by themselves.
 # A caller's IVR or callback offer lasts well under this; systemd's TimeoutStopSec is above.
 DRAIN_SECONDS = 30
+# After the balancers took this process out, a connection they had already decided on may
+# still be on its way: the socket stays open until none has arrived for this long.
+QUIET_SECONDS = 0.5
 # What the call listener has not written yet gets this long at the stop (the store may be
 # down; then a standby, or nobody, writes it).
 FLUSH_SECONDS = 5
@@ -131,7 +135,8 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         secret=load_secrets(services.instance_dir / "secrets.json", config).agi,
         allowed_peers=config.server.agi_allowed_peers,
     )
-    runner = web.AppRunner(web_app(services, board), access_log=None)
+    readiness = Readiness(fall=config.server.readiness_fall)
+    runner = web.AppRunner(web_app(services, board, readiness), access_log=None)
     await runner.setup()
     https = server_context(config.tls)
     site = web.TCPSite(
@@ -190,6 +195,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         # path), long enough for admission control to refuse callers for "lag".
         gc.freeze()
         await stop.wait()
+        await _leave_rotation(readiness, agi, config.server.leave_rotation_seconds)
         # Drain: no new FastAGI session; those in progress finish while the AMI listener
         # and the workers still run (so their call rows and mails are written).
         left = await agi.drain(DRAIN_SECONDS)
@@ -219,9 +225,26 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
-def web_app(services: Services, board: LiveCalls) -> web.Application:
-    """The web API, the screens, /healthz and /metrics, every feature's routes added."""
+async def _leave_rotation(readiness: Readiness, agi: FastAgiServer, timeout: float) -> None:
+    """Out of the balancers' rotation before the socket closes; every session that still
+    reaches this process meanwhile is served (bereik/readiness.py says why)."""
+    balancers = readiness.leave()
+    if not balancers:
+        return  # nobody routes by our readiness: nothing to wait for
+    log.info("stopping: leaving the rotation of %s", ", ".join(sorted(balancers)))
+    waiting = await readiness.left(timeout)
+    if waiting:
+        log.warning("stopping: %s still checking after %.0f s", ", ".join(waiting), timeout)
+    await agi.until_quiet(QUIET_SECONDS, timeout=max(timeout, QUIET_SECONDS))
+    log.info("stopping: out of the rotation")
+
+
+def web_app(
+    services: Services, board: LiveCalls, readiness: Readiness | None = None
+) -> web.Application:
+    """The web API, the screens, /healthz, /readyz and /metrics, every feature's routes."""
     plugins: list[Plugin] = [
+        (readiness or Readiness()).setup,
         pages.setup,
         announcements_http.setup,
         announcements_pages.setup,

@@ -92,6 +92,11 @@ class Server(Strict):
     trusted_proxies: list[str] = []
     # Sign-in attempts per minute from one address (beyond: 429 and one audit row).
     login_attempts_per_minute: int = Field(10, ge=1, le=100_000)
+    # A stop first leaves the load balancer's rotation (GET /readyz answers 503, see
+    # bereik/readiness.py): it waits until each balancer that checked it has had this many
+    # 503s (HAProxy's `fall`), at most leave_rotation_seconds, then drains.
+    readiness_fall: int = Field(2, ge=1, le=10)
+    leave_rotation_seconds: float = Field(10.0, ge=0, le=120)
 
     @field_validator("agi_allowed_peers", "trusted_proxies")
     @classmethod

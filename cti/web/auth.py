@@ -1,8 +1,8 @@
 """Access control for every web route: deny by default.
 
 A request is let through when it carries a signed-in session cookie or an API token
-(`Authorization: Bearer <token>`); only /healthz, /metrics, /login and /static/* are open.
-Handlers then narrow it down with `require_role` and `require_team_access`.
+(`Authorization: Bearer <token>`); only /healthz, /readyz, /metrics, /login and
+/static/* are open. Handlers then narrow it down with `require_role` and `require_team_access`.
 
 The session is a small HMAC-signed cookie (several `bereik serve` processes can share it as
 long as they share the key file). It holds the user id, the session version it was signed
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 COOKIE = "bereik_session"
 SESSION_SECONDS = 12 * 3600  # one long shift; sign in again the next day
-OPEN_PATHS = ("/healthz", "/metrics", "/login")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/login")
 OPEN_PREFIXES = ("/static/",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_HEADER = "X-CSRF-Token"

@@ -163,6 +163,13 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("up"), "503": _ok("database unreachable")},
             }
         },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness for a load balancer: false only while stopping (no sign-in)",
+                "security": [],
+                "responses": {"200": _ok("takes new calls"), "503": _ok("stopping")},
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (no sign-in)",
