@@ -1,0 +1,140 @@
+"""Where the test command's time goes: each test's seconds and the worker that ran it.
+
+As a pytest plugin (`-p tests.support.durations`, scripts/test loads it) it appends one
+JSON line per test to test-artifacts/durations/<stage>.jsonl: the test, its setup, call
+and teardown seconds, and the xdist worker (or "main"). `BEREIK_TEST_STAGE` names the
+stage (scripts/test sets it: unit, parallel, solo).
+
+As a command it turns the last run's lines into docs/durations.md:
+
+    .venv/bin/python -m tests.support.durations [--stages-file FILE] [--out docs/durations.md]
+
+The stages file (scripts/test writes test-artifacts/durations/stages.tsv: stage, wall
+seconds) gives each stage's wall time; the table lists every test, slowest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DIRECTORY = REPO / "test-artifacts" / "durations"
+
+
+def _stage() -> str:
+    return os.environ.get("BEREIK_TEST_STAGE", "adhoc")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        DIRECTORY.mkdir(parents=True, exist_ok=True)
+        (DIRECTORY / f"{_stage()}.jsonl").unlink(missing_ok=True)
+
+
+_seconds: dict[str, dict[str, float]] = defaultdict(dict)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # With xdist the controller sees every worker's reports too: it alone writes.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    _seconds[report.nodeid][report.when] = report.duration
+    if report.when != "teardown":
+        return
+    phases = _seconds.pop(report.nodeid)
+    node = getattr(report, "node", None)  # set by xdist on the controller's copy
+    line = {
+        "test": report.nodeid,
+        "worker": getattr(getattr(node, "gateway", None), "id", "main"),
+        "setup": round(phases.get("setup", 0.0), 2),
+        "call": round(phases.get("call", 0.0), 2),
+        "teardown": round(phases.get("teardown", 0.0), 2),
+    }
+    DIRECTORY.mkdir(parents=True, exist_ok=True)
+    with (DIRECTORY / f"{_stage()}.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def seconds(line: dict[str, Any]) -> float:
+    return float(line["setup"] + line["call"] + line["teardown"])
+
+
+def read_stage(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def render(directory: Path, stages: dict[str, float]) -> str:
+    """The Markdown page: per stage its wall time and test count, then every test."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        rows += [(path.stem, line) for line in read_stage(path)]
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    lines = [
+        "# Where the test command's time goes",
+        "",
+        "Written by `.venv/bin/python -m tests.support.durations` from the last run of",
+        f"`scripts/test` (commit {commit or 'unknown'}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
+        f"{os.cpu_count()} cores, {platform.node()}). Seconds per test include its setup",
+        "(starting Asterisk and `bereik serve`) and teardown; in the parallel stage two",
+        "workers run at once, so the stage's wall time is about half the sum.",
+        "",
+        "| stage | wall minutes | tests | test seconds summed |",
+        "|---|---:|---:|---:|",
+    ]
+    for stage in dict.fromkeys([*stages, *(stage for stage, _ in rows)]):
+        in_stage = [line for name, line in rows if name == stage]
+        wall = f"{stages[stage] / 60:.1f}" if stage in stages else "-"
+        summed = sum(seconds(line) for line in in_stage)
+        lines.append(f"| {stage} | {wall} | {len(in_stage)} | {summed:.0f} |")
+    if "total" not in stages and stages:
+        lines.append(f"| **all** | {sum(stages.values()) / 60:.1f} | {len(rows)} | |")
+    lines += [
+        "",
+        "| test | stage | seconds | setup | call | teardown | worker |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for stage, line in sorted(rows, key=lambda row: -seconds(row[1])):
+        lines.append(
+            f"| `{line['test']}` | {stage} | {seconds(line):.1f} | {line['setup']:.1f} "
+            f"| {line['call']:.1f} | {line['teardown']:.1f} | {line['worker']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def read_stages(path: Path) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    if path.exists():
+        for row in path.read_text().splitlines():
+            name, _, seconds = row.partition("\t")
+            if seconds:
+                stages[name] = float(seconds)
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--directory", type=Path, default=DIRECTORY)
+    parser.add_argument("--stages-file", type=Path, default=DIRECTORY / "stages.tsv")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "durations.md")
+    args = parser.parse_args()
+    args.out.write_text(render(args.directory, read_stages(args.stages_file)))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
