@@ -92,6 +92,11 @@ class Server(Strict):
     trusted_proxies: list[str] = []
     # Sign-in attempts per minute from one address (beyond: 429 and one audit row).
     login_attempts_per_minute: int = Field(10, ge=1, le=100_000)
+    # The HTTP listener (cti/web/server.py): an idle kept-alive connection is closed after
+    # http_keepalive_seconds; a connection that has not sent a complete request head
+    # within http_header_seconds (of opening, or of a next request's first byte) too.
+    http_keepalive_seconds: float = Field(15.0, gt=0, le=3600)
+    http_header_seconds: float = Field(10.0, gt=0, le=300)
     # A stop first leaves the load balancer's rotation (GET /readyz answers 503, see
     # bereik/readiness.py): it waits until each balancer that checked it has had this many
     # 503s (HAProxy's `fall`), at most leave_rotation_seconds, then drains.
