@@ -121,17 +121,10 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
 
     agent = await transferring_agent(channel)
     category = await _category(services, env.uniqueid, env.get("linkedid"))
-    caller_id = normalise_number(env.get("callerid"))
-    if caller_id in ("", "0") or env.get("callerid").lower() in ("unknown", "anonymous"):
-        caller_id = ""
-    try:
-        caller_id = callback_number(caller_id, config.callbacks.allowed_prefixes)
-    except HopperError:
-        # Anonymous, abroad or a paid number: the caller keys a number we may call.
-        caller_id = ""
+    caller_id, refused = own_number(env.get("callerid"), services)
     number = caller_id
     try:
-        number = await _ask_number(channel, services, team_name, days, caller_id)
+        number = await _ask_number(channel, services, team_name, days, caller_id, refused)
     except AgiHangup:
         # The caller heard (part of) the promise and hung up: keep it on their caller ID.
         channel.log.info("caller hung up during the callback offer")
@@ -149,7 +142,12 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
 
 
 async def _ask_number(
-    channel: AgiChannel, services: Services, team_name: str, days: int, caller_id: str
+    channel: AgiChannel,
+    services: Services,
+    team_name: str,
+    days: int,
+    caller_id: str,
+    refused: bool,
 ) -> str:
     """The number to call back on: the caller ID, or one keyed after pressing 2."""
     when = "twee werkdagen" if days == 2 else f"{days} werkdagen"
@@ -157,25 +155,55 @@ async def _ask_number(
         f"Er is op dit moment niemand van {team_name} beschikbaar. "
         f"{team_name} belt u binnen {when} terug"
     )
-    return await ask_callback_number(channel, services, promise, caller_id)
+    return await ask_callback_number(channel, services, promise, caller_id, refused)
+
+
+# Said when the caller ID is a number the callback rule refuses (paid, personal, abroad):
+# the caller hears why before being asked to key another number.
+NOT_CALLABLE = (
+    "Naar het nummer waarmee u belt, bellen wij niet terug: "
+    "geen betaalde nummers en geen buitenlandse nummers."
+)
+
+
+def own_number(callerid: str, services: Services) -> tuple[str, bool]:
+    """The caller ID as a number a callback may dial, and whether the callback rule
+    (cti.hoppers.service.callback_number) refused it.
+
+    Every in-call path that offers a callback starts here (the team's offer, the virtual
+    hold): a 0900 or foreign caller ID is never confirmed nor dialled. ("", False) for an
+    anonymous caller: there is no number to refuse, only one to ask for."""
+    number = normalise_number(callerid)
+    if number in ("", "0") or callerid.lower() in ("unknown", "anonymous"):
+        return "", False
+    try:
+        return callback_number(number, services.config.callbacks.allowed_prefixes), False
+    except HopperError:
+        return "", True
 
 
 async def ask_callback_number(
-    channel: AgiChannel, services: Services, promise: str, caller_id: str
+    channel: AgiChannel,
+    services: Services,
+    promise: str,
+    caller_id: str,
+    refused: bool = False,
 ) -> str:
     """Say `promise` "op het nummer" and the caller ID, then 1 confirms (or silence), 2 lets
     the caller key another number. Also the virtual hold's question (agi/handlers/queue.py).
+    `caller_id` has passed the callback rule (`own_number`); `refused`: the caller's own
+    number was refused, which the caller is told before keying another.
 
     The one path that confirms a callback in a call: once there is a number, the caller
     may speak their question (agi/handlers/question.py); the hopper links it later."""
-    number = await _confirmed_number(channel, services, promise, caller_id)
+    number = await _confirmed_number(channel, services, promise, caller_id, refused)
     if number:
         await record_question(channel, services)
     return number
 
 
 async def _confirmed_number(
-    channel: AgiChannel, services: Services, promise: str, caller_id: str
+    channel: AgiChannel, services: Services, promise: str, caller_id: str, refused: bool
 ) -> str:
     if caller_id:
         offer = [
@@ -195,7 +223,8 @@ async def _confirmed_number(
         if choice != "2":
             return caller_id
     else:
-        await _get_data(channel, await prompt(services, f"{promise}."), 100, 1)
+        said = f"{promise}. {NOT_CALLABLE}" if refused else f"{promise}."
+        await _get_data(channel, await prompt(services, said), 100, 1)
     ask = await prompt(
         services, "Toets het nummer waarop wij u kunnen bellen, en sluit af met een hekje."
     )

@@ -20,13 +20,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from agi.handlers.hopper import ask_callback_number, digit_prompts
+from agi.handlers.hopper import ask_callback_number, digit_prompts, own_number
 from agi.handlers.ivr import Conversation
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
-from cti.hoppers.service import normalise_number, opening_hours
+from cti.hoppers.service import HopperError, opening_hours
 from cti.queue import service, vhold
 from cti.queue.events import record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
@@ -121,17 +121,16 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
     is no number to call (the caller goes back into the line at the same place: the
     channel still has its QUEUE_PRIO).
     """
-    caller_id = normalise_number(channel.env.get("callerid"))
-    if caller_id in ("", "0"):
-        caller_id = ""
+    # The callback rule first: a paid or foreign caller ID is told why and asked for
+    # another number; with none, the caller keeps waiting in their place.
+    caller_id, refused = own_number(channel.env.get("callerid"), services)
     # Read before the question: a caller who hangs up after speaking it keeps the callback.
     priority = int(await channel.get_variable("QUEUE_PRIO") or 0)
-    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id)
-    if not number:
+    number = await ask_callback_number(channel, services, VHOLD_PROMISE, caller_id, refused)
+    if not number or not await _requested(channel, services, number, priority):
         await channel.set_variable("BEREIK_ROUTE", "back")
         await channel.finish()
         return
-    await vhold.request(services, channel.env.uniqueid, number, priority, datetime.now(UTC))
     channel.log.info("virtual hold: called back on %s when it is their turn", number[-4:])
     goodbye = [
         "Dank u wel. U behoudt uw plaats en wordt teruggebeld op",
@@ -142,6 +141,16 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
         await channel.stream_file(await prompt(services, text))
     await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
+
+
+async def _requested(channel: AgiChannel, services: Services, number: str, priority: int) -> bool:
+    """The virtual hold recorded; False (the caller goes back in line) if the rule refused."""
+    try:
+        await vhold.request(services, channel.env.uniqueid, number, priority, datetime.now(UTC))
+    except HopperError as exc:
+        channel.log.warning("virtual hold refused: %s", exc)
+        return False
+    return True
 
 
 async def _overflow_before_entry(

@@ -37,7 +37,8 @@ from sqlalchemy import Table, select, update
 
 from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.ami.client import AmiError, AmiTimeout
-from cti.hoppers.service import HopperError, create_hopper
+from cti.hoppers.service import HopperError, callback_number, create_hopper
+from cti.privacy import mask_numbers_in
 from cti.queue import service
 from cti.services import Services
 from cti.store.models import QueueCall, VirtualHold
@@ -59,7 +60,11 @@ async def request(
     services: Services, uniqueid: str, number: str, priority: int, now: datetime
 ) -> bool:
     """The caller confirmed: their stay ends as "callback", a row waits for its turn.
-    False when this call already has one (a second press of 1 changes nothing)."""
+    False when this call already has one (a second press of 1 changes nothing).
+
+    Raises HopperError for a number the callback rule refuses (paid, abroad): no row, and
+    the caller's stay in line goes on."""
+    number = callback_number(number, services.config.callbacks.allowed_prefixes)
     async with services.sessions() as session, session.begin():
         if await session.scalar(
             select(VirtualHold.id).where(VirtualHold.call_uniqueid == uniqueid)
@@ -134,6 +139,13 @@ async def place_due(services: Services, now: datetime | None = None) -> int:
             continue  # another process took it
         if when is not None:
             log.info("virtual hold %s: its claim ran out unplaced; placing it now", row.id)
+        try:
+            # Rows written before the rule held at `request` must not be dialled either.
+            callback_number(row.number, config.callbacks.allowed_prefixes)
+        except HopperError as exc:
+            log.error("virtual hold %s not placed: %s", row.id, mask_numbers_in(str(exc)))
+            await _move(services, row.id, "placing", "failed")
+            continue
         try:
             await ami.action(
                 {

@@ -1,0 +1,106 @@
+"""One callback-number rule on every path that dials a citizen (cti.hoppers.service.
+callback_number): the in-call offer's caller ID, the virtual hold's row and its Originate.
+The hopper paths (IVR, API, KCC screen) and click-to-call are in test_hoppers_service.py
+and test_access_scope.py; the virtual hold with a real caller in tests/e2e/test_premium_callback.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from agi.handlers.hopper import own_number
+from cti.hoppers.service import HopperError
+from cti.queue import vhold
+from cti.services import Services
+from cti.store.models import VirtualHold
+from dialplan.config import Config
+from tests.support.memory_services import memory_services
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+REFUSED = ["09001234567", "0906-1234567", "0909 1234567", "0841234567", "+442079460958", "112"]
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    async with memory_services(Config.model_validate({}), tmp_path) as services:
+        yield services
+
+
+@pytest.mark.parametrize("callerid", REFUSED)
+def test_a_paid_or_foreign_caller_id_is_refused_and_the_caller_told(
+    services: Services, callerid: str
+) -> None:
+    assert own_number(callerid, services) == ("", True)
+
+
+def test_a_dutch_caller_id_is_offered_in_national_form(services: Services) -> None:
+    assert own_number("+31612345678", services) == ("0612345678", False)
+    assert own_number('"Jan" <0701234567>', services) == ("0701234567", False)
+
+
+@pytest.mark.parametrize("callerid", ["", "0", "anonymous", "Unknown"])
+def test_an_anonymous_caller_is_asked_for_a_number_without_a_refusal(
+    services: Services, callerid: str
+) -> None:
+    assert own_number(callerid, services) == ("", False)
+
+
+@pytest.mark.parametrize("number", REFUSED)
+async def test_a_virtual_hold_on_a_paid_or_foreign_number_is_never_recorded(
+    services: Services, number: str
+) -> None:
+    with pytest.raises(HopperError, match="bellen wij niet terug"):
+        await vhold.request(services, "1700000000.1", number, 10, NOW)
+    async with services.sessions() as session:
+        assert list((await session.execute(select(VirtualHold))).scalars()) == []
+
+
+class RecordingAmi:
+    """Stands in for the AMI client in this unit test: keeps the actions it is given."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, Any]] = []
+
+    async def action(self, action: dict[str, Any], timeout: float = 5.0) -> dict[str, str]:
+        self.actions.append(action)
+        return {"Response": "Success"}
+
+
+async def test_a_stored_virtual_hold_on_a_paid_number_is_never_originated(
+    services: Services,
+) -> None:
+    """A row from before the rule held at the request: the worker refuses to dial it and
+    still places the Dutch one beside it."""
+    async with services.sessions() as session, session.begin():
+        for uniqueid, number in (("1.1", "09001234567"), ("1.2", "0612345678")):
+            session.add(
+                VirtualHold(
+                    queue="kcc",
+                    call_uniqueid=uniqueid,
+                    number=number,
+                    priority=10,
+                    arrived_at=NOW,
+                    requested_at=NOW,
+                    status="pending",
+                    attempts=0,
+                    next_at=NOW,
+                    agent="",
+                )
+            )
+    ami = RecordingAmi()
+    with_ami = dataclasses.replace(services, ami=ami)  # type: ignore[arg-type]
+    assert await vhold.place_due(with_ami, NOW) == 1
+    assert [a["Exten"] for a in ami.actions] == ["0612345678"]
+    assert not any("0900" in str(value) for a in ami.actions for value in a.values())
+    async with services.sessions() as session:
+        rows = (await session.execute(select(VirtualHold.number, VirtualHold.status))).all()
+    assert sorted(tuple(r) for r in rows) == [("0612345678", "queued"), ("09001234567", "failed")]
