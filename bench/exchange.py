@@ -146,6 +146,25 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def wait_udp_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Return once some socket holds UDP `port` (sipp has bound it and answers from then
+    on); fail if `process` exits first. Read from /proc/net/udp: binding the port to try
+    it could make sipp's own bind fail."""
+    wanted = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"sipp on port {port} exited with {process.returncode}")
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            with contextlib.suppress(OSError):
+                # Each row's second column is local_address, e.g. 0100007F:C350.
+                rows = Path(table).read_text().splitlines()[1:]
+                if any(wanted in row.split(None, 2)[1] + " " for row in rows):
+                    return
+        time.sleep(0.01)
+    raise AssertionError(f"sipp did not bind UDP port {port} within {timeout} s")
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on loopback."""
     picked = _reserved_pick()
@@ -528,9 +547,7 @@ ring_seconds = 15
             path = self._scenario(
                 "citizen.xml", {"ring": str(ring_ms), "hold": str(hold_ms)}, label
             )
-        return self.start_sipp_uas(
-            path, self.ports.trunk, f"citizen-{mode}", trace_messages=True, settle_s=0.3
-        )
+        return self.start_sipp_uas(path, self.ports.trunk, f"citizen-{mode}", trace_messages=True)
 
     def start_sipp_uas(
         self,
@@ -540,13 +557,12 @@ ring_seconds = 15
         *,
         calls: int | None = None,
         trace_messages: bool = False,
-        settle_s: float = 0.2,
     ) -> subprocess.Popen[bytes]:
         """Run sipp in the background as the SIP endpoint on `port` (a phone, the trunk).
 
         Errors go to `<log_name>-errors.log` in the workdir and, with `trace_messages`, the
         SIP messages to `<log_name>-messages.log`. `calls` ends sipp after that many calls;
-        the teardown stops it otherwise. Waits `settle_s` for sipp to bind its port.
+        the teardown stops it otherwise. Returns once sipp has bound its SIP port.
         """
         process = subprocess.Popen(
             [
@@ -576,7 +592,7 @@ ring_seconds = 15
             start_new_session=True,
         )
         self.sipp_processes.append(process)
-        time.sleep(settle_s)
+        wait_udp_bound(port, process)
         return process
 
     async def call(
