@@ -374,6 +374,13 @@ class BereikMetrics:
             "PINs (someone may be guessing the PIN).",
             registry=r,
         )
+        self.login_lockouts = Counter(
+            "bereik_login_lockouts",
+            "Sign-in waits started: a name got repeated wrong passwords or second-factor "
+            "codes from one address, which now waits (cti/users/backoff.py; the account "
+            "itself stays usable from elsewhere). Someone may be guessing passwords.",
+            registry=r,
+        )
         self.ami_events_dropped = Counter(
             "bereik_ami_events_dropped",
             "AMI events dropped because the event queue was full; figures may be incomplete.",
@@ -402,6 +409,22 @@ class BereikMetrics:
             "bereik_announcements_played",
             "Announcements played to callers (to the end or cut short by a key), by kind.",
             ["scope_kind"],
+            registry=r,
+        )
+
+        # Every long-running part of `bereik serve` (cti/supervisor.py): worker names come
+        # from the code and the configured AMI nodes, so the label stays bounded.
+        self.worker_up = Gauge(
+            "bereik_worker_up",
+            "1 while a long-running part of bereik serve runs (or finished its one-off job), "
+            "0 while it waits to be restarted after a crash.",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "bereik_worker_restarts",
+            "Times a long-running part of bereik serve crashed and was restarted.",
+            ["worker"],
             registry=r,
         )
 
@@ -456,6 +479,17 @@ class BereikMetrics:
         for handler in self.handlers:
             self.agi_requests.labels(handler=handler)
             self.agi_failures.labels(handler=handler)
+
+    def init_worker(self, worker: str) -> None:
+        """A supervised part's series, at 0 restarts, before its first run."""
+        self.worker_up.labels(worker=worker).set(0)
+        self.worker_restarts.labels(worker=worker)
+
+    def set_worker_up(self, worker: str, up: bool) -> None:
+        self.worker_up.labels(worker=worker).set(1 if up else 0)
+
+    def worker_restarted(self, worker: str) -> None:
+        self.worker_restarts.labels(worker=worker).inc()
 
     # -- recording ---------------------------------------------------------------------
 
