@@ -1,7 +1,8 @@
 """Purging personal data after its retention (GDPR): a WORKER that runs once a day.
 
 Closed hoppers go `config.retention.closed_hopper_days` after closing (with their events
-and callback attempts, by cascade), calls `call_days` after they started, sent mails
+and callback attempts, by cascade), calls `call_days` after they started (with the
+waiting line's stays, virtual holds, survey answers and unlinked recordings), sent mails
 `sent_mail_days` after sending (their bodies copy numbers and notes), audit rows
 `audit_days` after they were written, announcements with their audio files
 `announcement_days` after they ended or expired; before that, callers' numbers in audit
@@ -44,7 +45,9 @@ from cti.store.models import (
     JobRun,
     OutboxMail,
     QuestionRecording,
+    QueueCall,
     SurveyAnswer,
+    VirtualHold,
 )
 from dialplan import clock
 
@@ -63,6 +66,8 @@ class Purged:
     masked: int = 0
     announcements: int = 0
     recordings: int = 0
+    queue_calls: int = 0
+    virtual_holds: int = 0
 
 
 # Rows deleted per transaction: each batch is a short write, so calls recording their
@@ -109,6 +114,13 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
     purged.calls = await _delete_in_batches(
         services, Call, Call.started_at < now - timedelta(days=keep.call_days)
     )
+    # The waiting line's stays and the virtual holds copy the caller's number: the same term.
+    purged.queue_calls = await _delete_in_batches(
+        services, QueueCall, QueueCall.joined_at < call_cutoff
+    )
+    purged.virtual_holds = await _delete_in_batches(
+        services, VirtualHold, VirtualHold.requested_at < call_cutoff
+    )
     purged.audit = await _delete_in_batches(
         services, AuditEntry, AuditEntry.at < now - timedelta(days=keep.audit_days)
     )
@@ -132,7 +144,8 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
             object_type="retention",
             detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit} "
             f"mails={purged.mails} masked={purged.masked} "
-            f"announcements={purged.announcements} recordings={purged.recordings}",
+            f"announcements={purged.announcements} recordings={purged.recordings} "
+            f"queue_calls={purged.queue_calls} virtual_holds={purged.virtual_holds}",
         )
         await session.commit()
     return purged
@@ -253,10 +266,12 @@ async def run_once(services: Services, now: datetime | None = None) -> Purged | 
             await session.commit()
         raise
     log.info(
-        "retention: purged %d closed hoppers, %d calls, %d audit rows, %d sent mails, "
-        "%d announcements; masked numbers in %d audit rows",
+        "retention: purged %d closed hoppers, %d calls, %d waiting-line stays, %d virtual "
+        "holds, %d audit rows, %d sent mails, %d announcements; masked numbers in %d audit rows",
         purged.hoppers,
         purged.calls,
+        purged.queue_calls,
+        purged.virtual_holds,
         purged.audit,
         purged.mails,
         purged.announcements,
