@@ -16,6 +16,7 @@ import jinja2
 
 from dialplan.asterisk import Installation
 from dialplan.config import Config, ConfigError
+from dialplan.logs import LOGROTATE_FILE, logrotate_conf
 from dialplan.music import make_music
 from dialplan.numbers import formatted, main_number_forms
 from dialplan.private import private_dir, write_private
@@ -315,6 +316,11 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         # 0600: manager.conf, pjsip.conf and extensions.conf carry secrets; the others
         # the same, so none is forgotten when a template gains one.
         write_private(etc / template.name.removesuffix(".j2"), text)
+    # Asterisk's logs name callers: rotated and deleted on the call term (dialplan/logs.py).
+    rotate = etc / LOGROTATE_FILE
+    write_private(
+        rotate, logrotate_conf(instance_host / "log", rotate, config.retention.call_days)
+    )
     return etc
 
 
