@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +49,8 @@ def end(name: str) -> str:
     return f"<!-- figures:{name} end -->"
 
 
-def machine() -> str:
-    """This machine in a few words: cores, CPU model, load average."""
+def machine(load: bool = True) -> str:
+    """This machine in a few words: cores, CPU model and (now) its load average."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -58,8 +59,28 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = os.getloadavg()[0]
-    return f"{os.cpu_count()} cores ({cpu}), load average {load:.1f}"
+    described = f"{os.cpu_count()} cores ({cpu})"
+    return f"{described}, load average {os.getloadavg()[0]:.1f}" if load else described
+
+
+def commit() -> str:
+    """The checked-out commit (short), with "+changes" when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"{head}+changes" if dirty else head
 
 
 def stamp(command: str, when: datetime | None = None, on: str | None = None) -> str:

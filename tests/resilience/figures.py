@@ -1,26 +1,45 @@
-"""Each resilience test prints its figures and appends them to one table for the README.
+"""Each resilience test prints its figures and appends them to one record file; the docs'
+tables of measured figures are made from it.
 
 `python -m tests.resilience.figures --markdown` prints the table from the last record of
-each test in test-artifacts/resilience-figures.jsonl; `--readme README.md` puts those rows
-into the README's table in place (rows of tests that did not run are left as they are).
+each test in test-artifacts/resilience-figures.jsonl; `--docs` puts each test's row on its
+topic's page (docs/nodes.md, docs/several-processes.md, docs/security.md, else
+docs/faults.md), between the page's `resilience` figure markers (bench/docfigures.py),
+with the date each row was measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from bench import docfigures
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
 RECORDS = ARTIFACTS / "resilience-figures.jsonl"
-HEADER = "| test | figures |"
+HERE = Path(__file__).resolve().parent
+COMMAND = "python -m tests.resilience.figures --docs"
+BLOCK = "resilience"
+# The topic page of each test module's figures; the rest go to docs/faults.md.
+PAGES = {
+    "test_nodes.py": "docs/nodes.md",
+    "test_several_processes.py": "docs/several-processes.md",
+    "test_several_processes_restore.py": "docs/several-processes.md",
+    "test_security.py": "docs/security.md",
+    "test_login_flood.py": "docs/security.md",
+}
+DEFAULT_PAGE = "docs/faults.md"
 
 
 class Figures:
     def __init__(self, test: str) -> None:
         self.test = test
-        # The README table's first column; the test's name until the test names it.
+        # The table's first column; the test's name until the test names it.
         self.title = test
         self.values: dict[str, object] = {}
 
@@ -32,7 +51,13 @@ class Figures:
         print(f"\n[figures] {self.test}: {line}")
         ARTIFACTS.mkdir(exist_ok=True)
         with RECORDS.open("a") as handle:
-            record = {"test": self.test, "title": self.title, "figures": self.values}
+            record = {
+                "test": self.test,
+                "title": self.title,
+                "figures": self.values,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": docfigures.machine(),
+            }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
@@ -47,33 +72,59 @@ def latest(path: Path) -> dict[str, dict[str, object]]:
     return records
 
 
+def title(record: dict[str, object]) -> str:
+    # Tests number their scenarios after the issue that asked for them; the docs do not.
+    return re.sub(r"^\d+(\.\d+)*\.?\s+", "", str(record["title"]))
+
+
+def when(record: dict[str, object]) -> str:
+    at = record.get("at")
+    return str(at).replace("T", " ")[:16] if at else "-"
+
+
 def row(record: dict[str, object]) -> str:
     figures = record["figures"]
     assert isinstance(figures, dict)
     text = ", ".join(f"{name}: {value}" for name, value in figures.items())
-    return f"| {record['title']} | {text.replace('|', '/')} |"
+    return f"| {title(record)} | {text.replace('|', '/')} | {when(record)} |"
 
 
 def markdown(records: dict[str, dict[str, object]]) -> str:
-    return "\n".join([HEADER, "|---|---|", *(row(r) for r in records.values())]) + "\n"
+    header = ["| test | figures | measured (UTC) |", "|---|---|---|"]
+    return "\n".join([*header, *(row(r) for r in records.values())]) + "\n"
 
 
-def update_readme(readme: str, records: dict[str, dict[str, object]]) -> str:
-    """The README with the table's rows replaced by the records of the same title; a
-    record with no row yet is added at the end of the table."""
-    lines = readme.splitlines()
-    start = lines.index(HEADER)
-    end = start + 2
-    while end < len(lines) and lines[end].startswith("| "):
-        end += 1
-    rows = lines[start + 2 : end]
-    left = dict(records)
-    for index, existing in enumerate(rows):
-        title = existing[2:].split(" | ", 1)[0]
-        if title in left:
-            rows[index] = row(left.pop(title))
-    rows += [row(record) for record in left.values()]
-    return "\n".join([*lines[: start + 2], *rows, *lines[end:]]) + "\n"
+def module_of(test: str) -> str | None:
+    """The file in tests/resilience that defines the test (its name without parameters)."""
+    name = test.split("[", 1)[0]
+    for path in sorted(HERE.glob("test_*.py")):
+        if re.search(rf"^(async )?def {re.escape(name)}\(", path.read_text(), re.M):
+            return path.name
+    return None
+
+
+def by_page(records: dict[str, dict[str, object]]) -> dict[str, dict[str, dict[str, object]]]:
+    pages: dict[str, dict[str, dict[str, object]]] = {}
+    for key, record in records.items():
+        page = PAGES.get(module_of(str(record["test"])) or "", DEFAULT_PAGE)
+        pages.setdefault(page, {})[key] = record
+    return pages
+
+
+def write_docs(records: dict[str, dict[str, object]], source: Path, repo: Path = REPO) -> None:
+    """Each page's block: the rows of its tests, stamped with the newest record's time and
+    machine (records without them: the record file's time, this machine's cores)."""
+    for page, rows in by_page(records).items():
+        times = [str(r["at"]) for r in rows.values() if r.get("at")]
+        machines = [str(r["machine"]) for r in rows.values() if r.get("machine")]
+        if times:
+            moment = datetime.fromisoformat(max(times))
+        else:
+            moment = datetime.fromtimestamp(source.stat().st_mtime, UTC)
+        machine = machines[-1] if machines else docfigures.machine(load=False)
+        docfigures.rewrite(
+            repo / page, BLOCK, markdown(rows), command=COMMAND, when=moment, on=machine
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=Path, default=RECORDS)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--markdown", action="store_true", help="print the table")
-    what.add_argument("--readme", type=Path, help="update the table in this README")
+    what.add_argument("--docs", action="store_true", help="put the rows on their docs pages")
     args = parser.parse_args(argv)
     records = latest(args.records)
     if not records:
@@ -89,8 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.markdown:
         sys.stdout.write(markdown(records))
-    else:
-        args.readme.write_text(update_readme(args.readme.read_text(), records))
+        return 0
+    try:
+        write_docs(records, args.records)
+    except docfigures.MarkersMissing as error:
+        print(f"figures: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

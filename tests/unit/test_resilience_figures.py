@@ -1,4 +1,4 @@
-"""The README's resilience table is made from the tests' own records (resilience/figures.py)."""
+"""The docs' resilience tables are made from the tests' own records (resilience/figures.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.resilience import figures
-
-README = """# Bereik
-
-| test | figures |
-|---|---|
-| `kill -9` of serve during 20 calls | typed by hand |
-| sustained load, 20/s for 5 min | 6000 placed |
-
-After the table.
-"""
 
 
 def write(path: Path, *records: dict[str, object]) -> Path:
@@ -29,37 +19,79 @@ def test_the_last_record_of_each_test_makes_its_row(tmp_path: Path) -> None:
     records = write(
         tmp_path / "figures.jsonl",
         {"test": "t1", "title": "`kill -9` of serve during 20 calls", "figures": {"a": 1}},
-        {"test": "t2", "title": "new test", "figures": {"x": "y|z"}},
-        {"test": "t1", "title": "`kill -9` of serve during 20 calls", "figures": {"a": 2}},
+        {"test": "t2", "title": "15.1 new test", "figures": {"x": "y|z"}},
+        {
+            "test": "t1",
+            "title": "`kill -9` of serve during 20 calls",
+            "figures": {"a": 2},
+            "at": "2026-12-07T03:10:09+00:00",
+        },
     )
     table = figures.markdown(figures.latest(records))
     assert table.splitlines() == [
-        "| test | figures |",
-        "|---|---|",
-        "| `kill -9` of serve during 20 calls | a: 2 |",
-        "| new test | x: y/z |",
+        "| test | figures | measured (UTC) |",
+        "|---|---|---|",
+        "| `kill -9` of serve during 20 calls | a: 2 | 2026-12-07 03:10 |",
+        "| new test | x: y/z | - |",
     ]
 
 
-def test_the_readme_gets_the_rows_of_the_tests_that_ran_and_keeps_the_others(
+PAGE = """# Page
+
+## Measured
+
+<!-- figures:resilience begin -->
+| old | typed |
+<!-- figures:resilience end -->
+"""
+
+
+def test_each_tests_row_goes_to_its_topics_page_with_the_command_and_date(
     tmp_path: Path,
 ) -> None:
+    for page in ("faults", "nodes", "security"):
+        (tmp_path / "docs").mkdir(exist_ok=True)
+        (tmp_path / "docs" / f"{page}.md").write_text(PAGE)
     records = write(
         tmp_path / "figures.jsonl",
-        {"test": "t1", "title": "`kill -9` of serve during 20 calls", "figures": {"a": 2}},
-        {"test": "t2", "title": "new test", "figures": {"b": 3}},
+        {
+            "test": "test_ami_reconnects_within_five_seconds_of_asterisk_restart",
+            "title": "Asterisk restarted",
+            "figures": {"seconds": 0.8},
+            "at": "2026-12-07T03:10:00+00:00",
+            "machine": "2 cores (X), load average 1.0",
+        },
+        {
+            "test": "test_rolling_upgrade_at_peak_drops_no_call",
+            "title": "15.3 rolling upgrade",
+            "figures": {"dropped": 0},
+            "at": "2026-12-07T03:20:00+00:00",
+            "machine": "2 cores (X), load average 2.0",
+        },
     )
-    readme = tmp_path / "README.md"
-    readme.write_text(README)
-    assert figures.main(["--records", str(records), "--readme", str(readme)]) == 0
-    assert readme.read_text().splitlines()[3:9] == [
-        "|---|---|",
-        "| `kill -9` of serve during 20 calls | a: 2 |",
-        "| sustained load, 20/s for 5 min | 6000 placed |",
-        "| new test | b: 3 |",
-        "",
-        "After the table.",
-    ]
+    figures.write_docs(figures.latest(records), records, repo=tmp_path)
+    faults = (tmp_path / "docs" / "faults.md").read_text()
+    assert "Produced by `python -m tests.resilience.figures --docs` on 2026-12-07 03:10 UTC" in (
+        faults
+    )
+    assert "| Asterisk restarted | seconds: 0.8 | 2026-12-07 03:10 |" in faults
+    assert "typed" not in faults and "rolling" not in faults
+    nodes = (tmp_path / "docs" / "nodes.md").read_text()
+    assert "| rolling upgrade | dropped: 0 | 2026-12-07 03:20 |" in nodes
+    assert "load average 2.0" in nodes
+    # No row for security: its page is left as it was.
+    assert (tmp_path / "docs" / "security.md").read_text() == PAGE
+
+
+def test_a_page_without_markers_is_an_error_that_names_them(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "faults.md").write_text("# Faults\n")
+    records = write(
+        tmp_path / "figures.jsonl",
+        {"test": "test_unknown", "title": "x", "figures": {"a": 1}},
+    )
+    with pytest.raises(figures.docfigures.MarkersMissing, match="figures:resilience begin"):
+        figures.write_docs(figures.latest(records), records, repo=tmp_path)
 
 
 def test_a_figure_set_in_a_test_is_recorded_with_its_title(
