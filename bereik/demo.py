@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from pathlib import Path
 
 from bereik.mailsink import start_mail_sink
 from bereik.serve import serve
-from dialplan import asterisk
+from dialplan import asterisk, clock
 from dialplan.config import Config, load
 from dialplan.kamailio import (
     NODE_AMI_STEP,
@@ -18,6 +19,7 @@ from dialplan.kamailio import (
     KamailioProcess,
     render_kamailio,
 )
+from dialplan.logs import keep_bounded
 from dialplan.private import private_dir, write_private
 from dialplan.render import render
 
@@ -83,7 +85,7 @@ def run_demo(config: Config, config_path: Path, nodes: int = 0) -> int:
     mail_folder = installation.host_path(config.asterisk.instance_dir).parent / "demo-mail"
     print(f"  Mail:            kept as files in {mail_folder} (demo mail server)\n", flush=True)
     try:
-        asyncio.run(_serve_until_signal(config, mail_folder))
+        asyncio.run(_serve_until_signal(config, mail_folder, [process]))
     finally:
         process.stop()
         print("stopped Asterisk and bereik serve")
@@ -118,7 +120,7 @@ def _run_nodes(config: Config, config_path: Path, installation: asterisk.Install
             flush=True,
         )
         mail_folder = installation.host_path(config.asterisk.instance_dir).parent / "demo-mail"
-        asyncio.run(_serve_until_signal(config, mail_folder))
+        asyncio.run(_serve_until_signal(config, mail_folder, processes))
     finally:
         kamailio.stop()
         for process in processes:
@@ -127,8 +129,19 @@ def _run_nodes(config: Config, config_path: Path, installation: asterisk.Install
     return 0
 
 
-async def _serve_until_signal(config: Config, mail_folder: Path) -> None:
+async def _serve_until_signal(
+    config: Config, mail_folder: Path, processes: list[asterisk.AsteriskProcess]
+) -> None:
     sink = await start_mail_sink(config, mail_folder)
+    # Asterisk's logs name callers: kept for the call term, as the calls (no logrotate here).
+    logs = [
+        (
+            p.installation.host_path(p.instance_dir) / "log",
+            functools.partial(p.cli, "logger reload"),
+        )
+        for p in processes
+    ]
+    pruning = asyncio.create_task(keep_bounded(logs, config.retention.call_days, clock.now))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -137,5 +150,6 @@ async def _serve_until_signal(config: Config, mail_folder: Path) -> None:
     try:
         await serve(config, stop)
     finally:
+        pruning.cancel()
         if sink is not None:
             sink.close()
