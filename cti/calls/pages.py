@@ -49,6 +49,12 @@ async def _board(request: web.Request) -> dict[str, Any]:
     figures = await board_figures(services)
     for name, part in request.app[BOARD_PARTS].items():
         figures[name] = await part(services)
+    line = figures.get("queue")
+    if line is not None:
+        # One meaning of "waiting" on the board: the team table's KCC cell is the line's
+        # own count (callers in the line or hearing its entry messages), not a second
+        # count kept elsewhere that may differ from it for the same callers.
+        figures["waiting"] = {**figures["waiting"], "kcc": line["waiting"]}
     return figures
 
 

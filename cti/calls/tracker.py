@@ -313,6 +313,9 @@ class CallTracker:
         if e.get("UserEvent") == "BereikPlayed":
             self._played(e)
             return
+        if e.get("UserEvent") == "BereikQueueExit":
+            self._left_line(e)
+            return
         if e.get("UserEvent") != "BereikRoute":
             return
         call = self._call_of(e)
@@ -320,6 +323,16 @@ class CallTracker:
         if call is None or team not in self.teams:
             return
         self._offer(call, team, at)
+
+    def _left_line(self, e: Mapping[str, Any]) -> None:
+        """The caller left a waiting line without an agent (nobody signed in, line full,
+        max wait): nobody will answer this offer, the caller now hears the callback offer.
+        Ending the offer here, as a ring group's last DialEnd does, keeps "waiting" one
+        meaning everywhere: a caller whom a person may still answer."""
+        call = self._call_of(e)
+        offer = call.open_offer() if call is not None else None
+        if offer is not None and offer.team == str(e.get("Queue", "")):
+            offer.result = "no_answer"
 
     def _played(self, e: Mapping[str, Any]) -> None:
         """An announcement or an info text was heard: what an announcement saves is what

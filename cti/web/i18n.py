@@ -65,11 +65,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "whole team": "Hele team",
         "survey per employee lead": "Per medewerker alleen bij minstens {n} antwoorden in "
         "de periode; alleen de teamleider en de medewerker zelf zien dit.",
-        "survey per employee not here": "Per medewerker ziet alleen de teamleider dit "
-        "(en de medewerker zelf, via GET /api/survey).",
+        "survey per employee not here": "Per medewerker ziet alleen de teamleider van het "
+        "team dit, op dit scherm.",
         "survey note": "Gemiddelde score of aandeel ja, met tussen haakjes het aantal "
-        "antwoorden. Per medewerker: GET /api/survey en het rapport, alleen voor de "
-        "medewerker zelf en de teamleider.",
+        "antwoorden. Per medewerker: onder Rapportages (link hieronder), alleen voor de "
+        "teamleider van het team.",
         "create": "Aanmaken",
         "hopper created": "Terugbelverzoek {id} aangemaakt voor {team}.",
         "inbox": "Groepsinbox",
@@ -143,8 +143,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "overdue short": "Te laat",
         "reports": "Rapportages",
         "reports where": (
-            "Elke maandag krijgt de teamleider de cijfers van de week per mail; "
-            "op aanvraag maakt bereik report ze per team en per medewerker."
+            "Elke maandag krijgt de teamleider de cijfers van de week per mail. Per team "
+            "en per medewerker, voor elke week of maand: klik op Rapportages, kies de "
+            "periode en het team, en download ze daar als CSV."
         ),
         "reports screen": "Rapportages",
         "bad period": "Kies een week, een maand of twee dagen.",
@@ -176,7 +177,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "service level short": "Servicelevel",
         "at norm": "haalt de norm",
         "below norm": "onder de norm",
-        "download report": "Download het hele rapport (CSV, als bereik report)",
+        "download report": "Download het hele rapport (CSV)",
         "download csv": "Download {chart} (CSV)",
         "numbers of": "De cijfers van: {chart}",
         "week": "Week",
@@ -319,11 +320,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "whole team": "Whole team",
         "survey per employee lead": "Per employee only from {n} answers in the period; "
         "only the team lead and the employee themself see this.",
-        "survey per employee not here": "Per employee only the team lead sees this (and "
-        "the employee themself, through GET /api/survey).",
+        "survey per employee not here": "Per employee only the team's lead sees this, on "
+        "this screen.",
         "survey note": "Average score or share of yes, with the number of answers in "
-        "brackets. Per agent: GET /api/survey and the report, only for the agent and their "
-        "team lead.",
+        "brackets. Per agent: under Reports (link below), only for the team's lead.",
         "create": "Create",
         "hopper created": "Callback request {id} created for {team}.",
         "inbox": "Group inbox",
@@ -397,8 +397,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "overdue short": "Overdue",
         "reports": "Reports",
         "reports where": (
-            "Every Monday the team lead gets the week's figures by mail; "
-            "bereik report makes them per team and employee on demand."
+            "Every Monday the team lead gets the week's figures by mail. Per team and "
+            "employee, for any week or month: click Reports, choose the period and the "
+            "team, and download them there as CSV."
         ),
         "reports screen": "Reports",
         "bad period": "Pick a week, a month or two days.",
@@ -432,7 +433,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "service level short": "Service level",
         "at norm": "meets the norm",
         "below norm": "below the norm",
-        "download report": "Download the whole report (CSV, as bereik report)",
+        "download report": "Download the whole report (CSV)",
         "download csv": "Download {chart} (CSV)",
         "numbers of": "The figures of: {chart}",
         "week": "Week",
