@@ -193,6 +193,17 @@ class Kamailio(Strict):
     # In-dialog OPTIONS to both ends of every call (Kamailio's minimum is 30 s); a call
     # whose node is gone is ended towards the trunk 10 s after a keepalive fails.
     keepalive_seconds: int = Field(30, ge=30, le=3600)
+    # The edge's bans (deploy/kamailio): a source (not a node, not the trunk) that sends
+    # more than flood_requests requests in flood_seconds, or fails authentication
+    # auth_failures times with auth_failure_seconds between failures, gets no answer at
+    # all for ban_seconds.
+    flood_requests: int = Field(30, ge=5, le=10_000)
+    flood_seconds: int = Field(2, ge=1, le=60)
+    auth_failures: int = Field(10, ge=2, le=1000)
+    auth_failure_seconds: int = Field(300, ge=10, le=86_400)
+    ban_seconds: int = Field(3600, ge=10, le=604_800)
+    # SIP over TLS for phones, with [tls]'s certificate (SRTP keys travel inside it).
+    tls_port: int = Field(5061, ge=1, le=65535)
     # The user Kamailio drops to when started as root.
     user: str = "nobody"
     group: str = "nogroup"
@@ -499,6 +510,34 @@ class Callbacks(Strict):
         return value
 
 
+class CallsOut(Strict):
+    """Staff calling out from their own phones through the trunk (a leading 0, or 112);
+    deploy/asterisk/dialplan/out.conf.j2."""
+
+    # Presented to whom they call; empty: callbacks.caller_id, else the main number.
+    caller_id: str = ""
+    # National prefixes every phone may dial (as in [callbacks]; "+32" is 0032...).
+    allowed_prefixes: list[Prefix] = DUTCH_PREFIXES
+    # Costly prefixes (0900/0906/0909, 084/087, abroad: "+" for every country, or
+    # "+32") and the phones that may dial each; every other phone hears why it may not.
+    extra_prefixes: dict[str, list[Extension]] = {}
+
+    @field_validator("caller_id")
+    @classmethod
+    def caller_id_digits(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\+?[0-9]{2,20}", value):
+            raise ValueError("must be a phone number (digits, optionally starting with +)")
+        return value
+
+    @field_validator("extra_prefixes")
+    @classmethod
+    def prefixes(cls, extra: dict[str, list[str]]) -> dict[str, list[str]]:
+        for prefix in extra:
+            if not re.fullmatch(r"0[1-9][0-9]{0,5}|\+([1-9][0-9]{0,6})?", prefix):
+                raise ValueError(f"{prefix!r} is not a prefix (0..., + or +<country>)")
+        return extra
+
+
 class Retention(Strict):
     closed_hopper_days: int = Field(90, ge=1)
     call_days: int = Field(90, ge=1)
@@ -718,6 +757,7 @@ class Config(Strict):
     hours: Hours = Hours()
     operators: Operators = Operators()
     callbacks: Callbacks = Callbacks()
+    calls_out: CallsOut = CallsOut()
     retention: Retention = Retention()
     tts: Tts = Tts()
     tls: Tls = Tls()
@@ -760,6 +800,10 @@ class Config(Strict):
         for agent in self.kcc.agents:
             if agent not in phones:
                 raise ValueError(f"kcc agent {agent} is not in [[phones]]")
+        for prefix, allowed in self.calls_out.extra_prefixes.items():
+            for extension in allowed:
+                if extension not in phones:
+                    raise ValueError(f"calls_out prefix {prefix}: {extension} is not a phone")
         codes = [
             self.operators.record_code,
             self.operators.presence_on_code,

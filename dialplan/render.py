@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from dialplan import calls_out
 from dialplan.asterisk import Installation
 from dialplan.config import Config, ConfigError
 from dialplan.logs import LOGROTATE_FILE, logrotate_conf
@@ -45,6 +46,8 @@ MODULES = [
     "res_pjsip_rfc3326.so",
     "res_pjsip_logger.so",
     "res_pjsip_diversion.so",
+    # security events (failed auth, unknown endpoint, ACL) to log/security.log, for fail2ban
+    "res_security_log.so",
     # the registered trunk, and SRTP for phones on TLS
     "res_pjsip_outbound_registration.so",
     "res_pjsip_outbound_authenticator_digest.so",
@@ -195,6 +198,9 @@ class Secrets:
     ami: str
     phones: dict[str, str]
     agi: str  # the first path segment of every FastAGI URL in the dialplan
+    # Kamailio's mark on a trunk call it hands to a node (X-Bereik-Trunk), which the nodes
+    # trust as the trunk; Kamailio strips it from every request it receives.
+    edge: str = ""
 
 
 def load_secrets(path: Path, config: Config) -> Secrets:
@@ -209,12 +215,13 @@ def load_secrets(path: Path, config: Config) -> Secrets:
         data = {}
     data.setdefault("ami", random_secrets.token_urlsafe(24))
     data.setdefault("agi", random_secrets.token_urlsafe(24))
+    data.setdefault("edge", random_secrets.token_urlsafe(24))
     phones: dict[str, str] = data.setdefault("phones", {})
     for phone in config.phones:
         phones.setdefault(phone.extension, random_secrets.token_urlsafe(12))
     private_dir(path.parent)
     write_private(path, json.dumps(data, indent=1))
-    return Secrets(ami=data["ami"], phones=phones, agi=data["agi"])
+    return Secrets(ami=data["ami"], phones=phones, agi=data["agi"], edge=data["edge"])
 
 
 def templates(folder: Path) -> jinja2.Environment:
@@ -280,6 +287,10 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     if config.waiting_lines():
         make_music(installation.host_path(dirs.sounds) / "moh")
         dirs = replace(dirs, data=instance_data_dir(installation, instance_host, dirs))
+    if config.outbound_trunk:
+        calls_out.make_refusals(
+            installation.host_path(dirs.sounds) / calls_out.SUBDIRECTORY, config.exchange.language
+        )
     environment = templates(TEMPLATES)
     context = {
         "config": config,
@@ -304,6 +315,8 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
             config.trunk.number_format,
             config.trunk.country_code,
         ),
+        "out": calls_out.plan(config, dirs.sounds),
+        "premium": calls_out.PREMIUM,
         "extra_dialplan": sorted(
             path.name
             for path in (TEMPLATES / "dialplan").glob("*.conf.j2")
