@@ -3,9 +3,11 @@
 GET  /events                    the agent's call as it rings, is answered and ends (SSE)
 GET  /api/agent/call            the same, once
 POST /api/agent/transfer        transfer the agent's call to a team number
-POST /api/calls/{id}/transfer   transfer a call (by id or uniqueid) to a team number
+POST /api/calls/{id}/transfer   transfer a call (by id or uniqueid) to a team number: an
+                                agent only a call they are on, a supervisor any call
 POST /api/agent/category        register the question category of a call
-GET  /api/callers/{number}      earlier contacts and open hoppers of a number (audited)
+GET  /api/callers/{number}      earlier contacts and open hoppers of a number (audited): an
+                                agent only for the caller of their own call (?call=)
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from sqlalchemy import select
 from cti.audit import audit, audit_views
 from cti.calls.live import CLOSE, HEARTBEAT_SECONDS, AgentCall, LiveCalls
 from cti.calls.transfer import TransferError, transfer_to_team
-from cti.store.models import Call, Hopper
+from cti.privacy import national, own_call
+from cti.store.models import Call, Hopper, User
 from cti.web.auth import current_user, require_role, still_signed_in
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object
@@ -153,8 +156,32 @@ async def call_transfer(request: web.Request) -> web.Response:
         )
     if call is None:
         raise json_error(f"call {key} does not exist", 404)
+    user = current_user(request)
+    if user.role == "agent" and not await _on_call(request, user, call.uniqueid):
+        # An agent moves only a call they are on; supervisors (and admins) any call.
+        await _refused(request, "call", call.uniqueid, "transfer: not the agent's call")
+        raise json_error("u kunt alleen een gesprek doorverbinden dat u zelf voert", 403)
     await _transfer(request, call.uniqueid, team)
     return web.json_response({"call": call.id, "team": team.id, "status": "transferring"})
+
+
+async def _on_call(request: web.Request, user: User, uniqueid: str, number: str = "") -> bool:
+    """Whether the user is on this call: the one at their phone now (ringing or answered),
+    or their current or last answered call (cti.privacy.own_call); with `number`, also
+    whether that call's caller has this number."""
+    live = request.app[BOARD].calls.get(user.extension) if user.extension else None
+    if live is not None and uniqueid and live.linkedid == uniqueid:
+        return not number or national(live.caller) == national(number)
+    async with request.app[SERVICES].sessions() as session:
+        row = await own_call(session, user.extension, uniqueid)
+    return row is not None and (not number or national(row.caller) == national(number))
+
+
+async def _refused(request: web.Request, object_type: str, object_id: str, why: str) -> None:
+    """A refused look-up or action on a caller's data, on record (BIO)."""
+    async with request.app[SERVICES].sessions() as session:
+        audit(session, current_user(request).name, "refuse", object_type, object_id, why)
+        await session.commit()
 
 
 async def _call_row(session: Any, linkedid: str) -> Call | None:
@@ -174,6 +201,9 @@ async def agent_category(request: web.Request) -> web.Response:
     if category not in services.config.known_categories():
         raise json_error(f"unknown question category {category!r}")
     linkedid = str(body.get("call", "")) or _current_call(request).linkedid
+    if user.role != "admin" and not await _on_call(request, user, linkedid):
+        await _refused(request, "call", linkedid, "categorise: not the agent's call")
+        raise json_error("u kunt alleen een gesprek registreren dat u voert of net voerde", 403)
     async with services.sessions() as session:
         row = await _call_row(session, linkedid)
         if row is None:
@@ -193,11 +223,17 @@ async def agent_category(request: web.Request) -> web.Response:
 
 
 async def caller_history(request: web.Request) -> web.Response:
-    """Earlier contacts and open hoppers of a number, for the agent's popup (audited)."""
+    """Earlier contacts and open hoppers of a number, for the agent's popup (audited).
+
+    An agent sees them only for the caller of a call they are on (`?call=`, the popup's
+    call); an admin for any number. A refusal is audited too."""
     user = require_role(request, "agent")
     number = request.match_info["number"]
     services = request.app[SERVICES]
     current = str(request.query.get("call", ""))
+    if user.role != "admin" and not await _on_call(request, user, current, number):
+        await _refused(request, "caller", number, "history: not on a call with this caller")
+        raise json_error("alleen de beller van een gesprek dat u voert of net voerde", 403)
     async with services.sessions() as session:
         calls = (
             await session.execute(

@@ -7,7 +7,10 @@ POST /api/hoppers/{id}/reassign      pass a hopper to another team (wrong team)
 
 Making a hopper has one request schema (caller, team, reason, category, note,
 call_uniqueid), one set of rules (cti.hoppers.service.create_hopper) and answers in Dutch,
-as the service's refusals do.
+as the service's refusals do. `call_uniqueid` links that call (its spoken question, its
+outcome) only when it is the user's own current or last call and the caller's number is
+the hopper's (cti.privacy.own_call); otherwise the hopper is still made, unlinked, the
+answer says why in `call_not_linked`, and the refusal is audited.
 
 Every view and change writes an audit row in the same transaction (BIO).
 """
@@ -31,6 +34,7 @@ from cti.hoppers.service import (
     list_hoppers,
     reassign_hopper,
 )
+from cti.privacy import national, own_call
 from cti.store.models import Hopper
 from cti.web.auth import (
     ALL_TEAMS_ROLES,
@@ -102,6 +106,8 @@ async def post_hopper(request: web.Request) -> web.Response:
         raise json_error(
             "caller: geef een telefoonnummer in cijfers (spaties, streepjes en + mogen)"
         )
+    call_uniqueid = _text(data, "call_uniqueid")
+    not_linked = await _unlinkable(services, user, call_uniqueid, caller)
     try:
         hopper = await create_hopper(
             services,
@@ -111,16 +117,36 @@ async def post_hopper(request: web.Request) -> web.Response:
             agent=user.extension or user.name,
             category=_text(data, "category"),
             note=_text(data, "note"),
-            call_uniqueid=_text(data, "call_uniqueid"),
+            call_uniqueid="" if not_linked else call_uniqueid,
             actor=user.name,
         )
     except HopperError as exc:
         raise json_error(str(exc)) from None
     async with services.sessions() as session:
         audit(session, user.name, "create", "hopper", hopper.id)
+        if not_linked:
+            audit(session, user.name, "refuse", "call", call_uniqueid, f"link: {not_linked}")
         await session.commit()
         fresh = await _load(session, hopper.id)
-    return web.json_response(_masked_json(fresh or hopper, user), status=201)
+    answer = _masked_json(fresh or hopper, user)
+    if not_linked:
+        # The request is kept (the citizen waits for it); only the call stays unlinked.
+        answer["call_not_linked"] = not_linked
+    return web.json_response(answer, status=201)
+
+
+async def _unlinkable(services: Any, user: Any, call_uniqueid: str, caller: str) -> str:
+    """Why the named call may not be linked to the hopper (its recording, its outcome),
+    or "" when it may: only the user's own current or last call, with the same number."""
+    if not call_uniqueid:
+        return ""
+    async with services.sessions() as session:
+        call = await own_call(session, user.extension, call_uniqueid)
+    if call is None:
+        return "dit gesprek is niet uw huidige of vorige gesprek; niet gekoppeld"
+    if national(call.caller) != national(caller):
+        return "het nummer is niet dat van de beller van dit gesprek; niet gekoppeld"
+    return ""
 
 
 def _masked_json(hopper: Hopper, user: Any) -> dict[str, Any]:
