@@ -254,6 +254,11 @@ class FastAgiServer:
         self.admission.start()
         log.info("FastAGI listening on %s:%s", self.host, self.port)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the socket takes FastAGI sessions (a part on /healthz)."""
+        return self._server is not None and self._server.is_serving()
+
     async def until_quiet(self, quiet: float, timeout: float) -> bool:
         """Wait until no connection has arrived for `quiet` s (at most `timeout` s); whether
         it went quiet. A balancer that has just taken this process out may still have a

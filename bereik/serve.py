@@ -34,6 +34,7 @@ from cti.calls import lease as tracking_lease
 from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
+from cti.health import Health
 from cti.hoppers import http as hoppers_http
 from cti.nodes import http as nodes_http
 from cti.nodes import pages as nodes_pages
@@ -50,12 +51,15 @@ from cti.reports import pages as reports_pages
 from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
+from cti.supervisor import Supervisor
 from cti.survey import http as survey_http
 from cti.survey import service as survey
+from cti.users import pages as users_pages
 from cti.voice import http as voice_http
 from cti.voice import savings
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
+from cti.web.server import app_runner
 from dialplan.config import Config
 from dialplan.render import load_secrets
 
@@ -136,7 +140,14 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         allowed_peers=config.server.agi_allowed_peers,
     )
     readiness = Readiness(fall=config.server.readiness_fall)
-    runner = web.AppRunner(web_app(services, board, readiness), access_log=None)
+    parts = Supervisor(services.metrics)
+    health = Health(services, parts, agi=lambda: agi.listening)
+    # Idle and half-sent connections closed in time, the open-files limit raised.
+    runner = app_runner(
+        web_app(services, board, readiness, health),
+        keepalive_seconds=config.server.http_keepalive_seconds,
+        header_seconds=config.server.http_header_seconds,
+    )
     await runner.setup()
     https = server_context(config.tls)
     site = web.TCPSite(
@@ -172,14 +183,17 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
             "virtual holds": functools.partial(vhold.place_worker, services),
             "waiting-line sounds": functools.partial(queue_sounds.make, services),
         }
-    background: list[asyncio.Task[None]] = []
+    # Every long-running part under one supervisor: restarted with backoff when it raises,
+    # its state on /metrics, /healthz and the wall screen (cti/supervisor.py).
+    for name, loop in ami.loops().items():
+        parts.add(name, loop)
+    parts.add("ami events", bus.run)
+    for name, worker in workers.items():
+        parts.add(name, worker)
     try:
         await agi.start()
         await site.start()
-        ami.start()
-        background.append(asyncio.create_task(bus.run(), name="ami-events"))
-        for name, worker in workers.items():
-            background.append(asyncio.create_task(_supervised(name, worker()), name=name))
+        parts.start()
         log.info(
             "serving: FastAGI %s:%s, HTTP %s://%s:%s",
             config.server.agi_host,
@@ -207,9 +221,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
             log.info("drained: no FastAGI session in progress")
     finally:
         log.info("stopping")
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await parts.stop()
         try:
             await asyncio.wait_for(listener.flush(), FLUSH_SECONDS)
         except TimeoutError:
@@ -240,12 +252,17 @@ async def _leave_rotation(readiness: Readiness, agi: FastAgiServer, timeout: flo
 
 
 def web_app(
-    services: Services, board: LiveCalls, readiness: Readiness | None = None
+    services: Services,
+    board: LiveCalls,
+    readiness: Readiness | None = None,
+    health: Health | None = None,
 ) -> web.Application:
     """The web API, the screens, /healthz, /readyz and /metrics, every feature's routes."""
     plugins: list[Plugin] = [
         (readiness or Readiness()).setup,
+        (health or Health(services)).setup,
         pages.setup,
+        users_pages.setup,
         announcements_http.setup,
         announcements_pages.setup,
         callbacks_http.setup,
@@ -263,16 +280,6 @@ def web_app(
         survey_http.setup,
     ]
     return create_app(services, plugins)
-
-
-async def _supervised(name: str, worker: Awaitable[None]) -> None:
-    """A worker that crashes is logged; the calls in progress never depend on it."""
-    try:
-        await worker
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("worker %s crashed; restart bereik serve to run it again", name)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -102,6 +102,8 @@ class Server(Strict):
     # 503s (HAProxy's `fall`), at most leave_rotation_seconds, then drains.
     readiness_fall: int = Field(2, ge=1, le=10)
     leave_rotation_seconds: float = Field(10.0, ge=0, le=120)
+    # Less free space than this in the instance directory makes /healthz answer 503.
+    disk_free_mb: int = Field(200, ge=0)
 
     @field_validator("agi_allowed_peers", "trusted_proxies")
     @classmethod
@@ -230,6 +232,8 @@ class Mail(Strict):
     username: str = ""
     password: str = ""
     retry_seconds: float = Field(30.0, gt=0)
+    # An unsent mail older than this makes /healthz answer 503 (the outbox part).
+    late_seconds: float = Field(900.0, gt=0)
 
     @field_validator("sender")
     @classmethod
@@ -291,6 +295,9 @@ class Queue(Strict):
     # The target the staffing forecast (Erlang C) plans for: this share within the seconds.
     service_level_target: float = Field(0.8, gt=0, lt=1)
     short_abandon_seconds: int = Field(5, ge=0, le=60)
+    # A caller who hung up in the KCC's line after short_abandon_seconds gets a KCC hopper
+    # (reason abandoned), once per caller per day; never an acquisitie or anonymous caller.
+    callback_abandoned: bool = False
     # Pause reasons: id -> label; the n-th is also pause code + n on the phone (*331).
     pause_reasons: dict[str, str] = {
         "lunch": "Lunch",
@@ -318,6 +325,15 @@ class Queue(Strict):
             if not re.match(r"^[a-z][a-z0-9_]{0,31}$", reason) or reason == "ring_out":
                 raise ValueError(f"{reason!r} is not a usable pause reason id")
         return reasons
+
+
+class Norms(Strict):
+    """First-line resolution (cti/reports/firstline.py): the share of KCC calls handled
+    without a transfer or a hopper, against this target, and repeat callers: who called
+    again within this many working days of an answered call."""
+
+    first_line_target: float = Field(0.8, gt=0, le=1)
+    repeat_days: int = Field(5, ge=1, le=30)
 
 
 class Phone(Strict):
@@ -751,6 +767,7 @@ class Config(Strict):
     mail: Mail = Mail()
     kcc: Kcc = Kcc()
     queue: Queue = Queue()
+    norms: Norms = Norms()
     phones: list[Phone] = []
     teams: list[Team] = []
     menu: Menu = Menu()

@@ -138,7 +138,26 @@ class AmiClient:
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ami-supervisor")
+        """Run the connection on a task of its own (a command-line tool, a bench); `bereik
+        serve` runs `run` under its supervisor instead (`loops`)."""
+        self._task = asyncio.create_task(self.run(), name="ami-connection")
+
+    @property
+    def part(self) -> str:
+        """This connection's name as a supervised part (and on /healthz)."""
+        return f"ami {self.node}" if self.node else "ami"
+
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The reconnect loop by its part name, for the supervisor (cti/supervisor.py)."""
+        return {self.part: self.run}
+
+    async def run(self) -> None:
+        """Connect, log in, ping, reconnect with backoff, until cancelled. A fault the loop
+        does not expect leaves it disconnected and raises: the supervisor restarts it."""
+        try:
+            await self._run()
+        finally:
+            self._disconnect()
 
     async def close(self) -> None:
         self._closing = True

@@ -22,7 +22,7 @@ import contextlib
 import contextvars
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from panoramisk.message import Message
 
@@ -90,6 +90,12 @@ class AmiNodes:
     def start(self) -> None:
         for client in self.clients.values():
             client.start()
+
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """Each node's reconnect loop by its part name ("ami <node>"), for the supervisor."""
+        return {
+            name: loop for client in self.clients.values() for name, loop in client.loops().items()
+        }
 
     async def close(self) -> None:
         for client in self.clients.values():

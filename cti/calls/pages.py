@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from cti.calls.gauges import board_figures
+from cti.health import HEALTH
 from cti.services import Services
 from cti.web.auth import require_role
 from cti.web.context import SERVICES
@@ -55,6 +56,9 @@ async def _board(request: web.Request) -> dict[str, Any]:
         # own count (callers in the line or hearing its entry messages), not a second
         # count kept elsewhere that may differ from it for the same callers.
         figures["waiting"] = {**figures["waiting"], "kcc": line["waiting"]}
+    # The status line: the parts of this process that are down right now.
+    health = request.app.get(HEALTH)
+    figures["down"] = health.down_now() if health is not None else []
     return figures
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
+from cti.health import HEALTH, Health
 from cti.services import Services
 from cti.web import auth
 from cti.web.context import SERVICES
@@ -38,20 +38,10 @@ async def _strict_transport_security(request: web.Request, response: web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Up, and able to reach its database; AMI state is reported but does not fail it."""
-    services = request.app[SERVICES]
-    try:
-        async with services.sessions() as session:
-            await session.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as exc:
-        database = f"error: {type(exc).__name__}"
-    ami = "connected" if services.ami is not None and services.ami.connected else "disconnected"
-    status = 200 if database == "ok" else 503
-    return web.json_response(
-        {"status": "ok" if status == 200 else "degraded", "database": database, "ami": ami},
-        status=status,
-    )
+    """Each part of this process (cti/health.py); 503 naming the parts that are down."""
+    health = request.app.get(HEALTH) or Health(request.app[SERVICES])
+    report = await health.check()
+    return web.json_response(report.as_dict(), status=200 if report.ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -132,6 +132,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "ready": "Beschikbaar",
         "pause": "Pauze",
         "sign out queue": "Afmelden",
+        "parts up": "Alle onderdelen van de centrale werken.",
+        "parts down": "Storing: {parts} werkt niet; de centrale start het opnieuw. "
+        "Gesprekken gaan door.",
         "callback from line": "Terugbellen met behoud van plaats, totale wachttijd {wait}",
         "callback question": "Ingesproken vraag van de beller:",
         "norm": "Servicenorm (binnen 2 werkdagen)",
@@ -407,6 +410,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no such date": "There is no such date.",
         "days reversed": "The last day is before the first.",
         "period too long": "A custom period is at most {days} days.",
+        "parts up": "Every part of the exchange works.",
+        "parts down": "Fault: {parts} is down; the exchange restarts it. Calls go on.",
         "unknown team": "There is no such team.",
         "days missing": "Fill in the first and the last day.",
         "reports link": "The figures per week, hour, question type and employee: ",

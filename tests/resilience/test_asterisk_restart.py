@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 
@@ -12,7 +11,7 @@ from tests.resilience.figures import Figures
 
 
 def ami_state(exchange: Exchange) -> tuple[str, float]:
-    health = json.loads(exchange.http_get("/healthz"))
+    _status, health = exchange.health()  # 503 while AMI is down
     gauge = re.search(r"^bereik_ami_connected (\S+)$", exchange.http_get("/metrics"), re.M)
     assert gauge, "bereik_ami_connected missing from /metrics"
     return health["ami"], float(gauge.group(1))

@@ -55,6 +55,8 @@ CONTRACT = {
     "bereik_survey_average_today": ("gauge", {"team", "question"}),
     "bereik_survey_yes_ratio_today": ("gauge", {"team", "question"}),
     "bereik_announcement_callers_today": ("gauge", {"item", "result"}),
+    "bereik_worker_up": ("gauge", {"worker"}),
+    "bereik_worker_restarts": ("counter", {"worker"}),
 }
 
 

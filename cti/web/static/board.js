@@ -35,10 +35,27 @@
         overdue.className = "overdue-count " + (row.overdue ? "err" : "");
       }
       if (data.queue) queueRow(data.queue);
+      partsLine(data.down || []);
       document.getElementById("board-at").textContent = when(data.at);
     } catch (err) {
       document.getElementById("board-at").textContent = err.message;
     }
+  }
+  // The status line names a part of the exchange that is down (the supervisor restarts it).
+  function partsLine(down) {
+    const line = document.getElementById("board-status");
+    if (!line) return;
+    line.textContent = "";
+    if (down.length) {
+      const shape = document.createElement("span");
+      shape.className = "mark";
+      shape.setAttribute("aria-hidden", "true");
+      shape.textContent = "! ";
+      line.append(shape, t("parts down", { parts: down.join(", ") }));
+    } else {
+      line.textContent = t("parts up");
+    }
+    line.className = down.length ? "flash err" : "muted";
   }
   function queueRow(q) {
     const set = (key, text) => {

@@ -1,0 +1,167 @@
+"""/healthz names each part and answers 503 while any is down; `bereik status` prints it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import update
+
+from cti.health import Health, format_report
+from cti.services import Services
+from cti.store.models import OutboxMail
+from cti.supervisor import Supervisor
+from cti.web.app import create_app
+from dialplan.config import Config
+from tests.support.memory_services import TWO_TEAMS, memory_services
+
+
+def config(**mail: Any) -> Config:
+    return Config.model_validate({**TWO_TEAMS, "mail": mail})
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    async with memory_services(config(late_seconds=60), tmp_path) as services:
+        yield services
+
+
+async def healthz(health: Health) -> tuple[int, dict[str, Any]]:
+    async with TestClient(TestServer(create_app(health.services, [health.setup]))) as client:
+        response = await client.get("/healthz")
+        return response.status, await response.json()
+
+
+async def test_every_part_up_answers_200_and_lists_each_part(services: Services) -> None:
+    supervisor = Supervisor(services.metrics)
+
+    async def outbox() -> None:
+        await asyncio.Event().wait()
+
+    supervisor.add("outbox", outbox)
+    supervisor.start()
+    try:
+        await asyncio.sleep(0)
+        status, body = await healthz(Health(services, supervisor, agi=lambda: True))
+    finally:
+        await supervisor.stop()
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert body["down"] == []
+    assert set(body["parts"]) == {"database", "outbox", "mail", "fastagi", "disk"}
+    assert body["parts"]["outbox"]["detail"] == "running"
+    assert body["parts"]["mail"]["detail"] == "no mail waiting"
+    assert body["database"] == "ok"
+
+
+async def test_a_crashed_part_waiting_for_its_restart_gives_503_naming_it(
+    services: Services,
+) -> None:
+    supervisor = Supervisor(services.metrics, backoff_min=30)
+    crashed = asyncio.Event()
+
+    async def listener() -> None:
+        crashed.set()
+        raise RuntimeError("constraint failed")
+
+    supervisor.add("call listener", listener)
+    supervisor.start()
+    try:
+        health = Health(services, supervisor)
+        await crashed.wait()
+        await asyncio.sleep(0.01)  # the supervisor marks it down
+        status, body = await healthz(health)
+        assert health.down_now() == ["call listener"]
+    finally:
+        await supervisor.stop()
+    assert status == 503
+    assert body["down"] == ["call listener"]
+    part = body["parts"]["call listener"]
+    assert part["ok"] is False
+    assert part["restarts"] == 1
+    assert "RuntimeError: constraint failed" in part["detail"]
+
+
+async def test_a_mail_waiting_longer_than_late_seconds_gives_503_naming_the_mail(
+    services: Services,
+) -> None:
+    async with services.sessions() as session:
+        session.add(
+            OutboxMail(
+                key="hopper-1",
+                recipient="bz@example.org",
+                subject="Terugbelverzoek",
+                body="...",
+                created_at=datetime.now(UTC) - timedelta(seconds=90),
+            )
+        )
+        await session.commit()
+    status, body = await healthz(Health(services))
+    assert status == 503
+    assert body["down"] == ["mail"]
+    assert body["parts"]["mail"]["waiting"] == 1
+    assert body["parts"]["mail"]["oldest_seconds"] >= 90
+    assert "SMTP" in body["parts"]["mail"]["detail"]
+    async with services.sessions() as session:
+        await session.execute(update(OutboxMail).values(sent_at=datetime.now(UTC)))
+        await session.commit()
+    status, body = await healthz(Health(services))
+    assert status == 200, body
+
+
+async def test_too_little_free_disk_in_the_instance_directory_gives_503(
+    tmp_path: Path,
+) -> None:
+    tight = Config.model_validate({**TWO_TEAMS, "server": {"disk_free_mb": 10**9}})
+    async with memory_services(tight, tmp_path / "instance") as services:
+        status, body = await healthz(Health(services))
+    assert status == 503
+    assert body["down"] == ["disk"]
+    assert str(tmp_path) in body["parts"]["disk"]["detail"]  # the nearest existing parent
+
+
+async def test_a_fastagi_socket_that_does_not_listen_is_down(services: Services) -> None:
+    status, body = await healthz(Health(services, agi=lambda: False))
+    assert status == 503
+    assert body["parts"]["fastagi"] == {"ok": False, "detail": "not listening"}
+
+
+async def test_a_database_that_does_not_answer_is_down_and_named(tmp_path: Path) -> None:
+    async with memory_services(config(), tmp_path) as services:
+        engine = services.sessions.kw["bind"]
+        await engine.dispose()
+        services.sessions.configure(bind=_unreachable())
+        status, body = await healthz(Health(services))
+    assert status == 503
+    assert "database" in body["down"]
+    assert body["database"] == "error"
+    assert "mail" not in body["parts"]  # not asked of a database that is down
+
+
+def _unreachable() -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    # A file in a directory that does not exist: SQLite cannot open it.
+    return create_async_engine("sqlite+aiosqlite:////nonexistent/dir/bereik.db")
+
+
+def test_status_prints_each_part_and_what_is_down() -> None:
+    text = format_report(
+        {
+            "down": ["outbox"],
+            "parts": {
+                "database": {"ok": True, "detail": "answers"},
+                "outbox": {"ok": False, "detail": "3 mails waiting, the oldest for 120 s"},
+            },
+        }
+    )
+    assert text.splitlines() == [
+        "ok    database  answers",
+        "DOWN  outbox    3 mails waiting, the oldest for 120 s",
+        "down: outbox",
+    ]
