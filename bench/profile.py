@@ -1,6 +1,8 @@
 """Where `bereik serve` spends its CPU, per part of the call path, from py-spy's stacks.
 
     python -m bench.profile DIR [DIR ...]    # the --profile directories of bench runs
+    python -m bench.profile --write-docs bench/README.md profiles/BEFORE profiles/AFTER
+
 
 Each sample (one stack) counts for the innermost frame that belongs to a part: a
 SQLAlchemy query made by the IVR handler is database time, the handler's own Python is
@@ -14,6 +16,8 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+
+from bench import docfigures
 
 # (part, library path fragments, our path prefixes), checked in this order for each frame
 # from the innermost out. Our paths are relative to the repository (py-spy is given full
@@ -92,7 +96,8 @@ def parts(text: str) -> Counter[str]:
 def table(files: list[Path]) -> str:
     columns = [parts(path.read_text()) for path in files]
     names = [part for part, _, _ in PARTS] + [LOOP]
-    header = "| part | " + " | ".join(path.stem for path in files) + " |"
+    # A column is named by its directory (a run's, named by its commit) and the row's file.
+    header = "| part | " + " | ".join(f"{path.parent.name}: {path.stem}" for path in files) + " |"
     lines = [header, "|---|" + "---|" * len(files)]
     for name in names:
         cells = [f"{100 * column[name] / max(1, sum(column.values())):.1f} %" for column in columns]
@@ -102,11 +107,27 @@ def table(files: list[Path]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    page = None
+    if argv[:1] == ["--write-docs"] and len(argv) > 1:
+        page, argv = Path(argv[1]), argv[2:]
     files = [f for arg in argv for f in sorted(Path(arg).glob("*.txt"))] or []
     if not files:
-        print("usage: python -m bench.profile DIR [DIR ...] (py-spy raw .txt files)")
+        print(
+            "usage: python -m bench.profile [--write-docs PAGE] DIR [DIR ...] "
+            "(py-spy raw .txt files)"
+        )
         return 2
-    print(table(files))
+    text = table(files)
+    print(text)
+    if page is not None:
+        # The page's before/after table: the directories name the commits compared.
+        docfigures.rewrite(
+            page,
+            "profile",
+            text,
+            command=" ".join(["python -m bench.profile", *argv]),
+            on=docfigures.machine(load=False),
+        )
     return 0
 
 

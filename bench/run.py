@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench import admission, ami_ingest, dialplan, queue_row, screen
+from bench import admission, ami_ingest, dialplan, docfigures, queue_row, screen
 from bench.cpu import idle_ms_per_s, idle_seconds
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
@@ -502,15 +502,35 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(machine())
-    print(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
-    print(table(rows, best, seen))
-    print("\n".join(["", *admission.table(over), "", over.verdict()]))
+    report: list[str] = []
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+        report.append(text)
+
+    emit(machine())
+    emit(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
+    emit(table(rows, best, seen))
+    emit("\n".join(["", *admission.table(over), "", over.verdict()]))
     progress("AMI ingest: the listener's whole path beside panoramisk's bare parse")
     ingest = ami_ingest.measure(count=20 if args.quick else 200)
-    print("\n".join(["", *ingest.lines(best.rate or None)]))
-    print("\n" + lines)
+    emit("\n".join(["", *ingest.lines(best.rate or None)]))
+    emit("\n" + lines)
+    if args.write_docs:
+        write_docs(args.write_docs, "\n".join(report), sys.argv[1:])
     return 0 if ingest.complete else 1
+
+
+def write_docs(page: Path, report: str, argv: list[str]) -> None:
+    """The run's report, as printed, between the page's `bench` figure markers."""
+    command = " ".join(["python -m bench", *argv])
+    docfigures.rewrite(
+        page,
+        "bench",
+        f"```\n{report.strip()}\n```",
+        command=command,
+        on=f"{docfigures.machine(load=False)}, main at {docfigures.commit()}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,7 +543,21 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=Path, help="py-spy bereik serve in each Bereik row; stacks to DIR"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--write-docs",
+        type=Path,
+        nargs="?",
+        const=Path(__file__).resolve().parent / "README.md",
+        metavar="PAGE",
+        help="also put the report between the page's figure markers (default bench/README.md)",
+    )
     args = parser.parse_args(argv)
+    if args.write_docs:
+        # The page's markers are checked before the run, not after its minutes of calls.
+        try:
+            docfigures.replace(args.write_docs.read_text(), "bench", "", str(args.write_docs))
+        except (OSError, docfigures.MarkersMissing) as error:
+            parser.error(str(error))
     return run(args)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import docfigures
+from bench import docfigures, profile, run
 
 WHEN = datetime(2026, 12, 7, 3, 10, tzinfo=UTC)
 PAGE = """# Page
@@ -103,3 +103,26 @@ def test_the_accessibility_findings_list_every_state_with_its_violations(tmp_pat
     assert "| board | 19 | `color-contrast`: serious |" in text
     assert "2 screens and states, 40 rule checks passed, 1 violation." in text
     assert "python -m bench.docfigures accessibility" in text
+
+
+def test_the_benchmarks_report_goes_between_its_markers_as_printed(tmp_path: Path) -> None:
+    page = tmp_path / "README.md"
+    page.write_text("## Last run\n\n<!-- figures:bench begin -->\n<!-- figures:bench end -->\n")
+    run.write_docs(page, "machine: 2 cores\n\n| row | calls/s |\n", ["--quick", "--write-docs"])
+    text = page.read_text()
+    assert "Produced by `python -m bench --quick --write-docs` on " in text
+    assert ", main at " in text
+    assert "```\nmachine: 2 cores\n\n| row | calls/s |\n```\n<!-- figures:bench end -->" in text
+
+
+def test_the_profile_table_names_the_commits_it_compares(tmp_path: Path) -> None:
+    for commit in ("aaa1111", "bbb2222"):
+        (tmp_path / commit).mkdir()
+        (tmp_path / commit / "ivr.txt").write_text("process 1;thread 2;select (x.py:1) 4\n")
+    page = tmp_path / "README.md"
+    page.write_text("<!-- figures:profile begin -->\n<!-- figures:profile end -->\n")
+    before, after = str(tmp_path / "aaa1111"), str(tmp_path / "bbb2222")
+    assert profile.main(["--write-docs", str(page), before, after]) == 0
+    text = page.read_text()
+    assert f"Produced by `python -m bench.profile {before} {after}` on " in text
+    assert "| part | aaa1111: ivr | bbb2222: ivr |" in text
