@@ -30,6 +30,22 @@ settings.load_profile("bereik")
 pytest_plugins = ["pytester", "tests.no_skips"]
 
 
+# Each suite's marker comes from its directory (a `pytestmark` in a conftest marks nothing):
+# `-m "not e2e"` selects the unit tests alone. The resilience tests need the same real parts
+# as the end-to-end tests, so they carry both markers.
+SUITE_MARKERS = {"e2e": ("e2e",), "resilience": ("e2e", "resilience")}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.resolve()
+        if TESTS not in path.parents:
+            continue
+        for marker in SUITE_MARKERS.get(path.relative_to(TESTS).parts[0], ()):
+            item.add_marker(marker)
+
+
 @pytest.fixture(scope="session")
 def installation() -> asterisk.Installation:
     """Asterisk as `bereik asterisk install` provides it (cached after the first run)."""

@@ -10,9 +10,7 @@ import pytest
 
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.web_support import add_user_with_cli, add_users
-
-pytestmark = pytest.mark.e2e
+from tests.support.users import add_user_with_cli, add_users
 
 
 @pytest.fixture

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.web_support import PASSWORD, add_users
+from tests.support.users import add_users, sign_in, token_for
 
 TEAMS = """
 [[teams]]
@@ -63,44 +61,10 @@ def served(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exch
         yield ex
 
 
-async def token_for(ex: Exchange, name: str) -> str:
-    from sqlalchemy import select
-
-    from cti.store.models import User
-    from cti.users.service import issue_token
-
-    engine = create_async_engine(ex.async_database_url)
-    try:
-        async with async_sessionmaker(engine)() as session:
-            user = (await session.execute(select(User).where(User.name == name))).scalar_one()
-            token = await issue_token(session, user)
-            await session.commit()
-            return token
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield session
-
-
-async def sign_in(http: aiohttp.ClientSession, ex: Exchange, name: str) -> str:
-    """Sign in through the real form; returns the session's CSRF token."""
-    page = await (await http.get(ex.url("/login"))).text()
-    form_token = re.search(r'name="login_token" value="([^"]+)"', page)
-    assert form_token
-    response = await http.post(
-        ex.url("/login"),
-        data={"name": name, "password": PASSWORD, "login_token": form_token[1], "next": "/"},
-        allow_redirects=False,
-    )
-    assert response.status == 303 and response.headers["Location"] == "/"
-    home = await (await http.get(ex.url("/team"))).text()
-    token = re.search(r'name="csrf-token" content="([^"]+)"', home)
-    assert token
-    return token[1]
 
 
 async def test_nothing_without_sign_in_but_health_and_metrics(

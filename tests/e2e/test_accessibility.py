@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from bench.exchange import ARTIFACTS, Exchange
 from cti.store.models import Call, Hopper
-from tests.e2e.web_support import PASSWORD, axe, chromium, screenshot, serious, sign_in
+from tests.support.browser import axe, chromium, screenshot, serious, sign_in
+from tests.support.users import PASSWORD
 
 CITIZEN = "0612345678"
 

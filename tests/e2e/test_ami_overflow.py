@@ -19,7 +19,7 @@ from bench.exchange import Exchange, exchange, until
 from cti.ami.client import AmiClient
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.test_norms import Prometheus
+from tests.support.prometheus import Prometheus
 
 QUEUE = 5
 BURST = 3000

@@ -26,7 +26,7 @@ from cti.store.db import create_engine, migrate, sessions
 from cti.store.models import Hopper
 from dialplan import asterisk
 from dialplan.config import load
-from tests.e2e.mail import Mailbox, Smtp
+from tests.support.mail import Mailbox, Smtp
 
 TEAMS = """
 [[teams]]

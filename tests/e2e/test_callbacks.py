@@ -13,41 +13,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from bench.exchange import Exchange, Phone, exchange, free_port
-from cti.store.db import create_engine, sessions
-from cti.store.models import Hopper
-from cti.users.service import create_user, issue_token
 from dialplan import asterisk
-
-TEAMS = """
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "3000"
-members = ["3001"]
-mailbox = "vergunningen@gemeente.test"
-
-[[teams]]
-id = "parkeren"
-name = "Parkeren"
-number = "3100"
-members = []
-mailbox = "parkeren@gemeente.test"
-"""
-
-CALLBACKS = """
-[callbacks]
-member_ring_seconds = 10
-ring_seconds = 5
-check_seconds = 1
-"""
+from tests.support.api import ami_connected, api
+from tests.support.callbacks import CALLBACKS, TEAMS, outcome, seed
 
 
 @pytest.fixture
@@ -77,60 +50,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-async def seed(ex: Exchange, caller: str = "0612345678") -> tuple[int, str, str]:
-    """An open hopper for Vergunningen, its member Piet (ext 3001) and a Parkeren member."""
-    engine = create_engine(ex.database_url)
-    try:
-        async with sessions(engine)() as session, session.begin():
-            now = datetime.now(UTC)
-            hopper = Hopper(
-                team_id="vergunningen",
-                caller=caller,
-                reason="no_answer",
-                created_at=now - timedelta(hours=1),
-                deadline=now + timedelta(days=2),
-                status="open",
-                counts_for_norm=True,
-                repeat_count=0,
-            )
-            session.add(hopper)
-            piet = await create_user(
-                session,
-                "piet",
-                "geheim-wachtwoord-1",
-                "member",
-                team_id="vergunningen",
-                extension="3001",
-            )
-            other = await create_user(
-                session, "karin", "geheim-wachtwoord-2", "member", team_id="parkeren"
-            )
-            await session.flush()
-            return hopper.id, await issue_token(session, piet), await issue_token(session, other)
-    finally:
-        await engine.dispose()
-
-
-async def api(
-    ex: Exchange, method: str, path: str, token: str, body: Any = None
-) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.request(
-            method, ex.url(path), json=body, headers={"Authorization": f"Bearer {token}"}
-        ) as response:
-            return response.status, await response.json()
-
-
-async def outcome(ex: Exchange, attempt_id: int, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = ex.rows("SELECT * FROM callback_attempts WHERE id = :id", id=attempt_id)
-        if rows and rows[0].outcome != "pending":
-            return rows[0]
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"attempt {attempt_id} still pending after {timeout} s")
-
-
 async def no_channels(ex: Exchange, timeout: float = 10.0) -> None:
     for _ in range(int(timeout / 0.2)):
         if ex.active_channels() == 0:
@@ -143,7 +62,7 @@ async def test_click_to_call_busy_then_no_answer_then_reached(ex: Exchange) -> N
     ex.start_serve()
     ex.phone("3001", ring_ms=200)
     hopper_id, token, other_token = await seed(ex)
-    await _ami_connected(ex)
+    await ami_connected(ex)
 
     # Another team's member may neither see nor call this hopper.
     assert (await api(ex, "POST", f"/api/hoppers/{hopper_id}/callback", other_token))[0] == 403
@@ -253,12 +172,3 @@ async def test_closing_by_hand_needs_a_reason(ex: Exchange) -> None:
         )[0].n
         == 1
     )
-
-
-async def _ami_connected(ex: Exchange, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if '"ami": "connected"' in ex.http_get("/healthz"):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("bereik serve did not connect to AMI")

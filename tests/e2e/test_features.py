@@ -29,13 +29,12 @@ from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from cti.reports.render import TEAM_ROW
 from dialplan import asterisk
 from dialplan.clock import CLOCK_VARIABLE, MODE_VARIABLE
-from tests.e2e.mail import Smtp
-from tests.e2e.test_access import sign_in as sign_in_form
-from tests.e2e.test_callbacks import api
-from tests.e2e.test_ivr import WORKDAYS, announce, played
-from tests.e2e.test_patient_caller import MENU, TEAM, long_announcement
-from tests.e2e.test_teams import api_tokens
-from tests.e2e.web_support import add_users, chromium, sign_in
+from tests.support.api import api
+from tests.support.browser import chromium, sign_in
+from tests.support.ivr import MENU, TEAM, WORKDAYS, announce, long_announcement, played
+from tests.support.mail import Smtp
+from tests.support.users import add_users, api_tokens
+from tests.support.users import sign_in as sign_in_form
 
 
 def _phones(*extensions: str) -> list[Phone]:

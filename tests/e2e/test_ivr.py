@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bench.exchange import REPO, Exchange, Phone, exchange, free_port
+from bench.exchange import Exchange, Phone, exchange, free_port
 from cti.store.db import create_engine, sessions
 from cti.users.service import create_user, issue_token
 from dialplan.asterisk import Installation
+from tests.support.ivr import announce, closed_today, played
 
 TEAMS = """
 [[teams]]
@@ -79,23 +77,6 @@ team = "parkeren"
 """
 
 
-# Working days' hours; the exchange's own clock decides the day (dialplan.clock).
-WORKDAYS = """
-[hours]
-mon = "08:30-17:00"
-tue = "08:30-17:00"
-wed = "08:30-17:00"
-thu = "08:30-17:00"
-fri = "08:30-17:00"
-"""
-
-
-def closed_today(reason: str) -> str:
-    """Working days' hours, with today closed all day for `reason` (any day of the week)."""
-    today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
-    return WORKDAYS + f'[[hours.closed]]\ndate = {today}\nreason = "{reason}"\n'
-
-
 def _phones() -> list[Phone]:
     return [
         Phone("2001", free_port(), "KCC Anna"),
@@ -113,33 +94,11 @@ def ivr(installation: Installation, tmp_path: Path) -> Iterator[Exchange]:
         yield ex
 
 
-def played(ami: object, caller_uniqueid: str, what: str) -> list[dict[str, str]]:
-    return [
-        e
-        for e in ami.matching("UserEvent", UserEvent="BereikPlayed")  # type: ignore[attr-defined]
-        if e.get("Uniqueid") == caller_uniqueid and e.get("What") == what
-    ]
-
-
 async def _uniqueid_of(ami: object, caller: str) -> str:
     event = await ami.wait_for(  # type: ignore[attr-defined]
         "Newchannel", where=lambda e: e.get("CallerIDNum") == caller
     )
     return event["Uniqueid"]
-
-
-def announce(ex: Exchange, *args: str) -> str:
-    """The operator's CLI, as a separate process, exactly as the README shows it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bereik", "announce", *args, "--config", str(ex.config_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 async def test_each_menu_key_reaches_its_destination(ivr: Exchange) -> None:

@@ -11,7 +11,6 @@ the rows the call left.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,33 +18,17 @@ import pytest
 
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan.asterisk import Installation
-from tests.e2e.mail import Smtp
-from tests.e2e.test_ivr import WORKDAYS, announce, closed_today, played
+from tests.support.ivr import (
+    ANNOUNCEMENT_SECONDS,
+    MENU,
+    TEAM,
+    WORKDAYS,
+    closed_today,
+    long_announcement,
+    played,
+)
+from tests.support.mail import Smtp
 
-ANNOUNCEMENT_SECONDS = 60
-TEAM = """
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "7001"
-members = ["3001"]
-ring_seconds = 5
-mailbox = "vergunningen@example.org"
-"""
-MENU = """
-[exchange]
-website = "www.gemeente.nl"
-
-[menu]
-greeting = "Welkom."
-prompt = "Voor vergunningen, toets 1."
-timeout_seconds = 3
-
-[[menu.options]]
-key = "1"
-label = "Vergunningen"
-team = "vergunningen"
-"""
 # Long enough for the announcement, every prompt and the waits; the exchange ends the
 # call (goodbye) or the KCC answers well before.
 HOLD_MS = 150_000
@@ -53,17 +36,6 @@ HOLD_MS = 150_000
 
 def _phones() -> list[Phone]:
     return [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
-
-
-def long_announcement(ex: Exchange, scope: str) -> None:
-    """A 60-second outage message, uploaded as audio through the operator's CLI."""
-    audio = ex.workdir / "storing.wav"
-    subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(audio), "synth",
-         str(ANNOUNCEMENT_SECONDS), "sine", "440", "vol", "0.1"],
-        check=True,
-    )  # fmt: skip
-    announce(ex, "--audio", str(audio), "--kind", "outage", "--scope", scope)
 
 
 def no_fallback_and_no_failure(ex: Exchange) -> None:

@@ -5,10 +5,8 @@ and sign in with the feature codes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,86 +24,26 @@ from bench.exchange import (
     until,
 )
 from dialplan import asterisk
-from tests.e2e import sipplog
-from tests.e2e.mail import Smtp
-from tests.e2e.test_teams import TEAM_TOML
-from tests.e2e.web_support import add_users, chromium, screenshot
-from tests.e2e.web_support import sign_in as sign_in_browser
-
-pytestmark = pytest.mark.e2e
-
-QUEUE_KCC = 'mode = "queue"'
-# Several callers at once on a shared 2-core machine (and CI runs three tests at once):
-# admission control (agi/admission.py, tested on its own) would send some calls, or an
-# agent's feature code, down the fallback; these tests are about the line, so the bound on
-# the first prompt is generous here.
-PATIENT_SERVER = "first_prompt_seconds = 4"
-WRAPUP_S = 2
-SERVICE_LEVEL_S = 10
-
-
-def queue_toml(**values: object) -> str:
-    settings = {
-        "wrapup_seconds": WRAPUP_S,
-        "agent_ring_seconds": 10,
-        "service_level_seconds": SERVICE_LEVEL_S,
-        **values,
-    }
-    return "\n[queue]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
-
-
-def agents(*extensions: str) -> list[Phone]:
-    return [Phone(e, free_port(), f"Agent {e}", registers=True) for e in extensions]
-
-
-@contextlib.contextmanager
-def kcc_line(
-    installation: asterisk.Installation,
-    tmp_path: Path,
-    extensions: list[str],
-    *,
-    queue: dict[str, object] | None = None,
-    kcc_extra: str = "",
-    server_toml: str = PATIENT_SERVER,
-    extra_toml: str = "",
-) -> Iterator[Exchange]:
-    """An exchange whose KCC is a waiting line with these agents (phones that register),
-    Asterisk and `bereik serve` started; `extra_toml`: more sections (e.g. [survey])."""
-    with exchange(
-        installation,
-        tmp_path,
-        phones=agents(*extensions),
-        kcc_agents=extensions,
-        kcc_toml=QUEUE_KCC + ("\n" + kcc_extra if kcc_extra else ""),
-        extra_toml=queue_toml(**(queue or {})) + extra_toml,
-        server_toml=server_toml,
-    ) as ex:
-        ex.start_asterisk()
-        ex.start_serve()
-        yield ex
-
-
-async def feature_code(ex: Exchange, code: str, extension: str) -> None:
-    result = await ex.call(code, from_phone=extension, hold_ms=4000, timeout_s=30)
-    assert result.returncode == 0, result.stderr[-500:]
-
-
-async def sign_in(ex: Exchange, extension: str, queue: str = "kcc") -> None:
-    """The agent signs in with the feature code on their own phone; Asterisk has them."""
-    await feature_code(ex, ex.config.queue.sign_in_code, extension)
-    await until(lambda: f"PJSIP/{extension}" in ex.cli(f"queue show {queue}"), timeout=10)
-
-
-def metric(ex: Exchange, name: str, **labels: str) -> float | None:
-    text = ex.http_get("/metrics")
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
-        if match and match.group(1) == name:
-            got = ",".join(sorted(match.group(2).split(",")))
-            if got == wanted:
-                return float(match.group(3))
-    return None
+from tests.support import sipplog
+from tests.support.browser import chromium, screenshot
+from tests.support.browser import sign_in as sign_in_browser
+from tests.support.mail import Smtp
+from tests.support.teams import TEAM_TOML
+from tests.support.users import add_users
+from tests.support.waiting_line import (
+    PATIENT_SERVER,
+    QUEUE_KCC,
+    SERVICE_LEVEL_S,
+    WRAPUP_S,
+    agents,
+    feature_code,
+    kcc_line,
+    members,
+    metric,
+    phone_calls,
+    queue_toml,
+    sign_in,
+)
 
 
 def messages_of(result: SippResult) -> list[sipplog.SipMessage]:
@@ -116,19 +54,6 @@ def key_time(result: SippResult, key_delay_ms: int) -> float:
     """When the caller pressed the key: the ACK of the answer plus the scenario's pause."""
     ack = next(m for m in messages_of(result) if m.sent and m.method == "ACK")
     return ack.at + key_delay_ms / 1000
-
-
-def phone_calls(log: Path) -> list[dict[str, float | str]]:
-    """Per call the phone got: who (the caller's number), rung, answered and hung up at."""
-    calls: dict[str, dict[str, float | str]] = {}
-    for m in sipplog.read(log):
-        if not m.sent and m.method == "INVITE" and m.call_id not in calls:
-            calls[m.call_id] = {"caller": m.user("from"), "rung": m.at}
-        elif m.sent and m.status == 200 and m.cseq_method == "INVITE":
-            calls[m.call_id].setdefault("answered", m.at)
-        elif m.method == "BYE" and m.call_id in calls:
-            calls[m.call_id].setdefault("ended", m.at)
-    return sorted(calls.values(), key=lambda c: float(c["rung"]))
 
 
 def places_said(ex: Exchange, joins: list[dict[str, str]]) -> dict[str, list[tuple[float, int]]]:
@@ -409,16 +334,6 @@ async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_o
             timeout=20,
         )
         assert sorted(hoppers) == [(number, "kcc", "nobody_present") for number in callers]
-
-
-def members(ex: Exchange, queue: str = "kcc") -> dict[str, str]:
-    """Asterisk's own view of a line: member -> "paused" or "in line"."""
-    found = {}
-    for line in ex.cli(f"queue show {queue}").splitlines():
-        match = re.search(r"PJSIP/(\d+)", line)
-        if match:
-            found[match.group(1)] = "paused" if "paused" in line.lower() else "in line"
-    return found
 
 
 async def test_after_an_asterisk_restart_membership_and_pause_are_back_within_10_s(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bench.exchange import REPO, Exchange
 from cti.store.models import Call, Hopper
-from tests.e2e.web_support import chromium, screenshot, sign_in
+from tests.support.browser import chromium, screenshot, sign_in
 
 # November 2026 for Vergunningen: calls on working days, most in the morning, and hoppers
 # closed within, past, or still open past their deadline.

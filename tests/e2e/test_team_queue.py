@@ -10,12 +10,11 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
-from tests.e2e.test_queue import (
+from tests.support.mail import Smtp
+from tests.support.teams import TEAM_TOML
+from tests.support.waiting_line import (
     PATIENT_SERVER,
     WRAPUP_S,
     feature_code,
@@ -25,9 +24,6 @@ from tests.e2e.test_queue import (
     queue_toml,
     sign_in,
 )
-from tests.e2e.test_teams import TEAM_TOML
-
-pytestmark = pytest.mark.e2e
 
 TEAM = "vergunningen"
 TEAM_NUMBER = "7001"

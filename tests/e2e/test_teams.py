@@ -17,19 +17,11 @@ import pytest
 
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
+from tests.support.mail import Smtp
+from tests.support.teams import TEAM_TOML, transfer_phone
+from tests.support.users import api_tokens
 
 CITIZEN = "0612345678"
-TEAM_TOML = """
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "7001"
-members = ["3001", "3002"]
-strategy = "{strategy}"
-ring_seconds = 5
-mailbox = "vergunningen@gemeente.example"
-"""
 
 
 def make_exchange(
@@ -71,17 +63,6 @@ def smtp(team: Exchange) -> Iterator[Smtp]:
 
 def hoppers(ex: Exchange) -> list[Any]:
     return ex.rows("SELECT * FROM hoppers ORDER BY id")
-
-
-def transfer_phone(ex: Exchange, extension: str, target: str, talk_ms: int = 1500) -> None:
-    """A KCC agent's phone that answers and then blind-transfers (REFER) to `target`."""
-    phone = next(p for p in ex.phones if p.extension == extension)
-    path = ex._scenario(
-        "agent_refer.xml",
-        {"agent": extension, "target": target, "ring": "300", "talk": str(talk_ms)},
-        f"{extension}-refer",
-    )
-    ex.start_sipp_uas(path, phone.port, f"sipp-{extension}-refer", calls=1, trace_messages=True)
 
 
 def team_announcement(ex: Exchange, text: str) -> int:
@@ -357,25 +338,6 @@ async def test_an_agents_consult_call_nobody_answers_makes_no_hopper(team: Excha
 
 
 # The API path, and the linear strategy ------------------------------------------------------
-
-
-async def api_tokens(ex: Exchange, users: list[tuple[str, str, str, str]]) -> dict[str, str]:
-    """Users (name, role, team, extension) made directly in the database; their API tokens."""
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-    from cti.users.service import create_user, issue_token
-
-    engine = create_async_engine(ex.async_database_url)
-    tokens = {}
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            for name, role, team_id, extension in users:
-                user = await create_user(session, name, "Wachtwoord-123!", role, team_id, extension)
-                tokens[name] = await issue_token(session, user)
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return tokens
 
 
 def api(ex: Exchange, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:

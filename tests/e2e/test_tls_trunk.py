@@ -14,10 +14,11 @@ from bench.exchange import Exchange, Phone, exchange, free_port, until
 from bereik.cli import main
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.baresip import Baresip
-from tests.e2e.provider import CITIZENS, Provider
-from tests.e2e.test_callbacks import TEAMS, _ami_connected, api, outcome, seed
-from tests.e2e.web_support import PASSWORD, add_users
+from tests.support.api import ami_connected, api
+from tests.support.baresip import Baresip
+from tests.support.callbacks import TEAMS, outcome, seed
+from tests.support.provider import CITIZENS, Provider
+from tests.support.users import PASSWORD, add_users
 
 
 def tls_toml(tmp_path: Path, https: bool = True) -> str:
@@ -250,7 +251,7 @@ async def test_a_callback_leaves_through_the_provider_with_the_configured_caller
     registered.phone("3001", ring_ms=200)
     provider.contact()
     hopper_id, token, _ = await seed(registered, caller="0612345678")
-    await _ami_connected(registered)
+    await ami_connected(registered)
     status, body = await api(registered, "POST", f"/api/hoppers/{hopper_id}/callback", token)
     assert status == 202, body
     attempt = await outcome(registered, body["id"])

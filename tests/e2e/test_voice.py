@@ -20,12 +20,12 @@ from cti.retention import purge
 from cti.services import open_services
 from cti.store.models import Hopper
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
-from tests.e2e.test_access import token_for
-from tests.e2e.test_ivr import announce, closed_today
-from tests.e2e.test_queue import feature_code, kcc_line, sign_in
-from tests.e2e.web_support import add_users, chromium
-from tests.e2e.web_support import sign_in as sign_in_browser
+from tests.support.browser import chromium
+from tests.support.browser import sign_in as sign_in_browser
+from tests.support.ivr import announce, closed_today
+from tests.support.mail import Smtp
+from tests.support.users import add_users, token_for
+from tests.support.waiting_line import feature_code, kcc_line, sign_in
 
 CITIZEN = "0612345678"
 SPOKEN_SECONDS = 5.0

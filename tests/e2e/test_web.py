@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from bench.exchange import Exchange
-from tests.e2e.web_support import chromium, screenshot, sign_in
+from tests.support.browser import chromium, screenshot, sign_in
 
 CITIZEN = "0612345678"
 

@@ -10,8 +10,7 @@ import pytest
 from bench.exchange import Exchange, exchange
 from dialplan import asterisk
 from tests.resilience.figures import Figures
-
-pytestmark = pytest.mark.e2e
+from tests.support.calibration import Calibrations
 
 
 @pytest.fixture
@@ -26,3 +25,9 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
     table = Figures(request.node.name)
     yield table
     table.report()
+
+
+@pytest.fixture(scope="session")
+def calibrations() -> Calibrations:
+    """Each load path's capacity, measured once per run by the first test on it."""
+    return Calibrations()

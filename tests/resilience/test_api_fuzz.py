@@ -25,8 +25,8 @@ from schemathesis.core.result import Err
 
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
+from tests.support.users import api_tokens
 
 EXAMPLES = int(os.environ.get("BEREIK_API_FUZZ_EXAMPLES", "12"))
 TEAM = """

@@ -26,9 +26,9 @@ from agi.server import AgiChannel
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from dialplan.render import load_secrets
-from tests.e2e.mail import Smtp
-from tests.e2e.test_teams import api_tokens
 from tests.resilience.figures import Figures
+from tests.support.mail import Smtp
+from tests.support.users import api_tokens
 
 TEAM = """
 [[teams]]

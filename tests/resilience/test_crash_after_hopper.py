@@ -19,8 +19,8 @@ import pytest
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from cti.outbox import CLAIM_SECONDS
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
 from tests.resilience.figures import Figures
+from tests.support.mail import Smtp
 
 CITIZEN = "0612340003"
 TEAM = """

@@ -33,9 +33,9 @@ import pytest
 
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.web_support import PASSWORD, add_users
 from tests.resilience.figures import Figures
-from tests.resilience.test_sustained_load import KEYS, MENU
+from tests.support.load import KEYS, MENU
+from tests.support.users import PASSWORD, add_users
 
 # Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
 # it loads the machine on purpose.

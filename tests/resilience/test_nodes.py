@@ -3,9 +3,9 @@ upgrade at peak, a drained node. Real Kamailio, two real Asterisks, one `bereik 
 with an AMI connection to each, sipp as the trunk.
 
 Rates: the issue asks 10 calls/s; this machine (2 cores, shared) may not hold that on
-the whole path, so every test first measures the CPU one call costs through Kamailio and
-both nodes (a batch at a low rate, as tests/resilience/test_sustained_load.py does),
-runs at half the capacity that gives (at most 10 calls/s) and prints the rate.
+the whole path, so the CPU one call costs through Kamailio and both nodes is measured
+(a batch at a low rate, once per run and path: tests/support/calibration.py), the load
+tests run at half the capacity that gives (at most 10 calls/s) and print the rate.
 ``BEREIK_NODES_RATE`` forces a rate; ``BEREIK_ROLLING_SECONDS`` (default 120; the issue's
 full run is 180) the rolling upgrade's length.
 """
@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,12 +37,13 @@ from cti.store.db import create_engine, migrate_async, sessions
 from dialplan import asterisk
 from dialplan.config import load
 from dialplan.kamailio import rpc
-from tests.e2e.test_queue import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
-from tests.e2e.test_queue import agents as queue_agents
-from tests.e2e.web_support import add_users, axe, chromium, serious
-from tests.e2e.web_support import sign_in as browser_sign_in
-from tests.resilience.calibration import calibrated_rate
 from tests.resilience.figures import Figures
+from tests.support.browser import axe, chromium, serious
+from tests.support.browser import sign_in as browser_sign_in
+from tests.support.calibration import Calibrations, Rate
+from tests.support.users import add_users
+from tests.support.waiting_line import PATIENT_SERVER, QUEUE_KCC, phone_calls, queue_toml, sign_in
+from tests.support.waiting_line import agents as queue_agents
 
 MAX_RATE = 10  # the issue's rate
 FORCED_RATE = float(os.environ.get("BEREIK_NODES_RATE", "0"))
@@ -98,37 +99,53 @@ def outcomes_of(ex: Cluster, caller: str) -> dict[str, int]:
     return {row.outcome: row.n for row in rows}
 
 
-async def calibration(ex: Cluster, figures: Figures, hold_ms: int = 1500) -> float:
-    """The load's rate through Kamailio and both nodes, for calls of `hold_ms`."""
-    batch = ex.call(
-        "14070",
-        caller=CALIBRATION_CALLER,
-        calls=CALIBRATION_CALLS,
-        rate=CALIBRATION_RATE,
-        hold_ms=hold_ms,
-        key_delay_ms=100,
-        timeout_s=60 + hold_ms // 1000,
-    )
-    return await calibrated_rate(
-        batch, CALIBRATION_CALLS, figures, max_rate=MAX_RATE, forced=FORCED_RATE
+async def calibration(
+    ex: Cluster, calibrations: Calibrations, path: str, figures: Figures, hold_ms: int
+) -> Rate:
+    """The load's rate through Kamailio and both nodes, for calls of `hold_ms` on `path`
+    (measured once per run)."""
+
+    def batch() -> Awaitable[SippResult]:
+        return ex.call(
+            "14070",
+            caller=CALIBRATION_CALLER,
+            calls=CALIBRATION_CALLS,
+            rate=CALIBRATION_RATE,
+            hold_ms=hold_ms,
+            key_delay_ms=100,
+            timeout_s=60 + hold_ms // 1000,
+        )
+
+    return await calibrations.rate(
+        path, batch, CALIBRATION_CALLS, figures, max_rate=MAX_RATE, forced=FORCED_RATE
     )
 
 
-async def serving_with_kcc_phone(ex: Cluster, figures: Figures) -> float:
+# The paths the load tests measure: the KCC's calls through Kamailio and both nodes to one
+# `bereik serve` (6-second calls), and the rolling upgrade's (20-second calls, two
+# `bereik serve` behind HAProxy).
+KCC_PATH = "KCC through Kamailio and two nodes, one bereik serve, 6 s calls"
+ROLLING_PATH = "KCC through Kamailio and two nodes, two bereik serve behind HAProxy, 20 s calls"
+
+
+async def serving_with_kcc_phone(
+    ex: Cluster, figures: Figures, calibrations: Calibrations
+) -> float:
     """`bereik serve` connected to both nodes, the KCC phone answering; the rate to use."""
     ex.start_serve()
     ex.phone("2001", ring_ms=100)
     await both_connected(ex)
-    rate = await calibration(ex, figures, LOAD_HOLD_MS)
-    # The calibration's calls counted before the test reads its starting figures.
-    await until(
-        lambda: (
-            (o := outcomes_of(ex, CALIBRATION_CALLER))
-            and "" not in o
-            and sum(o.values()) == CALIBRATION_CALLS
+    measured = await calibration(ex, calibrations, KCC_PATH, figures, LOAD_HOLD_MS)
+    if measured.calls_placed:
+        # The calibration's calls counted before the test reads its starting figures.
+        await until(
+            lambda: (
+                (o := outcomes_of(ex, CALIBRATION_CALLER))
+                and "" not in o
+                and sum(o.values()) == measured.calls_placed
+            )
         )
-    )
-    return rate
+    return measured.rate
 
 
 # How long the load's calls last; the calibration's calls last as long (media costs CPU
@@ -158,11 +175,11 @@ async def calls(
 
 @pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_calls_spread_over_both_nodes_and_the_wall_screen_counts_each_once(
-    two_nodes: Cluster, figures: Figures
+    two_nodes: Cluster, figures: Figures, calibrations: Calibrations
 ) -> None:
     ex = two_nodes
     figures.title = "15.1 calls spread over two nodes behind Kamailio"
-    rate = await serving_with_kcc_phone(ex, figures)
+    rate = await serving_with_kcc_phone(ex, figures, calibrations)
     before = metric(ex, "bereik_calls_offered_total", entry="14070")
     answered_before = metric(ex, "bereik_calls_answered_total", team="kcc")
     total = int(rate * 20)
@@ -198,11 +215,11 @@ def open_dialogs(ex: Cluster, node: str) -> int:
 
 @pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_interrupted(
-    two_nodes: Cluster, figures: Figures
+    two_nodes: Cluster, figures: Figures, calibrations: Calibrations
 ) -> None:
     ex = two_nodes
     figures.title = "15.2 kill -9 of one of two nodes under calls"
-    rate = await serving_with_kcc_phone(ex, figures)
+    rate = await serving_with_kcc_phone(ex, figures, calibrations)
 
     # Calls in progress on both nodes when A dies: four long ones, two on each.
     long_calls = asyncio.create_task(
@@ -306,7 +323,10 @@ def node_state(ex: Cluster, name: str) -> str:
 
 @pytest.mark.solo  # measures the machine's capacity and runs at half of it
 async def test_rolling_upgrade_at_peak_drops_no_call(
-    installation: asterisk.Installation, tmp_path: Path, figures: Figures
+    installation: asterisk.Installation,
+    tmp_path: Path,
+    figures: Figures,
+    calibrations: Calibrations,
 ) -> None:
     figures.title = "15.3 rolling upgrade of two nodes and two bereik serve at peak"
     with cluster(installation, tmp_path, agi_proxy=True) as ex:
@@ -325,7 +345,7 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
             ),
             timeout=30,
         )
-        rate = await calibration(ex, figures, HOLD_MS)
+        rate = (await calibration(ex, calibrations, ROLLING_PATH, figures, HOLD_MS)).rate
         total = int(rate * ROLLING_SECONDS)
         started = time.monotonic()
         load = asyncio.create_task(

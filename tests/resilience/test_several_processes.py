@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -57,14 +56,16 @@ from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.store.db import migrate_async
 from cti.store.models import OutboxMail, VirtualHold
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
-from tests.e2e.test_queue import feature_code as queue_feature_code
-from tests.e2e.web_support import PASSWORD, add_users
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
 
 # The load test's call shape: menu key 1 to the team, whose members are all absent.
-from tests.resilience.test_sustained_load import KEYS, MENU, TEAM, calibration
+from tests.support.calibration import Calibrations
+from tests.support.load import KEYS, MENU, TEAM, load_rate
+from tests.support.mail import Smtp
+from tests.support.processes import serve_of, start_processes, tracking_lease
+from tests.support.users import PASSWORD, add_users
+from tests.support.waiting_line import feature_code as queue_feature_code
 
 # Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
 # it calibrates its call rate on this machine's CPU.
@@ -291,11 +292,13 @@ async def test_three_processes_originate_each_due_callback_once_through_random_k
 
 
 # The call tests run at half the capacity a measured batch shows on this machine (the
-# load test's calibration, on this setup: two processes, PostgreSQL, HAProxy), at most
-# 20 calls/s; BEREIK_MULTI_RATE forces a rate.
+# load test's calibration, on each test's setup, measured once per run), at most 20
+# calls/s; BEREIK_MULTI_RATE forces a rate.
 FORCED_RATE = float(os.environ.get("BEREIK_MULTI_RATE", "0"))
 SECONDS = int(os.environ.get("BEREIK_MULTI_SECONDS", "40"))
 PREFIX = "06551"
+PAIR = "IVR → team → hopper, two bereik serve behind HAProxy, PostgreSQL"
+ONE_ON_POSTGRES = "IVR → team → hopper, one bereik serve, PostgreSQL"
 
 
 @contextlib.contextmanager
@@ -383,16 +386,6 @@ async def every_call_decided(ex: Exchange, total: int) -> None:
     )
 
 
-def start_processes(ex: Exchange, count: int) -> list[ServeProcess]:
-    """`count` processes of `bereik serve` on the exchange's database, started together."""
-    serves = [ex.add_serve() for _ in range(count)]
-    for serve in serves:
-        serve.start(wait=False)
-    for serve in serves:
-        serve.wait_ready()
-    return serves
-
-
 def fallbacks(ex: Exchange) -> list[str]:
     """Asterisk's log lines of calls that took a dialplan fallback."""
     log = ex.host_instance / "log" / "messages.log"
@@ -406,9 +399,11 @@ class Load:
     calls: asyncio.Task[SippResult]
 
 
-async def place_calls(ex: Exchange, figures: Figures) -> Load:
-    """Start the calls (SECONDS long) at the forced or the calibrated rate."""
-    rate = FORCED_RATE or await calibration(ex, figures)
+async def place_calls(
+    ex: Exchange, figures: Figures, calibrations: Calibrations, path: str = PAIR
+) -> Load:
+    """Start the calls (SECONDS long) at the forced rate or the one calibrated on `path`."""
+    rate = FORCED_RATE or (await load_rate(path, ex, calibrations, figures)).rate
     total = int(SECONDS * rate)
     figures["calls per second"] = rate
     figures["seconds"] = SECONDS
@@ -462,11 +457,13 @@ async def check_every_call_made_one_hopper_and_one_mail(
 
 
 async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
-    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+    pair: tuple[Exchange, list[ServeProcess], Smtp],
+    figures: Figures,
+    calibrations: Calibrations,
 ) -> None:
     ex, serves, smtp = pair
     figures.title = "4. rolling restart of 2 processes under calls"
-    load = await place_calls(ex, figures)
+    load = await place_calls(ex, figures, calibrations)
     restarts = []
     for serve in serves:
         await asyncio.sleep(SECONDS / 4)
@@ -528,11 +525,13 @@ def sessions_in(log: Path, started_before: datetime | None = None) -> set[tuple[
 
 
 async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
-    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+    pair: tuple[Exchange, list[ServeProcess], Smtp],
+    figures: Figures,
+    calibrations: Calibrations,
 ) -> None:
     ex, serves, smtp = pair
     figures.title = "2. `kill -9` of 1 of 2 processes under calls"
-    load = await place_calls(ex, figures)
+    load = await place_calls(ex, figures, calibrations)
     figures["kill -9 at s"] = SECONDS / 2
     await asyncio.sleep(SECONDS / 2)
     victim = serves[0]
@@ -606,27 +605,17 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert all(c.outcome for c in calls)
 
 
-def tracking_lease(ex: Exchange) -> Any:
-    """The call tracking lease row of the exchange's Asterisk, None before it exists."""
-    rows = ex.rows("SELECT fence, holder FROM tracking_leases")
-    return rows[0] if rows else None
-
-
-def serve_of(holder: str, serves: list[ServeProcess]) -> ServeProcess:
-    """The process a lease holder ("host:pid") names."""
-    pid = int(holder.rpartition(":")[2])
-    return next(s for s in serves if s.process is not None and s.process.pid == pid)
-
-
 async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_recorded_once(
-    pair: tuple[Exchange, list[ServeProcess], Smtp], figures: Figures
+    pair: tuple[Exchange, list[ServeProcess], Smtp],
+    figures: Figures,
+    calibrations: Calibrations,
 ) -> None:
     ex, serves, _smtp = pair
     figures.title = "3. `kill -9` of the process owning the call tracking"
     lease = await until(lambda: tracking_lease(ex), timeout=30)
     owner = serve_of(lease.holder, serves)
     standby = next(s for s in serves if s is not owner)
-    load = await place_calls(ex, figures)
+    load = await place_calls(ex, figures, calibrations)
     await asyncio.sleep(SECONDS / 2)
     killed_at = time.monotonic()
     killed_when = datetime.now(UTC)
@@ -741,6 +730,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
     tmp_path: Path,
     postgres: PostgresCluster,
     figures: Figures,
+    calibrations: Calibrations,
 ) -> None:
     """6. PostgreSQL restarted (fast shutdown, start) in the middle of the calls: calls take
     the fallback at worst, none drops, nothing committed before is lost, and after the
@@ -750,7 +740,7 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
         ex.start_serve()
         mark_absent(ex)
         ex.start_asterisk()
-        load = await place_calls(ex, figures)
+        load = await place_calls(ex, figures, calibrations, ONE_ON_POSTGRES)
         await asyncio.sleep(SECONDS / 2)
         committed = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
         before = len(fallbacks(ex))

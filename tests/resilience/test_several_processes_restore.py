@@ -23,12 +23,12 @@ import pytest
 
 from bench.exchange import Exchange, Phone, ServeProcess, exchange, free_port, until
 from dialplan import asterisk
-from tests.e2e import sipplog
-from tests.e2e.test_callbacks import CALLBACKS, TEAMS, seed
-from tests.e2e.test_queue import PATIENT_SERVER, feature_code, members, queue_toml
 from tests.postgres import PostgresCluster
 from tests.resilience.figures import Figures
-from tests.resilience.test_several_processes import serve_of, start_processes, tracking_lease
+from tests.support import sipplog
+from tests.support.callbacks import CALLBACKS, TEAMS, seed
+from tests.support.processes import serve_of, start_processes, tracking_lease
+from tests.support.waiting_line import PATIENT_SERVER, feature_code, members, queue_toml
 
 AGENTS = ("2001", "2002")
 # What each process logs when it restores the line, or leaves it to the owner

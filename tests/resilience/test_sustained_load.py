@@ -38,9 +38,10 @@ import pytest
 from bench.asterisk_log import ivr_starts
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
-from tests.e2e.mail import Smtp
-from tests.resilience.calibration import calibrated_rate
 from tests.resilience.figures import Figures
+from tests.support.calibration import Calibrations
+from tests.support.load import KEYS, MENU, TEAM, load_rate
+from tests.support.mail import Smtp
 
 # Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
 # it measures this machine's capacity and runs at half of it.
@@ -48,34 +49,13 @@ pytestmark = pytest.mark.solo
 
 SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "120"))
 FORCED_RATE = float(os.environ.get("BEREIK_SOAK_RATE", "0"))
-MAX_RATE = 20  # the issue's rate: no need to go beyond it on a bigger machine
-CALIBRATION_CALLS, CALIBRATION_RATE = 40, 2
 # Resident memory may grow by this much from the warmed-up start to the end.
 MEMORY_GROWTH_MB = 50
 # Each caller's own number: a fixed prefix and sipp's call number (1, 2, ...).
 PREFIX = "06550"
 LOAD = f"{PREFIX}1"  # the load run's callers; the calibration batch's are 065509...
-
-TEAM = """
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "7001"
-members = ["3001", "3002"]
-ring_seconds = 5
-mailbox = "vergunningen@gemeente.example"
-"""
-MENU = """
-[menu]
-greeting = "Welkom."
-prompt = "Maak een keuze."
-timeout_seconds = 5
-
-[[menu.options]]
-key = "1"
-label = "Vergunningen"
-team = "vergunningen"
-"""
+# The path this test loads, measured once per run (tests/support/calibration.py).
+PATH = "IVR → team → hopper, one bereik serve, SQLite"
 
 
 @pytest.fixture
@@ -109,39 +89,20 @@ def mark_absent(ex: Exchange, extensions: list[str]) -> None:
 
 
 async def test_sustained_calls_through_ivr_team_and_hopper_lose_nothing(
-    loaded: Exchange, figures: Figures
+    loaded: Exchange, figures: Figures, calibrations: Calibrations
 ) -> None:
     ex = loaded
     smtp = Smtp(ex.ports.smtp)
     mailbox = smtp.start()
     try:
-        await _sustained_load(ex, mailbox, figures)
+        await _sustained_load(ex, mailbox, figures, calibrations)
     finally:
         smtp.stop()
 
 
-KEYS = "1,1,1"
-
-
-async def calibration(ex: Exchange, figures: Figures) -> float:
-    """The load's rate, from a batch of calls through the load's own path."""
-    batch = ex.call(
-        "14070",
-        caller=f"{PREFIX}9[call_number]",
-        keys=KEYS,
-        key_delay_ms=1500,
-        hold_ms=30_000,
-        calls=CALIBRATION_CALLS,
-        rate=CALIBRATION_RATE,
-        limit=CALIBRATION_CALLS,
-        timeout_s=120,
-    )
-    return await calibrated_rate(
-        batch, CALIBRATION_CALLS, figures, max_rate=MAX_RATE, forced=FORCED_RATE
-    )
-
-
-async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
+async def _sustained_load(
+    ex: Exchange, mailbox: Any, figures: Figures, calibrations: Calibrations
+) -> None:
     ex.start_serve()
     mark_absent(ex, ["3001", "3002"])
     assert ex.serve_process is not None
@@ -154,8 +115,10 @@ async def _sustained_load(ex: Exchange, mailbox: Any, figures: Figures) -> None:
     )
     assert warm.returncode == 0, warm.stderr
     figures.title = "sustained load at half the measured capacity (IVR → team → hopper)"
-    rate = await calibration(ex, figures)
-    calibration_mails = CALIBRATION_CALLS + 1
+    measured = await load_rate(PATH, ex, calibrations, figures, FORCED_RATE)
+    rate = measured.rate
+    # The warm-up's hopper mail, and the calibration batch's if it ran on this exchange.
+    calibration_mails = measured.calls_placed + 1
     await mailbox.wait(calibration_mails, timeout=60)
     memory_start = resident_mb(pid)
 

@@ -19,7 +19,7 @@ from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verif
 from cti.web import auth
 from cti.web.app import create_app
 from dialplan.config import Config
-from tests.unit.memory_services import TWO_TEAMS, memory_services
+from tests.support.memory_services import TWO_TEAMS, memory_services
 
 CONFIG = Config.model_validate(TWO_TEAMS)
 

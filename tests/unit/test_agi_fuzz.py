@@ -28,39 +28,13 @@ from agi.protocol import (
     quote,
 )
 from agi.server import AgiChannel, FastAgiServer, read_environment
+from tests.support.agi_args import asterisk_args
 
 # Text as it may arrive: any code point, and the characters that matter to the format.
 wire_text = st.text(
     alphabet=st.one_of(st.characters(), st.sampled_from(list(' "\\=()-:\r\n\t520agi_result'))),
     max_size=200,
 )
-
-
-def asterisk_args(line: str) -> list[str]:
-    """Split a command line as Asterisk's res_agi parse_args does: quotes group, \\ escapes."""
-    args: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    in_arg = False
-    for char in line:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = in_arg = True
-        elif char == '"':
-            quoted = not quoted
-            in_arg = True
-        elif char in " \t" and not quoted:
-            if in_arg:
-                args.append("".join(current))
-                current, in_arg = [], False
-        else:
-            current.append(char)
-            in_arg = True
-    if in_arg:
-        args.append("".join(current))
-    return args
 
 
 @given(wire_text)

@@ -25,7 +25,7 @@ from agi.protocol import (
     AgiUsageError,
 )
 from agi.server import AgiChannel, AgiObserver, FastAgiServer, Limits
-from tests.unit.test_agi_fuzz import asterisk_args
+from tests.support.agi_args import asterisk_args
 
 HEADER = (
     "agi_network: yes\n"

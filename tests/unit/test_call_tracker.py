@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,40 +27,7 @@ from cti.store.models import Base, Call, Hopper, HopperEvent
 from cti.tts import engine_for
 from dialplan.config import Config
 from metrics.registry import BereikMetrics
-
-STREAM = Path(__file__).resolve().parents[1] / "e2e" / "data" / "ami_stream.txt"
-BANNER = "Asterisk Call Manager/"
-
-
-def tracker() -> CallTracker:
-    return CallTracker("14070", "7000", {"7101": "vergunningen"}, clock=lambda: 0.0)
-
-
-def blocks(raw: str) -> Iterator[Message | str]:
-    """Messages of a raw AMI stream; a banner (a new connection) is yielded as itself."""
-    for block in raw.split("\r\n\r\n"):
-        block = block.strip()
-        if block.startswith(BANNER):
-            yield BANNER
-            block = block.partition("\r\n")[2]
-        message = Message.from_line(block) if block else None
-        if message is not None and "Event" in message:
-            yield message
-
-
-def replay(raw: str, t: CallTracker | None = None) -> tuple[CallTracker, list[Effect]]:
-    """Feed a stream; on a reconnect, resync from no live channels (Asterisk restarted)."""
-    t = t or tracker()
-    effects: list[Effect] = []
-    connections = 0
-    for item in blocks(raw):
-        if isinstance(item, str):
-            connections += 1
-            if connections > 1:
-                effects += t.resync([])
-            continue
-        effects += t.feed(item)
-    return t, effects
+from tests.support.ami_stream import STREAM, blocks, replay, tracker
 
 
 def ended(effects: list[Effect]) -> dict[str, Ended]:

@@ -20,8 +20,8 @@ from cti.services import Services
 from cti.store.models import AuditEntry, QuestionRecording, User, VirtualHold
 from cti.users.service import create_user, issue_token
 from dialplan.config import Config
-from tests.unit.memory_services import TWO_TEAMS, memory_services
-from tests.unit.test_live_callback import ringing
+from tests.support.agent_legs import ringing
+from tests.support.memory_services import TWO_TEAMS, memory_services
 
 CONFIG = Config.model_validate(TWO_TEAMS)
 USERS = [

@@ -17,7 +17,7 @@ from cti.callbacks.service import CallbackError, claim_hopper, close_hopper
 from cti.services import Services, build_services
 from cti.store.models import AuditEntry, Base, CallbackAttempt, Hopper, HopperEvent, OutboxMail
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.support.memory_services import memory_services
 
 _CALLERS = itertools.count()
 

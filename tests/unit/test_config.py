@@ -8,34 +8,9 @@ import pytest
 
 from bereik.cli import main
 from dialplan.config import ConfigError, load
+from tests.support.config_files import BASE, problem, write
 
 REPO = Path(__file__).resolve().parents[2]
-
-BASE = """
-[[phones]]
-extension = "3001"
-[[teams]]
-id = "vergunningen"
-name = "Vergunningen"
-number = "7001"
-members = ["3001"]
-mailbox = "vergunningen@example.org"
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "bereik.toml"
-    path.write_text(text)
-    return path
-
-
-def problem(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load(write(tmp_path, text))
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(str(tmp_path / "bereik.toml") + ": ")
-    return message
 
 
 def test_the_example_configuration_is_valid() -> None:

@@ -17,40 +17,10 @@ from cti.hoppers.service import HopperError, create_hopper, reassign_hopper
 from cti.services import Services, build_services
 from cti.store.db import create_engine, sessions
 from cti.store.models import Hopper, HopperEvent, OutboxMail
-from dialplan.config import Config
-from tests.unit.memory_services import memory_services
+from tests.support.memory_services import CONFIG, memory_services
 
 # Monday 10 June 2024, 10:00 in Amsterdam (CEST, UTC+2).
 MONDAY_10 = datetime(2024, 6, 10, 8, 0, tzinfo=UTC)
-
-CONFIG = Config.model_validate(
-    {
-        "kcc": {"agents": ["2001"], "supervisor_mailbox": "kcc@example.org"},
-        "categories": {"kapvergunning": "vergunningen"},
-        "phones": [
-            {"extension": "2001", "name": "KCC Anna"},
-            {"extension": "3001"},
-            {"extension": "3101"},
-        ],
-        "teams": [
-            {
-                "id": "vergunningen",
-                "name": "Vergunningen",
-                "number": "7001",
-                "members": ["3001"],
-                "mailbox": "verg@example.org",
-            },
-            {
-                "id": "stadsbeheer",
-                "name": "Stadsbeheer",
-                "number": "7002",
-                "members": ["3101"],
-                "mailbox": "sb@example.org",
-                "norm_working_days": 3,
-            },
-        ],
-    }
-)
 
 
 @pytest.fixture

@@ -3,22 +3,7 @@
 from __future__ import annotations
 
 from cti.calls.live import LiveCalls
-from cti.calls.tracker import AgentLeg
-
-
-def ringing(caller_channel: str, state: str = "ringing") -> AgentLeg:
-    """What the call tracker reports when a DialBegin rings agent 2001 (or, with `state`,
-    when that call is answered or over there)."""
-    return AgentLeg(
-        extension="2001",
-        channel="PJSIP/2001-0000000c",
-        call="1795978677.6",
-        caller="0633333333",
-        caller_name="Terugbellen",
-        state=state,
-        at=1795978700.0,
-        caller_channel=caller_channel,
-    )
+from tests.support.agent_legs import ringing
 
 
 def test_a_placeholder_ringing_an_agent_is_shown_as_a_callback_with_its_arrival() -> None:

@@ -14,8 +14,8 @@ from cti.calls.tracker import AgentLeg
 from cti.calls.transfer import TransferError, transfer_to_team
 from cti.store.models import AuditEntry
 from dialplan.config import Config
-from tests.unit.memory_services import memory_services
-from tests.unit.test_call_tracker import STREAM, replay
+from tests.support.ami_stream import STREAM, replay
+from tests.support.memory_services import memory_services
 
 
 async def test_the_agent_screen_shows_each_recorded_kcc_call_ring_answer_and_end() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from cti.ami.channels import extension_of_member
 from cti.queue.service import state_of
 from cti.store.models import AgentState
-from tests.unit.test_config import problem
+from tests.support.config_files import problem
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from cti.services import Services, build_services
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import Announcement, AuditEntry, Call, Hopper, HopperEvent, OutboxMail
 from dialplan.config import Config
-from tests.unit.memory_services import TWO_TEAMS, memory_services
+from tests.support.memory_services import TWO_TEAMS, memory_services
 
 NOW = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
 CONFIG = Config.model_validate(

@@ -31,9 +31,8 @@ from cti.users.service import create_user, issue_token
 from cti.web import auth, pages
 from cti.web.app import create_app
 from dialplan.config import Config
-from tests.unit.memory_services import TWO_TEAMS, memory_services
-
-PASSWORD = "geheim-wachtwoord"
+from tests.support.memory_services import TWO_TEAMS, memory_services
+from tests.support.web_client import PASSWORD, Client, login_token, post_login
 
 
 def config(**server: Any) -> Config:
@@ -55,26 +54,6 @@ async def client(services: Services) -> AsyncIterator[TestClient[web.Request, we
     app = web_app(services, live.LiveCalls())
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
-
-
-Client = TestClient[web.Request, web.Application]
-
-
-async def login_token(client: Client) -> str:
-    page = await (await client.get("/login")).text()
-    found = re.search(r'name="login_token" value="([^"]+)"', page)
-    assert found
-    return found[1]
-
-
-async def post_login(
-    client: Client, token: str, password: str = PASSWORD, name: str = "marieke", next_: str = "/"
-) -> Any:
-    return await client.post(
-        "/login",
-        data={"name": name, "password": password, "login_token": token, "next": next_},
-        allow_redirects=False,
-    )
 
 
 async def sign_in(client: Client, name: str = "marieke") -> str:

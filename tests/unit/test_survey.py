@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cti.survey.service import answer_value, chosen
 from dialplan.config import load
-from tests.unit.test_config import BASE, problem, write
+from tests.support.config_files import BASE, problem, write
 
 
 def test_survey_shares_name_the_kcc_or_a_configured_team(tmp_path: Path) -> None:

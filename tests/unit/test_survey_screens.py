@@ -20,8 +20,8 @@ from cti.services import Services
 from cti.store.models import SurveyAnswer
 from cti.users.service import create_user
 from dialplan.config import Config
-from tests.unit.memory_services import TWO_TEAMS, memory_services
-from tests.unit.test_security import PASSWORD, Client, login_token, post_login
+from tests.support.memory_services import TWO_TEAMS, memory_services
+from tests.support.web_client import PASSWORD, Client, login_token, post_login
 
 CONFIG = Config.model_validate(
     {

@@ -13,7 +13,7 @@ from cti.presence import present_members, set_presence
 from cti.services import build_services
 from cti.store.models import Base
 from dialplan.config import Team
-from tests.unit.test_hoppers_service import CONFIG
+from tests.support.memory_services import CONFIG
 
 
 def team(strategy: str) -> Team:

@@ -22,7 +22,7 @@ from cti.tts import engine_for
 from dialplan.config import Config
 from metrics.registry import BereikMetrics
 from tests.postgres import PostgresCluster
-from tests.unit.test_call_tracker import STREAM, blocks
+from tests.support.ami_stream import STREAM, blocks
 
 NAME = "ami:127.0.0.1:5038"
 

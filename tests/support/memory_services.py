@@ -57,3 +57,33 @@ async def memory_services(
         )
     finally:
         await engine.dispose()
+
+
+CONFIG = Config.model_validate(
+    {
+        "kcc": {"agents": ["2001"], "supervisor_mailbox": "kcc@example.org"},
+        "categories": {"kapvergunning": "vergunningen"},
+        "phones": [
+            {"extension": "2001", "name": "KCC Anna"},
+            {"extension": "3001"},
+            {"extension": "3101"},
+        ],
+        "teams": [
+            {
+                "id": "vergunningen",
+                "name": "Vergunningen",
+                "number": "7001",
+                "members": ["3001"],
+                "mailbox": "verg@example.org",
+            },
+            {
+                "id": "stadsbeheer",
+                "name": "Stadsbeheer",
+                "number": "7002",
+                "members": ["3101"],
+                "mailbox": "sb@example.org",
+                "norm_working_days": 3,
+            },
+        ],
+    }
+)

@@ -1,19 +1,16 @@
-"""Helpers for the browser tests: users in the exchange's database, a headless Chromium."""
+"""A headless Chromium signed in to the screens, screenshots, and axe-core's WCAG 2.1 AA check."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
 from bench.exchange import ARTIFACTS, REPO, Exchange
+from tests.support import second_factor
+from tests.support.users import PASSWORD
 
 SCREENS = ARTIFACTS / "screens"
 # axe-core, vendored from the npm registry (tests/e2e/vendor/axe-core/VERSION says which).
@@ -21,7 +18,6 @@ AXE = REPO / "tests" / "e2e" / "vendor" / "axe-core" / "axe.min.js"
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SERIOUS = ("serious", "critical")
 DOC_SCREENS = REPO / "docs" / "screens"
-PASSWORD = "correct-horse-battery"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -30,47 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def add_user_with_cli(
-    ex: Exchange, name: str, role: str, team: str = "", extension: str = ""
-) -> None:
-    """`bereik users add`, as an administrator would run it."""
-    command = [
-        sys.executable,
-        "-m",
-        "bereik",
-        "users",
-        "add",
-        name,
-        "--role",
-        role,
-        "--password-stdin",
-        "--config",
-        str(ex.config_path),
-    ]
-    if team:
-        command += ["--team", team]
-    if extension:
-        command += ["--extension", extension]
-    done = subprocess.run(
-        command, input=PASSWORD + "\n", capture_output=True, text=True, cwd=REPO, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-
-
-async def add_users(ex: Exchange, users: list[tuple[str, str, str, str]]) -> None:
-    """(name, role, team, extension) straight into the database (the schema is migrated)."""
-    from cti.users.service import create_user
-
-    engine = create_async_engine(ex.async_database_url)
-    try:
-        async with async_sessionmaker(engine)() as session:
-            for name, role, team, extension in users:
-                await create_user(session, name, PASSWORD, role, team, extension)
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 @contextlib.asynccontextmanager
@@ -99,6 +54,7 @@ async def sign_in(
     await page.fill("input[name=password]", PASSWORD)
     await page.click("#login-form button[type=submit]")
     await page.wait_for_load_state("load")
+    await second_factor.in_browser(page, f"{ex.url('')}|{name}")  # admins, supervisors
     assert "/login" not in page.url, await page.content()
     return page
 
@@ -114,23 +70,15 @@ async def screenshot(page: Any, name: str) -> None:
         shutil.copy(path, DOC_SCREENS / f"{name}.png")
 
 
-async def until(check: Any, timeout: float = 10.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.1)
-
-
 async def axe(page: Any) -> dict[str, Any]:
     """axe-core's WCAG 2.1 A and AA rules on the page as it is now: the rules passed and
     each violation with its impact and (up to five of) the elements that break it."""
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
-        await page.add_script_tag(path=str(AXE))
+        # Through the DevTools protocol, as a tester's console would: the screens'
+        # Content-Security-Policy refuses an added inline script (add_script_tag).
+        devtools = await page.context.new_cdp_session(page)
+        await devtools.send("Runtime.evaluate", {"expression": AXE.read_text()})
+        await devtools.detach()
     result: dict[str, Any] = await page.evaluate(
         """async (tags) => {
             const r = await axe.run(document, {runOnly: {type: "tag", values: tags}});
