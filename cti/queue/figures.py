@@ -1,7 +1,7 @@
 """The waiting line's figures from the database: today's service level and ASA, the last
 hour's arrivals and handling time, the expected wait a caller is told, and the forecast.
 
-Definitions (also in the README):
+Definitions (also in docs/kcc.md):
 
 * offered: every stay decided today (answered, abandoned, overflow, callback), by
   ``queue_calls.joined_at`` since local midnight.
