@@ -9,6 +9,7 @@ passwords); `KamailioProcess` runs it in the foreground on its own ports, droppi
 from __future__ import annotations
 
 import grp
+import ipaddress
 import json
 import os
 import pwd
@@ -74,12 +75,39 @@ def render_kamailio(config: Config, installation: Installation) -> Path:
         "secrets": secrets,
         "etc": str(home),
         "modules_dir": modules_dir(),
+        "trunk_networks": trunk_networks(config),
     }
+    if config.tls.enabled:
+        # Kamailio drops to its own user: its copies of the pair, readable by it alone.
+        for name, source in (
+            ("tls-cert.pem", config.tls.cert_file),
+            ("tls-key.pem", config.tls.key_file),
+        ):
+            try:
+                write_private(home / name, Path(source).read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"tls: cannot read {source}: {exc.strerror}") from None
     for template in sorted(TEMPLATES.glob("*.j2")):
         text = environment.get_template(template.name).render(context)
         write_private(home / template.name.removesuffix(".j2"), text)
     _give_to_runtime_user(config, home)
     return home
+
+
+def trunk_networks(config: Config) -> list[str]:
+    """The trunk's addresses as networks Kamailio compares a source with: [asterisk]
+    trunk_addresses and a registering trunk's server (a host name is left out: Kamailio
+    resolves no names; give the provider's addresses in trunk_addresses)."""
+    networks = []
+    hosts = [*config.asterisk.trunk_addresses]
+    if config.trunk.registers:
+        hosts.append(config.trunk.host)
+    for host in hosts:
+        try:
+            networks.append(str(ipaddress.ip_network(host, strict=False)))
+        except ValueError:
+            continue
+    return list(dict.fromkeys(networks))
 
 
 def _ids(config: Config) -> tuple[int, int] | None:
