@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bereik.demo import run_demo
 from bereik.serve import serve
+from bereik.status import register as status_register
 from bereik.tls import register as tls_register
 from cti.announcements import cli as announcements_cli
 from cti.callbacks import cli as callbacks_cli
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes_cli.register(commands)
     reports_cli.register(commands)
     tls_register(commands)
+    status_register(commands)
     return parser
 
 

@@ -165,3 +165,43 @@ def test_status_prints_each_part_and_what_is_down() -> None:
         "DOWN  outbox    3 mails waiting, the oldest for 120 s",
         "down: outbox",
     ]
+
+
+def status_config(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "bereik.toml"
+    path.write_text(
+        f'[server]\nhttp_port = {port}\n[database]\nurl = "sqlite:///{tmp_path}/bereik.db"\n'
+        f'[asterisk]\ninstance_dir = "{tmp_path}/asterisk"\n'
+    )
+    return path
+
+
+async def test_bereik_status_prints_the_running_process_parts_and_exits_1_when_one_is_down(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bereik.cli import main
+
+    server = TestServer(create_app(services, [Health(services, agi=lambda: False).setup]))
+    async with TestClient(server):
+        path = status_config(tmp_path, server.port or 0)
+        code = await asyncio.to_thread(main, ["status", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "DOWN  fastagi   not listening" in out
+    assert "ok    database  answers" in out
+    assert out.rstrip().endswith("down: fastagi")
+
+
+async def test_bereik_status_checks_what_it_can_itself_when_serve_does_not_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.exchange import free_port
+    from bereik.cli import main
+
+    path = status_config(tmp_path, free_port())
+    code = await asyncio.to_thread(main, ["status", "--config", str(path)])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "bereik serve does not answer on http://127.0.0.1:" in captured.err
+    assert "ok    database" in captured.out
+    assert "ok    mail" in captured.out
