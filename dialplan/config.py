@@ -228,10 +228,23 @@ class Mail(Strict):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
     sender: str = "bereik@localhost"
-    use_tls: bool = False
+    # STARTTLS (cti/outbox.py): "auto" when the server offers it, "require" (certificate
+    # verified, against ca_file if given, else the system's CAs) or "off".
+    starttls: Literal["auto", "require", "off"] = "auto"
+    ca_file: str = ""
+    use_tls: bool = False  # older name: true is starttls = "require"
     username: str = ""
     password: str = ""
     retry_seconds: float = Field(30.0, gt=0)
+
+    @property
+    def tls_mode(self) -> str:
+        return "require" if self.use_tls else self.starttls
+
+    @field_validator("ca_file")
+    @classmethod
+    def ca_path(cls, value: str) -> str:
+        return _whole(_ABSOLUTE_PATH, value, "must be an absolute path without spaces or ';'")
     # An unsent mail older than this makes /healthz answer 503 (the outbox part).
     late_seconds: float = Field(900.0, gt=0)
 
@@ -647,6 +660,8 @@ class Trunk(Strict):
     number_format: Literal["national", "e164", "international"] = "national"
     country_code: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}$")] = "31"
     expiration_seconds: int = Field(300, ge=60, le=86400)
+    # "sdes": SRTP with the provider (keys in the SDP, so only over TLS); never optimistic.
+    media_encryption: Literal["none", "sdes"] = "none"
 
     @field_validator("server", "from_domain")
     @classmethod
@@ -671,6 +686,8 @@ class Trunk(Strict):
             raise ValueError("a trunk with a server needs username and password")
         if (self.username or self.password or self.dids) and not self.server:
             raise ValueError("username, password and dids need server")
+        if self.media_encryption == "sdes" and not (self.server and self.transport == "tls"):
+            raise ValueError("media_encryption = sdes needs a server and transport = tls")
         return self
 
     @property

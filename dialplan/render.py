@@ -337,15 +337,22 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
     return etc
 
 
+# The system's CA store (Debian's ca-certificates): what a TLS trunk's provider is verified
+# against when [tls] has no ca_file.
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
 def _copy_tls_files(config: Config, instance_host: Path, dirs: Directories) -> dict[str, str]:
     """Copy the certificate, key and CA into the instance (0600 in a 0700 directory), as
-    Asterisk sees them: a chrooted Asterisk cannot read the host's paths."""
+    Asterisk sees them: a chrooted Asterisk cannot read the host's paths (nor has a CA
+    store of its own, so a TLS trunk without ca_file gets a copy of the system's)."""
     tls = config.tls
     if not tls.enabled:
         return {}
     keys = private_dir(instance_host / "keys")
     files = {}
-    for name, source in (("cert", tls.cert_file), ("key", tls.key_file), ("ca", tls.ca_file)):
+    ca = tls.ca_file or (SYSTEM_CA_FILE if config.trunk.transport == "tls" else "")
+    for name, source in (("cert", tls.cert_file), ("key", tls.key_file), ("ca", ca)):
         if not source:
             continue
         try:

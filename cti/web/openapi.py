@@ -123,6 +123,12 @@ DOCUMENT: dict[str, Any] = {
                     "counts_for_norm": {"type": "boolean"},
                     "within_norm": {"type": "boolean", "nullable": True},
                     "repeat_count": INT,
+                    "call_not_linked": {
+                        "type": "string",
+                        "description": "POST only: why call_uniqueid was not linked (not the "
+                        "agent's own current or last call, or another number); the hopper "
+                        "is made without it",
+                    },
                     "history": {"type": "array", "items": {"type": "object"}},
                 },
             },
