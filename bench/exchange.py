@@ -257,6 +257,7 @@ class Exchange:
         agi_proxy: bool = False,
         kcc_toml: str = "",
         server_toml: str = "",
+        asterisk_toml: str = "",
     ) -> None:
         self.installation = installation
         self.workdir = workdir
@@ -277,7 +278,7 @@ class Exchange:
         # Open around the clock by default, so a test's call takes the open path on a
         # Sunday night or Christmas too; tests of closed hours pass their own [hours].
         self.config_path.write_text(
-            self._toml(extra_toml, teams_toml, kcc_toml, server_toml)
+            self._toml(extra_toml, teams_toml, kcc_toml, server_toml, asterisk_toml)
             + (always_open() if hours_toml is None else hours_toml)
         )
         self.config: Config = load(self.config_path)
@@ -288,7 +289,9 @@ class Exchange:
         self.more_serves: list[ServeProcess] = []
         self._engine = create_engine(sync_url(self.database_url), pool_pre_ping=True)
 
-    def _toml(self, extra: str, teams: str, kcc: str = "", server: str = "") -> str:
+    def _toml(
+        self, extra: str, teams: str, kcc: str = "", server: str = "", asterisk: str = ""
+    ) -> str:
         phones = "\n".join(p.toml() for p in self.phones)
         agents = ", ".join(f'"{a}"' for a in self.kcc_agents)
         return f"""
@@ -305,6 +308,7 @@ rtp_end = 29999
 instance_dir = "{self.instance_dir}"
 trunk_contact = "sip:127.0.0.1:{self.ports.trunk}"
 {f'fastagi = "127.0.0.1:{self.agi_proxy_port}"' if self.agi_proxy_port else ""}
+{asterisk}
 
 [database]
 url = "{self.database_url}"
@@ -487,8 +491,9 @@ ring_seconds = 15
         path = self._scenario(scenario, {"ring": str(ring)}, f"{extension}-{mode}")
         return self.start_sipp_uas(path, phone.port, f"sipp-{extension}")
 
-    def register(self, extension: str) -> None:
-        """Register a phone with its digest credentials; its contact is the phone's port."""
+    def register(self, extension: str, local_ip: str = "127.0.0.1") -> None:
+        """Register a phone with its digest credentials; its contact is the phone's port
+        (on `local_ip`, the address it registers from)."""
         phone = next(p for p in self.phones if p.extension == extension)
         secret = load_secrets(self.host_instance / "secrets.json", self.config)
         path = self._scenario(
@@ -497,7 +502,7 @@ ring_seconds = 15
             f"register-{extension}",
         )
         for _ in range(2):  # a REGISTER lost on a loaded machine: a phone simply tries again
-            result = self._register_once(path, extension, secret.phones[extension])
+            result = self._register_once(path, extension, secret.phones[extension], local_ip)
             if result.returncode == 0:
                 return
         raise AssertionError(
@@ -506,7 +511,7 @@ ring_seconds = 15
         )
 
     def _register_once(
-        self, path: Path, extension: str, password: str
+        self, path: Path, extension: str, password: str, local_ip: str = "127.0.0.1"
     ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [
@@ -515,7 +520,7 @@ ring_seconds = 15
                 "-sf",
                 str(path),
                 "-i",
-                "127.0.0.1",
+                local_ip,
                 "-p",
                 str(free_port()),
                 "-m",
