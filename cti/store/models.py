@@ -409,3 +409,17 @@ class AnnouncementHearing(Base):
     result: Mapped[str] = mapped_column(String(16))  # saved went_on
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     __table_args__ = (UniqueConstraint("call_uniqueid", "item"),)
+
+
+class SetAside(Base):
+    """Work the database refused for a reason other than being down (cti/store/faults.py):
+    kept with its error until `bereik events retry` replays it; purged with the calls."""
+
+    __tablename__ = "set_aside"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)  # a replayer's name
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text)
+    set_aside_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    replayed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
