@@ -4,7 +4,7 @@ TCP gives no message boundaries: Asterisk's events arrive cut at any byte, a mul
 UTF-8 character (a caller name such as "Zoë" or "Jörg") included. Whatever the cuts, the
 events that come out must be exactly the ones that went in, and no byte stream, however
 broken, may raise out of data_received (that would kill the connection and every event
-after it).
+after it) or leave the framing unable to read the next whole event.
 """
 
 from __future__ import annotations
@@ -56,6 +56,24 @@ def _protocol() -> tuple[_Protocol, _Factory]:
     factory = _Factory()
     protocol.factory = factory
     return protocol, factory
+
+
+# A whole event after whatever came before: the blank line first ends any block left open.
+SENTINEL = b"\r\n\r\nEvent: Hangup\r\nUniqueid: 1795978677.42\r\n\r\n"
+
+
+def _still_reads_events(protocol: _Protocol, factory: _Factory) -> None:
+    """After any input, the next whole event comes out, and the connection is open unless
+    Asterisk said it shuts down (a Shutdown event): input that data_received swallowed (or
+    that broke its framing) fails here, not silently."""
+    shut_down = any(e.get("Event") == "Shutdown" for e in factory.events)
+    before = len(factory.events)
+    protocol.data_received(SENTINEL)
+    assert len(factory.events) > before, "the event after the input did not come out"
+    last = {k: v for k, v in factory.events[-1].items() if k != "content"}
+    assert last == {"Event": "Hangup", "Uniqueid": "1795978677.42"}
+    assert protocol.transport.closed == shut_down
+    assert factory.lost == (1 if shut_down else 0)
 
 
 def _feed(data: bytes, cuts: list[int]) -> list[dict[str, str]]:
@@ -116,10 +134,13 @@ def test_a_caller_name_split_inside_a_utf8_character_survives() -> None:
 
 
 @given(st.lists(st.binary(max_size=200), max_size=20))
-def test_any_bytes_in_any_pieces_never_raise(pieces: list[bytes]) -> None:
-    protocol, _ = _protocol()
+def test_any_bytes_in_any_pieces_never_raise_and_the_next_event_comes_out(
+    pieces: list[bytes],
+) -> None:
+    protocol, factory = _protocol()
     for piece in pieces:
         protocol.data_received(piece)
+    _still_reads_events(protocol, factory)
 
 
 @given(
@@ -139,10 +160,13 @@ def test_any_bytes_in_any_pieces_never_raise(pieces: list[bytes]) -> None:
         max_size=60,
     )
 )
-def test_fragments_of_the_format_never_raise(pieces: list[bytes]) -> None:
-    protocol, _ = _protocol()
+def test_fragments_of_the_format_never_raise_and_the_next_event_comes_out(
+    pieces: list[bytes],
+) -> None:
+    protocol, factory = _protocol()
     for piece in pieces:
         protocol.data_received(piece)
+    _still_reads_events(protocol, factory)
 
 
 @settings(max_examples=5, deadline=None)
@@ -157,3 +181,4 @@ def test_a_megabyte_without_a_blank_line_is_handled_without_spinning(seed: bytes
     protocol.data_received(b"\r\n\r\nEvent: Hangup\r\nUniqueid: 1.2\r\n\r\n")
     assert time.perf_counter() - started < 2.0
     assert factory.events[-1]["Uniqueid"] == "1.2"
+    _still_reads_events(protocol, factory)
