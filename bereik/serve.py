@@ -39,6 +39,7 @@ from cti.hoppers import http as hoppers_http
 from cti.nodes import http as nodes_http
 from cti.nodes import pages as nodes_pages
 from cti.nodes import service as nodes
+from cti.queue import abandoned as queue_abandoned
 from cti.queue import figures as queue_figures
 from cti.queue import http as queue_http
 from cti.queue import overflow as queue_overflow
@@ -46,9 +47,9 @@ from cti.queue import sounds as queue_sounds
 from cti.queue import vhold
 from cti.queue.devicestate import SharedAgentStates
 from cti.queue.events import QueueEvents
+from cti.reports import firstline, weekly
 from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
-from cti.reports import weekly
 from cti.services import Services, open_services
 from cti.store.db import STORE_DOWN
 from cti.supervisor import Supervisor
@@ -160,6 +161,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "callback scheduler": functools.partial(scheduler.run, services),
         "outbox": functools.partial(outbox.run, services),
         "weekly report": functools.partial(weekly.run, services),
+        "first-line figures": functools.partial(firstline.run, services),
         "retention": functools.partial(retention.run, services),
         "survey figures": functools.partial(survey.run, services),
         "announcement savings": functools.partial(savings.run, services),
@@ -169,6 +171,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         workers |= {
             "queue events": line.run,
             "queue figures": functools.partial(queue_figures.run, services),
+            "callers who gave up": functools.partial(queue_abandoned.run, services),
             "queue closing time": functools.partial(
                 queue_overflow.run, services, owner=lease.owned
             ),

@@ -308,6 +308,9 @@ class Queue(Strict):
     # The target the staffing forecast (Erlang C) plans for: this share within the seconds.
     service_level_target: float = Field(0.8, gt=0, lt=1)
     short_abandon_seconds: int = Field(5, ge=0, le=60)
+    # A caller who hung up in the KCC's line after short_abandon_seconds gets a KCC hopper
+    # (reason abandoned), once per caller per day; never an acquisitie or anonymous caller.
+    callback_abandoned: bool = False
     # Pause reasons: id -> label; the n-th is also pause code + n on the phone (*331).
     pause_reasons: dict[str, str] = {
         "lunch": "Lunch",
@@ -335,6 +338,15 @@ class Queue(Strict):
             if not re.match(r"^[a-z][a-z0-9_]{0,31}$", reason) or reason == "ring_out":
                 raise ValueError(f"{reason!r} is not a usable pause reason id")
         return reasons
+
+
+class Norms(Strict):
+    """First-line resolution (cti/reports/firstline.py): the share of KCC calls handled
+    without a transfer or a hopper, against this target, and repeat callers: who called
+    again within this many working days of an answered call."""
+
+    first_line_target: float = Field(0.8, gt=0, le=1)
+    repeat_days: int = Field(5, ge=1, le=30)
 
 
 class Phone(Strict):
@@ -772,6 +784,7 @@ class Config(Strict):
     mail: Mail = Mail()
     kcc: Kcc = Kcc()
     queue: Queue = Queue()
+    norms: Norms = Norms()
     phones: list[Phone] = []
     teams: list[Team] = []
     menu: Menu = Menu()

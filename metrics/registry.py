@@ -35,7 +35,7 @@ log = logging.getLogger("bereik.metrics")
 KCC = "kcc"
 ENTRIES = ("14070", "team", "internal")
 TRANSFER_RESULTS = ("answered", "no_answer", "busy", "failed")
-HOPPER_REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
+HOPPER_REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual", "abandoned")
 WITHIN_NORM = ("true", "false")
 NORM_WINDOWS = ("today", "7d", "28d")
 UNKNOWN_HANDLER = "unknown"
@@ -113,6 +113,53 @@ class VoiceSeries:
                 pass
         else:
             gauge.labels(*labels).set(value)
+
+
+class FirstLineSeries:
+    """First-line resolution today, per team (cti/reports/firstline.py), from the database."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.ratio = Gauge(
+            "bereik_first_line_ratio",
+            "Share of today's calls a team (kcc: the contact centre) answered first and "
+            "handled itself, without a transfer or a hopper. Absent before the first answer.",
+            ["team"],
+            registry=r,
+        )
+        self.repeat = Gauge(
+            "bereik_repeat_callers_ratio",
+            "Share of today's answered callers (known numbers) who called again within "
+            "norms.repeat_days working days. Absent before the first answer.",
+            ["team"],
+            registry=r,
+        )
+        self.transfers = Gauge(
+            "bereik_first_line_transfers",
+            "Calls another team (mostly the KCC) answered today and passed on to this team.",
+            ["to_team"],
+            registry=r,
+        )
+        self.target = Gauge(
+            "bereik_first_line_target",
+            "The first-line target (norms.first_line_target): the wall screen's target line.",
+            registry=r,
+        )
+
+    def set(
+        self, figures: Mapping[str, tuple[float | None, float | None, int]], target: float
+    ) -> None:
+        """team -> (first-line share, repeat share, transfers in); a None removes it."""
+        self.target.set(target)
+        for team, (share, repeat, transfers_in) in figures.items():
+            for gauge, value in ((self.ratio, share), (self.repeat, repeat)):
+                if value is None:
+                    try:
+                        gauge.remove(team)
+                    except KeyError:
+                        pass
+                else:
+                    gauge.labels(team).set(value)
+            self.transfers.labels(team).set(transfers_in)
 
 
 class QueueSeries:
@@ -430,6 +477,7 @@ class BereikMetrics:
 
         self.queue = QueueSeries(r)
         self.voice = VoiceSeries(r)
+        self.first_line = FirstLineSeries(r)
 
         self.ami_connected.set(0)
         self.init_teams(teams)

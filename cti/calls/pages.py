@@ -10,7 +10,7 @@ from aiohttp import web
 from cti.calls.gauges import board_figures
 from cti.health import HEALTH
 from cti.services import Services
-from cti.web.auth import require_role
+from cti.web.auth import current_user, mask_number, require_role
 from cti.web.context import SERVICES
 from cti.web.pages import render
 
@@ -56,6 +56,10 @@ async def _board(request: web.Request) -> dict[str, Any]:
         # own count (callers in the line or hearing its entry messages), not a second
         # count kept elsewhere that may differ from it for the same callers.
         figures["waiting"] = {**figures["waiting"], "kcc": line["waiting"]}
+    # Callers who gave up waiting: their numbers only for roles that call citizens back.
+    user = current_user(request)
+    for stay in figures.get("abandoned", {}).get("callers", []):
+        stay["caller"] = mask_number(stay["caller"], user)
     # The status line: the parts of this process that are down right now.
     health = request.app.get(HEALTH)
     figures["down"] = health.down_now() if health is not None else []

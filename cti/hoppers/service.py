@@ -45,7 +45,7 @@ from dialplan.hours import OpeningHours, cached_opening_hours
 
 KCC_TEAM = KCC_ID
 KCC_NORM_WORKING_DAYS = 2
-REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual")
+REASONS = ("no_answer", "busy", "nobody_present", "after_hours", "manual", "abandoned")
 STATUSES = ("open", "closed")
 
 REASON_TEXT_NL = {
@@ -54,6 +54,7 @@ REASON_TEXT_NL = {
     "nobody_present": "niemand aanwezig",
     "after_hours": "buiten openingstijden",
     "manual": "aangemaakt door het KCC",
+    "abandoned": "opgehangen in de wachtrij",
 }
 
 

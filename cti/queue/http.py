@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from cti.calls.pages import BOARD_PARTS
-from cti.queue import service
+from cti.queue import abandoned, service
 from cti.queue.figures import forecast, queue_figures
 from cti.web import auth
 from cti.web.context import SERVICES
@@ -25,6 +25,7 @@ from cti.web.jsonapi import json_error, json_object
 def setup(app: web.Application) -> None:
     if app[SERVICES].config.kcc.mode == "queue":
         app[BOARD_PARTS]["queue"] = queue_figures_json
+        app[BOARD_PARTS]["abandoned"] = abandoned.board_part
     app.router.add_get("/api/agent/state", agent_state)
     app.router.add_post("/api/agent/state", change_agent_state)
     app.router.add_get("/api/queue", queue_json)

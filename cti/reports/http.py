@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from cti.calls.pages import BOARD_PARTS
+from cti.reports import firstline
 from cti.reports.figures import Period, PeriodError, parse_period
 from cti.reports.service import (
     CSV_NAMES,
@@ -33,6 +35,7 @@ ROLES = ("lead", "supervisor")  # and admin, who passes every role check
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/reports/{name}.csv", download)
+    app[BOARD_PARTS]["first_line"] = firstline.board_part
 
 
 @dataclass

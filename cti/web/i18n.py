@@ -144,6 +144,29 @@ TEXTS: dict[str, dict[str, str]] = {
         "waiting": "Wachtend",
         "open hoppers short": "Open",
         "overdue short": "Te laat",
+        "first line today": "Eerstelijnsafhandeling vandaag",
+        "first line target": (
+            "Doel: {target} % zelf afgehandeld, zonder doorverbinden of terugbelverzoek"
+        ),
+        "first line share": "Zelf afgehandeld",
+        "first line answered": "Aangenomen",
+        "first line passed on": "Doorverbonden",
+        "first line hoppers": "Terugbelverzoeken",
+        "repeat callers": "Belden opnieuw (binnen {days} werkdagen)",
+        "transfers in": "Doorverbonden naar dit team",
+        "at target": "haalt het doel",
+        "below target": "onder het doel",
+        "first line note": (
+            "Per team de gesprekken die het team als eerste aannam. Per week en maand: "
+            "klik op Rapportages."
+        ),
+        "gave up waiting": "Opgehangen in de wachtrij vandaag (na meer dan {s} s)",
+        "nobody gave up": "Vandaag heeft niemand in de wachtrij opgehangen.",
+        "came at": "Binnengekomen",
+        "waited": "Gewacht",
+        "callback request": "Terugbelverzoek",
+        "callback coming": "wordt aangemaakt",
+        "journey": "Verloop van het gesprek",
         "reports": "Rapportages",
         "reports where": (
             "Elke maandag krijgt de teamleider de cijfers van de week per mail. Per team "
@@ -245,6 +268,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody_present": "niemand aanwezig",
         "after_hours": "buiten openingstijden",
         "manual": "door het KCC",
+        "abandoned": "opgehangen in de wachtrij",
         "nodes screen": "Nodes",
         "nodes": "Asterisk-nodes",
         "nodes intro": (
@@ -398,6 +422,29 @@ TEXTS: dict[str, dict[str, str]] = {
         "waiting": "Waiting",
         "open hoppers short": "Open",
         "overdue short": "Overdue",
+        "first line today": "First-line resolution today",
+        "first line target": (
+            "Target: {target} % handled by the team itself, without a transfer or a "
+            "callback request"
+        ),
+        "first line share": "Handled itself",
+        "first line answered": "Answered",
+        "first line passed on": "Transferred",
+        "first line hoppers": "Callback requests",
+        "repeat callers": "Called again (within {days} working days)",
+        "transfers in": "Transferred to this team",
+        "at target": "meets the target",
+        "below target": "below the target",
+        "first line note": (
+            "Per team the calls it answered first. Per week and month: click Reports."
+        ),
+        "gave up waiting": "Hung up in the line today (after more than {s} s)",
+        "nobody gave up": "Nobody hung up in the line today.",
+        "came at": "Came in",
+        "waited": "Waited",
+        "callback request": "Callback request",
+        "callback coming": "being made",
+        "journey": "The call's journey",
         "reports": "Reports",
         "reports where": (
             "Every Monday the team lead gets the week's figures by mail. Per team and "
@@ -501,6 +548,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nobody_present": "nobody present",
         "after_hours": "after hours",
         "manual": "by the KCC",
+        "abandoned": "hung up in the line",
         "nodes screen": "Nodes",
         "nodes": "Asterisk nodes",
         "nodes intro": (

@@ -1,0 +1,173 @@
+"""Callers who gave up waiting: today's callers who hung up in the KCC's line after more
+than ``queue.short_abandon_seconds`` (sooner is a wrong number, not a caller kept waiting,
+as in the service level and the norm), listed on the board; and with
+``queue.callback_abandoned = true`` a KCC hopper for each (reason ``abandoned``), so
+somebody calls them back.
+
+The hopper is made by ``cti.hoppers.service.create_hopper``, the one path with its rules
+(callback-number rule, repeat contact, mail to the KCC's mailbox, the 2-working-day
+clock). On top of those: once per caller per day (a caller who gives up three times gets
+one callback), never for an anonymous number, never for an acquisitie caller (a call
+categorised ``acquisitie``, or a number that had an acquisitie hopper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, select
+
+from cti.calls.norms import window_starts
+from cti.hoppers.service import HopperError, create_hopper
+from cti.queue.service import KCC_QUEUE
+from cti.services import Services
+from cti.store.models import Call, Hopper, HopperEvent, QueueCall
+from dialplan.config import ACQUISITION
+
+log = logging.getLogger("bereik.queue")
+
+REASON = "abandoned"
+INTERVAL_SECONDS = 5.0
+# A number we can call back at all: at least six digits ("anonymous", "" and short internal
+# extensions are not).
+KNOWN_NUMBER = re.compile(r"^\+?\d{6,}$")
+# Stays whose number the callback rule refused: not tried again every few seconds.
+_REFUSED: set[str] = set()
+
+
+async def gave_up_today(services: Services, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Today's callers who hung up in the KCC's line after the short-abandon seconds, the
+    latest first, with the KCC hopper made for them (its id) if any."""
+    now = now or datetime.now(UTC)
+    config = services.config
+    today = window_starts(now, config.exchange.timezone)["today"]
+    zone = ZoneInfo(config.exchange.timezone)
+    # The hopper this stay made, or the open one it was linked to as a repeat contact.
+    hopper = (
+        select(HopperEvent.hopper_id)
+        .where(
+            HopperEvent.call_uniqueid == QueueCall.uniqueid,
+            HopperEvent.kind.in_(("created", "repeat")),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    async with services.reads() as session:
+        rows = (
+            await session.execute(
+                select(
+                    QueueCall.uniqueid,
+                    QueueCall.caller,
+                    QueueCall.joined_at,
+                    QueueCall.left_at,
+                    QueueCall.wait_seconds,
+                    hopper,
+                )
+                .where(
+                    QueueCall.queue == KCC_QUEUE,
+                    QueueCall.outcome == "abandoned",
+                    QueueCall.wait_seconds >= config.queue.short_abandon_seconds,
+                    QueueCall.joined_at >= today,
+                )
+                .order_by(QueueCall.joined_at.desc())
+            )
+        ).all()
+    return [
+        {
+            "call": uniqueid,
+            "caller": caller,
+            "joined_at": joined.isoformat(),
+            "at": f"{joined.astimezone(zone):%H:%M}",
+            "left_at": left.isoformat() if left else None,
+            "wait_seconds": round(wait or 0.0, 1),
+            "hopper": hopper_id,
+        }
+        for uniqueid, caller, joined, left, wait, hopper_id in rows
+    ]
+
+
+async def board_part(services: Services) -> dict[str, Any]:
+    """The board's list (numbers in full: the board masks them per role)."""
+    return {
+        "callers": await gave_up_today(services),
+        "short_abandon_seconds": services.config.queue.short_abandon_seconds,
+        "callback": services.config.queue.callback_abandoned,
+    }
+
+
+async def _excepted(services: Services, caller: str, uniqueid: str, today: datetime) -> str:
+    """Why this caller gets no hopper ("" when they get one)."""
+    if not KNOWN_NUMBER.match(caller):
+        return "anonymous"
+    async with services.reads() as session:
+        sales = await session.scalar(
+            select(
+                exists().where(Call.uniqueid == uniqueid, Call.category == ACQUISITION)
+                | exists().where(Hopper.caller == caller, Hopper.counts_for_norm.is_(False))
+            )
+        )
+        if sales:
+            return "acquisitie"
+        # Another stay of this caller today already made (or joined) a hopper.
+        done = await session.scalar(
+            select(
+                exists().where(
+                    and_(
+                        QueueCall.caller == caller,
+                        QueueCall.joined_at >= today,
+                        HopperEvent.call_uniqueid == QueueCall.uniqueid,
+                        HopperEvent.kind.in_(("created", "repeat")),
+                    )
+                )
+            )
+        )
+    return "already today" if done else ""
+
+
+async def call_back(services: Services, now: datetime | None = None) -> list[int]:
+    """A KCC hopper for each of today's callers who gave up and has none yet; their ids."""
+    if not services.config.queue.callback_abandoned:
+        return []
+    now = now or datetime.now(UTC)
+    today = window_starts(now, services.config.exchange.timezone)["today"]
+    made = []
+    # Oldest first: the one a caller gets is for their first wait of the day.
+    for stay in reversed(await gave_up_today(services, now)):
+        if stay["hopper"] is not None or stay["call"] in _REFUSED:
+            continue
+        why_not = await _excepted(services, stay["caller"], stay["call"], today)
+        if why_not:
+            continue
+        try:
+            hopper = await create_hopper(
+                services,
+                team_id="kcc",
+                caller=stay["caller"],
+                reason=REASON,
+                note=f"Opgehangen na {stay['wait_seconds']:.0f} s in de wachtrij van het KCC.",
+                call_uniqueid=stay["call"],
+                actor="system",
+            )
+        except HopperError as exc:
+            # A number the callback rule refuses (0900, abroad): nobody can call it back.
+            log.info("no callback for a caller who gave up waiting: %s", exc)
+            _REFUSED.add(stay["call"])
+            continue
+        made.append(hopper.id)
+    return made
+
+
+async def run(services: Services, interval: float | None = None) -> None:
+    if not services.config.queue.callback_abandoned:
+        return
+    while True:
+        try:
+            await call_back(services)
+        except Exception:
+            log.exception("callers who gave up waiting not called back")
+        await asyncio.sleep(interval or INTERVAL_SECONDS)

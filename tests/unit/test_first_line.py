@@ -1,0 +1,180 @@
+"""First-line resolution and the callers who gave up waiting, from rows in the store: the
+definitions (cti/reports/firstline.py, cti/queue/abandoned.py) case by case. The same
+figures from real calls: tests/e2e/test_first_line.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from cti.queue import abandoned
+from cti.reports import firstline
+from cti.services import Services
+from cti.store.models import Call, Hopper, HopperEvent, QueueCall
+from dialplan.config import ACQUISITION
+from tests.support.memory_services import CONFIG, memory_services
+
+# A Tuesday morning, local time 10:00 (a working day).
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def call(uniqueid: str, caller: str, minutes: int, **fields: object) -> Call:
+    values: dict[str, object] = {
+        "uniqueid": uniqueid,
+        "linkedid": uniqueid,
+        "entry": "14070",
+        "caller": caller,
+        "started_at": NOW - timedelta(minutes=minutes),
+        "answered_by": "kcc",
+        "team_id": "kcc",
+        "outcome": "answered_kcc",
+        **fields,
+    }
+    return Call(**values)
+
+
+def hopper(uniqueid: str, caller: str, team: str, reason: str, **fields: object) -> Hopper:
+    return Hopper(
+        team_id=team,
+        caller=caller,
+        reason=reason,
+        call_uniqueid=uniqueid,
+        created_at=NOW - timedelta(minutes=30),
+        deadline=NOW + timedelta(days=2),
+        **fields,
+    )
+
+
+async def store(services: Services, *rows: object) -> None:
+    async with services.sessions() as session:
+        session.add_all(rows)
+        await session.commit()
+
+
+async def test_first_line_counts_handled_transferred_hoppers_and_repeat_callers(
+    tmp_path: Path,
+) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(
+            services,
+            call("1", "0611111111", 120),  # handled by the KCC
+            call("2", "0622222222", 110, team_id="vergunningen", outcome="answered_team"),
+            call("3", "0633333333", 100, team_id="vergunningen", outcome="hopper"),
+            # The agent made a hopper by hand for a team: a hopper, not a transfer.
+            call("4", "0644444444", 90, team_id="vergunningen", outcome="hopper"),
+            hopper("4", "0644444444", "vergunningen", "manual"),
+            # Made from the KCC screen after the call had ended: still a hopper.
+            call("5", "0655555555", 80),
+            hopper("5", "0655555555", "kcc", "manual"),
+            # Acquisitie: left out altogether.
+            call("6", "0666666666", 70, category=ACQUISITION),
+            # Anonymous: answered, but no number to recognise a repeat by.
+            call("7", "anonymous", 60),
+            # The first caller again, an hour later (hung up in the menu): a repeat.
+            call("8", "0611111111", 10, answered_by="", team_id="", outcome="abandoned"),
+            # A team answering its own number directly.
+            call(
+                "9",
+                "0699999999",
+                50,
+                entry="7001",
+                answered_by="vergunningen",
+                team_id="vergunningen",
+                outcome="answered_team",
+            ),
+        )
+        async with services.sessions() as session:
+            start = NOW - timedelta(hours=8)
+            found = await firstline.first_line(session, CONFIG, start, NOW)
+    kcc = found["kcc"]
+    assert (kcc.answered, kcc.handled, kcc.passed_on, kcc.hoppers) == (6, 2, 2, 3)
+    assert kcc.share == 2 / 6
+    assert (kcc.callers, kcc.repeat_callers) == (5, 1)
+    team = found["vergunningen"]
+    assert (team.answered, team.handled, team.transfers_in) == (1, 1, 2)
+    assert team.repeat_callers == 0
+
+
+async def test_a_repeat_counts_only_within_the_working_days(tmp_path: Path) -> None:
+    config = CONFIG.model_copy(update={"norms": CONFIG.norms.model_copy(update={"repeat_days": 1})})
+    async with memory_services(config, tmp_path) as services:
+        # Answered on Monday 30 November; again on Tuesday (day 1: a repeat) for one
+        # caller, on Thursday (day 3: not a repeat within 1 working day) for the other.
+        monday = NOW - timedelta(days=1)
+        await store(
+            services,
+            call("1", "0611111111", 0, started_at=monday),
+            call("2", "0622222222", 0, started_at=monday),
+            call("3", "0611111111", 0, started_at=monday + timedelta(days=1)),
+            call("4", "0622222222", 0, started_at=monday + timedelta(days=3)),
+        )
+        async with services.sessions() as session:
+            days = await firstline.first_line_by_day(
+                session, config, monday - timedelta(hours=1), monday + timedelta(hours=1)
+            )
+    (figures,) = days.values()
+    assert (figures["kcc"].callers, figures["kcc"].repeat_callers) == (2, 1)
+
+
+async def test_first_line_figures_on_metrics_with_the_target(tmp_path: Path) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(
+            services,
+            call("1", "0611111111", 30),
+            call("2", "0622222222", 20, team_id="vergunningen", outcome="answered_team"),
+        )
+        await firstline.refresh(services, NOW)
+        text = services.metrics.render().decode()
+    assert 'bereik_first_line_ratio{team="kcc"} 0.5' in text
+    assert 'bereik_first_line_transfers{to_team="vergunningen"} 1.0' in text
+    assert "bereik_first_line_target 0.8" in text
+
+
+def stay(uniqueid: str, caller: str, wait: float, minutes: int) -> QueueCall:
+    joined = datetime.now(UTC) - timedelta(minutes=minutes)
+    return QueueCall(
+        queue="kcc",
+        uniqueid=uniqueid,
+        caller=caller,
+        joined_at=joined,
+        left_at=joined + timedelta(seconds=wait),
+        outcome="abandoned",
+        wait_seconds=wait,
+    )
+
+
+async def test_callers_who_gave_up_get_one_kcc_hopper_each_per_day(tmp_path: Path) -> None:
+    config = CONFIG.model_copy(
+        update={"queue": CONFIG.queue.model_copy(update={"callback_abandoned": True})}
+    )
+    async with memory_services(config, tmp_path) as services:
+        await store(
+            services,
+            stay("a1", "0611111111", 20, 9),
+            stay("a2", "0611111111", 30, 5),  # the same caller again: no second hopper
+            stay("b", "0622222222", 3, 8),  # shorter than short_abandon_seconds: not listed
+            stay("c", "anonymous", 40, 7),  # nobody to call back
+            stay("d", "0900123456", 40, 6),  # a number the callback rule refuses
+            stay("e", "0655555555", 40, 4),  # a known sales caller
+            hopper("old", "0655555555", "kcc", "manual", counts_for_norm=False, status="closed"),
+        )
+        listed = await abandoned.gave_up_today(services)
+        assert [s["call"] for s in listed] == ["e", "a2", "d", "c", "a1"]
+        made = await abandoned.call_back(services)
+        assert await abandoned.call_back(services) == []  # once
+        async with services.sessions() as session:
+            rows = (await session.execute(select(Hopper).where(Hopper.reason == "abandoned"))).all()
+            events = (await session.execute(select(HopperEvent.call_uniqueid))).scalars().all()
+        shown = {s["call"]: s["hopper"] for s in await abandoned.gave_up_today(services)}
+    assert len(made) == 1 and [(h.caller, h.team_id) for (h,) in rows] == [("0611111111", "kcc")]
+    assert list(events) == ["a1"]  # for the first wait of the day
+    assert shown == {"a1": made[0], "a2": None, "c": None, "d": None, "e": None}
+
+
+async def test_no_hopper_for_callers_who_gave_up_unless_configured(tmp_path: Path) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(services, stay("a", "0611111111", 20, 3))
+        assert await abandoned.call_back(services) == []
+        assert [s["caller"] for s in await abandoned.gave_up_today(services)] == ["0611111111"]
