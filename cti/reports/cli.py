@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cti.reports.figures import PeriodError, add_survey, build_report, parse_period
+from cti.reports.figures import (
+    PeriodError,
+    add_first_line,
+    add_survey,
+    build_report,
+    parse_period,
+)
 from cti.reports.render import to_csv, to_html
 from cti.reports.service import teams_of
 from cti.store.db import create_engine, migrate_async, sessions
@@ -46,6 +52,7 @@ async def render_report(config: Config, period_text: str, teams: list[str], fmt:
                 short_abandon_seconds=config.queue.short_abandon_seconds,
             )
             await add_survey(session, report, config)
+            await add_first_line(session, report, config)
     finally:
         await engine.dispose()
     if fmt == "csv":

@@ -31,6 +31,7 @@ from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.calls.norms import ANSWERED_OUTCOMES, call_norm
+from cti.reports.firstline import FirstLine, first_line
 from cti.store.models import Call, Hopper, User
 from cti.survey import service as survey_service
 from dialplan.config import Config
@@ -130,6 +131,8 @@ class TeamFigures:
     employees: dict[str, Employee] = field(default_factory=dict)
     categories: Counter[str] = field(default_factory=Counter)
     survey: dict[str, str] = field(default_factory=dict)  # question id -> "4.2 (n=31)"
+    # First-line resolution (cti/reports/firstline.py), once add_first_line ran.
+    first_line: FirstLine | None = None
 
     @property
     def norm_share(self) -> float | None:
@@ -144,6 +147,8 @@ class Report:
     period: Period
     generated_at: datetime
     teams: list[TeamFigures]
+    first_line_target: float = 0.8  # norms.first_line_target, set by add_first_line
+    repeat_days: int = 5  # norms.repeat_days
 
 
 async def build_report(
@@ -247,3 +252,13 @@ async def add_survey(
         found = await survey_service.agent_figures(session, config, team.team, start, end)
         for (agent, question_id), figure in sorted(found.items()):
             team.employee(agent).survey[question_id] = survey_text(figure)
+
+
+async def add_first_line(session: AsyncSession, report: Report, config: Config) -> None:
+    """First-line resolution per team into the report, with the configured target."""
+    start, end = report.period.bounds(config.exchange.timezone)
+    found = await first_line(session, config, start, end)
+    report.first_line_target = config.norms.first_line_target
+    report.repeat_days = config.norms.repeat_days
+    for team in report.teams:
+        team.first_line = found.get(team.team, FirstLine())

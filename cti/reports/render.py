@@ -35,6 +35,16 @@ def to_csv(report: Report) -> str:
         row(TEAM_ROW, "hoppers_open_overdue", team.hoppers_open_overdue)
         share = team.norm_share
         row(TEAM_ROW, "share_within_norm", "" if share is None else f"{share:.4f}")
+        if team.first_line is not None:
+            fl = team.first_line
+            row(TEAM_ROW, "first_line_answered", fl.answered)
+            row(TEAM_ROW, "first_line_handled", fl.handled)
+            row(TEAM_ROW, "first_line_share", "" if fl.share is None else f"{fl.share:.4f}")
+            row(TEAM_ROW, "first_line_passed_on", fl.passed_on)
+            row(TEAM_ROW, "first_line_hoppers", fl.hoppers)
+            row(TEAM_ROW, "repeat_callers", fl.repeat_callers)
+            row(TEAM_ROW, "repeat_base_callers", fl.callers)
+            row(TEAM_ROW, "transfers_in", fl.transfers_in)
         for name in sorted(team.employees):
             person = team.employees[name]
             row(name, "calls_answered", person.calls_answered)
@@ -78,7 +88,9 @@ def to_html(
         f" · servicenorm: direct beantwoord of binnen de norm teruggebeld, doel 90 %</p>",
         '<table class="summary"><thead><tr><th>Team</th><th>Gesprekken</th>'
         "<th>Direct beantwoord</th><th>Opgehangen</th><th>Hoppers</th><th>Afgehandeld</th>"
-        "<th>Binnen norm</th><th>Te laat, open</th><th>Servicenorm</th></tr></thead><tbody>",
+        "<th>Binnen norm</th><th>Te laat, open</th><th>Servicenorm</th>"
+        f"<th>Eerstelijns (doel {report.first_line_target * 100:.0f} %)</th>"
+        "</tr></thead><tbody>",
     ]
     for team in report.teams:
         share = team.norm_share
@@ -87,7 +99,8 @@ def to_html(
             f"<td>{team.calls_answered}</td><td>{team.calls_abandoned}</td>"
             f"<td>{team.hoppers_created}</td><td>{team.hoppers_handled}</td>"
             f"<td>{team.hoppers_within_norm}</td><td>{team.hoppers_open_overdue}</td>"
-            f'<td class="norm {_colour(share)}">{_percent(share)}</td></tr>'
+            f'<td class="norm {_colour(share)}">{_percent(share)}</td>'
+            f"<td>{_percent(team.first_line.share if team.first_line else None)}</td></tr>"
         )
     parts.append("</tbody></table>")
     for team in report.teams:
@@ -127,6 +140,27 @@ def _survey_line(survey: dict[str, str]) -> str:
     return ", ".join(f"{question} {text}" for question, text in survey.items())
 
 
+def first_line_lines(report: Report, team: TeamFigures) -> list[str]:
+    """The mail's first-line lines: the share against the target, what was passed on, the
+    repeat callers, and the calls other teams passed to this one."""
+    fl = team.first_line
+    if fl is None or not (fl.answered or fl.transfers_in):
+        return []
+    target = f"{report.first_line_target * 100:.0f} %"
+    lines = []
+    if fl.answered:
+        lines += [
+            f"Eerstelijnsafhandeling (doel {target}): {_percent(fl.share)}: {fl.handled} van "
+            f"{fl.answered} aangenomen gesprekken zelf afgehandeld; {fl.passed_on} "
+            f"doorverbonden, {fl.hoppers} met een terugbelverzoek",
+            f"Opnieuw gebeld binnen {report.repeat_days} werkdagen: {fl.repeat_callers} van "
+            f"{fl.callers} bellers",
+        ]
+    if fl.transfers_in:
+        lines.append(f"Doorverbonden naar dit team: {fl.transfers_in}")
+    return lines
+
+
 def to_text(report: Report, team: TeamFigures) -> str:
     """The weekly mail to a team lead: the team's figures, then per employee."""
     lines = [
@@ -137,6 +171,7 @@ def to_text(report: Report, team: TeamFigures) -> str:
         f"opgehangen tijdens wachten: {team.calls_abandoned}",
         f"Hoppers: {team.hoppers_created} aangemaakt, {team.hoppers_handled} afgehandeld, "
         f"{team.hoppers_within_norm} binnen de norm, {team.hoppers_open_overdue} open en te laat",
+        *first_line_lines(report, team),
         "",
         "Per medewerker (beantwoord / hoppers afgehandeld / binnen norm):",
     ]

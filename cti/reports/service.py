@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,10 +29,12 @@ from cti.reports.figures import (
     PeriodError,
     Report,
     TeamFigures,
+    add_first_line,
     add_survey,
     build_report,
     iso_week,
 )
+from cti.reports.firstline import FirstLine, first_line_by_day
 from cti.reports.render import to_csv
 from cti.store.models import Call
 from dialplan.config import Config
@@ -86,6 +88,9 @@ class Screen:
     weeks: list[Week]
     hours: list[list[Hour]]  # [weekday 0 = Monday][local hour]
     pareto: list[Category]
+    # First-line resolution per local day of the period on which the team answered or
+    # received calls (the report's team figure is the period's total).
+    first_line_days: list[tuple[date, FirstLine]] = field(default_factory=list)
 
     def employee_share(self, name: str) -> float | None:
         """Of the hoppers this employee closed, the share closed within the norm."""
@@ -122,6 +127,10 @@ async def build_screen(
     short = config.queue.short_abandon_seconds
     report = await build_report(session, period, team, tz, now, short)
     await add_survey(session, report, config, per_agent=survey_per_agent)
+    await add_first_line(session, report, config)
+    start, end = period.bounds(tz)
+    by_day = await first_line_by_day(session, config, start, end)
+    days = sorted((day, teams[team_id]) for day, teams in by_day.items() if team_id in teams)
     calls = await _calls(session, period, team_id, tz)
     weeks = []
     for week in weeks_of(period):
@@ -140,7 +149,7 @@ async def build_screen(
             )
         )
     figures = report.teams[0]
-    return Screen(report, figures, weeks, _hours(calls, tz), _pareto(figures))
+    return Screen(report, figures, weeks, _hours(calls, tz), _pareto(figures), days)
 
 
 async def _calls(

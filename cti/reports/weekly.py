@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from cti.reports.figures import add_survey, build_report, iso_week, parse_period
+from cti.reports.figures import add_first_line, add_survey, build_report, iso_week, parse_period
 from cti.reports.render import to_text
 from cti.services import Services
 from cti.store.models import OutboxMail
@@ -57,6 +57,7 @@ async def queue_weekly(services: Services, now: datetime | None = None) -> int:
         short = services.config.queue.short_abandon_seconds
         report = await build_report(session, period, teams, tz, now, short)
         await add_survey(session, report, services.config)
+        await add_first_line(session, report, services.config)
     queued = 0
     for (team, name, mailbox), figures in zip(leads, report.teams, strict=True):
         async with services.sessions() as session:

@@ -145,6 +145,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Te laat",
         "first line today": "Eerstelijnsafhandeling vandaag",
+        "first line report": "Eerstelijnsafhandeling per dag",
+        "period total": "Hele periode",
         "first line target": (
             "Doel: {target} % zelf afgehandeld, zonder doorverbinden of terugbelverzoek"
         ),
@@ -423,6 +425,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Overdue",
         "first line today": "First-line resolution today",
+        "first line report": "First-line resolution per day",
+        "period total": "Whole period",
         "first line target": (
             "Target: {target} % handled by the team itself, without a transfer or a "
             "callback request"

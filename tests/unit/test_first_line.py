@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from cti.queue import abandoned
 from cti.reports import firstline
+from cti.reports.figures import add_first_line, build_report, iso_week, parse_period
+from cti.reports.render import to_csv, to_text
 from cti.services import Services
 from cti.store.models import Call, Hopper, HopperEvent, QueueCall
 from dialplan.config import ACQUISITION
@@ -178,3 +180,23 @@ async def test_no_hopper_for_callers_who_gave_up_unless_configured(tmp_path: Pat
         await store(services, stay("a", "0611111111", 20, 3))
         assert await abandoned.call_back(services) == []
         assert [s["caller"] for s in await abandoned.gave_up_today(services)] == ["0611111111"]
+
+
+async def test_the_monday_mail_and_the_csv_carry_first_line_resolution(tmp_path: Path) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(
+            services,
+            call("1", "0611111111", 30),
+            call("2", "0622222222", 20, team_id="vergunningen", outcome="answered_team"),
+        )
+        async with services.sessions() as session:
+            period = parse_period(iso_week(NOW.date()))
+            teams = [("kcc", "KCC"), ("vergunningen", "Vergunningen")]
+            report = await build_report(session, period, teams, "Europe/Amsterdam", NOW)
+            await add_first_line(session, report, CONFIG)
+    kcc, team = report.teams
+    mail = to_text(report, kcc)
+    assert "Eerstelijnsafhandeling (doel 80 %): 50 %: 1 van 2 aangenomen" in mail
+    assert "Opnieuw gebeld binnen 5 werkdagen: 0 van 2 bellers" in mail
+    assert "Doorverbonden naar dit team: 1" in to_text(report, team)
+    assert ",kcc,(team),first_line_share,0.5000" in to_csv(report)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cti.reports import charts
-from cti.reports.figures import PeriodError, build_report, parse_period
+from cti.reports.figures import PeriodError, add_first_line, build_report, parse_period
 from cti.reports.render import to_csv, to_html
 from cti.reports.service import Screen, build_screen, teams_of, to_csv_of, weeks_of
 from cti.reports.weekly import queue_weekly
@@ -313,6 +313,7 @@ async def test_screen_report_is_bereik_reports_csv(
             "Europe/Amsterdam",
             LATER,
         )
+        await add_first_line(session, cli, SCREEN_CONFIG)  # as the command does
     assert to_csv_of(screen, "report") == to_csv(cli)
     employees = list(csv.DictReader(io.StringIO(to_csv_of(screen, "employees"))))
     assert {r["employee"]: r["share"] for r in employees} == {"2101": "", "vera": "0.5000"}
