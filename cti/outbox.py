@@ -34,6 +34,7 @@ import aiosmtplib
 from sqlalchemy import ColumnElement, or_, select, update
 
 from cti.services import Services
+from cti.store.faults import until_stored
 from cti.store.models import OutboxMail
 from dialplan.config import Mail
 
@@ -246,15 +247,13 @@ async def _release(services: Services, mails: list[OutboxMail], mark: datetime) 
 
 
 async def run(services: Services) -> None:
-    """The worker: poll often (a new hopper's mail goes out within a second or two)."""
+    """The worker: poll often (a new hopper's mail goes out within a second or two).
+
+    A store that is down is waited out (cti/store/faults.py); the mails stay in their
+    rows. Any other fault raises: the supervisor restarts the outbox after its backoff,
+    and the rows it had claimed are taken again once their claim runs out.
+    """
     interval = min(1.0, services.config.mail.retry_seconds)
     while True:
-        try:
-            await send_due(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A database hiccup must not end mail delivery for the life of the process.
-            log.exception("outbox round failed; trying again")
-            await asyncio.sleep(5)
+        await until_stored(lambda: send_due(services), what="the outbox's round", logger=log)
         await asyncio.sleep(interval)

@@ -54,6 +54,8 @@ VIRTUAL_HOLD_STAGES = ("offered", "made", "reached")
 AGENT_STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
 QUESTION_RESULTS = ("recorded", "skipped")
 HEARING_RESULTS = ("saved", "went_on")
+# What a worker sets aside when the database refuses it (cti/store/faults.py).
+SET_ASIDE_SOURCES = ("call events", "queue events", "virtual hold events", "callback reminders")
 
 
 class VoiceSeries:
@@ -474,6 +476,16 @@ class BereikMetrics:
             ["worker"],
             registry=r,
         )
+        self.set_aside = Counter(
+            "bereik_set_aside",
+            "Work items the database refused for a reason other than being down (a value "
+            "the schema refuses), kept in the set_aside table with the error, by source; "
+            "`bereik events list` shows them, `bereik events retry` replays them.",
+            ["source"],
+            registry=r,
+        )
+        for source in SET_ASIDE_SOURCES:
+            self.set_aside.labels(source=source)
 
         self.queue = QueueSeries(r)
         self.voice = VoiceSeries(r)
@@ -538,6 +550,10 @@ class BereikMetrics:
 
     def worker_restarted(self, worker: str) -> None:
         self.worker_restarts.labels(worker=worker).inc()
+
+    def work_set_aside(self, source: str) -> None:
+        if self._allowed("source", source, SET_ASIDE_SOURCES):
+            self.set_aside.labels(source=source).inc()
 
     # -- recording ---------------------------------------------------------------------
 

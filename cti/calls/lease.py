@@ -37,10 +37,12 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.nodes import Ami
-from cti.store.db import Sessions, insert_or_skip
+from cti.store.db import STORE_DOWN, Sessions, insert_or_skip, store_down
+from cti.store.faults import describe
 from cti.store.models import TrackingLease as LeaseRow
 
 log = logging.getLogger("bereik.calls.lease")
@@ -123,7 +125,9 @@ class TrackingLease:
             log.exception("%s failed on taking the lease; the next AMI connect repeats it", name)
 
     async def run(self) -> None:
-        """Beat while owner, watch while standby; a database error is retried next beat."""
+        """Beat while owner, watch while standby. A store that is down is tried again at
+        the next beat (the beat stands still meanwhile, as the standby then sees); any
+        other fault raises, and the supervisor restarts this after its backoff."""
         if self.sessions is None:
             return
         while True:
@@ -132,10 +136,12 @@ class TrackingLease:
                     await self._beat()
                 else:
                     await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("lease %s: %s: %s", self.name, type(exc).__name__, exc)
+            except STORE_DOWN as exc:
+                log.warning("lease %s: %s", self.name, describe(exc))
+            except SQLAlchemyError as exc:
+                if not store_down(exc):
+                    raise
+                log.warning("lease %s: %s", self.name, describe(exc))
             await asyncio.sleep(BEAT_SECONDS)
 
     async def fenced(self, session: AsyncSession, written_through: float) -> None:

@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from panoramisk.message import Message
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cti.ami.client import AmiError
@@ -46,6 +46,7 @@ from cti.calls.lease import LeaseLost, TrackingLease
 from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
 from cti.services import Services
 from cti.store.db import insert_or_skip
+from cti.store.faults import set_aside, store_or_set_aside, until_stored
 from cti.store.models import AnnouncementHearing, Call, HopperEvent
 from dialplan.numbers import main_number_forms
 
@@ -62,6 +63,8 @@ BATCH_SECONDS = 0.1
 KEEP_MARGIN_SECONDS = 10.0
 # Effects kept at most (a standby whose owner stores nothing for a long time).
 KEEP_MAX = 200_000
+# What the set_aside table calls this listener's work (cti/store/faults.py).
+SOURCE = "call events"
 # Core statements on the table: the ORM's bulk-update bookkeeping would triple the cost.
 CALLS = cast(Table, Call.__table__)
 HEARINGS = cast(Table, AnnouncementHearing.__table__)
@@ -100,6 +103,8 @@ class CallListener:
         self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
         self._waiting: dict[str, int] = {}
+        # Calls with an effect set aside (cti/store/faults.py): their later effects follow.
+        self.set_aside_calls: set[str] = set()
         # When each Asterisk (by node; "" for a single one) last started, as CoreStatus said.
         self._asterisk_started: dict[str, str] = {}
 
@@ -216,49 +221,53 @@ class CallListener:
         return False
 
     async def _apply_until_stored(self, batch: Sequence[tuple[float, Effect]]) -> bool:
-        """Retry until the batch is stored (True) or the lease is lost (False): applying it
-        twice is harmless (each row records what was counted), losing it would leave calls
-        without a row and a gap in the figures.
+        """Store the batch by the store's policy (cti/store/faults.py): True once it is
+        stored, False when the lease was lost. Applying it twice is harmless (each row
+        records what was counted); losing it would leave calls without a row.
 
-        Any error is retried, not only OperationalError: an exhausted connection pool (a
-        long lock) raises TimeoutError, PostgreSQL going away raises InterfaceError or
-        OSError. A fault of our own would hold the later rows back until it is fixed: loud
-        in the log on every retry, never silent, and the calls themselves go on.
+        While the store is down the batch waits and is tried again. When the store refuses
+        it for another reason, the batch's effects are written one by one: a refused one is
+        set aside with its error, and so is every later effect of the same call (written
+        alone they would find no row, and a replay writes them in order after it); every
+        other call's effects are written as usual.
         """
-        delay = 0.5
-        failures = 0
-        while True:
-            try:
-                await self.apply(*(effect for _, effect in batch), through=batch[-1][0])
-                if failures:
-                    log.info("stored %d call events after %d failed attempts", len(batch), failures)
-                return True
-            except asyncio.CancelledError:
-                raise
-            except LeaseLost:
-                return False
-            except OperationalError as exc:
-                reason = str(exc.orig).splitlines()[0]
-                log.warning(
-                    "database unavailable (%s); keeping %d call events, retrying in %.1f s",
-                    reason,
-                    len(batch),
-                    delay,
-                )
-            except Exception as exc:
-                if failures == 0:
-                    log.exception("could not record %d call events; keeping them", len(batch))
-                else:
-                    log.error(
-                        "could not record %d call events (%s: %s); retrying in %.1f s",
-                        len(batch),
-                        type(exc).__name__,
-                        str(exc).splitlines()[0] if str(exc) else "",
-                        delay,
-                    )
-            failures += 1
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        try:
+            await until_stored(
+                lambda: self.apply(*(effect for _, effect in batch), through=batch[-1][0]),
+                what=f"{len(batch)} call events",
+                logger=log,
+            )
+            return True
+        except LeaseLost:
+            return False
+        except Exception as exc:  # the store's policy: refused, not down
+            log.warning("%d call events refused (%s); writing them one by one", len(batch), exc)
+        try:
+            for at, effect in batch:
+                await self._apply_one(at, effect)
+        except LeaseLost:
+            return False
+        return True
+
+    async def _apply_one(self, at: float, effect: Effect) -> None:
+        """One effect by the store's policy; set aside with the calls already set aside."""
+        call = getattr(effect, "uniqueid", "")
+        payload = effect_payload(at, effect)
+        if call in self.set_aside_calls:
+            error = RuntimeError(f"an earlier event of call {call} was set aside")
+            await set_aside(self.services.sessions, SOURCE, payload, error, self.services.metrics)
+            return
+        stored = await store_or_set_aside(
+            self.services.sessions,
+            SOURCE,
+            payload,
+            lambda: self.apply(effect, through=at),
+            metrics=self.services.metrics,
+            logger=log,
+            passes=(LeaseLost,),
+        )
+        if not stored and call:
+            self.set_aside_calls.add(call)
 
     async def apply(self, *effects: Effect, through: float = 0.0) -> None:
         """Write effects in one transaction; count what the rows say was not counted yet.
@@ -398,6 +407,31 @@ class CallListener:
                 metrics.transfer(to_team, transfer_result)
 
         return [count]
+
+
+def effect_payload(at: float, effect: Effect) -> dict[str, Any]:
+    """An effect as the set_aside table keeps it (JSON)."""
+    return {"effect": type(effect).__name__, "event_at": at, **dataclasses.asdict(effect)}
+
+
+def payload_effect(payload: Mapping[str, Any]) -> tuple[float, Effect]:
+    """The effect a set-aside payload holds (`effect_payload` undone)."""
+    fields = {k: v for k, v in payload.items() if k not in ("effect", "event_at")}
+    kind = {"Started": Started, "Answered": Answered, "Routed": Routed, "Ended": Ended}[
+        payload["effect"]
+    ]
+    if kind is Ended:
+        fields["uniqueids"] = tuple(fields["uniqueids"])
+        fields["transfers"] = tuple(tuple(t) for t in fields["transfers"])
+        fields["heard"] = tuple(fields.get("heard", ()))
+    return float(payload["event_at"]), kind(**fields)
+
+
+async def replay(services: Services, payload: Mapping[str, Any]) -> None:
+    """`bereik events retry`: write one set-aside call event (no lease: rows are
+    idempotent, and the process that set it aside may have stopped)."""
+    at, effect = payload_effect(payload)
+    await CallListener(services).apply(effect, through=at)
 
 
 def _event_time(event: Message) -> float:

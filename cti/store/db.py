@@ -13,6 +13,7 @@ from sqlalchemy import Table, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,12 +43,18 @@ STORE_DOWN: tuple[type[BaseException], ...] = (
     InterfaceError,
     OSError,
     TimeoutError,
+    # No free connection in the pool within its timeout: a long lock, not our statement.
+    PoolTimeout,
     *_driver_connection_errors(),
 )
+# SQLSTATE 25006: a write reached a read-only server (a PostgreSQL standby during a
+# failover, before the application's address points at the new primary).
+READ_ONLY_SQLSTATE = "25006"
 
 
 def store_down(exc: BaseException) -> bool:
-    """True when `exc` says the store is unreachable, not that our statement was wrong.
+    """True when `exc` says the store is unreachable, locked, or read-only for a failover,
+    not that our statement was wrong.
 
     The driver's own error may come wrapped (SQLAlchemy's DBAPIError around asyncpg's
     "the database system is shutting down"), so the chain of causes is looked at too.
@@ -60,7 +67,9 @@ def store_down(exc: BaseException) -> bool:
             return True
         if isinstance(seen, STORE_DOWN):
             return True
-        seen = seen.__cause__
+        if READ_ONLY_SQLSTATE in (getattr(seen, "sqlstate", None), getattr(seen, "pgcode", None)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
     return False
 
 

@@ -1,0 +1,157 @@
+"""The store's one fault policy: a store that is down is waited out with the work kept; a
+refusal sets the one work item aside with its error, the rest goes on; a replay after the
+fix writes it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from cti.calls import listener as call_listener
+from cti.calls.listener import CallListener
+from cti.calls.tracker import Answered, Ended, Started
+from cti.services import Services
+from cti.store import faults
+from cti.store.db import store_down
+from cti.store.models import Base
+from cti.tts import engine_for
+from dialplan.config import Config
+from metrics.registry import BereikMetrics
+
+POISON = "0700000666"
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faults, "BACKOFF_MIN", 0.01)
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        # A value the schema refuses, from outside the code: this caller's row.
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON calls "
+                f"WHEN NEW.caller = '{POISON}' BEGIN SELECT RAISE(ABORT, 'caller refused'); END"
+            )
+        )
+    config = Config.model_validate({"phones": [{"extension": "2001"}], "kcc": {"agents": ["2001"]}})
+    try:
+        yield Services(
+            config=config,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            metrics=BereikMetrics(teams=[]),
+            instance_dir=tmp_path,
+            tts=engine_for(config.tts),
+        )
+    finally:
+        await engine.dispose()
+
+
+def call(uniqueid: str, caller: str, at: float) -> list[tuple[float, Any]]:
+    """A 14070 call answered by the KCC: its three effects, each with its time."""
+    return [
+        (at, Started(uniqueid, uniqueid, "14070", caller, at)),
+        (at + 2, Answered(uniqueid, "kcc", "2001", 2.0)),
+        (
+            at + 30,
+            Ended(uniqueid, (uniqueid,), "14070", "answered_kcc", "kcc", "2001", 2.0, at + 30, ()),
+        ),
+    ]
+
+
+async def rows(services: Services, sql: str) -> list[Any]:
+    async with services.sessions() as session:
+        return list((await session.execute(text(sql))).all())
+
+
+async def test_a_store_that_is_down_is_waited_out_and_the_work_kept() -> None:
+    attempts: list[int] = []
+
+    async def write() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return "stored"
+
+    assert await faults.until_stored(write, what="a test item") == "stored"
+    assert len(attempts) == 3
+
+
+async def test_a_refusal_is_not_retried_by_the_wait() -> None:
+    attempts: list[int] = []
+
+    async def write() -> None:
+        attempts.append(1)
+        raise IntegrityError("INSERT", {}, Exception("NOT NULL constraint failed"))
+
+    with pytest.raises(IntegrityError):
+        await faults.until_stored(write, what="a test item")
+    assert len(attempts) == 1
+
+
+def test_a_read_only_server_during_a_failover_counts_as_down() -> None:
+    class ReadOnly(Exception):
+        sqlstate = "25006"
+
+    wrapped = DBAPIError("INSERT", {}, ReadOnly("cannot execute INSERT in a read-only transaction"))
+    assert store_down(wrapped)
+    assert not store_down(IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")))
+
+
+async def test_a_poison_call_is_set_aside_while_the_calls_after_it_are_written(
+    services: Services,
+) -> None:
+    listener = CallListener(services)
+    batch = call("666.0", POISON, 1000.0)
+    for n in range(20):
+        batch += call(f"{n}.0", f"06000000{n:02d}", 1001.0 + n)
+    batch.sort(key=lambda item: item[0])  # as the events came: the calls interleave
+    assert await listener._apply_until_stored(batch)
+
+    written = await rows(services, "SELECT caller, outcome FROM calls ORDER BY started_at")
+    assert len(written) == 20
+    assert all(outcome == "answered_kcc" for _, outcome in written)
+    assert POISON not in {caller for caller, _ in written}
+    # The call's three effects are aside, in order; the first with the store's refusal.
+    aside = await faults.listing(services.sessions)
+    assert [(row.source, row.payload["effect"]) for row in aside] == [
+        ("call events", "Started"),
+        ("call events", "Answered"),
+        ("call events", "Ended"),
+    ]
+    assert "caller refused" in aside[0].error
+    assert aside[0].payload["caller"] == POISON
+    counted = services.metrics.registry.get_sample_value(
+        "bereik_set_aside_total", {"source": "call events"}
+    )
+    assert counted == 3
+
+    # Refused again while the fault is still there: it stays aside with the error.
+    replayer = {"call events": functools.partial(call_listener.replay, services)}
+    again = await faults.replay(services.sessions, replayer)
+    assert [result.ok for result in again] == [False, False, False]
+    assert len(await faults.listing(services.sessions)) == 3
+
+    async with services.sessions() as session:
+        await session.execute(text("DROP TRIGGER refuse_poison"))
+        await session.commit()
+    replayed = await faults.replay(services.sessions, replayer)
+    assert [result.ok for result in replayed] == [True, True, True], replayed
+    assert await rows(
+        services, f"SELECT outcome, answered_by FROM calls WHERE caller = '{POISON}'"
+    ) == [("answered_kcc", "kcc")]
+    assert await faults.listing(services.sessions) == []
+    kept = await faults.listing(services.sessions, all_rows=True)
+    assert all(row.replayed_at is not None for row in kept)
+    assert [row.retries for row in kept] == [2, 1, 1]  # the first was refused once more
