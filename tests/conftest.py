@@ -1,7 +1,9 @@
 """Fixtures shared by the end-to-end and resilience suites.
 
-``BEREIK_TEST_DB=postgres`` runs the exchanges of the chosen suites on PostgreSQL 15 (a
-cluster the tests start themselves, see tests/postgres.py); the default is SQLite.
+An exchange's store is SQLite, and PostgreSQL 15 too for the tests marked
+`@on_both_backends` (tests/support/backends.py): each such test runs once on each, in the
+same worker pool, on a fresh database of the worker's own cluster (tests/postgres.py).
+``BEREIK_TEST_DB=postgres`` puts every other test's exchanges on PostgreSQL as well.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from bench import exchange as harness
 from cti.store.db import migrate
 from dialplan import asterisk
 from tests.postgres import PostgresCluster
-
-BACKENDS = ("sqlite", "postgres")
+from tests.support.backends import BACKENDS
 
 # Property tests check what is true, not how fast: hypothesis' default 200 ms deadline per
 # example turns a busy machine (tests run two at once) into failures of correct code.
@@ -65,17 +66,20 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The store the exchanges of this run use (BEREIK_TEST_DB: sqlite or postgres)."""
-    backend = os.environ.get("BEREIK_TEST_DB", "sqlite")
-    if backend not in BACKENDS:
-        pytest.fail(f"BEREIK_TEST_DB={backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "postgres":
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store of the exchanges this test makes: its parameter under `@on_both_backends`,
+    else BEREIK_TEST_DB (sqlite, the default, or postgres). On PostgreSQL each exchange
+    gets a fresh database of this worker's cluster (xdist workers are processes: each has
+    its own cluster, on a port of its own, and random database names)."""
+    chosen = getattr(request, "param", None) or os.environ.get("BEREIK_TEST_DB", "sqlite")
+    if chosen not in BACKENDS:
+        pytest.fail(f"BEREIK_TEST_DB={chosen!r}: choose one of {', '.join(BACKENDS)}")
+    if chosen == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         harness.new_postgres_database = cluster.new_database
     try:
-        yield backend
+        yield chosen
     finally:
         harness.new_postgres_database = None
 

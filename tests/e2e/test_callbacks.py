@@ -20,6 +20,7 @@ import pytest
 from bench.exchange import Exchange, Phone, exchange, free_port
 from dialplan import asterisk
 from tests.support.api import ami_connected, api
+from tests.support.backends import on_both_backends
 from tests.support.callbacks import CALLBACKS, TEAMS, outcome, seed
 
 
@@ -58,6 +59,7 @@ async def no_channels(ex: Exchange, timeout: float = 10.0) -> None:
     raise AssertionError(f"channels left over:\n{ex.cli('core show channels')}")
 
 
+@on_both_backends
 async def test_click_to_call_busy_then_no_answer_then_reached(ex: Exchange) -> None:
     ex.start_serve()
     ex.phone("3001", ring_ms=200)
@@ -141,6 +143,7 @@ async def test_click_to_call_busy_then_no_answer_then_reached(ex: Exchange) -> N
     assert 'team="vergunningen",within_norm="true"} 1.0' in metrics
 
 
+@on_both_backends
 async def test_closing_by_hand_needs_a_reason(ex: Exchange) -> None:
     ex.start_serve()
     hopper_id, token, _ = await seed(ex)

@@ -30,6 +30,7 @@ from cti.reports.render import TEAM_ROW
 from dialplan import asterisk
 from dialplan.clock import CLOCK_VARIABLE, MODE_VARIABLE
 from tests.support.api import api
+from tests.support.backends import on_both_backends
 from tests.support.browser import chromium, sign_in
 from tests.support.ivr import MENU, TEAM, WORKDAYS, announce, long_announcement, played
 from tests.support.mail import Smtp
@@ -223,6 +224,7 @@ async def test_star22_and_star21_on_the_members_phone_show_on_the_team_screen_an
 # The weekly report mail --------------------------------------------------------------------
 
 
+@on_both_backends
 async def test_the_weekly_report_arrives_at_the_team_leads_mailbox(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
@@ -257,6 +259,7 @@ announcement_days = 30
 """
 
 
+@on_both_backends
 async def test_the_purge_keeps_everything_until_its_term_then_rows_mails_and_audio_go(
     installation: asterisk.Installation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -334,6 +337,7 @@ def report_csv(ex: Exchange, period: str, team: str) -> str:
     ).stdout  # fmt: skip
 
 
+@on_both_backends
 async def test_an_answered_call_categorised_acquisitie_is_out_of_the_norm_and_the_report(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from bench.exchange import REPO, Exchange, Phone, exchange, free_port
 from cti.store.models import Hopper
 from dialplan import asterisk
 from dialplan.render import load_secrets
+from tests.support.backends import on_both_backends
 from tests.support.prometheus import Prometheus
 from tests.support.teams import transfer_phone
 
@@ -118,6 +119,7 @@ async def norms(
 ANSWERED_HOLD_MS = 5000
 
 
+@on_both_backends
 async def test_prometheus_sees_each_call_once_and_the_norm(
     norms: tuple[Exchange, Prometheus],
 ) -> None:
@@ -227,6 +229,7 @@ async def test_prometheus_sees_each_call_once_and_the_norm(
     assert check.returncode == 0, output.decode()
 
 
+@on_both_backends
 async def test_prometheus_counts_blind_transfers_answered_and_not_answered_once(
     norms: tuple[Exchange, Prometheus],
 ) -> None:

@@ -8,8 +8,10 @@ import pytest
 
 from bench.exchange import Exchange
 from dialplan.render import DROPPED_EVENTS
+from tests.support.backends import on_both_backends
 
 
+@on_both_backends
 async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange) -> None:
     kcc.start_serve()
     kcc.phone("2001")
@@ -78,6 +80,7 @@ async def _until_no_channels(exchange: Exchange, timeout: float = 10.0) -> None:
     raise AssertionError(f"channels left over:\n{exchange.cli('core show channels')}")
 
 
+@on_both_backends
 async def test_when_no_kcc_agent_answers_the_caller_gets_a_kcc_hopper(kcc: Exchange) -> None:
     kcc.start_serve()
     kcc.phone("2001", mode="noanswer")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
+from tests.support.backends import on_both_backends
 from tests.support.mail import Smtp
 from tests.support.teams import TEAM_TOML
 from tests.support.waiting_line import (
@@ -62,6 +63,7 @@ def team_line(
         yield ex
 
 
+@on_both_backends
 async def test_two_callers_wait_in_the_team_line_and_the_free_member_answers_them_in_arrival_order(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
