@@ -14,9 +14,9 @@ import aiohttp
 
 from bench.exchange import Exchange, until
 from dialplan import asterisk
+from tests.support.screen_text import TECHNICAL
 from tests.support.users import api_tokens
 from tests.support.waiting_line import feature_code, kcc_line, metric, sign_in
-from tests.unit.test_board_language import TECHNICAL
 
 
 async def board(ex: Exchange, token: str) -> dict[str, Any]:

@@ -3,13 +3,12 @@ command names in the staff screens' texts."""
 
 from __future__ import annotations
 
-import re
-
 from panoramisk.message import Message
 
 from cti.calls.tracker import Ended
 from cti.web.i18n import TEXTS
 from tests.support.ami_stream import tracker
+from tests.support.screen_text import TECHNICAL
 
 
 def event(name: str, **headers: str) -> Message:
@@ -51,11 +50,6 @@ def test_a_caller_turned_away_by_the_line_still_ends_as_abandoned_at_the_kcc() -
     out = t.feed(event("Hangup", **caller("1.0")))
     (end,) = [e for e in out if isinstance(e, Ended)]
     assert (end.outcome, end.team) == ("abandoned", "kcc")  # the listener then sees its hopper
-
-
-# An API path, an HTTP verb before a path, or a `bereik` command: words for a script, not
-# for a supervisor, who is told where to click instead.
-TECHNICAL = re.compile(r"/api/|\b(GET|POST|PUT|DELETE) /|\bbereik [a-z-]+\b")
 
 
 def test_no_screen_text_names_an_api_path_or_a_command() -> None:
