@@ -42,7 +42,7 @@ from dialplan.hours import cached_opening_hours
 log = logging.getLogger("bereik.reports")
 
 KCC = "kcc"
-INTERVAL_SECONDS = 30.0
+INTERVAL_SECONDS = 10.0
 HOPPER_OUTCOMES = ("hopper", "repeat")
 # A number to recognise a caller by: at least six digits (no "anonymous", no "").
 KNOWN_NUMBER = re.compile(r"^\+?\d{6,}$")
@@ -234,7 +234,7 @@ async def refresh(services: Services, now: datetime | None = None) -> dict[str, 
 
 
 async def run(services: Services, interval: float | None = None) -> None:
-    # A day's figure moves slowly; every half minute is fresh enough for a wall screen and
+    # A day's figure moves slowly; every ten seconds is fresh enough for a wall screen and
     # costs two queries over today's calls.
     while True:
         try:
