@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bereik.demo import run_demo
+from bereik.events import register as events_register
 from bereik.serve import serve
 from bereik.status import register as status_register
 from bereik.tls import register as tls_register
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports_cli.register(commands)
     tls_register(commands)
     status_register(commands)
+    events_register(commands)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 Closed hoppers go `config.retention.closed_hopper_days` after closing (with their events
 and callback attempts, by cascade), calls `call_days` after they started (with the
-waiting line's stays, virtual holds, survey answers and unlinked recordings), sent mails
+waiting line's stays, virtual holds, survey answers, unlinked recordings and the work
+the database refused and set aside), sent mails
 `sent_mail_days` after sending (their bodies copy numbers and notes), audit rows
 `audit_days` after they were written, announcements with their audio files
 `announcement_days` after they ended or expired; before that, callers' numbers in audit
@@ -46,6 +47,7 @@ from cti.store.models import (
     OutboxMail,
     QuestionRecording,
     QueueCall,
+    SetAside,
     SurveyAnswer,
     VirtualHold,
 )
@@ -68,6 +70,7 @@ class Purged:
     recordings: int = 0
     queue_calls: int = 0
     virtual_holds: int = 0
+    set_aside: int = 0
 
 
 # Rows deleted per transaction: each batch is a short write, so calls recording their
@@ -121,6 +124,10 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
     purged.virtual_holds = await _delete_in_batches(
         services, VirtualHold, VirtualHold.requested_at < call_cutoff
     )
+    # Work the database refused (cti/store/faults.py) holds what the work held: numbers.
+    purged.set_aside = await _delete_in_batches(
+        services, SetAside, SetAside.set_aside_at < call_cutoff
+    )
     purged.audit = await _delete_in_batches(
         services, AuditEntry, AuditEntry.at < now - timedelta(days=keep.audit_days)
     )
@@ -145,7 +152,8 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
             detail=f"hoppers={purged.hoppers} calls={purged.calls} audit={purged.audit} "
             f"mails={purged.mails} masked={purged.masked} "
             f"announcements={purged.announcements} recordings={purged.recordings} "
-            f"queue_calls={purged.queue_calls} virtual_holds={purged.virtual_holds}",
+            f"queue_calls={purged.queue_calls} virtual_holds={purged.virtual_holds} "
+            f"set_aside={purged.set_aside}",
         )
         await session.commit()
     return purged

@@ -21,9 +21,13 @@ The same loop marks click-to-call attempts whose outcome was never seen as faile
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,13 +36,16 @@ from cti.callback_clock import is_overdue, reminder_time
 from cti.callbacks.clicktocall import expire_stale_attempts
 from cti.hoppers.service import opening_hours, team_info
 from cti.services import Services
-from cti.store.models import Hopper, OutboxMail
+from cti.store.faults import store_or_set_aside, until_stored
+from cti.store.models import Hopper, OutboxMail, SetAside
 from dialplan.config import Config
 
 log = logging.getLogger("bereik.callbacks.scheduler")
 
 # A reminder is due at most a day before its deadline (reminder hour 00:00, closing 24:00).
 REMINDER_WINDOW = timedelta(days=1, hours=2)
+# What the set_aside table calls this worker's work (cti/store/faults.py).
+SOURCE = "callback reminders"
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,30 @@ async def queue_once(services: Services, mail: Due) -> bool:
                 )
             )
     except IntegrityError:
-        return False
+        if await _queued(services, [mail.key]):
+            return False  # the unique key: queued already
+        raise  # refused for another reason: the store's policy decides (check)
     return True
+
+
+async def _queue_or_skip(services: Services, mail: Due, queued: list[str]) -> None:
+    if await queue_once(services, mail):
+        queued.append(mail.key)
+
+
+async def _set_aside_keys(services: Services) -> set[str]:
+    async with services.sessions() as session:
+        payloads = await session.execute(
+            select(SetAside.payload).where(
+                SetAside.source == SOURCE, SetAside.replayed_at.is_(None)
+            )
+        )
+        return {str(payload.get("key", "")) for payload in payloads.scalars()}
+
+
+async def replay(services: Services, payload: Mapping[str, Any]) -> None:
+    """`bereik events retry`: queue one set-aside reminder (once, by its key)."""
+    await queue_once(services, Due(**payload))
 
 
 async def check(services: Services, now: datetime | None = None) -> list[str]:
@@ -144,24 +173,37 @@ async def check(services: Services, now: datetime | None = None) -> list[str]:
         except Exception:  # one hopper of a team since removed from the config, say
             log.exception("hopper %s: cannot work out its reminders", hopper.id)
     already = await _queued(services, [mail.key for mail in due])
-    queued = []
+    if len(already) < len(due):
+        already |= await _set_aside_keys(services)  # waiting for a replay, not again
+    queued: list[str] = []
     for mail in due:
-        if mail.key not in already and await queue_once(services, mail):
-            queued.append(mail.key)
+        if mail.key in already:
+            continue
+        # By the store's policy: a reminder the database refuses is set aside, once.
+        stored = await store_or_set_aside(
+            services.sessions,
+            SOURCE,
+            dataclasses.asdict(mail),
+            functools.partial(_queue_or_skip, services, mail, queued),
+            metrics=services.metrics,
+            logger=log,
+        )
+        if not stored:
+            log.error("reminder %s set aside", mail.key)
     if queued:
         log.info("queued %d reminder/escalation mails: %s", len(queued), ", ".join(queued))
     return queued
 
 
 async def run(services: Services) -> None:
+    """Each pass derives every reminder again from the hoppers. A store that is down is
+    waited out (cti/store/faults.py); any other fault is the supervisor's."""
     interval = services.config.callbacks.check_seconds
+
+    async def one_pass() -> None:
+        await check(services)
+        await expire_stale_attempts(services)
+
     while True:
-        try:
-            await check(services)
-            await expire_stale_attempts(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The database may be briefly unavailable; the next pass derives it all again.
-            log.exception("callback scheduler pass failed; retrying in %.0f s", interval)
+        await until_stored(one_pass, what="the callback scheduler's pass", logger=log)
         await asyncio.sleep(interval)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -28,18 +29,20 @@ from typing import Any, cast
 
 from panoramisk.message import Message
 from sqlalchemy import Table, select, update
-from sqlalchemy.exc import OperationalError
 
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
 from cti.queue import service
 from cti.services import Services
 from cti.store.db import insert_or_skip
+from cti.store.faults import store_or_set_aside
 from cti.store.models import QueueCall
 
 log = logging.getLogger("bereik.queue")
 
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
+# What the set_aside table calls this writer's work (cti/store/faults.py).
+SOURCE = "queue events"
 WRITTEN_EVENTS = (
     "QueueCallerJoin",
     "AgentConnect",
@@ -209,24 +212,18 @@ class QueueEvents:
     # -- the writer side ---------------------------------------------------------------
 
     async def run(self) -> None:
+        """Write each event in order by the store's policy (cti/store/faults.py): waited
+        out while the store is down, set aside when it refuses the event."""
         while True:
             event = await self.events.get()
-            delay = 0.5
-            while True:
-                try:
-                    await self.apply(event)
-                    break
-                except OperationalError as exc:
-                    log.warning(
-                        "database unavailable (%s); retrying queue event in %.1f s",
-                        str(exc.orig).splitlines()[0],
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except Exception:
-                    log.exception("queue event %s not recorded", event.get("Event"))
-                    break
+            await store_or_set_aside(
+                self.services.sessions,
+                SOURCE,
+                dict(event),
+                functools.partial(self.apply, event),
+                metrics=self.services.metrics,
+                logger=log,
+            )
 
     async def apply(self, event: Mapping[str, Any]) -> None:
         name = str(event.get("Event", ""))
@@ -315,6 +312,11 @@ class QueueEvents:
 
 
 is_placeholder = is_vhold_placeholder
+
+
+async def replay(services: Services, payload: Mapping[str, Any]) -> None:
+    """`bereik events retry`: write one set-aside queue event."""
+    await QueueEvents(services).apply(payload)
 
 
 def _first(value: Any) -> str:

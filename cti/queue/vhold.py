@@ -27,6 +27,7 @@ After ``callback_attempts`` tries without reaching the citizen the KCC gets a ho
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ from cti.hoppers.service import HopperError, callback_number, create_hopper
 from cti.privacy import mask_numbers_in
 from cti.queue import service
 from cti.services import Services
+from cti.store.faults import store_or_set_aside, until_stored
 from cti.store.models import QueueCall, VirtualHold
 
 log = logging.getLogger("bereik.queue")
@@ -48,6 +50,8 @@ log = logging.getLogger("bereik.queue")
 VHOLDS = cast(Table, VirtualHold.__table__)
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 CHECK_SECONDS = 1.0
+# What the set_aside table calls this writer's work (cti/store/faults.py).
+SOURCE = "virtual hold events"
 ACTION_PREFIX = "vhold-"
 # How long a process's claim on a callback it is placing lasts; far longer than an
 # Originate's answer and the placeholder's first event take.
@@ -294,21 +298,30 @@ class VirtualHoldEvents:
         )
 
     async def run(self) -> None:
+        """Apply each event in order by the store's policy (cti/store/faults.py): waited
+        out while the store is down, set aside when it refuses the event."""
         while True:
             event = await self.events.get()
-            try:
-                await self.apply(event)
-            except Exception:
-                log.exception("virtual hold event not applied: %s", dict(event))
+            await store_or_set_aside(
+                self.services.sessions,
+                SOURCE,
+                dict(event),
+                functools.partial(self.apply, event),
+                metrics=self.services.metrics,
+                logger=log,
+            )
+
+
+async def replay(services: Services, payload: Mapping[str, Any]) -> None:
+    """`bereik events retry`: apply one set-aside virtual-hold event."""
+    await VirtualHoldEvents(services).apply(payload)
 
 
 async def place_worker(services: Services) -> None:
-    """Worker: put due callbacks' placeholders in the line, every second."""
+    """Worker: put due callbacks' placeholders in the line, every second. A store that
+    is down is waited out; any other fault is the supervisor's (cti/supervisor.py)."""
     if not (service.queue_enabled(services) and services.config.queue.virtual_hold):
         return
     while True:
-        try:
-            await place_due(services)
-        except Exception:
-            log.exception("virtual holds not placed")
+        await until_stored(lambda: place_due(services), what="the virtual holds due", logger=log)
         await asyncio.sleep(CHECK_SECONDS)

@@ -4,6 +4,7 @@ fix writes it."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -155,3 +156,76 @@ async def test_a_poison_call_is_set_aside_while_the_calls_after_it_are_written(
     kept = await faults.listing(services.sessions, all_rows=True)
     assert all(row.replayed_at is not None for row in kept)
     assert [row.retries for row in kept] == [2, 1, 1]  # the first was refused once more
+
+
+async def test_bereik_events_lists_what_is_set_aside_and_retry_writes_it_after_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bereik.cli import main
+    from cti.services import open_services
+    from dialplan.config import load
+
+    path = tmp_path / "bereik.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/bereik.db"\n'
+        f'[asterisk]\ninstance_dir = "{tmp_path}/asterisk"\n'
+    )
+    async with open_services(load(path)) as services:
+        async with services.sessions() as session:
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_poison BEFORE INSERT ON calls "
+                    f"WHEN NEW.caller = '{POISON}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+            await session.commit()
+        listener = CallListener(services)
+        assert await listener._apply_until_stored(call("666.0", POISON, 1000.0))
+
+    assert await asyncio.to_thread(main, ["events", "list", "--config", str(path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3
+    assert "call events" in listed[0] and "Started" in listed[0] and "refused" in listed[0]
+    assert POISON not in "\n".join(listed)  # the number stays in the database
+
+    assert await asyncio.to_thread(main, ["events", "retry", "--config", str(path)]) == 1
+    assert "still aside" in capsys.readouterr().out
+
+    async with open_services(load(path)) as services:
+        async with services.sessions() as session:
+            await session.execute(text("DROP TRIGGER refuse_poison"))
+            await session.commit()
+    assert await asyncio.to_thread(main, ["events", "retry", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.count("written") == 3
+    async with open_services(load(path)) as services:
+        assert await rows(services, "SELECT caller, outcome FROM calls") == [
+            (POISON, "answered_kcc")
+        ]
+    assert await asyncio.to_thread(main, ["events", "list", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "nothing set aside"
+
+
+async def test_retention_purges_what_was_set_aside_with_the_calls(services: Services) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from cti import retention
+    from cti.store.models import SetAside
+
+    old = await faults.set_aside(
+        services.sessions, "call events", {"caller": POISON}, ValueError("refused")
+    )
+    new = await faults.set_aside(
+        services.sessions, "call events", {"caller": POISON}, ValueError("refused")
+    )
+    later = datetime.now(UTC) + timedelta(days=services.config.retention.call_days)
+    async with services.sessions() as session:
+        before = later - timedelta(days=services.config.retention.call_days + 1)
+        await session.execute(
+            update(SetAside).where(SetAside.id == old).values(set_aside_at=before)
+        )
+        await session.commit()
+    purged = await retention.purge(services, now=later - timedelta(minutes=1))
+    assert purged.set_aside == 1
+    assert [row.id for row in await faults.listing(services.sessions, all_rows=True)] == [new]
