@@ -231,6 +231,14 @@ class CallListener:
         alone they would find no row, and a replay writes them in order after it); every
         other call's effects are written as usual.
         """
+        if self.set_aside_calls:
+            # A call set aside before: its later effects follow it there, in order.
+            follow = [item for item in batch if _call_of(item[1]) in self.set_aside_calls]
+            for at, effect in follow:
+                await self._apply_one(at, effect)
+            batch = [item for item in batch if _call_of(item[1]) not in self.set_aside_calls]
+            if not batch:
+                return True
         try:
             await until_stored(
                 lambda: self.apply(*(effect for _, effect in batch), through=batch[-1][0]),
@@ -251,7 +259,7 @@ class CallListener:
 
     async def _apply_one(self, at: float, effect: Effect) -> None:
         """One effect by the store's policy; set aside with the calls already set aside."""
-        call = getattr(effect, "uniqueid", "")
+        call = _call_of(effect)
         payload = effect_payload(at, effect)
         if call in self.set_aside_calls:
             error = RuntimeError(f"an earlier event of call {call} was set aside")
@@ -382,6 +390,8 @@ class CallListener:
                 wait_seconds=(
                     effect.wait_seconds if effect.wait_seconds is not None else row.wait_seconds
                 ),
+                # The journey as the tracker saw it, in the same statement (cti/journey).
+                steps=list(effect.steps) or None,
             )
         )
         if _rowcount(result) != 1:
@@ -409,6 +419,10 @@ class CallListener:
         return [count]
 
 
+def _call_of(effect: Effect) -> str:
+    return str(getattr(effect, "uniqueid", ""))
+
+
 def effect_payload(at: float, effect: Effect) -> dict[str, Any]:
     """An effect as the set_aside table keeps it (JSON)."""
     return {"effect": type(effect).__name__, "event_at": at, **dataclasses.asdict(effect)}
@@ -424,6 +438,7 @@ def payload_effect(payload: Mapping[str, Any]) -> tuple[float, Effect]:
         fields["uniqueids"] = tuple(fields["uniqueids"])
         fields["transfers"] = tuple(tuple(t) for t in fields["transfers"])
         fields["heard"] = tuple(fields.get("heard", ()))
+        fields["steps"] = tuple(fields.get("steps", ()))
     return float(payload["event_at"]), kind(**fields)
 
 

@@ -229,3 +229,20 @@ async def test_retention_purges_what_was_set_aside_with_the_calls(services: Serv
     purged = await retention.purge(services, now=later - timedelta(minutes=1))
     assert purged.set_aside == 1
     assert [row.id for row in await faults.listing(services.sessions, all_rows=True)] == [new]
+
+
+async def test_a_set_aside_call_s_later_events_in_a_later_batch_follow_it_aside(
+    services: Services,
+) -> None:
+    listener = CallListener(services)
+    poison = call("666.0", POISON, 1000.0)
+    normal = call("1.0", "0600000001", 1000.5)
+    assert await listener._apply_until_stored([poison[0], normal[0]])
+    # The answer and the end come in the next batch: written alone they would find no
+    # row and be lost; they follow the call's start aside instead.
+    assert await listener._apply_until_stored([poison[1], normal[1], poison[2], normal[2]])
+    aside = await faults.listing(services.sessions)
+    assert [row.payload["effect"] for row in aside] == ["Started", "Answered", "Ended"]
+    assert await rows(services, "SELECT caller, outcome FROM calls") == [
+        ("0600000001", "answered_kcc")
+    ]
