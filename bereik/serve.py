@@ -55,10 +55,12 @@ from cti.store.db import STORE_DOWN
 from cti.supervisor import Supervisor
 from cti.survey import http as survey_http
 from cti.survey import service as survey
+from cti.users import pages as users_pages
 from cti.voice import http as voice_http
 from cti.voice import savings
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
+from cti.web.server import app_runner
 from dialplan.config import Config
 from dialplan.render import load_secrets
 
@@ -141,7 +143,12 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     readiness = Readiness(fall=config.server.readiness_fall)
     parts = Supervisor(services.metrics)
     health = Health(services, parts, agi=lambda: agi.listening)
-    runner = web.AppRunner(web_app(services, board, readiness, health), access_log=None)
+    # Idle and half-sent connections closed in time, the open-files limit raised.
+    runner = app_runner(
+        web_app(services, board, readiness, health),
+        keepalive_seconds=config.server.http_keepalive_seconds,
+        header_seconds=config.server.http_header_seconds,
+    )
     await runner.setup()
     https = server_context(config.tls)
     site = web.TCPSite(
@@ -258,6 +265,7 @@ def web_app(
         (readiness or Readiness()).setup,
         (health or Health(services)).setup,
         pages.setup,
+        users_pages.setup,
         announcements_http.setup,
         announcements_pages.setup,
         callbacks_http.setup,

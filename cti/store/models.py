@@ -230,13 +230,40 @@ class User(Base):
     team_id: Mapped[str] = mapped_column(String(32), default="")
     extension: Mapped[str] = mapped_column(String(32), default="")
     language: Mapped[str] = mapped_column(String(2), default="nl")
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     api_token_hash: Mapped[str] = mapped_column(String(128), default="", index=True)
     api_token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Raised to end every session of this user (see cti.users.service.revoke_sessions).
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # TOTP second factor (cti/users/second_factor.py): the secret encrypted with the
+    # instance's key, when it was confirmed (None: not enrolled), the last time step used.
+    totp_secret: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class RecoveryCode(Base):
+    """A second-factor recovery code: only its SHA-256 is kept, and it works once."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class LoginFailure(Base):
+    """Wrong sign-ins for one name from one address (cti/users/backoff.py): the wait
+    grows per pair, so a guesser elsewhere never locks the account's owner out."""
+
+    __tablename__ = "login_failures"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class AuditEntry(Base):

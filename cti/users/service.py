@@ -1,4 +1,6 @@
-"""Accounts: creating users, checking passwords (argon2), lockout, and API tokens.
+"""Accounts: creating users, checking passwords (argon2), and API tokens.
+
+Wrong sign-ins slow down the guessing address, never the account (cti/users/backoff.py).
 
 Only hashes are stored: argon2 for passwords (slow on purpose), SHA-256 for API tokens
 (they are long random strings, so a fast hash is enough and lets us look them up).
@@ -13,22 +15,22 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
 from cti.store.db import Sessions
 from cti.store.models import User
+from cti.users import backoff
 from dialplan.config import EXTENSION_PATTERN
 
 ROLES = ("agent", "member", "lead", "operator", "supervisor", "admin")
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 8
 # API tokens expire: a script's token forgotten in a file stops working by itself.
 TOKEN_DAYS = 90
@@ -45,6 +47,13 @@ class UserError(ValueError):
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+async def hash_off_loop(password: str) -> str:
+    """argon2's hash in the password checks' worker thread: an account saved on the admin
+    screen costs the event loop (and so FastAGI) nothing."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_checker, hash_password, password)
 
 
 def hash_token(token: str) -> str:
@@ -89,12 +98,11 @@ async def create_user(
         raise UserError(f"user {name} already exists")
     user = User(
         name=name,
-        password_hash=hash_password(password),
+        password_hash=await hash_off_loop(password),
         role=role,
         team_id=team_id,
         extension=extension,
         language=language if language in ("nl", "en") else "nl",
-        failed_logins=0,
         api_token_hash="",
         active=True,
     )
@@ -108,9 +116,12 @@ async def get_user(session: AsyncSession, name: str) -> User | None:
     return result.scalar_one_or_none()
 
 
-def is_locked(user: User, now: datetime | None = None) -> bool:
-    now = now or datetime.now(UTC)
-    return user.locked_until is not None and user.locked_until > now
+class SignInWaits(Exception):
+    """This name may not be tried from this address yet (cti/users/backoff.py)."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"wait until {until:%H:%M:%S} UTC")
+        self.until = until
 
 
 class LoginBusy(Exception):
@@ -160,49 +171,41 @@ async def check_password(password_hash: str, password: str) -> bool:
 
 
 async def verify_password(
-    sessions: Sessions, name: str, password: str, now: datetime | None = None
+    sessions: Sessions,
+    name: str,
+    password: str,
+    address: str = "?",
+    now: datetime | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> User | None:
     """The user if name and password match and the account is usable; else None.
 
-    Counts failures in the database with one atomic UPDATE (several requests or
-    processes at once cannot lose a count): the fifth in a row locks the account for 15
-    minutes, also against the right password. No database connection is held while
-    argon2 runs, so calls never wait for a password check. Commits its own changes.
+    SignInWaits while this name waits at this address after repeated misses (no argon2
+    then: guessing costs us nothing); a miss is counted for the (name, address) pair
+    only, so the owner elsewhere still signs in. `on_wait` is called when a miss starts a
+    wait (the /metrics counter). No database connection is held while argon2 runs, so
+    calls never wait for a password check. Commits its own changes.
     """
     now = now or datetime.now(UTC)
+    until = await backoff.blocked_until(sessions, name, address, now)
+    if until is not None:
+        raise SignInWaits(until)
     async with sessions() as session:
         user = await get_user(session, name)
     if user is None or not user.active:
         await check_password(_DUMMY_HASH, password)
-        async with sessions() as session:
-            audit(session, actor=name[:64] or "?", action="login_failed", object_type="user")
-            await session.commit()
-        return None
-    if is_locked(user, now):
-        # No argon2 for a locked account: guessing at it costs us nothing.
+        await count_miss(sessions, name, address, now, on_wait)
         return None
     if not await check_password(user.password_hash, password):
-        await _count_failure(sessions, user, now)
+        await count_miss(sessions, name, address, now, on_wait)
         return None
+    await backoff.clear(sessions, name, address)
     async with sessions() as session:
-        # Only if no lock was set meanwhile by failures counted in parallel.
-        cleared = await session.execute(
-            update(User)
-            .where(
-                User.id == user.id,
-                User.active.is_(True),
-                or_(User.locked_until.is_(None), User.locked_until <= now),
-            )
-            .values(failed_logins=0, locked_until=None)
-        )
-        if _rowcount(cleared) != 1:
-            await session.rollback()
-            return None
         if _hasher.check_needs_rehash(user.password_hash):
-            loop = asyncio.get_running_loop()
-            rehashed = await loop.run_in_executor(_checker, hash_password, password)
             await session.execute(
-                update(User).where(User.id == user.id).values(password_hash=rehashed)
+                update(User)
+                .where(User.id == user.id)
+                .values(password_hash=await hash_off_loop(password))
             )
         audit(session, actor=user.name, action="login", object_type="user", object_id=user.id)
         await session.commit()
@@ -210,31 +213,39 @@ async def verify_password(
     return fresh
 
 
-async def _count_failure(sessions: Sessions, user: User, now: datetime) -> None:
+async def count_miss(
+    sessions: Sessions,
+    name: str,
+    address: str,
+    now: datetime,
+    on_wait: Callable[[], None] | None = None,
+    what: str = "password",
+) -> None:
+    """A wrong password (or second-factor code): counted for (name, address), audited;
+    the miss that starts a wait is audited as `lock`, with the address and its end."""
+    until = await backoff.count_failure(sessions, name, address, now)
     async with sessions() as session:
-        # Not counted while a lock holds (a guess checked in parallel with the one that
-        # locked): the lock stands as it is, and the count starts afresh after it.
-        counted = await session.execute(
-            update(User)
-            .where(
-                User.id == user.id,
-                or_(User.locked_until.is_(None), User.locked_until <= now),
+        if until is None:
+            audit(
+                session,
+                actor=name[:64] or "?",
+                action="login_failed",
+                object_type="user",
+                object_id=name[:64],
+                detail=f"{what} from {address}",
             )
-            .values(failed_logins=User.failed_logins + 1)
-            .returning(User.failed_logins)
-        )
-        failures = counted.scalar_one_or_none() or 0
-        action = "login_failed"
-        if failures >= MAX_FAILED_LOGINS:
-            locked = await session.execute(
-                update(User)
-                .where(User.id == user.id, User.failed_logins >= MAX_FAILED_LOGINS)
-                .values(locked_until=now + LOCKOUT, failed_logins=0)
+        else:
+            audit(
+                session,
+                actor=name[:64] or "?",
+                action="lock",
+                object_type="user",
+                object_id=name[:64],
+                detail=f"{what} from {address}; this address waits until {until:%H:%M:%S} UTC",
             )
-            if _rowcount(locked) == 1:
-                action = "lock"
-        audit(session, actor=user.name, action=action, object_type="user", object_id=user.id)
         await session.commit()
+    if until is not None and on_wait is not None:
+        on_wait()
 
 
 def _rowcount(result: object) -> int:
@@ -249,11 +260,9 @@ def _check(password_hash: str, password: str) -> bool:
 
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
-    """A new password; unlocks the account and ends every session signed in with the old."""
+    """A new password (hashed off the event loop); ends every session signed in with the old."""
     validate(user.name, password, user.role)
-    user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
+    user.password_hash = await hash_off_loop(password)
     revoke_sessions(user)
 
 

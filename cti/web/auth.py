@@ -31,6 +31,7 @@ from aiohttp import web
 
 from cti import privacy
 from cti.store.models import User
+from cti.users import second_factor
 from cti.users.service import user_by_token
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error
@@ -40,11 +41,15 @@ log = logging.getLogger(__name__)
 
 COOKIE = "bereik_session"
 SESSION_SECONDS = 12 * 3600  # one long shift; sign in again the next day
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/login")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/login", "/login/code")
 OPEN_PREFIXES = ("/static/",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+# An admin or supervisor without a second factor reaches only its set-up (and can sign
+# out or switch language) until it is done.
+SECOND_FACTOR_SETUP = "/account/second-factor"
+BEFORE_SECOND_FACTOR = ("/logout", "/language")
 
 # Roles that work across all teams' hoppers: the KCC creates them for any team, the
 # supervisor and the admin oversee all. Members and leads see their own team only.
@@ -369,6 +374,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             if wants_json(request):
                 raise unauthorized()
             raise web.HTTPFound(f"/login?next={_quote(request.path_qs)}")
+        _second_factor_first(request)
         await _check_csrf(request)
         response = await handler(request)
     except web.HTTPException as exc:
@@ -378,6 +384,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     _no_store(request, response)
     _save(request, response)
     return response
+
+
+def _second_factor_first(request: web.Request) -> None:
+    user = request.get(USER)
+    if (
+        user is None
+        or request.get(VIA_TOKEN)
+        or not second_factor.required(user)
+        or second_factor.enrolled(user)
+        or is_open(request.path)
+        or request.path.startswith(SECOND_FACTOR_SETUP)
+        or request.path in BEFORE_SECOND_FACTOR
+    ):
+        return
+    if wants_json(request):
+        raise forbidden(f"set up your second factor first: {SECOND_FACTOR_SETUP}")
+    raise web.HTTPFound(SECOND_FACTOR_SETUP)
 
 
 def _no_store(request: web.Request, response: web.StreamResponse) -> None:

@@ -15,7 +15,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "sign out": "Uitloggen",
         "name": "Gebruikersnaam",
         "password": "Wachtwoord",
-        "wrong login": "Onjuiste naam of wachtwoord, of het account is tijdelijk geblokkeerd.",
+        "wrong login": "Onjuiste naam of wachtwoord.",
+        "sign-in waits": "Te veel mislukte pogingen vanaf dit adres. Wacht enkele minuten en "
+        "probeer het dan opnieuw.",
+        "second factor": "Tweede stap",
+        "code": "Code uit de app of herstelcode",
+        "code intro": "Vul de code van zes cijfers uit uw authenticator-app in, of een van "
+        "uw herstelcodes.",
+        "wrong code": "Onjuiste of al gebruikte code.",
+        "check code": "Controleren",
+        "second factor setup intro": "Uw rol vraagt bij het inloggen een tweede stap. Voeg "
+        "deze sleutel toe aan een authenticator-app (bijvoorbeeld FreeOTP of Aegis) en vul "
+        "de code in die de app dan toont.",
+        "secret key": "Geheime sleutel",
+        "setup address": "Of open dit adres in de app",
+        "recovery codes": "Herstelcodes",
+        "recovery codes intro": "Bewaar deze codes op een veilige plek, niet op uw telefoon. "
+        "Elke code werkt één keer in plaats van de app. Ze worden niet opnieuw getoond.",
+        "second factor on": "De tweede stap staat aan sinds {when}.",
+        "new recovery codes": "Nieuwe herstelcodes",
+        "reset second factor": "tweede stap opnieuw instellen",
+        "waits at addresses": "wacht op {n} adres(sen)",
+        "continue": "Verder",
         "form expired": "Het formulier is verlopen. Probeer het opnieuw.",
         "revoke token": "Token intrekken",
         "token valid until": "geldig tot",
@@ -299,7 +320,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "sign out": "Sign out",
         "name": "User name",
         "password": "Password",
-        "wrong login": "Wrong name or password, or the account is locked for a while.",
+        "wrong login": "Wrong name or password.",
+        "sign-in waits": "Too many failed attempts from this address. Wait a few minutes, "
+        "then try again.",
+        "second factor": "Second factor",
+        "code": "Code from the app, or a recovery code",
+        "code intro": "Enter the six-digit code from your authenticator app, or one of your "
+        "recovery codes.",
+        "wrong code": "Wrong code, or a code used before.",
+        "check code": "Check",
+        "second factor setup intro": "Your role asks a second factor at sign-in. Add this "
+        "key to an authenticator app (FreeOTP or Aegis, for example) and enter the code the "
+        "app then shows.",
+        "secret key": "Secret key",
+        "setup address": "Or open this address in the app",
+        "recovery codes": "Recovery codes",
+        "recovery codes intro": "Keep these codes somewhere safe, not on your phone. Each "
+        "works once instead of the app. They are not shown again.",
+        "second factor on": "The second factor is on since {when}.",
+        "new recovery codes": "New recovery codes",
+        "reset second factor": "reset second factor",
+        "waits at addresses": "waits at {n} address(es)",
+        "continue": "Continue",
         "form expired": "The form has expired. Please try again.",
         "revoke token": "Revoke token",
         "token valid until": "valid until",
@@ -582,6 +624,11 @@ TEXTS: dict[str, dict[str, str]] = {
 def translate(language: str, key: str, **values: object) -> str:
     text = TEXTS.get(language, {}).get(key) or TEXTS["nl"].get(key) or key
     return text.format(**values) if values else text
+
+
+def is_text(key: str) -> bool:
+    """Whether `key` names one of the screens' texts (a message a link may ask for)."""
+    return bool(key) and (key in TEXTS["nl"] or key in TEXTS["en"])
 
 
 def translator(language: str):  # type: ignore[no-untyped-def]

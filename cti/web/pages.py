@@ -1,50 +1,51 @@
-"""The web's own screens and their rendering: sign-in, language, the admin's users.
+"""The web's own screens and their rendering: sign-in (password, then the second factor
+for admins and supervisors), sign-out, language.
 
 Each feature's screens are in its own ``pages.py`` (callbacks: the team inbox;
-announcements: the operator; calls: the KCC screen and the board) and render through
-``render`` here. Forms post back to their handlers (with the session's CSRF token, checked
-by the middleware) and redirect (post/redirect/get), so a reload never repeats an action.
+announcements: the operator; calls: the KCC screen and the board; users: the admin's
+accounts and the second factor's set-up) and render through ``render`` here. Forms post
+back to their handlers (with the session's CSRF token, checked by the middleware) and
+redirect (post/redirect/get), so a reload never repeats an action. A redirect's message
+is a key of cti/web/i18n.py in the address, or this server's own text in the session.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
-from sqlalchemy import select
 
 from cti.audit import audit
 from cti.store.models import User
+from cti.users import backoff, second_factor
 from cti.users.guard import AttemptLimiter, LoginTokens
 from cti.users.service import (
-    ROLES,
     LoginBusy,
-    UserError,
-    check_extension,
+    SignInWaits,
     checks_saturated,
-    create_user,
-    is_locked,
-    issue_token,
+    count_miss,
     revoke_sessions,
-    revoke_token,
-    set_password,
     verify_password,
 )
 from cti.web import auth
 from cti.web.context import SERVICES
-from cti.web.i18n import LANGUAGES, client_texts, translator
-from cti.web.jsonapi import json_error
+from cti.web.i18n import LANGUAGES, client_texts, is_text, translator
 
 HERE = Path(__file__).parent
 LOGIN_TOKENS = web.AppKey("login_tokens", LoginTokens)
 LIMITER = web.AppKey("login_limiter", AttemptLimiter)
+SECRET_BOX = web.AppKey("second_factor_box", second_factor.SecretBox)
+# Between the right password and the right code: the half-signed-in session lasts this long.
+CODE_SECONDS = 5 * 60
+FLASH = "f"  # the session's one-time message (a redirect's free text, never the URL's)
 LOGIN_TOKEN_FIELD = "login_token"  # the sign-in form's one-time token (not the session's)
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -78,17 +79,15 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(error_pages)
     app[LOGIN_TOKENS] = LoginTokens(app[auth.SESSION_KEY])
     app[LIMITER] = AttemptLimiter(app[SERVICES].config.server.login_attempts_per_minute)
+    app[SECRET_BOX] = second_factor.SecretBox.of_instance(app[SERVICES].instance_dir)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
+    app.router.add_get("/login/code", code_form)
+    app.router.add_post("/login/code", code)
     app.router.add_post("/logout", logout)
     app.router.add_post("/language", language)
-    app.router.add_get("/admin", admin_page)
-    app.router.add_post("/admin/users", user_create)
-    app.router.add_post("/admin/users/{id:\\d+}", user_update)
-    app.router.add_post("/admin/users/{id:\\d+}/token", user_token)
-    app.router.add_post("/admin/users/{id:\\d+}/token/revoke", user_token_revoke)
 
 
 def lang_of(request: web.Request) -> str:
@@ -103,6 +102,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     screens = SCREENS.get(user.role, []) if user else []
     # The nav marks the longest link this page is under (/admin/nodes, not /admin too).
     under = [href for href, _ in screens if request.path.startswith(href)]
+    message, error = _messages(request)
     html = TEMPLATES.get_template(template).render(
         user=user,
         screens=screens,
@@ -112,13 +112,47 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         lang=language,
         csrf=auth.csrf_token(request),
         exchange=services.config.exchange.name,
-        message=request.query.get("msg", ""),
-        error=request.query.get("err", ""),
-        texts_json=json.dumps(client_texts(language)),
+        message=message,
+        error=error,
+        # JSON in a data element: "<" escaped, so no text can close the element.
+        texts_json=json.dumps(client_texts(language)).replace("<", "\\u003c"),
         local=lambda dt: _local(services.config.exchange.timezone, dt),
         **context,
     )
     return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _messages(request: web.Request) -> tuple[str, str]:
+    """(message, error) to show: `?msg=`/`?err=` only when they name a known text (a link
+    from elsewhere cannot put words on our page), else this server's own one-time flash."""
+    message = request.query.get("msg", "")
+    error = request.query.get("err", "")
+    message, error = (message if is_text(message) else ""), (error if is_text(error) else "")
+    session = request.get(auth.SESSION)
+    flash = session.pop(FLASH, None) if isinstance(session, dict) else None
+    if isinstance(flash, dict):
+        auth.mark_session_changed(request)
+        message = message or str(flash.get("msg", ""))
+        error = error or str(flash.get("err", ""))
+    return message, error
+
+
+def _flash_free_text(request: web.Request, exc: web.HTTPMove) -> web.HTTPMove:
+    """A redirect of ours whose `msg`/`err` is free text (a validation message with the
+    value in it): the text moves into the signed session, the address keeps the rest."""
+    location = exc.headers.get("Location", "")
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc or not parts.query:
+        return exc
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    free = {k: v for k, v in query if k in ("msg", "err") and not is_text(v)}
+    if not free:
+        return exc
+    auth.session_of(request)[FLASH] = free
+    auth.mark_session_changed(request)
+    kept = [(k, v) for k, v in query if k not in free]
+    target = parts.path + (f"?{urlencode(kept)}" if kept else "")
+    return type(exc)(location=target)
 
 
 def _local(tz: str, moment: datetime | None) -> str:
@@ -137,6 +171,8 @@ async def error_pages(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except web.HTTPMove as exc:
+        raise _flash_free_text(request, exc) from None
     except web.HTTPException as exc:
         if exc.status in (403, 404) and not auth.wants_json(request):
             key = "forbidden" if exc.status == 403 else "not found"
@@ -226,7 +262,8 @@ def _busy() -> web.HTTPServiceUnavailable:
 
 async def login(request: web.Request) -> web.Response:
     """Sign in. The cheap refusals come first (checks saturated, address over its limit),
-    before the form, the database or a password check, so a flood costs little."""
+    before the form, the database or a password check, so a flood costs little. An admin
+    or supervisor with a second factor is asked the code next (`code`)."""
     if checks_saturated():
         raise _busy()
     address = auth.client_address(request)
@@ -240,12 +277,89 @@ async def login(request: web.Request) -> web.Response:
     if not request.app[LOGIN_TOKENS].redeem(auth.csrf_token(request), given):
         # Expired, used before, or from another browser: a fresh form, nothing counted.
         raise back("/login", err="form expired", next=target)
+    services = request.app[SERVICES]
     try:
-        user = await verify_password(request.app[SERVICES].sessions, name, password)
+        user = await verify_password(
+            services.sessions,
+            name,
+            password,
+            address=address,
+            on_wait=services.metrics.login_lockouts.inc,
+        )
     except LoginBusy:
         raise _busy() from None
+    except SignInWaits:
+        raise back("/login", err="sign-in waits", next=target) from None
     if user is None:
         raise back("/login", err="wrong login", next=target)
+    if second_factor.required(user) and second_factor.enrolled(user):
+        # Half signed in: a fresh session (no fixation) that names whom the code is for.
+        language = user.language or auth.session_of(request).get("l", "nl")
+        session = auth.new_session(language)
+        session["p"] = {"u": user.id, "v": user.session_version or 0, "t": time.time()}
+        request[auth.SESSION] = session
+        auth.mark_session_changed(request)
+        raise back("/login/code", next=target)
+    auth.sign_in(request, user)
+    raise web.HTTPSeeOther(target)
+
+
+async def _pending(request: web.Request) -> User | None:
+    """The user whose password was right and whose code is asked, if still in time."""
+    pending = auth.session_of(request).get("p")
+    if not isinstance(pending, dict) or not isinstance(pending.get("u"), int):
+        return None
+    if time.time() - float(pending.get("t", 0)) > CODE_SECONDS:
+        return None
+    async with request.app[SERVICES].sessions() as session:
+        user = await session.get(User, pending["u"])
+    if user is None or not user.active or (user.session_version or 0) != pending.get("v"):
+        return None
+    return user
+
+
+async def code_form(request: web.Request) -> web.Response:
+    if request.get(auth.USER) is not None:
+        raise web.HTTPFound("/")
+    if await _pending(request) is None:
+        raise back("/login", err="form expired")
+    next_ = _safe_next(request.query.get("next", "/"))
+    return render(request, "login_code.html", next=next_)
+
+
+async def code(request: web.Request) -> web.Response:
+    """The second factor: a TOTP code, or one of the user's recovery codes. Wrong codes
+    are counted for (name, address) like wrong passwords, and limited per address."""
+    address = auth.client_address(request)
+    allowed, first_refusal = request.app[LIMITER].allow(address)
+    if not allowed:
+        raise await _too_many(request, first_refusal)
+    form = await request.post()
+    target = _safe_next(str(form.get("next", "/")))
+    user = await _pending(request)
+    if user is None:
+        raise back("/login", err="form expired", next=target)
+    services = request.app[SERVICES]
+    now = datetime.now(UTC)
+    if await backoff.blocked_until(services.sessions, user.name, address, now) is not None:
+        raise back("/login/code", err="sign-in waits", next=target)
+    given = str(form.get("code", "")).strip()
+    kind = await second_factor.check(services.sessions, user.id, request.app[SECRET_BOX], given)
+    if kind is None:
+        await count_miss(
+            services.sessions, user.name, address, now, services.metrics.login_lockouts.inc, "code"
+        )
+        raise back("/login/code", err="wrong code", next=target)
+    await backoff.clear(services.sessions, user.name, address)
+    async with services.sessions() as session:
+        audit(
+            session,
+            actor=user.name,
+            action="login_code" if kind == "totp" else "recovery_code_used",
+            object_type="user",
+            object_id=user.id,
+        )
+        await session.commit()
     auth.sign_in(request, user)
     raise web.HTTPSeeOther(target)
 
@@ -281,127 +395,3 @@ async def language(request: web.Request) -> web.Response:
                 row.language = chosen
                 await session.commit()
     raise web.HTTPSeeOther(_safe_next(str(form.get("next", "/"))))
-
-
-# --- admin: users -------------------------------------------------------------------------
-
-
-async def admin_page(request: web.Request) -> web.Response:
-    auth.require_role(request, "admin")
-    async with request.app[SERVICES].sessions() as session:
-        users = list((await session.execute(select(User).order_by(User.name))).scalars())
-    return render(
-        request,
-        "admin.html",
-        users=users,
-        roles=ROLES,
-        teams=request.app[SERVICES].config.teams,
-        locked={u.id: is_locked(u) for u in users},
-        token=request.query.get("token", ""),
-    )
-
-
-def _team_field(request: web.Request, value: str) -> str:
-    if value and value not in {t.id for t in request.app[SERVICES].config.teams}:
-        raise back("/admin", err=f"unknown team {value}")
-    return value
-
-
-async def user_create(request: web.Request) -> web.Response:
-    admin = auth.require_role(request, "admin")
-    form = await request.post()
-    name = str(form.get("name", "")).strip()
-    async with request.app[SERVICES].sessions() as session:
-        try:
-            user = await create_user(
-                session,
-                name,
-                str(form.get("password", "")),
-                str(form.get("role", "")),
-                _team_field(request, str(form.get("team", ""))),
-                str(form.get("extension", "")).strip(),
-            )
-        except UserError as exc:
-            raise back("/admin", err=str(exc)) from None
-        audit(
-            session,
-            actor=admin.name,
-            action="create",
-            object_type="user",
-            object_id=user.id,
-            detail=f"role={user.role} team={user.team_id}",
-        )
-        await session.commit()
-    raise back("/admin", msg="saved")
-
-
-async def user_update(request: web.Request) -> web.Response:
-
-    admin = auth.require_role(request, "admin")
-    form = await request.post()
-    async with request.app[SERVICES].sessions() as session:
-        user = await _user_of(request, session)
-        role = str(form.get("role", user.role))
-        if role not in ROLES:
-            raise back("/admin", err="unknown role")
-        try:
-            extension = check_extension(str(form.get("extension", user.extension)).strip())
-        except UserError as exc:
-            raise back("/admin", err=str(exc)) from None
-        user.role = role
-        user.team_id = _team_field(request, str(form.get("team", user.team_id)))
-        user.extension = extension
-        active = str(form.get("active", "1")) == "1"
-        if user.active and not active:
-            revoke_sessions(user)  # a deactivated user's open screens end at once
-        user.active = active
-        if form.get("unlock"):
-            user.locked_until = None
-            user.failed_logins = 0
-        password = str(form.get("password", ""))
-        if password:
-            try:
-                await set_password(session, user, password)
-            except UserError as exc:
-                raise back("/admin", err=str(exc)) from None
-        audit(
-            session,
-            actor=admin.name,
-            action="update",
-            object_type="user",
-            object_id=user.id,
-            detail=f"role={user.role} team={user.team_id} active={user.active}",
-        )
-        await session.commit()
-    raise back("/admin", msg="saved")
-
-
-async def _user_of(request: web.Request, session: Any) -> User:
-    """The account named by the URL's id; 404 if there is none."""
-    user: User | None = await session.get(User, int(request.match_info["id"]))
-    if user is None:
-        raise json_error("no such user", 404)
-    return user
-
-
-async def user_token(request: web.Request) -> web.Response:
-    admin = auth.require_role(request, "admin")
-    async with request.app[SERVICES].sessions() as session:
-        user = await _user_of(request, session)
-        token = await issue_token(session, user)
-        audit(session, actor=admin.name, action="token", object_type="user", object_id=user.id)
-        await session.commit()
-    # Shown once on the next page; the page is private (no-store) and only to the admin.
-    return render(request, "token.html", token=token, name=user.name)
-
-
-async def user_token_revoke(request: web.Request) -> web.Response:
-    admin = auth.require_role(request, "admin")
-    async with request.app[SERVICES].sessions() as session:
-        user = await _user_of(request, session)
-        revoke_token(user)
-        audit(
-            session, actor=admin.name, action="token_revoke", object_type="user", object_id=user.id
-        )
-        await session.commit()
-    raise back("/admin", msg="saved")

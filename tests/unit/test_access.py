@@ -1,4 +1,4 @@
-"""Deny by default: sign-in, API tokens, roles, team access, CSRF, lockout."""
+"""Deny by default: sign-in, API tokens, roles, team access, CSRF, sign-in backoff."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from bereik.serve import web_app
 from cti.calls.live import LiveCalls
 from cti.services import Services
 from cti.store.models import AuditEntry, User
-from cti.users.service import MAX_FAILED_LOGINS, create_user, issue_token, verify_password
+from cti.users import backoff
+from cti.users.service import SignInWaits, create_user, issue_token, verify_password
 from cti.web import auth
 from cti.web.app import create_app
 from dialplan.config import Config
+from tests.support import second_factor
 from tests.support.memory_services import TWO_TEAMS, memory_services
 
 CONFIG = Config.model_validate(TWO_TEAMS)
@@ -122,24 +124,43 @@ async def test_role_and_api_token(services: Services, client: TestClient) -> Non
     assert (await client.get("/api/teams/belastingen/thing", headers=wrong)).status == 401
 
 
-async def test_lockout_after_five_failures(services: Services) -> None:
+async def test_wrong_passwords_make_the_guessing_address_wait_never_the_owner_elsewhere(
+    services: Services,
+) -> None:
     async with services.sessions() as db:
         await create_user(db, "marieke", "geheim-wachtwoord", "member", team_id="burgerzaken")
         await db.commit()
-    for _ in range(MAX_FAILED_LOGINS):
-        assert await verify_password(services.sessions, "marieke", "fout") is None
-    # Locked: even the right password fails now...
-    assert await verify_password(services.sessions, "marieke", "geheim-wachtwoord") is None
-    # ...and works again after 15 minutes.
-    later = datetime.now(UTC) + timedelta(minutes=16)
+    waits: list[int] = []
+    for _ in range(backoff.FREE_FAILURES):
+        assert (
+            await verify_password(
+                services.sessions, "marieke", "fout", "127.0.0.2", on_wait=lambda: waits.append(1)
+            )
+            is None
+        )
+    assert waits == [1]  # the fifth miss started a wait (the /metrics counter's hook)
+    # The guessing address waits, even with the right password...
+    with pytest.raises(SignInWaits):
+        await verify_password(services.sessions, "marieke", "geheim-wachtwoord", "127.0.0.2")
+    # ...while the owner at her own address signs in as always.
     assert (
-        await verify_password(services.sessions, "marieke", "geheim-wachtwoord", now=later)
+        await verify_password(services.sessions, "marieke", "geheim-wachtwoord", "127.0.0.3")
         is not None
     )
+    # After the wait the guessing address may try again; the next miss waits twice as long.
+    later = datetime.now(UTC) + backoff.FIRST_WAIT + timedelta(seconds=1)
+    assert (
+        await verify_password(services.sessions, "marieke", "fout", "127.0.0.2", now=later) is None
+    )
+    with pytest.raises(SignInWaits) as waited:
+        await verify_password(services.sessions, "marieke", "fout", "127.0.0.2", now=later)
+    assert waited.value.until - later == 2 * backoff.FIRST_WAIT
     async with services.sessions() as db:
         actions = (await db.execute(select(AuditEntry.action))).scalars().all()
-    assert "lock" in actions
-    assert actions[-1] == "login"
+    assert actions.count("lock") == 2 and "login" in actions
+    async with services.sessions() as db:
+        row = (await db.execute(select(User).where(User.name == "marieke"))).scalar_one()
+    assert row.active  # nothing on the account itself
 
 
 def test_mask_number() -> None:
@@ -197,7 +218,11 @@ async def test_every_link_on_the_supervisor_board_leads_to_a_page(services: Serv
                 "next": "/board",
                 "login_token": login_token.group(1),
             },
+            allow_redirects=False,
         )
+        # A supervisor sets up the second factor first (tests/support/second_factor.py).
+        target = await second_factor.over_http(client, str, "sam", signed_in.headers["Location"])
+        signed_in = await client.get(target)
         assert signed_in.status == 200 and signed_in.url.path == "/board"
         links = set(re.findall(r'href="(/[^"#?]*)', await signed_in.text()))
         assert "/static/bereik.css" in links, links  # the page's own links are found

@@ -33,6 +33,7 @@ CONTRACT = {
     "bereik_agi_refused": ("counter", {"reason"}),
     "bereik_ami_events_dropped": ("counter", set()),
     "bereik_recording_pin_lockouts": ("counter", set()),
+    "bereik_login_lockouts": ("counter", set()),
     "bereik_ivr_choices": ("counter", {"path", "destination"}),
     "bereik_ivr_closed_calls": ("counter", {"action"}),
     "bereik_announcements_played": ("counter", {"scope_kind"}),

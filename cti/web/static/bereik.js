@@ -1,7 +1,14 @@
 // Shared helpers: translated texts and JSON calls that carry the CSRF token.
 "use strict";
 window.bereik = (function () {
-  const texts = window.BEREIK_TEXTS || {};
+  // The texts come as JSON data, not as a script: the Content-Security-Policy runs no
+  // inline script.
+  const textsElement = document.getElementById("bereik-texts");
+  const texts = textsElement ? JSON.parse(textsElement.textContent || "{}") : {};
+  // A select that submits its form when changed (no inline onchange handler).
+  document.querySelectorAll("select[data-submit-on-change]").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   function t(key, values) {
     let text = texts[key] || key;
