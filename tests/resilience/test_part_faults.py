@@ -1,0 +1,210 @@
+"""Parts of `bereik serve` failing through faults from outside, with nobody watching.
+
+* The database refuses the outbox's claims (a trigger, as a broken schema would): the
+  outbox crashes, is shown down on /healthz and /metrics, restarted after its backoff,
+  and a real Prometheus with the repository's rules fires BereikWorkerRestarted; once the
+  fault is gone the mails it owed go out, each once.
+* The SMTP server is down with mails waiting: /healthz answers 503 naming the mail, the
+  load balancer's /readyz stays 200; once the server is back the mail goes and /healthz
+  is 200 again.
+* The database refuses one call's row (a value the schema refuses): that call is set
+  aside while the 20 calls after it are written; `bereik events retry` after the fix
+  writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
+from dialplan import asterisk
+from tests.support.api import ami_connected, api
+from tests.support.mail import Smtp
+from tests.support.prometheus import Prometheus
+from tests.support.users import api_tokens
+
+TEAM = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001"]
+mailbox = "vergunningen@gemeente.example"
+"""
+POISON = "0700000666"
+CALLER = "0612300020"
+SET_ASIDE = re.compile(r'^bereik_set_aside_total\{source="call events"\} (\S+)$', re.M)
+
+
+@pytest.fixture
+def team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAM) as ex:
+        # A mail waiting 3 s is late: the outage shows on /healthz within the test.
+        toml = ex.config_path.read_text()
+        ex.config_path.write_text(toml.replace("[mail]\n", "[mail]\nlate_seconds = 3\n", 1))
+        ex.start_asterisk()
+        ex.start_serve()
+        yield ex
+
+
+def database(ex: Exchange) -> sqlite3.Connection:
+    """A second connection to serve's database, as an administrator's sqlite3 would be."""
+    return sqlite3.connect(ex.db_path, timeout=10, isolation_level=None)
+
+
+async def hoppers(ex: Exchange, count: int) -> list[int]:
+    """`count` hoppers for Vergunningen through the API, as a KCC agent makes them."""
+    token = (await api_tokens(ex, [("anna", "agent", "", "2001")]))["anna"]
+    made = []
+    for n in range(count):
+        status, body = await api(
+            ex,
+            "POST",
+            "/api/hoppers",
+            token,
+            {"team": "vergunningen", "caller": f"06123400{n:02d}", "note": f"vraag {n}"},
+        )
+        assert status == 201, body
+        made.append(int(body["id"]))
+    return made
+
+
+def ready(ex: Exchange) -> int:
+    with urllib.request.urlopen(ex.url("/readyz"), timeout=5) as response:
+        return int(response.status)
+
+
+async def test_an_outbox_crashing_on_refused_claims_is_restarted_alerted_and_mails_once(
+    team: Exchange, tmp_path: Path
+) -> None:
+    prometheus = Prometheus(tmp_path, team.ports.http)
+    smtp = Smtp(team.ports.smtp)
+    mailbox = smtp.start()
+    try:
+        prometheus.wait_ready()
+        await ami_connected(team)
+        up = 'bereik_worker_up{job="bereik",worker="outbox"}'
+        await prometheus.until(up, 1)
+        await prometheus.until('bereik_worker_restarts_total{job="bereik",worker="outbox"}', 0)
+
+        db = database(team)
+        db.execute(
+            "CREATE TRIGGER refuse_claims BEFORE UPDATE ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'claims refused'); END"
+        )
+        made = await hoppers(team, 3)
+
+        # Down, and named where the operator looks: /healthz, /metrics, the alert.
+        def outbox_down() -> dict[str, object] | None:
+            status, body = team.health()
+            return body if status == 503 and "outbox" in body["down"] else None
+
+        body = await until(outbox_down, timeout=20)
+        assert "claims refused" in str(body["parts"]["outbox"])  # type: ignore[index]
+        firing = 'ALERTS{alertname="BereikWorkerRestarted",alertstate="firing",worker="outbox"}'
+        await prometheus.until(firing, 1, timeout=30)
+        assert prometheus.value(f"min_over_time({up}[2m])") == 0
+        assert not mailbox.messages
+
+        db.execute("DROP TRIGGER refuse_claims")
+        # Back within its backoff (2 s doubling, the trigger stood for well under 30 s).
+        await prometheus.until(up, 1, timeout=40)
+        mails = await mailbox.wait(3, timeout=40)
+        await until(lambda: len(team.rows("SELECT id FROM outbox WHERE sent_at IS NOT NULL")) == 3)
+        await asyncio.sleep(1.5)  # a second send would come within the outbox's 1 s poll
+        assert len(mailbox.messages) == 3
+        assert sorted(m["X-Bereik-Outbox"] for m in mails) == sorted(
+            f"hopper-{hopper}-created" for hopper in made
+        )
+        await until(lambda: team.health()[0] == 200, timeout=20)
+    finally:
+        smtp.stop()
+        prometheus.close()
+    log = team.serve_log.read_text()
+    assert "outbox crashed; restarting it" in log
+    assert "IntegrityError" in log
+
+
+async def test_healthz_names_the_mail_while_smtp_is_down_and_recovers_readyz_stays_up(
+    team: Exchange,
+) -> None:
+    await ami_connected(team)
+    assert team.health()[0] == 200
+    await hoppers(team, 1)  # the mail server is not running: the mail waits
+
+    def mail_late() -> dict[str, object] | None:
+        status, body = team.health()
+        return body if status == 503 else None
+
+    body = await until(mail_late, timeout=20)
+    assert body["down"] == ["mail"]
+    assert "1 mails waiting" in str(body["parts"]["mail"])  # type: ignore[index]
+    assert ready(team) == 200  # an SMTP outage never takes serve out of the rotation
+
+    smtp = Smtp(team.ports.smtp)
+    mailbox = smtp.start()
+    try:
+        await mailbox.wait(1, timeout=30)  # the outbox's backoff: at most 8 s by now
+        await until(lambda: team.health()[0] == 200, timeout=10)
+    finally:
+        smtp.stop()
+    assert len(mailbox.messages) == 1
+
+
+async def test_a_poison_call_is_set_aside_while_the_next_20_are_written_and_retry_writes_it(
+    team: Exchange,
+) -> None:
+    team.phone("2001", ring_ms=200)
+    await ami_connected(team)
+    db = database(team)
+    db.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON calls "
+        f"WHEN NEW.caller = '{POISON}' BEGIN SELECT RAISE(ABORT, 'caller refused'); END"
+    )
+    poison = await team.call("14070", caller=POISON, hold_ms=500)
+    assert poison.returncode == 0, poison.stderr
+    aside = await until(lambda: team.rows("SELECT * FROM set_aside ORDER BY id"))
+    assert aside[0].source == "call events" and "caller refused" in aside[0].error
+
+    after = await team.call("14070", caller=CALLER, calls=20, rate=5, hold_ms=500)
+    assert after.returncode == 0, after.stderr
+
+    def decided() -> list[object]:
+        rows = team.rows("SELECT outcome FROM calls WHERE caller = :c", c=CALLER)
+        return rows if len(rows) == 20 and all(r.outcome for r in rows) else []
+
+    await until(decided, timeout=30)
+    assert not team.rows("SELECT id FROM calls WHERE caller = :c", c=POISON)
+    # The poison call's later events followed it aside, in order, and were counted.
+    kinds = [row.payload for row in team.rows("SELECT payload FROM set_aside ORDER BY id")]
+    assert '"Started"' in kinds[0] and '"Ended"' in kinds[-1], kinds
+    counted = SET_ASIDE.search(team.http_get("/metrics"))
+    assert counted and float(counted.group(1)) == len(kinds)
+    assert team.health()[0] == 200  # the calls go on: nothing is down
+
+    refused = await events_retry(team)
+    assert refused.returncode == 1 and "still aside" in refused.stdout, refused.stdout
+    db.execute("DROP TRIGGER refuse_poison")
+    done = await events_retry(team)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = team.rows("SELECT outcome FROM calls WHERE caller = :c", c=POISON)
+    assert len(rows) == 1 and rows[0].outcome, rows
+    assert len(team.rows("SELECT id FROM calls WHERE caller = :c", c=CALLER)) == 20
+
+
+async def events_retry(ex: Exchange) -> subprocess.CompletedProcess[str]:
+    """`bereik events retry`, as the operator runs it on the machine."""
+    command = [sys.executable, "-m", "bereik", "events", "retry", "--config", str(ex.config_path)]
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, cwd=REPO, timeout=60
+    )
