@@ -31,7 +31,7 @@ from cti.announcements.service import AnnouncementError, Draft
 from cti.store.models import Announcement
 from cti.web.auth import current_user, require_role
 from cti.web.context import SERVICES
-from cti.web.jsonapi import json_error
+from cti.web.jsonapi import json_error, refusal
 
 WRITERS = ("operator", "supervisor")
 MAX_UPLOAD = 20 * 1024 * 1024
@@ -100,9 +100,7 @@ async def create(request: web.Request) -> web.Response:
         draft = _draft(await _json(request), user.name)
         made = await service.create(request.app[SERVICES], draft)
     except AnnouncementError as exc:
-        raise json_error(
-            str(exc), 422 if str(exc).startswith("speech synthesis") else 400
-        ) from None
+        raise refusal(exc) from None
     return _created(request, made)
 
 
@@ -134,7 +132,7 @@ async def upload(request: web.Request) -> web.Response:
                 request.app[SERVICES], _draft(fields, user.name), upload=saved
             )
         except AnnouncementError as exc:
-            raise json_error(str(exc), 400) from None
+            raise refusal(exc) from None
     return _created(request, made)
 
 
@@ -187,9 +185,7 @@ async def change(request: web.Request) -> web.Response:
         raise json_error("no such announcement", 404) from None
     except AnnouncementError as exc:
         # The old text and audio stay live; the operator reads why the new one failed.
-        raise json_error(
-            str(exc), 422 if str(exc).startswith("speech synthesis") else 400
-        ) from None
+        raise refusal(exc) from None
     found = await _find(request)
     assert found is not None
     return web.json_response(service.as_json(services, found))

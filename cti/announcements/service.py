@@ -21,6 +21,7 @@ from sqlalchemy import case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
+from cti.errors import DomainError, Unprocessable
 from cti.services import Services
 from cti.store.models import Announcement
 from cti.tts import TtsError, convert_upload
@@ -34,8 +35,12 @@ _SCOPE = re.compile(r"^(all|menu:[0-9*#](\.[0-9*#])*|team:[a-z][a-z0-9_]{0,31})$
 _KIND_ORDER = case({"outage": 0, "closure": 1, "news": 2}, value=Announcement.kind, else_=3)
 
 
-class AnnouncementError(ValueError):
-    """Refused input or failed audio; the message is shown to the operator as is."""
+class AnnouncementError(DomainError):
+    """Refused input or failed audio; the message is shown to the operator as is (a 400)."""
+
+
+class SpeechFailed(AnnouncementError, Unprocessable):
+    """The text is valid, the speech engine could not make it (a 422)."""
 
 
 def utcnow() -> datetime:
@@ -239,7 +244,7 @@ async def speak(services: Services, text: str) -> str:
             text, audio_file(services, name), services.config.exchange.language
         )
     except TtsError as exc:
-        raise AnnouncementError(f"speech synthesis failed: {exc}") from None
+        raise SpeechFailed(f"speech synthesis failed: {exc}") from None
     return name
 
 

@@ -31,7 +31,7 @@ from cti.store.models import Hopper, User
 from cti.voice.service import recordings_of
 from cti.web.auth import mask_number, require_own_team, require_role, require_team_access
 from cti.web.context import SERVICES
-from cti.web.jsonapi import json_error, json_object
+from cti.web.jsonapi import json_error, json_object, refusal
 
 CALLING_ROLES = ("member", "lead", "agent")
 # Claim and close: further narrowed to the hopper's own team by require_own_team.
@@ -116,7 +116,7 @@ async def post_claim(request: web.Request) -> web.Response:
             require_own_team(user, hopper.team_id)
             claim_hopper(session, hopper, user.name)
     except CallbackError as exc:
-        raise json_error(str(exc), exc.status) from None
+        raise refusal(exc) from None
     return web.json_response({"id": hopper_id, "claimed_by": user.name})
 
 
@@ -132,7 +132,7 @@ async def post_callback(request: web.Request) -> web.Response:
     try:
         attempt = await start_callback(services, hopper_id, user)
     except CallbackError as exc:
-        raise json_error(str(exc), exc.status) from None
+        raise refusal(exc) from None
     return web.json_response(attempt_json(attempt), status=202)
 
 
@@ -154,7 +154,7 @@ async def post_close(request: web.Request) -> web.Response:
                 session, hopper, reason, user.name, config=services.config, note=note
             )
     except CallbackError as exc:
-        raise json_error(str(exc), exc.status) from None
+        raise refusal(exc) from None
     record_closed(services, hopper)
     return web.json_response(
         {

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
+from cti.errors import DomainError
 from cti.hoppers.service import mark_closed, opening_hours
 from cti.services import Services
 from cti.store.models import CallbackAttempt, Hopper, HopperEvent
@@ -59,12 +60,9 @@ NOON = time(12, 0)
 NOT_TRIED = ("member:", "system:")
 
 
-class CallbackError(ValueError):
-    """A request that cannot be carried out, phrased (in Dutch) for the person who asked."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class CallbackError(DomainError):
+    """A request that cannot be carried out, phrased (in Dutch) for the person who asked;
+    raised with the status the API answers (400 unless given)."""
 
 
 def daypart(at: datetime, hours: OpeningHours) -> str:

@@ -26,7 +26,7 @@ from cti.privacy import national, own_call
 from cti.store.models import Call, Hopper, User
 from cti.web.auth import current_user, require_role, still_signed_in
 from cti.web.context import SERVICES
-from cti.web.jsonapi import json_error, json_object
+from cti.web.jsonapi import json_error, json_object, refusal
 from dialplan.config import Team
 
 BOARD = web.AppKey("live_calls", LiveCalls)
@@ -126,7 +126,7 @@ async def _transfer(request: web.Request, uniqueid: str, team: Team) -> None:
             agent=user.extension or user.name,
         )
     except TransferError as exc:
-        raise json_error(str(exc), exc.status) from None
+        raise refusal(exc) from None
 
 
 async def agent_transfer(request: web.Request) -> web.Response:

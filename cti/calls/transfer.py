@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
 from cti.audit import audit
+from cti.errors import DomainError
 from cti.services import Services
 from cti.store.models import Call
 from dialplan.config import Team
@@ -24,10 +25,8 @@ from dialplan.config import Team
 TIMEOUT = 5.0
 
 
-class TransferError(Exception):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+class TransferError(DomainError):
+    """A transfer that cannot be made; raised with the status the API answers."""
 
 
 async def transfer_to_team(

@@ -44,7 +44,7 @@ from cti.web.auth import (
     require_team_access,
 )
 from cti.web.context import SERVICES
-from cti.web.jsonapi import json_error, json_object
+from cti.web.jsonapi import json_error, json_object, refusal
 
 KCC_ROLES = ("agent", "supervisor")
 # A number as a person types it: digits with spaces, dashes, dots or brackets, and an
@@ -121,7 +121,7 @@ async def post_hopper(request: web.Request) -> web.Response:
             actor=user.name,
         )
     except HopperError as exc:
-        raise json_error(str(exc)) from None
+        raise refusal(exc) from None
     async with services.sessions() as session:
         audit(session, user.name, "create", "hopper", hopper.id)
         if not_linked:
@@ -183,7 +183,7 @@ async def post_reassign(request: web.Request) -> web.Response:
             services, hopper_id, to_team=to_team, actor=user.name, note=_text(data, "note")
         )
     except HopperError as exc:
-        raise json_error(str(exc), 409 if "gesloten" in str(exc) else 400) from None
+        raise refusal(exc) from None
     async with services.sessions() as session:
         audit(session, user.name, "reassign", "hopper", hopper_id, f"to {to_team}")
         await session.commit()

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
+from cti.errors import Conflict, DomainError, NotFound
 from cti.privacy import mask_number
 from cti.services import Services
 from cti.store.models import Hopper, HopperEvent, OutboxMail, QuestionRecording
@@ -58,8 +59,16 @@ REASON_TEXT_NL = {
 }
 
 
-class HopperError(ValueError):
-    """A request that cannot be carried out, phrased for the person who asked."""
+class HopperError(DomainError):
+    """A request that cannot be carried out, phrased for the person who asked (a 400)."""
+
+
+class HopperNotFound(HopperError, NotFound):
+    """No hopper with that number (a 404)."""
+
+
+class HopperNotOpen(HopperError, Conflict):
+    """The hopper is closed, or already where it should go (a 409)."""
 
 
 @dataclass(frozen=True)
@@ -483,9 +492,9 @@ async def reassign_hopper(
     async with services.sessions() as session, session.begin():
         hopper = await session.get(Hopper, hopper_id)
         if hopper is None:
-            raise HopperError(f"terugbelverzoek {hopper_id} bestaat niet")
+            raise HopperNotFound(f"terugbelverzoek {hopper_id} bestaat niet")
         if hopper.status != "open":
-            raise HopperError(f"terugbelverzoek {hopper_id} is al gesloten")
+            raise HopperNotOpen(f"terugbelverzoek {hopper_id} is al gesloten")
         if hopper.team_id == target.id:
             raise HopperError(f"terugbelverzoek {hopper_id} hoort al bij {target.name}")
         other = await _open_hopper(session, hopper.caller, target.id)

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cti.errors import DomainError
+
 
 def _error_classes() -> dict[int, type[web.HTTPException]]:
     found: dict[int, type[web.HTTPException]] = {}
@@ -23,15 +25,33 @@ def _error_classes() -> dict[int, type[web.HTTPException]]:
 
 
 _ERRORS = _error_classes()
+# aiohttp's classes whose constructor needs more than the body: what they get here (the
+# body says the rest).
+_REQUIRED: dict[int, dict[str, Any]] = {
+    405: {"method": "", "allowed_methods": ()},
+    413: {"max_size": 0, "actual_size": 0},
+}
 
 
 def json_error(message: str, status: int = 400) -> web.HTTPException:
     """The one way the API refuses: an HTTP error whose body is ``{"error": message}``.
 
-    ``raise json_error("no such user", 404)``
+    ``raise json_error("no such user", 404)``; a status aiohttp has no class for is a 400.
     """
     cls = _ERRORS.get(status, web.HTTPBadRequest)
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+    return cls(
+        **_REQUIRED.get(cls.status_code, {}),
+        text=json.dumps({"error": message}),
+        content_type="application/json",
+    )
+
+
+def refusal(exc: DomainError) -> web.HTTPException:
+    """A domain failure as the API answers it: its own status, its message.
+
+    ``except HopperError as exc: raise refusal(exc) from None``
+    """
+    return json_error(str(exc), exc.status)
 
 
 async def json_object(
