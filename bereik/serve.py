@@ -36,6 +36,8 @@ from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
 from cti.health import Health
 from cti.hoppers import http as hoppers_http
+from cti.journey import http as journey_http
+from cti.journey import pages as journey_pages
 from cti.nodes import http as nodes_http
 from cti.nodes import pages as nodes_pages
 from cti.nodes import service as nodes
@@ -273,6 +275,8 @@ def web_app(
         functools.partial(calls_http.setup, board=board),
         calls_pages.setup,
         hoppers_http.setup,
+        journey_http.setup,
+        journey_pages.setup,
         nodes_http.setup,
         nodes_pages.setup,
         openapi.setup,

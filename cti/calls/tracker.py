@@ -71,6 +71,7 @@ class Offer:
     answered_at: float | None = None
     agent: str = ""
     result: str = ""  # transfer result once known: answered no_answer busy failed
+    how: str = ""  # for the journey: "" (the menu or the number dialled), blind, attended
 
 
 @dataclass
@@ -85,12 +86,17 @@ class CallState:
     all_channels: set[str] = field(default_factory=set)
     offers: list[Offer] = field(default_factory=list)
     pending_transfer: str = ""  # team a blind transfer went to, until its offer starts
+    pending_at: float = 0.0  # when that blind transfer was made
     answered: bool = False
     resynced: bool = False
     route: str = ""  # the IVR's decision (UserEvent BereikIvrRoute): kcc, team-7001, closed...
     # What the caller heard to the end or cut short (UserEvent BereikPlayed): announcements
     # ("announcement:<id>") and channel-steering texts ("info:<key>"), in order.
     heard: list[str] = field(default_factory=list)
+    routed_at: float = 0.0
+    heard_at: list[float] = field(default_factory=list)  # when each of `heard` was heard
+    # Phones of ours rung for this call, in order: [extension, rung at, answered at or None].
+    rung: list[list[Any]] = field(default_factory=list)
 
     def open_offer(self) -> Offer | None:
         for offer in reversed(self.offers):
@@ -132,6 +138,8 @@ class Ended:
     transfers: tuple[tuple[str, str], ...]  # (to_team, result)
     route: str = ""  # where the IVR sent the call (its last BereikIvrRoute), "" if nowhere
     heard: tuple[str, ...] = ()  # announcements and info texts heard (CallState.heard)
+    # The journey as the tracker saw it (calls.steps, cti/journey): menu, offers, phones.
+    steps: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -308,10 +316,11 @@ class CallTracker:
             decided = self._call_of(e)
             if decided is not None:
                 decided.route = str(e.get("Route", "")).strip()[:32]
+                decided.routed_at = at
                 out.append(Routed(decided.uniqueid, decided.route))
             return
         if e.get("UserEvent") == "BereikPlayed":
-            self._played(e)
+            self._played(e, at)
             return
         if e.get("UserEvent") == "BereikQueueExit":
             self._left_line(e)
@@ -334,7 +343,7 @@ class CallTracker:
         if offer is not None and offer.team == str(e.get("Queue", "")):
             offer.result = "no_answer"
 
-    def _played(self, e: Mapping[str, Any]) -> None:
+    def _played(self, e: Mapping[str, Any], at: float = 0.0) -> None:
         """An announcement or an info text was heard: what an announcement saves is what
         the call did afterwards (cti/announcements/savings.py)."""
         call = self._call_of(e)
@@ -347,6 +356,7 @@ class CallTracker:
             return
         if call is not None and item not in call.heard and len(call.heard) < 20:
             call.heard.append(item)
+            call.heard_at.append(at or call.started)
 
     def _on_DialBegin(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
         call = self._call_of(e)
@@ -360,6 +370,9 @@ class CallTracker:
         if dest:
             self._add_channel(call, dest)
         self._leg(e, call.uniqueid, "ringing", at, out)
+        rung = extension_of(str(e.get("DestChannel", "")))
+        if rung and len(call.rung) < MAX_RUNG:
+            call.rung.append([rung, at, None])
         team = self._team_of(e)
         if not team:
             return
@@ -381,6 +394,10 @@ class CallTracker:
         status = str(e.get("DialStatus", ""))
         offer.dests.discard(dest)
         if status == "ANSWER":
+            for leg in reversed(call.rung):
+                if leg[0] == extension_of(str(e.get("DestChannel", ""))) and leg[2] is None:
+                    leg[2] = at
+                    break
             offer.answered_at = at
             offer.agent = extension_of(str(e.get("DestChannel", "")))
             offer.result = "answered"
@@ -405,6 +422,7 @@ class CallTracker:
         team = self.team_numbers.get(extension) or (KCC if extension == self.kcc_number else "")
         if team:
             call.pending_transfer = team
+            call.pending_at = at
 
     def _on_AttendedTransfer(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
         # The consultation call's channels take the transferee's linkedid (handled by
@@ -417,7 +435,9 @@ class CallTracker:
             return
         for offer in target.offers:
             if offer.answered_at is not None:
-                answered = Offer(offer.team, offer.since, transfer=True, result="answered")
+                answered = Offer(
+                    offer.team, offer.since, transfer=True, result="answered", how="attended"
+                )
                 answered.answered_at, answered.agent = offer.answered_at, offer.agent
                 transferee.offers.append(answered)
         self._merge(target, into=transferee)
@@ -545,9 +565,10 @@ class CallTracker:
             return current
         if current is not None and not current.result:
             current.result = "no_answer"  # moved on to another team without an answer
-        transfer = call.pending_transfer == team or (call.answered and team != KCC)
+        blind = call.pending_transfer == team
+        transfer = blind or (call.answered and team != KCC)
         call.pending_transfer = ""
-        offer = Offer(team=team, since=at, transfer=transfer)
+        offer = Offer(team=team, since=at, transfer=transfer, how="blind" if blind else "")
         call.offers.append(offer)
         return offer
 
@@ -603,6 +624,7 @@ class CallTracker:
                 transfers=tuple(transfers),
                 route=call.route,
                 heard=tuple(call.heard),
+                steps=_steps(call),
             )
         )
 
@@ -647,6 +669,50 @@ class CallTracker:
             exten = str(e.get("Exten", "") or e.get("Extension", ""))
             return self.team_numbers.get(exten, "")
         return ""
+
+
+MAX_RUNG = 50  # phones kept per call for its journey (a ring group rings a handful)
+
+
+def _steps(call: CallState) -> tuple[dict[str, Any], ...]:
+    """The journey of a call as the tracker saw it, in time order: the menu's decision,
+    each offer to a team (how it came there, what became of it), each phone rung."""
+    steps: list[dict[str, Any]] = []
+    if call.route:
+        steps.append({"at": call.routed_at or call.started, "kind": "menu", "route": call.route})
+    for item, heard_at in zip(call.heard, call.heard_at, strict=False):
+        steps.append({"at": heard_at, "kind": "heard", "item": item})
+    for offer in call.offers:
+        how = offer.how or ("transfer" if offer.transfer else "")
+        result = offer.result or ("answered" if offer.answered_at is not None else "no_answer")
+        steps.append(
+            {
+                "at": offer.since,
+                "kind": "offered",
+                "team": offer.team,
+                "how": how,
+                "result": result,
+                "answered_at": offer.answered_at,
+                "agent": offer.agent,
+            }
+        )
+    if call.pending_transfer:
+        # Transferred to a team whose handler rang nobody (nobody present).
+        steps.append(
+            {
+                "at": call.pending_at or call.started,
+                "kind": "offered",
+                "team": call.pending_transfer,
+                "how": "blind",
+                "result": "no_answer",
+                "answered_at": None,
+                "agent": "",
+            }
+        )
+    for extension, rung, answered in call.rung:
+        steps.append({"at": rung, "kind": "rung", "extension": extension, "answered_at": answered})
+    steps.sort(key=lambda step: float(step["at"]))
+    return tuple(steps)
 
 
 def _wait(call: CallState, offer: Offer) -> float | None:

@@ -72,6 +72,10 @@ class Call(Base):
     wait_seconds: Mapped[float | None] = mapped_column(nullable=True)
     category: Mapped[str] = mapped_column(String(64), default="")
     agent: Mapped[str] = mapped_column(String(32), default="")
+    # The tracker's view of the journey, written when the call ends (cti/journey): the
+    # menu's decision, each team offered (and how: menu, blind or attended transfer) with
+    # its result, each phone rung and when it answered. Migration 0014.
+    steps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 # Which hoppers the one-open-per-caller index covers: open ones that count (an acquisitie

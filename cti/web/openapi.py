@@ -391,6 +391,19 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("transferred"), **_errors(400, 401, 403, 404, 409, 503)},
             }
         },
+        "/api/calls/{id}/journey": {
+            "get": {
+                "summary": "A call's journey: menu, announcements heard, time in line, phones "
+                "rung and who answered, transfers, the hopper, callback attempts, the survey "
+                "(supervisors any call; a team the calls that reached it; an agent their own; "
+                "audited)",
+                "parameters": [_id(description="call id or uniqueid")],
+                "responses": {
+                    "200": _ok("the journey's steps in time order"),
+                    **_errors(401, 403, 404),
+                },
+            }
+        },
         "/api/nodes": {
             "get": {
                 "summary": "Every Asterisk node's state behind Kamailio (admin)",

@@ -29,6 +29,10 @@
       ? t("callback from line", { wait: minutesSeconds(Date.now() / 1000 - call.callback_since) })
       : call.caller_name && call.caller_name !== call.caller ? call.caller_name : "";
     document.getElementById("hopper-caller").value = call.caller || "";
+    // The journey of this call, once answered (what the exchange knows of it so far).
+    const journey = document.getElementById("call-journey");
+    journey.href = "/calls/" + encodeURIComponent(call.linkedid) + "/journey";
+    journey.hidden = call.state !== "answered";
     statusLine.hidden = true;
     if (fresh && call.caller) loadHistory(call);
     if (fresh) loadQuestion(call);
