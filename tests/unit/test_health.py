@@ -205,3 +205,38 @@ async def test_bereik_status_checks_what_it_can_itself_when_serve_does_not_answe
     assert "bereik serve does not answer on http://127.0.0.1:" in captured.err
     assert "ok    database" in captured.out
     assert "ok    mail" in captured.out
+
+
+async def test_the_wall_screen_names_a_part_that_is_down_in_its_status_line(
+    services: Services,
+) -> None:
+    from cti.calls import pages as calls_pages
+    from cti.users.service import create_user, issue_token
+
+    async with services.sessions() as session:
+        lead = await create_user(session, "sam", "geheim-wachtwoord", "supervisor")
+        token = {"Authorization": f"Bearer {await issue_token(session, lead)}"}
+        await session.commit()
+    supervisor = Supervisor(services.metrics, backoff_min=30)
+    crashed = asyncio.Event()
+
+    async def outbox() -> None:
+        crashed.set()
+        raise RuntimeError("SMTP said 421")
+
+    supervisor.add("outbox", outbox)
+    health = Health(services, supervisor)
+    app = create_app(services, [health.setup, calls_pages.setup])
+    supervisor.start()
+    try:
+        async with TestClient(TestServer(app)) as client:
+            await crashed.wait()
+            await asyncio.sleep(0.01)  # the supervisor marks it down
+            board = await client.get("/api/board", headers=token)
+            assert (await board.json())["down"] == ["outbox"]
+            page = await (await client.get("/board", headers=token)).text()
+    finally:
+        await supervisor.stop()
+    line = page.split('id="board-status"', 1)[1].split("</p>", 1)[0]
+    assert 'role="status"' in line
+    assert "Storing: outbox werkt niet" in line
