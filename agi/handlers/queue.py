@@ -26,7 +26,7 @@ from agi.server import AgiChannel
 from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
 from cti.announcements.service import playable
-from cti.hoppers.service import HopperError, opening_hours
+from cti.hoppers.service import HopperError, open_now
 from cti.queue import service, vhold
 from cti.queue.events import record_arrival
 from cti.queue.figures import expected_wait_minutes, queue_figures
@@ -158,7 +158,7 @@ async def _overflow_before_entry(
 ) -> tuple[str, str] | None:
     """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
     config = services.config
-    if not opening_hours(config).is_open(datetime.now(UTC)):
+    if not open_now(config):
         return "CLOSING", "after_hours"
     if not any(view.state != "signed_out" for view in views):
         return "JOINEMPTY", "nobody_present"

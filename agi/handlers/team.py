@@ -18,11 +18,10 @@ from __future__ import annotations
 from agi.handlers.ivr import Conversation
 from agi.server import AgiChannel
 from cti.announcements.service import playable
-from cti.hoppers.service import opening_hours
+from cti.hoppers.service import open_now
 from cti.presence import present_members
 from cti.queue.service import unavailable_agents
 from cti.services import Services
-from dialplan import clock
 from dialplan.config import Team
 
 # Device states of a phone that must not get another call: it is in a call, on hold, or
@@ -76,7 +75,7 @@ async def team(channel: AgiChannel, services: Services) -> None:
         channel.log.error("team number %s is not configured", number)
         return
     await _team_announcements(channel, services, found.id)
-    is_open = opening_hours(services.config).is_open(clock.now())
+    is_open = open_now(services.config)
     present = await present_members(services, found.members) if is_open else []
     free = await free_members(channel, services, present)
     targets = dial_plan(found, free)

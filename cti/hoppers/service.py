@@ -149,6 +149,13 @@ def opening_hours(config: Config) -> OpeningHours:
     return cached_opening_hours(config.hours, config.exchange.timezone)
 
 
+def open_now(config: Config, at: datetime | None = None) -> bool:
+    """The one "are we open" of every route decision (the IVR, a team number, a waiting
+    line, its closing-time worker): the configured hours, holidays and closures, on the
+    exchange's clock (dialplan/clock.py), so a test clock moves every path alike."""
+    return opening_hours(config).is_open(at or clock.now())
+
+
 async def create_hopper(
     services: Services,
     *,

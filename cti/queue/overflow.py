@@ -15,10 +15,11 @@ import logging
 from datetime import UTC, datetime
 
 from cti.ami.client import AmiError
-from cti.hoppers.service import opening_hours
+from cti.hoppers.service import open_now
 from cti.queue import service
 from cti.queue.events import is_placeholder
 from cti.services import Services
+from cti.store.faults import until_stored
 from dialplan.config import WaitingLine
 
 log = logging.getLogger("bereik.queue")
@@ -61,26 +62,35 @@ async def run(
     services: Services, interval: float | None = None, owner: asyncio.Event | None = None
 ) -> None:
     """`owner`: set while this process owns the call tracking (cti/calls/lease.py); with
-    several processes only that one moves the callers, so none is redirected twice."""
+    several processes only that one moves the callers, so none is redirected twice.
+
+    Closed or open is the one answer every route decision gets (`open_now`, on the
+    exchange's clock). A store that is down is waited out; an AMI that is down costs
+    this round (the next one moves the callers); any other fault is the supervisor's.
+    """
     lines = services.config.waiting_lines()
     if not lines:
         return
+
+    async def one_round() -> None:
+        if open_now(services.config):
+            return
+        now = datetime.now(UTC)
+        for line in lines:
+            waiting, _ = await service.waiting_now(services, now, line.name)
+            if waiting:
+                moved = await send_waiting_to_callback(services, line)
+                log.info(
+                    "closing time: %d callers in line %s moved to the callback offer",
+                    moved,
+                    line.name,
+                )
+
     while True:
         await asyncio.sleep(interval or CHECK_SECONDS)
         if owner is not None and not owner.is_set():
             continue
         try:
-            now = datetime.now(UTC)
-            if opening_hours(services.config).is_open(now):
-                continue
-            for line in lines:
-                waiting, _ = await service.waiting_now(services, now, line.name)
-                if waiting:
-                    moved = await send_waiting_to_callback(services, line)
-                    log.info(
-                        "closing time: %d callers in line %s moved to the callback offer",
-                        moved,
-                        line.name,
-                    )
-        except Exception:
-            log.exception("closing-time check failed")
+            await until_stored(one_round, what="the closing-time check", logger=log)
+        except AmiError as exc:
+            log.warning("closing-time check: AMI unavailable (%s); next round", exc)
