@@ -14,6 +14,7 @@ from sqlalchemy import select
 from cti.audit import audit
 from cti.store.db import create_engine, migrate_async, sessions
 from cti.store.models import User
+from cti.users import second_factor
 from cti.users.service import (
     ROLES,
     TOKEN_DAYS,
@@ -21,6 +22,7 @@ from cti.users.service import (
     create_user,
     get_user,
     issue_token,
+    revoke_sessions,
     revoke_token,
     set_password,
 )
@@ -42,7 +44,9 @@ def register(subparsers: Any) -> None:
     add.add_argument("--config", type=Path, default=Path("bereik.toml"))
     add.set_defaults(func=cmd_add)
 
-    password = actions.add_parser("password", help="set a new password (and unlock)")
+    password = actions.add_parser(
+        "password", help="set a new password (ends the user's open sessions)"
+    )
     password.add_argument("name")
     password.add_argument("--password-stdin", action="store_true")
     password.add_argument("--config", type=Path, default=Path("bereik.toml"))
@@ -60,6 +64,14 @@ def register(subparsers: Any) -> None:
     revoke.add_argument("name")
     revoke.add_argument("--config", type=Path, default=Path("bereik.toml"))
     revoke.set_defaults(func=cmd_revoke_token)
+
+    reset = actions.add_parser(
+        "reset-second-factor",
+        help="take a lost second factor away: the user sets up a new one at the next sign-in",
+    )
+    reset.add_argument("name")
+    reset.add_argument("--config", type=Path, default=Path("bereik.toml"))
+    reset.set_defaults(func=cmd_reset_second_factor)
 
     listing = actions.add_parser("list", help="list the users")
     listing.add_argument("--config", type=Path, default=Path("bereik.toml"))
@@ -171,6 +183,29 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     return _run(config, work)
 
 
+def cmd_reset_second_factor(args: argparse.Namespace) -> int:
+    """For the admin who lost phone and recovery codes, when no other admin can do it on
+    the admin screen: run on the server, by someone with access to its configuration."""
+    config = load(args.config)
+
+    async def work(session: Any) -> int:
+        user = await _named(session, args.name)
+        second_factor.reset(user)
+        await second_factor.forget_recovery_codes(session, user.id)
+        revoke_sessions(user)
+        audit(
+            session,
+            actor="cli",
+            action="second_factor_reset",
+            object_type="user",
+            object_id=user.id,
+        )
+        print(f"second factor of {user.name} reset; set it up again at the next sign-in")
+        return 0
+
+    return _run(config, work)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     config = load(args.config)
 
@@ -189,6 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 user.extension or "-",
                 state,
                 token,
+                "second factor" if second_factor.enrolled(user) else "no second factor",
             ]
             print("\t".join(fields))
         return 0

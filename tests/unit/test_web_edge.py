@@ -11,6 +11,7 @@ import stat
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
@@ -358,3 +359,41 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == server.raise_open_files_limit()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_cli_takes_a_lost_second_factor_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The only admin lost phone and recovery codes: someone on the server resets it."""
+    import io
+    import os
+
+    from bereik.cli import main
+
+    umask = os.umask(0o022)
+    settings = tmp_path / "bereik.toml"
+    settings.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "b.db"}"\n')
+    cfg = ["--config", str(settings)]
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["users", "add", "beheer", "--role", "admin", "--password-stdin", *cfg]) == 0
+
+    async def enrol() -> None:
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+        async with async_sessionmaker(engine)() as db:
+            user = (await db.execute(select(User))).scalar_one()
+            second_factor.start(user, second_factor.SecretBox.of_instance(tmp_path))
+            user.totp_enabled_at = datetime.now(UTC)
+            await db.commit()
+        await engine.dispose()
+
+    asyncio.run(enrol())
+    capsys.readouterr()
+    assert main(["users", "list", *cfg]) == 0
+    assert "\tsecond factor" in capsys.readouterr().out
+    assert main(["users", "reset-second-factor", "beheer", *cfg]) == 0
+    assert main(["users", "list", *cfg]) == 0
+    assert "no second factor" in capsys.readouterr().out
+    assert main(["users", "reset-second-factor", "niemand", *cfg]) != 0
+    os.umask(umask)
