@@ -28,6 +28,8 @@ async def run(services: Services) -> None:
     texts.extend(text for text in SAY.values() if "{" not in text)
     # The question invitation and the survey: a key pressed while they are made is lost.
     texts.append(config.question_recording.prompt)
+    # Said when the disk is full: it cannot be made then.
+    texts.append(config.question_recording.no_room)
     survey = config.survey
     if any(survey.shares.values()):
         texts += [survey.intro, *(q.text for q in survey.questions), survey.thanks]

@@ -34,7 +34,7 @@ from cti.calls import lease as tracking_lease
 from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
-from cti.health import Health
+from cti.health import Health, watch_disk
 from cti.hoppers import http as hoppers_http
 from cti.journey import http as journey_http
 from cti.journey import pages as journey_pages
@@ -175,6 +175,7 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         "survey figures": functools.partial(survey.run, services),
         "announcement savings": functools.partial(savings.run, services),
         "node states": functools.partial(nodes.watch, services, listener.node_lost),
+        "disk space": functools.partial(watch_disk, services),
     }
     if waiting_lines:
         workers |= {

@@ -9,7 +9,8 @@ One check, two readers: GET /healthz (a monitoring system; 503 when any part is 
 * ``fastagi``: the FastAGI socket takes sessions;
 * ``mail``: no unsent mail in the outbox older than ``mail.late_seconds`` (an SMTP outage shows here
   while the mails wait);
-* ``disk``: at least ``server.disk_free_mb`` free where the instance directory is.
+* ``disk``: at least ``server.disk_free_mb`` free where the instance directory is (also on
+  /metrics, and below it no recording is started: `disk_low`).
 
 This is not the load balancer's readiness (bereik/readiness.py, GET /readyz): an SMTP
 outage must never take a process out of the FastAGI rotation.
@@ -38,6 +39,8 @@ from cti.supervisor import Supervisor
 # A database that takes longer than this to answer SELECT 1 counts as down.
 CHECK_SECONDS = 3.0
 MB = 1024 * 1024
+# How often the free disk space is put on /metrics.
+DISK_SECONDS = 10.0
 # What a store that is down or refuses raises: the part is down, the check goes on.
 UNAVAILABLE: tuple[type[BaseException], ...] = (SQLAlchemyError, *STORE_DOWN)
 
@@ -170,22 +173,48 @@ class Health:
         return Part("mail", age <= late, detail, {"waiting": waiting, "oldest_seconds": round(age)})
 
     def _disk(self) -> Part:
-        where = _existing(self.services.instance_dir)
         minimum = self.services.config.server.disk_free_mb
         try:
-            usage = shutil.disk_usage(where)
+            free, where = disk_free(self.services)
         except OSError as exc:
-            return Part("disk", False, f"{where}: {exc}")
-        free = usage.free // MB
+            return Part("disk", False, str(exc))
+        free_mb = free // MB
         return Part(
             "disk",
-            free >= minimum,
-            f"{free} MB free in {where} (at least {minimum} MB wanted)",
-            {"free_mb": free},
+            free_mb >= minimum,
+            f"{free_mb} MB free in {where} (at least {minimum} MB wanted)",
+            {"free_mb": free_mb},
         )
 
 
 HEALTH = web.AppKey("health", Health)
+
+
+def disk_free(services: Services) -> tuple[int, Path]:
+    """Bytes free where the instance directory is (recordings, prompts, logs), and where."""
+    where = _existing(services.instance_dir)
+    return shutil.disk_usage(where).free, where
+
+
+def disk_low(services: Services) -> bool:
+    """Less free than ``server.disk_free_mb``: no new recording is started (a caller
+    hears an apology instead of a recording that fails halfway)."""
+    try:
+        free, _ = disk_free(services)
+    except OSError:
+        return True
+    return free < services.config.server.disk_free_mb * MB
+
+
+async def watch_disk(services: Services) -> None:
+    """Worker: the free space on /metrics (``bereik_disk_free_bytes`` beside its minimum),
+    for the BereikDiskLow alert, before writes start to fail."""
+    metrics = services.metrics
+    metrics.disk_free_minimum.set(services.config.server.disk_free_mb * MB)
+    while True:
+        free, _ = disk_free(services)
+        metrics.disk_free.set(free)
+        await asyncio.sleep(DISK_SECONDS)
 
 
 def _existing(path: Path) -> Path:

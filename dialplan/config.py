@@ -721,6 +721,8 @@ class QuestionRecording(Strict):
         "Wilt u uw vraag inspreken? Dan weet het team waar het over gaat. "
         "Spreek na de toon, en toets hekje als u klaar bent. Of toets hekje om over te slaan."
     )
+    # Said instead of the invitation while the disk is nearly full (server.disk_free_mb).
+    no_room: str = "Inspreken kan op dit moment niet. Uw terugbelverzoek is wel genoteerd."
 
 
 class SurveyQuestion(Strict):

@@ -486,6 +486,18 @@ class BereikMetrics:
         )
         for source in SET_ASIDE_SOURCES:
             self.set_aside.labels(source=source)
+        self.disk_free = Gauge(
+            "bereik_disk_free_bytes",
+            "Bytes free on the file system of the instance directory (recordings, prompts, "
+            "logs). Below bereik_disk_free_minimum_bytes no recording is started.",
+            registry=r,
+        )
+        self.disk_free_minimum = Gauge(
+            "bereik_disk_free_minimum_bytes",
+            "server.disk_free_mb in bytes: below it /healthz answers 503, recordings are "
+            "refused with a spoken apology and BereikDiskLow fires.",
+            registry=r,
+        )
 
         self.queue = QueueSeries(r)
         self.voice = VoiceSeries(r)

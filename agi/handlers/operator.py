@@ -26,6 +26,7 @@ from cti.announcements.service import (
     audio_file,
     create,
 )
+from cti.health import disk_low
 from cti.services import Services
 from dialplan.private import restrict
 
@@ -51,6 +52,8 @@ SAY = {
     "live": "Het bericht staat nu aan, tot {until}. Tot ziens.",
     "failed": "Het bericht kon niet worden opgeslagen. Probeer het opnieuw of gebruik de website.",
     "goodbye": "Tot ziens.",
+    "no_room": "Er is nu geen ruimte om een bericht op te nemen. Maak de melding op de "
+    "website, of probeer het later. Tot ziens.",
 }
 
 
@@ -153,7 +156,12 @@ class Recording:
         await self.say("live", until=spoken)
 
     async def record(self) -> bool:
-        """Record until the operator keeps one; False when they gave up or hung up."""
+        """Record until the operator keeps one; False when they gave up or hung up, or
+        when the disk is nearly full (they hear so, and the old announcement stays)."""
+        if disk_low(self.services):
+            self.channel.log.warning("announcement by phone refused: the disk is nearly full")
+            await self.say("no_room")
+            return False
         audio_dir(self.services).mkdir(parents=True, exist_ok=True)
         target = self.services.asterisk_path(audio_dir(self.services) / self.name)
         for _ in range(RECORD_TRIES):

@@ -10,12 +10,15 @@ callback was already confirmed, and the question is what the team needs.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from cti.announcements.prompts import prompt
+from cti.health import disk_low
 from cti.services import Services
+from cti.tts import TtsError
 from cti.voice import service
 
 SKIP_KEY = "#"
@@ -39,6 +42,13 @@ async def record_question(channel: AgiChannel, services: Services) -> bool:
 async def _record(channel: AgiChannel, services: Services) -> bool:
     settings = services.config.question_recording
     metrics = services.metrics
+    if disk_low(services):
+        # A recording that fails halfway is worse than none: the caller hears why.
+        channel.log.warning("question not recorded: the disk is nearly full")
+        metrics.question_recorded("skipped")
+        with contextlib.suppress(AgiCommandFailed, TtsError):
+            await channel.stream_file(await prompt(services, settings.no_room), "")
+        return False
     try:
         key = await channel.stream_file(await prompt(services, settings.prompt), SKIP_KEY)
     except AgiCommandFailed:

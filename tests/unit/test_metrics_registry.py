@@ -62,6 +62,9 @@ CONTRACT = {
     "bereik_announcement_callers_today": ("gauge", {"item", "result"}),
     "bereik_worker_up": ("gauge", {"worker"}),
     "bereik_worker_restarts": ("counter", {"worker"}),
+    "bereik_set_aside": ("counter", {"source"}),
+    "bereik_disk_free_bytes": ("gauge", set()),
+    "bereik_disk_free_minimum_bytes": ("gauge", set()),
 }
 
 
