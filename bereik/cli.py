@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from bereik.backup import register as backup_register
 from bereik.demo import run_demo
 from bereik.events import register as events_register
 from bereik.serve import serve
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls_register(commands)
     status_register(commands)
     events_register(commands)
+    backup_register(commands)
     return parser
 
 
