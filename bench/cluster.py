@@ -28,6 +28,7 @@ class Cluster(Exchange):
         workdir: Path,
         nodes: tuple[str, ...] = ("a", "b"),
         extra_toml: str = "",
+        kamailio_toml: str = "",
         **kwargs: Any,
     ) -> None:
         tag = secrets.token_hex(4)
@@ -42,7 +43,7 @@ class Cluster(Exchange):
         self.config_path.write_text(
             self.config_path.read_text()
             + f"\n[kamailio]\nsip_port = {self.ports.sip}\nrpc_port = {free_port()}\n"
-            f'instance_dir = "{self.kamailio_dir}"\nprobe_seconds = 1\n'
+            f'instance_dir = "{self.kamailio_dir}"\nprobe_seconds = 1\n{kamailio_toml}\n'
         )
         self.config = load(self.config_path)
         self.nodes = {

@@ -16,9 +16,11 @@ import pytest
 
 from bench.cluster import Cluster, cluster
 from bench.exchange import Exchange, Phone, SippResult, exchange, free_port, until
+from bereik.cli import main
 from dialplan import asterisk
 from dialplan.kamailio import rpc
 from dialplan.render import load_secrets
+from tests.support.baresip import Baresip
 from tests.support.sip_attacks import (
     ATTACKER,
     PHONES,
@@ -235,3 +237,43 @@ async def test_kamailio_bans_a_source_that_floods(edge: Cluster) -> None:
     )
     await banned_while_phone_and_citizen_go_on(edge, flood)
     assert "(flood)" in kamailio_log(edge)
+
+
+async def test_a_phone_registers_and_calls_over_tls_at_kamailio(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    tls_port = free_port()
+    tls = (
+        f'\n[tls]\ncert_file = "{tmp_path}/tls/cert.pem"\nkey_file = "{tmp_path}/tls/key.pem"\n'
+        f"sip_port = {free_port()}\n"
+    )
+    with cluster(
+        installation,
+        tmp_path,
+        nodes=("a",),
+        phones=phones(),
+        extra_toml=tls,
+        kamailio_toml=f"tls_port = {tls_port}",
+    ) as ex:
+        assert main(["tls", "selfsigned", "--config", str(ex.config_path)]) == 0
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.phone("2001", ring_ms=200)
+        password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2002"]
+        phone = Baresip(
+            ex.workdir,
+            f"sip:2002@127.0.0.1:{tls_port};transport=tls",
+            password=password,
+            ca_file=ex.config.tls.cert_file,
+            srtp=False,
+        )
+        await phone.start()
+        try:
+            await phone.wait_for("REGISTER_OK")
+            contacts = str(rpc(ex.config, "ul.lookup", "location", "2002"))
+            assert "transport=tls" in contacts.lower(), contacts
+            await phone.command("dial", f"sip:14070@127.0.0.1:{tls_port};transport=tls")
+            await phone.wait_for("CALL_ESTABLISHED")  # the IVR answered, through Kamailio
+        finally:
+            await phone.stop()
+        await until(lambda: ex.rows("SELECT caller FROM calls WHERE caller = '2002'"))
