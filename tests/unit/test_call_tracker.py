@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from panoramisk.message import Message
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cti.calls.listener import CallListener
@@ -27,6 +26,7 @@ from cti.store.models import Base, Call, Hopper, HopperEvent
 from cti.tts import engine_for
 from dialplan.config import Config
 from metrics.registry import BereikMetrics
+from tests.support.ami_calls import blind_transfer_to_team, channel, event, kcc_answered
 from tests.support.ami_stream import STREAM, blocks, replay, tracker
 
 
@@ -113,61 +113,6 @@ async def test_replaying_a_recorded_stream_twice_counts_no_call_twice(
     async with listener.services.sessions() as session:
         rows = (await session.execute(Call.__table__.select())).all()
     assert len(rows) == 6 and all(row.outcome for row in rows)
-
-
-def event(name: str, **headers: str) -> Message:
-    return Message({"Event": name, **headers})
-
-
-def channel(uniqueid: str, linkedid: str, name: str, context: str, exten: str, **extra: str):
-    return dict(
-        Uniqueid=uniqueid,
-        Linkedid=linkedid,
-        Channel=name,
-        Context=context,
-        Exten=exten,
-        CallerIDNum="0612345678",
-        **extra,
-    )
-
-
-def kcc_answered(t: CallTracker) -> list[Effect]:
-    """A 14070 call answered by KCC agent 2001 (uniqueids 1.0 caller, 1.1 agent)."""
-    caller = channel("1.0", "1.0", "PJSIP/trunk-1", "from-trunk", "14070", Timestamp="100")
-    out = t.feed(event("Newchannel", **caller))
-    kcc = {**caller, "Context": "bereik-kcc", "Exten": "s"}
-    out += t.feed(event("UserEvent", UserEvent="BereikRoute", Team="kcc", **kcc))
-    agent = channel("1.1", "1.0", "PJSIP/2001-1", "from-internal", "s", Timestamp="101")
-    out += t.feed(event("Newchannel", **agent))
-    dial = {**kcc, "DestUniqueid": "1.1", "DestChannel": "PJSIP/2001-1"}
-    out += t.feed(event("DialBegin", **{**dial, "Timestamp": "101"}))
-    out += t.feed(event("DialEnd", DialStatus="ANSWER", **{**dial, "Timestamp": "104"}))
-    return out
-
-
-def blind_transfer_to_team(t: CallTracker, answer: bool) -> list[Effect]:
-    out = t.feed(
-        event(
-            "BlindTransfer",
-            Result="Success",
-            TransfererUniqueid="1.1",
-            TransfereeUniqueid="1.0",
-            Extension="7101",
-            Context="from-internal",
-            Timestamp="110",
-        )
-    )
-    out += t.feed(event("Hangup", **channel("1.1", "1.0", "PJSIP/2001-1", "from-internal", "")))
-    member = channel("1.2", "1.0", "PJSIP/2101-2", "from-internal", "s", Timestamp="111")
-    out += t.feed(event("Newchannel", **member))
-    team = channel("1.0", "1.0", "PJSIP/trunk-1", "bereik-team", "7101")
-    dial = {**team, "DestUniqueid": "1.2", "DestChannel": "PJSIP/2101-2"}
-    out += t.feed(event("DialBegin", **{**dial, "Timestamp": "111"}))
-    status = "ANSWER" if answer else "NOANSWER"
-    out += t.feed(event("DialEnd", DialStatus=status, **{**dial, "Timestamp": "113"}))
-    out += t.feed(event("Hangup", **member))
-    out += t.feed(event("CEL", EventName="LINKEDID_END", LinkedID="1.0", Timestamp="120"))
-    return out
 
 
 def test_blind_transfer_answered_by_the_team() -> None:

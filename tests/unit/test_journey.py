@@ -20,9 +20,9 @@ from cti.store.models import (
     User,
 )
 from cti.web.i18n import translator
+from tests.support.ami_calls import blind_transfer_to_team, event, kcc_answered
 from tests.support.ami_stream import tracker
 from tests.support.memory_services import CONFIG, memory_services
-from tests.unit.test_call_tracker import blind_transfer_to_team, event, kcc_answered
 
 
 def at(seconds: float) -> datetime:
