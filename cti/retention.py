@@ -20,7 +20,6 @@ weeks ahead against a real exchange's rows and files.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from cti.announcements.service import audio_file
 from cti.audit import audit
 from cti.privacy import mask_numbers_in
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import (
     Announcement,
     AnnouncementHearing,
@@ -290,11 +290,6 @@ async def run_once(services: Services, now: datetime | None = None) -> Purged | 
 
 async def run(services: Services) -> None:
     """WORKER entry point: check every ten minutes whether today's purge is due."""
-    while True:
-        try:
-            await run_once(services)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("retention purge failed; trying again later")
-        await asyncio.sleep(CHECK_SECONDS)
+    # A store that is down is waited out; any other fault is the supervisor's (the day's
+    # claim was given back, so the restarted worker purges again).
+    await every(CHECK_SECONDS, lambda: run_once(services), what="the retention purge", logger=log)

@@ -7,7 +7,6 @@ hopper closed through the web or the CLI shows up without any event.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from cti.calls.norms import WINDOWS, calls_started_since, hopper_gauges, norm_ratios
 from cti.services import Services
+from cti.store.faults import every
 from metrics.registry import KCC
 
 log = logging.getLogger("bereik.metrics")
@@ -73,10 +73,9 @@ async def board_figures(services: Services, now: datetime | None = None) -> dict
 async def run(services: Services, interval: float | None = None) -> None:
     # Prometheus scrapes every 15 s or so; a few seconds' staleness is invisible on a wall
     # screen, and the two grouped queries stay cheap at that rate.
-    interval = interval or INTERVAL_SECONDS
-    while True:
-        try:
-            await refresh(services)
-        except Exception:
-            log.exception("norm ratios and hopper gauges not refreshed")
-        await asyncio.sleep(interval)
+    await every(
+        interval or INTERVAL_SECONDS,
+        lambda: refresh(services),
+        what="the norm ratios and hopper gauges",
+        logger=log,
+    )

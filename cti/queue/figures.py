@@ -14,7 +14,6 @@ Definitions (also in docs/kcc.md):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cti.calls.norms import count_if, window_starts
 from cti.queue import service
 from cti.queue.erlang import agents_needed
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import QueueCall, VirtualHold
 from dialplan.config import Queue as QueueSettings
 
@@ -185,9 +185,9 @@ async def refresh_line(services: Services, queue: str, now: datetime) -> QueueFi
 async def run(services: Services, interval: float | None = None) -> None:
     if not services.config.waiting_lines():
         return
-    while True:
-        try:
-            await refresh(services)
-        except Exception:
-            log.exception("queue figures not refreshed")
-        await asyncio.sleep(interval or INTERVAL_SECONDS)
+    await every(
+        interval or INTERVAL_SECONDS,
+        lambda: refresh(services),
+        what="the queue figures",
+        logger=log,
+    )

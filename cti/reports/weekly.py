@@ -7,7 +7,6 @@ it exactly once, whichever process (or restart) gets there first. A team without
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from cti.reports.figures import add_first_line, add_survey, build_report, iso_week, parse_period
 from cti.reports.render import to_text
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import OutboxMail
 
 log = logging.getLogger("bereik.reports")
@@ -82,9 +82,4 @@ async def queue_weekly(services: Services, now: datetime | None = None) -> int:
 async def run(services: Services) -> None:
     # Checking every ten minutes is cheap (one insert that usually hits the unique key) and
     # sends the mail early on Monday, or soon after a restart that missed Monday morning.
-    while True:
-        try:
-            await queue_weekly(services)
-        except Exception:
-            log.exception("weekly report not queued")
-        await asyncio.sleep(CHECK_SECONDS)
+    await every(CHECK_SECONDS, lambda: queue_weekly(services), what="the weekly report", logger=log)

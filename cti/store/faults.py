@@ -78,6 +78,21 @@ async def until_stored(
         return result
 
 
+async def every(
+    seconds: float,
+    job: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    logger: logging.Logger = log,
+) -> None:
+    """A polling worker's loop by the policy: `job` every `seconds`, waited out while the
+    store is down; any other fault raises, and the supervisor (cti/supervisor.py) shows
+    the worker down and restarts it after its backoff."""
+    while True:
+        await until_stored(job, what=what, logger=logger)
+        await asyncio.sleep(seconds)
+
+
 async def set_aside(
     sessions: Sessions,
     source: str,

@@ -13,7 +13,6 @@ from ``survey.min_answers_per_agent`` answers on, and only for the agent and the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.calls.norms import window_starts
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import SurveyAnswer
 from dialplan.config import KCC_ID, Config, SurveyQuestion
 
@@ -146,9 +146,4 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
 async def run(services: Services) -> None:
     if not any(services.config.survey.shares.values()):
         return
-    while True:
-        try:
-            await refresh(services)
-        except Exception:
-            log.exception("survey figures not refreshed")
-        await asyncio.sleep(INTERVAL_SECONDS)
+    await every(INTERVAL_SECONDS, lambda: refresh(services), what="the survey figures", logger=log)

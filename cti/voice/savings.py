@@ -11,7 +11,6 @@ keys only, so the ``item`` label stays as few as the operators and the menu make
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ from cti.announcements.pages import info_options
 from cti.announcements.service import is_active
 from cti.calls.norms import window_starts
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import Announcement, AnnouncementHearing
 
 log = logging.getLogger("bereik.announcements")
@@ -78,9 +78,6 @@ async def refresh(services: Services, now: datetime | None = None) -> None:
 
 
 async def run(services: Services) -> None:
-    while True:
-        try:
-            await refresh(services)
-        except Exception:
-            log.exception("announcement savings not refreshed")
-        await asyncio.sleep(INTERVAL_SECONDS)
+    await every(
+        INTERVAL_SECONDS, lambda: refresh(services), what="the announcement savings", logger=log
+    )
