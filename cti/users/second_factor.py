@@ -27,6 +27,7 @@ from pathlib import Path
 import pyotp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.db import Sessions
 from cti.store.models import RecoveryCode, User
@@ -182,12 +183,10 @@ async def renew_recovery_codes(sessions: Sessions, user_id: int) -> list[str]:
     return codes
 
 
-async def _new_recovery_codes(session: object, user_id: int) -> list[str]:
+async def _new_recovery_codes(session: AsyncSession, user_id: int) -> list[str]:
     codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))  # type: ignore[attr-defined]
-    session.add_all(  # type: ignore[attr-defined]
-        RecoveryCode(user_id=user_id, code_hash=hash_recovery_code(c)) for c in codes
-    )
+    await forget_recovery_codes(session, user_id)
+    session.add_all(RecoveryCode(user_id=user_id, code_hash=hash_recovery_code(c)) for c in codes)
     return codes
 
 
@@ -238,8 +237,8 @@ def reset(user: User) -> None:
     user.totp_last_step = 0
 
 
-async def forget_recovery_codes(session: object, user_id: int) -> None:
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))  # type: ignore[attr-defined]
+async def forget_recovery_codes(session: AsyncSession, user_id: int) -> None:
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
 
 
 def _rowcount(result: object) -> int:
