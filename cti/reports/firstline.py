@@ -102,11 +102,28 @@ def _repeat_end(started: datetime, days: int, config: Config) -> datetime:
     return datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
 
 
-async def first_line_by_day(
-    session: AsyncSession, config: Config, start: datetime, end: datetime
-) -> dict[date, dict[str, FirstLine]]:
-    """(local day -> team -> figures) for the calls started in [start, end)."""
-    zone = ZoneInfo(config.exchange.timezone)
+@dataclass(frozen=True)
+class Answered:
+    """One answered call as first-line resolution sees it."""
+
+    id: int
+    caller: str
+    started_at: datetime
+    team: str  # who answered first
+    final_team: str  # where it ended
+    hopper: bool
+    passed_on: bool
+
+    @property
+    def handled(self) -> bool:
+        return not self.hopper and not self.passed_on
+
+
+async def answered_calls(
+    session: AsyncSession, start: datetime, end: datetime, team: str | None = None
+) -> list[Answered]:
+    """The answered calls started in [start, end) (of one answering team, if given), each
+    classified by the definitions above; acquisitie left out."""
     made_of = or_(Hopper.call_uniqueid == Call.uniqueid, Hopper.call_uniqueid == Call.linkedid)
     acquisitie = or_(
         Call.category == ACQUISITION,
@@ -114,40 +131,57 @@ async def first_line_by_day(
     )
     by_hand = exists().where(and_(made_of, Hopper.reason == "manual"))
     named = exists().where(made_of)
-    rows = (
-        await session.execute(
-            select(
-                Call.caller,
-                Call.started_at,
-                Call.answered_by,
-                Call.team_id,
-                Call.outcome,
-                by_hand,
-                named,
-            ).where(
-                Call.started_at >= start,
-                Call.started_at < end,
-                Call.answered_by != "",
-                ~acquisitie,
-            )
+    query = select(
+        Call.id,
+        Call.caller,
+        Call.started_at,
+        Call.answered_by,
+        Call.team_id,
+        Call.outcome,
+        by_hand,
+        named,
+    ).where(
+        Call.started_at >= start,
+        Call.started_at < end,
+        Call.answered_by != "",
+        ~acquisitie,
+    )
+    if team is not None:
+        query = query.where(Call.answered_by == team)
+    rows = (await session.execute(query.order_by(Call.started_at))).all()
+    return [
+        Answered(
+            id=call_id,
+            caller=caller or "",
+            started_at=started,
+            team=answered_by,
+            final_team=final,
+            hopper=outcome in HOPPER_OUTCOMES or bool(has_hopper),
+            passed_on=final not in ("", answered_by) and not manual,
         )
-    ).all()
+        for call_id, caller, started, answered_by, final, outcome, manual, has_hopper in rows
+    ]
+
+
+async def first_line_by_day(
+    session: AsyncSession, config: Config, start: datetime, end: datetime
+) -> dict[date, dict[str, FirstLine]]:
+    """(local day -> team -> figures) for the calls started in [start, end)."""
+    zone = ZoneInfo(config.exchange.timezone)
     days: dict[date, dict[str, FirstLine]] = defaultdict(lambda: defaultdict(FirstLine))
     answered: list[tuple[str, datetime, FirstLine]] = []
-    for caller, started, team, final, outcome, manual, has_hopper in rows:
-        figures = days[started.astimezone(zone).date()]
-        mine = figures[team]
+    for call in await answered_calls(session, start, end):
+        figures = days[call.started_at.astimezone(zone).date()]
+        mine = figures[call.team]
         mine.answered += 1
-        hopper = outcome in HOPPER_OUTCOMES or bool(has_hopper)
-        passed = final not in ("", team) and not manual
-        mine.hoppers += int(hopper)
-        mine.passed_on += int(passed)
-        mine.handled += int(not hopper and not passed)
-        if passed:
-            figures[final].transfers_in += 1
-        if KNOWN_NUMBER.match(caller or ""):
-            mine._numbers.add(caller)
-            answered.append((caller, started, mine))
+        mine.hoppers += int(call.hopper)
+        mine.passed_on += int(call.passed_on)
+        mine.handled += int(call.handled)
+        if call.passed_on:
+            figures[call.final_team].transfers_in += 1
+        if KNOWN_NUMBER.match(call.caller):
+            mine._numbers.add(call.caller)
+            answered.append((call.caller, call.started_at, mine))
     if answered:
         await _repeats(session, config, answered)
     for figures in days.values():

@@ -7,10 +7,11 @@ from aiohttp import web
 from cti.reports import charts
 from cti.reports.figures import MAX_DAYS, PeriodError
 from cti.reports.http import ROLES, period_of, screen_of, selection
-from cti.web.auth import require_role
+from cti.web.auth import mask_number, require_role
 from cti.web.context import SERVICES
 from cti.web.i18n import translator
 from cti.web.pages import lang_of, render
+from dialplan.config import KCC_ID
 
 MEASURES = ("offered", "answered", "abandoned")
 
@@ -53,4 +54,7 @@ async def reports_page(request: web.Request) -> web.Response:
         survey_questions=config.survey.questions if survey_on else [],
         survey_min=config.survey.min_answers_per_agent,
         survey_per_agent=user.role == "lead",
+        # Numbers as on every screen: in full only for those who call citizens back.
+        callers={call.id: mask_number(call.caller, user) for call in screen.not_handled},
+        team_names={KCC_ID: "KCC"} | {team.id: team.name for team in config.teams},
     )

@@ -34,12 +34,13 @@ from cti.reports.figures import (
     build_report,
     iso_week,
 )
-from cti.reports.firstline import FirstLine, first_line_by_day
+from cti.reports.firstline import Answered, FirstLine, answered_calls, first_line_by_day
 from cti.reports.render import to_csv
 from cti.store.models import Call
 from dialplan.config import Config
 
 WEEKDAYS = 7
+NOT_HANDLED_SHOWN = 50
 HOURS = 24
 
 
@@ -91,6 +92,9 @@ class Screen:
     # First-line resolution per local day of the period on which the team answered or
     # received calls (the report's team figure is the period's total).
     first_line_days: list[tuple[date, FirstLine]] = field(default_factory=list)
+    # The team's answered calls it did not handle itself, newest first (at most
+    # NOT_HANDLED_SHOWN): each links to its journey, to see why.
+    not_handled: list[Answered] = field(default_factory=list)
 
     def employee_share(self, name: str) -> float | None:
         """Of the hoppers this employee closed, the share closed within the norm."""
@@ -131,6 +135,8 @@ async def build_screen(
     start, end = period.bounds(tz)
     by_day = await first_line_by_day(session, config, start, end)
     days = sorted((day, teams[team_id]) for day, teams in by_day.items() if team_id in teams)
+    passed = [c for c in await answered_calls(session, start, end, team_id) if not c.handled]
+    passed = passed[::-1][:NOT_HANDLED_SHOWN]
     calls = await _calls(session, period, team_id, tz)
     weeks = []
     for week in weeks_of(period):
@@ -149,7 +155,7 @@ async def build_screen(
             )
         )
     figures = report.teams[0]
-    return Screen(report, figures, weeks, _hours(calls, tz), _pareto(figures), days)
+    return Screen(report, figures, weeks, _hours(calls, tz), _pareto(figures), days, passed)
 
 
 async def _calls(

@@ -167,6 +167,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "overdue short": "Te laat",
         "first line today": "Eerstelijnsafhandeling vandaag",
         "first line report": "Eerstelijnsafhandeling per dag",
+        "not handled": "Niet zelf afgehandeld (de laatste 50)",
+        "passed on to": "doorverbonden naar {team}",
         "period total": "Hele periode",
         "first line target": (
             "Doel: {target} % zelf afgehandeld, zonder doorverbinden of terugbelverzoek"
@@ -517,6 +519,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "overdue short": "Overdue",
         "first line today": "First-line resolution today",
         "first line report": "First-line resolution per day",
+        "not handled": "Not handled by the team itself (the last 50)",
+        "passed on to": "transferred to {team}",
         "period total": "Whole period",
         "first line target": (
             "Target: {target} % handled by the team itself, without a transfer or a "

@@ -57,6 +57,12 @@ class Api:
                 assert response.status == 200, (path, await response.text())
                 return await response.json()
 
+    async def text(self, path: str) -> str:
+        async with aiohttp.ClientSession(headers=self.headers) as http:
+            async with http.get(self.ex.url(path)) as response:
+                assert response.status == 200, path
+                return await response.text()
+
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         async with aiohttp.ClientSession(headers=self.headers) as http:
             async with http.post(self.ex.url(path), json=body) as response:
@@ -206,6 +212,14 @@ async def test_first_line_resolution_and_callers_who_gave_up_from_real_calls(
         out, err = await asyncio.wait_for(command.communicate(), 60)
         assert command.returncode == 0, err.decode()
         assert f"{week},kcc,(team),first_line_share,0.4000" in out.decode()
+
+        # The reports screen lists the KCC's calls it did not handle itself, each with a link
+        # to its journey, numbers masked for a supervisor.
+        page = await sofie.text("/reports?team=kcc")
+        passed = {c: f"{c[:2]}******{c[-2:]}" for c in (B, C, E)}
+        for caller, masked in passed.items():
+            ((call_id,),) = ex.rows("select id from calls where caller = :c", c=caller)
+            assert f'href="/calls/{call_id}/journey"' in page and masked in page
 
         # The screens, as a team lead sees them (the board with numbers in full), in Dutch,
         # pass axe's WCAG 2.1 AA rules.

@@ -200,3 +200,20 @@ async def test_the_monday_mail_and_the_csv_carry_first_line_resolution(tmp_path:
     assert "Opnieuw gebeld binnen 5 werkdagen: 0 van 2 bellers" in mail
     assert "Doorverbonden naar dit team: 1" in to_text(report, team)
     assert ",kcc,(team),first_line_share,0.5000" in to_csv(report)
+
+
+async def test_the_calls_a_team_did_not_handle_itself_are_listed_with_why(tmp_path: Path) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(
+            services,
+            call("1", "0611111111", 40),
+            call("2", "0622222222", 30, team_id="vergunningen", outcome="answered_team"),
+            call("3", "0633333333", 20, team_id="vergunningen", outcome="hopper"),
+        )
+        async with services.sessions() as session:
+            found = await firstline.answered_calls(session, NOW - timedelta(hours=1), NOW, "kcc")
+    assert [(c.caller, c.handled, c.passed_on, c.hopper) for c in found] == [
+        ("0611111111", True, False, False),
+        ("0622222222", False, True, False),
+        ("0633333333", False, True, True),
+    ]
