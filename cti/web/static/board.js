@@ -35,6 +35,8 @@
         overdue.className = "overdue-count " + (row.overdue ? "err" : "");
       }
       if (data.queue) queueRow(data.queue);
+      if (data.first_line) firstLine(data.first_line);
+      if (data.abandoned) gaveUp(data.abandoned);
       partsLine(data.down || []);
       document.getElementById("board-at").textContent = when(data.at);
     } catch (err) {
@@ -73,6 +75,63 @@
     set("asa", d.asa_seconds === null ? "–" : Math.round(d.asa_seconds) + " s");
     set("vhold", d.callbacks + " / " + d.callbacks_made + " / " + d.callbacks_reached);
     set("needed", q.agents_needed === null ? "–" : q.agents_needed);
+  }
+  function firstLine(fl) {
+    for (const [team, f] of Object.entries(fl.teams)) {
+      const tr = document.querySelector('#first-line tr[data-team="' + team + '"]');
+      if (!tr) continue;
+      const set = (key, text) => {
+        const td = tr.querySelector('td[data-f="' + key + '"]');
+        if (td) td.textContent = text;
+      };
+      const share = tr.querySelector('td[data-f="share"]');
+      const met = f.share !== null && f.share >= fl.target;
+      share.textContent = f.share === null ? "–" : Math.round(f.share * 100) + " %";
+      if (f.share !== null) mark(share, met ? " ✓" : " ▼", t(met ? "at target" : "below target"));
+      share.className = f.share === null ? "" : met ? "ok" : "err";
+      set("answered", f.answered);
+      set("passed_on", f.passed_on);
+      set("hoppers", f.hoppers);
+      set("repeat", f.repeat_callers + " / " + f.callers);
+      set("transfers_in", f.transfers_in);
+    }
+  }
+  // Today's callers who gave up waiting: the rows are rebuilt from the answer (text only,
+  // never markup from the server), with the links to the hopper and the journey.
+  function gaveUp(ab) {
+    const list = document.getElementById("gave-up-list");
+    if (!list) {
+      // The page was made before the first one gave up (no table yet): reload once.
+      if (ab.callers.length) location.reload();
+      return;
+    }
+    const body = list.querySelector("tbody");
+    const link = (href, text) => {
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = text;
+      return a;
+    };
+    const rows = ab.callers.map((c) => {
+      const tr = document.createElement("tr");
+      tr.dataset.call = c.call;
+      const cells = [c.caller, c.at, Math.round(c.wait_seconds) + " s"];
+      for (const [i, text] of cells.entries()) {
+        const td = document.createElement("td");
+        td.dataset.a = ["caller", "at", "waited"][i];
+        td.textContent = text;
+        tr.append(td);
+      }
+      const hopper = document.createElement("td");
+      hopper.dataset.a = "hopper";
+      if (c.hopper) hopper.append(link("/team/hoppers/" + c.hopper, t("callback request") + " " + c.hopper));
+      else hopper.textContent = ab.callback ? t("callback coming") : "–";
+      const journey = document.createElement("td");
+      journey.append(link("/calls/" + encodeURIComponent(c.call) + "/journey", t("journey")));
+      tr.append(hopper, journey);
+      return tr;
+    });
+    body.replaceChildren(...rows);
   }
   refresh();
   setInterval(refresh, 10000);
