@@ -1,7 +1,9 @@
 """The SIP edge against a scanner (issue 26), on real Asterisk and real Kamailio.
 
-The trunk sends from 127.0.0.2, phones sign in from 127.0.0.2, the attacker is 127.0.0.3
-(and a relay victim 127.0.0.4); Kamailio and the nodes are on 127.0.0.1. Every test that
+Kamailio and the nodes are on 127.0.0.1, the trunk (the provider) sends from 127.0.0.4,
+desk phones sign in from 127.0.0.2, the attacker is 127.0.0.3 (and a relay victim
+127.0.0.5): the phones are neither the trunk nor the attacker, so a ban must spare them
+by their own merit. Every test that
 refuses the attacker also has a citizen call 14070 through the trunk at the same time,
 and checks that call was answered by the KCC and ended normally.
 """
@@ -32,8 +34,8 @@ from tests.support.sip_attacks import (
     unanswered_register,
 )
 
-TRUNK = "127.0.0.2"
-VICTIM = "127.0.0.4"
+TRUNK = "127.0.0.4"
+VICTIM = "127.0.0.5"
 ON_THE_TRUNK = f'trunk_addresses = ["{TRUNK}"]'
 
 
@@ -83,7 +85,7 @@ async def test_a_stranger_calling_as_the_trunk_is_refused_while_a_citizen_is_ans
 
 @pytest.fixture
 def edge(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Cluster]:
-    """Kamailio in front of one node; the trunk at 127.0.0.2."""
+    """Kamailio in front of one node; the trunk at 127.0.0.4."""
     with cluster(
         installation, tmp_path, nodes=("a",), phones=phones(), asterisk_toml=ON_THE_TRUNK
     ) as ex:
