@@ -97,7 +97,7 @@ async def journey_of(session: AsyncSession, config: Config, call: Call) -> Journ
     names = {phone.extension: phone.name for phone in config.phones}
     steps = [Step(call.started_at, "arrived", {"entry": call.entry})]
     teams: set[str] = {call.team_id or KCC_ID} if call.outcome else set()
-    steps += await _tracked(session, call, names, teams)
+    steps += await _tracked(session, config, call, names, teams)
     keys = [call.uniqueid] + ([call.linkedid] if call.linkedid != call.uniqueid else [])
     for stay in await session.scalars(select(QueueCall).where(QueueCall.uniqueid.in_(keys))):
         steps.append(
@@ -137,8 +137,23 @@ async def journey_of(session: AsyncSession, config: Config, call: Call) -> Journ
     return Journey(call, steps, teams)
 
 
+def menu_label(config: Config, path: str) -> str:
+    """The label of the menu option at a key path ("2", "3.1"), "" if there is none now."""
+    options, label = config.menu.options, ""
+    for key in path.split("."):
+        option = next((o for o in options if o.key == key), None)
+        if option is None:
+            return ""
+        options, label = option.submenu, option.label
+    return label
+
+
 async def _tracked(
-    session: AsyncSession, call: Call, names: dict[str, str], teams: set[str]
+    session: AsyncSession,
+    config: Config,
+    call: Call,
+    names: dict[str, str],
+    teams: set[str],
 ) -> list[Step]:
     """The tracker's steps (calls.steps), with the answer of an offer as its own step."""
     steps = []
@@ -162,7 +177,10 @@ async def _tracked(
         elif kind == "heard":
             item = str(raw.get("item", ""))
             ident = item.split(":", 1)[1] if ":" in item else ""
-            text = texts.get(int(ident), "") if ident.isdigit() else ""
+            if item.startswith("info:"):
+                text = menu_label(config, ident)  # a channel-steering text: its menu option
+            else:
+                text = texts.get(int(ident), "") if ident.isdigit() else ""
             steps.append(Step(at, "heard", {"item": item, "text": text}))
         elif kind == "offered":
             team = str(raw.get("team", ""))

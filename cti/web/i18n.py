@@ -169,6 +169,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "first line report": "Eerstelijnsafhandeling per dag",
         "not handled": "Niet zelf afgehandeld (de laatste 50)",
         "passed on to": "doorverbonden naar {team}",
+        "with hopper": "met een terugbelverzoek",
         "period total": "Hele periode",
         "first line target": (
             "Doel: {target} % zelf afgehandeld, zonder doorverbinden of terugbelverzoek"
@@ -521,6 +522,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "first line report": "First-line resolution per day",
         "not handled": "Not handled by the team itself (the last 50)",
         "passed on to": "transferred to {team}",
+        "with hopper": "with a callback request",
         "period total": "Whole period",
         "first line target": (
             "Target: {target} % handled by the team itself, without a transfer or a "
