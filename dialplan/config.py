@@ -236,6 +236,8 @@ class Mail(Strict):
     username: str = ""
     password: str = ""
     retry_seconds: float = Field(30.0, gt=0)
+    # An unsent mail older than this makes /healthz answer 503 (its `mail` part).
+    late_seconds: float = Field(900.0, gt=0)
 
     @property
     def tls_mode(self) -> str:
@@ -245,8 +247,6 @@ class Mail(Strict):
     @classmethod
     def ca_path(cls, value: str) -> str:
         return _whole(_ABSOLUTE_PATH, value, "must be an absolute path without spaces or ';'")
-    # An unsent mail older than this makes /healthz answer 503 (the outbox part).
-    late_seconds: float = Field(900.0, gt=0)
 
     @field_validator("sender")
     @classmethod
