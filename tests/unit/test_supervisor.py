@@ -121,3 +121,31 @@ def test_two_parts_may_not_share_a_name() -> None:
     supervisor.add("outbox", lambda: asyncio.sleep(0))
     with pytest.raises(ValueError, match="outbox"):
         supervisor.add("outbox", lambda: asyncio.sleep(0))
+
+
+async def test_an_ami_reconnect_loop_that_meets_an_unexpected_fault_is_restarted() -> None:
+    from cti.ami.client import AmiClient
+
+    metrics = BereikMetrics()
+    client = AmiClient("127.0.0.1", 9, "bereik", "secret", backoff_min=0.01, backoff_max=0.02)
+    connects: list[int] = []
+
+    async def connect() -> None:
+        connects.append(1)
+        if len(connects) == 1:
+            raise KeyError("Response")  # a fault the loop does not expect
+        raise ConnectionRefusedError("no Asterisk here")  # the loop's own business
+
+    client._connect = connect  # type: ignore[method-assign]
+    supervisor = Supervisor(metrics, backoff_min=0.05)
+    for name, loop in client.loops().items():
+        supervisor.add(name, loop)
+    supervisor.start()
+    try:
+        await until(lambda: len(connects) >= 3)
+    finally:
+        await supervisor.stop()
+    assert list(supervisor.parts) == ["ami"]
+    assert supervisor.parts["ami"].restarts == 1
+    assert supervisor.parts["ami"].up  # back in its own reconnect loop
+    assert not client.connected
