@@ -79,8 +79,8 @@ async def kcc_call(ex: Exchange, caller: str, hold_ms: int) -> asyncio.Task[Any]
 
 async def answered_by_agent(anna: Api) -> None:
     async def answered() -> bool:
-        call = await anna.get("/api/agent/call")
-        return bool(call) and call.get("state") == "answered"
+        call = (await anna.get("/api/agent/call"))["call"]
+        return bool(call) and call["state"] == "answered"
 
     for _ in range(200):
         if await answered():

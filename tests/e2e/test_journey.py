@@ -53,8 +53,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 async def until_answered(ex: Exchange, token: str) -> None:
     for _ in range(200):
-        status, call = await api(ex, "GET", "/api/agent/call", token)
-        if status == 200 and call and call.get("state") == "answered":
+        status, body = await api(ex, "GET", "/api/agent/call", token)
+        call = body.get("call") if status == 200 else None
+        if call and call["state"] == "answered":
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the agent's phone did not answer")
