@@ -16,6 +16,7 @@ from typing import Any
 
 from cti.callbacks import scheduler
 from cti.calls import listener
+from cti.privacy import mask_numbers_in
 from cti.queue import events as queue_events
 from cti.queue import vhold
 from cti.services import Services, open_services
@@ -57,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         kind = row.payload.get("effect") or row.payload.get("Event") or ""
         print(
             f"{row.id:>6}  {row.set_aside_at:%Y-%m-%d %H:%M:%S}  {row.source:<20}  "
-            f"{kind:<12}  {state}  retries {row.retries}  {row.error}"
+            f"{kind:<12}  {state}  retries {row.retries}  {mask_numbers_in(row.error)}"
         )
     return 0
 
@@ -69,7 +70,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for result in results:
         print(
             f"{result.id:>6}  {result.source:<20}  {'written' if result.ok else 'still aside'}"
-            + ("" if result.ok else f": {result.error}")
+            + ("" if result.ok else f": {mask_numbers_in(result.error)}")
         )
     left = [result for result in results if not result.ok]
     if left:

@@ -31,6 +31,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cti.ami.nodes import AmiNodes
+from cti.privacy import mask_numbers_in
 from cti.services import Services
 from cti.store.db import STORE_DOWN
 from cti.store.models import OutboxMail
@@ -107,7 +108,9 @@ class Health:
         parts += self._ami()
         if self.supervisor is not None:
             for state in self.supervisor.parts.values():
-                detail = "running" if state.up else f"restarting after: {state.last_error}"
+                # /healthz is open to monitoring without a sign-in: no caller's number.
+                error = mask_numbers_in(state.last_error)
+                detail = "running" if state.up else f"restarting after: {error}"
                 if state.finished:
                     detail = "finished"
                 parts.append(Part(state.name, state.up, detail, {"restarts": state.restarts}))

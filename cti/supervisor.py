@@ -117,7 +117,9 @@ class Supervisor:
                 raise
             except Exception as exc:  # the supervisor is what stands behind every part
                 log.exception("%s crashed; restarting it", name)
-                part.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                # The first line only: a statement's parameters (numbers) stay in the log.
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                part.last_error = f"{type(exc).__name__}: {first}"[:300]
             else:
                 part.finished = True
                 log.info("%s finished", name)

@@ -240,3 +240,26 @@ async def test_the_wall_screen_names_a_part_that_is_down_in_its_status_line(
     line = page.split('id="board-status"', 1)[1].split("</p>", 1)[0]
     assert 'role="status"' in line
     assert "Storing: outbox werkt niet" in line
+
+
+async def test_a_crash_naming_a_caller_s_number_shows_it_masked_on_healthz(
+    services: Services,
+) -> None:
+    supervisor = Supervisor(services.metrics, backoff_min=30)
+    crashed = asyncio.Event()
+
+    async def listener() -> None:
+        crashed.set()
+        raise ValueError("caller 0612345678 refused\n[parameters: ('0612345678',)]")
+
+    supervisor.add("call listener", listener)
+    supervisor.start()
+    try:
+        await crashed.wait()
+        await asyncio.sleep(0.01)
+        _, body = await healthz(Health(services, supervisor))
+    finally:
+        await supervisor.stop()
+    detail = body["parts"]["call listener"]["detail"]
+    assert "refused" in detail and "0612345678" not in detail
+    assert "parameters" not in detail  # the first line only
