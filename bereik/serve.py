@@ -181,7 +181,9 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
         workers |= {
             "queue events": line.run,
             "queue figures": functools.partial(queue_figures.run, services),
-            "callers who gave up": functools.partial(queue_abandoned.run, services),
+            "callers who gave up": functools.partial(
+                queue_abandoned.run, services, owner=lease.owned
+            ),
             "queue closing time": functools.partial(
                 queue_overflow.run, services, owner=lease.owned
             ),

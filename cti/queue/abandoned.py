@@ -162,12 +162,18 @@ async def call_back(services: Services, now: datetime | None = None) -> list[int
     return made
 
 
-async def run(services: Services, interval: float | None = None) -> None:
+async def run(
+    services: Services, interval: float | None = None, owner: asyncio.Event | None = None
+) -> None:
+    """`owner`: set while this process owns the call tracking (cti/calls/lease.py); with
+    several processes only that one makes the hoppers, so no caller gets two."""
     if not services.config.queue.callback_abandoned:
         return
     while True:
+        await asyncio.sleep(interval or INTERVAL_SECONDS)
+        if owner is not None and not owner.is_set():
+            continue
         try:
             await call_back(services)
         except Exception:
             log.exception("callers who gave up waiting not called back")
-        await asyncio.sleep(interval or INTERVAL_SECONDS)
