@@ -164,9 +164,13 @@ DOCUMENT: dict[str, Any] = {
     "paths": {
         "/healthz": {
             "get": {
-                "summary": "Liveness and database check (no sign-in)",
+                "summary": "Each part of this process, up or down (no sign-in): database, "
+                "AMI per node, every worker, FastAGI, mail waiting, disk",
                 "security": [],
-                "responses": {"200": _ok("up"), "503": _ok("database unreachable")},
+                "responses": {
+                    "200": _ok("every part up"),
+                    "503": _ok("a part is down: `down` names it, `parts` says why"),
+                },
             }
         },
         "/readyz": {
