@@ -1,0 +1,90 @@
+"""A nearly full disk under the instance directory: seen, alerted, and callers still served.
+
+`server.disk_free_mb` asks for more room than the disk has (a petabyte), so to `bereik
+serve` the disk is nearly full. The free space and its minimum are on /metrics and a real
+Prometheus with the repository's rules has BereikDiskLow pending (it fires after its
+minute); /healthz names the disk. A caller still reaches the KCC, and a caller who
+confirms a callback gets the hopper, hears the apology instead of the invitation to record
+their question, and no recording is started.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.exchange import Exchange, Phone, exchange, free_port, until
+from dialplan import asterisk
+from tests.support.api import ami_connected
+from tests.support.prometheus import Prometheus
+
+TEAM = """
+[[teams]]
+id = "parkeren"
+name = "Parkeren"
+number = "7003"
+members = []
+mailbox = "parkeren@gemeente.example"
+"""
+KCC_CALLER = "0612340071"
+CITIZEN = "0612340072"
+SKIPPED = re.compile(r'^bereik_question_recordings_total\{result="skipped"\} (\S+)$', re.M)
+
+
+@pytest.fixture
+def full(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    phones = [Phone("2001", free_port(), "KCC Anna")]
+    with exchange(
+        installation,
+        tmp_path,
+        phones=phones,
+        teams_toml=TEAM,
+        server_toml="disk_free_mb = 1000000000",
+    ) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        yield ex
+
+
+async def test_a_nearly_full_disk_is_alerted_and_callers_still_reach_a_person_or_a_callback(
+    full: Exchange, tmp_path: Path
+) -> None:
+    prometheus = Prometheus(tmp_path, full.ports.http)
+    try:
+        prometheus.wait_ready()
+        await ami_connected(full)
+        below = 'bereik_disk_free_bytes{job="bereik"} < bool bereik_disk_free_minimum_bytes'
+        await prometheus.until(below, 1, timeout=30)
+        pending = 'ALERTS{alertname="BereikDiskLow",alertstate="pending"}'
+        await prometheus.until(pending, 1, timeout=20)
+    finally:
+        prometheus.close()
+    status, body = full.health()
+    assert status == 503 and body["down"] == ["disk"], body
+
+    full.phone("2001", ring_ms=200)
+    answered = await full.call("14070", caller=KCC_CALLER, hold_ms=3000)
+    assert answered.returncode == 0, answered.stderr
+    rows = await until(
+        lambda: full.rows(
+            "SELECT answered_by FROM calls WHERE caller = :c AND outcome != ''", c=KCC_CALLER
+        )
+    )
+    assert [r.answered_by for r in rows] == ["kcc"]
+
+    # Nobody in Parkeren: the callback offer, confirmed with 1; then the apology, no tone.
+    confirmed = await full.call(
+        "7003", caller=CITIZEN, keys="1", key_delay_ms=3000, hold_ms=12_000, timeout_s=60
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    hoppers = await until(
+        lambda: full.rows("SELECT id, team_id FROM hoppers WHERE caller = :c", c=CITIZEN)
+    )
+    assert [h.team_id for h in hoppers] == ["parkeren"]
+    assert full.rows("SELECT id FROM question_recordings") == []
+    skipped = SKIPPED.search(full.http_get("/metrics"))
+    assert skipped and float(skipped.group(1)) == 1
+    assert "question not recorded: the disk is nearly full" in full.serve_log.read_text()
