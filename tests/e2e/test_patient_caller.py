@@ -1,5 +1,6 @@
 """The patient caller: presses nothing, listens to every message, and still ends on the
-path the README promises, with a 60-second announcement live and no handler failure.
+path the README promises, with an announcement longer than a FastAGI command's timeout
+live and no handler failure.
 
 A prompt's FastAGI command lasts as long as its audio; before the timeouts followed the
 audio, every caller who listened to a message longer than the 10-second command timeout

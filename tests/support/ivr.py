@@ -49,7 +49,9 @@ def announce(ex: Exchange, *args: str) -> str:
     return done.stdout
 
 
-ANNOUNCEMENT_SECONDS = 60
+# Longer than a FastAGI command's 10 s timeout ([server] agi_command_timeout): a prompt's
+# command must last as long as its audio, or a patient caller falls out of the IVR.
+ANNOUNCEMENT_SECONDS = 15
 
 
 TEAM = """
@@ -80,7 +82,7 @@ team = "vergunningen"
 
 
 def long_announcement(ex: Exchange, scope: str) -> None:
-    """A 60-second outage message, uploaded as audio through the operator's CLI."""
+    """An outage message of ANNOUNCEMENT_SECONDS, uploaded as audio through the operator's CLI."""
     audio = ex.workdir / "storing.wav"
     subprocess.run(
         ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(audio), "synth",
