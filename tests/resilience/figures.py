@@ -57,6 +57,7 @@ class Figures:
                 "figures": self.values,
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": docfigures.machine(),
+                "commit": docfigures.commit(),
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -79,7 +80,8 @@ def title(record: dict[str, object]) -> str:
 
 def when(record: dict[str, object]) -> str:
     at = record.get("at")
-    return str(at).replace("T", " ")[:16] if at else "-"
+    moment = str(at).replace("T", " ")[:16] if at else "-"
+    return f"{moment}, {record['commit']}" if record.get("commit") else moment
 
 
 def row(record: dict[str, object]) -> str:
@@ -90,7 +92,7 @@ def row(record: dict[str, object]) -> str:
 
 
 def markdown(records: dict[str, dict[str, object]]) -> str:
-    header = ["| test | figures | measured (UTC) |", "|---|---|---|"]
+    header = ["| test | figures | measured (UTC, commit) |", "|---|---|---|"]
     return "\n".join([*header, *(row(r) for r in records.values())]) + "\n"
 
 
@@ -111,9 +113,17 @@ def by_page(records: dict[str, dict[str, object]]) -> dict[str, dict[str, dict[s
     return pages
 
 
-def write_docs(records: dict[str, dict[str, object]], source: Path, repo: Path = REPO) -> None:
+def write_docs(
+    records: dict[str, dict[str, object]],
+    source: Path,
+    repo: Path = REPO,
+    commit: str | None = None,
+) -> None:
     """Each page's block: the rows of its tests, stamped with the newest record's time and
-    machine (records without them: the record file's time, this machine's cores)."""
+    machine (records without them: the record file's time, this machine's cores). `commit`
+    names the commit of records that do not name their own."""
+    if commit:
+        records = {k: {"commit": commit, **r} for k, r in records.items()}
     for page, rows in by_page(records).items():
         times = [str(r["at"]) for r in rows.values() if r.get("at")]
         machines = [str(r["machine"]) for r in rows.values() if r.get("machine")]
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--markdown", action="store_true", help="print the table")
     what.add_argument("--docs", action="store_true", help="put the rows on their docs pages")
+    parser.add_argument("--commit", help="the commit of records that do not name one")
     args = parser.parse_args(argv)
     records = latest(args.records)
     if not records:
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(markdown(records))
         return 0
     try:
-        write_docs(records, args.records)
+        write_docs(records, args.records, commit=args.commit)
     except docfigures.MarkersMissing as error:
         print(f"figures: {error}", file=sys.stderr)
         return 2

@@ -25,13 +25,14 @@ def test_the_last_record_of_each_test_makes_its_row(tmp_path: Path) -> None:
             "title": "`kill -9` of serve during 20 calls",
             "figures": {"a": 2},
             "at": "2026-12-07T03:10:09+00:00",
+            "commit": "abc1234",
         },
     )
     table = figures.markdown(figures.latest(records))
     assert table.splitlines() == [
-        "| test | figures | measured (UTC) |",
+        "| test | figures | measured (UTC, commit) |",
         "|---|---|---|",
-        "| `kill -9` of serve during 20 calls | a: 2 | 2026-12-07 03:10 |",
+        "| `kill -9` of serve during 20 calls | a: 2 | 2026-12-07 03:10, abc1234 |",
         "| new test | x: y/z | - |",
     ]
 
@@ -69,15 +70,15 @@ def test_each_tests_row_goes_to_its_topics_page_with_the_command_and_date(
             "machine": "2 cores (X), load average 2.0",
         },
     )
-    figures.write_docs(figures.latest(records), records, repo=tmp_path)
+    figures.write_docs(figures.latest(records), records, repo=tmp_path, commit="def5678")
     faults = (tmp_path / "docs" / "faults.md").read_text()
     assert "Produced by `python -m tests.resilience.figures --docs` on 2026-12-07 03:10 UTC" in (
         faults
     )
-    assert "| Asterisk restarted | seconds: 0.8 | 2026-12-07 03:10 |" in faults
+    assert "| Asterisk restarted | seconds: 0.8 | 2026-12-07 03:10, def5678 |" in faults
     assert "typed" not in faults and "rolling" not in faults
     nodes = (tmp_path / "docs" / "nodes.md").read_text()
-    assert "| rolling upgrade | dropped: 0 | 2026-12-07 03:20 |" in nodes
+    assert "| rolling upgrade | dropped: 0 | 2026-12-07 03:20, def5678 |" in nodes
     assert "load average 2.0" in nodes
     # No row for security: its page is left as it was.
     assert (tmp_path / "docs" / "security.md").read_text() == PAGE
