@@ -33,6 +33,7 @@ log = logging.getLogger("bereik.queue")
 
 REASON = "abandoned"
 INTERVAL_SECONDS = 5.0
+BOARD_ROWS = 50  # a wall screen shows the latest; the count says how many there were
 # A number we can call back at all: at least six digits ("anonymous", "" and short internal
 # extensions are not).
 KNOWN_NUMBER = re.compile(r"^\+?\d{6,}$")
@@ -92,9 +93,12 @@ async def gave_up_today(services: Services, now: datetime | None = None) -> list
 
 
 async def board_part(services: Services) -> dict[str, Any]:
-    """The board's list (numbers in full: the board masks them per role)."""
+    """The board's list, the latest BOARD_ROWS (numbers in full: the board masks them per
+    role), and how many there were today."""
+    callers = await gave_up_today(services)
     return {
-        "callers": await gave_up_today(services),
+        "callers": callers[:BOARD_ROWS],
+        "total": len(callers),
         "short_abandon_seconds": services.config.queue.short_abandon_seconds,
         "callback": services.config.queue.callback_abandoned,
     }

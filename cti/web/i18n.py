@@ -186,7 +186,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Per team de gesprekken die het team als eerste aannam. Per week en maand: "
             "klik op Rapportages."
         ),
-        "gave up waiting": "Opgehangen in de wachtrij vandaag (na meer dan {s} s)",
+        "gave up waiting": "Opgehangen in de wachtrij vandaag (na {s} s of langer)",
         "nobody gave up": "Vandaag heeft niemand in de wachtrij opgehangen.",
         "came at": "Binnengekomen",
         "waited": "Gewacht",
@@ -539,7 +539,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "first line note": (
             "Per team the calls it answered first. Per week and month: click Reports."
         ),
-        "gave up waiting": "Hung up in the line today (after more than {s} s)",
+        "gave up waiting": "Hung up in the line today (after {s} s or more)",
         "nobody gave up": "Nobody hung up in the line today.",
         "came at": "Came in",
         "waited": "Waited",

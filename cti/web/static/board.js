@@ -105,6 +105,7 @@
       if (ab.callers.length) location.reload();
       return;
     }
+    document.getElementById("gave-up-total").textContent = ab.total;
     const body = list.querySelector("tbody");
     const link = (href, text) => {
       const a = document.createElement("a");
