@@ -207,9 +207,10 @@ class CallListener:
         batch = [self.pending.popleft() for _ in range(min(BATCH, len(self.pending)))]
         try:
             stored = await self._apply_until_stored(batch)
-        except asyncio.CancelledError:
-            # Stopped mid-write: the batch stays pending for `flush` (writing it twice is
-            # harmless, see _apply_until_stored).
+        except BaseException:
+            # Stopped mid-write, or a fault even setting work aside could not survive (the
+            # supervisor restarts this worker): the batch stays pending for `flush` or the
+            # next run (writing it twice is harmless, see _apply_until_stored).
             self.pending.extendleft(reversed(batch))
             raise
         if stored:

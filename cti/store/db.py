@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ STORE_DOWN: tuple[type[BaseException], ...] = (
     PoolTimeout,
     *_driver_connection_errors(),
 )
+# SQLite's OperationalError also says "no such table" or "no such column" (a schema that
+# is not what we expect: waiting changes nothing). These messages are a file that is
+# busy, locked or briefly unreachable: worth waiting for.
+SQLITE_TRANSIENT = (
+    "database is locked",
+    "database table is locked",
+    "database is busy",
+    "unable to open database file",
+    "disk i/o error",
+    "attempt to write a readonly database",
+)
 # SQLSTATE 25006: a write reached a read-only server (a PostgreSQL standby during a
 # failover, before the application's address points at the new primary).
 READ_ONLY_SQLSTATE = "25006"
@@ -65,6 +77,11 @@ def store_down(exc: BaseException) -> bool:
             break
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:
             return True
+        if isinstance(seen, sqlite3.OperationalError):
+            return any(text in str(seen).lower() for text in SQLITE_TRANSIENT)
+        if isinstance(seen, OperationalError) and isinstance(seen.orig, sqlite3.Error):
+            seen = seen.orig  # decided by SQLite's own message, next round
+            continue
         if isinstance(seen, STORE_DOWN):
             return True
         if READ_ONLY_SQLSTATE in (getattr(seen, "sqlstate", None), getattr(seen, "pgcode", None)):

@@ -246,3 +246,26 @@ async def test_a_set_aside_call_s_later_events_in_a_later_batch_follow_it_aside(
     assert await rows(services, "SELECT caller, outcome FROM calls") == [
         ("0600000001", "answered_kcc")
     ]
+
+
+async def test_a_batch_is_kept_pending_when_even_setting_it_aside_fails(
+    services: Services,
+) -> None:
+    listener = CallListener(services)
+    async with services.sessions() as session:
+        await session.execute(text("DROP TABLE set_aside"))  # the schema broken worse
+        await session.commit()
+    for item in call("666.0", POISON, 1000.0):
+        listener.pending.append(item)
+    with pytest.raises(Exception, match="set_aside"):
+        await listener._write_batch()  # the supervisor restarts the listener
+    assert len(listener.pending) == 3  # nothing lost: written by the next run
+
+
+def test_sqlite_s_busy_file_waits_but_a_missing_table_does_not() -> None:
+    import sqlite3
+
+    locked = OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+    missing = OperationalError("INSERT", {}, sqlite3.OperationalError("no such table: calls"))
+    assert store_down(locked)
+    assert not store_down(missing)
