@@ -79,9 +79,9 @@ def title(record: dict[str, object]) -> str:
 
 
 def when(record: dict[str, object]) -> str:
-    at = record.get("at")
-    moment = str(at).replace("T", " ")[:16] if at else "-"
-    return f"{moment}, {record['commit']}" if record.get("commit") else moment
+    at, commit = record.get("at"), record.get("commit")
+    parts = [str(at).replace("T", " ")[:16]] if at else []
+    return ", ".join(parts + ([str(commit)] if commit else [])) or "-"
 
 
 def row(record: dict[str, object]) -> str:
