@@ -176,7 +176,7 @@ async def test_a_poison_call_is_set_aside_while_the_next_20_are_written_and_retr
     aside = await until(lambda: team.rows("SELECT * FROM set_aside ORDER BY id"))
     assert aside[0].source == "call events" and "caller refused" in aside[0].error
 
-    after = await team.call("14070", caller=CALLER, calls=20, rate=5, hold_ms=500)
+    after = await team.call("14070", caller=CALLER, calls=20, rate=2, hold_ms=500)
     assert after.returncode == 0, after.stderr
 
     def decided() -> list[object]:
