@@ -118,6 +118,7 @@ def write_docs(
     source: Path,
     repo: Path = REPO,
     commit: str | None = None,
+    command: str = COMMAND,
 ) -> None:
     """Each page's block: the rows of its tests, stamped with the newest record's time and
     machine (records without them: the record file's time, this machine's cores). `commit`
@@ -133,7 +134,7 @@ def write_docs(
             moment = datetime.fromtimestamp(source.stat().st_mtime, UTC)
         machine = machines[-1] if machines else docfigures.machine(load=False)
         docfigures.rewrite(
-            repo / page, BLOCK, markdown(rows), command=COMMAND, when=moment, on=machine
+            repo / page, BLOCK, markdown(rows), command=command, when=moment, on=machine
         )
 
 
@@ -153,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(markdown(records))
         return 0
     try:
-        write_docs(records, args.records, commit=args.commit)
+        argv = sys.argv[1:] if argv is None else argv
+        command = " ".join(["python -m tests.resilience.figures", *argv])
+        write_docs(records, args.records, commit=args.commit, command=command)
     except docfigures.MarkersMissing as error:
         print(f"figures: {error}", file=sys.stderr)
         return 2
