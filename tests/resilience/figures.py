@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +60,8 @@ class Figures:
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": docfigures.machine(),
                 "commit": docfigures.commit(),
+                # "tests/resilience/test_x.py::test_y (teardown)": the file, whatever its name.
+                "module": Path(os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[0]).name,
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -96,11 +100,26 @@ def markdown(records: dict[str, dict[str, object]]) -> str:
     return "\n".join([*header, *(row(r) for r in records.values())]) + "\n"
 
 
-def module_of(test: str) -> str | None:
-    """The file in tests/resilience that defines the test (its name without parameters)."""
-    name = test.split("[", 1)[0]
+def module_of(record: dict[str, object]) -> str | None:
+    """The file in tests/resilience that defines the record's test: as recorded, else found
+    by the test's name in the record's commit (a test may be renamed since), else in the
+    work tree."""
+    if record.get("module"):
+        return str(record["module"])
+    name = str(record["test"]).split("[", 1)[0]
+    pattern = rf"^(async )?def {re.escape(name)}\("
+    commit = str(record.get("commit") or "").removesuffix("+changes")
+    if commit:
+        found = subprocess.run(
+            ["git", "-C", str(REPO), "grep", "-l", "-E", pattern, commit, "--", str(HERE)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if found:
+            return Path(found[0].split(":", 1)[1]).name
     for path in sorted(HERE.glob("test_*.py")):
-        if re.search(rf"^(async )?def {re.escape(name)}\(", path.read_text(), re.M):
+        if re.search(pattern, path.read_text(), re.M):
             return path.name
     return None
 
@@ -108,7 +127,7 @@ def module_of(test: str) -> str | None:
 def by_page(records: dict[str, dict[str, object]]) -> dict[str, dict[str, dict[str, object]]]:
     pages: dict[str, dict[str, dict[str, object]]] = {}
     for key, record in records.items():
-        page = PAGES.get(module_of(str(record["test"])) or "", DEFAULT_PAGE)
+        page = PAGES.get(module_of(record) or "", DEFAULT_PAGE)
         pages.setdefault(page, {})[key] = record
     return pages
 

@@ -111,3 +111,19 @@ def test_no_records_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "figures.jsonl"
     empty.write_text("")
     assert figures.main(["--records", str(empty), "--markdown"]) == 1
+
+
+def test_a_record_goes_to_the_page_of_the_module_it_names(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "security.md").write_text(PAGE)
+    records = write(
+        tmp_path / "figures.jsonl",
+        {
+            "test": "test_renamed_since",
+            "title": "x",
+            "figures": {"a": 1},
+            "module": "test_security.py",
+        },
+    )
+    figures.write_docs(figures.latest(records), records, repo=tmp_path)
+    assert "| x | a: 1 |" in (tmp_path / "docs" / "security.md").read_text()
