@@ -5,7 +5,8 @@ JSON line per test to test-artifacts/durations/<stage>.jsonl: the test, its setu
 and teardown seconds, and the xdist worker (or "main"). `BEREIK_TEST_STAGE` names the
 stage (scripts/test sets it: unit, parallel, solo).
 
-As a command it turns the last run's lines into docs/durations.md:
+As a command it turns the last run's lines into the table of docs/durations.md (between
+its figure markers, bench/docfigures.py):
 
     .venv/bin/python -m tests.support.durations [--stages-file FILE] [--out docs/durations.md]
 
@@ -18,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench import docfigures
 
 REPO = Path(__file__).resolve().parents[2]
 DIRECTORY = REPO / "test-artifacts" / "durations"
@@ -74,25 +74,11 @@ def read_stage(path: Path) -> list[dict[str, Any]]:
 
 
 def render(directory: Path, stages: dict[str, float]) -> str:
-    """The Markdown page: per stage its wall time and test count, then every test."""
+    """The table: per stage its wall time and test count, then every test, slowest first."""
     rows: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(directory.glob("*.jsonl")):
         rows += [(path.stem, line) for line in read_stage(path)]
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     lines = [
-        "# Where the test command's time goes",
-        "",
-        "Written by `.venv/bin/python -m tests.support.durations` from the last run of",
-        f"`scripts/test` (commit {commit or 'unknown'}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
-        f"{os.cpu_count()} cores, {platform.node()}). Seconds per test include its setup",
-        "(starting Asterisk and `bereik serve`) and teardown; in the parallel stage two",
-        "workers run at once, so the stage's wall time is about half the sum.",
-        "",
         "| stage | wall minutes | tests | test seconds summed |",
         "|---|---:|---:|---:|",
     ]
@@ -101,8 +87,8 @@ def render(directory: Path, stages: dict[str, float]) -> str:
         wall = f"{stages[stage] / 60:.1f}" if stage in stages else "-"
         summed = sum(seconds(line) for line in in_stage)
         lines.append(f"| {stage} | {wall} | {len(in_stage)} | {summed:.0f} |")
-    if "total" not in stages and stages:
-        lines.append(f"| **all** | {sum(stages.values()) / 60:.1f} | {len(rows)} | |")
+    if stages:
+        lines.append(f"| **all stages** | {sum(stages.values()) / 60:.1f} | {len(rows)} | |")
     lines += [
         "",
         "| test | stage | seconds | setup | call | teardown | worker |",
@@ -113,7 +99,7 @@ def render(directory: Path, stages: dict[str, float]) -> str:
             f"| `{line['test']}` | {stage} | {seconds(line):.1f} | {line['setup']:.1f} "
             f"| {line['call']:.1f} | {line['teardown']:.1f} | {line['worker']} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def read_stages(path: Path) -> dict[str, float]:
@@ -132,7 +118,14 @@ def main() -> None:
     parser.add_argument("--stages-file", type=Path, default=DIRECTORY / "stages.tsv")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "durations.md")
     args = parser.parse_args()
-    args.out.write_text(render(args.directory, read_stages(args.stages_file)))
+    table = render(args.directory, read_stages(args.stages_file))
+    docfigures.rewrite(
+        args.out,
+        "durations",
+        table,
+        command=".venv/bin/python -m tests.support.durations",
+        on=f"commit {docfigures.commit()}, {docfigures.machine(load=False)}",
+    )
     print(f"wrote {args.out}")
 
 
