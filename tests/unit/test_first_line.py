@@ -175,6 +175,14 @@ async def test_callers_who_gave_up_get_one_kcc_hopper_each_per_day(tmp_path: Pat
     assert shown == {"a1": made[0], "a2": None, "c": None, "d": None, "e": None}
 
 
+async def test_the_board_shows_the_latest_callers_who_gave_up_and_how_many(tmp_path: Path) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        await store(services, *(stay(f"s{i}", f"06111111{i:02d}", 20, 60 - i) for i in range(55)))
+        part = await abandoned.board_part(services)
+    assert part["total"] == 55 and len(part["callers"]) == abandoned.BOARD_ROWS
+    assert part["callers"][0]["call"] == "s54"  # the latest first
+
+
 async def test_no_hopper_for_callers_who_gave_up_unless_configured(tmp_path: Path) -> None:
     async with memory_services(CONFIG, tmp_path) as services:
         await store(services, stay("a", "0611111111", 20, 3))

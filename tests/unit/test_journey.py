@@ -153,3 +153,6 @@ async def test_a_journey_from_the_line_to_the_callback_and_the_survey(tmp_path: 
     assert "Toestel KCC Anna (2001) ging over en nam op" in said
     assert "Teruggebeld door carla: bereikt" in said
     assert "In de wachtrij, plaats 2" in said
+    in_english = [describe(step, translator("en"), teams) for step in journey.steps]
+    assert "Transferred (blind) to Vergunningen: not answered" in in_english
+    assert "Called back by carla: reached" in in_english
