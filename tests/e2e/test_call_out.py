@@ -144,7 +144,10 @@ extra_prefixes = {{ "0900" = ["3001"] }}
 
 async def call_out(ex: Exchange, phone: str, number: str) -> None:
     """The phone dials the number from 127.0.0.2; the provider answers it (1 s)."""
-    result = await ex.call(number, from_phone=phone, local_ip=PHONES, hold_ms=3000)
+    # The provider hangs up after a second: the phone listens for that BYE at once.
+    result = await ex.call(
+        number, from_phone=phone, local_ip=PHONES, hold_ms=3000, key_delay_ms=100
+    )
     assert result.returncode == 0, result.stderr
 
 

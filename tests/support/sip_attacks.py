@@ -45,14 +45,15 @@ def call_as(from_user: str, to_user: str = "[service]", extra_headers: str = "")
     """An INVITE to [service] claiming From `from_user` (and To `to_user`): must end in
     401 or 403. A 401 is answered once with credentials (-au/-ap given to sipp), which
     must be refused as well."""
+    # No line may be blank before the body: sipp would end the headers there.
+    extra = f"\n      {extra_headers}" if extra_headers else ""
     head = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:{to_user}@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
       Contact: <sip:{from_user}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      {extra_headers}"""
+      Max-Forwards: 70{extra}"""
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="a stranger calls as {from_user}">
