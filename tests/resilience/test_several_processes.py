@@ -67,9 +67,9 @@ from tests.support.processes import serve_of, start_processes, tracking_lease
 from tests.support.users import PASSWORD, add_users
 from tests.support.waiting_line import feature_code as queue_feature_code
 
-# Alone on the machine (scripts/test runs `solo` tests after the parallel ones):
-# it calibrates its call rate on this machine's CPU.
-pytestmark = pytest.mark.solo
+# The load tests run alone on the machine (`solo`: scripts/test runs them after the
+# parallel ones): they calibrate their call rate on this machine's CPU. The outbox, the
+# virtual holds through kills and the live stream measure nothing and run with the rest.
 
 PROCESSES = 3
 CALM_MAILS = 500
@@ -456,6 +456,7 @@ async def check_every_call_made_one_hopper_and_one_mail(
     assert all(n == 1 for n in mails.values())
 
 
+@pytest.mark.solo
 async def test_rolling_restart_of_two_processes_under_calls_takes_no_fallback(
     pair: tuple[Exchange, list[ServeProcess], Smtp],
     figures: Figures,
@@ -524,6 +525,7 @@ def sessions_in(log: Path, started_before: datetime | None = None) -> set[tuple[
     return sessions
 
 
+@pytest.mark.solo
 async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     pair: tuple[Exchange, list[ServeProcess], Smtp],
     figures: Figures,
@@ -605,6 +607,7 @@ async def test_kill_of_one_of_two_processes_costs_only_its_sessions(
     assert all(c.outcome for c in calls)
 
 
+@pytest.mark.solo
 async def test_tracking_owner_killed_standby_takes_over_within_10_s_each_call_recorded_once(
     pair: tuple[Exchange, list[ServeProcess], Smtp],
     figures: Figures,
@@ -725,6 +728,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@pytest.mark.solo
 async def test_postgresql_restart_under_calls_needs_no_manual_step(
     installation: asterisk.Installation,
     tmp_path: Path,

@@ -16,7 +16,7 @@ of calls at a low rate measures the CPU the whole path costs per call (Asterisk,
 `bereik serve`, the TTS children and sipp: the machine's busy time from /proc/stat),
 capacity = cores / CPU per call, and the gate runs at half of that (at most the
 issue's 20 calls/s). The search for the limit itself is `python -m bench`'s.
-``BEREIK_SOAK_SECONDS`` (default 120) sets the duration, ``BEREIK_SOAK_RATE`` forces a
+``BEREIK_SOAK_SECONDS`` (default 60) sets the duration, ``BEREIK_SOAK_RATE`` forces a
 rate. No KCC phone is started: a call that fell back to the KCC would ring out
 unanswered and show up as a call without a hopper, so nothing can hide behind the
 fallback.
@@ -47,7 +47,7 @@ from tests.support.mail import Smtp
 # it measures this machine's capacity and runs at half of it.
 pytestmark = pytest.mark.solo
 
-SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "120"))
+SECONDS = int(os.environ.get("BEREIK_SOAK_SECONDS", "60"))
 FORCED_RATE = float(os.environ.get("BEREIK_SOAK_RATE", "0"))
 # Resident memory may grow by this much from the warmed-up start to the end.
 MEMORY_GROWTH_MB = 50
