@@ -331,9 +331,7 @@ def render(config: Config, installation: Installation, out_dir: Path | None = No
         write_private(etc / template.name.removesuffix(".j2"), text)
     # Asterisk's logs name callers: rotated and deleted on the call term (dialplan/logs.py).
     rotate = etc / LOGROTATE_FILE
-    write_private(
-        rotate, logrotate_conf(instance_host / "log", rotate, config.retention.call_days)
-    )
+    write_private(rotate, logrotate_conf(instance_host / "log", rotate, config.retention.call_days))
     return etc
 
 
