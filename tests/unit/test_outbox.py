@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,8 +131,15 @@ class KillAfter(Collect):
         self.loop = asyncio.get_running_loop()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if len(self.subjects) >= self.count and self.victim is not None:
-            self.loop.call_soon_threadsafe(self.victim.cancel)
+        victim = self.victim
+        if len(self.subjects) >= self.count and victim is not None:
+            dead = threading.Event()
+            self.loop.call_soon_threadsafe(victim.add_done_callback, lambda _: dead.set())
+            self.loop.call_soon_threadsafe(victim.cancel)
+            # The reply only once the sender is dead: a reply arriving together with the
+            # cancellation can swallow it (asyncio.wait_for in Python 3.11, which
+            # aiosmtplib's reads use), and the "killed" sender would go on sending.
+            await asyncio.to_thread(dead.wait, 5)
             return "451 going away"
         return await super().handle_DATA(server, session, envelope)
 
