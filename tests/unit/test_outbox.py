@@ -136,10 +136,11 @@ class KillAfter(Collect):
             dead = threading.Event()
             self.loop.call_soon_threadsafe(victim.add_done_callback, lambda _: dead.set())
             self.loop.call_soon_threadsafe(victim.cancel)
-            # The reply only once the sender is dead: a reply arriving together with the
-            # cancellation can swallow it (asyncio.wait_for in Python 3.11, which
-            # aiosmtplib's reads use), and the "killed" sender would go on sending.
-            await asyncio.to_thread(dead.wait, 5)
+            # The reply not together with the cancellation, which it can swallow
+            # (asyncio.wait_for in Python 3.11, which aiosmtplib's reads use: the "killed"
+            # sender went on sending): once the sender is dead, or half a second on (its
+            # read of this reply may hold the cancellation until the reply comes).
+            await asyncio.to_thread(dead.wait, 0.5)
             return "451 going away"
         return await super().handle_DATA(server, session, envelope)
 
