@@ -42,6 +42,7 @@ def full(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchan
         tmp_path,
         phones=phones,
         teams_toml=TEAM,
+        extra_toml="[question_recording]\nenabled = true\n",
         server_toml="disk_free_mb = 1000000000",
     ) as ex:
         ex.start_asterisk()
