@@ -52,7 +52,11 @@ def soft_open_files(limit: int) -> Iterator[None]:
 
 @pytest.fixture
 def team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
-    phones = [Phone("3001", free_port(), "Carla"), Phone("3002", free_port(), "Daan")]
+    phones = [
+        Phone("2001", free_port(), "KCC Anna"),
+        Phone("3001", free_port(), "Carla"),
+        Phone("3002", free_port(), "Daan"),
+    ]
     with exchange(
         installation,
         tmp_path,
@@ -254,7 +258,7 @@ async def test_the_browser_runs_no_injected_inline_script_and_no_page_is_framed(
         framing = await context.new_page()
         # set_content returns once the page and its frame have loaded (or failed to).
         await framing.set_content(f'<iframe id="f" src="{web.url("/login")}"></iframe>')
-        frame = framing.frame_by_url(re.compile(r".*/login"))
+        frame = framing.frame(url=re.compile(r".*/login"))
         content = await frame.content() if frame is not None else ""
         assert "login-form" not in content
         await context.close()
