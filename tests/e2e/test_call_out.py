@@ -23,7 +23,8 @@ from tests.support.sip_attacks import PHONES, sipp
 REFUSED = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <!-- A phone (digest auth: -au/-ap) dials [service]; the exchange must tell why not:
-     early media (183 with SDP, the spoken reason), then 403 Forbidden. -->
+     early media (183 with SDP, the spoken reason), then 403 Forbidden. Each ACK of a
+     non-2xx carries its INVITE's branch ([branch-N]: N elements back). -->
 <scenario name="a refused number">
   <send retrans="500">
     <![CDATA[
@@ -52,7 +53,7 @@ REFUSED = """<?xml version="1.0" encoding="UTF-8"?>
   <send>
     <![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
       From: <sip:@phone@@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
@@ -90,7 +91,7 @@ REFUSED = """<?xml version="1.0" encoding="UTF-8"?>
   <send>
     <![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-4]
       From: <sip:@phone@@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]

@@ -27,10 +27,12 @@ _INVITE_BODY = """Content-Type: application/sdp
       m=audio [media_port] RTP/AVP 8
       a=rtpmap:8 PCMA/8000"""
 
+# The ACK of a final non-2xx carries its INVITE's branch ([branch-N]: N scenario elements
+# back), so a stateful proxy matches it and stops resending the answer.
 _ACK = """  <send>
     <![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-{back}]
       From: <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:{to_user}@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
@@ -67,7 +69,7 @@ def call_as(from_user: str, to_user: str = "[service]", extra_headers: str = "")
   <recv response="100" optional="true"/>
   <recv response="403" optional="true" next="forbidden"/>
   <recv response="401" auth="true"/>
-{_ACK.format(from_user=from_user, to_user=to_user, cseq=1)}
+{_ACK.format(from_user=from_user, to_user=to_user, cseq=1, back=4)}
   <send retrans="500">
     <![CDATA[
       {head}
@@ -80,10 +82,10 @@ def call_as(from_user: str, to_user: str = "[service]", extra_headers: str = "")
   <recv response="401" optional="true" next="refused"/>
   <recv response="403"/>
   <label id="refused"/>
-{_ACK.format(from_user=from_user, to_user=to_user, cseq=2)}
+{_ACK.format(from_user=from_user, to_user=to_user, cseq=2, back=4)}
   <nop next="end"/>
   <label id="forbidden"/>
-{_ACK.format(from_user=from_user, to_user=to_user, cseq=1)}
+{_ACK.format(from_user=from_user, to_user=to_user, cseq=1, back=11)}
   <label id="end"/>
 </scenario>
 """
