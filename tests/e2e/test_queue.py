@@ -26,7 +26,7 @@ from bench.exchange import (
 from dialplan import asterisk
 from tests.support import sipplog
 from tests.support.backends import on_both_backends
-from tests.support.browser import chromium, screenshot
+from tests.support.browser import chromium, screenshot, until_in_page
 from tests.support.browser import sign_in as sign_in_browser
 from tests.support.mail import Smtp
 from tests.support.teams import TEAM_TOML
@@ -453,10 +453,11 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
                 return ended
 
             popup = asyncio.create_task(
-                page.wait_for_function(
+                until_in_page(
+                    page,
                     "document.getElementById('call-name').textContent"
                     ".startsWith('Terugbellen met behoud van plaats')",
-                    timeout=120_000,
+                    timeout=120,
                 )
             )
             await page.click(ready)  # back from the pause, on the screen
@@ -613,9 +614,10 @@ async def test_overflow_by_max_wait_and_full_line_and_a_ring_out_pauses_the_agen
             # The agent's phone rings out: paused, and the screen says why.
             await ami.wait_for("AgentRingNoAnswer", timeout=30, Queue="kcc")
             await until(lambda: members(ex) == {"2001": "paused"}, timeout=10)
-            await page.wait_for_function(
+            await until_in_page(
+                page,
                 "document.getElementById('agent-state-reason').textContent === 'Niet opgenomen'",
-                timeout=10_000,
+                timeout=10,
             )
             assert ex.rows("select paused, pause_reason from agent_states") == [(1, "ring_out")]
             # One caller waits; the line is full for the next, who gets the callback offer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -68,6 +69,20 @@ async def screenshot(page: Any, name: str) -> None:
     if os.environ.get("BEREIK_UPDATE_SCREENS") == "1":
         DOC_SCREENS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, DOC_SCREENS / f"{name}.png")
+
+
+async def until_in_page(page: Any, expression: str, timeout: float = 30) -> None:
+    """Until the JavaScript `expression` is true in the page (false while it throws, e.g.
+    before its element exists). page.wait_for_function would compile the expression with
+    eval inside the page, which the screens' Content-Security-Policy (no 'unsafe-eval')
+    refuses; a function given to page.evaluate runs through the DevTools protocol."""
+    check = f"() => {{ try {{ return Boolean({expression}); }} catch (e) {{ return false; }} }}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await page.evaluate(check):
+        if loop.time() > deadline:
+            raise AssertionError(f"not true in the page within {timeout} s: {expression}")
+        await asyncio.sleep(0.1)
 
 
 async def axe(page: Any) -> dict[str, Any]:
