@@ -36,7 +36,7 @@ id = "vergunningen"
 name = "Vergunningen"
 number = "7001"
 members = ["3001"]
-ring_seconds = 3
+ring_seconds = 5
 mailbox = "vergunningen@gemeente.example"
 """
 A, B, C, D, E = (f"06111100{i:02d}" for i in range(1, 6))

@@ -27,7 +27,7 @@ id = "vergunningen"
 name = "Vergunningen"
 number = "7001"
 members = ["3001"]
-ring_seconds = 3
+ring_seconds = 5
 mailbox = "vergunningen@gemeente.example"
 
 [[teams]]
