@@ -38,11 +38,13 @@ async def test_a_0900_caller_who_asks_for_the_virtual_hold_is_never_called_back_
         await feature_code(ex, ex.config.queue.pause_code, "2001")  # nobody free: the line
         async with ex.ami_events() as ami:
             # 0 for the KCC, then 1 in line (well after the entry messages): the virtual hold.
+            # Asked for another number after hearing why (about 10 s), the caller keys none:
+            # "#" ends each of the two questions early (without it, 10 s of waiting each).
             call = asyncio.create_task(
                 ex.call(
                     "14070",
                     caller=PREMIUM,
-                    keys="0" + "," * 12 + "1",
+                    keys="0" + "," * 12 + "1" + "," * 13 + "#" + "," * 8 + "#",
                     key_delay_ms=1000,
                     hold_ms=90_000,
                     timeout_s=120,
