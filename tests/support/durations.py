@@ -1,9 +1,9 @@
 """Where the test command's time goes: each test's seconds and the worker that ran it.
 
 As a pytest plugin (`-p tests.support.durations`, scripts/test loads it) it appends one
-JSON line per test to test-artifacts/durations/<stage>.jsonl: the test, its setup, call
-and teardown seconds, and the xdist worker (or "main"). `BEREIK_TEST_STAGE` names the
-stage (scripts/test sets it: unit, parallel, solo).
+JSON line per test to test-artifacts/durations/<stage>.jsonl as it ends: the test, its
+setup, call and teardown seconds, the xdist worker (or "main") and whether it failed.
+`BEREIK_TEST_STAGE` names the stage (scripts/test sets it: unit, parallel, solo).
 
 As a command it turns the last run's lines into the table of docs/durations.md (between
 its figure markers, bench/docfigures.py):
@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _seconds: dict[str, dict[str, float]] = defaultdict(dict)
+_failed: set[str] = set()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -49,6 +50,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     _seconds[report.nodeid][report.when] = report.duration
+    if report.failed:
+        _failed.add(report.nodeid)
     if report.when != "teardown":
         return
     phases = _seconds.pop(report.nodeid)
@@ -59,6 +62,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "setup": round(phases.get("setup", 0.0), 2),
         "call": round(phases.get("call", 0.0), 2),
         "teardown": round(phases.get("teardown", 0.0), 2),
+        "outcome": "failed" if report.nodeid in _failed else "passed",
     }
     DIRECTORY.mkdir(parents=True, exist_ok=True)
     with (DIRECTORY / f"{_stage()}.jsonl").open("a") as out:
@@ -91,13 +95,14 @@ def render(directory: Path, stages: dict[str, float]) -> str:
         lines.append(f"| **all stages** | {sum(stages.values()) / 60:.1f} | {len(rows)} | |")
     lines += [
         "",
-        "| test | stage | seconds | setup | call | teardown | worker |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| test | stage | seconds | setup | call | teardown | worker | outcome |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for stage, line in sorted(rows, key=lambda row: -seconds(row[1])):
         lines.append(
             f"| `{line['test']}` | {stage} | {seconds(line):.1f} | {line['setup']:.1f} "
-            f"| {line['call']:.1f} | {line['teardown']:.1f} | {line['worker']} |"
+            f"| {line['call']:.1f} | {line['teardown']:.1f} | {line['worker']} "
+            f"| {line.get('outcome', '')} |"
         )
     return "\n".join(lines)
 
