@@ -66,7 +66,9 @@ class Serve:
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log.read_text()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/healthz", timeout=2):
+                # Readiness: it serves (/healthz may answer 503 for a part that is down,
+                # such as AMI here, where no Asterisk runs).
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/readyz", timeout=2):
                     return
             except OSError:
                 time.sleep(0.2)
