@@ -124,12 +124,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "durations.md")
     args = parser.parse_args()
     table = render(args.directory, read_stages(args.stages_file))
+    # The run's commit (scripts/test writes it), not the one checked out now.
+    ran = args.directory / "commit"
+    commit = ran.read_text().strip() if ran.exists() else docfigures.commit()
     docfigures.rewrite(
         args.out,
         "durations",
         table,
         command=".venv/bin/python -m tests.support.durations",
-        on=f"commit {docfigures.commit()}, {docfigures.machine(load=False)}",
+        on=f"a run of commit {commit}, {docfigures.machine(load=False)}",
     )
     print(f"wrote {args.out}")
 
