@@ -28,7 +28,9 @@ Definition, per team and window:
   a team: in the KCC's waiting line or while a team number rang), after at least
   ``short_abandon_seconds`` (default 5) of waiting. They got neither an answer nor a
   callback. Hanging up sooner is left out: that is a wrong number or a change of mind,
-  not a caller kept waiting.
+  not a caller kept waiting. One who got a hopper for it afterwards
+  (``queue.callback_abandoned``), or was linked to their open one, counts through that
+  hopper only.
 * Not counted at all: calls that ended otherwise without a hopper (abandoned in the menu,
   closed, information only, short abandons): a caller who left the menu asked nobody. A
   call that ended in a hopper is counted through its hopper, never twice.
@@ -45,7 +47,7 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from cti.store.models import Call, Hopper
+from cti.store.models import Call, Hopper, HopperEvent
 from dialplan.config import ACQUISITION
 
 KCC = "kcc"
@@ -84,10 +86,19 @@ def call_norm(
         ),
     )
     answered_call = Call.outcome.in_(ANSWERED_OUTCOMES)
+    # A caller who gave up in the line and got a hopper for it afterwards (queue
+    # .callback_abandoned makes it seconds after the hang-up, so the call keeps its outcome
+    # "abandoned"), or was linked to their open one, is counted through that hopper: missed
+    # here too, one call would count twice.
+    called_back = exists().where(
+        HopperEvent.call_uniqueid == Call.uniqueid,
+        HopperEvent.kind.in_(("created", "repeat")),
+    )
     gave_up = and_(
         Call.outcome == "abandoned",
         Call.team_id != "",
         or_(Call.wait_seconds.is_(None), Call.wait_seconds >= short_abandon_seconds),
+        ~called_back,
     )
     return answered_call, gave_up, acquisitie
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cti.calls.norms import hopper_gauges, norm_ratios, window_starts
-from cti.store.models import Base, Call, Hopper
+from cti.store.models import Base, Call, Hopper, HopperEvent
 
 _CALLERS = itertools.count()
 
@@ -258,3 +258,42 @@ async def test_hopper_gauges(session: AsyncSession) -> None:
     )
     await session.commit()
     assert await hopper_gauges(session, NOW) == {"vergunningen": (3, 2), "parkeren": (1, 0)}
+
+
+async def test_a_caller_who_gave_up_in_the_line_and_got_a_hopper_counts_once(
+    session: AsyncSession,
+) -> None:
+    """queue.callback_abandoned makes a KCC hopper seconds after the hang-up; the call keeps
+    its outcome "abandoned". It counts through its hopper only: missed while the hopper is
+    overdue, met when called back in time, not missed twice."""
+    gave_up = call(team="kcc", outcome="abandoned", wait=20.0)
+    linked = call(team="kcc", outcome="abandoned", wait=30.0)
+    answered = call(team="kcc", outcome="answered_kcc", wait=3.0)
+    late = hopper(
+        team="kcc",
+        status="open",
+        within_norm=None,
+        deadline_in=-timedelta(minutes=1),
+        call_uniqueid=gave_up.uniqueid,
+    )
+    session.add_all([gave_up, linked, answered, late])
+    await session.flush()
+    session.add_all(
+        [
+            HopperEvent(
+                hopper_id=late.id, kind="created", team_id="kcc", call_uniqueid=gave_up.uniqueid
+            ),
+            # The second caller gave up too and was linked to the same open hopper.
+            HopperEvent(
+                hopper_id=late.id, kind="repeat", team_id="kcc", call_uniqueid=linked.uniqueid
+            ),
+        ]
+    )
+    await session.commit()
+    result = await norm_ratios(session, TEAMS, NOW, TZ)
+    # met: the answered call; decided: it + the overdue hopper (not + two abandoned calls).
+    assert result["kcc", "today"] == pytest.approx(1 / 2)
+    late.status, late.within_norm = "closed", True
+    await session.commit()
+    again = await norm_ratios(session, TEAMS, NOW, TZ)
+    assert again["kcc", "today"] == 1.0
