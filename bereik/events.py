@@ -17,8 +17,8 @@ from typing import Any
 from cti.callbacks import scheduler
 from cti.calls import listener
 from cti.privacy import mask_numbers_in
+from cti.queue import abandoned, vhold
 from cti.queue import events as queue_events
-from cti.queue import vhold
 from cti.services import Services, open_services
 from cti.store import faults
 from dialplan.config import load
@@ -31,6 +31,7 @@ def replayers(services: Services) -> dict[str, faults.Replayer]:
         queue_events.SOURCE: functools.partial(queue_events.replay, services),
         vhold.SOURCE: functools.partial(vhold.replay, services),
         scheduler.SOURCE: functools.partial(scheduler.replay, services),
+        abandoned.SOURCE: functools.partial(abandoned.replay, services),
     }
 
 

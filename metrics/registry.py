@@ -55,7 +55,13 @@ AGENT_STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
 QUESTION_RESULTS = ("recorded", "skipped")
 HEARING_RESULTS = ("saved", "went_on")
 # What a worker sets aside when the database refuses it (cti/store/faults.py).
-SET_ASIDE_SOURCES = ("call events", "queue events", "virtual hold events", "callback reminders")
+SET_ASIDE_SOURCES = (
+    "call events",
+    "queue events",
+    "virtual hold events",
+    "callback reminders",
+    "abandoned callback",
+)
 
 
 class VoiceSeries:

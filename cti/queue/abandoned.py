@@ -14,8 +14,10 @@ categorised ``acquisitie``, or a number that had an acquisitie hopper).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,12 +28,15 @@ from cti.calls.norms import window_starts
 from cti.hoppers.service import HopperError, create_hopper
 from cti.queue.service import KCC_QUEUE
 from cti.services import Services
-from cti.store.models import Call, Hopper, HopperEvent, QueueCall
+from cti.store.faults import every, store_or_set_aside
+from cti.store.models import Call, Hopper, HopperEvent, QueueCall, SetAside
 from dialplan.config import ACQUISITION
 
 log = logging.getLogger("bereik.queue")
 
 REASON = "abandoned"
+# The name its refused callbacks are set aside under (cti/store/faults.py).
+SOURCE = "abandoned callback"
 INTERVAL_SECONDS = 5.0
 BOARD_ROWS = 50  # a wall screen shows the latest; the count says how many there were
 # A number we can call back at all: at least six digits ("anonymous", "" and short internal
@@ -133,51 +138,109 @@ async def _excepted(services: Services, caller: str, uniqueid: str, today: datet
     return "already today" if done else ""
 
 
+async def _set_aside_stays(services: Services) -> set[str]:
+    """The stays whose callback the store refused and that wait for `bereik events retry`:
+    not tried again on every pass, nor set aside a second time after a restart."""
+    async with services.reads() as session:
+        payloads = await session.execute(
+            select(SetAside.payload).where(
+                SetAside.source == SOURCE, SetAside.replayed_at.is_(None)
+            )
+        )
+        return {str(payload.get("uniqueid", "")) for payload in payloads.scalars()}
+
+
+async def _make(services: Services, stay: Mapping[str, Any], made: list[int]) -> None:
+    """The KCC hopper for one stay; a number the callback rule refuses is remembered."""
+    try:
+        hopper = await create_hopper(
+            services,
+            team_id="kcc",
+            caller=str(stay["caller"]),
+            reason=REASON,
+            note=f"Opgehangen na {float(stay['wait_seconds']):.0f} s in de wachtrij van het KCC.",
+            call_uniqueid=str(stay["uniqueid"]),
+            actor="system",
+        )
+    except HopperError as exc:
+        # A number the callback rule refuses (0900, abroad): nobody can call it back.
+        log.info("no callback for a caller who gave up waiting: %s", exc)
+        _REFUSED.add(str(stay["uniqueid"]))
+        return
+    made.append(hopper.id)
+
+
 async def call_back(services: Services, now: datetime | None = None) -> list[int]:
-    """A KCC hopper for each of today's callers who gave up and has none yet; their ids."""
+    """A KCC hopper for each of today's callers who gave up and has none yet; their ids.
+    A hopper the store refuses is set aside with its stay (cti/store/faults.py), so one bad
+    row neither stops the callers after it nor is tried again on every pass."""
     if not services.config.queue.callback_abandoned:
         return []
     now = now or datetime.now(UTC)
     today = window_starts(now, services.config.exchange.timezone)["today"]
-    made = []
+    made: list[int] = []
+    stays = [
+        stay
+        for stay in reversed(await gave_up_today(services, now))
+        if stay["hopper"] is None and stay["call"] not in _REFUSED
+    ]
+    aside = await _set_aside_stays(services) if stays else set()
     # Oldest first: the one a caller gets is for their first wait of the day.
-    for stay in reversed(await gave_up_today(services, now)):
-        if stay["hopper"] is not None or stay["call"] in _REFUSED:
+    for stay in stays:
+        if stay["call"] in aside:
             continue
         why_not = await _excepted(services, stay["caller"], stay["call"], today)
         if why_not:
             continue
-        try:
-            hopper = await create_hopper(
-                services,
-                team_id="kcc",
-                caller=stay["caller"],
-                reason=REASON,
-                note=f"Opgehangen na {stay['wait_seconds']:.0f} s in de wachtrij van het KCC.",
-                call_uniqueid=stay["call"],
-                actor="system",
-            )
-        except HopperError as exc:
-            # A number the callback rule refuses (0900, abroad): nobody can call it back.
-            log.info("no callback for a caller who gave up waiting: %s", exc)
-            _REFUSED.add(stay["call"])
-            continue
-        made.append(hopper.id)
+        payload = {
+            "uniqueid": stay["call"],
+            "caller": stay["caller"],
+            "wait_seconds": stay["wait_seconds"],
+        }
+        await store_or_set_aside(
+            services.sessions,
+            SOURCE,
+            payload,
+            functools.partial(_make, services, payload, made),
+            metrics=services.metrics,
+            logger=log,
+        )
     return made
+
+
+async def replay(services: Services, payload: Mapping[str, Any]) -> None:
+    """`bereik events retry`: make the set-aside callback, unless the stay has one by now
+    (a hopper made by hand, or a repeat contact linked meanwhile)."""
+    async with services.reads() as session:
+        has_one = await session.scalar(
+            select(
+                exists().where(
+                    HopperEvent.call_uniqueid == str(payload["uniqueid"]),
+                    HopperEvent.kind.in_(("created", "repeat")),
+                )
+            )
+        )
+    if not has_one:
+        await _make(services, payload, [])
 
 
 async def run(
     services: Services, interval: float | None = None, owner: asyncio.Event | None = None
 ) -> None:
     """`owner`: set while this process owns the call tracking (cti/calls/lease.py); with
-    several processes only that one makes the hoppers, so no caller gets two."""
+    several processes only that one makes the hoppers, so no caller gets two. Each pass by
+    the store's policy: waited out while the store is down, any other fault the
+    supervisor's (cti/supervisor.py)."""
     if not services.config.queue.callback_abandoned:
         return
-    while True:
-        await asyncio.sleep(interval or INTERVAL_SECONDS)
-        if owner is not None and not owner.is_set():
-            continue
-        try:
+
+    async def one_pass() -> None:
+        if owner is None or owner.is_set():
             await call_back(services)
-        except Exception:
-            log.exception("callers who gave up waiting not called back")
+
+    await every(
+        interval or INTERVAL_SECONDS,
+        one_pass,
+        what="the callbacks for callers who gave up",
+        logger=log,
+    )

@@ -23,7 +23,6 @@ Definitions, per team T (the KCC is team "kcc") and local day:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections import defaultdict
@@ -35,6 +34,7 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import Call, Hopper
 from dialplan.config import ACQUISITION, Config
 from dialplan.hours import cached_opening_hours
@@ -269,10 +269,12 @@ async def refresh(services: Services, now: datetime | None = None) -> dict[str, 
 
 async def run(services: Services, interval: float | None = None) -> None:
     # A day's figure moves slowly; every ten seconds is fresh enough for a wall screen and
-    # costs two queries over today's calls.
-    while True:
-        try:
-            await refresh(services)
-        except Exception:
-            log.exception("first-line figures not refreshed")
-        await asyncio.sleep(interval or INTERVAL_SECONDS)
+    # costs two queries over today's calls. By the store's policy: waited out while the
+    # store is down; any other fault the supervisor's (cti/supervisor.py), which shows the
+    # part down rather than a gauge that silently stops moving.
+    await every(
+        interval or INTERVAL_SECONDS,
+        lambda: refresh(services),
+        what="the first-line figures",
+        logger=log,
+    )
