@@ -271,6 +271,8 @@ class Kcc(Strict):
     # "ringall": every agent's phone rings for ring_seconds, then the callback offer;
     # "queue": a waiting line (Asterisk app_queue), agents sign in and out ([queue]).
     mode: Literal["ringall", "queue"] = "ringall"
+    # Share of the KCC's answered calls recorded for quality ([quality_recording]); 0: none.
+    quality_share: float = Field(0.0, ge=0, le=1)
 
 
 FeatureCode = Annotated[str, Field(pattern=r"^\*[0-9]{2,4}$")]
@@ -298,6 +300,9 @@ class Queue(Strict):
     # The place in line is said on joining it and again every this many seconds (and when
     # it changed, not more often), by app_queue with Bereik's own voice (cti/queue/sounds.py).
     position_every_seconds: int = Field(30, ge=5, le=600)
+    # Above this place the caller hears "more than N callers are waiting" instead of the
+    # number (app_queue announce-position-limit); at most 20, the numbers Bereik's voice says.
+    position_limit: int = Field(20, ge=1, le=20)
     # Overflow: the caller gets the callback offer after this long in line, when this
     # many already wait, when no agent is signed in, or when closing time comes.
     max_wait_seconds: int = Field(900, ge=10, le=7200)
@@ -349,6 +354,13 @@ class Norms(Strict):
     repeat_days: int = Field(5, ge=1, le=30)
 
 
+class Coaching(Strict):
+    """Listening in on an agent's call (cti/coaching): whether the agent hears a short
+    tone when a supervisor or team lead joins (works council agreements ask it)."""
+
+    announce: bool = True
+
+
 class Phone(Strict):
     """A SIP phone: a KCC agent's or a team member's desk phone."""
 
@@ -378,6 +390,8 @@ class Team(Strict):
     # A team line's own overflow limits; unset: [queue] max_wait_seconds and max_waiting.
     max_wait_seconds: int | None = Field(None, ge=10, le=7200)
     max_waiting: int | None = Field(None, ge=0, le=1000)
+    # Share of the team's answered calls recorded for quality ([quality_recording]); 0: none.
+    quality_share: float = Field(0.0, ge=0, le=1)
 
     @field_validator("mailbox", "lead_mailbox")
     @classmethod
@@ -577,6 +591,8 @@ class Retention(Strict):
     audit_number_days: int = Field(30, ge=1)
     # Ended and expired announcements, with their audio (a recording by phone is a voice).
     announcement_days: int = Field(90, ge=1)
+    # Quality recordings (a share of answered calls, with the caller's consent).
+    quality_days: int = Field(30, ge=1)
 
 
 # The speech engines cti/tts.py knows (its _ENGINES keys); named here so that a wrong name
@@ -725,6 +741,21 @@ class QuestionRecording(Strict):
     no_room: str = "Inspreken kan op dit moment niet. Uw terugbelverzoek is wel genoteerd."
 
 
+class QualityRecording(Strict):
+    """Recording answered calls for quality (cti/voice/quality.py): who is recorded is
+    `kcc.quality_share` / a team's `quality_share`; this is what such a caller hears."""
+
+    # Said before the call is put through; the caller refuses with refuse_key.
+    prompt: str = (
+        "Dit gesprek kan worden opgenomen om onze dienstverlening te verbeteren. "
+        "Wilt u dat niet? Toets dan 9."
+    )
+    refuse_key: Annotated[str, Field(pattern=r"^[0-9*]$")] = "9"
+    # How long after the prompt a key still refuses.
+    answer_seconds: int = Field(3, ge=1, le=10)
+    refused: str = "Dit gesprek wordt niet opgenomen."
+
+
 class SurveyQuestion(Strict):
     id: Identifier  # the label on /metrics and in the reports: keep it short and stable
     text: str
@@ -787,6 +818,7 @@ class Config(Strict):
     kcc: Kcc = Kcc()
     queue: Queue = Queue()
     norms: Norms = Norms()
+    coaching: Coaching = Coaching()
     phones: list[Phone] = []
     teams: list[Team] = []
     menu: Menu = Menu()
@@ -799,6 +831,7 @@ class Config(Strict):
     tls: Tls = Tls()
     trunk: Trunk = Trunk()
     question_recording: QuestionRecording = QuestionRecording()
+    quality_recording: QualityRecording = QualityRecording()
     survey: Survey = Survey()
     categories: dict[str, str] = {}  # question category -> team id (the SOP routing table)
     # Several Asterisk nodes behind Kamailio; empty: one Asterisk as [asterisk] says.
@@ -914,6 +947,13 @@ class Config(Strict):
             if team.id == team_id:
                 return team
         raise KeyError(team_id)
+
+    def quality_share(self, team_id: str) -> float:
+        """The share of `team_id`'s ("kcc" or a team id) answered calls recorded."""
+        if team_id == KCC_ID:
+            return self.kcc.quality_share
+        found = next((team for team in self.teams if team.id == team_id), None)
+        return found.quality_share if found is not None else 0.0
 
     def team_by_number(self, number: str) -> Team | None:
         return next((team for team in self.teams if team.number == number), None)

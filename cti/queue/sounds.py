@@ -24,8 +24,8 @@ from cti.tts import TtsError
 
 log = logging.getLogger("bereik.queue")
 
-# app_queue's sound names -> what is said. Numbers up to the announce-position-limit (20 in
-# queues.conf); above it app_queue says "more than 20".
+# app_queue's sound names -> what is said. Numbers up to the highest announce-position-limit
+# (queue.position_limit, at most 20); above the limit app_queue says "more than <limit>".
 LIMIT = 20
 TEXTS = {
     "nl": {
