@@ -94,7 +94,8 @@ def team_announcement(ex: Exchange, text: str) -> int:
 # 1 ----------------------------------------------------------------------------------------
 
 
-@on_both_backends
+# SQLite only: no hopper is made, and the call's row (the listener's insert-or-skip) is
+# on PostgreSQL in test_spine and in the two team tests below that run on both.
 async def test_a_member_answers_the_team_number_and_no_hopper_is_made(
     team: Exchange, smtp: Smtp
 ) -> None:
@@ -129,7 +130,9 @@ async def test_a_member_answers_the_team_number_and_no_hopper_is_made(
 # 2 ----------------------------------------------------------------------------------------
 
 
-@on_both_backends
+# SQLite only: the hopper's insert and its mail are the same statements on both stores;
+# on PostgreSQL the hopper's race (unique index, FOR UPDATE) is in the same-number test
+# and the outbox's SKIP LOCKED in the SMTP-down test, both on both stores.
 async def test_nobody_answers_makes_a_hopper_and_mails_the_group_mailbox(
     team: Exchange, smtp: Smtp
 ) -> None:
@@ -172,7 +175,8 @@ async def test_nobody_answers_makes_a_hopper_and_mails_the_group_mailbox(
 # 3 ----------------------------------------------------------------------------------------
 
 
-@on_both_backends
+# SQLite only: presence rows and the hopper's insert are plain statements on both stores
+# (the PostgreSQL-only paths are in the same-number and SMTP-down tests).
 async def test_every_member_absent_means_no_ringing_and_straight_to_the_hopper(
     team: Exchange, smtp: Smtp
 ) -> None:
@@ -201,7 +205,8 @@ async def test_every_member_absent_means_no_ringing_and_straight_to_the_hopper(
 # 4 ----------------------------------------------------------------------------------------
 
 
-@on_both_backends
+# SQLite only: what it checks (Asterisk's BlindTransfer, the agent on the hopper) is no
+# store's SQL; the hopper's insert runs on PostgreSQL in the same-number test.
 async def test_blind_transfer_from_a_kcc_agent_names_the_agent_on_the_hopper(
     team: Exchange, smtp: Smtp
 ) -> None:
@@ -223,6 +228,8 @@ async def test_blind_transfer_from_a_kcc_agent_names_the_agent_on_the_hopper(
 # 5 ----------------------------------------------------------------------------------------
 
 
+# Both stores: the outbox takes its rows with FOR UPDATE SKIP LOCKED on PostgreSQL (several
+# processes share it), not on SQLite; "mailed once" is that SQL's promise.
 @on_both_backends
 async def test_a_hopper_made_while_smtp_is_down_is_mailed_once_when_it_is_back(
     team: Exchange, smtp: Smtp
@@ -260,6 +267,8 @@ async def test_a_hopper_made_while_smtp_is_down_is_mailed_once_when_it_is_back(
 # 6 ----------------------------------------------------------------------------------------
 
 
+# Both stores: linking a repeat takes the open hopper FOR UPDATE on PostgreSQL, and the
+# partial unique index (one open hopper per caller and team) is each store's own.
 @on_both_backends
 async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_duplicated(
     team: Exchange, smtp: Smtp
@@ -296,7 +305,8 @@ async def test_the_same_number_again_while_its_hopper_is_open_is_linked_not_dupl
     assert [(h["caller"], h["repeat_count"], h["status"]) for h in data] == [(CITIZEN, 1, "open")]
 
 
-@on_both_backends
+# SQLite only: the same two calls as the same-number test above (which links them on both
+# stores); what this one adds, the calls' outcomes and the counters, is no store's SQL.
 async def test_a_repeat_contact_is_recorded_as_repeat_and_never_counted_as_abandoned(
     team: Exchange, smtp: Smtp
 ) -> None:
@@ -335,7 +345,7 @@ async def test_a_repeat_contact_is_recorded_as_repeat_and_never_counted_as_aband
 # Attended transfer ------------------------------------------------------------------------
 
 
-@on_both_backends
+# SQLite only: no hopper is made; the call's row is on PostgreSQL in other tests.
 async def test_an_agents_consult_call_nobody_answers_makes_no_hopper(team: Exchange) -> None:
     team.phone("3001", mode="noanswer")
     team.phone("3002", mode="noanswer")
@@ -377,7 +387,9 @@ def linear_team(installation: asterisk.Installation, tmp_path: Path) -> Iterator
     yield from make_exchange(installation, tmp_path, strategy="linear")
 
 
-@on_both_backends
+# SQLite only: the hopper API's list, reassign and manual create are the same ORM
+# statements on both stores; creating a hopper on PostgreSQL (its unique index, the retry)
+# is in the same-number test.
 async def test_api_transfer_rings_members_in_order_and_the_hopper_can_be_passed_on(
     linear_team: Exchange,
 ) -> None:
@@ -504,7 +516,8 @@ def closed_team(installation: asterisk.Installation, tmp_path: Path) -> Iterator
     yield from make_exchange(installation, tmp_path, hours_toml=CLOSED)
 
 
-@on_both_backends
+# SQLite only: the closed path is decided by the clock, not by the store; the hopper's
+# insert runs on PostgreSQL in the same-number test.
 async def test_outside_opening_hours_the_team_number_rings_nobody_and_takes_a_hopper(
     closed_team: Exchange,
 ) -> None:
