@@ -70,6 +70,9 @@ MODULES = [
     "bridge_builtin_features.so",
     "bridge_holding.so",
     "app_blind_transfer.so",
+    # coaching (cti/coaching): ChanSpy on the agent's channel; Originate for the tone
+    "app_chanspy.so",
+    "app_originate.so",
     # dialplan
     "pbx_config.so",
     "res_speech.so",

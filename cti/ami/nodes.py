@@ -152,6 +152,15 @@ class AmiNodes:
                 return client
         raise NoNodeAvailable("no node is up and undrained; nothing originated")
 
+    def carrying(self, uniqueid: str) -> AmiClient:
+        """The node that has the channel with this Uniqueid (its systemname is the prefix):
+        where an action must run that joins a call in progress (ChanSpy on an agent's
+        channel), drained or not, since the call is there."""
+        client = self.clients.get(uniqueid.partition("-")[0])
+        if client is None or not client.connected:
+            raise NoNodeAvailable(f"the node carrying {uniqueid} is not connected")
+        return client
+
     async def _everywhere(self, action: dict[str, str], timeout: float | None) -> Message:
         clients = self._up()
         if not clients:
