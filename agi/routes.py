@@ -8,6 +8,7 @@ from agi.handlers.hopper import hopper
 from agi.handlers.ivr import ivr
 from agi.handlers.operator import operator
 from agi.handlers.presence import presence
+from agi.handlers.quality import quality_handler
 from agi.handlers.queue import agent_code, queue_entry, virtual_hold
 from agi.handlers.survey import survey
 from agi.handlers.team import team
@@ -26,6 +27,7 @@ HANDLERS: dict[str, ServiceHandler] = {
     "agent": agent_code,
     "vhold": virtual_hold,
     "survey": survey,
+    "quality": quality_handler,
 }
 
 

@@ -53,6 +53,7 @@ OVERFLOW_REASONS = ("max_wait", "full", "nobody_signed_in", "closing", "other")
 VIRTUAL_HOLD_STAGES = ("offered", "made", "reached")
 AGENT_STATES = ("signed_out", "available", "on_call", "wrapup", "paused")
 QUESTION_RESULTS = ("recorded", "skipped")
+QUALITY_RESULTS = ("recorded", "refused")
 HEARING_RESULTS = ("saved", "went_on")
 # What a worker sets aside when the database refuses it (cti/store/faults.py).
 SET_ASIDE_SOURCES = (
@@ -76,6 +77,13 @@ class VoiceSeries:
             "bereik_question_recordings",
             "Callers offered to speak their question after a confirmed callback, by result.",
             ["result"],
+            registry=r,
+        )
+        self.quality = Counter(
+            "bereik_quality_recordings",
+            "Callers chosen for a quality recording, by team and result (recorded, or "
+            "refused with the key).",
+            ["team", "result"],
             registry=r,
         )
         self.survey_asked = Counter(
@@ -599,6 +607,12 @@ class BereikMetrics:
     def question_recorded(self, result: str) -> None:
         if self._allowed("result", result, QUESTION_RESULTS):
             self.voice.questions.labels(result=result).inc()
+
+    def quality_recording(self, team: str, result: str) -> None:
+        if self._allowed("team", team, self.teams) and self._allowed(
+            "result", result, QUALITY_RESULTS
+        ):
+            self.voice.quality.labels(team=team, result=result).inc()
 
     def survey_asked(self, team: str) -> None:
         if self._allowed("team", team, self.teams):

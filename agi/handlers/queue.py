@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from agi.handlers.hopper import ask_callback_number, digit_prompts, own_number
 from agi.handlers.ivr import Conversation
+from agi.handlers.quality import ask as ask_quality_consent
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
 from cti.announcements.prompts import prompt
@@ -101,6 +102,9 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
             if key == VHOLD_KEY:
                 # Pressed before joining the line: the same path as a key in the line.
                 await channel.set_variable("BEREIK_VHOLD_KEY", VHOLD_KEY)
+                await channel.finish()
+                return
+    await ask_quality_consent(channel, services, line.name)
     await channel.finish()
 
 

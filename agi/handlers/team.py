@@ -16,6 +16,7 @@ starts on the next working day.
 from __future__ import annotations
 
 from agi.handlers.ivr import Conversation
+from agi.handlers.quality import ask as ask_quality_consent
 from agi.server import AgiChannel
 from cti.announcements.service import playable
 from cti.hoppers.service import open_now
@@ -88,6 +89,9 @@ async def team(channel: AgiChannel, services: Services) -> None:
     if not targets:
         reason = ("busy" if present else "nobody_present") if is_open else "after_hours"
         await channel.set_variable("BEREIK_HOPPER_REASON", reason)
+    else:
+        # Only a call that will ring someone is asked to be recorded.
+        await ask_quality_consent(channel, services, found.id)
     channel.log.info(
         "team %s: %d of %d members present, %d free, %s%s",
         found.id,

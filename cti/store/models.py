@@ -392,7 +392,9 @@ class TrackingLease(Base):
 
 
 class QuestionRecording(Base):
-    """The caller's question in their own words, spoken after confirming a callback.
+    """The caller's question in their own words, spoken after confirming a callback; or
+    (``kind = "quality"``, migration 0015) a quality recording of an answered call of team
+    ``team_id`` (cti/voice/quality.py), kept apart by retention and heard by its lead.
 
     Made by the call (keyed by its uniqueid) before the hopper may exist (virtual hold:
     only when the callback fails); ``create_hopper`` links it to the hopper that carries the
@@ -407,6 +409,10 @@ class QuestionRecording(Base):
     path: Mapped[str] = mapped_column(String(512))
     seconds: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(
+        String(16), default="question", server_default="question", index=True
+    )
+    team_id: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class SurveyAnswer(Base):

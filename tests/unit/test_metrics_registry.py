@@ -55,6 +55,7 @@ CONTRACT = {
     "bereik_first_line_transfers": ("gauge", {"to_team"}),
     "bereik_first_line_target": ("gauge", set()),
     "bereik_question_recordings": ("counter", {"result"}),
+    "bereik_quality_recordings": ("counter", {"team", "result"}),
     "bereik_survey_asked": ("counter", {"team"}),
     "bereik_survey_answers_today": ("gauge", {"team", "question"}),
     "bereik_survey_average_today": ("gauge", {"team", "question"}),
