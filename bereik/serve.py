@@ -34,6 +34,8 @@ from cti.calls import lease as tracking_lease
 from cti.calls import pages as calls_pages
 from cti.calls.listener import CallListener
 from cti.calls.live import LiveCalls
+from cti.coaching import http as coaching_http
+from cti.coaching import service as coaching
 from cti.health import Health, watch_disk
 from cti.hoppers import http as hoppers_http
 from cti.journey import http as journey_http
@@ -105,6 +107,8 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)
     clicktocall.subscribe(services, bus)
+    # Coaching sessions' starts and ends on record, written by the tracking lease's owner.
+    coaching.subscribe(services, bus, owner=lease.owned)
     listener.leg_watchers.append(board.apply)
     # The waiting lines (kcc.mode, a team's mode = "queue"). What is pushed to Asterisk on
     # a connect (members, shared agent states) is pushed by the tracking lease's owner
@@ -277,6 +281,7 @@ def web_app(
         callbacks_pages.setup,
         functools.partial(calls_http.setup, board=board),
         calls_pages.setup,
+        coaching_http.setup,  # after calls_pages: it adds a part to the board
         hoppers_http.setup,
         journey_http.setup,
         journey_pages.setup,

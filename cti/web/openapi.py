@@ -395,6 +395,34 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("transferred"), **_errors(400, 401, 403, 404, 409, 503)},
             }
         },
+        "/api/calls/{id}/coach": {
+            "post": {
+                "summary": "Listen in on the agent's leg of a call: rings the asker's own phone "
+                "and joins it by ChanSpy (listen: hears both; whisper: the agent hears the "
+                "coach; barge: both hear the coach); the agent hears a short tone with "
+                "[coaching] announce. Supervisors any agent's call, a team lead their team's "
+                "agents' (audited: the request, the spy's start and end)",
+                "parameters": [_id(description="call id or uniqueid")],
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {"mode": {"enum": ["listen", "whisper", "barge"]}},
+                    },
+                    ["mode"],
+                ),
+                "responses": {
+                    "200": _ok("the coach's phone rings (session, mode, call, agent, phone)"),
+                    **_errors(400, 401, 403, 404, 409, 502, 503),
+                },
+            }
+        },
+        "/api/coaching": {
+            "get": {
+                "summary": "The calls in progress with an agent that the asker may listen in "
+                "on (supervisors all, a team lead their team's): agent, team, seconds",
+                "responses": {"200": _ok("calls"), **_errors(401, 403)},
+            }
+        },
         "/api/calls/{id}/journey": {
             "get": {
                 "summary": "A call's journey: menu, announcements heard, time in line, phones "

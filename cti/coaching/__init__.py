@@ -1,0 +1,1 @@
+"""Listening in on an agent's call: listen, whisper, barge (ChanSpy through the AMI client)."""
