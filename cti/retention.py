@@ -5,7 +5,8 @@ and callback attempts, by cascade), calls `call_days` after they started (with t
 waiting line's stays, virtual holds, survey answers, unlinked recordings and the work
 the database refused and set aside), sent mails
 `sent_mail_days` after sending (their bodies copy numbers and notes), audit rows
-`audit_days` after they were written, announcements with their audio files
+`audit_days` after they were written, quality recordings (file and row)
+`quality_days` after they were made, announcements with their audio files
 `announcement_days` after they ended or expired; before that, callers' numbers in audit
 rows are masked after `audit_number_days` (who looked at which caller stays on record, the
 full number does not). Open hoppers, unsent mails and announcements without an end are
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,6 +51,9 @@ from cti.store.models import (
     SurveyAnswer,
     VirtualHold,
 )
+from cti.voice.quality import KIND as QUALITY
+from cti.voice.service import delete_recordings as _delete_recordings
+from cti.voice.service import unlink_files as _unlink
 from dialplan import clock
 
 log = logging.getLogger(__name__)
@@ -108,7 +111,15 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
     async with services.sessions() as session:
         files = await _delete_recordings(
             session,
-            QuestionRecording.hopper_id.is_(None) & (QuestionRecording.created_at < call_cutoff),
+            QuestionRecording.hopper_id.is_(None)
+            & (QuestionRecording.kind != QUALITY)
+            & (QuestionRecording.created_at < call_cutoff),
+        )
+        # A quality recording has its own term, however long its call is kept.
+        files += await _delete_recordings(
+            session,
+            (QuestionRecording.kind == QUALITY)
+            & (QuestionRecording.created_at < now - timedelta(days=keep.quality_days)),
         )
         await session.commit()
     purged.recordings += _unlink(files)
@@ -157,20 +168,6 @@ async def purge(services: Services, now: datetime | None = None) -> Purged:
         )
         await session.commit()
     return purged
-
-
-async def _delete_recordings(session: Any, condition: Any) -> list[str]:
-    """Delete the recording rows matching `condition`; their files, to unlink after commit."""
-    paths = list((await session.execute(select(QuestionRecording.path).where(condition))).scalars())
-    if paths:
-        await session.execute(delete(QuestionRecording).where(condition))
-    return paths
-
-
-def _unlink(paths: list[str]) -> int:
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
-    return len(paths)
 
 
 async def _old_hopper_ids(services: Services, cutoff: datetime) -> list[int]:

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import wave
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from cti.services import Services
 from cti.store.models import Hopper, QuestionRecording, VirtualHold
@@ -62,6 +63,22 @@ def _measure_and_protect(path: Path) -> float:
     else:
         restrict(path)  # Asterisk wrote it with its own umask; a citizen's voice is private
     return seconds
+
+
+async def delete_recordings(session: Any, condition: Any) -> list[str]:
+    """Delete the recording rows matching `condition` (questions and quality recordings
+    alike); their files, to unlink after the commit (`unlink_files`)."""
+    paths = list((await session.execute(select(QuestionRecording.path).where(condition))).scalars())
+    if paths:
+        await session.execute(delete(QuestionRecording).where(condition))
+    return paths
+
+
+def unlink_files(paths: list[str]) -> int:
+    """Remove the files of deleted recordings (one never written, too); how many rows."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    return len(paths)
 
 
 async def recordings_of(services: Services, hopper_ids: list[int]) -> dict[int, list[int]]:

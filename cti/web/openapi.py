@@ -576,6 +576,21 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("recordings"), **_errors(400, 401, 403, 404)},
             }
         },
+        "/api/quality-recordings": {
+            "get": {
+                "summary": "The quality recordings the user may hear (a team lead: the team's; "
+                "a supervisor: all), newest first: id, team, call, caller, started_at, seconds, "
+                "url (played through /api/recordings/{id}, audited)",
+                "responses": {"200": _ok("recordings"), **_errors(401, 403)},
+            }
+        },
+        "/api/agent/recording/stop": {
+            "post": {
+                "summary": "Stop the quality recording of the call answered at the user's "
+                "phone (StopMixMonitor); stopped is false when it had none; audited",
+                "responses": {"200": _ok("call, stopped"), **_errors(401, 403, 409, 503)},
+            }
+        },
         "/api/announcements/{id}/audio": {
             "get": {
                 "summary": "The announcement's audio (wav)",
