@@ -35,6 +35,10 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _seconds_since(moment: datetime | None, now: datetime) -> int | None:
+    return max(int((now - moment).total_seconds()), 0) if moment else None
+
+
 async def agent_state(request: web.Request) -> web.Response:
     user = auth.require_role(request, "agent")
     services = request.app[SERVICES]
@@ -89,13 +93,24 @@ async def queue_figures_json(services: Any) -> dict[str, Any]:
     by_state = {state: 0 for state in service.STATES}
     for view in views:
         by_state[view.state] += 1
+    labels = service.pause_reasons(services)
     return {
         "queue": service.KCC_QUEUE,
         "waiting": waiting,
         "longest_wait_seconds": round(longest, 1),
         "agents_by_state": by_state,
+        # Per agent the state, the pause reason as the TOML names it, and how long they
+        # have been in that state (a supervisor asks "how long is she on her break?").
         "agents": [
-            {"extension": v.extension, "name": v.name, "state": v.state, "reason": v.reason}
+            {
+                "extension": v.extension,
+                "name": v.name,
+                "state": v.state,
+                "reason": v.reason,
+                "reason_label": labels.get(v.reason, v.reason),
+                "since": _iso(v.since),
+                "seconds": _seconds_since(v.since, now),
+            }
             for v in views
         ],
         "today": asdict(figures),

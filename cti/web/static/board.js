@@ -75,6 +75,46 @@
     set("asa", d.asa_seconds === null ? "–" : Math.round(d.asa_seconds) + " s");
     set("vhold", d.callbacks + " / " + d.callbacks_made + " / " + d.callbacks_reached);
     set("needed", q.agents_needed === null ? "–" : q.agents_needed);
+    agentRows(q.agents);
+  }
+  // Per agent: the state, the pause reason, how long in that state (text only).
+  function duration(seconds) {
+    if (seconds === null) return "";
+    return seconds < 60 ? seconds + " s" : Math.floor(seconds / 60) + " min";
+  }
+  function agentRows(agents) {
+    for (const a of agents) {
+      const tr = document.querySelector('#queue-agents tr[data-agent="' + a.extension + '"]');
+      if (!tr) continue;
+      tr.querySelector('td[data-a="state"]').textContent = t("agent " + a.state);
+      tr.querySelector('td[data-a="reason"]').textContent = a.reason_label;
+      tr.querySelector('td[data-a="seconds"]').textContent = duration(a.seconds);
+      const button = tr.querySelector("button.agent-sign-out");
+      if (button) button.hidden = a.state === "signed_out";
+    }
+  }
+  // A supervisor signs out an agent who went home signed in: the same change as the
+  // agent's own (stored, audited, pushed to the line).
+  const agentsTable = document.getElementById("queue-agents");
+  if (agentsTable) {
+    agentsTable.addEventListener("click", async (event) => {
+      const button = event.target.closest("button.agent-sign-out");
+      if (!button) return;
+      const name = button.closest("tr").querySelector("th").textContent;
+      const line = document.getElementById("queue-agents-status");
+      button.disabled = true;
+      try {
+        await api("POST", "/api/agent/state", { extension: button.dataset.extension, action: "sign_out" });
+        line.textContent = t("agent signed out by you", { name });
+        line.className = "flash ok";
+        await refresh();
+      } catch (err) {
+        line.textContent = err.message;
+        line.className = "flash err";
+      } finally {
+        button.disabled = false;
+      }
+    });
   }
   function firstLine(fl) {
     for (const [team, f] of Object.entries(fl.teams)) {
