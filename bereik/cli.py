@@ -17,6 +17,7 @@ from bereik.status import register as status_register
 from bereik.tls import register as tls_register
 from cti.announcements import cli as announcements_cli
 from cti.callbacks import cli as callbacks_cli
+from cti.erasure import cli as erasure_cli
 from cti.hoppers import cli as hoppers_cli
 from cti.nodes import cli as nodes_cli
 from cti.reports import cli as reports_cli
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     status_register(commands)
     events_register(commands)
     backup_register(commands)
+    erasure_cli.register(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The right to erasure: every trace of a caller's number removed on request."""
