@@ -30,6 +30,9 @@ async def run(services: Services) -> None:
     texts.append(config.question_recording.prompt)
     # Said when the disk is full: it cannot be made then.
     texts.append(config.question_recording.no_room)
+    # Asking consent to record for quality: the refusing key must not be lost either.
+    if config.kcc.quality_share or any(team.quality_share for team in config.teams):
+        texts += [config.quality_recording.prompt, config.quality_recording.refused]
     survey = config.survey
     if any(survey.shares.values()):
         texts += [survey.intro, *(q.text for q in survey.questions), survey.thanks]
