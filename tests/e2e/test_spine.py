@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from bench.exchange import Exchange
+from bench.exchange import Exchange, exchange
+from dialplan.asterisk import Installation
 from dialplan.render import DROPPED_EVENTS
 from tests.support.backends import on_both_backends
+from tests.support.ivr import FAST_SPEECH
 
 
 @on_both_backends
@@ -81,15 +84,21 @@ async def _until_no_channels(exchange: Exchange, timeout: float = 10.0) -> None:
 
 
 @on_both_backends
-async def test_when_no_kcc_agent_answers_the_caller_gets_a_kcc_hopper(kcc: Exchange) -> None:
-    kcc.start_serve()
-    kcc.phone("2001", mode="noanswer")
-    result = await kcc.call(
-        "14070", caller="0703333333", hold_ms=60_000, key_delay_ms=100, timeout_s=120
-    )
-    assert result.returncode == 0, result.stderr
-    hoppers = kcc.rows("SELECT team_id, caller, reason, status FROM hoppers")
-    assert [(h.team_id, h.caller, h.reason, h.status) for h in hoppers] == [
-        ("kcc", "0703333333", "no_answer", "open")
-    ]
-    await _until_no_channels(kcc)
+async def test_when_no_kcc_agent_answers_the_caller_gets_a_kcc_hopper(
+    installation: Installation, tmp_path: Path
+) -> None:
+    # The smallest exchange (the kcc fixture's), its sentences spoken fast: the caller sits
+    # through the callback offer and the goodbye; the hopper is what is checked.
+    with exchange(installation, tmp_path, extra_toml=FAST_SPEECH) as kcc:
+        kcc.start_asterisk()
+        kcc.start_serve()
+        kcc.phone("2001", mode="noanswer")
+        result = await kcc.call(
+            "14070", caller="0703333333", hold_ms=60_000, key_delay_ms=100, timeout_s=120
+        )
+        assert result.returncode == 0, result.stderr
+        hoppers = kcc.rows("SELECT team_id, caller, reason, status FROM hoppers")
+        assert [(h.team_id, h.caller, h.reason, h.status) for h in hoppers] == [
+            ("kcc", "0703333333", "no_answer", "open")
+        ]
+        await _until_no_channels(kcc)

@@ -49,6 +49,13 @@ def announce(ex: Exchange, *args: str) -> str:
     return done.stdout
 
 
+# The exchange's synthesized sentences spoken at twice espeak's default 175 words a minute
+# ([tts] speed, a test value): for tests whose caller sits through the callback offer or
+# the closed message but checks what the call led to, not the words or their length.
+# Recorded or uploaded audio (an announcement's) plays as it is.
+FAST_SPEECH = "\n[tts]\nspeed = 350\n"
+
+
 # Longer than a FastAGI command's 10 s timeout ([server] agi_command_timeout): a prompt's
 # command must last as long as its audio, or a patient caller falls out of the IVR.
 ANNOUNCEMENT_SECONDS = 15
