@@ -93,6 +93,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "teamleider van het team.",
         "create": "Aanmaken",
         "hopper created": "Terugbelverzoek {id} aangemaakt voor {team}.",
+        "call not linked": "Dit gesprek is er niet aan gekoppeld (geen opgenomen vraag, geen "
+        "uitkomst): het is niet uw huidige of vorige gesprek, of het nummer is niet dat van "
+        "de beller.",
         "inbox": "Groepsinbox",
         "deadline": "Uiterlijk",
         "overdue": "Te laat",
@@ -464,6 +467,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "brackets. Per agent: under Reports (link below), only for the team's lead.",
         "create": "Create",
         "hopper created": "Callback request {id} created for {team}.",
+        "call not linked": "This call is not linked to it (no recorded question, no "
+        "outcome): it is not your current or last call, or the number is not the caller's.",
         "inbox": "Group inbox",
         "deadline": "Deadline",
         "overdue": "Overdue",

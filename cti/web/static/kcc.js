@@ -153,7 +153,11 @@
         call_uniqueid: current ? current.linkedid : "",
       });
       const team = document.getElementById("hopper-team").selectedOptions[0].textContent;
-      status(statusLine, t("hopper created", { id: data.id, team }), true);
+      const created = t("hopper created", { id: data.id, team });
+      // The request is kept, but without this call's recorded question and outcome
+      // (call_not_linked): the agent must know, not see a plain success.
+      if (data.call_not_linked) status(statusLine, created + " " + t("call not linked"), false);
+      else status(statusLine, created, true);
       document.getElementById("hopper-note").value = "";
     } catch (err) {
       status(statusLine, err.message, false);
