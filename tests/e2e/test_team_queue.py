@@ -68,7 +68,8 @@ async def test_two_callers_wait_in_the_team_line_and_the_free_member_answers_the
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
     with team_line(installation, tmp_path) as ex:
-        talking = ex.agent_phone("3001", ring_ms=500, talk_ms=40_000)
+        # 3001 talks until the test ends the call, after the other two were served.
+        talking = ex.agent_phone("3001", ring_ms=500, talk_ms=150_000)
         free = ex.agent_phone("3002", ring_ms=1000, talk_ms=3000)
         for extension in ("3001", "3002"):
             ex.register(extension)
@@ -78,9 +79,9 @@ async def test_two_callers_wait_in_the_team_line_and_the_free_member_answers_the
         await until(lambda: members(ex, TEAM) == {"3001": "in line", "3002": "paused"})
         async with ex.ami_events() as ami:
             first = asyncio.create_task(
-                ex.call(TEAM_NUMBER, caller="0611111111", hold_ms=60_000, timeout_s=90)
+                ex.call(TEAM_NUMBER, caller="0611111111", hold_ms=150_000, timeout_s=180)
             )
-            await ami.wait_for("AgentConnect", timeout=30, Queue=TEAM)
+            connected = await ami.wait_for("AgentConnect", timeout=30, Queue=TEAM)
             waiting = []
             for number in ("0622222222", "0633333333"):
                 call = ex.call(TEAM_NUMBER, caller=number, hold_ms=60_000, timeout_s=90)
@@ -90,7 +91,12 @@ async def test_two_callers_wait_in_the_team_line_and_the_free_member_answers_the
             # ready and takes them, one after the other, wrap-up in between.
             assert len(ami.matching("AgentConnect", Queue=TEAM)) == 1
             await feature_code(ex, ex.config.queue.ready_code, "3002")
-            results = [await first, *await asyncio.gather(*waiting)]
+            served = await asyncio.gather(*waiting)
+            # Only now does the first call end: 3001 was on it while both were served. (A
+            # fixed talk time had to outlast them with a margin; sipp cannot be told when to
+            # hang up, so Asterisk hangs up the first caller's channel.)
+            ex.cli(f"channel request hangup {connected['Channel']}")
+            results = [await first, *served]
         assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-300:] for r in results]
 
         # The member on a call was never rung again; the free one answered both, in order.
