@@ -33,6 +33,8 @@
     const journey = document.getElementById("call-journey");
     journey.href = "/calls/" + encodeURIComponent(call.linkedid) + "/journey";
     journey.hidden = call.state !== "answered";
+    // A quality recording, if this call has one, is stopped at the agent's word.
+    document.getElementById("stop-recording").hidden = call.state !== "answered";
     statusLine.hidden = true;
     if (fresh && call.caller) loadHistory(call);
     if (fresh) loadQuestion(call);
@@ -121,6 +123,20 @@
       }
     });
   }
+
+  const stopRecording = document.getElementById("stop-recording");
+  stopRecording.addEventListener("click", async () => {
+    stopRecording.disabled = true;
+    try {
+      const done = await api("POST", "/api/agent/recording/stop", {});
+      status(statusLine, t(done.stopped ? "recording stopped" : "not recorded"), true);
+      stopRecording.hidden = true;
+    } catch (err) {
+      status(statusLine, err.message, false);
+    } finally {
+      stopRecording.disabled = false;
+    }
+  });
 
   for (const button of document.querySelectorAll(".category-btn")) {
     button.addEventListener("click", async () => {
