@@ -21,6 +21,7 @@ phones register with the passwords they had.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import io
 import json
@@ -35,11 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cti.services import instance_dir
-from cti.store.db import migrate
+from cti.store.db import async_url, migrate
 from dialplan.config import Config, load
 from dialplan.private import FILE_MODE, private_dir, write_private
 
@@ -218,19 +220,35 @@ def _restore_database(config: Config, work: Path, kind: str, force: bool) -> Non
 
 def _in_use(url: str) -> bool:
     """Whether the target database holds an exchange's work already."""
-    if url.startswith("sqlite") and not _sqlite_path(url).exists():
-        return False
-    engine = create_engine(_plain(url))
+    if url.startswith("sqlite"):
+        if not _sqlite_path(url).exists():
+            return False
+        engine = create_engine(_plain(url))
+        try:
+            with engine.connect() as connection:
+                return _has_work(connection)
+        finally:
+            engine.dispose()
+    # PostgreSQL through the store's own driver (asyncpg): the machine has no other.
+    return asyncio.run(_pg_in_use(async_url(url)))
+
+
+async def _pg_in_use(url: str) -> bool:
+    engine = create_async_engine(url)
     try:
-        with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
-            return any(
-                connection.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
-                for table in ("calls", "hoppers")
-                if table in tables
-            )
+        async with engine.connect() as connection:
+            return await connection.run_sync(_has_work)
     finally:
-        engine.dispose()
+        await engine.dispose()
+
+
+def _has_work(connection: Connection) -> bool:
+    tables = set(inspect(connection).get_table_names())
+    return any(
+        connection.execute(text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
+        for table in ("calls", "hoppers")
+        if table in tables
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------
