@@ -5,6 +5,11 @@ JSON line per test to test-artifacts/durations/<stage>.jsonl as it ends: the tes
 setup, call and teardown seconds, the xdist worker (or "main") and whether it failed.
 `BEREIK_TEST_STAGE` names the stage (scripts/test sets it: unit, parallel, solo).
 
+It also orders the tests it runs so that the workers finish together: by the seconds the
+last whole run took (the table in docs/durations.md), dealt to the workers longest first
+(each worker's first share is as long as the others', xdist's worksteal balances the rest
+from the short ends). A test the table does not know yet counts as a long one.
+
 As a command it turns the last run's lines into the table of docs/durations.md (between
 its figure markers, bench/docfigures.py):
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,59 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         DIRECTORY.mkdir(parents=True, exist_ok=True)
         (DIRECTORY / f"{_stage()}.jsonl").unlink(missing_ok=True)
+
+
+# A table row of docs/durations.md: | `test id` | stage | seconds | ...
+TABLE_ROW = re.compile(r"^\| `(?P<test>[^`]+)` \| \w+ \| (?P<seconds>[\d.]+) \|", re.M)
+UNKNOWN_SECONDS = 60.0  # a new test: scheduled early, as if long, so it cannot end the run
+
+
+def last_run_seconds(page: Path = REPO / "docs" / "durations.md") -> dict[str, float]:
+    """Each test's seconds in the last whole run, from the table in docs/durations.md."""
+    if not page.exists():
+        return {}
+    return {m["test"]: float(m["seconds"]) for m in TABLE_ROW.finditer(page.read_text())}
+
+
+def dealt(items: list[Any], seconds: dict[str, float], workers: int) -> list[Any]:
+    """`items` in the order that gives each of `workers` xdist workers an even share.
+
+    xdist's worksteal hands worker i the i-th contiguous block of the list (blocks of
+    equal count, the smaller first), then lets an idle worker take the tail of a busy
+    one's. So the items are dealt longest first, each to the block with the fewest
+    seconds so far that still has room, and each block runs longest first: the shares
+    start even, and what is taken at the end is short."""
+
+    def cost(item: Any) -> float:
+        return seconds.get(item.nodeid, UNKNOWN_SECONDS)
+
+    longest_first = sorted(items, key=lambda item: -cost(item))
+    if workers < 2:
+        return longest_first
+    room, remaining = [], len(items)
+    for n in range(workers):
+        room.append(remaining // (workers - n))
+        remaining -= room[-1]
+    blocks: list[list[Any]] = [[] for _ in range(workers)]
+    totals = [0.0] * workers
+    for item in longest_first:
+        n = min((n for n in range(workers) if len(blocks[n]) < room[n]), key=totals.__getitem__)
+        blocks[n].append(item)
+        totals[n] += cost(item)
+    return [item for block in blocks for item in block]
+
+
+@pytest.hookimpl(trylast=True)  # after the suites' markers and the skip checks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The same order in every xdist worker and the controller: one file, one rule.
+    workers = getattr(config, "workerinput", {}).get("workercount") or config.getoption(
+        "numprocesses", default=0
+    )
+    try:
+        count = int(workers or 0)
+    except ValueError:  # "auto" before xdist resolved it: the plain longest-first order
+        count = 0
+    items[:] = dealt(items, last_run_seconds(), count)
 
 
 _seconds: dict[str, dict[str, float]] = defaultdict(dict)
