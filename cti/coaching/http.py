@@ -38,7 +38,7 @@ async def coach(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if user.role not in ("supervisor", "lead", "admin"):
         # Asking to listen in on a citizen's call without the role is on record too (BIO).
-        await service.refuse(services, user, request.match_info["id"], f"role {user.role}")
+        await service.refuse(services, user, request.match_info["id"][:64], f"role {user.role}")
         raise json_error("alleen een supervisor of teamleider mag meeluisteren", 403)
     body = await json_object(request)
     try:
