@@ -41,6 +41,14 @@ async def screen_text(ex: Exchange, token: str, path: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
+async def hang_up_every_caller(ex: Exchange, calls: list[asyncio.Task[Any]]) -> None:
+    """The board was read while the callers were on the line; now they are done (through
+    Asterisk: a sipp caller cannot be told when to hang up, and a fixed stay would have to
+    outlast the reading with a margin)."""
+    ex.cli("channel request hangup all")
+    await asyncio.gather(*calls)
+
+
 async def test_waiting_means_the_same_in_the_team_table_and_the_lines_row(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
@@ -54,7 +62,7 @@ async def test_waiting_means_the_same_in_the_team_table_and_the_lines_row(
         callers = [f"06111111{i:02d}" for i in range(1, 5)]
         offer = [
             asyncio.create_task(
-                ex.call("14070", caller=number, keys="0", key_delay_ms=1000, hold_ms=20_000)
+                ex.call("14070", caller=number, keys="0", key_delay_ms=1000, hold_ms=60_000)
             )
             for number in callers
         ]
@@ -69,7 +77,7 @@ async def test_waiting_means_the_same_in_the_team_table_and_the_lines_row(
         assert waiting(seen) == (0, 0), seen["waiting"]
         # The wall screen's series says the same as the board.
         assert (metric(ex, "bereik_calls_waiting", team="kcc") or 0.0) == 0.0
-        await asyncio.gather(*offer)
+        await hang_up_every_caller(ex, offer)
 
         # Callers who do wait: the agent is signed in but paused, so two callers stay in
         # the line; both places on the board count both of them.
@@ -77,14 +85,14 @@ async def test_waiting_means_the_same_in_the_team_table_and_the_lines_row(
         await feature_code(ex, ex.config.queue.pause_code + "1", "2001")
         in_line = [
             asyncio.create_task(
-                ex.call("14070", caller=number, keys="0", key_delay_ms=1000, hold_ms=12_000)
+                ex.call("14070", caller=number, keys="0", key_delay_ms=1000, hold_ms=60_000)
             )
             for number in callers[:2]
         ]
         await until(lambda: metric(ex, "bereik_queue_callers_waiting", queue="kcc") == 2.0, 20)
         assert waiting(await board(ex, token)) == (2, 2)
         assert metric(ex, "bereik_calls_waiting", team="kcc") == 2.0
-        await asyncio.gather(*in_line)
+        await hang_up_every_caller(ex, in_line)
 
         # No API path or command on the board or the reports: where to click instead.
         for path in ("/board", "/reports"):
