@@ -18,6 +18,7 @@ import pytest
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from tests.support.backends import on_both_backends
+from tests.support.ivr import FAST_SPEECH
 from tests.support.mail import Smtp
 from tests.support.teams import TEAM_TOML, transfer_phone
 from tests.support.users import api_tokens
@@ -31,6 +32,7 @@ def make_exchange(
     strategy: str = "ringall",
     serve: bool = True,
     hours_toml: str | None = None,
+    extra_toml: str = "",
 ) -> Iterator[Exchange]:
     phones = [
         Phone("2001", free_port(), "KCC Anna"),
@@ -43,6 +45,7 @@ def make_exchange(
         phones=phones,
         teams_toml=TEAM_TOML.format(strategy=strategy),
         hours_toml=hours_toml,
+        extra_toml=extra_toml,
     ) as ex:
         ex.start_asterisk()
         if serve:
@@ -53,6 +56,13 @@ def make_exchange(
 @pytest.fixture
 def team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
     yield from make_exchange(installation, tmp_path)
+
+
+@pytest.fixture
+def team_fast_speech(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
+    """The team exchange with its sentences spoken fast (FAST_SPEECH), for a caller who sits
+    through the callback offer and the goodbye where the hopper is what is checked."""
+    yield from make_exchange(installation, tmp_path, extra_toml=FAST_SPEECH)
 
 
 @pytest.fixture
@@ -208,18 +218,23 @@ async def test_every_member_absent_means_no_ringing_and_straight_to_the_hopper(
 # SQLite only: what it checks (Asterisk's BlindTransfer, the agent on the hopper) is no
 # store's SQL; the hopper's insert runs on PostgreSQL in the same-number test.
 async def test_blind_transfer_from_a_kcc_agent_names_the_agent_on_the_hopper(
-    team: Exchange, smtp: Smtp
+    team_fast_speech: Exchange,
 ) -> None:
+    team = team_fast_speech
+    smtp = Smtp(team.ports.smtp)
     smtp.start()
-    transfer_phone(team, "2001", "7001")
-    team.phone("3001", mode="noanswer")
-    team.phone("3002", mode="busy")
-    async with team.ami_events() as ami:
-        result = await team.call("14070", caller=CITIZEN, hold_ms=40000, timeout_s=90)
-        assert result.returncode == 0, result.stderr
-        transfer = await ami.wait_for("BlindTransfer")
-        assert transfer["TransfererChannel"].startswith("PJSIP/2001-")
-        assert transfer["Extension"] == "7001"
+    try:
+        transfer_phone(team, "2001", "7001")
+        team.phone("3001", mode="noanswer")
+        team.phone("3002", mode="busy")
+        async with team.ami_events() as ami:
+            result = await team.call("14070", caller=CITIZEN, hold_ms=40000, timeout_s=90)
+            assert result.returncode == 0, result.stderr
+            transfer = await ami.wait_for("BlindTransfer")
+            assert transfer["TransfererChannel"].startswith("PJSIP/2001-")
+            assert transfer["Extension"] == "7001"
+    finally:
+        smtp.stop()
     rows = await until(lambda: hoppers(team))
     assert len(rows) == 1
     assert (rows[0].agent, rows[0].reason, rows[0].caller) == ("2001", "no_answer", CITIZEN)
@@ -384,7 +399,8 @@ def api(ex: Exchange, method: str, path: str, token: str, body: Any = None) -> t
 
 @pytest.fixture
 def linear_team(installation: asterisk.Installation, tmp_path: Path) -> Iterator[Exchange]:
-    yield from make_exchange(installation, tmp_path, strategy="linear")
+    # Spoken fast: the caller sits through the offer and the goodbye (the hopper is checked).
+    yield from make_exchange(installation, tmp_path, strategy="linear", extra_toml=FAST_SPEECH)
 
 
 # SQLite only: the hopper API's list, reassign and manual create are the same ORM
