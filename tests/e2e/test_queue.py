@@ -28,6 +28,7 @@ from tests.support import sipplog
 from tests.support.backends import on_both_backends
 from tests.support.browser import chromium, screenshot, until_in_page
 from tests.support.browser import sign_in as sign_in_browser
+from tests.support.ivr import FAST_SPEECH
 from tests.support.mail import Smtp
 from tests.support.teams import TEAM_TOML
 from tests.support.users import add_users
@@ -287,7 +288,9 @@ async def test_a_caller_who_hangs_up_after_10_s_in_line_is_abandoned_and_missed_
 async def test_when_every_agent_signs_out_the_waiting_callers_get_the_callback_offer(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
-    with kcc_line(installation, tmp_path, ["2001", "2002"]) as ex:
+    # The callers sit through the offer and the goodbye: spoken fast (the hoppers are what
+    # is checked, not the words).
+    with kcc_line(installation, tmp_path, ["2001", "2002"], extra_toml=FAST_SPEECH) as ex:
         for phone in ex.phones:
             ex.agent_phone(phone.extension, ring_ms=1000, talk_ms=4000)
             ex.register(phone.extension)
@@ -390,6 +393,7 @@ async def test_a_caller_who_presses_1_at_position_3_is_called_back_once_in_their
         ["2001"],
         queue=dict(callback_ring_seconds=10, wrapup_seconds=long_wrapup),
         server_toml=PATIENT_SERVER,
+        extra_toml=FAST_SPEECH,  # the line waits while the third sits through the offer
     ) as ex:
         agent_log = ex.agent_phone("2001", ring_ms=1000, talk_ms=2000)
         citizen_phone = ex.citizen("answer", ring_ms=500, hold_ms=2000)
@@ -519,6 +523,7 @@ async def test_an_unanswered_virtual_hold_survives_a_restart_and_ends_in_one_kcc
         ["2001"],
         queue=dict(callback_attempts=2, callback_retry_seconds=15, callback_ring_seconds=5),
         kcc_extra='supervisor_mailbox = "kcc@gemeente.example"',
+        extra_toml=FAST_SPEECH,  # the caller sits through the virtual hold's offer
     ) as ex:
         smtp = Smtp(ex.ports.smtp)
         mailbox = smtp.start()
@@ -592,6 +597,7 @@ async def test_overflow_by_max_wait_and_full_line_and_a_ring_out_pauses_the_agen
         tmp_path,
         ["2001"],
         queue=dict(max_wait_seconds=MAX_WAIT, max_waiting=1, agent_ring_seconds=3),
+        extra_toml=FAST_SPEECH,  # both sit through the offer; the overflow is checked
     ) as ex:
         ex.phone("2001", "noanswer")
         ex.register("2001")
@@ -680,7 +686,7 @@ async def test_a_caller_in_line_when_closing_time_comes_gets_the_callback_offer(
         phones=agents("2001"),
         kcc_agents=["2001"],
         kcc_toml=QUEUE_KCC,
-        extra_toml=queue_toml(),
+        extra_toml=queue_toml() + FAST_SPEECH,  # the offer after closing, spoken fast
         hours_toml=hours,
         server_toml=PATIENT_SERVER,
     ) as ex:
