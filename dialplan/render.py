@@ -73,6 +73,8 @@ MODULES = [
     # coaching (cti/coaching): ChanSpy on the agent's channel; Originate for the tone
     "app_chanspy.so",
     "app_originate.so",
+    # quality recordings (cti/voice/quality.py): MixMonitor, and StopMixMonitor for the agent
+    "app_mixmonitor.so",
     # dialplan
     "pbx_config.so",
     "res_speech.so",

@@ -53,8 +53,10 @@ async def ask(channel: AgiChannel, services: Services, team: str) -> None:
         return
     path = await quality.prepare(services, channel.env.uniqueid, team)
     try:
-        await channel.exec("MixMonitor", f"{services.asterisk_path(path)},b")
+        started = await channel.exec("MixMonitor", f"{services.asterisk_path(path)},b")
     except AgiCommandFailed:
+        started = None
+    if started is None or started.result_int < 0:  # -2: no such application loaded
         channel.log.warning("quality recording could not start")
         return
     services.metrics.quality_recording(team, "recorded")
