@@ -10,6 +10,13 @@
 * The database refuses one call's row (a value the schema refuses): that call is set
   aside while the 20 calls after it are written; `bereik events retry` after the fix
   writes it.
+* The KCC as a waiting line, its AMI behind a proxy: the database refuses one caller's
+  stay in line (set aside, the next caller's stay written) and is locked by another
+  program while a caller waits (waited out, the stay written once); the proxy slips
+  malformed events into the stream (they cost themselves only: the connection and the
+  call rows stay whole) and then kills the connection in the middle of a message (serve
+  reconnects within its backoff, /healthz names AMI meanwhile, and the call in progress
+  gets its complete row, once).
 """
 
 from __future__ import annotations
@@ -22,15 +29,18 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
+from tests.support.ami_proxy import AmiProxy
 from tests.support.api import ami_connected, api
 from tests.support.mail import Smtp
 from tests.support.prometheus import Prometheus
 from tests.support.users import api_tokens
+from tests.support.waiting_line import PATIENT_SERVER, QUEUE_KCC, agents, queue_toml, sign_in
 
 TEAM = """
 [[teams]]
@@ -208,3 +218,116 @@ async def events_retry(ex: Exchange) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, cwd=REPO, timeout=60
     )
+
+
+# Two messages Asterisk never sends: a repeated Event header (panoramisk makes its value a
+# list) and a block of bytes that are not UTF-8 with no header at all.
+MALFORMED = (
+    b"Event: Hangup\r\nEvent: Newchannel\r\nUniqueid: 1.1\r\nCause: x\r\n\r\n",
+    b"\xff\xfe\x00garbage without a colon\r\n\r\n",
+)
+
+
+async def test_queue_events_and_ami_faults_from_outside_cost_no_stay_and_no_call_row(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    proxy_port = free_port()
+    with exchange(
+        installation,
+        tmp_path,
+        phones=agents("2001"),
+        kcc_agents=["2001"],
+        kcc_toml=QUEUE_KCC,
+        extra_toml=queue_toml(),
+        server_toml=PATIENT_SERVER,
+    ) as ex:
+        ex.start_asterisk()  # its AMI on ports.ami; serve reaches it through the proxy
+        toml = ex.config_path.read_text()
+        ex.config_path.write_text(
+            toml.replace(f"ami_port = {ex.ports.ami}\n", f"ami_port = {proxy_port}\n", 1)
+        )
+        proxy = AmiProxy(proxy_port, ex.ports.ami)
+        proxy.start()
+        try:
+            ex.start_serve()
+            await ami_connected(ex)
+            ex.agent_phone("2001", ring_ms=300, talk_ms=3000)
+            ex.register("2001")
+            await sign_in(ex, "2001")
+            await queue_faults(ex)
+            await ami_faults(ex, proxy)
+        finally:
+            proxy.close()
+
+
+def stays(ex: Exchange, caller: str) -> list[Any]:
+    return ex.rows("SELECT outcome FROM queue_calls WHERE caller = :c", c=caller)
+
+
+async def in_line(ex: Exchange, caller: str, hold_ms: int = 8000) -> None:
+    """A citizen who presses 0 for the KCC's line; the agent answers and hangs up."""
+    result = await ex.call("14070", caller=caller, keys="0", key_delay_ms=1000, hold_ms=hold_ms)
+    assert result.returncode == 0, result.stderr[-500:]
+
+
+async def queue_faults(ex: Exchange) -> None:
+    db = database(ex)
+    db.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON queue_calls "
+        f"WHEN NEW.caller = '{POISON}' BEGIN SELECT RAISE(ABORT, 'caller refused'); END"
+    )
+    await in_line(ex, POISON)
+    aside = await until(
+        lambda: ex.rows("SELECT source, error FROM set_aside WHERE source = 'queue events'")
+    )
+    assert "caller refused" in aside[0].error
+    await in_line(ex, CALLER)
+    await until(lambda: [row.outcome for row in stays(ex, CALLER)] == ["answered"], timeout=20)
+    assert not stays(ex, POISON)
+    db.execute("DROP TRIGGER refuse_poison")
+
+    # Another program holds the database's write lock while a caller joins the line.
+    locked = "0612300021"
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        call = asyncio.create_task(in_line(ex, locked))
+        await until(lambda: "store unavailable" in ex.serve_log.read_text(), timeout=30)
+        assert not stays(ex, locked)
+    finally:
+        db.execute("ROLLBACK")
+    await call
+    await until(lambda: [row.outcome for row in stays(ex, locked)] == ["answered"], timeout=30)
+    assert ex.health()[0] == 200
+
+
+async def ami_faults(ex: Exchange, proxy: AmiProxy) -> None:
+    connections = proxy.connections
+    proxy.inject(*MALFORMED)
+    caller = "0612300022"
+    await in_line(ex, caller)
+    assert proxy.injected, "the proxy had no message to put them after"
+    await until(lambda: [row.outcome for row in stays(ex, caller)] == ["answered"], timeout=20)
+    await until(lambda: ex.rows("SELECT outcome FROM calls WHERE caller = :c", c=caller)[0][0])
+    assert proxy.connections == connections  # the connection stayed up
+    assert ex.health()[0] == 200
+
+    # The connection killed in the middle of a message while a call is in line.
+    cut = "0612300023"
+    call = asyncio.create_task(in_line(ex, cut, hold_ms=10_000))
+    await until(lambda: stays(ex, cut), timeout=30)
+    proxy.cut_mid_message()
+    await until(lambda: proxy.cuts == 1, timeout=10)
+    await until(lambda: ex.health()[1]["ami"] != "connected", timeout=10)
+    # Back within the AMI client's backoff (0.5 s doubling, at most 4 s).
+    await ami_connected(ex, timeout=10)
+    assert proxy.connections == connections + 1
+    await call
+
+    def complete() -> list[Any]:
+        rows = ex.rows("SELECT outcome, answered_by, ended_at FROM calls WHERE caller = :c", c=cut)
+        return rows if rows and all(row.outcome and row.ended_at for row in rows) else []
+
+    rows = await until(complete, timeout=30)
+    assert len(rows) == 1 and rows[0].answered_by == "kcc", rows
+    outcomes = await until(lambda: [row.outcome for row in stays(ex, cut) if row.outcome])
+    assert len(outcomes) == 1, outcomes
