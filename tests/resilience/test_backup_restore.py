@@ -4,6 +4,7 @@
 `bereik restore` on a fresh instance directory and database brings back the open hoppers
 and the generated secrets: the team member's phone registers there with the password it
 had, and a caller who reaches nobody in the team is offered the callback and gets one.
+On SQLite (the online backup) and on PostgreSQL (pg_dump, restored with pg_restore).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from tests.support.api import ami_connected, api
+from tests.support.backends import on_both_backends
 from tests.support.users import api_tokens
 
 TEAM = """
@@ -60,10 +62,12 @@ async def bereik(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@on_both_backends
 async def test_a_backup_under_a_call_restored_on_a_clean_instance_keeps_hoppers_and_phones(
-    machines: tuple[Exchange, Exchange], tmp_path: Path
+    machines: tuple[Exchange, Exchange], tmp_path: Path, backend: str
 ) -> None:
     old, new = machines
+    assert old.database_url != new.database_url  # two machines, two databases
     old.start_asterisk()
     old.start_serve()
     await ami_connected(old)
@@ -82,6 +86,8 @@ async def test_a_backup_under_a_call_restored_on_a_clean_instance_keeps_hoppers_
     archive = tmp_path / "nightly.tar.gz"
     made = await bereik("backup", "--config", old.config_path, "--out", archive)
     assert made.returncode == 0, made.stderr
+    kind = "postgresql" if backend == "postgres" else "sqlite"
+    assert made.stdout.strip().endswith(f"database {kind}"), made.stdout
     assert old.active_channels() > 0, "the backup must be made while the call goes on"
     assert (await call).returncode == 0
     secrets = json.loads((old.host_instance / "secrets.json").read_text())
