@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.nodes import Ami
 from cti.store.db import STORE_DOWN, Sessions, insert_or_skip, store_down
-from cti.store.faults import describe
+from cti.store.faults import describe, until_stored
 from cti.store.models import TrackingLease as LeaseRow
 
 log = logging.getLogger("bereik.calls.lease")
@@ -117,10 +117,17 @@ class TrackingLease:
         ami.on_connected.append(on_connected)
         self.on_acquired.append(on_acquired)
 
-    @staticmethod
-    async def _logged(name: str, duty: Duty) -> None:
+    async def _logged(self, name: str, duty: Duty) -> None:
+        # A task of its own, so no supervisor stands behind it: a store that is down is
+        # waited out by the store's policy (the push reads the database), and only while
+        # this process still owns the tracking; any other fault (Asterisk refusing an
+        # action) is logged and the next AMI connect repeats it.
+        async def while_owner() -> None:
+            if self.owned.is_set():
+                await duty()
+
         try:
-            await duty()
+            await until_stored(while_owner, what=name, logger=log)
         except Exception:
             log.exception("%s failed on taking the lease; the next AMI connect repeats it", name)
 

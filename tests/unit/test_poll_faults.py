@@ -1,7 +1,8 @@
 """The polling workers under the store's one fault policy (cti/store/faults.py): a store
 that is down is waited out and the pass done after; a refusal of one callback for a caller
 who gave up sets that one aside (once, not on every pass) while the others are made, and
-`bereik events retry` makes it after the fix; any other fault goes up to the supervisor."""
+`bereik events retry` makes it after the fix; any other fault goes up to the supervisor.
+A push to Asterisk on taking the call tracking lease waits out a store that is down too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
 from bereik.events import replayers
+from cti.calls.lease import TrackingLease
 from cti.queue import abandoned
 from cti.reports import firstline
 from cti.services import Services
@@ -150,3 +152,21 @@ async def test_a_fault_of_a_polling_worker_shows_it_down_and_it_is_restarted(
         "bereik_worker_restarts_total", {"worker": "callers who gave up"}
     )
     assert restarted == 1
+
+
+async def test_a_push_on_taking_the_lease_waits_out_a_store_that_is_down_while_owner() -> None:
+    lease = TrackingLease.sole()
+    pushes: list[str] = []
+
+    async def push() -> None:
+        pushes.append("try")
+        if len(pushes) <= 2:
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    await lease._logged("queue members", push)
+    assert pushes == ["try", "try", "try"]
+
+    # Lost meanwhile: the next owner pushes; this one no longer does.
+    lease.owned.clear()
+    await lease._logged("queue members", push)
+    assert len(pushes) == 3
