@@ -631,8 +631,12 @@ ring_seconds = 15
         local_ip: str = "127.0.0.1",
         speech: tuple[Path, float] | None = None,
         stat_file: Path | None = None,
+        stop: asyncio.Event | None = None,
     ) -> SippResult:
         """Place `calls` calls to `number` as a citizen on the trunk; wait until all end.
+
+        When `stop` is set, sipp places no more calls and ends once the calls in progress
+        have (its SIGUSR1): a load that lasts as long as what it accompanies.
 
         With `from_phone` (an extension) the call comes from that internal phone instead,
         with its digest credentials, so it enters the dialplan in from-internal. `target`
@@ -705,7 +709,12 @@ ring_seconds = 15
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, stderr = await process.communicate()
+        stopper = asyncio.create_task(_stop_sipp(process, stop)) if stop else None
+        try:
+            _, stderr = await process.communicate()
+        finally:
+            if stopper:
+                stopper.cancel()
         return SippResult(process.returncode or 0, stat, stderr.decode(errors="replace"))
 
     def _scenario(self, name: str, values: dict[str, str], label: str, keys: str = "") -> Path:
@@ -869,6 +878,13 @@ def speech_pcap(target: Path, seconds: float, text: str = SPEECH_TEXT) -> Path:
         )
     target.write_bytes(bytes(out))
     return target
+
+
+async def _stop_sipp(process: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
+    """sipp's smooth exit once `stop` is set: no new calls, those in progress end."""
+    await stop.wait()
+    if process.returncode is None:
+        process.send_signal(signal.SIGUSR1)
 
 
 def _key_actions(

@@ -221,9 +221,9 @@ async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_i
     figures.title = "15.2 kill -9 of one of two nodes under calls"
     rate = await serving_with_kcc_phone(ex, figures, calibrations)
 
-    # Calls in progress on both nodes when A dies: four long ones, two on each.
+    # Calls in progress on both nodes when A dies: four that last a minute, two on each.
     long_calls = asyncio.create_task(
-        calls(ex, 4, 4, caller="0655200001", hold_ms=120_000, timeout_s=180)
+        calls(ex, 4, 4, caller="0655200001", hold_ms=60_000, timeout_s=120)
     )
     await until(lambda: outcomes_of(ex, "0655200001").get("") == 4, timeout=30)
     await until(lambda: metric(ex, "bereik_calls_answered_total", team="kcc") > 0)
@@ -298,7 +298,9 @@ async def test_kill_9_of_a_node_sends_new_calls_to_the_other_and_its_calls_are_i
     assert long_result.counts()["TotalCallCreated"] == 4
 
 
-ROLLING_SECONDS = int(os.environ.get("BEREIK_ROLLING_SECONDS", "120"))
+# The most seconds of load the upgrade may take; the load stops placing calls once the
+# upgrade is done.
+ROLLING_SECONDS = int(os.environ.get("BEREIK_ROLLING_SECONDS", "180"))
 HOLD_MS = 20_000  # the 20-second calls
 
 
@@ -346,18 +348,20 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
             timeout=30,
         )
         rate = (await calibration(ex, calibrations, ROLLING_PATH, figures, HOLD_MS)).rate
-        total = int(rate * ROLLING_SECONDS)
+        most = int(rate * ROLLING_SECONDS)
         started = time.monotonic()
+        upgrade_done = asyncio.Event()
         load = asyncio.create_task(
             ex.call(
                 "14070",
                 caller="0655300000",
-                calls=total,
+                calls=most,
                 rate=rate,
-                limit=total,
+                limit=most,
                 hold_ms=HOLD_MS,
                 key_delay_ms=100,
                 timeout_s=ROLLING_SECONDS + 240,
+                stop=upgrade_done,
             )
         )
         await asyncio.sleep(HOLD_MS / 1000)  # at peak: every slot of the load in use
@@ -384,9 +388,13 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
             )
             steps[f"bereik serve {index} restarted s"] = round(time.monotonic() - step, 1)
         upgraded = time.monotonic() - started
+        # The last process has served a call: the upgrade is done under load, and the calls
+        # in progress end as they would.
         still_calling = not load.done()
+        upgrade_done.set()
         result = await load
         counts = result.counts()
+        total = counts["TotalCallCreated"]
         rows = await until(
             lambda: (
                 (n := ex.rows("SELECT count(*) AS n FROM calls WHERE caller = '0655300000'")[0].n)
@@ -409,6 +417,8 @@ async def test_rolling_upgrade_at_peak_drops_no_call(
         assert counts["SuccessfulCall(C)"] == total and counts["FailedCall(C)"] == 0
         assert ex.ivr_fallbacks() == []
         assert still_calling, "the load ended before the upgrade: raise BEREIK_ROLLING_SECONDS"
+        # Placed at the rate from the first call until the upgrade was done.
+        assert total >= 0.9 * rate * upgraded, (total, rate, upgraded)
 
 
 async def originate_nodes(ami: AmiNodes, count: int) -> list[str]:

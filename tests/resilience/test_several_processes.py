@@ -756,13 +756,15 @@ async def test_postgresql_restart_under_calls_needs_no_manual_step(
         await asyncio.sleep(5)
         back_at = datetime.now()  # local time, as `bereik serve` logs it
         during = len(fallbacks(ex)) - before
+        # After the restart: one more call through the whole path makes its hopper (placed
+        # beside the load's last calls).
+        after_call = asyncio.create_task(
+            ex.call("14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000)
+        )
         result = await load.calls
+        after = await after_call
         later = len(fallbacks(ex)) - before - during
         counts = result.counts()
-        # After the restart: one more call through the whole path makes its hopper.
-        after = await ex.call(
-            "14070", caller="0655299999", keys=KEYS, key_delay_ms=1500, hold_ms=30_000
-        )
         await until(lambda: ex.rows("SELECT id FROM hoppers WHERE caller = '0655299999'"), 30)
         still = ex.rows("SELECT id, caller FROM hoppers ORDER BY id")
         figures["calls placed"] = counts.get("TotalCallCreated")
