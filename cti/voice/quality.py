@@ -30,7 +30,7 @@ from cti.errors import DomainError
 from cti.services import Services
 from cti.store.models import Call, QuestionRecording
 from cti.voice.service import recordings_dir, wav_seconds
-from dialplan.private import restrict
+from dialplan.private import restrict, write_private
 
 KIND = "quality"
 TIMEOUT = 5.0
@@ -48,11 +48,14 @@ def chosen(services: Services, team: str, draw: float | None = None) -> bool:
 
 async def prepare(services: Services, call_uniqueid: str, team: str) -> Path:
     """The file a consenting caller's call is recorded to, and its row (stored before the
-    file exists: MixMonitor writes it only once the call is bridged; a call nobody answered
-    leaves a row without a file, which lists and plays as nothing and goes with the rest)."""
+    call is bridged: MixMonitor writes it only then; a call nobody answered leaves the
+    empty file, which lists as nothing and goes with its row)."""
     directory = recordings_dir(services)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"quality-{secrets.token_hex(8)}.wav"
+    # Made here, empty and 0600: MixMonitor opens an existing file without changing its
+    # mode, so the voice is private from its first byte whatever Asterisk's umask is.
+    await asyncio.to_thread(write_private, path, b"")
     async with services.sessions() as session, session.begin():
         session.add(
             QuestionRecording(
