@@ -291,7 +291,8 @@ async def queue_faults(ex: Exchange) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         call = asyncio.create_task(in_line(ex, locked))
-        await until(lambda: "store unavailable" in ex.serve_log.read_text(), timeout=30)
+        # Held until the stay waits for it (the call's own events wait already).
+        await until(lambda: "keeping a queue events item" in ex.serve_log.read_text(), timeout=40)
         assert not stays(ex, locked)
     finally:
         db.execute("ROLLBACK")
