@@ -24,6 +24,7 @@ from cti.services import Services
 from cti.web.auth import current_user, require_role
 from cti.web.context import SERVICES
 from cti.web.jsonapi import json_error, json_object, refusal
+from dialplan.config import KCC_ID
 
 
 def setup(app: web.Application) -> None:
@@ -56,6 +57,7 @@ async def calls_to_coach(request: web.Request) -> web.Response:
     user = require_role(request, "supervisor", "lead")
     config = request.app[SERVICES].config
     names = {phone.extension: phone.name for phone in config.phones}
+    teams = {team.id: team.name for team in config.teams} | {KCC_ID: "KCC"}
     now = time.time()
     calls = []
     for call in sorted(request.app[BOARD].calls.values(), key=lambda c: c.extension):
@@ -68,6 +70,7 @@ async def calls_to_coach(request: web.Request) -> web.Response:
                 "agent": call.extension,
                 "name": names.get(call.extension, ""),
                 "team": team,
+                "team_name": teams.get(team, team),
                 "seconds": max(0, round(now - call.since)),
             }
         )

@@ -175,7 +175,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Te laat",
         "coaching": "Meeluisteren",
-        "coaching intro": "Kies bij een gesprek hoe u meedoet; uw eigen toestel ({phone}) gaat over, en als u opneemt bent u erbij. Meeluisteren: u hoort beide kanten, niemand hoort u. Fluisteren: alleen de medewerker hoort u. Inbreken: de medewerker en de beller horen u.",
+        "coaching intro": "Kies bij een gesprek hoe u meedoet; uw eigen toestel ({phone}) gaat "
+        "over, en als u opneemt bent u erbij. Meeluisteren: u hoort beide kanten, niemand "
+        "hoort u. Fluisteren: alleen de medewerker hoort u. Inbreken: de medewerker en de "
+        "beller horen u.",
         "coaching tone": "De medewerker hoort een korte toon als u erbij komt.",
         "coaching none": "Er is nu geen gesprek met een medewerker waarbij u mag meeluisteren.",
         "coaching agent": "Medewerker",
@@ -185,7 +188,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "coach whisper": "Fluisteren",
         "coach barge": "Inbreken",
         "coach at": "bij {agent}",
-        "coach ringing": "Uw toestel {phone} gaat over: neem op om bij {agent} te {mode}.",
+        "coach ringing": "Uw toestel {phone} gaat over: neem op om mee te doen bij {agent} "
+        "({mode}).",
         "first line today": "Eerstelijnsafhandeling vandaag",
         "first line report": "Eerstelijnsafhandeling per dag",
         "not handled": "Niet zelf afgehandeld (de laatste 50)",
@@ -550,7 +554,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "open hoppers short": "Open",
         "overdue short": "Overdue",
         "coaching": "Listen in",
-        "coaching intro": "Choose how to join a call; your own phone ({phone}) rings, and when you answer you are on the call. Listen: you hear both sides, nobody hears you. Whisper: only the agent hears you. Barge: the agent and the caller hear you.",
+        "coaching intro": "Choose how to join a call; your own phone ({phone}) rings, and when "
+        "you answer you are on the call. Listen: you hear both sides, nobody hears you. "
+        "Whisper: only the agent hears you. Barge: the agent and the caller hear you.",
         "coaching tone": "The agent hears a short tone when you join.",
         "coaching none": "There is no call with an agent you may listen in on now.",
         "coaching agent": "Agent",
@@ -560,7 +566,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "coach whisper": "Whisper",
         "coach barge": "Barge",
         "coach at": "at {agent}",
-        "coach ringing": "Your phone {phone} rings: answer to {mode} at {agent}.",
+        "coach ringing": "Your phone {phone} rings: answer to join {agent} ({mode}).",
         "first line today": "First-line resolution today",
         "first line report": "First-line resolution per day",
         "not handled": "Not handled by the team itself (the last 50)",

@@ -54,9 +54,9 @@
       tr.dataset.call = c.call;
       const who = document.createElement("th");
       who.scope = "row";
-      who.textContent = c.name ? c.agent + " (" + c.name + ")" : c.agent;
+      who.textContent = c.name && c.name !== c.agent ? c.name + " (" + c.agent + ")" : c.agent;
       const team = document.createElement("td");
-      team.textContent = c.team;
+      team.textContent = c.team_name;
       const since = document.createElement("td");
       since.dataset.c = "since";
       since.textContent = minutes(c.seconds);
