@@ -6,6 +6,11 @@ number": the citizen called the team and heard the promise. A caller who hangs u
 the message still gets the hopper on their caller ID, for the same reason; an anonymous
 caller who keys no number gets none (there is nobody to call back).
 
+A caller whose own number the callback rule refuses (0900/0906/0909, abroad) hears why and
+may key another; one who keys none has no number a hopper may carry, so a team's offer
+sends them to the KCC while it is open (BEREIK_ROUTE=kcc: the dialplan's own fallback path
+to a person, as the virtual hold sends such a caller back into the line).
+
 A KCC agent who consults the team (attended transfer) and hears no answer is told so
 and gets their caller back on the phone; the agent makes the hopper, with a note, on
 the screen (POST /api/hoppers). No automatic hopper there: the agent's own number is
@@ -29,6 +34,7 @@ from cti.hoppers.service import (
     callback_number,
     create_hopper,
     normalise_number,
+    open_now,
 )
 from cti.services import Services
 from cti.store.models import Call
@@ -131,6 +137,14 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         await _make(services, channel, team_id, number, reason, agent, category)
         raise
     made = await _make(services, channel, team_id, number, reason, agent, category)
+    if not number and refused and found is not None and open_now(config):
+        # No number we may dial, but the question must not be lost: a person takes it.
+        channel.log.info("refused caller ID and no number keyed: to the KCC")
+        with contextlib.suppress(AgiCommandFailed):
+            await _say(channel, services, [TO_KCC], escape="")
+        await channel.set_variable("BEREIK_ROUTE", "kcc")
+        await channel.finish()
+        return
     if made:
         goodbye = [f"Dank u wel. {team_name} belt u terug op", *digit_prompts(number), "Tot ziens."]
     else:
@@ -164,6 +178,9 @@ NOT_CALLABLE = (
     "Naar het nummer waarmee u belt, bellen wij niet terug: "
     "geen betaalde nummers en geen buitenlandse nummers."
 )
+
+# Said to a caller whose number was refused and who keyed none, before the KCC takes over.
+TO_KCC = "U wordt doorverbonden met het klantcontactcentrum."
 
 
 def own_number(callerid: str, services: Services) -> tuple[str, bool]:

@@ -1,6 +1,8 @@
-"""A paid (0900) caller asks for the virtual hold: real Asterisk app_queue, `bereik serve`,
-a sipp citizen on the trunk and an agent phone. The exchange never dials the 0900 number,
-the caller hears why, keeps their place in line and is answered by the agent."""
+"""A paid (0900) caller asks for a callback: real Asterisk, `bereik serve`, sipp citizens
+on the trunk and phones. The exchange never dials the 0900 number and the caller hears why.
+In the virtual hold the caller keeps their place in line and is answered by the agent; at a
+team's callback offer the KCC takes the call, while a citizen calling the team at the same
+time gets their hopper."""
 
 from __future__ import annotations
 
@@ -10,15 +12,32 @@ from pathlib import Path
 
 import pytest
 
-from agi.handlers.hopper import NOT_CALLABLE
+from agi.handlers.hopper import NOT_CALLABLE, TO_KCC
 from agi.handlers.queue import VHOLD_PROMISE
-from bench.exchange import Exchange, until
+from bench.exchange import Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from tests.support.waiting_line import feature_code, kcc_line, phone_calls, sign_in
 
 pytestmark = pytest.mark.e2e
 
 PREMIUM = "09001234567"
+CITIZEN = "0612345678"
+TEAM = """
+[[teams]]
+id = "vergunningen"
+name = "Vergunningen"
+number = "7001"
+members = ["3001"]
+ring_seconds = 5
+mailbox = "vergunningen@gemeente.example"
+"""
+
+
+def prompt_played(ex: Exchange, text: str) -> bool:
+    """Whether Asterisk played the prompt of `text` (its cached file's name) in this call."""
+    digest = hashlib.sha256(f"nl\0{text}".encode()).hexdigest()[:24]
+    full_log = (ex.host_instance / "log" / "full.log").read_text(errors="replace")
+    return f"prompts/{digest}" in full_log
 
 
 def in_line(ex: Exchange) -> bool:
@@ -67,7 +86,42 @@ async def test_a_0900_caller_who_asks_for_the_virtual_hold_is_never_called_back_
         assert ex.rows("select count(*) from virtual_holds") == [(0,)]
         assert originates == [] and dials == []
         # The caller heard why (the prompt of the promise with the refusal, by its name).
-        said = f"{VHOLD_PROMISE}. {NOT_CALLABLE}"
-        digest = hashlib.sha256(f"nl\0{said}".encode()).hexdigest()[:24]
-        full_log = (ex.host_instance / "log" / "full.log").read_text(errors="replace")
-        assert f"prompts/{digest}" in full_log
+        assert prompt_played(ex, f"{VHOLD_PROMISE}. {NOT_CALLABLE}")
+
+
+async def test_a_0900_caller_at_a_teams_offer_who_keys_no_number_reaches_the_kcc(
+    installation: asterisk.Installation, tmp_path: Path
+) -> None:
+    phones = [Phone("2001", free_port(), "KCC Anna"), Phone("3001", free_port(), "Carla")]
+    with exchange(installation, tmp_path, phones=phones, teams_toml=TEAM) as ex:
+        ex.start_asterisk()
+        ex.start_serve()
+        ex.phone("3001", mode="noanswer")
+        ex.phone("2001", ring_ms=300)
+        async with ex.ami_events() as ami:
+            # Nobody of the team answers (5 s): the offer. The 0900 caller hears why their
+            # number is not called back and keys none ("#" ends each question early); a
+            # citizen calling the team at the same time confirms their own number.
+            premium, citizen = await asyncio.gather(
+                ex.call(
+                    "7001",
+                    caller=PREMIUM,
+                    keys="#,,,#,,,#,,,#",
+                    key_delay_ms=1000,
+                    hold_ms=10_000,
+                    timeout_s=60,
+                ),
+                ex.call("7001", caller=CITIZEN, keys="1", key_delay_ms=2500, hold_ms=8000),
+            )
+            kcc = [e for e in ami.matching("DialEnd") if "PJSIP/2001-" in e.get("DestChannel", "")]
+            dials = [e for e in ami.matching("DialBegin") if PREMIUM in e.get("DestChannel", "")]
+        assert premium.returncode == 0, premium.stderr[-500:]
+        assert citizen.returncode == 0, citizen.stderr[-500:]
+        # A person took the 0900 caller's question: the KCC's phone answered the call.
+        assert [e["DialStatus"] for e in kcc] == ["ANSWER"]
+        assert prompt_played(ex, TO_KCC)
+        # The citizen's call reached its end: their hopper, on their own number. No hopper
+        # and no dial on the 0900 number.
+        rows = await until(lambda: ex.rows("SELECT team_id, caller FROM hoppers"))
+        assert [tuple(r) for r in rows] == [("vergunningen", CITIZEN)]
+        assert dials == []
