@@ -69,13 +69,19 @@ async def test_a_stranger_calling_as_the_trunk_is_refused_while_a_citizen_is_ans
 ) -> None:
     target = f"127.0.0.1:{single.ports.sip}"
     citizen = asyncio.create_task(citizen_call(single, "0611000001"))
-    # From user "trunk" (the endpoint's name), then From, To and auth user all "trunk".
-    by_from = await sipp(single.workdir, "as-trunk-from", call_as("trunk"), target)
-    by_all = await sipp(
-        single.workdir, "as-trunk-all", call_as("trunk", "trunk"), target, "-au", "trunk"
-    )
-    assert by_from[0] == 0, by_from[1][-1500:]
-    assert by_all[0] == 0, by_all[1][-1500:]
+    # From user "trunk" (the endpoint's name), then From, To and auth user all "trunk",
+    # then a user of the scanner's own, and a number the exchange does not have.
+    tries = [
+        await sipp(single.workdir, "as-trunk-from", call_as("trunk"), target),
+        await sipp(
+            single.workdir, "as-trunk-all", call_as("trunk", "trunk"), target, "-au", "trunk"
+        ),
+        await sipp(single.workdir, "as-scanner", call_as("x7f3q"), target, "-au", "x7f3q"),
+        await sipp(single.workdir, "to-nowhere", call_as("100"), target, service="98765"),
+    ]
+    for code, messages in tries:
+        # Each ends in 401 or 403 (a challenge no password meets), never answered.
+        assert code == 0, messages[-1500:]
     await answered_and_ended(single, await citizen, "0611000001")
     assert [row.caller for row in single.rows("SELECT caller FROM calls")] == ["0611000001"]
     # Asterisk's security log names the stranger's address, for fail2ban.
@@ -249,7 +255,7 @@ async def test_kamailio_bans_a_source_that_floods(edge: Cluster) -> None:
     assert "(flood)" in kamailio_log(edge)
 
 
-async def test_a_phone_registers_and_calls_over_tls_at_kamailio(
+async def test_a_phone_registers_and_calls_over_tls_at_kamailio_with_srtp(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
     tls_port = free_port()
@@ -257,11 +263,15 @@ async def test_a_phone_registers_and_calls_over_tls_at_kamailio(
         f'\n[tls]\ncert_file = "{tmp_path}/tls/cert.pem"\nkey_file = "{tmp_path}/tls/key.pem"\n'
         f"sip_port = {free_port()}\n"
     )
+    # 2002 is a TLS phone: it signs in at Kamailio over TLS only, and every call is SRTP.
+    desk = [Phone("2001", free_port(), "KCC Anna"), Phone("2002", free_port(), transport="tls")]
     with cluster(
         installation,
         tmp_path,
         nodes=("a",),
-        phones=phones(),
+        phones=desk,
+        # The trunk elsewhere: a phone on the trunk's address would be taken as the trunk.
+        asterisk_toml=ON_THE_TRUNK,
         extra_toml=tls,
         # Kamailio reads the TLS pair after dropping to its user, who cannot pass the
         # test's private directories (0700, root's): here it stays root.
@@ -271,13 +281,15 @@ async def test_a_phone_registers_and_calls_over_tls_at_kamailio(
         ex.start_asterisk()
         ex.start_serve()
         ex.phone("2001", ring_ms=200)
+        # The node's SIP messages in its full.log: what reached it through Kamailio.
+        ex.node_cli("a", "pjsip set logger on")
         password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2002"]
         phone = Baresip(
             ex.workdir,
             f"sip:2002@127.0.0.1:{tls_port};transport=tls",
             password=password,
             ca_file=ex.config.tls.cert_file,
-            srtp=False,
+            srtp=True,  # mediaenc=srtp-mand: SDES keys in the SDP, nothing else accepted
         )
         await phone.start()
         try:
@@ -286,6 +298,32 @@ async def test_a_phone_registers_and_calls_over_tls_at_kamailio(
             await until(lambda: "transport=tls" in located(ex, "2002").lower())
             await phone.command("dial", f"sip:14070@127.0.0.1:{tls_port};transport=tls")
             await phone.wait_for("CALL_ESTABLISHED")  # the IVR answered, through Kamailio
+            assert phone.logged("SRTP is Enabled")
         finally:
             await phone.stop()
         await until(lambda: ex.rows("SELECT caller FROM calls WHERE caller = '2002'"))
+        # The node got the phone's SRTP offer untouched and answered it with SRTP.
+        sip = (ex.node_dir("a") / "log" / "full.log").read_text(errors="replace")
+        messages = sip.split("<--- ")
+        offers = [m for m in messages if m.startswith("Received") and "INVITE sip:14070" in m]
+        answers = [m for m in messages if m.startswith("Transmitting") and "SIP/2.0 200 OK" in m]
+        answers = [m for m in answers if "m=audio" in m]
+        assert offers and answers, sip[-3000:]
+        for message in (offers[-1], answers[-1]):
+            assert "RTP/SAVP" in message and "a=crypto:" in message, message
+        # The same phone over plain UDP is not 2002 at Kamailio (its keys would travel in
+        # the clear): refused before any node sees it.
+        plain = Baresip(
+            ex.workdir,
+            f"sip:2002@127.0.0.1:{ex.ports.sip}",
+            password=password,
+            ca_file=ex.config.tls.cert_file,
+            register=False,
+        )
+        await plain.start()
+        try:
+            await plain.command("dial", f"sip:14070@127.0.0.1:{ex.ports.sip}")
+            closed = await plain.wait_for("CALL_CLOSED")
+            assert closed["param"].startswith("403"), closed
+        finally:
+            await plain.stop()

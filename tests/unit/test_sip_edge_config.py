@@ -302,3 +302,29 @@ def test_a_wrong_call_out_setting_is_one_clear_line(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         load(write(tmp_path, f"\n[calls_out]\n{text}\n"))
+
+
+def test_behind_kamailio_a_tls_phone_is_known_only_over_tls_and_its_calls_need_srtp(
+    tmp_path: Path,
+) -> None:
+    tls = f'\n[tls]\ncert_file = "{tmp_path}/tls/cert.pem"\nkey_file = "{tmp_path}/tls/key.pem"\n'
+    nodes = NODES.format(kamailio=tmp_path / "kamailio") + tls
+    text = nodes + '\n[[phones]]\nextension = "2003"\ntransport = "tls"\n'
+    path = write(tmp_path, text)
+    assert main(["tls", "selfsigned", "--config", str(path)]) == 0
+    config = load(path)
+    home = render_kamailio(config, installation(tmp_path))
+    KamailioProcess(config).check()
+    cfg = (home / "kamailio.cfg").read_text()
+    secret = json.loads(secrets_file(installation(tmp_path), config).read_text())
+    password = secret["phones"]["2003"]
+    case = cfg.split('case "2003":')[1].split("break;")[0]
+    assert "if (proto == TLS) {" in case and password in case
+    # The node reaches the phone through Kamailio, and refuses a call without SRTP.
+    etc = render(config.node("a"), installation(tmp_path))
+    pjsip = (etc / "pjsip.conf").read_text()
+    phone = section(pjsip, "2003", "endpoint")
+    assert "media_encryption = sdes\n" in phone and "media_encryption_optimistic = no\n" in phone
+    assert "transport = transport-tls" not in phone
+    assert "context = from-internal\n" in phone
+    assert "contact = sip:2003@127.0.0.1:5060\n" in section(pjsip, "2003", "aor")
