@@ -61,6 +61,7 @@ from cti.survey import http as survey_http
 from cti.survey import service as survey
 from cti.users import pages as users_pages
 from cti.voice import http as voice_http
+from cti.voice import pages as voice_pages
 from cti.voice import savings
 from cti.web import openapi, pages
 from cti.web.app import Plugin, create_app
@@ -292,6 +293,7 @@ def web_app(
         reports_http.setup,
         reports_pages.setup,
         voice_http.setup,
+        voice_pages.setup,
         survey_http.setup,
     ]
     return create_app(services, plugins)

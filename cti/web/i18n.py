@@ -71,6 +71,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "transfer": "Doorverbinden",
         "transferred": "Doorverbonden naar {team}.",
         "stop recording": "Opname stoppen",
+        "quality screen": "Kwaliteitsopnames",
+        "quality intro": (
+            "Opnames van gesprekken waarvoor de beller toestemming gaf. U hoort ze als "
+            "leidinggevende van het team of als supervisor; elke keer luisteren wordt "
+            "vastgelegd. Ze worden na de bewaartermijn verwijderd."
+        ),
+        "no quality recordings": "Er zijn geen opnames.",
+        "quality seconds": "Seconden",
+        "quality listen": "Beluisteren",
         "recording stopped": "De opname is gestopt.",
         "not recorded": "Dit gesprek wordt niet opgenomen.",
         "register category": "Vraagsoort vastleggen",
@@ -453,6 +462,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "transfer": "Transfer",
         "transferred": "Transferred to {team}.",
         "stop recording": "Stop recording",
+        "quality screen": "Quality recordings",
+        "quality intro": (
+            "Recordings of calls whose caller consented. You hear them as the team's lead "
+            "or as a supervisor; every listen is logged. They are deleted after the "
+            "retention term."
+        ),
+        "no quality recordings": "There are no recordings.",
+        "quality seconds": "Seconds",
+        "quality listen": "Listen",
         "recording stopped": "The recording has stopped.",
         "not recorded": "This call is not being recorded.",
         "register category": "Register question type",

@@ -56,12 +56,18 @@ TEMPLATES = jinja2.Environment(
 SCREENS: dict[str, list[tuple[str, str]]] = {
     "agent": [("/kcc", "kcc screen")],
     "member": [("/team", "team screen")],
-    "lead": [("/team", "team screen"), ("/board", "board screen"), ("/reports", "reports screen")],
+    "lead": [
+        ("/team", "team screen"),
+        ("/board", "board screen"),
+        ("/reports", "reports screen"),
+        ("/quality", "quality screen"),
+    ],
     "operator": [("/operator", "operator screen")],
     "supervisor": [
         ("/board", "board screen"),
         ("/team", "team screen"),
         ("/reports", "reports screen"),
+        ("/quality", "quality screen"),
     ],
     "admin": [
         ("/admin", "admin screen"),
@@ -71,6 +77,7 @@ SCREENS: dict[str, list[tuple[str, str]]] = {
         ("/operator", "operator screen"),
         ("/board", "board screen"),
         ("/reports", "reports screen"),
+        ("/quality", "quality screen"),
     ],
 }
 

@@ -192,7 +192,11 @@ async def test_a_refusing_caller_is_not_recorded_an_accepting_one_is_heard_by_th
             played = await http.get(ex.url(url), headers=as_lea)
             assert played.status == 200 and played.content_type == "audio/wav"
             assert await played.read() == Path(recording.path).read_bytes()  # noqa: ASYNC240
+            screen = await http.get(ex.url("/quality"), headers=as_lea)
+            assert screen.status == 200
+            assert f'data-recording="{recording.id}"' in await screen.text()
             as_piet = {"Authorization": f"Bearer {piet}"}
+            assert (await http.get(ex.url("/quality"), headers=as_piet)).status == 403
             assert (await http.get(ex.url(url), headers=as_piet)).status == 403
             assert (
                 await http.get(ex.url("/api/quality-recordings"), headers=as_piet)
