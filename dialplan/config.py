@@ -361,13 +361,6 @@ class Coaching(Strict):
     announce: bool = True
 
 
-class Coaching(Strict):
-    """Listening in on an agent's call (cti/coaching): whether the agent hears a short
-    tone when a supervisor or team lead joins (works council agreements ask it)."""
-
-    announce: bool = True
-
-
 class Phone(Strict):
     """A SIP phone: a KCC agent's or a team member's desk phone."""
 
@@ -825,7 +818,6 @@ class Config(Strict):
     kcc: Kcc = Kcc()
     queue: Queue = Queue()
     norms: Norms = Norms()
-    coaching: Coaching = Coaching()
     coaching: Coaching = Coaching()
     phones: list[Phone] = []
     teams: list[Team] = []
