@@ -449,6 +449,14 @@ class BereikMetrics:
             "AMI events dropped because the event queue was full; figures may be incomplete.",
             registry=r,
         )
+        self.ami_event_failures = Counter(
+            "bereik_ami_event_failures",
+            "AMI events a part of bereik serve failed on (a fault in the code, logged with "
+            "its traceback), by the part (subscriber: a function name from the code); that "
+            "part skipped the event, so its rows or screens may miss it.",
+            ["subscriber"],
+            registry=r,
+        )
 
         # What callers choose in the 14070 menu. Why: nobody knew what callers ask; the share
         # of each key (and of wrong keys and silence) shows whether the menu and the
@@ -641,6 +649,9 @@ class BereikMetrics:
 
     def ami_event_dropped(self, count: int = 1) -> None:
         self.ami_events_dropped.inc(count)
+
+    def ami_event_failed(self, subscriber: str) -> None:
+        self.ami_event_failures.labels(subscriber=subscriber).inc()
 
     def set_hopper_gauges(self, gauges: Mapping[str, tuple[int, int]]) -> None:
         """Set open and overdue hoppers from ``cti.calls.norms.hopper_gauges``.

@@ -1,8 +1,11 @@
 """The one consumer of AMI events: hands each event to every subscriber, in order.
 
 Subscribers (the call tracker, click-to-call outcomes, the agent popup) each get every
-event. A subscriber that raises is logged and skipped for that event; it never stops the
-others or the reading of events.
+event. A subscriber that raises is logged and skipped for that event, and counted
+(`on_failure`: bereik_ami_event_failures_total and its alert), so a bug that costs events is
+seen, not only logged; it never stops the others or the reading of events. What a
+subscriber writes to the store waits out a store fault by the store's own policy
+(cti/store/faults.py): what reaches this guard is a fault of the code, not the database.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ Subscriber = Callable[[Message], Awaitable[None] | None]
 
 
 class EventBus:
-    def __init__(self, queue: asyncio.Queue[Message]) -> None:
+    def __init__(
+        self,
+        queue: asyncio.Queue[Message],
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self.queue = queue
         self.subscribers: list[Subscriber] = []
         self.handled = 0
+        self.on_failure = on_failure
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)
@@ -45,6 +53,8 @@ class EventBus:
                 log.exception(
                     "AMI subscriber %s failed on %s", _name(subscriber), event.get("Event", "?")
                 )
+                if self.on_failure is not None:
+                    self.on_failure(_name(subscriber))
 
 
 def _name(subscriber: Subscriber) -> str:
