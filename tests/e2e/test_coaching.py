@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
+import weakref
 from pathlib import Path
 
 from bench.exchange import Phone, exchange, free_port, until
@@ -46,8 +49,11 @@ class TonePhone(Baresip):
              "synth", "60", "sine", str(hz), "vol", "0.3"],
             check=True,
         )  # fmt: skip
-        self.received = self.directory / "received"
-        self.received.mkdir()
+        # baresip's sndfile names a dump "<snd_path>/dump-<time>-<peer>-<enc|dec>.wav" in a
+        # buffer of 128 characters: under an xdist worker's long tmp_path the name was cut
+        # before "-dec", and the two streams' dumps shared one file. A short directory.
+        self.received = Path(tempfile.mkdtemp(prefix="snd-"))
+        weakref.finalize(self, shutil.rmtree, self.received, True)
         config = (self.directory / "config").read_text()
         config = re.sub(r"sip_listen \S+", f"sip_listen 127.0.0.1:{port}", config)
         config = re.sub(r"sip_cafile .*\n", "", config)

@@ -264,8 +264,9 @@ def stays(ex: Exchange, caller: str) -> list[Any]:
     return ex.rows("SELECT outcome FROM queue_calls WHERE caller = :c", c=caller)
 
 
-async def in_line(ex: Exchange, caller: str, hold_ms: int = 8000) -> None:
-    """A citizen who presses 0 for the KCC's line; the agent answers and hangs up."""
+async def in_line(ex: Exchange, caller: str, hold_ms: int = 20_000) -> None:
+    """A citizen who presses 0 for the KCC's line; the agent answers and hangs up (the call
+    ends then: `hold_ms` is how long the caller would wait on a busy machine)."""
     result = await ex.call("14070", caller=caller, keys="0", key_delay_ms=1000, hold_ms=hold_ms)
     assert result.returncode == 0, result.stderr[-500:]
 
@@ -314,7 +315,7 @@ async def ami_faults(ex: Exchange, proxy: AmiProxy) -> None:
 
     # The connection killed in the middle of a message while a call is in line.
     cut = "0612300023"
-    call = asyncio.create_task(in_line(ex, cut, hold_ms=10_000))
+    call = asyncio.create_task(in_line(ex, cut, hold_ms=30_000))
     await until(lambda: stays(ex, cut), timeout=30)
     proxy.cut_mid_message()
     await until(lambda: proxy.cuts == 1, timeout=10)
