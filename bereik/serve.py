@@ -97,7 +97,11 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     """
     config, ami = services.config, services.ami
     assert ami is not None  # open_services(with_ami=True) made it
-    bus = EventBus(ami.events, on_failure=services.metrics.ami_event_failed)
+    bus = EventBus(
+        ami.events,
+        on_failure=services.metrics.ami_event_failed,
+        on_subscribe=services.metrics.init_ami_subscriber,
+    )
     # One process records the calls of this Asterisk (on SQLite: this one); every process
     # follows AMI for its own screens.
     lease = tracking_lease.TrackingLease.for_store(

@@ -650,6 +650,10 @@ class BereikMetrics:
     def ami_event_dropped(self, count: int = 1) -> None:
         self.ami_events_dropped.inc(count)
 
+    def init_ami_subscriber(self, subscriber: str) -> None:
+        """A part that takes AMI events: its failure count, at 0 (cti/ami/bus.py)."""
+        self.ami_event_failures.labels(subscriber=subscriber)
+
     def ami_event_failed(self, subscriber: str) -> None:
         self.ami_event_failures.labels(subscriber=subscriber).inc()
 

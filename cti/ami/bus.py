@@ -28,14 +28,20 @@ class EventBus:
         self,
         queue: asyncio.Queue[Message],
         on_failure: Callable[[str], None] | None = None,
+        on_subscribe: Callable[[str], None] | None = None,
     ) -> None:
         self.queue = queue
         self.subscribers: list[Subscriber] = []
         self.handled = 0
         self.on_failure = on_failure
+        # Each part's failure count exists at 0 from its subscription on: Prometheus'
+        # increase() cannot see a counter's first failure if its series starts at 1.
+        self.on_subscribe = on_subscribe
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)
+        if self.on_subscribe is not None:
+            self.on_subscribe(_name(subscriber))
 
     async def run(self) -> None:
         while True:

@@ -31,10 +31,22 @@ class Broken:
 
 def test_a_part_that_raises_is_counted_by_name_and_the_others_get_every_event() -> None:
     metrics = BereikMetrics(teams=[], handlers=[])
-    bus = EventBus(asyncio.Queue(), on_failure=metrics.ami_event_failed)
+    bus = EventBus(
+        asyncio.Queue(),
+        on_failure=metrics.ami_event_failed,
+        on_subscribe=metrics.init_ami_subscriber,
+    )
     broken, tracker = Broken(), Tracker()
     bus.subscribe(broken.on_event)
     bus.subscribe(tracker.on_event)
+
+    def failures(subscriber: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "bereik_ami_event_failures_total", {"subscriber": subscriber}
+        )
+
+    # Each part's count is there at 0 before any event (so the first failure shows).
+    assert failures("Broken.on_event") == 0.0 and failures("Tracker.on_event") == 0.0
 
     async def run() -> None:
         for name in ("Newchannel", "Hangup", "Newchannel"):
@@ -42,7 +54,4 @@ def test_a_part_that_raises_is_counted_by_name_and_the_others_get_every_event() 
 
     asyncio.run(run())
     assert tracker.seen == ["Newchannel", "Hangup", "Newchannel"]
-    failed = metrics.registry.get_sample_value(
-        "bereik_ami_event_failures_total", {"subscriber": "Broken.on_event"}
-    )
-    assert failed == 1.0
+    assert failures("Broken.on_event") == 1.0 and failures("Tracker.on_event") == 0.0

@@ -78,6 +78,7 @@ def test_alert_unit_tests_feed_series_that_bereik_exports() -> None:
     metrics = BereikMetrics(["vergunningen", "parkeren"], ["menu", "route"])
     metrics.set_norm_ratios({("vergunningen", "today"): 0.5})
     metrics.init_worker("outbox")  # a supervised part's series (cti/supervisor.py)
+    metrics.init_ami_subscriber("CallListener.on_event")  # a part on the bus (cti/ami/bus.py)
     exported = {
         sample.name
         for family in text_string_to_metric_families(metrics.render().decode())
