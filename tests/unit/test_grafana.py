@@ -133,6 +133,7 @@ def test_expressions_are_collected_from_dashboards_and_rules() -> None:
 def known_series() -> set[str]:
     metrics = BereikMetrics(teams=["t"], handlers=["h"])
     metrics.init_worker("outbox")  # a supervised part's series (cti/supervisor.py)
+    metrics.init_ami_subscriber("CallListener.on_event")  # a part on the bus (cti/ami/bus.py)
     metrics.set_norm_ratios({("t", "today"): 1.0})  # series not pre-created: the ratios
     for gauge in (metrics.queue.service_level, metrics.queue.asa, metrics.queue.agents_needed):
         metrics.queue.set_ratio(gauge, "kcc", 1.0)

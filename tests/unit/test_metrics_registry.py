@@ -32,6 +32,7 @@ CONTRACT = {
     "bereik_agi_command_seconds": ("histogram", set()),
     "bereik_agi_refused": ("counter", {"reason"}),
     "bereik_ami_events_dropped": ("counter", set()),
+    "bereik_ami_event_failures": ("counter", {"subscriber"}),
     "bereik_recording_pin_lockouts": ("counter", set()),
     "bereik_login_lockouts": ("counter", set()),
     "bereik_ivr_choices": ("counter", {"path", "destination"}),
