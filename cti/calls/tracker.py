@@ -255,26 +255,30 @@ class CallTracker:
                     for e in ended
                 ]
         for uniqueid, channel in sorted(live.items()):
-            if uniqueid in self.by_channel:
-                continue
-            linkedid = str(channel.get("Linkedid") or uniqueid)
-            found = self.by_linkedid.get(linkedid)
-            if found is not None:
-                call = found
+            known = self.by_channel.get(uniqueid)
+            if known is not None:
+                # A leg we followed may have been answered while we were not listening (the
+                # connection cut between the ringing and the bridge): the bridge says so.
+                call = known
             else:
-                if uniqueid != linkedid:
-                    continue  # a leg of a call whose first channel we have not seen yet
-                started = now - _duration(str(channel.get("Duration", "")))
-                entry, kind = self._entry_from_context(channel)
-                if not kind:
-                    continue
-                call = self._new_call(uniqueid, linkedid, entry, kind, channel, started)
-                call.resynced = True
-                effects.append(Started(uniqueid, linkedid, entry, call.caller, started))
-            self._add_channel(call, uniqueid)
-            team = self._team_of(channel)
-            if team and not call.offers:
-                call.offers.append(Offer(team=team, since=call.started))
+                linkedid = str(channel.get("Linkedid") or uniqueid)
+                found = self.by_linkedid.get(linkedid)
+                if found is not None:
+                    call = found
+                else:
+                    if uniqueid != linkedid:
+                        continue  # a leg of a call whose first channel we have not seen yet
+                    started = now - _duration(str(channel.get("Duration", "")))
+                    entry, kind = self._entry_from_context(channel)
+                    if not kind:
+                        continue
+                    call = self._new_call(uniqueid, linkedid, entry, kind, channel, started)
+                    call.resynced = True
+                    effects.append(Started(uniqueid, linkedid, entry, call.caller, started))
+                self._add_channel(call, uniqueid)
+                team = self._team_of(channel)
+                if team and not call.offers:
+                    call.offers.append(Offer(team=team, since=call.started))
             if channel.get("BridgeId") and uniqueid != call.uniqueid and call.offers:
                 offer = call.offers[-1]
                 if offer.answered_at is None:

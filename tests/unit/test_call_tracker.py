@@ -244,6 +244,28 @@ def test_resync_takes_up_a_call_in_progress_with_an_unknown_wait() -> None:
     assert (end.outcome, end.team, end.wait_seconds) == ("answered_kcc", "kcc", None)
 
 
+def test_a_call_answered_while_ami_was_cut_is_answered_after_the_resync() -> None:
+    """The connection dropped between the agent's ringing and the bridge (the DialEnd was
+    never read): the resync finds both legs in one bridge, so the call was answered."""
+    t = tracker()
+    caller = channel("6.0", "6.0", "PJSIP/trunk-6", "from-trunk", "14070", Timestamp="100")
+    t.feed(event("Newchannel", **caller))
+    kcc = {**caller, "Context": "bereik-kcc", "Exten": "s"}
+    t.feed(event("UserEvent", UserEvent="BereikRoute", Team="kcc", **kcc))
+    agent = channel("6.1", "6.0", "PJSIP/2001-6", "from-internal", "s", Timestamp="101")
+    t.feed(event("Newchannel", **agent))
+    dial = {**kcc, "DestUniqueid": "6.1", "DestChannel": "PJSIP/2001-6", "Timestamp": "101"}
+    t.feed(event("DialBegin", **dial))
+    live = [
+        {"Event": "CoreShowChannel", **kcc, "BridgeId": "b6", "Duration": "00:00:05"},
+        {"Event": "CoreShowChannel", **agent, "BridgeId": "b6", "Duration": "00:00:04"},
+    ]
+    assert t.resync(live) == [Answered("6.0", "kcc", "2001", None)]
+    assert t.resync(live) == []  # answered once
+    (end,) = ended(t.resync([])).values()
+    assert (end.outcome, end.team) == ("answered_kcc", "kcc")
+
+
 def test_calls_between_extensions_are_not_followed() -> None:
     t = tracker()
     effects = t.feed(
