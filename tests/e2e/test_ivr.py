@@ -299,9 +299,10 @@ async def test_a_key_pressed_while_the_closed_message_plays_answers_the_callback
         ex.start_asterisk()
         ex.start_serve()
         async with ex.ami_events() as ami:
-            # One key, 3 s in: the closed message or the opening hours are still playing.
+            # One key, 5 s in: the closed message or the opening hours are still playing
+            # (together about 8 s), even when a busy machine starts them a few seconds late.
             result = await ex.call(
-                "14070", caller="0633333302", keys="1", key_delay_ms=3000, hold_ms=20000
+                "14070", caller="0633333302", keys="1", key_delay_ms=5000, hold_ms=20000
             )
             assert result.returncode == 0, result.stderr
             uniqueid = ami.matching("Newchannel", CallerIDNum="0633333302")[0]["Uniqueid"]

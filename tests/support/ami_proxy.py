@@ -39,11 +39,21 @@ class AmiProxy:
                 self._server.close()
             for writer in self._writers:
                 writer.transport.abort()
+            # Every connection's coroutine ends here, on this loop: one left pending would be
+            # finalized later by the garbage collector in whatever thread runs then (once,
+            # inside the next test's import, which CPython 3.11 failed with "AST constructor
+            # recursion depth mismatch").
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     @property
     def injected(self) -> bool:
