@@ -109,12 +109,8 @@ async def get_quality_recordings(request: web.Request) -> web.Response:
     """The quality recordings the user may hear (their team's as lead; all as supervisor),
     newest first: ids, team, when, length, the caller masked. Listing is audited."""
     user = require_role(request, "lead", "supervisor")
-    teams = None if user.role in quality.LISTENERS else [user.team_id]
     services = request.app[SERVICES]
-    found = await quality.kept(services, teams)
-    async with services.sessions() as session:
-        audit(session, user.name, "view", "quality recordings", "", f"{len(found)} listed")
-        await session.commit()
+    found = await quality.listed(services, user)
     return web.json_response(
         {
             "recordings": [

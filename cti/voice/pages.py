@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from cti.audit import audit
 from cti.voice import quality
 from cti.web.auth import mask_number, require_role
 from cti.web.context import SERVICES
@@ -22,12 +21,8 @@ def setup(app: web.Application) -> None:
 
 async def quality_page(request: web.Request) -> web.Response:
     user = require_role(request, "lead", "supervisor")
-    teams = None if user.role in quality.LISTENERS else [user.team_id]
     services = request.app[SERVICES]
-    found = await quality.kept(services, teams)
-    async with services.sessions() as session:
-        audit(session, user.name, "view", "quality recordings", "", f"{len(found)} listed")
-        await session.commit()
+    found = await quality.listed(services, user)
     zone = ZoneInfo(services.config.exchange.timezone)
     names = {team.id: team.name for team in services.config.teams} | {"kcc": "KCC"}
     rows = [

@@ -26,9 +26,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
+from cti.audit import audit
 from cti.errors import DomainError
 from cti.services import Services
-from cti.store.models import Call, QuestionRecording
+from cti.store.models import Call, QuestionRecording, User
 from cti.voice.service import recordings_dir, wav_seconds
 from dialplan.private import restrict, write_private
 
@@ -153,3 +154,14 @@ async def stop(services: Services, call_uniqueid: str) -> bool:
     except AmiError as exc:
         raise StopError(f"stopping failed: {exc}", 502) from None
     return True
+
+
+async def listed(services: Services, user: User) -> list[Kept]:
+    """The quality recordings `user` may hear (their team's as its lead, every team's as a
+    listener), newest first; the listing itself is audited (the screen and the API)."""
+    teams = None if user.role in LISTENERS else [user.team_id]
+    found = await kept(services, teams)
+    async with services.sessions() as session:
+        audit(session, user.name, "view", "quality recordings", "", f"{len(found)} listed")
+        await session.commit()
+    return found
