@@ -5,13 +5,18 @@ the call is put through (agi/handlers/quality.py). The chosen caller hears that 
 may be recorded and can refuse with a key; a caller who does not refuse gets a
 ``MixMonitor`` on their own channel with option ``b``: only what is said while bridged to
 the agent or member goes into the file (not the ringing, not a callback offer after it).
-The agent can stop it (``stop``: AMI ``StopMixMonitor`` through the one AMI client).
+The agent can stop it (``stop``: AMI ``StopMixMonitor`` through the one AMI client; with
+several nodes sent to the node that carries the caller's channel, cti/ami/nodes.py
+``carrying``, as coaching's ChanSpy is: a MixMonitor is its own Asterisk's).
 
 The recording is stored as a question recording is (cti/voice/service.py): the same
 folder, a ``question_recordings`` row with ``kind = "quality"`` and the team, 0600, played
 through the same route. Only the team's lead and the supervisors (and admin) hear it,
 audited; retention deletes it after ``retention.quality_days``; ``bereik privacy erase``
-with every other trace of the caller's number.
+with every other trace of the caller's number. With several nodes every node records into
+that one folder (the shared ``[asterisk] instance_dir``, named to MixMonitor by its full
+path), so the row's path is the file whichever node made it: serving, retention and
+erasure need no node.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
+from cti.ami.nodes import AmiNodes
 from cti.audit import audit
 from cti.errors import DomainError
 from cti.services import Services
@@ -142,7 +148,10 @@ async def stop(services: Services, call_uniqueid: str) -> bool:
         )
         if citizen is None:
             raise StopError("this call has ended", 409)
-        await ami.action(
+        # The node whose channel it is: another node has no such channel, and its refusal
+        # must not read as "no recording on it".
+        node = ami.carrying(call_uniqueid) if isinstance(ami, AmiNodes) else ami
+        await node.action(
             {"Action": "StopMixMonitor", "Channel": citizen["Channel"]}, timeout=TIMEOUT
         )
     except AmiNotConnected:
