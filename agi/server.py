@@ -425,6 +425,11 @@ class FastAgiServer:
             )
             self.observer.failed(name)
         except Exception:
+            # Not a worker's fault but one call's: neither the supervisor's (raising would
+            # end this connection's task only, with nothing to restart) nor the store's (a
+            # call cannot wait). The dialplan's static fallback takes the call (the KCC,
+            # or every member of the team); the failure counts on bereik_agi_failures_total
+            # with the alert BereikAgiFailures.
             channel.log.exception("%s crashed; the dialplan takes its fallback", name)
             self.observer.failed(name)
         else:

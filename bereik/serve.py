@@ -55,6 +55,7 @@ from cti.reports import firstline, weekly
 from cti.reports import http as reports_http
 from cti.reports import pages as reports_pages
 from cti.services import Services, open_services
+from cti.store.cache import Notifications
 from cti.store.db import STORE_DOWN
 from cti.supervisor import Supervisor
 from cti.survey import http as survey_http
@@ -205,6 +206,8 @@ async def _run(services: Services, stop: asyncio.Event) -> None:
     for name, loop in ami.loops().items():
         parts.add(name, loop)
     parts.add("ami events", bus.run)
+    if isinstance(services.caches.signals, Notifications):  # PostgreSQL: the caches' trust
+        parts.add("change notifications", services.caches.signals.run)
     for name, worker in workers.items():
         parts.add(name, worker)
     try:

@@ -7,12 +7,13 @@ feature, handler and the command line may import it without a cycle.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cti.ami.client import AmiClient
+from cti.ami.client import READER, AmiClient
 from cti.ami.nodes import Ami, AmiNodes
 from cti.store.cache import Caches, Counters, Notifications, signals_for
 from cti.store.db import Sessions, create_engine, migrate_async, sessions
@@ -103,6 +104,9 @@ def build_services(
             ami = client("127.0.0.1", config.asterisk.ami_port)
         ami.on_state.append(metrics.set_ami_connected)
         ami.on_dropped.append(metrics.ami_event_dropped)
+        # A malformed message is counted as the reader's failure (cti/ami/client.py).
+        metrics.init_ami_subscriber(READER)
+        ami.on_skipped.append(functools.partial(metrics.ami_event_failed, READER))
     return Services(
         config=config,
         sessions=store,
@@ -120,9 +124,9 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Services on the configured database, migrated first; the engine is closed after.
 
-    With `with_ami` (a long-running process) PostgreSQL's change notifications are
-    listened to, so the call path's caches can be trusted; a short command reads the
-    database instead.
+    PostgreSQL's change notifications, which let the call path trust its caches, are
+    listened to by `bereik serve` under its supervisor (cti/store/cache.py
+    `Notifications.run`); a short command reads the database instead.
     """
     await migrate_async(config.database.url)
     engine = create_engine(config.database.url)
@@ -132,8 +136,6 @@ async def open_services(
     if figures_engine is not None:
         services.figures = sessions(figures_engine)
     signals = services.caches.signals
-    if with_ami and isinstance(signals, Notifications):
-        signals.start()
     try:
         yield services
     finally:

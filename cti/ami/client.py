@@ -22,8 +22,13 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cti.ami.message import EOL, parse
+from cti.store.faults import describe, until_stored
 
 log = logging.getLogger("bereik.ami")
+
+# The part that counts a malformed AMI message on bereik_ami_event_failures_total (the
+# label the bus gives its subscribers' failures): it is skipped like a subscriber's event.
+READER = "AMI reader"
 
 
 class AmiError(Exception):
@@ -48,10 +53,19 @@ class AmiActionFailed(AmiError):
         self.response = response
 
 
+class AmiConnectDutyFailed(Exception):
+    """A duty run on each connect (the calls' resync, the queue members' push) failed for a
+    reason that is neither the store being down nor the connection. Not an AmiError on
+    purpose: the reconnect loop does not swallow it, the supervisor shows the part down and
+    connects again after its backoff, which runs every duty again."""
+
+
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with an incremental UTF-8 decoder."""
 
     version: str | None
+    # Called once per message skipped as malformed (the client's counter).
+    on_skipped: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -72,10 +86,16 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 if message is not None:
                     self.handle_message(message)
             except Exception:
-                # One malformed block (e.g. a repeated Event: header makes panoramisk's value
-                # a list) must cost that message only: an exception out of data_received
-                # makes asyncio close the connection, and every event after it is lost.
+                # Counted and skipped, by decision: neither the supervisor's (an exception
+                # out of data_received makes asyncio close the connection, and every event
+                # after it is lost) nor the store's (a block that does not parse is no work
+                # item a replay could write). One malformed block (e.g. a repeated Event:
+                # header makes panoramisk's value a list) costs that message only, and the
+                # operator sees it: bereik_ami_event_failures_total{subscriber="AMI reader"}
+                # and the alert BereikAmiEventFailures, as for a subscriber's failure.
                 log.exception("AMI message skipped: %r", block[:200])
+                if self.on_skipped is not None:
+                    self.on_skipped()
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -131,6 +151,8 @@ class AmiClient:
         self.on_state: list[Callable[[bool], None]] = []
         # Called once per event dropped because `events` was full (the metrics counter).
         self.on_dropped: list[Callable[[], None]] = []
+        # Called once per malformed message skipped (the metrics counter).
+        self.on_skipped: list[Callable[[], None]] = []
         self._manager: _Manager | None = None
         self._lost_event = asyncio.Event()
         self._connected_event = asyncio.Event()
@@ -224,6 +246,7 @@ class AmiClient:
             loop.create_connection(_Protocol, self.host, self.port), self.action_timeout
         )
         protocol.factory = manager
+        protocol.on_skipped = self._skipped
         protocol.log = log
         protocol.encoding = manager.encoding = "utf-8"
         manager.protocol = protocol
@@ -242,11 +265,7 @@ class AmiClient:
             raise AmiLoginError(response.get("Message", "authentication failed"))
         self._set_connected(True)
         log.info("AMI connected to %s:%s", self.host, self.port)
-        for callback in self.on_connected:
-            try:
-                await callback()
-            except Exception:
-                log.exception("AMI on-connected callback failed")
+        await run_connect_duties(self.on_connected, f"{self.host}:{self.port}")
 
     async def _serve_connection(self) -> None:
         while True:
@@ -314,8 +333,38 @@ class AmiClient:
                 self.events.maxsize,
                 self.dropped_events,
             )
+        # The metrics counter: nothing here that may fail, so nothing caught (a fault
+        # would go up through the reader's guard, counted there as a skipped message).
         for callback in self.on_dropped:
-            try:
-                callback()
-            except Exception:
-                log.exception("AMI on-dropped callback failed")
+            callback()
+
+    def _skipped(self) -> None:
+        for callback in self.on_skipped:
+            callback()
+
+
+async def run_connect_duties(duties: list[OnConnected], where: str) -> None:
+    """Run what must follow each connect (a resync, pushes of state), each by the store's
+    policy: a store that is down is waited out, keeping the duty (cti/store/faults.py).
+    A duty that fails otherwise does not keep the others from running; then the first
+    failure goes up: AmiNotConnected (the connection went meanwhile) to the reconnect loop,
+    anything else as AmiConnectDutyFailed to the supervisor, whose restart connects again
+    and runs every duty again. Before, such a failure was logged and the duty waited for
+    the next connect, perhaps days away, with the line's members not pushed."""
+    failure: Exception | None = None
+    for duty in duties:
+        try:
+            await until_stored(duty, what=f"an AMI connect's duty ({where})", logger=log)
+        except AmiNotConnected:
+            raise
+        except AmiConnectDutyFailed as exc:  # a node's duties (cti/ami/nodes.py), logged
+            failure = failure or exc
+        except Exception as exc:  # the supervisor's, once the other duties ran
+            log.exception(
+                "AMI connect duty %s failed (%s)", getattr(duty, "__qualname__", duty), where
+            )
+            failure = failure or exc
+    if isinstance(failure, AmiConnectDutyFailed):
+        raise failure
+    if failure is not None:
+        raise AmiConnectDutyFailed(f"on connecting to {where}: {describe(failure)}") from failure

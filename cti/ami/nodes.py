@@ -18,7 +18,6 @@ nodes' systemnames keep the Uniqueids apart). Actions are routed by what they do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import itertools
 import logging
@@ -26,7 +25,13 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from panoramisk.message import Message
 
-from cti.ami.client import AmiActionFailed, AmiClient, AmiNotConnected, OnConnected
+from cti.ami.client import (
+    AmiActionFailed,
+    AmiClient,
+    AmiNotConnected,
+    OnConnected,
+    run_connect_duties,
+)
 
 log = logging.getLogger("bereik.ami.nodes")
 
@@ -51,6 +56,7 @@ class AmiNodes:
         self.on_connected: list[OnConnected] = []
         self.on_state: list[Callable[[bool], None]] = []
         self.on_dropped: list[Callable[[], None]] = []
+        self.on_skipped: list[Callable[[], None]] = []
         # Nodes taken out for new calls (`bereik node drain`); kept current by serve's
         # node-state worker from Kamailio.
         self.drained: set[str] = set()
@@ -60,6 +66,7 @@ class AmiNodes:
             client.on_connected.append(self._connected_callback(client))
             client.on_state.append(lambda _up: self._state_changed())
             client.on_dropped.append(self._dropped)
+            client.on_skipped.append(self._skipped)
 
     # -- the AmiClient face ------------------------------------------------------------
 
@@ -188,11 +195,10 @@ class AmiNodes:
         async def connected() -> None:
             token = _connecting.set(client)
             try:
-                for callback in self.on_connected:
-                    try:
-                        await callback()
-                    except Exception:
-                        log.exception("on-connected callback failed for node %s", client.node)
+                # By the same policy as one client's: a store that is down is waited out,
+                # any other failure goes to the supervisor after the other duties ran, and
+                # its restart of this node's connection runs them again.
+                await run_connect_duties(self.on_connected, f"node {client.node}")
             finally:
                 _connecting.reset(token)
 
@@ -202,10 +208,14 @@ class AmiNodes:
         for callback in self.on_state:
             callback(self.connected)
 
+    # The metrics counters: nothing here may fail, so nothing is caught (AmiClient's own).
     def _dropped(self) -> None:
         for callback in self.on_dropped:
-            with contextlib.suppress(Exception):
-                callback()
+            callback()
+
+    def _skipped(self) -> None:
+        for callback in self.on_skipped:
+            callback()
 
     def nodes_up(self) -> Iterable[str]:
         return [client.node for client in self._up()]

@@ -36,7 +36,7 @@ from cti.callback_clock import is_overdue, reminder_time
 from cti.callbacks.clicktocall import expire_stale_attempts
 from cti.hoppers.service import opening_hours, team_info
 from cti.services import Services
-from cti.store.faults import store_or_set_aside, until_stored
+from cti.store.faults import set_aside, store_or_set_aside, until_stored
 from cti.store.models import Hopper, OutboxMail, SetAside
 from dialplan.config import Config
 
@@ -149,9 +149,24 @@ async def _set_aside_keys(services: Services) -> set[str]:
         return {str(payload.get("key", "")) for payload in payloads.scalars()}
 
 
+def _plan_key(hopper_id: int) -> str:
+    """The set-aside key of a hopper whose reminders could not be worked out."""
+    return f"plan:{hopper_id}"
+
+
 async def replay(services: Services, payload: Mapping[str, Any]) -> None:
-    """`bereik events retry`: queue one set-aside reminder (once, by its key)."""
-    await queue_once(services, Due(**payload))
+    """`bereik events retry`: queue one set-aside reminder (once, by its key); for a
+    hopper whose reminders could not be worked out, work them out again and queue them
+    (raises, and it stays aside, while they still cannot be)."""
+    if "hopper" not in payload:
+        await queue_once(services, Due(**payload))
+        return
+    async with services.sessions() as session:
+        hopper = await session.get(Hopper, int(payload["hopper"]))
+    if hopper is None:
+        return  # purged meanwhile: nothing left to remind of
+    for mail in due_mails(hopper, services.config, datetime.now(UTC)):
+        await queue_once(services, mail)
 
 
 async def check(services: Services, now: datetime | None = None) -> list[str]:
@@ -167,11 +182,22 @@ async def check(services: Services, now: datetime | None = None) -> list[str]:
         )
         hoppers = list(result.scalars())
     due: list[Due] = []
+    unplanned: list[tuple[Hopper, Exception]] = []
     for hopper in hoppers:
         try:
             due.extend(due_mails(hopper, services.config, now))
-        except Exception:  # one hopper of a team since removed from the config, say
-            log.exception("hopper %s: cannot work out its reminders", hopper.id)
+        except Exception as exc:  # the store's policy below: set aside, once
+            # One hopper of a team since removed from the config, say: trying again on
+            # every pass fails the same way (and logged a traceback every pass), and
+            # dropping it would leave the team without a reminder. It is set aside with
+            # its error, counted, alerted, and `bereik events retry` works it out again.
+            unplanned.append((hopper, exc))
+    if unplanned:
+        aside = await _set_aside_keys(services)
+        for hopper, error in unplanned:
+            if _plan_key(hopper.id) not in aside:  # waiting for a replay, not again
+                payload = {"key": _plan_key(hopper.id), "hopper": hopper.id}
+                await set_aside(services.sessions, SOURCE, payload, error, services.metrics, log)
     already = await _queued(services, [mail.key for mail in due])
     if len(already) < len(due):
         already |= await _set_aside_keys(services)  # waiting for a replay, not again

@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cti.store.db import Sessions
+from cti.store.db import Sessions, store_down
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +76,10 @@ class Counters:
 
 
 class Notifications:
-    """PostgreSQL: LISTEN bereik_changes on a connection of our own, reconnected when lost."""
+    """PostgreSQL: LISTEN bereik_changes on a connection of our own, reconnected when lost.
+
+    `bereik serve` runs `run` under its supervisor (the part "change notifications"); a
+    short command does not listen at all, and reads the database instead."""
 
     RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
@@ -91,7 +94,8 @@ class Notifications:
         return (self.epoch, self.counts.get(table, 0)) if self.listening else None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="bereik-change-notifications")
+        """Listen on a task of its own (a test, a bench); `bereik serve` supervises `run`."""
+        self._task = asyncio.create_task(self.run(), name="bereik-change-notifications")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -102,7 +106,12 @@ class Notifications:
     def _notified(self, _connection: Any, _pid: int, _channel: str, table: str) -> None:
         self.counts[table] = self.counts.get(table, 0) + 1
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Listen until cancelled. The store's policy: while the database is down or the
+        connection is lost (`store_down`), nothing is trusted (every use reads the
+        database) and it is reconnected with a growing pause; any other fault (ours)
+        raises to the supervisor, which shows the part down and starts it again after its
+        backoff. Before, that fault was logged and retried every few seconds, for ever."""
         # asyncpg comes with the postgres extra; a SQLite-only install never gets here.
         import asyncpg
 
@@ -121,7 +130,9 @@ class Notifications:
                     await connection.fetchval("SELECT 1", timeout=5)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # any failure: stop trusting, reconnect
+            except Exception as exc:  # the store's policy: down waits, the rest goes up
+                if not store_down(exc):
+                    raise  # `finally` stops the trust first
                 log.warning("change notifications lost (%s); caches bypassed until back", exc)
             finally:
                 self.listening = False

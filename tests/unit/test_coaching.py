@@ -68,6 +68,7 @@ class FakeClient:
         self.on_connected: list[Any] = []
         self.on_state: list[Any] = []
         self.on_dropped: list[Any] = []
+        self.on_skipped: list[Any] = []
 
     async def action(self, action: dict[str, str], timeout: float | None = None) -> Message:
         self.sent.append(action)
