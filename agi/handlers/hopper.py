@@ -7,9 +7,11 @@ the message still gets the hopper on their caller ID, for the same reason; an an
 caller who keys no number gets none (there is nobody to call back).
 
 A caller whose own number the callback rule refuses (0900/0906/0909, abroad) hears why and
-may key another; one who keys none has no number a hopper may carry, so a team's offer
-sends them to the KCC while it is open (BEREIK_ROUTE=kcc: the dialplan's own fallback path
-to a person, as the virtual hold sends such a caller back into the line).
+may key another; one who keys none has no number a hopper may carry, so while the exchange
+is open a person takes the call instead (`_person`): a team's offer sends them to the KCC
+(BEREIK_ROUTE=kcc: the dialplan's own fallback path to a person), the KCC's own offer back
+into its line at their place (BEREIK_ROUTE=line, as the virtual hold does) or, when the KCC
+rings every agent, to another round of ringing.
 
 A KCC agent who consults the team (attended transfer) and hears no answer is told so
 and gets their caller back on the phone; the agent makes the hopper, with a note, on
@@ -38,6 +40,7 @@ from cti.hoppers.service import (
 )
 from cti.services import Services
 from cti.store.models import Call
+from dialplan.config import Config
 
 # What Dial's DIALSTATUS means for the hopper's reason.
 REASON_BY_DIALSTATUS = {
@@ -137,18 +140,20 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         await _make(services, channel, team_id, number, reason, agent, category)
         raise
     made = await _make(services, channel, team_id, number, reason, agent, category)
-    if not number and refused and found is not None and open_now(config):
+    person = _person(config, found is not None, reason) if refused and not number else None
+    if person is not None:
         # No number we may dial, but the question must not be lost: a person takes it.
-        channel.log.info("refused caller ID and no number keyed: to the KCC")
+        route, said = person
+        channel.log.info("refused caller ID and no number keyed: %s", route)
         with contextlib.suppress(AgiCommandFailed):
-            await _say(channel, services, [TO_KCC], escape="")
-        await channel.set_variable("BEREIK_ROUTE", "kcc")
+            await _say(channel, services, [said], escape="")
+        await channel.set_variable("BEREIK_ROUTE", route)
         await channel.finish()
         return
     if made:
         goodbye = [f"Dank u wel. {team_name} belt u terug op", *digit_prompts(number), "Tot ziens."]
     else:
-        goodbye = ["Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."]
+        goodbye = [NO_NUMBER]
     with contextlib.suppress(AgiHangup, AgiCommandFailed):
         await _say(channel, services, goodbye, escape="")
     await channel.set_variable("BEREIK_ROUTE", "hangup")
@@ -181,6 +186,30 @@ NOT_CALLABLE = (
 
 # Said to a caller whose number was refused and who keyed none, before the KCC takes over.
 TO_KCC = "U wordt doorverbonden met het klantcontactcentrum."
+# The same at the KCC's own offer: back into its waiting line at the caller's place, or
+# (kcc.mode = "ringall") every agent rung once more.
+BACK_IN_LINE = "U blijft in de wachtrij, op uw plaats."
+RING_AGAIN = "Wij proberen u nog een keer door te verbinden."
+# Said when there is no number a hopper may carry and no person to take the call.
+NO_NUMBER = "Er is geen nummer om u terug te bellen. Belt u later nog eens. Tot ziens."
+
+
+def _person(config: Config, team: bool, reason: str) -> tuple[str, str] | None:
+    """Where a caller goes whose caller ID the rule refused and who keyed no number: the
+    (BEREIK_ROUTE, what they hear) that still reaches a person, or None when nobody can
+    take the call now (closed; at the KCC's line also nobody signed in, or the line full).
+
+    A team's offer: the KCC. The KCC's own offer: its line again at the caller's place
+    (QUEUE_PRIO stays on the channel) after the longest wait (no_answer: agents are signed
+    in and there is room, since the caller just left it); with kcc.mode = "ringall" every
+    agent once more (the dialplan's BEREIK_KCC_TRIED ends the call after that round)."""
+    if not open_now(config):
+        return None
+    if team:
+        return "kcc", TO_KCC
+    if config.kcc.mode == "queue":
+        return ("line", BACK_IN_LINE) if reason == "no_answer" else None
+    return "kcc", RING_AGAIN
 
 
 def own_number(callerid: str, services: Services) -> tuple[str, bool]:

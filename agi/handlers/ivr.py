@@ -18,6 +18,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agi import menu
+from agi.handlers.hopper import NO_NUMBER, ask_callback_number, own_number
 from agi.handlers.question import record_question
 from agi.protocol import AgiCommandFailed
 from agi.server import AgiChannel
@@ -34,6 +35,8 @@ from dialplan.hours import OpeningHours, cached_opening_hours
 ROUTE_VARIABLE = "BEREIK_ROUTE"
 # Two tries at a menu, then the KCC: a caller who cannot choose still reaches a person.
 ATTEMPTS = 2
+# Before "not to the number you call from" (agi.handlers.hopper.NOT_CALLABLE), after hours.
+AFTER_HOURS_PROMISE = "Wij bellen u terug"
 
 
 async def ivr(channel: AgiChannel, services: Services) -> None:
@@ -266,8 +269,20 @@ async def _closed(talk: Conversation, hours: OpeningHours, reason: str) -> str:
         # Straight to the right group mailbox; anything else (0, no key) goes to the KCC.
         key = await talk.ask(menu.subject_prompt(config), "callback_subject")
         team_id = next((team for k, _, team in subjects if k == key), "kcc")
-    # The request is confirmed: the question in the caller's words, for the team.
-    await record_question(talk.channel, talk.services)
+    _, refused = own_number(number, talk.services)
+    if refused:
+        # A paid or foreign caller ID is never called back: the caller hears why and keys
+        # a Dutch number (then speaks the question, as on every offer), or hears that
+        # there is no number to call; nobody is there to take the call after hours.
+        number = await ask_callback_number(
+            talk.channel, talk.services, AFTER_HOURS_PROMISE, "", refused=True
+        )
+        if not number:
+            await talk.say(NO_NUMBER, "no_number")
+            return "hangup"
+    else:
+        # The request is confirmed: the question in the caller's words, for the team.
+        await record_question(talk.channel, talk.services)
     try:
         hopper = await create_hopper(
             talk.services,
