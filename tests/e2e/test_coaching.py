@@ -22,7 +22,7 @@ from bench.exchange import Phone, exchange, free_port, until
 from dialplan import asterisk
 from tests.support.api import api
 from tests.support.baresip import Baresip
-from tests.support.browser import axe, chromium, screenshot, serious
+from tests.support.browser import axe, chromium, serious
 from tests.support.browser import sign_in as sign_in_browser
 from tests.support.ivr import TEAM
 from tests.support.users import add_users, api_tokens, token_for
@@ -195,7 +195,6 @@ async def test_supervisors_listen_whisper_and_barge_each_heard_by_whom_it_should
                 )  # fmt: skip
                 assert tone["SpyeeChannel"] == agent_channel
                 assert not serious(await axe(board))
-                await screenshot(board, "board-coaching")
 
                 # The recordings need the voices together for a while: a duration of audio,
                 # not an event to wait on.

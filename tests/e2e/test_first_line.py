@@ -20,7 +20,7 @@ from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
 from tests.support.browser import axe, chromium, screenshot, serious
 from tests.support.browser import sign_in as sign_in_browser
-from tests.support.users import add_users, api_tokens
+from tests.support.users import add_users, api_tokens, token_for
 from tests.support.waiting_line import (
     PATIENT_SERVER,
     QUEUE_KCC,
@@ -115,7 +115,11 @@ async def done(task: asyncio.Task[Any]) -> None:
 async def test_first_line_resolution_and_callers_who_gave_up_from_real_calls(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
-    phones = [*agents("2001"), Phone("3001", free_port(), "Vergunningen Carla")]
+    phones = [
+        *agents("2001"),
+        Phone("3001", free_port(), "Vergunningen Carla"),
+        Phone("2050", free_port(), "Supervisor Sofie"),
+    ]
     with exchange(
         installation,
         tmp_path,
@@ -128,12 +132,12 @@ async def test_first_line_resolution_and_callers_who_gave_up_from_real_calls(
     ) as ex:
         ex.start_asterisk()
         ex.start_serve()
-        tokens = await api_tokens(
-            ex,
-            [("anna", "agent", "", "2001"), ("sofie", "supervisor", "", "")],
+        tokens = await api_tokens(ex, [("anna", "agent", "", "2001")])
+        # Sofie and Lena sign in on the screens too (add_users: the tests' password).
+        await add_users(
+            ex, [("sofie", "supervisor", "", "2050"), ("lena", "lead", "vergunningen", "")]
         )
-        anna, sofie = Api(ex, tokens["anna"]), Api(ex, tokens["sofie"])
-        await add_users(ex, [("lena", "lead", "vergunningen", "")])
+        anna, sofie = Api(ex, tokens["anna"]), Api(ex, await token_for(ex, "sofie"))
         ex.phone("2001", ring_ms=300)  # answers every call, until the other side hangs up
         ex.register("2001")
         await sign_in(ex, "2001")
@@ -229,8 +233,29 @@ async def test_first_line_resolution_and_callers_who_gave_up_from_real_calls(
             await page.wait_for_selector("#gave-up-list")
             assert (await page.text_content("#gave-up-list td[data-a='caller']")) == D
             assert "40 %" in (await page.text_content("#first-line tr[data-team='kcc']") or "")
+            # A calls once more, and is still talking with the agent while the supervisor
+            # looks at the board (the call is placed now so it gets through the menu while
+            # the lead's screens are checked).
+            await available(anna)
+            talking = await kcc_call(ex, A, hold_ms=30_000)
             assert not serious(await axe(page))
-            await screenshot(page, "board-first-line")
             await page.goto(ex.url("/reports?team=vergunningen"))
             await page.wait_for_selector("#first-line-days")
             assert not serious(await axe(page))
+
+            # The board as the supervisor sees it during that call, in one screenshot for
+            # the docs: first-line resolution, the caller who gave up (masked for her) and
+            # the agent's call with the coaching buttons.
+            await answered_by_agent(anna)
+            board = await sign_in_browser(browser, ex, "sofie", width=1600, height=1000)
+            assert board.url.endswith("/board")
+            listen = "#coaching-calls tr th:has-text('2001') ~ td button[data-mode='listen']"
+            await board.wait_for_selector(listen, timeout=15_000)
+            assert (await board.text_content(listen) or "").startswith("Meeluisteren")
+            masked = D[:2] + "******" + D[-2:]
+            assert await board.text_content("#gave-up-list td[data-a='caller']") == masked
+            assert "%" in (await board.text_content("#first-line tr[data-team='kcc']") or "")
+            assert not serious(await axe(board))
+            await screenshot(board, "board-first-line")
+        ex.cli("channel request hangup all")  # the end of A's last call
+        await done(talking)
