@@ -9,6 +9,7 @@ from bench.exchange import Exchange
 from tests.support.browser import chromium, screenshot, sign_in
 
 CITIZEN = "0612345678"
+OTHER_NUMBER = "0687654321"
 
 
 async def test_kcc_agent_sees_the_caller_while_the_phone_rings_and_transfers_to_a_team(
@@ -89,16 +90,42 @@ async def test_kcc_agent_sees_the_caller_while_the_phone_rings_and_transfers_to_
             result = await call
             assert result.returncode == 0, result.stderr
 
+        # After the call, a callback for another number the citizen gave: the screen sends
+        # the call it shows with it, whose caller is someone else. The hopper is made, but
+        # not linked to that call (its question, its outcome), and the agent is told so.
+        await page.fill("#hopper-caller", OTHER_NUMBER)
+        await page.select_option("#hopper-team", "vergunningen")
+        await page.click("#hopper-form button[type=submit]")
+        told = await page.wait_for_selector("#kcc-status.err:has-text('niet aan gekoppeld')")
+        assert "aangemaakt voor Vergunningen" in (await told.text_content() or "")
+
     row = web.rows(
-        "SELECT uniqueid, category FROM calls WHERE caller = :c AND uniqueid != 'earlier-1'",
+        "SELECT uniqueid, linkedid, category FROM calls"
+        " WHERE caller = :c AND uniqueid != 'earlier-1'",
         c=CITIZEN,
     )
     assert [r.category for r in row] == ["kapvergunning"]
     transfers = web.rows("SELECT actor, object_id, detail FROM audit_log WHERE action = 'transfer'")
     assert [(t.actor, t.object_id) for t in transfers] == [("anna", row[0].uniqueid)]
     assert "vergunningen" in transfers[0].detail
-    hopper = web.rows("SELECT team_id, agent, reason, note FROM hoppers")
-    assert [(h.team_id, h.agent, h.reason) for h in hopper] == [("belastingen", "2001", "manual")]
+    hopper = web.rows(
+        "SELECT team_id, agent, reason, caller, call_uniqueid FROM hoppers ORDER BY id"
+    )
+    assert [tuple(h) for h in hopper] == [
+        ("belastingen", "2001", "manual", CITIZEN, ""),
+        ("vergunningen", "2001", "manual", OTHER_NUMBER, ""),
+    ]
+    refused = web.rows(
+        "SELECT actor, object_id, detail FROM audit_log"
+        " WHERE action = 'refuse' AND object_type = 'call'"
+    )
+    assert [tuple(r) for r in refused] == [
+        (
+            "anna",
+            row[0].linkedid,
+            "link: het nummer is niet dat van de beller van dit gesprek; niet gekoppeld",
+        ),
+    ]
     views = web.rows(
         "SELECT actor, object_id FROM audit_log WHERE action = 'view' AND object_type = 'hopper'"
     )
