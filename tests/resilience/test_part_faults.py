@@ -8,15 +8,17 @@
   load balancer's /readyz stays 200; once the server is back the mail goes and /healthz
   is 200 again.
 * The database refuses one call's row (a value the schema refuses): that call is set
-  aside while the 20 calls after it are written; `bereik events retry` after the fix
-  writes it.
+  aside while the 20 calls after it are written, a real Prometheus with the repository's
+  rules fires BereikWorkSetAside; `bereik events retry` after the fix writes it.
 * The KCC as a waiting line, its AMI behind a proxy: the database refuses one caller's
   stay in line (set aside, the next caller's stay written) and is locked by another
   program while a caller waits (waited out, the stay written once); the proxy slips
   malformed events into the stream (they cost themselves only: the connection and the
   call rows stay whole) and then kills the connection in the middle of a message (serve
   reconnects within its backoff, /healthz names AMI meanwhile, and the call in progress
-  gets its complete row, once).
+  gets its complete row, once); last the database refuses a virtual hold's last stage
+  (the citizen reached): the callback is made in its turn, once, all the same, the stage
+  is set aside, and `bereik events retry` after the fix writes it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ import pytest
 
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
 from dialplan import asterisk
+from tests.support import sipplog
 from tests.support.ami_proxy import AmiProxy
 from tests.support.api import ami_connected, api
 from tests.support.mail import Smtp
@@ -172,10 +176,21 @@ async def test_healthz_names_the_mail_while_smtp_is_down_and_recovers_readyz_sta
 
 
 async def test_a_poison_call_is_set_aside_while_the_next_20_are_written_and_retry_writes_it(
-    team: Exchange,
+    team: Exchange, tmp_path: Path
 ) -> None:
+    prometheus = Prometheus(tmp_path, team.ports.http)
+    try:
+        await poison_call(team, prometheus)
+    finally:
+        prometheus.close()
+
+
+async def poison_call(team: Exchange, prometheus: Prometheus) -> None:
     team.phone("2001", ring_ms=200)
     await ami_connected(team)
+    prometheus.wait_ready()
+    # Scraped at 0 before the poison call: increase() sees no first sample's rise.
+    await prometheus.until('bereik_set_aside_total{job="bereik",source="call events"}', 0)
     db = database(team)
     db.execute(
         "CREATE TRIGGER refuse_poison BEFORE INSERT ON calls "
@@ -185,6 +200,9 @@ async def test_a_poison_call_is_set_aside_while_the_next_20_are_written_and_retr
     assert poison.returncode == 0, poison.stderr
     aside = await until(lambda: team.rows("SELECT * FROM set_aside ORDER BY id"))
     assert aside[0].source == "call events" and "caller refused" in aside[0].error
+    # The operator is told: the rule has no `for:`, so it fires at its next evaluation.
+    firing = 'ALERTS{alertname="BereikWorkSetAside",alertstate="firing",source="call events"}'
+    await prometheus.until(firing, 1, timeout=15)
 
     after = await team.call("14070", caller=CALLER, calls=20, rate=2, hold_ms=500)
     assert after.returncode == 0, after.stderr
@@ -212,9 +230,10 @@ async def test_a_poison_call_is_set_aside_while_the_next_20_are_written_and_retr
     assert len(team.rows("SELECT id FROM calls WHERE caller = :c", c=CALLER)) == 20
 
 
-async def events_retry(ex: Exchange) -> subprocess.CompletedProcess[str]:
-    """`bereik events retry`, as the operator runs it on the machine."""
+async def events_retry(ex: Exchange, *ids: int) -> subprocess.CompletedProcess[str]:
+    """`bereik events retry [ID ...]`, as the operator runs it on the machine."""
     command = [sys.executable, "-m", "bereik", "events", "retry", "--config", str(ex.config_path)]
+    command += [str(item) for item in ids]
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, cwd=REPO, timeout=60
     )
@@ -228,7 +247,7 @@ MALFORMED = (
 )
 
 
-async def test_queue_events_and_ami_faults_from_outside_cost_no_stay_and_no_call_row(
+async def test_queue_virtual_hold_and_ami_faults_from_outside_lose_no_stay_callback_or_row(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
     proxy_port = free_port()
@@ -256,6 +275,7 @@ async def test_queue_events_and_ami_faults_from_outside_cost_no_stay_and_no_call
             await sign_in(ex, "2001")
             await queue_faults(ex)
             await ami_faults(ex, proxy)
+            await virtual_hold_faults(ex)
         finally:
             proxy.close()
 
@@ -339,3 +359,54 @@ async def ami_faults(ex: Exchange, proxy: AmiProxy) -> None:
     assert len(rows) == 1 and rows[0].answered_by == "kcc", rows
     outcomes = await until(lambda: [row.outcome for row in stays(ex, cut) if row.outcome])
     assert len(outcomes) == 1, outcomes
+
+
+async def virtual_hold_faults(ex: Exchange) -> None:
+    """The database refuses a virtual hold's last stage (the citizen reached): the callback
+    is made in the caller's turn all the same, once; the stage waits aside, the row at its
+    earlier state, until `bereik events retry` writes it.
+
+    The virtual hold starts as the row a caller's 1 in line leaves (agi/handlers/queue.py;
+    tests/e2e/test_queue.py presses it): a real caller would add half a minute of
+    prompts to what this checks, which is everything after the row."""
+    db = database(ex)
+    db.execute(
+        "CREATE TRIGGER refuse_reached BEFORE UPDATE ON virtual_holds "
+        "WHEN NEW.status = 'reached' BEGIN SELECT RAISE(ABORT, 'reached refused'); END"
+    )
+    citizen = ex.citizen("answer", ring_ms=300, hold_ms=1000)
+    member = "PJSIP/2001 queue kcc"
+    ex.cli(f"queue pause member {member}")  # the placeholder waits in line for its turn
+    number = "0612300024"
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's form of a UTC time
+    db.execute(
+        "INSERT INTO virtual_holds (queue, call_uniqueid, number, priority, arrived_at, "
+        "requested_at, status, attempts, next_at, agent) "
+        "VALUES ('kcc', '1795978677.99', ?, ?, ?, ?, 'pending', 0, ?, '')",
+        (number, 1_000_000_000 - int(now.timestamp() * 100) % 1_000_000_000, stamp, stamp, stamp),
+    )
+    holds = "SELECT number, status, attempts FROM virtual_holds"
+    await until(lambda: ex.rows(holds) == [(number, "queued", 0)], timeout=20)
+    ex.cli(f"queue unpause member {member}")
+
+    def aside() -> list[Any]:
+        return ex.rows("SELECT id, error FROM set_aside WHERE source = 'virtual hold events'")
+
+    refused = await until(aside, timeout=40)
+    assert len(refused) == 1 and "reached refused" in refused[0].error, refused
+    # The callback was made, in its turn, once: the agent had it, the citizen was rung.
+    assert ex.rows(holds) == [(number, "calling", 0)]  # the stage before the refused one
+    invites = [
+        m
+        for m in sipplog.read(ex.workdir / "citizen-answer-messages.log")
+        if not m.sent and m.method == "INVITE"
+    ]
+    assert [m.user("to") for m in invites] == [number], invites
+    assert citizen.poll() is None or citizen.returncode == 0
+    assert ex.health()[0] == 200
+
+    db.execute("DROP TRIGGER refuse_reached")
+    done = await events_retry(ex, refused[0].id)  # this one: the refused stay is not ours
+    assert done.returncode == 0 and "written" in done.stdout, done.stdout + done.stderr
+    assert ex.rows(holds) == [(number, "reached", 0)]
