@@ -137,7 +137,11 @@ async def stop(services: Services, call_uniqueid: str) -> bool:
     if ami is None or not ami.connected:
         raise StopError("the exchange is not reachable (AMI down)", 503)
     try:
-        channels = await ami.action_list({"Action": "CoreShowChannels"}, timeout=TIMEOUT)
+        # With several nodes everything is asked of the node that carries the caller's
+        # channel: another node has no such channel (its refusal must not read as "not
+        # recording"), and with that node's AMI down the call is unreachable, not ended.
+        node = ami.carrying(call_uniqueid) if isinstance(ami, AmiNodes) else ami
+        channels = await node.action_list({"Action": "CoreShowChannels"}, timeout=TIMEOUT)
         citizen = next(
             (
                 c
@@ -148,9 +152,6 @@ async def stop(services: Services, call_uniqueid: str) -> bool:
         )
         if citizen is None:
             raise StopError("this call has ended", 409)
-        # The node whose channel it is: another node has no such channel, and its refusal
-        # must not read as "no recording on it".
-        node = ami.carrying(call_uniqueid) if isinstance(ami, AmiNodes) else ami
         await node.action(
             {"Action": "StopMixMonitor", "Channel": citizen["Channel"]}, timeout=TIMEOUT
         )
