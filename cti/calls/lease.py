@@ -60,6 +60,11 @@ class LeaseLost(Exception):
     """The fence moved on: another process owns the call tracking now."""
 
 
+class LeaseDutyFailed(Exception):
+    """A push on taking the lease failed for a reason other than the store being down:
+    raised by `run` to the supervisor, whose restart pushes again."""
+
+
 class TrackingLease:
     def __init__(self, sessions: Sessions | None, name: str, holder: str = "") -> None:
         self.sessions = sessions
@@ -74,6 +79,9 @@ class TrackingLease:
         self._seen: tuple[int, int] | None = None
         self._seen_since = 0.0
         self._duties: set[asyncio.Task[None]] = set()
+        # A duty's failure, for `run` to raise; after that restart, the duties run again.
+        self._duty_failed: LeaseDutyFailed | None = None
+        self._duties_again = False
         if sessions is None:
             self.fence = 0
             self.owned.set()
@@ -118,26 +126,40 @@ class TrackingLease:
         self.on_acquired.append(on_acquired)
 
     async def _logged(self, name: str, duty: Duty) -> None:
-        # A task of its own, so no supervisor stands behind it: a store that is down is
-        # waited out by the store's policy (the push reads the database), and only while
-        # this process still owns the tracking; any other fault (Asterisk refusing an
-        # action) is logged and the next AMI connect repeats it.
+        # A task of its own, so the beat goes on meanwhile: a store that is down is waited
+        # out by the store's policy (the push reads the database), and only while this
+        # process still owns the tracking; any other fault (Asterisk refusing an action)
+        # is handed to `run`, which raises it to the supervisor: the lease shows down, and
+        # its restart pushes again (before, it waited for the next AMI connect).
         async def while_owner() -> None:
             if self.owned.is_set():
                 await duty()
 
         try:
             await until_stored(while_owner, what=name, logger=log)
-        except Exception:
-            log.exception("%s failed on taking the lease; the next AMI connect repeats it", name)
+        except Exception as exc:  # the supervisor's, through `run`
+            log.exception("%s failed on taking the lease", name)
+            if self._duty_failed is None:
+                self._duty_failed = LeaseDutyFailed(f"{name}: {describe(exc)}")
+                self._duty_failed.__cause__ = exc
 
     async def run(self) -> None:
         """Beat while owner, watch while standby. A store that is down is tried again at
         the next beat (the beat stands still meanwhile, as the standby then sees); any
-        other fault raises, and the supervisor restarts this after its backoff."""
+        other fault raises, a failed push on taking the lease too (`_logged`), and the
+        supervisor restarts this after its backoff (then pushing again)."""
         if self.sessions is None:
             return
+        if self._duties_again:  # restarted after a duty failed: the duties again
+            self._duties_again = False
+            if self.owned.is_set():
+                for acquired in self.on_acquired:
+                    await acquired()
         while True:
+            failed, self._duty_failed = self._duty_failed, None
+            if failed is not None:
+                self._duties_again = True
+                raise failed
             try:
                 if self.owned.is_set():
                     await self._beat()

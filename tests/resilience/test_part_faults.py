@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from bench.exchange import REPO, Exchange, Phone, exchange, free_port, until
+from cti.ami.client import READER
 from dialplan import asterisk
 from tests.support import sipplog
 from tests.support.ami_proxy import AmiProxy
@@ -44,7 +45,14 @@ from tests.support.api import ami_connected, api
 from tests.support.mail import Smtp
 from tests.support.prometheus import Prometheus
 from tests.support.users import api_tokens
-from tests.support.waiting_line import PATIENT_SERVER, QUEUE_KCC, agents, queue_toml, sign_in
+from tests.support.waiting_line import (
+    PATIENT_SERVER,
+    QUEUE_KCC,
+    agents,
+    metric,
+    queue_toml,
+    sign_in,
+)
 
 TEAM = """
 [[teams]]
@@ -331,6 +339,8 @@ async def ami_faults(ex: Exchange, proxy: AmiProxy) -> None:
     await until(lambda: [row.outcome for row in stays(ex, caller)] == ["answered"], timeout=20)
     await until(lambda: ex.rows("SELECT outcome FROM calls WHERE caller = :c", c=caller)[0][0])
     assert proxy.connections == connections  # the connection stayed up
+    # The one that does not parse (the repeated header) is counted for the operator.
+    assert metric(ex, "bereik_ami_event_failures_total", subscriber=READER) == 1
     assert ex.health()[0] == 200
 
     # The connection killed in the middle of a message while a call is in line. The agent

@@ -73,8 +73,8 @@ SITES: dict[tuple[str, str, str], str] = {
         f"BereikAmiEventFailures; what subscribers write goes through {STORE}"
     ),
     ("cti/calls/lease.py", "TrackingLease._logged", "except Exception"): (
-        f"{STORE} (a push waits out a store that is down); another fault is logged and the "
-        "push repeated by the next AMI connect, whose duties are the supervisor's"
+        f"{STORE} (a push waits out a store that is down); another fault is raised by the "
+        f"lease's `run` to {SUPERVISOR}, whose restart pushes again"
     ),
     # Not a worker's path.
     ("agi/server.py", "FastAgiServer._serve", "except Exception"): (

@@ -5,6 +5,8 @@
 * a duty run on each AMI connect (resync, the queue members' push) waits out a store
   that is down, and any other failure reaches the supervisor once the other duties ran,
   one Asterisk or one node of several;
+* a push to Asterisk on taking the call tracking lease that fails (not for the store)
+  reaches the supervisor through the lease's part, whose restart pushes again;
 * a hopper whose reminders cannot be worked out is set aside once, not logged on every
   pass, and `bereik events retry` queues them after the fix;
 * PostgreSQL's change notifications reconnect while the store is down, and raise any
@@ -27,6 +29,7 @@ from bereik.events import replayers
 from cti.ami.client import READER, AmiClient, AmiConnectDutyFailed, _Protocol
 from cti.ami.nodes import AmiNodes
 from cti.callbacks import scheduler
+from cti.calls import lease as tracking_lease
 from cti.store import cache, faults
 from cti.store.models import Hopper, OutboxMail
 from cti.supervisor import Supervisor
@@ -218,6 +221,44 @@ def test_a_connect_duty_failure_is_no_ami_error_so_the_reconnect_loop_does_not_h
     from cti.ami.client import AmiError
 
     assert not issubclass(AmiConnectDutyFailed, AmiError)
+
+
+# -- a push on taking the call tracking lease --------------------------------------------
+
+
+class _Ami:
+    connected = True
+
+    def __init__(self) -> None:
+        self.on_connected: list[Any] = []
+
+
+async def test_a_failed_push_on_taking_the_lease_restarts_the_lease_which_pushes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking_lease, "BEAT_SECONDS", 0.02)
+    pushes: list[str] = []
+
+    async def members() -> None:
+        pushes.append("push")
+        if len(pushes) == 1:
+            raise RuntimeError("QueueAdd refused")
+
+    async with memory_services(CONFIG, tmp_path) as services:
+        lease = tracking_lease.TrackingLease(services.sessions, "ami:test", "here:1")
+        lease.owner_duty(_Ami(), "queue members", members)  # type: ignore[arg-type]
+        parts = Supervisor(services.metrics, backoff_min=0.05, backoff_max=0.1)
+        parts.add("call tracking lease", lease.run)
+        parts.start()
+        try:
+            await until(lambda: len(pushes) == 2)
+            await asyncio.sleep(0.1)  # a few beats more: no third push
+        finally:
+            await parts.stop()
+    part = parts.parts["call tracking lease"]
+    assert pushes == ["push", "push"]
+    assert part.restarts == 1 and lease.owned.is_set()
+    assert part.last_error == "LeaseDutyFailed: queue members: RuntimeError: QueueAdd refused"
 
 
 # -- a hopper whose reminders cannot be worked out ---------------------------------------
