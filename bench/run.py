@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench import admission, ami_ingest, dialplan, docfigures, queue_row, screen
+from bench import admission, ami_ingest, dialplan, docfigures, memory, queue_row, screen
 from bench.cpu import idle_ms_per_s, idle_seconds
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
@@ -59,6 +59,8 @@ REPO = HERE.parent
 # The queue row: (calls, calls/s) in quick and full mode. Three agents handle a call in
 # about 1.8 s, so 1 call/s keeps them busy without overloading either mode.
 QUEUE_LOAD = {True: (4, 1.0), False: (60, 1.0)}
+# Calls the memory row replays after its calls in progress: --quick, full.
+MEMORY_CALLS = {True: 600, False: 10_000}
 
 
 class Bench:
@@ -501,6 +503,9 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         )
+        handled = MEMORY_CALLS[args.quick]
+        progress(f"memory of bereik serve: calls in progress, then {handled:,} calls handled")
+        memory_row = asyncio.run(memory.measure(bench.installation, workdir / "memory", handled))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -518,6 +523,7 @@ def run(args: argparse.Namespace) -> int:
     ingest = ami_ingest.measure(count=20 if args.quick else 200)
     emit("\n".join(["", *ingest.lines(best.rate or None)]))
     emit("\n" + lines)
+    emit("\n".join(["", *memory_row.lines()]))
     if args.write_docs:
         write_docs(args.write_docs, "\n".join(report), sys.argv[1:])
     return 0 if ingest.complete else 1

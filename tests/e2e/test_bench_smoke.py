@@ -79,5 +79,8 @@ def test_the_quick_benchmark_runs_every_row_and_exits_0(
         assert found, f"queue row {kcc!r} missing from:\n{table}"
         answered = int(found[0].strip("|").split("|")[4])
         assert answered > 0, f"{kcc}: no caller reached an agent:\n{table}"
+    memory = [line for line in table.splitlines() if line.startswith("| calls in progress | 500 |")]
+    assert memory and "| - |" not in memory[0], f"memory row missing from:\n{table}"
+    assert re.search(r"growth with calls handled: -?[\d.]+ KiB per 1,000 calls", table), table
     for target, pattern in VERDICTS.items():
         assert re.search(pattern, table), f"no met/missed for {target} in:\n{table}"
