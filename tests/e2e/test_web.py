@@ -12,7 +12,7 @@ CITIZEN = "0612345678"
 OTHER_NUMBER = "0687654321"
 
 
-async def test_kcc_agent_sees_the_caller_while_the_phone_rings_and_transfers_to_a_team(
+async def test_kcc_agent_sees_the_ringing_caller_transfers_and_is_told_a_hopper_was_not_linked(
     web: Exchange,
 ) -> None:
     # An earlier contact of this citizen, last week, so the popup has history to show.
