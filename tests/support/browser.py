@@ -47,7 +47,13 @@ async def sign_in(
     browser: Any, ex: Exchange, name: str, width: int = 1280, height: int = 800
 ) -> Any:
     """A fresh browser context (own cookies) signed in as `name`; returns its page."""
-    context = await browser.new_context(viewport={"width": width, "height": height}, locale="nl-NL")
+    # A browser in the Netherlands, as the staff's are: the screens' clocks (the browser's
+    # time) agree with the times the exchange gives (Europe/Amsterdam).
+    context = await browser.new_context(
+        viewport={"width": width, "height": height},
+        locale="nl-NL",
+        timezone_id="Europe/Amsterdam",
+    )
     page = await context.new_page()
     await page.goto(ex.url("/"))
     assert "/login" in page.url
