@@ -346,11 +346,12 @@ class AmiClient:
 async def run_connect_duties(duties: list[OnConnected], where: str) -> None:
     """Run what must follow each connect (a resync, pushes of state), each by the store's
     policy: a store that is down is waited out, keeping the duty (cti/store/faults.py).
-    A duty that fails otherwise does not keep the others from running; then the first
-    failure goes up: AmiNotConnected (the connection went meanwhile) to the reconnect loop,
-    anything else as AmiConnectDutyFailed to the supervisor, whose restart connects again
-    and runs every duty again. Before, such a failure was logged and the duty waited for
-    the next connect, perhaps days away, with the line's members not pushed."""
+    AmiNotConnected (the connection went meanwhile) goes at once to the reconnect loop,
+    whose next connect runs every duty again. A duty that fails otherwise does not keep
+    the others from running; then the first such failure goes to the supervisor as
+    AmiConnectDutyFailed, and its restart connects again and runs every duty again.
+    Before, such a failure was logged and the duty waited for the next connect, perhaps
+    days away, with the line's members not pushed."""
     failure: Exception | None = None
     for duty in duties:
         try:
