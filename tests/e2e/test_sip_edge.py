@@ -11,13 +11,14 @@ and checks that call was answered by the KCC and ended normally.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.cluster import Cluster, cluster
-from bench.exchange import Exchange, Phone, SippResult, exchange, free_port, until
+from bench.exchange import Exchange, Phone, SippResult, exchange, free_port, speech_pcap, until
 from bereik.cli import main
 from dialplan import asterisk
 from dialplan.kamailio import KamailioError, rpc
@@ -255,21 +256,39 @@ async def test_kamailio_bans_a_source_that_floods(edge: Cluster) -> None:
     assert "(flood)" in kamailio_log(edge)
 
 
-async def test_a_phone_registers_and_calls_over_tls_at_kamailio_with_srtp(
+def sip_messages(ex: Cluster, node: str) -> list[str]:
+    """The SIP messages in the node's full.log (`pjsip set logger on`), each starting with
+    "Received" or "Transmitting"."""
+    sip = (ex.node_dir(node) / "log" / "full.log").read_text(errors="replace")
+    return sip.split("<--- ")
+
+
+def srtp_offered_and_answered(offer: str, answer: str) -> None:
+    for message in (offer, answer):
+        assert "RTP/SAVP" in message and "a=crypto:" in message, message
+
+
+async def test_a_phone_over_tls_at_kamailio_answers_and_calls_with_srtp(
     installation: asterisk.Installation, tmp_path: Path
 ) -> None:
+    """A TLS phone behind Kamailio both ways: a citizen's call from the trunk rings it
+    (Kamailio reaches it over the connection it registered on) and it answers with SRTP,
+    the citizen's voice reaching it and its own (baresip sends back what it hears)
+    reaching the node; then it calls 14070 itself."""
     tls_port = free_port()
     tls = (
         f'\n[tls]\ncert_file = "{tmp_path}/tls/cert.pem"\nkey_file = "{tmp_path}/tls/key.pem"\n'
         f"sip_port = {free_port()}\n"
     )
-    # 2002 is a TLS phone: it signs in at Kamailio over TLS only, and every call is SRTP.
-    desk = [Phone("2001", free_port(), "KCC Anna"), Phone("2002", free_port(), transport="tls")]
+    # 2002 is a TLS phone and the KCC's agent: it signs in at Kamailio over TLS only, the
+    # node rings it through Kamailio, and every call to or from it is SRTP.
+    desk = [Phone("2002", free_port(), "KCC Anna", transport="tls")]
     with cluster(
         installation,
         tmp_path,
         nodes=("a",),
         phones=desk,
+        kcc_agents=["2002"],
         # The trunk elsewhere: a phone on the trunk's address would be taken as the trunk.
         asterisk_toml=ON_THE_TRUNK,
         extra_toml=tls,
@@ -280,9 +299,11 @@ async def test_a_phone_registers_and_calls_over_tls_at_kamailio_with_srtp(
         assert main(["tls", "selfsigned", "--config", str(ex.config_path)]) == 0
         ex.start_asterisk()
         ex.start_serve()
-        ex.phone("2001", ring_ms=200)
         # The node's SIP messages in its full.log: what reached it through Kamailio.
         ex.node_cli("a", "pjsip set logger on")
+        ex.node_cli("a", "rtp set debug on")  # every RTP packet the node sends or decrypts
+        speaking = 4.0
+        speech = speech_pcap(ex.workdir / "citizen.pcap", speaking)
         password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2002"]
         phone = Baresip(
             ex.workdir,
@@ -296,21 +317,55 @@ async def test_a_phone_registers_and_calls_over_tls_at_kamailio_with_srtp(
             # Registered over TLS, as Kamailio's location table has it (the phone registers
             # at start, before its control socket reports events).
             await until(lambda: "transport=tls" in located(ex, "2002").lower())
+            # A citizen's call from the trunk: the node rings the phone through Kamailio,
+            # over the TLS connection the phone registered on; it answers (auto-answer).
+            # The citizen speaks from 1.5 s after the IVR answers until the phone has
+            # answered (the KCC rings it about 2 s in).
+            citizen = asyncio.create_task(
+                ex.call(
+                    "14070",
+                    caller="0611000009",
+                    local_ip=TRUNK,
+                    keys="S",
+                    key_delay_ms=1500,
+                    hold_ms=500,
+                    speech=(speech, speaking),
+                )
+            )
+            answered = await phone.wait_for("CALL_ESTABLISHED")
+            assert answered.get("direction") == "incoming", answered
+            await answered_and_ended(ex, await citizen, "0611000009")
+            await phone.wait_for("CALL_CLOSED")  # the node's BYE reached the phone too
+            assert phone.logged("SRTP is Enabled")
+            # The node's SRTP offer reached the phone, which answered it with SRTP.
+            messages = sip_messages(ex, "a")
+            offers = [m for m in messages if m.startswith("Transmitting") and "INVITE sip:" in m]
+            offers = [m for m in offers if "m=audio" in m]
+            answers = [m for m in messages if m.startswith("Received") and "SIP/2.0 200 " in m]
+            answers = [m for m in answers if "m=audio" in m]
+            assert offers and answers, messages[-3:]
+            srtp_offered_and_answered(offers[-1], answers[-1])
+            # Audio both ways, each decrypted at the other end: the phone heard the citizen,
+            # and the node decrypted what the phone sent back.
+            assert phone.logged("incoming rtp for 'audio' established")
+            media = re.search(r"m=audio (\d+) RTP/SAVP", answers[-1])
+            assert media, answers[-1]
+            log = "<--- ".join(messages)
+            for direction in ("Got +RTP packet from", "Sent RTP packet to"):
+                assert re.search(rf"{direction} +\S+:{media[1]} ", log), direction
+            phone.events.clear()
             await phone.command("dial", f"sip:14070@127.0.0.1:{tls_port};transport=tls")
             await phone.wait_for("CALL_ESTABLISHED")  # the IVR answered, through Kamailio
-            assert phone.logged("SRTP is Enabled")
         finally:
             await phone.stop()
         await until(lambda: ex.rows("SELECT caller FROM calls WHERE caller = '2002'"))
         # The node got the phone's SRTP offer untouched and answered it with SRTP.
-        sip = (ex.node_dir("a") / "log" / "full.log").read_text(errors="replace")
-        messages = sip.split("<--- ")
+        messages = sip_messages(ex, "a")
         offers = [m for m in messages if m.startswith("Received") and "INVITE sip:14070" in m]
         answers = [m for m in messages if m.startswith("Transmitting") and "SIP/2.0 200 OK" in m]
         answers = [m for m in answers if "m=audio" in m]
-        assert offers and answers, sip[-3000:]
-        for message in (offers[-1], answers[-1]):
-            assert "RTP/SAVP" in message and "a=crypto:" in message, message
+        assert offers and answers, messages[-3:]
+        srtp_offered_and_answered(offers[-1], answers[-1])
         # The same phone over plain UDP is not 2002 at Kamailio (its keys would travel in
         # the clear): refused before any node sees it.
         plain = Baresip(
