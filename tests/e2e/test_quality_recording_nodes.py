@@ -28,11 +28,13 @@ from tests.support.waiting_line import (
 from tests.support.waiting_line import agents as queue_agents
 
 CALLER = "0612340004"
-# The caller speaks from key 0 on until after the agent has answered (the menu, the
-# question and the ringing take about 4 s), then holds; the agent hangs up TALK_MS after
-# answering, while the caller holds (a BYE during sipp's speech would be an error).
-SPOKEN_SECONDS = 8.0
-TALK_MS = 8000
+# The caller speaks from key 0 on (2.2 s into the call) for SPOKEN_SECONDS, then holds; the
+# agent answers after the menu, the question and the ringing (4.5 s or more) and hangs up
+# TALK_MS later, while the caller holds (a BYE during sipp's speech would be an error). The
+# speech must outlast the answer by the 2 s Asterisk buffers before the file first grows,
+# also when a busy machine answers late.
+SPOKEN_SECONDS = 10.0
+TALK_MS = 9000
 
 
 def channel_of(ex: Cluster, node: str, uniqueid: str) -> str:
@@ -103,7 +105,8 @@ async def test_on_two_nodes_a_call_carried_by_b_is_recorded_stopped_on_b_played_
             written = f"{ex.config.asterisk.instance_dir}/recordings/{Path(recording.path).stem}"
             assert f"\t{written}\t" in ex.node_cli("b", f"mixmonitor list {channel}")
 
-            # The file grows while the two talk (past its 44-byte header: 0.1 s of audio).
+            # The file grows while the two talk (past its 44-byte header and 0.1 s of audio;
+            # Asterisk writes it in blocks of about 2 s).
             file = Path(recording.path)
             await until(lambda: file.stat().st_size > 44 + 1600, timeout=10)
 
