@@ -6,13 +6,8 @@ privacy erase` removes a recording with every other trace of the number and says
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import stat
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -20,10 +15,9 @@ import aiohttp
 from bench.exchange import Phone, exchange, free_port, speech_pcap, until
 from dialplan import asterisk
 from tests.support import sipplog
-from tests.support.ivr import FAST_SPEECH
+from tests.support.quality import SETTINGS, erase, soxi_seconds, until_async
 from tests.support.users import add_users, token_for
 
-REPO = Path(__file__).resolve().parents[2]
 REFUSES = "0612340001"
 ACCEPTS = "0612340002"
 STOPPED = "0612340003"
@@ -45,21 +39,6 @@ number = "7003"
 members = []
 mailbox = "parkeren@gemeente.example"
 """
-SETTINGS = (
-    FAST_SPEECH
-    + """
-[quality_recording]
-prompt = "Dit gesprek kan worden opgenomen. Toets 9 als u dat niet wilt."
-refused = "Niet opgenomen."
-answer_seconds = 1
-"""
-)
-
-
-def soxi_seconds(path: str) -> float:
-    """The length soxi reads from the file's header; 0 while MixMonitor has not closed it."""
-    done = subprocess.run(["soxi", "-D", path], capture_output=True, text=True)
-    return float(done.stdout) if done.returncode == 0 else 0.0
 
 
 def metric(text: str, line_start: str) -> float | None:
@@ -77,40 +56,6 @@ def talk_seconds(log: Path, caller: str) -> float:
     )
     ended = next(m.at for m in messages if not m.sent and m.method == "BYE")
     return ended - answered
-
-
-async def until_async(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Poll an awaitable check every 0.2 s until it is true."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
-
-
-def erase(config_path: Path, number: str) -> dict[str, int]:
-    """The command as the privacy officer runs it, as a separate process."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bereik",
-            "privacy",
-            "erase",
-            number,
-            "--json",
-            "--config",
-            str(config_path),
-            "--actor",
-            "fg",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    counts: dict[str, int] = json.loads(done.stdout)
-    return counts
 
 
 async def test_a_refusing_caller_is_not_recorded_an_accepting_one_is_heard_by_the_lead_and_erased(

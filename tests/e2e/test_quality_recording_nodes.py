@@ -16,7 +16,7 @@ from bench.exchange import speech_pcap, until
 from cti.nodes.service import DRAINED, SET
 from dialplan import asterisk
 from dialplan.kamailio import rpc
-from tests.e2e.test_quality_recording import SETTINGS, erase, soxi_seconds, until_async
+from tests.support.quality import SETTINGS, erase, soxi_seconds, until_async
 from tests.support.users import add_users, token_for
 from tests.support.waiting_line import (
     PATIENT_SERVER,
