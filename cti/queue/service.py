@@ -319,9 +319,9 @@ _unpushed: dict[int, set[str]] = {}
 async def push_unpushed(services: Services) -> None:
     """On every AMI (re)connect: this process's own pushes that failed, from the rows."""
     ami = services.ami
-    pending = _unpushed.pop(id(ami), set()) if ami is not None else set()
-    if not pending or ami is None:
+    if ami is None or not _unpushed.get(id(ami)):
         return
+    pending = set(_unpushed[id(ami)])
     await _queue_loaded(ami)
     async with services.sessions() as session:
         rows = {
@@ -330,6 +330,10 @@ async def push_unpushed(services: Services) -> None:
                 await session.execute(select(AgentState).where(AgentState.extension.in_(pending)))
             ).scalars()
         }
+    # Taken off the list only once their rows are read: a store that is down raises above,
+    # and the connect duty's retry (cti/ami/client.py) finds them still to push. A push
+    # that fails again puts its agent back (_push_to).
+    _unpushed[id(ami)] -= pending
     for extension in sorted(pending):
         await push(services, _snapshot_of(extension, rows.get(extension)))
     log.info("queue members pushed again after the reconnect: %s", ", ".join(sorted(pending)))
