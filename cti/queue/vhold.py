@@ -42,7 +42,7 @@ from cti.hoppers.service import HopperError, callback_number, create_hopper
 from cti.privacy import mask_numbers_in
 from cti.queue import service
 from cti.services import Services
-from cti.store.faults import store_or_set_aside, until_stored
+from cti.store.faults import set_aside, store_or_set_aside, until_stored
 from cti.store.models import QueueCall, VirtualHold
 
 log = logging.getLogger("bereik.queue")
@@ -219,6 +219,10 @@ class VirtualHoldEvents:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.events: asyncio.Queue[Message] = asyncio.Queue()
+        # Virtual holds with an event set aside: their later events follow it there, in
+        # order (applied alone they would find the row in the stage before and do nothing;
+        # `bereik events retry` replays them in order after it).
+        self.set_aside_rows: set[int] = set()
 
     def on_event(self, event: Message) -> None:
         name = event.get("Event")
@@ -302,7 +306,14 @@ class VirtualHoldEvents:
         out while the store is down, set aside when it refuses the event."""
         while True:
             event = await self.events.get()
-            await store_or_set_aside(
+            row_id = _row_of(event)
+            if row_id in self.set_aside_rows:
+                error = RuntimeError(f"an earlier event of virtual hold {row_id} was set aside")
+                await set_aside(
+                    self.services.sessions, SOURCE, dict(event), error, self.services.metrics, log
+                )
+                continue
+            stored = await store_or_set_aside(
                 self.services.sessions,
                 SOURCE,
                 dict(event),
@@ -310,6 +321,18 @@ class VirtualHoldEvents:
                 metrics=self.services.metrics,
                 logger=log,
             )
+            if not stored and row_id:
+                self.set_aside_rows.add(row_id)
+
+
+def _row_of(event: Mapping[str, Any]) -> int:
+    """The virtual hold an event is about (0: none that can be told; `apply` refuses it,
+    so it is set aside on its own)."""
+    if event.get("Event") == "OriginateResponse":
+        raw = str(event.get("ActionID", "")).removeprefix(ACTION_PREFIX).split("-")[0]
+    else:
+        raw = str(event.get("Id", ""))
+    return int(raw) if raw.isdigit() else 0
 
 
 async def replay(services: Services, payload: Mapping[str, Any]) -> None:

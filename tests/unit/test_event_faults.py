@@ -134,3 +134,40 @@ async def test_a_virtual_hold_stage_waits_out_a_store_that_is_down_and_is_writte
             "bereik_queue_virtual_hold_total", {"queue": "kcc", "stage": "made"}
         )
     assert made_total == 1
+
+
+async def test_a_virtual_holds_later_stage_follows_its_refused_one_aside_and_is_replayed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moves = Moves(monkeypatch, 2)
+    async with memory_services(CONFIG, tmp_path) as services:
+        async with services.sessions() as session, session.begin():
+            session.add_all([queued(1, "0611111111"), queued(2, "0622222222")])
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_one BEFORE UPDATE ON virtual_holds "
+                    "WHEN NEW.id = 1 AND NEW.status = 'calling' "
+                    "BEGIN SELECT RAISE(ABORT, 'stage refused'); END"
+                )
+            )
+        events = vhold.VirtualHoldEvents(services)
+        worker = asyncio.create_task(events.run())
+        try:
+            events.on_event(made(1))  # type: ignore[arg-type]
+            # The citizen of callback 1 answers: applied alone it would find the row still
+            # queued and do nothing, and the answer would be lost.
+            events.on_event({**made(1), "Stage": "ANSWER"})  # type: ignore[arg-type]
+            events.on_event(made(2))  # type: ignore[arg-type]
+            await asyncio.wait_for(moves.written.wait(), 5)
+        finally:
+            worker.cancel()
+        aside = await faults.listing(services.sessions)
+        assert [(row.payload["Id"], row.payload["Stage"]) for row in aside] == [
+            ("1", "made"),
+            ("1", "ANSWER"),
+        ]
+        async with services.sessions() as session, session.begin():
+            await session.execute(text("DROP TRIGGER refuse_one"))
+        results = await faults.replay(services.sessions, replayers(services))
+        assert [r.ok for r in results] == [True, True]
+        assert await statuses(services) == {1: "reached", 2: "calling"}
