@@ -113,14 +113,20 @@ class FakeAsterisk:
         self.payload = payload
         self.sent_at = 0.0
         self.server: asyncio.Server | None = None
+        self.streaming: asyncio.Task[None] | None = None
+        self.gone = asyncio.Event()  # the client's connection closed
 
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", port)
         return int(self.server.sockets[0].getsockname()[1])
+
+    def listed(self, writer: asyncio.StreamWriter) -> None:
+        """The client has asked for the channels (it is following events now): stream."""
+        if self.streaming is None:
+            self.streaming = asyncio.create_task(self._stream(writer))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(f"{BANNER}11.0.0{EOL}".encode())
-        streaming: asyncio.Task[None] | None = None
         while True:
             try:
                 request = await reader.readuntil((EOL + EOL).encode())
@@ -137,10 +143,10 @@ class FakeAsterisk:
                     f"Event: CoreShowChannelsComplete{EOL}ActionID: {action_id}{EOL}"
                     f"EventList: Complete{EOL}ListItems: 0{EOL}{EOL}".encode()
                 )
-                if streaming is None:
-                    streaming = asyncio.create_task(self._stream(writer))
+                self.listed(writer)
             else:
                 writer.write(f"Response: Success{EOL}ActionID: {action_id}{EOL}{EOL}".encode())
+        self.gone.set()
 
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
         self.sent_at = time.perf_counter()

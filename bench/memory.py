@@ -36,7 +36,7 @@ from pathlib import Path
 
 from panoramisk.message import Message
 
-from bench.ami_ingest import BANNER, EOL, STREAM, _renumber, events_of
+from bench.ami_ingest import EOL, STREAM, FakeAsterisk, _renumber, events_of
 from bench.ami_ingest import UNIQUEID as UNIQUEIDS
 from bench.exchange import Exchange, Phone, free_port, until
 from bench.report import progress
@@ -162,56 +162,30 @@ def _count(blocks: list[str], kind: type) -> int:
     return found
 
 
-class ReplayingAsterisk:
-    """Enough of Asterisk's AMI for `bereik serve`: the banner, a Success to each action
-    (CoreShowChannels: no channel), and the events the bench pushes."""
+class ReplayingAsterisk(FakeAsterisk):
+    """bench.ami_ingest's fake Asterisk for `bereik serve`: the events are those the bench
+    pushes, when it pushes them."""
 
     def __init__(self) -> None:
+        super().__init__(b"")
         self.writer: asyncio.StreamWriter | None = None
         self.connected = asyncio.Event()
-        self.gone = asyncio.Event()  # serve's connection closed
-        self.server: asyncio.Server | None = None
 
-    async def start(self, port: int) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", port)
+    def listed(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.connected.set()
 
     async def push(self, payload: bytes) -> None:
         assert self.writer is not None, "bereik serve is not connected"
         self.writer.write(payload)
         await self.writer.drain()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(f"{BANNER}11.0.0{EOL}".encode())
-        while True:
-            try:
-                request = await reader.readuntil((EOL + EOL).encode())
-            except (asyncio.IncompleteReadError, ConnectionError):
-                break
-            fields = dict(
-                line.split(": ", 1) for line in request.decode().split(EOL) if ": " in line
-            )
-            action, action_id = fields.get("Action", ""), fields.get("ActionID", "")
-            if action == "CoreShowChannels":
-                writer.write(
-                    f"Response: Success{EOL}ActionID: {action_id}{EOL}EventList: start{EOL}"
-                    f"Message: Channels will follow{EOL}{EOL}"
-                    f"Event: CoreShowChannelsComplete{EOL}ActionID: {action_id}{EOL}"
-                    f"EventList: Complete{EOL}ListItems: 0{EOL}{EOL}".encode()
-                )
-                self.writer = writer
-                self.connected.set()
-            else:
-                writer.write(f"Response: Success{EOL}ActionID: {action_id}{EOL}{EOL}".encode())
-            await writer.drain()
-        self.gone.set()
-
     async def close(self) -> None:
         """After serve stopped: its connection's end is read before the loop ends."""
         if self.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.gone.wait(), timeout=5)
-        if self.server:
-            self.server.close()
+        await super().close()
 
 
 async def measure(installation: asterisk.Installation, workdir: Path, calls: int) -> MemoryRow:
