@@ -302,7 +302,7 @@ async def test_a_phone_over_tls_at_kamailio_answers_and_calls_with_srtp(
         # The node's SIP messages in its full.log: what reached it through Kamailio.
         ex.node_cli("a", "pjsip set logger on")
         ex.node_cli("a", "rtp set debug on")  # every RTP packet the node sends or decrypts
-        speaking = 4.0
+        speaking = 2.5
         speech = speech_pcap(ex.workdir / "citizen.pcap", speaking)
         password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2002"]
         phone = Baresip(
@@ -319,8 +319,8 @@ async def test_a_phone_over_tls_at_kamailio_answers_and_calls_with_srtp(
             await until(lambda: "transport=tls" in located(ex, "2002").lower())
             # A citizen's call from the trunk: the node rings the phone through Kamailio,
             # over the TLS connection the phone registered on; it answers (auto-answer).
-            # The citizen speaks from 1.5 s after the IVR answers until the phone has
-            # answered (the KCC rings it about 2 s in).
+            # The citizen speaks from 1.5 s after the IVR answers until 4 s, and hangs up
+            # at 4.5 s (as citizen_call); the KCC rings the phone about 2 s in.
             citizen = asyncio.create_task(
                 ex.call(
                     "14070",
