@@ -302,7 +302,7 @@ async def test_a_phone_over_tls_at_kamailio_answers_and_calls_with_srtp(
         # The node's SIP messages in its full.log: what reached it through Kamailio.
         ex.node_cli("a", "pjsip set logger on")
         ex.node_cli("a", "rtp set debug on")  # every RTP packet the node sends or decrypts
-        speaking = 2.5
+        speaking = 6.0
         speech = speech_pcap(ex.workdir / "citizen.pcap", speaking)
         password = load_secrets(ex.host_instance / "secrets.json", ex.config).phones["2002"]
         phone = Baresip(
@@ -319,8 +319,10 @@ async def test_a_phone_over_tls_at_kamailio_answers_and_calls_with_srtp(
             await until(lambda: "transport=tls" in located(ex, "2002").lower())
             # A citizen's call from the trunk: the node rings the phone through Kamailio,
             # over the TLS connection the phone registered on; it answers (auto-answer).
-            # The citizen speaks from 1.5 s after the IVR answers until 4 s, and hangs up
-            # at 4.5 s (as citizen_call); the KCC rings the phone about 2 s in.
+            # The citizen speaks from 1.5 s after the IVR answers until 7.5 s, and hangs up
+            # at 8 s; the KCC rings the phone about 2 s in on a quiet machine, and the
+            # speech outlasts a ring several seconds later on a busy one (the phone must
+            # hear it after answering).
             citizen = asyncio.create_task(
                 ex.call(
                     "14070",
