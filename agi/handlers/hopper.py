@@ -29,7 +29,7 @@ from agi.handlers.question import record_question
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
-from cti.announcements.prompts import prompt
+from cti.announcements.prompts import prompt, spoken
 from cti.hoppers.service import (
     KCC_TEAM,
     HopperError,
@@ -85,23 +85,38 @@ async def transferring_agent(channel: AgiChannel) -> str:
 
 def digit_prompts(number: str) -> list[str]:
     """A number as one prompt per digit: eleven cached files serve every caller, where a
-    whole sentence with the number in it would cost a speech synthesis per call."""
+    whole sentence with the number in it would cost a speech synthesis per call. `say`
+    plays them joined with the sentences around them, in one command."""
     return ["plus" if char == "+" else char for char in number if char.isdigit() or char == "+"]
 
 
-async def _say(channel: AgiChannel, services: Services, texts: list[str], escape: str) -> str:
-    """Play prompts in turn; a key in `escape` ends it early and is returned."""
-    for text in texts:
-        sound = await prompt(services, text)
+async def say(channel: AgiChannel, services: Services, texts: list[str], escape: str) -> str:
+    """Play prompts in turn as one sound (one STREAM FILE, `spoken`); a key in `escape`
+    ends it early and is returned. A sound that cannot be played is logged and skipped:
+    the call goes on, AgiHangup if the caller left."""
+    async with contextlib.AsyncExitStack() as stack:
         try:
-            key = await channel.stream_file(sound, escape)
-        except AgiCommandFailed:
-            await channel.command("CHANNEL STATUS")  # raises AgiHangup if the caller left
-            channel.log.warning("could not play %s", sound)
-            continue
+            sound = await stack.enter_async_context(spoken(services, texts))
+        except OSError as exc:
+            # The joined file could not be written (disk full, permissions): the parts
+            # still play, one command each.
+            channel.log.warning("cannot join prompts (%s); playing them one by one", exc)
+        else:
+            return await _play(channel, sound, escape)
+    for text in texts:
+        key = await _play(channel, await prompt(services, text), escape)
         if key:
             return key
     return ""
+
+
+async def _play(channel: AgiChannel, sound: str, escape: str) -> str:
+    try:
+        return await channel.stream_file(sound, escape)
+    except AgiCommandFailed:
+        await channel.command("CHANNEL STATUS")  # raises AgiHangup if the caller left
+        channel.log.warning("could not play %s", sound)
+        return ""
 
 
 async def hopper(channel: AgiChannel, services: Services) -> None:
@@ -146,7 +161,7 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         route, said = person
         channel.log.info("refused caller ID and no number keyed: %s", route)
         with contextlib.suppress(AgiCommandFailed):
-            await _say(channel, services, [said], escape="")
+            await say(channel, services, [said], escape="")
         await channel.set_variable("BEREIK_ROUTE", route)
         await channel.finish()
         return
@@ -155,7 +170,7 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
     else:
         goodbye = [NO_NUMBER]
     with contextlib.suppress(AgiHangup, AgiCommandFailed):
-        await _say(channel, services, goodbye, escape="")
+        await say(channel, services, goodbye, escape="")
     await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
 
@@ -257,7 +272,7 @@ async def _confirmed_number(
             *digit_prompts(caller_id),
             "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen.",
         ]
-        choice = await _say(channel, services, offer, escape="12")
+        choice = await say(channel, services, offer, escape="12")
         if not choice:
             try:
                 choice = await channel.wait_for_digit(5000)

@@ -25,7 +25,7 @@ from agi.handlers.ivr import Conversation
 from agi.handlers.quality import ask as ask_quality_consent
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
-from cti.announcements.prompts import prompt
+from cti.announcements.prompts import prompt, spoken
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, open_now
 from cti.queue import service, vhold
@@ -141,8 +141,8 @@ async def virtual_hold(channel: AgiChannel, services: Services) -> None:
         *digit_prompts(number),
         "Tot ziens.",
     ]
-    for text in goodbye:
-        await channel.stream_file(await prompt(services, text))
+    async with spoken(services, goodbye) as sound:
+        await channel.stream_file(sound)
     await channel.set_variable("BEREIK_ROUTE", "hangup")
     await channel.finish()
 

@@ -11,22 +11,35 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import os
+import secrets
 import time
 import wave
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from cti.services import Services
+from cti.tts import SAMPLE_RATE
 
 _locks: dict[str, asyncio.Lock] = {}
 # When each cached prompt was last marked as used (its mtime set to now), so the sweeper
 # (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
 _touched: dict[str, float] = {}
 TOUCH_EVERY = 24 * 3600
+# Where `spoken` writes the sentences it joins for one play; the sweeper
+# (cti/announcements/sweeper.py) removes what a crashed process left there after a day.
+JOINED = "joined"
+
+log = logging.getLogger("bereik.announcements")
 
 
 async def prompt(services: Services, text: str, language: str | None = None) -> str:
     """The path (as Asterisk sees it, without extension) of `text` spoken."""
+    return services.asterisk_path((await _prompt_wav(services, text, language)).with_suffix(""))
+
+
+async def _prompt_wav(services: Services, text: str, language: str | None) -> Path:
     language = language or services.config.exchange.language
     digest = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
     wav = services.sounds_dir / "prompts" / f"{digest}.wav"
@@ -47,7 +60,62 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
         with contextlib.suppress(FileNotFoundError):
             os.utime(wav)
         _touched[digest] = now
-    return services.asterisk_path(wav.with_suffix(""))
+    return wav
+
+
+@contextlib.asynccontextmanager
+async def spoken(
+    services: Services, texts: Sequence[str], language: str | None = None
+) -> AsyncIterator[str]:
+    """`texts` spoken one after the other as one sound, for one STREAM FILE: a sentence
+    and a number read back digit by digit (each a cached `prompt`) cost one AGI round trip
+    instead of one per part, and a key interrupts the whole as it did each part.
+
+    The joined file is made for this play and removed after it: it speaks a caller's
+    number, which the prompt cache must not keep for its 30 days. A single text is its
+    cached prompt as it is. A part whose audio cannot be read is left out (logged), as a
+    part that could not be played was skipped; OSError if the joined file cannot be
+    written."""
+    parts = [await _prompt_wav(services, text, language) for text in texts]
+    if len(parts) == 1:
+        yield services.asterisk_path(parts[0].with_suffix(""))
+        return
+    folder = services.sounds_dir / "prompts" / JOINED
+    folder.mkdir(parents=True, exist_ok=True)
+    wav = folder / f"{secrets.token_hex(12)}.wav"
+    try:
+        join_wavs(parts, wav)
+        yield services.asterisk_path(wav.with_suffix(""))
+    finally:
+        wav.unlink(missing_ok=True)
+
+
+def join_wavs(parts: Sequence[Path], out: Path) -> None:
+    """Write the audio of `parts` one after the other to `out` (a new file, 0640: never
+    readable by others, it may speak a caller's number). Every part Bereik synthesizes has
+    the one Asterisk format (cti.tts); a part in another format or unreadable is left out."""
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "wb") as raw, wave.open(raw, "wb") as joined:
+        params: tuple[int, int, int] | None = None
+        for part in parts:
+            try:
+                with wave.open(str(part), "rb") as audio:
+                    these = (audio.getnchannels(), audio.getsampwidth(), audio.getframerate())
+                    if params is None:
+                        params = these
+                        joined.setnchannels(these[0])
+                        joined.setsampwidth(these[1])
+                        joined.setframerate(these[2])
+                    elif these != params:
+                        raise wave.Error(f"format {these}, not {params}")
+                    joined.writeframes(audio.readframes(audio.getnframes()))
+            except (OSError, EOFError, wave.Error) as exc:
+                log.warning("left out of a joined prompt: %s (%s)", part, exc)
+        if params is None:
+            # Nothing readable: still a valid (empty) wav, so the play fails no differently.
+            joined.setnchannels(1)
+            joined.setsampwidth(2)
+            joined.setframerate(SAMPLE_RATE)
 
 
 def prompt_file(services: Services, asterisk_path: str) -> Path:

@@ -4,6 +4,8 @@
   web screen, a phone recording the operator did not keep) once it is a day old. A day,
   so a call that just started playing a replaced file, or a preview being listened to, is
   never cut off.
+* prompts/joined/: sentences joined for one play (prompts.spoken) that a crashed process
+  left behind, once a day old.
 * prompts/: a cached sentence not made or used for 30 days (dated "we call you back
   before ..." sentences, old menu texts). It is synthesized again if it is ever needed.
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from cti.announcements.prompts import JOINED
 from cti.announcements.service import audio_dir
 from cti.services import Services
 from cti.store.models import Announcement
@@ -52,6 +55,11 @@ async def sweep(services: Services, now: float | None = None) -> int:
             removed += 1
     for wav in (services.sounds_dir / "prompts").glob("*.wav"):
         if _old(wav, PROMPT_AGE, now):
+            wav.unlink(missing_ok=True)
+            removed += 1
+    # A joined prompt is removed after its one play; one left here is a crashed process's.
+    for wav in (services.sounds_dir / "prompts" / JOINED).glob("*.wav"):
+        if _old(wav, ORPHAN_AGE, now):
             wav.unlink(missing_ok=True)
             removed += 1
     return removed
