@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,26 +81,36 @@ class SecretBox:
 
 
 def _load_key(path: Path) -> bytes:
-    """The instance's key, created once (O_EXCL: two processes starting agree on one)."""
-    for _ in range(2):
-        try:
-            key = bytes.fromhex(path.read_text().strip())
-            if len(key) == 32:
-                return key
-            raise SecondFactorError(f"{path}: not a 256-bit key")
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            time.sleep(0.05)  # another process is writing it
-            continue
-        key = secrets.token_bytes(32)
+    """The instance's key, created once. Written whole to a file of its own first and then
+    linked into place (atomic, and refused if it exists): several processes starting at
+    once agree on one key, and none reads a key file before its key is in it (with an
+    O_EXCL create and a write after it, a process starting in between read it empty)."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+    try:
         with os.fdopen(fd, "w") as handle:
             handle.write(key.hex())
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            return _read_key(path)  # another process's, complete
         return key
-    raise SecondFactorError(f"{path}: cannot read the second-factor key")
+    finally:
+        os.unlink(staged)
+
+
+def _read_key(path: Path) -> bytes:
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != 32:
+        raise SecondFactorError(f"{path}: not a 256-bit key")
+    return key
 
 
 def hash_recovery_code(code: str) -> str:
