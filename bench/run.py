@@ -505,6 +505,7 @@ def run(args: argparse.Namespace) -> int:
         )
         handled = MEMORY_CALLS[args.quick]
         progress(f"memory of bereik serve: calls in progress, then {handled:,} calls handled")
+        (workdir / "memory").mkdir()
         memory_row = asyncio.run(memory.measure(bench.installation, workdir / "memory", handled))
     finally:
         if not args.keep:
