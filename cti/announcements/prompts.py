@@ -99,16 +99,15 @@ def join_wavs(parts: Sequence[Path], out: Path) -> None:
         params: tuple[int, int, int] | None = None
         for part in parts:
             try:
-                with wave.open(str(part), "rb") as audio:
-                    these = (audio.getnchannels(), audio.getsampwidth(), audio.getframerate())
-                    if params is None:
-                        params = these
-                        joined.setnchannels(these[0])
-                        joined.setsampwidth(these[1])
-                        joined.setframerate(these[2])
-                    elif these != params:
-                        raise wave.Error(f"format {these}, not {params}")
-                    joined.writeframes(audio.readframes(audio.getnframes()))
+                these, frames = _audio(str(part))
+                if params is None:
+                    params = these
+                    joined.setnchannels(these[0])
+                    joined.setsampwidth(these[1])
+                    joined.setframerate(these[2])
+                elif these != params:
+                    raise wave.Error(f"format {these}, not {params}")
+                joined.writeframes(frames)
             except (OSError, EOFError, wave.Error) as exc:
                 log.warning("left out of a joined prompt: %s (%s)", part, exc)
         if params is None:
@@ -116,6 +115,16 @@ def join_wavs(parts: Sequence[Path], out: Path) -> None:
             joined.setnchannels(1)
             joined.setsampwidth(2)
             joined.setframerate(SAMPLE_RATE)
+
+
+@functools.lru_cache(maxsize=64)
+def _audio(path: str) -> tuple[tuple[int, int, int], bytes]:
+    """A cached prompt's format and frames, read once: a prompt's file is named by the
+    hash of its text and never changes, and the same eleven digits and few sentences are
+    joined on every read-back (a failed read is not kept: it raises)."""
+    with wave.open(path, "rb") as audio:
+        params = (audio.getnchannels(), audio.getsampwidth(), audio.getframerate())
+        return params, audio.readframes(audio.getnframes())
 
 
 def prompt_file(services: Services, asterisk_path: str) -> Path:
