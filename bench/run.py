@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from bench import admission, ami_ingest, dialplan, docfigures, memory, queue_row, screen
@@ -459,18 +459,36 @@ def ensure_chroot_python(installation: asterisk.Installation) -> None:
             )
 
 
+# The per-rate rows: the names --rows takes and the Bench method of each, in run order.
+ROWS = {
+    "floor": "floor",
+    "classic": "classic",
+    "bare": "bare",
+    "framework": "framework",
+    "ivr": "bereik",
+}
+
+
 async def measure_all(
-    bench: Bench, rates: list[float], seconds: float, skip_max: bool
+    bench: Bench, rates: list[float], seconds: float, skip_max: bool, chosen: list[str] | None
 ) -> tuple[list[Row], MaxRate, screen.ScreenResult, admission.Overload]:
+    """Every row and section; with `chosen` (--rows) only those per-rate rows."""
     rows: list[Row] = []
     await bench.idle()
     for rate in rates:
         progress(f"{rate:.0f} calls/s for {seconds:.0f} s per row")
-        rows.append(await bench.floor(rate))
-        rows.append(await bench.classic(rate))
-        rows.append(await bench.bare(rate))
-        rows.append(await bench.framework(rate))
-        rows.append(await bench.bereik(rate))
+        for name, method in ROWS.items():
+            if chosen is None or name in chosen:
+                row: Callable[[float], Awaitable[Row]] = getattr(bench, method)
+                rows.append(await row(rate))
+    if chosen is not None:
+        skipped = "skipped (--rows)"
+        return (
+            rows,
+            MaxRate(note=skipped),
+            screen.ScreenResult(note=skipped),
+            admission.Overload(note=skipped),
+        )
     progress("event to screen (AMI → SSE)")
     seen = await bench.screen()
     if skip_max:
@@ -490,9 +508,18 @@ def run(args: argparse.Namespace) -> int:
         try:
             # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
             bench.start()
-            rows, best, seen, over = asyncio.run(measure_all(bench, rates, seconds, args.skip_max))
+            rows, best, seen, over = asyncio.run(
+                measure_all(bench, rates, seconds, args.skip_max, args.rows)
+            )
         finally:
             bench.close()
+        if args.rows is not None:
+            # Only the chosen rows, side by side with their verdicts: a quick measurement
+            # while working on one part, never the page's figures (main refuses --write-docs).
+            print(machine(), flush=True)
+            print(f"mode: rows {', '.join(args.rows)}, {seconds:.0f} s per row\n", flush=True)
+            print(table(rows, best, seen), flush=True)
+            return 0
         # The waiting line's row: exchanges of its own, after the bench's is gone.
         calls, rate = QUEUE_LOAD[args.quick]
         progress(f"14070 → KCC agent, ring-all and waiting line: {calls} calls at {rate}/s")
@@ -542,12 +569,28 @@ def write_docs(page: Path, report: str, argv: list[str]) -> None:
     )
 
 
+def _row_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ROWS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown row {', '.join(unknown) or '(none)'}; rows are {','.join(ROWS)}"
+        )
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds per row (CI)")
     parser.add_argument("--rates", type=float, nargs="+", help="calls per second per row")
     parser.add_argument("--seconds", type=float, help="seconds of calls per row and rate")
     parser.add_argument("--skip-max", action="store_true", help="leave out the max-rate search")
+    parser.add_argument(
+        "--rows",
+        type=_row_names,
+        metavar="NAME,...",
+        help=f"only these per-rate rows ({','.join(ROWS)}), no other section",
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy bereik serve in each Bereik row; stacks to DIR"
     )
@@ -561,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also put the report between the page's figure markers (default bench/README.md)",
     )
     args = parser.parse_args(argv)
+    if args.write_docs and args.rows is not None:
+        parser.error("--write-docs takes the whole run's report, not --rows")
     if args.write_docs:
         # The page's markers are checked before the run, not after its minutes of calls.
         try:
