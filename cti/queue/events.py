@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,12 +30,13 @@ from typing import Any, cast
 
 from panoramisk.message import Message
 from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
 from cti.queue import service
 from cti.services import Services
-from cti.store.db import insert_or_skip
+from cti.store.db import Sessions, insert_or_skip
 from cti.store.faults import store_or_set_aside
 from cti.store.models import QueueCall
 
@@ -226,6 +228,9 @@ class QueueEvents:
             )
 
     async def apply(self, event: Mapping[str, Any]) -> None:
+        """Write one event: each in one transaction (the stay's row and the agent's
+        state together), counted on the gauges only once it is committed, so a retry
+        after a store fault neither loses nor doubles a count."""
         name = str(event.get("Event", ""))
         queue = str(event.get("Queue", ""))
         uniqueid = str(event.get("Uniqueid", ""))
@@ -233,20 +238,26 @@ class QueueEvents:
         # app_queue names the member by its interface (PJSIP/2001), not a channel.
         agent = extension_of_member(str(event.get("Interface", "")))
         metrics = self.services.metrics.queue
+        config = self.services.config
         if name == "QueueCallerJoin":
             if is_placeholder(str(event.get("Channel", ""))):
                 return  # a virtual hold's stand-in: its caller's stay was decided already
+            if uniqueid in joined_known(self.services):
+                # This process's entry handler made the row a moment ago; the first one
+                # made stays, so the insert below would be skipped anyway.
+                return
             caller = str(event.get("CallerIDNum", ""))
             stamped = self.line(queue).arrival.get(uniqueid)
             if stamped is not None and abs(stamped - at.timestamp()) < 3600:
                 at = datetime.fromtimestamp(stamped, UTC)
             await record_arrival(self.services, queue, uniqueid, caller, at)
         elif name == "AgentConnect":
-            wait = await self._decide(queue, uniqueid, "answered", at, agent=agent)
+            async with self.services.sessions() as session, session.begin():
+                wait = await self._decide(session, uniqueid, "answered", at, agent=agent)
+                if agent:
+                    await session.execute(service.call_marked(config, agent, at, started=True))
             if wait is not None:
                 self._count_answered(queue, wait)
-            if agent:
-                await service.mark_call(self.services, agent, at, started=True)
         elif name == "AgentComplete":
             async with self.services.sessions() as session, session.begin():
                 await session.execute(
@@ -254,12 +265,13 @@ class QueueEvents:
                     .where(QUEUE_CALLS.c.uniqueid == uniqueid)
                     .values(talk_seconds=float(event.get("TalkTime", 0) or 0))
                 )
-            if agent:
-                await service.mark_call(self.services, agent, at, started=False)
+                if agent:
+                    await session.execute(service.call_marked(config, agent, at, started=False))
         elif name == HANGUP_IN_LINE:
-            wait = await self._decide(queue, uniqueid, "abandoned", at)
+            async with self.services.sessions() as session, session.begin():
+                wait = await self._decide(session, uniqueid, "abandoned", at)
             if wait is not None:
-                short = wait < self.services.config.queue.short_abandon_seconds
+                short = wait < config.queue.short_abandon_seconds
                 metrics.offered.labels(queue).inc()
                 metrics.abandoned.labels(queue, "true" if short else "false").inc()
         elif name == "AgentRingNoAnswer":
@@ -268,39 +280,46 @@ class QueueEvents:
         elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
             status = str(event.get("Status", ""))
             reason = OVERFLOW_BY_STATUS.get(status.upper(), "other")
-            # Turned away before joining (closed, full, nobody signed in): a stay of no time.
-            await record_arrival(
-                self.services, queue, uniqueid, str(event.get("CallerIDNum", "")), at
-            )
-            if await self._decide(queue, uniqueid, "overflow", at, detail=status) is not None:
+            async with self.services.sessions() as session, session.begin():
+                # Turned away before joining (closed, full, nobody signed in): a stay of
+                # no time.
+                await _insert_stay(
+                    self.services, session, queue, uniqueid, str(event.get("CallerIDNum", "")), at
+                )
+                wait = await self._decide(session, uniqueid, "overflow", at, detail=status)
+            if wait is not None:
                 metrics.offered.labels(queue).inc()
                 metrics.overflow.labels(queue, reason).inc()
 
     async def _decide(
         self,
-        queue: str,
+        session: AsyncSession,
         uniqueid: str,
         outcome: str,
         at: datetime,
         agent: str = "",
         detail: str = "",
     ) -> float | None:
-        """Set the stay's outcome once; its wait (from arrival) when this decided it."""
-        async with self.services.sessions() as session, session.begin():
+        """Set the stay's outcome once; its wait (from arrival) when this decided it.
+
+        The arrival comes from memory when this process made the row (no read on an
+        answered call), from the row otherwise (another process made it, or this one
+        restarted since). The guarded UPDATE decides either way: memory only saves the
+        SELECT."""
+        joined = joined_known(self.services).pop(uniqueid, None)
+        if joined is None:
             joined = await session.scalar(
                 select(QueueCall.joined_at).where(QueueCall.uniqueid == uniqueid)
             )
-            if joined is None:
-                return None
-            wait = round(max((at - joined).total_seconds(), 0.0), 3)
-            result = await session.execute(
-                update(QUEUE_CALLS)
-                .where(QUEUE_CALLS.c.uniqueid == uniqueid, QUEUE_CALLS.c.outcome == "")
-                .values(
-                    outcome=outcome, left_at=at, wait_seconds=wait, agent=agent, detail=detail[:32]
-                )
-            )
-            return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
+        if joined is None:
+            return None
+        wait = round(max((at - joined).total_seconds(), 0.0), 3)
+        result = await session.execute(
+            update(QUEUE_CALLS)
+            .where(QUEUE_CALLS.c.uniqueid == uniqueid, QUEUE_CALLS.c.outcome == "")
+            .values(outcome=outcome, left_at=at, wait_seconds=wait, agent=agent, detail=detail[:32])
+        )
+        return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
 
     def _count_answered(self, queue: str, wait: float) -> None:
         metrics = self.services.metrics.queue
@@ -331,22 +350,59 @@ def _timestamp(event: Mapping[str, Any]) -> float:
         return time.time()
 
 
+# Stays whose row this process made, uniqueid -> joined_at exactly as written, per store
+# (a test makes several in one process): QueueCallerJoin after this process's entry
+# handler then writes nothing, and the stay's decision needs no read. A cache written
+# through, never the truth: what is not here (made by another process, or before a
+# restart) is read from the row. Taken out when the stay is decided; bounded, so stays
+# decided elsewhere (another process, a callback) do not make it grow with calls handled.
+_joined: weakref.WeakKeyDictionary[Sessions, dict[str, datetime]] = weakref.WeakKeyDictionary()
+JOINED_KEPT = 10_000
+
+
+def joined_known(services: Services) -> dict[str, datetime]:
+    known = _joined.get(services.sessions)
+    if known is None:
+        known = _joined[services.sessions] = {}
+    return known
+
+
 async def record_arrival(
     services: Services, queue: str, uniqueid: str, caller: str, at: datetime, position: int = 0
 ) -> None:
     """The stay's row, from the moment the caller came to the line (the entry handler), or
     from joining it (when that handler was not reached); the first one made stays."""
     async with services.sessions() as session, session.begin():
-        # One statement: both the entry handler and QueueCallerJoin come here for a stay.
-        await session.execute(
-            insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
-                queue=queue,
-                uniqueid=uniqueid,
-                caller=caller[:80],
-                joined_at=at,
-                position=position,
-                outcome="",
-                detail="",
-                agent="",
-            )
+        made = await _insert_stay(services, session, queue, uniqueid, caller, at, position)
+    if made:
+        # Remembered once committed: a rolled-back row must not be taken for made.
+        known = joined_known(services)
+        known[uniqueid] = at
+        if len(known) > JOINED_KEPT:
+            del known[next(iter(known))]  # the oldest: its stay was decided elsewhere
+
+
+async def _insert_stay(
+    services: Services,
+    session: AsyncSession,
+    queue: str,
+    uniqueid: str,
+    caller: str,
+    at: datetime,
+    position: int = 0,
+) -> bool:
+    """Whether this made the stay's row (False: it was there)."""
+    # One statement: both the entry handler and QueueCallerJoin come here for a stay.
+    result = await session.execute(
+        insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
+            queue=queue,
+            uniqueid=uniqueid,
+            caller=caller[:80],
+            joined_at=at,
+            position=position,
+            outcome="",
+            detail="",
+            agent="",
         )
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1

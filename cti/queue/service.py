@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, Update, func, select, update
 
 from cti.ami.client import AmiActionFailed, AmiError
 from cti.ami.nodes import Ami
@@ -415,47 +415,52 @@ async def _clear_call(services: Services, extension: str, now: datetime) -> None
             row.changed_at = now
 
 
-async def mark_call(services: Services, extension: str, at: datetime, *, started: bool) -> None:
-    """A queue call of this agent began (AgentConnect) or ended (AgentComplete)."""
+def call_marked(config: Config, extension: str, at: datetime, *, started: bool) -> Update:
+    """The agent's row after a queue call of theirs began (AgentConnect) or ended
+    (AgentComplete): one UPDATE, no read first (an agent with no row yet has no state to
+    change). A statement: the event's other write goes in the same transaction
+    (cti/queue/events.py): it comes twice on every answered call of the line."""
     if started:
-        values = {"on_call_since": at, "wrapup_until": None}
+        values: dict[str, datetime | None] = {"on_call_since": at, "wrapup_until": None}
     else:
-        seconds = services.config.queue.wrapup_seconds
+        seconds = config.queue.wrapup_seconds
         values = {
             "on_call_since": None,
             "wrapup_until": at + timedelta(seconds=seconds) if seconds else None,
         }
-    async with services.sessions() as session, session.begin():
-        # One UPDATE, no read first (an agent with no row yet has no state to change):
-        # it comes twice on every answered call of the line.
-        await session.execute(
-            update(AgentState)
-            .where(AgentState.extension == extension)
-            .values(**values, changed_at=at)
-            .execution_options(synchronize_session=False)
-        )
+    return (
+        update(AGENT_STATES)
+        .where(AGENT_STATES.c.extension == extension)
+        .values(**values, changed_at=at)
+    )
 
 
 async def place_in_line(services: Services, arrival: datetime, queue: str = KCC_QUEUE) -> int:
     """The place of a caller who came at `arrival`: one more than those who came earlier
     and are still waiting (in line or hearing the entry messages), callbacks that keep a
     place included. From the database, so every process counts the same line."""
+    callers = (
+        select(func.count())
+        .where(
+            QueueCall.queue == queue,
+            QueueCall.outcome == "",
+            QueueCall.joined_at < arrival,
+        )
+        .scalar_subquery()
+    )
+    callbacks = (
+        select(func.count())
+        .where(
+            VirtualHold.queue == queue,
+            VirtualHold.status.in_(("pending", "placing", "queued")),
+            VirtualHold.arrived_at < arrival,
+        )
+        .scalar_subquery()
+    )
+    # One statement, one round trip: the entry handler asks it on every caller.
     async with services.sessions() as session:
-        callers = await session.scalar(
-            select(func.count()).where(
-                QueueCall.queue == queue,
-                QueueCall.outcome == "",
-                QueueCall.joined_at < arrival,
-            )
-        )
-        callbacks = await session.scalar(
-            select(func.count()).where(
-                VirtualHold.queue == queue,
-                VirtualHold.status.in_(("pending", "placing", "queued")),
-                VirtualHold.arrived_at < arrival,
-            )
-        )
-    return 1 + int(callers or 0) + int(callbacks or 0)
+        found = (await session.execute(select(callers, callbacks))).one()
+    return 1 + int(found[0] or 0) + int(found[1] or 0)
 
 
 async def waiting_now(
