@@ -17,6 +17,7 @@ from cti.ami.client import READER, AmiClient
 from cti.ami.nodes import Ami, AmiNodes
 from cti.store.cache import Caches, Counters, Notifications, signals_for
 from cti.store.db import Sessions, create_engine, migrate_async, sessions
+from cti.store.writer import Writer
 from cti.tts import TtsEngine, engine_for
 from dialplan.asterisk import installed
 from dialplan.config import Config
@@ -43,6 +44,15 @@ class Services:
     # over weeks of calls (seconds on a large database, while every caller's handler
     # waited and admission control refused calls). None: `sessions`.
     figures: Sessions | None = None
+    # The call path's group commit (cti/store/writer.py), made on first use.
+    _writer: Writer | None = field(default=None, repr=False)
+
+    @property
+    def writer(self) -> Writer:
+        """The call path's transactions share commits here, over `sessions`' engine."""
+        if self._writer is None:
+            self._writer = Writer(self.sessions.kw["bind"])
+        return self._writer
 
     @property
     def reads(self) -> Sessions:

@@ -24,15 +24,16 @@ KCC agent by hand, the API) goes through ``create_hopper`` so the rules hold eve
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
@@ -172,9 +173,12 @@ async def create_hopper(
     """Create a hopper (or link a repeat contact) and queue its mail, in one transaction.
 
     Returns the hopper that now carries the request: a new one, or the open one a repeat
-    contact was linked to (then ``hopper.repeat_count`` went up). Raises HopperError for
-    an unknown team, an unknown reason, an unknown question category or a missing caller
-    number. These are the rules of every way a hopper is made (IVR, API, KCC screen).
+    contact was linked to (then ``hopper.repeat_count`` went up), as it was stored (not
+    attached to a session). Raises HopperError for an unknown team, an unknown reason, an
+    unknown question category or a missing caller number. These are the rules of every way
+    a hopper is made (IVR, API, KCC screen). The transaction goes through the call path's
+    writer (cti/store/writer.py): it may share its commit with other callers', and this
+    returns only after that commit.
     """
     config = services.config
     team = team_info(config, team_id)
@@ -207,8 +211,9 @@ async def create_hopper(
     )
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            async with services.sessions() as session, session.begin():
-                hopper, new = await _create_or_link(session, config, contact)
+            hopper, new = await services.writer.transaction(
+                functools.partial(_create_or_link, config=config, c=contact)
+            )
             break
         except IntegrityError:
             if attempt == _ATTEMPTS:
@@ -219,6 +224,49 @@ async def create_hopper(
 
 
 _ATTEMPTS = 3
+
+# The tables, for the call path's Core statements: a hopper costs five statements, which
+# the ORM's unit of work, identity map and per-statement compilation made several times
+# dearer than the statements themselves (bench/README.md, profile per part).
+HOPPERS = cast(Table, Hopper.__table__)
+HOPPER_EVENTS = cast(Table, HopperEvent.__table__)
+OUTBOX = cast(Table, OutboxMail.__table__)
+RECORDINGS = cast(Table, QuestionRecording.__table__)
+
+# Built once: a statement object keeps its cache key, so each execution finds its compiled
+# form in the engine's cache without walking the statement again. Bound parameters are
+# named apart from the columns (an UPDATE reserves the column names for its SET clause).
+_OPEN_HOPPER = (
+    select(HOPPERS)
+    .where(
+        HOPPERS.c.caller == bindparam("p_caller"),
+        HOPPERS.c.team_id == bindparam("p_team"),
+        HOPPERS.c.status == "open",
+    )
+    .order_by(HOPPERS.c.created_at)
+    .limit(1)
+    # PostgreSQL: two repeat contacts for one hopper take turns (SQLite: one writer).
+    .with_for_update()
+)
+_INSERT_HOPPER = insert(HOPPERS).returning(HOPPERS.c.id)
+_INSERT_EVENT = insert(HOPPER_EVENTS)
+_INSERT_MAIL = insert(OUTBOX)
+_COUNT_REPEAT = (
+    update(HOPPERS)
+    .where(HOPPERS.c.id == bindparam("p_id"))
+    .values(repeat_count=bindparam("p_count"), category=bindparam("p_category"))
+)
+# One statement links and tells the length (RETURNING: SQLite ≥ 3.35, PostgreSQL), where
+# a separate read cost the hopper path another round trip.
+_LINK_RECORDINGS = (
+    update(RECORDINGS)
+    .where(
+        RECORDINGS.c.call_uniqueid == bindparam("p_call"),
+        RECORDINGS.c.hopper_id.is_(None),
+    )
+    .values(hopper_id=bindparam("p_hopper"))
+    .returning(RECORDINGS.c.seconds)
+)
 
 
 @dataclass(frozen=True)
@@ -241,53 +289,53 @@ class _Contact:
 
 
 async def _create_or_link(
-    session: AsyncSession, config: Config, c: _Contact
+    conn: AsyncConnection, *, config: Config, c: _Contact
 ) -> tuple[Hopper, bool]:
-    """The hopper that carries the request, and whether it is new (in ``session``)."""
+    """The hopper that carries the request, and whether it is new (in ``conn``'s
+    transaction)."""
     team = c.team
     if not c.acquisition:
-        open_one = await _open_hopper(session, c.number, team.id)
-        if open_one is not None:
-            await _link_recordings(session, open_one.id, c.call_uniqueid)
-            await _link_repeat(
-                session,
-                open_one,
-                team,
-                config,
-                now=c.now,
-                reason=c.reason,
-                agent=c.agent,
-                category=c.category,
-                note=c.note,
-                call_uniqueid=c.call_uniqueid,
-                actor=c.actor,
-            )
+        found = (
+            await conn.execute(_OPEN_HOPPER, {"p_caller": c.number, "p_team": team.id})
+        ).first()
+        if found is not None:
+            open_one = Hopper(**found._mapping)
+            await _link_recordings(conn, open_one.id, c.call_uniqueid)
+            await _link_repeat(conn, open_one, team, config, c)
             return open_one, False
 
-    hopper = Hopper(
-        team_id=team.id,
-        caller=c.number,
-        reason=c.reason,
-        agent=c.agent[:32],
-        category=c.category,
-        note=c.note[:4000],
-        call_uniqueid=c.call_uniqueid[:64],
-        created_at=c.now,
-        deadline=compute_deadline(c.now, team.norm_working_days, opening_hours(config)),
-        status="open",
-        counts_for_norm=not c.acquisition,
-        repeat_count=0,
-    )
-    session.add(hopper)
-    await session.flush()  # the id, for the event and the mail's key
-    recorded = await _link_recordings(session, hopper.id, c.call_uniqueid)
-    session.add(
-        HopperEvent(
-            hopper_id=hopper.id,
+    values: dict[str, Any] = {
+        "team_id": team.id,
+        "caller": c.number,
+        "reason": c.reason,
+        "agent": c.agent[:32],
+        "category": c.category,
+        "note": c.note[:4000],
+        "call_uniqueid": c.call_uniqueid[:64],
+        "created_at": c.now,
+        "deadline": compute_deadline(c.now, team.norm_working_days, opening_hours(config)),
+        "status": "open",
+        "claimed_by": "",
+        "closed_at": None,
+        "closed_by": "",
+        "closing_reason": "",
+        "within_norm": None,
+        "counts_for_norm": not c.acquisition,
+        "repeat_of_id": None,
+        "repeat_count": 0,
+    }
+    if c.acquisition:
+        # Sales calls are not a citizen's question: on record, out of the norm.
+        values.update(_closed_values(ACQUISITION, c.actor, c.now))
+    hopper_id = (await conn.execute(_INSERT_HOPPER, values)).scalar_one()
+    hopper = Hopper(id=hopper_id, **values)
+    recorded = await _link_recordings(conn, hopper_id, c.call_uniqueid)
+    events = [
+        _event_values(
+            hopper,
             at=c.now,
             actor=c.actor,
             kind="created",
-            team_id=team.id,
             call_uniqueid=c.call_uniqueid[:64],
             detail={
                 "reason": c.reason,
@@ -296,28 +344,57 @@ async def _create_or_link(
                 "call_uniqueid": c.call_uniqueid,
             },
         )
-    )
+    ]
     if c.acquisition:
-        # Sales calls are not a citizen's question: on record, out of the norm.
-        mark_closed(
-            session,
-            hopper,
-            reason=ACQUISITION,
-            actor=c.actor,
-            now=c.now,
-            detail={"closing_reason": ACQUISITION},
-        )
-    elif team.mailbox:
-        session.add(
-            _new_hopper_mail(
-                hopper, team, config, key=f"hopper-{hopper.id}-created", recorded=recorded
+        events.append(
+            _event_values(
+                hopper,
+                at=c.now,
+                actor=c.actor,
+                kind="closed",
+                detail={"closing_reason": ACQUISITION},
             )
         )
+    await conn.execute(_INSERT_EVENT, events)
+    if team.mailbox and not c.acquisition:
+        mail = _new_hopper_mail(
+            hopper, team, config, key=f"hopper-{hopper_id}-created", recorded=recorded
+        )
+        await conn.execute(_INSERT_MAIL, _mail_values(mail))
     return hopper, True
 
 
+def _event_values(
+    hopper: Hopper,
+    *,
+    at: datetime,
+    actor: str,
+    kind: str,
+    detail: dict[str, object],
+    call_uniqueid: str = "",
+) -> dict[str, Any]:
+    return {
+        "hopper_id": hopper.id,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "team_id": hopper.team_id,
+        "detail": detail,
+        "call_uniqueid": call_uniqueid,
+    }
+
+
+def _mail_values(mail: OutboxMail) -> dict[str, Any]:
+    return {
+        "key": mail.key,
+        "recipient": mail.recipient,
+        "subject": mail.subject,
+        "body": mail.body,
+    }
+
+
 async def _link_recordings(
-    session: AsyncSession, hopper_id: int, call_uniqueid: str
+    conn: AsyncConnection, hopper_id: int, call_uniqueid: str
 ) -> float | None:
     """The question this call recorded (agi/handlers/question.py) belongs to the hopper
     that carries the call's request: linked in the hopper's own transaction. Returns the
@@ -325,21 +402,10 @@ async def _link_recordings(
     """
     if not call_uniqueid:
         return None
-    # One statement links and tells the length (RETURNING: SQLite ≥ 3.35, PostgreSQL),
-    # where a separate read cost the hopper path another round trip.
-    linked = await session.scalars(
-        update(QuestionRecording)
-        .where(
-            QuestionRecording.call_uniqueid == call_uniqueid[:64],
-            QuestionRecording.hopper_id.is_(None),
-        )
-        .values(hopper_id=hopper_id)
-        .returning(QuestionRecording.seconds)
-        # No recording is loaded in this session: nothing to synchronize, and the
-        # ORM's evaluation of the WHERE against the session costs on every hopper.
-        .execution_options(synchronize_session=False)
+    linked = await conn.execute(
+        _LINK_RECORDINGS, {"p_call": call_uniqueid[:64], "p_hopper": hopper_id}
     )
-    seconds = linked.first()
+    seconds = linked.scalars().first()
     return None if seconds is None else float(seconds)
 
 
@@ -354,6 +420,11 @@ def _recording_line(seconds: float | None) -> list[str]:
     ]
 
 
+def _closed_values(reason: str, actor: str, now: datetime) -> dict[str, Any]:
+    """A hopper's fields once closed (mark_closed's, for a hopper written whole)."""
+    return {"status": "closed", "closed_at": now, "closed_by": actor, "closing_reason": reason}
+
+
 def mark_closed(
     session: AsyncSession,
     hopper: Hopper,
@@ -365,23 +436,15 @@ def mark_closed(
 ) -> None:
     """Record that ``hopper`` is closed: status, when, by whom and why, and its ``closed`` event.
 
-    The one place both closings go through (an acquisitie at creation, a team's close).
-    The hopper must have its id (be flushed); ``detail`` is the event's detail. The
-    caller has checked the reason and decided ``within_norm``; nothing commits here.
+    The one place a team's close goes through (an acquisitie is written closed at creation,
+    with the same fields and event: `_closed_values`, `_event_values`). The hopper must
+    have its id (be flushed); ``detail`` is the event's detail. The caller has checked the
+    reason and decided ``within_norm``; nothing commits here.
     """
-    hopper.status = "closed"
-    hopper.closed_at = now
-    hopper.closed_by = actor
-    hopper.closing_reason = reason
+    for name, value in _closed_values(reason, actor, now).items():
+        setattr(hopper, name, value)
     session.add(
-        HopperEvent(
-            hopper_id=hopper.id,
-            at=now,
-            actor=actor,
-            kind="closed",
-            team_id=hopper.team_id,
-            detail=detail,
-        )
+        HopperEvent(**_event_values(hopper, at=now, actor=actor, kind="closed", detail=detail))
     )
 
 
@@ -398,59 +461,53 @@ async def _open_hopper(session: AsyncSession, caller: str, team_id: str) -> Hopp
 
 
 async def _link_repeat(
-    session: AsyncSession,
-    hopper: Hopper,
-    team: TeamInfo,
-    config: Config,
-    *,
-    now: datetime,
-    reason: str,
-    agent: str,
-    category: str,
-    note: str,
-    call_uniqueid: str,
-    actor: str,
+    conn: AsyncConnection, hopper: Hopper, team: TeamInfo, config: Config, c: _Contact
 ) -> None:
     hopper.repeat_count = (hopper.repeat_count or 0) + 1
     # Keep what the first contact did not know yet.
-    if category and not hopper.category:
-        hopper.category = category
-    session.add(
-        HopperEvent(
-            hopper_id=hopper.id,
-            at=now,
-            actor=actor,
+    if c.category and not hopper.category:
+        hopper.category = c.category
+    await conn.execute(
+        _COUNT_REPEAT,
+        {"p_id": hopper.id, "p_count": hopper.repeat_count, "p_category": hopper.category},
+    )
+    await conn.execute(
+        _INSERT_EVENT,
+        _event_values(
+            hopper,
+            at=c.now,
+            actor=c.actor,
             kind="repeat",
-            team_id=team.id,
-            call_uniqueid=call_uniqueid[:64],
+            call_uniqueid=c.call_uniqueid[:64],
             detail={
-                "reason": reason,
-                "agent": agent,
-                "category": category,
-                "note": note,
-                "call_uniqueid": call_uniqueid,
+                "reason": c.reason,
+                "agent": c.agent,
+                "category": c.category,
+                "note": c.note,
+                "call_uniqueid": c.call_uniqueid,
                 "repeat_count": hopper.repeat_count,
             },
-        )
+        ),
     )
     if team.mailbox:
-        local = now.astimezone(opening_hours(config).tz)
+        local = c.now.astimezone(opening_hours(config).tz)
         body = (
             f"{hopper.caller} heeft opnieuw contact gezocht met {team.name} "
-            f"op {local:%d-%m-%Y %H:%M} ({REASON_TEXT_NL.get(reason, reason)}).\n"
+            f"op {local:%d-%m-%Y %H:%M} ({REASON_TEXT_NL.get(c.reason, c.reason)}).\n"
             f"Dit hoort bij terugbelverzoek #{hopper.id}; er is geen nieuw verzoek gemaakt.\n"
             f"Aantal herhaalde contacten: {hopper.repeat_count}.\n"
         )
-        if note:
-            body += f"Notitie: {note}\n"
+        if c.note:
+            body += f"Notitie: {c.note}\n"
         body += _link(config, hopper.id)
-        session.add(
-            OutboxMail(
-                key=f"hopper-{hopper.id}-repeat-{hopper.repeat_count}",
-                recipient=team.mailbox,
-                subject=f"Herhaald contact bij terugbelverzoek #{hopper.id} - {hopper.caller}",
-                body=body,
-            )
+        await conn.execute(
+            _INSERT_MAIL,
+            {
+                "key": f"hopper-{hopper.id}-repeat-{hopper.repeat_count}",
+                "recipient": team.mailbox,
+                "subject": f"Herhaald contact bij terugbelverzoek #{hopper.id} - {hopper.caller}",
+                "body": body,
+            },
         )
 
 

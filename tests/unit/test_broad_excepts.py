@@ -39,6 +39,10 @@ SITES: dict[tuple[str, str, str], str] = {
     ("cti/store/faults.py", "replay", "except Exception"): (
         f"is {STORE}: a replay refused again stays aside with the new error"
     ),
+    ("cti/store/writer.py", "Writer._commit", "except Exception"): (
+        "hands each job's error to the one caller waiting for it (its own policy decides), "
+        "after running a failed shared batch's jobs one by one"
+    ),
     # Workers.
     ("cti/calls/listener.py", "CallListener._write_batch", "except BaseException"): (
         "re-raises (to the supervisor) after putting the batch back"
