@@ -27,11 +27,15 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.text import MIMEText
 from email.utils import make_msgid
+from typing import cast
 
 import aiosmtplib
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, or_, select, update
 
 from cti.services import Services
 from cti.store.faults import until_stored
@@ -39,6 +43,8 @@ from cti.store.models import OutboxMail
 from dialplan.config import Mail
 
 log = logging.getLogger("bereik.outbox")
+
+OUTBOX = cast(Table, OutboxMail.__table__)
 
 # A claim outlives a round: a round starts no send after SEND_WINDOW seconds, and each
 # send ends within SMTP_TIMEOUT, so a live sender always finishes before its claim runs
@@ -56,7 +62,7 @@ def backoff(attempts: int, base: float) -> float:
 
 
 def _unclaimed(now: datetime) -> ColumnElement[bool]:
-    return or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now)
+    return or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < now)
 
 
 # Updates here never touch rows loaded in their session: synchronize_session=False spares
@@ -67,20 +73,20 @@ def _unclaimed(now: datetime) -> ColumnElement[bool]:
 async def claim(services: Services, now: datetime, owner_until: datetime) -> list[OutboxMail]:
     """Rows due now that this process has claimed (see the module docstring).
 
-    The rows whose ``claimed_until`` then carries this process's own mark are ours; a row
-    another sender took first keeps that one's mark.
+    The rows whose ``claimed_until`` then carries this process's own mark are ours (the
+    UPDATE returns them); a row another sender took first keeps that one's mark.
     """
-    async with services.sessions() as session, session.begin():
+    async with services.sessions.kw["bind"].begin() as conn:
         due = list(
             (
-                await session.execute(
-                    select(OutboxMail.id)
+                await conn.execute(
+                    select(OUTBOX.c.id)
                     .where(
-                        OutboxMail.sent_at.is_(None),
-                        OutboxMail.next_attempt_at <= now,
+                        OUTBOX.c.sent_at.is_(None),
+                        OUTBOX.c.next_attempt_at <= now,
                         _unclaimed(now),
                     )
-                    .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
+                    .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
                     .limit(BATCH)
                     # PostgreSQL: lock the picked rows, skip those another sender holds.
                     # SQLite renders no FOR UPDATE; the guarded UPDATE below decides there.
@@ -90,19 +96,14 @@ async def claim(services: Services, now: datetime, owner_until: datetime) -> lis
         )
         if not due:
             return []
-        await session.execute(
-            update(OutboxMail)
-            .execution_options(synchronize_session=False)
-            .where(OutboxMail.id.in_(due), OutboxMail.sent_at.is_(None), _unclaimed(now))
+        mine = await conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_(due), OUTBOX.c.sent_at.is_(None), _unclaimed(now))
             .values(claimed_until=owner_until)
+            .returning(*OUTBOX.c)
         )
-    async with services.sessions() as session:
-        mine = await session.execute(
-            select(OutboxMail)
-            .where(OutboxMail.id.in_(due), OutboxMail.claimed_until == owner_until)
-            .order_by(OutboxMail.id)
-        )
-        return list(mine.scalars())
+        # Plain objects, in no session: the round reads their fields only.
+        return sorted((OutboxMail(**row._mapping) for row in mine), key=lambda mail: mail.id)
 
 
 def _owner_mark(now: datetime) -> datetime:
@@ -110,16 +111,31 @@ def _owner_mark(now: datetime) -> datetime:
     return now + timedelta(seconds=CLAIM_SECONDS, microseconds=secrets.randbelow(1_000_000))
 
 
-def message(mail: OutboxMail, settings: Mail) -> EmailMessage:
-    msg = EmailMessage()
+# The body's charset: UTF-8 in quoted-printable, readable as it is for Dutch text (what
+# EmailMessage.set_content chose), set once rather than worked out per mail.
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = QP
+_UTF8.body_encoding = QP
+
+
+def message(mail: OutboxMail, settings: Mail) -> Message:
+    """The mail for one outbox row, built with the compat32 classes: EmailMessage parses
+    every header through its registry and works out each body's encoding, which cost more
+    CPU than the SMTP exchange (bench/README.md, profile per part, outbox)."""
+    # A Charset object is what MIMEText takes at runtime (typeshed says a name only).
+    msg = MIMEText(mail.body, "plain", _UTF8)  # type: ignore[arg-type]
     msg["From"] = settings.sender
     msg["To"] = mail.recipient
-    msg["Subject"] = mail.subject
+    msg["Subject"] = _header(mail.subject)
     # Stable per outbox row, so a mail server or client can drop a rare duplicate.
     msg["Message-ID"] = make_msgid(idstring=f"bereik-outbox-{mail.id}-{mail.key}")
     msg["X-Bereik-Outbox"] = mail.key
-    msg.set_content(mail.body)
     return msg
+
+
+def _header(text: str) -> str:
+    """A header as it is when ASCII, else RFC 2047 encoded words (a team's name)."""
+    return text if text.isascii() else Header(text, _UTF8).encode()
 
 
 def _connection(settings: Mail) -> aiosmtplib.SMTP:
@@ -192,20 +208,24 @@ async def send_due(services: Services, now: datetime | None = None) -> int:
     return sent
 
 
+_MARK_SENT = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("p_id"), OUTBOX.c.claimed_until == bindparam("p_mark"))
+    .values(
+        attempts=OUTBOX.c.attempts + 1,
+        claimed_until=None,
+        sent_at=bindparam("p_at"),
+        last_error="",
+    )
+)
+
+
 async def _sent(services: Services, mail: OutboxMail, mark: datetime) -> None:
-    """Record one delivery at once: a kill after this never sends the mail again."""
-    async with services.sessions() as session, session.begin():
-        await session.execute(
-            update(OutboxMail)
-            .execution_options(synchronize_session=False)
-            .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == mark)
-            .values(
-                attempts=OutboxMail.attempts + 1,
-                claimed_until=None,
-                sent_at=datetime.now(UTC),
-                last_error="",
-            )
-        )
+    """Record one delivery at once: a kill after this never sends the mail again. A Core
+    statement built once on a connection of its own: one per mail, the ORM session's
+    bookkeeping was most of its cost."""
+    async with services.sessions.kw["bind"].begin() as conn:
+        await conn.execute(_MARK_SENT, {"p_id": mail.id, "p_mark": mark, "p_at": datetime.now(UTC)})
     log.info("mail %s sent", mail.key)
 
 
