@@ -31,7 +31,7 @@ PARTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("AMI parsing (panoramisk, client)", ("/panoramisk/",), ("cti/ami/",)),
     ("call tracker and listener", (), ("cti/calls/tracker.py", "cti/calls/listener.py")),
     ("metrics", ("/prometheus_client/",), ("metrics/", "cti/calls/gauges.py")),
-    ("outbox (mail)", ("/aiosmtplib/", "/smtplib.py", "/email/"), ("cti/outbox/",)),
+    ("outbox (mail)", ("/aiosmtplib/", "/smtplib.py", "/email/"), ("cti/outbox.py",)),
     (
         "SSE and web",
         ("/aiohttp/", "/jinja2/", "/multidict/", "/yarl/"),
