@@ -21,6 +21,7 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from cti.ami.bus import EventQueue
 from cti.ami.message import EOL, parse
 from cti.store.faults import describe, until_stored
 
@@ -29,6 +30,10 @@ log = logging.getLogger("bereik.ami")
 # The part that counts a malformed AMI message on bereik_ami_event_failures_total (the
 # label the bus gives its subscribers' failures): it is skipped like a subscriber's event.
 READER = "AMI reader"
+# Events queued whether a subscriber reads them or not: panoramisk closes the connection
+# on Shutdown (Asterisk is stopping), so it must be built.
+ALWAYS_BUILT = frozenset({"Shutdown"})
+_EVENT = "Event: "
 
 
 class AmiError(Exception):
@@ -61,11 +66,16 @@ class AmiConnectDutyFailed(Exception):
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with an incremental UTF-8 decoder."""
+    """panoramisk's protocol with an incremental UTF-8 decoder, our parser, and the events
+    no subscriber reads skipped unbuilt."""
 
     version: str | None
     # Called once per message skipped as malformed (the client's counter).
     on_skipped: Callable[[], None] | None = None
+    # The event names the bus's subscribers read, None for every event (EventQueue.wanted).
+    wanted: Callable[[], frozenset[str] | None] = staticmethod(lambda: None)
+    # Called once per event read and dropped unbuilt, no subscriber reading it (the count).
+    on_unread: Callable[[], None] = staticmethod(lambda: None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -80,9 +90,14 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             text = self.queue.popleft() + text
         blocks = text.split(EOL + EOL)
         self.queue.append(blocks.pop(-1))
+        wanted = self.wanted()
         for block in blocks:
             try:
-                message = parse(block.strip())
+                block = block.strip()
+                if wanted is not None and _nobody_reads(block, wanted):
+                    self.on_unread()
+                    continue
+                message = parse(block)
                 if message is not None:
                     self.handle_message(message)
             except Exception:
@@ -96,6 +111,33 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 log.exception("AMI message skipped: %r", block[:200])
                 if self.on_skipped is not None:
                     self.on_skipped()
+
+    def handle_message(self, message: Message) -> None:
+        """panoramisk's, with its common case first: an event that answers no action (no
+        ActionID, no CommandID) goes straight to the queue. Anything else (a response, an
+        action's list of events) takes panoramisk's matching."""
+        store = message._store
+        if "actionid" in store or "commandid" in store or "event" not in store:
+            super().handle_message(message)
+            return
+        if store["event"][1].lower() == "shutdown":
+            self.connection_lost(message)
+        self.factory.dispatch(message)
+
+
+def _nobody_reads(block: str, wanted: frozenset[str]) -> bool:
+    """Whether `block` is an event that no subscriber reads and no action waits for: then
+    it is dropped here, from its first line, without being built. Responses, the events
+    of an action's answer (they carry its ActionID: CoreShowChannel, OriginateResponse),
+    Shutdown, and anything that does not start as an event are built as before."""
+    if not block.startswith(_EVENT):
+        return False
+    end = block.find(EOL)
+    name = block[len(_EVENT) : end] if end >= 0 else block[len(_EVENT) :]
+    if name in wanted or name in ALWAYS_BUILT:
+        return False
+    # Header names are case-insensitive to panoramisk's matching: so here.
+    return "\nactionid:" not in block.lower()
 
 
 class _Manager(Manager):  # type: ignore[misc]
@@ -144,8 +186,12 @@ class AmiClient:
         self.action_timeout = action_timeout
         self.ping_interval = ping_interval
         self.backoff_min, self.backoff_max = backoff_min, backoff_max
-        self.events: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        # The bus tells it which events its subscribers read (cti/ami/bus.py).
+        self.events: asyncio.Queue[Message] = EventQueue(maxsize=queue_size)
         self.dropped_events = 0
+        # Events read and dropped unbuilt, no subscriber reading them: with the events the
+        # bus handled, what a bench or a test counts to know every event was taken in.
+        self.unread = 0
         self.connected = False
         self.on_connected: list[OnConnected] = []
         self.on_state: list[Callable[[bool], None]] = []
@@ -247,6 +293,8 @@ class AmiClient:
         )
         protocol.factory = manager
         protocol.on_skipped = self._skipped
+        protocol.wanted = self._wanted
+        protocol.on_unread = self._count_unread
         protocol.log = log
         protocol.encoding = manager.encoding = "utf-8"
         manager.protocol = protocol
@@ -337,6 +385,14 @@ class AmiClient:
         # would go up through the reader's guard, counted there as a skipped message).
         for callback in self.on_dropped:
             callback()
+
+    def _count_unread(self) -> None:
+        self.unread += 1
+
+    def _wanted(self) -> frozenset[str] | None:
+        """The events the bus reading `events` wants built; None (all) for a plain queue
+        (several nodes share one: cti/ami/nodes.py)."""
+        return getattr(self.events, "wanted", None)
 
     def _skipped(self) -> None:
         for callback in self.on_skipped:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from panoramisk.message import Message
 
+from cti.ami.bus import EventQueue
 from cti.ami.client import (
     AmiActionFailed,
     AmiClient,
@@ -52,7 +53,8 @@ class AmiNodes:
 
     def __init__(self, clients: dict[str, AmiClient], queue_size: int = 10_000) -> None:
         self.clients = clients
-        self.events: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        # Shared by the nodes' clients; the bus tells them through it what to build.
+        self.events: asyncio.Queue[Message] = EventQueue(maxsize=queue_size)
         self.on_connected: list[OnConnected] = []
         self.on_state: list[Callable[[bool], None]] = []
         self.on_dropped: list[Callable[[], None]] = []

@@ -31,7 +31,7 @@ from typing import Any
 from panoramisk.message import Message
 from sqlalchemy import select, update
 
-from cti.ami.bus import EventBus
+from cti.ami.bus import EventBus, reads
 from cti.ami.client import AmiActionFailed, AmiError, AmiNotConnected, AmiTimeout
 from cti.audit import audit
 from cti.callbacks.service import CallbackError, close_hopper, record_closed
@@ -303,6 +303,7 @@ async def handle_event(services: Services, event: Message) -> None:
 
 
 def subscribe(services: Services, bus: EventBus) -> None:
+    @reads("OriginateResponse", "DialEnd", "Hangup")
     async def on_event(event: Message) -> None:
         if event.get("Event") in ("OriginateResponse", "DialEnd", "Hangup"):
             await handle_event(services, event)

@@ -40,10 +40,20 @@ from panoramisk.message import Message
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cti.ami.bus import reads
 from cti.ami.client import AmiError
 from cti.ami.nodes import AmiNodes
 from cti.calls.lease import LeaseLost, TrackingLease
-from cti.calls.tracker import AgentLeg, Answered, CallTracker, Effect, Ended, Routed, Started
+from cti.calls.tracker import (
+    TRACKED_EVENTS,
+    AgentLeg,
+    Answered,
+    CallTracker,
+    Effect,
+    Ended,
+    Routed,
+    Started,
+)
 from cti.services import Services
 from cti.store.db import insert_or_skip
 from cti.store.faults import set_aside, store_or_set_aside, until_stored
@@ -68,6 +78,54 @@ SOURCE = "call events"
 # Core statements on the table: the ORM's bulk-update bookkeeping would triple the cost.
 CALLS = cast(Table, Call.__table__)
 HEARINGS = cast(Table, AnnouncementHearing.__table__)
+HOPPER_EVENTS = cast(Table, HopperEvent.__table__)
+# The writer's statements, built once with bind parameters: building an expression per
+# effect (its where-clause, its values, a subquery) cost the writer more of the event
+# loop than executing it, time the AMI reader then lacked (bench/ami_ingest.py's
+# profile). SQLAlchemy compiles each once and takes it from its cache after that.
+ROUTE = (
+    update(CALLS).where(CALLS.c.uniqueid == bindparam("b_call")).values(route=bindparam("b_route"))
+)
+# The guards that count once: answered_by and outcome are set once, by the update that
+# finds them empty (its rowcount says whether this writer decided the call).
+ANSWER = (
+    update(CALLS)
+    .where(CALLS.c.uniqueid == bindparam("b_call"), CALLS.c.answered_by == "")
+    .values(
+        answered_by=bindparam("b_team"),
+        agent=bindparam("b_agent"),
+        wait_seconds=bindparam("b_wait", type_=CALLS.c.wait_seconds.type),
+    )
+)
+END = (
+    update(CALLS)
+    .where(CALLS.c.uniqueid == bindparam("b_call"), CALLS.c.outcome == "")
+    .values(
+        outcome=bindparam("b_outcome"),
+        team_id=bindparam("b_team"),
+        ended_at=bindparam("b_ended_at", type_=CALLS.c.ended_at.type),
+        agent=bindparam("b_agent"),
+        wait_seconds=bindparam("b_wait", type_=CALLS.c.wait_seconds.type),
+        # The journey as the tracker saw it, in the same statement (cti/journey).
+        steps=bindparam("b_steps", type_=CALLS.c.steps.type),
+    )
+)
+# The rows of the calls a batch ends, and the hoppers made of them (or repeated by them),
+# each read once per batch instead of once per call.
+ENDING = select(CALLS.c.uniqueid, CALLS.c.outcome, CALLS.c.agent, CALLS.c.wait_seconds).where(
+    CALLS.c.uniqueid.in_(bindparam("b_calls", expanding=True))
+)
+HOPPERS_OF = select(
+    HOPPER_EVENTS.c.id,
+    HOPPER_EVENTS.c.call_uniqueid,
+    HOPPER_EVENTS.c.kind,
+    HOPPER_EVENTS.c.team_id,
+).where(
+    HOPPER_EVENTS.c.call_uniqueid.in_(bindparam("b_channels", expanding=True)),
+    HOPPER_EVENTS.c.kind.in_(("created", "repeat")),
+)
+# Values in one IN list at most (SQLite before 3.32 took 999 variables per statement).
+IN_CHUNK = 500
 
 
 def resync_marker(channels: list[Any], node: str, restarted: bool) -> Message:
@@ -103,6 +161,7 @@ class CallListener:
         self.leg_watchers: list[Callable[[AgentLeg], None]] = []
         self.written = 0
         self._waiting: dict[str, int] = {}
+        self._waiting_version = -1  # the tracker's at the last look (-1: none yet)
         # Calls with an effect set aside (cti/store/faults.py): their later effects follow.
         self.set_aside_calls: set[str] = set()
         # When each Asterisk (by node; "" for a single one) last started, as CoreStatus said.
@@ -110,6 +169,7 @@ class CallListener:
 
     # -- the bus side ------------------------------------------------------------------
 
+    @reads(*TRACKED_EVENTS, RESYNC_EVENT)
     def on_event(self, event: Message) -> None:
         if event.get("Event") == RESYNC_EVENT:
             effects = self.tracker.resync(
@@ -172,6 +232,9 @@ class CallListener:
             await ami.events.put(marker)
 
     def _set_waiting(self) -> None:
+        if self.tracker.waiting_version == self._waiting_version:
+            return  # no count moved (most events)
+        self._waiting_version = self.tracker.waiting_version
         waiting = self.tracker.waiting()
         if waiting != self._waiting:
             metrics = self.services.metrics
@@ -287,12 +350,17 @@ class CallListener:
 
         The new rows and the routes go in one statement each for the whole batch (each
         statement costs about a millisecond of CPU through the asyncio layer, whatever
-        its size: bench/README.md); answers and ends follow in event order, after them,
-        since each reads what the ones before it wrote.
+        its size: bench/README.md); then the answers in event order, then the ends in
+        event order, each answer and each end one guarded update (its rowcount says
+        whether it is counted). The ends read their rows after the answers, in one
+        statement for the batch, as one by one they would: a call's answer always comes
+        before its end (the tracker forgets a call when it ends it).
         """
         counts: list[Callable[[], None]] = []
         started = [effect for effect in effects if isinstance(effect, Started)]
         routed = [effect for effect in effects if isinstance(effect, Routed)]
+        answered = [effect for effect in effects if isinstance(effect, Answered)]
+        ended = [effect for effect in effects if isinstance(effect, Ended)]
         hearings: list[dict[str, Any]] = []
         async with self.services.sessions() as session:
             await self.lease.fenced(session, through)
@@ -313,16 +381,15 @@ class CallListener:
                 )
             if routed:
                 await connection.execute(
-                    update(CALLS)
-                    .where(CALLS.c.uniqueid == bindparam("call"))
-                    .values(route=bindparam("new_route")),
-                    [{"call": effect.uniqueid, "new_route": effect.route} for effect in routed],
+                    ROUTE,
+                    [{"b_call": effect.uniqueid, "b_route": effect.route} for effect in routed],
                 )
-            for effect in effects:
-                if isinstance(effect, Answered):
-                    counts += await self._answered(connection, effect)
-                elif isinstance(effect, Ended):
-                    counts += await self._ended(connection, effect, hearings)
+            for answer in answered:
+                counts += await self._answered(connection, answer)
+            if ended:
+                rows, hoppers = await self._ending(connection, ended)
+                for end in ended:
+                    counts += await self._ended(connection, end, rows, hoppers, hearings)
             if hearings:
                 await connection.execute(insert(HEARINGS), hearings)
             await session.commit()
@@ -334,66 +401,81 @@ class CallListener:
         self, connection: AsyncConnection, effect: Answered
     ) -> list[Callable[[], None]]:
         result = await connection.execute(
-            update(CALLS)
-            .where(CALLS.c.uniqueid == effect.uniqueid, CALLS.c.answered_by == "")
-            .values(answered_by=effect.team, agent=effect.agent, wait_seconds=effect.wait_seconds)
+            ANSWER,
+            {
+                "b_call": effect.uniqueid,
+                "b_team": effect.team,
+                "b_agent": effect.agent,
+                "b_wait": effect.wait_seconds,
+            },
         )
         if _rowcount(result) != 1:
             return []
         metrics = self.services.metrics
         return [lambda: metrics.call_answered(effect.team, effect.wait_seconds)]
 
+    async def _ending(
+        self, connection: AsyncConnection, ended: Sequence[Ended]
+    ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+        """The rows of the calls `ended` ends, by uniqueid, and for each call the last
+        hopper event made of it or linked to it as a repeat contact, by call uniqueid
+        ((kind, team); a hopper may name any channel of the call)."""
+        rows: dict[str, Any] = {}
+        for chunk in _chunks(list(dict.fromkeys(effect.uniqueid for effect in ended))):
+            for row in await connection.execute(ENDING, {"b_calls": chunk}):
+                rows[row.uniqueid] = row
+        channels = list(dict.fromkeys(u for effect in ended for u in effect.uniqueids))
+        # Each channel's last hopper event (the highest id: the newest).
+        latest: dict[str, tuple[int, str, str]] = {}
+        for chunk in _chunks(channels):
+            for event in await connection.execute(HOPPERS_OF, {"b_channels": chunk}):
+                newest = latest.get(event.call_uniqueid)
+                if newest is None or event.id > newest[0]:
+                    latest[event.call_uniqueid] = (event.id, event.kind, event.team_id)
+        hoppers: dict[str, tuple[str, str]] = {}
+        if latest:
+            for effect in ended:
+                found = [latest[u] for u in effect.uniqueids if u in latest]
+                if found:
+                    _, kind, team = max(found)
+                    hoppers[effect.uniqueid] = (kind, team)
+        return rows, hoppers
+
     async def _ended(
-        self, connection: AsyncConnection, effect: Ended, hearings: list[dict[str, Any]]
+        self,
+        connection: AsyncConnection,
+        effect: Ended,
+        rows: Mapping[str, Any],
+        hoppers: Mapping[str, tuple[str, str]],
+        hearings: list[dict[str, Any]],
     ) -> list[Callable[[], None]]:
         metrics = self.services.metrics
-        # A hopper made by this call (outcome "hopper"), or an open one this call was
-        # linked to as a repeat contact (outcome "repeat": the caller is already promised
-        # a callback, so the call is neither abandoned nor a second request). Read with
-        # the row, in one statement.
-        hopper = (
-            select(HopperEvent.kind, HopperEvent.team_id)
-            .where(
-                HopperEvent.call_uniqueid.in_(effect.uniqueids),
-                HopperEvent.kind.in_(("created", "repeat")),
-            )
-            .order_by(HopperEvent.id.desc())
-            .limit(1)
-            .subquery()
-        )
-        row = (
-            await connection.execute(
-                select(
-                    CALLS.c.outcome,
-                    CALLS.c.agent,
-                    CALLS.c.wait_seconds,
-                    select(hopper.c.kind).scalar_subquery().label("hopper_kind"),
-                    select(hopper.c.team_id).scalar_subquery().label("hopper_team"),
-                ).where(CALLS.c.uniqueid == effect.uniqueid)
-            )
-        ).first()
+        row = rows.get(effect.uniqueid)
         if row is None or row.outcome:
             return []  # not a call we record, or decided and counted before (a reconnect)
         outcome, team = effect.outcome, effect.team
-        if row.hopper_kind is not None:
-            outcome = "hopper" if row.hopper_kind == "created" else "repeat"
-            team = row.hopper_team
+        # A hopper made by this call (outcome "hopper"), or an open one this call was
+        # linked to as a repeat contact (outcome "repeat": the caller is already promised
+        # a callback, so the call is neither abandoned nor a second request).
+        hopper = hoppers.get(effect.uniqueid)
+        if hopper is not None:
+            kind, team = hopper
+            outcome = "hopper" if kind == "created" else "repeat"
         elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
             outcome = effect.route
         result = await connection.execute(
-            update(CALLS)
-            .where(CALLS.c.uniqueid == effect.uniqueid, CALLS.c.outcome == "")
-            .values(
-                outcome=outcome,
-                team_id=team,
-                ended_at=_utc(effect.at),
-                agent=effect.agent or row.agent,
-                wait_seconds=(
+            END,
+            {
+                "b_call": effect.uniqueid,
+                "b_outcome": outcome,
+                "b_team": team,
+                "b_ended_at": _utc(effect.at),
+                "b_agent": effect.agent or row.agent,
+                "b_wait": (
                     effect.wait_seconds if effect.wait_seconds is not None else row.wait_seconds
                 ),
-                # The journey as the tracker saw it, in the same statement (cti/journey).
-                steps=list(effect.steps) or None,
-            )
+                "b_steps": list(effect.steps) or None,
+            },
         )
         if _rowcount(result) != 1:
             return []
@@ -418,6 +500,10 @@ class CallListener:
                 metrics.transfer(to_team, transfer_result)
 
         return [count]
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
 
 
 def _call_of(effect: Effect) -> str:

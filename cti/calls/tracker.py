@@ -187,9 +187,16 @@ class CallTracker:
         self.by_linkedid: dict[str, CallState] = {}
         self.by_channel: dict[str, CallState] = {}  # uniqueid of any leg -> call
         self.events = 0
-        # Calls ringing a team now (call uniqueid -> team), kept per event so the waiting
-        # gauge costs nothing per event however many calls are in progress.
+        # Calls ringing a team now (call uniqueid -> team), and their count per team, kept
+        # per event so the waiting gauge costs nothing per event however many calls are in
+        # progress; `waiting_version` moves when a count does (the listener's cue).
         self._ringing: dict[str, str] = {}
+        self._waiting = dict.fromkeys(self.teams, 0)
+        self.waiting_version = 0
+        # The handler of each event name (the `_on_<Event>` methods), looked up once.
+        self._handlers: dict[str, Callable[[Mapping[str, Any], float, list[Effect]], None]] = {
+            name: getattr(self, f"_on_{name}") for name in TRACKED_EVENTS
+        }
         # Phones ringing or talking in a followed call (channel name -> its leg).
         self.legs: dict[str, AgentLeg] = {}
 
@@ -197,26 +204,36 @@ class CallTracker:
 
     def waiting(self) -> dict[str, int]:
         """Callers waiting right now per team: an offer started and not yet answered."""
-        counts = dict.fromkeys(self.teams, 0)
-        for team in self._ringing.values():
-            counts[team] += 1
-        return counts
+        return dict(self._waiting)
 
     def _refresh(self, call: CallState | None) -> None:
         if call is None:
             return
         offer = call.open_offer() if call.uniqueid in self.calls else None
-        if offer is not None and offer.team in self.teams:
-            self._ringing[call.uniqueid] = offer.team
+        self._ring(call.uniqueid, offer.team if offer is not None else "")
+
+    def _ring(self, uniqueid: str, team: str) -> None:
+        """Call `uniqueid` rings `team` now ("" or a team we do not know: it rings none)."""
+        if team not in self.teams:
+            team = ""
+        before = self._ringing.get(uniqueid, "")
+        if before == team:
+            return
+        if before:
+            self._waiting[before] -= 1
+        if team:
+            self._ringing[uniqueid] = team
+            self._waiting[team] += 1
         else:
-            self._ringing.pop(call.uniqueid, None)
+            del self._ringing[uniqueid]
+        self.waiting_version += 1
 
     # -- events ----------------------------------------------------------------------------
 
     def feed(self, event: Mapping[str, Any]) -> list[Effect]:
         self.events += 1
         name = event.get("Event", "")
-        handler = getattr(self, f"_on_{name}", None)
+        handler = self._handlers.get(name) if isinstance(name, str) else None
         if handler is None:
             return []
         at = _timestamp(event, self.clock)
@@ -559,7 +576,7 @@ class CallTracker:
             self._add_channel(into, uniqueid)
         into.all_channels |= young.all_channels
         self.calls.pop(young.uniqueid, None)
-        self._ringing.pop(young.uniqueid, None)
+        self._ring(young.uniqueid, "")
         if self.by_linkedid.get(young.linkedid) is young:
             self.by_linkedid[young.linkedid] = into
 
@@ -578,7 +595,7 @@ class CallTracker:
 
     def _end(self, call: CallState, at: float, out: list[Effect]) -> None:
         self.calls.pop(call.uniqueid, None)
-        self._ringing.pop(call.uniqueid, None)
+        self._ring(call.uniqueid, "")
         for key, value in list(self.by_linkedid.items()):
             if value is call:
                 del self.by_linkedid[key]
@@ -674,6 +691,12 @@ class CallTracker:
             return self.team_numbers.get(exten, "")
         return ""
 
+
+# The events the tracker reads: those it has a handler for (the listener subscribes to
+# these; the AMI client need not build the others).
+TRACKED_EVENTS = frozenset(
+    name.removeprefix("_on_") for name in vars(CallTracker) if name.startswith("_on_")
+)
 
 MAX_RUNG = 50  # phones kept per call for its journey (a ring group rings a handful)
 

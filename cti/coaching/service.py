@@ -33,7 +33,7 @@ from typing import Any
 from panoramisk.message import Message
 from sqlalchemy import select
 
-from cti.ami.bus import EventBus
+from cti.ami.bus import EventBus, reads
 from cti.ami.client import AmiActionFailed, AmiClient, AmiError, AmiNotConnected, AmiTimeout
 from cti.ami.nodes import AmiNodes, NoNodeAvailable
 from cti.audit import audit
@@ -244,6 +244,7 @@ def subscribe(services: Services, bus: EventBus, owner: asyncio.Event | None = N
     """Audit the sessions' starts and ends; with `owner` (the call tracking lease) only
     while this process owns it, so each is written once."""
 
+    @reads("ChanSpyStart", "ChanSpyStop", "OriginateResponse")
     async def on_event(event: Message) -> None:
         if owner is not None and not owner.is_set():
             return
