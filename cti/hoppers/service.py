@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cti.callback_clock import deadline as compute_deadline
@@ -288,20 +288,16 @@ class _Contact:
         return self.category == ACQUISITION
 
 
-async def _create_or_link(
-    conn: AsyncConnection, *, config: Config, c: _Contact
-) -> tuple[Hopper, bool]:
+def _create_or_link(conn: Connection, *, config: Config, c: _Contact) -> tuple[Hopper, bool]:
     """The hopper that carries the request, and whether it is new (in ``conn``'s
     transaction)."""
     team = c.team
     if not c.acquisition:
-        found = (
-            await conn.execute(_OPEN_HOPPER, {"p_caller": c.number, "p_team": team.id})
-        ).first()
+        found = conn.execute(_OPEN_HOPPER, {"p_caller": c.number, "p_team": team.id}).first()
         if found is not None:
             open_one = Hopper(**found._mapping)
-            await _link_recordings(conn, open_one.id, c.call_uniqueid)
-            await _link_repeat(conn, open_one, team, config, c)
+            _link_recordings(conn, open_one.id, c.call_uniqueid)
+            _link_repeat(conn, open_one, team, config, c)
             return open_one, False
 
     values: dict[str, Any] = {
@@ -327,9 +323,9 @@ async def _create_or_link(
     if c.acquisition:
         # Sales calls are not a citizen's question: on record, out of the norm.
         values.update(_closed_values(ACQUISITION, c.actor, c.now))
-    hopper_id = (await conn.execute(_INSERT_HOPPER, values)).scalar_one()
+    hopper_id = conn.execute(_INSERT_HOPPER, values).scalar_one()
     hopper = Hopper(id=hopper_id, **values)
-    recorded = await _link_recordings(conn, hopper_id, c.call_uniqueid)
+    recorded = _link_recordings(conn, hopper_id, c.call_uniqueid)
     events = [
         _event_values(
             hopper,
@@ -355,12 +351,12 @@ async def _create_or_link(
                 detail={"closing_reason": ACQUISITION},
             )
         )
-    await conn.execute(_INSERT_EVENT, events)
+    conn.execute(_INSERT_EVENT, events)
     if team.mailbox and not c.acquisition:
         mail = _new_hopper_mail(
             hopper, team, config, key=f"hopper-{hopper_id}-created", recorded=recorded
         )
-        await conn.execute(_INSERT_MAIL, _mail_values(mail))
+        conn.execute(_INSERT_MAIL, _mail_values(mail))
     return hopper, True
 
 
@@ -393,18 +389,14 @@ def _mail_values(mail: OutboxMail) -> dict[str, Any]:
     }
 
 
-async def _link_recordings(
-    conn: AsyncConnection, hopper_id: int, call_uniqueid: str
-) -> float | None:
+def _link_recordings(conn: Connection, hopper_id: int, call_uniqueid: str) -> float | None:
     """The question this call recorded (agi/handlers/question.py) belongs to the hopper
     that carries the call's request: linked in the hopper's own transaction. Returns the
     recording's length in seconds (for the hopper's mail), None if the call recorded none.
     """
     if not call_uniqueid:
         return None
-    linked = await conn.execute(
-        _LINK_RECORDINGS, {"p_call": call_uniqueid[:64], "p_hopper": hopper_id}
-    )
+    linked = conn.execute(_LINK_RECORDINGS, {"p_call": call_uniqueid[:64], "p_hopper": hopper_id})
     seconds = linked.scalars().first()
     return None if seconds is None else float(seconds)
 
@@ -460,18 +452,18 @@ async def _open_hopper(session: AsyncSession, caller: str, team_id: str) -> Hopp
     return result.scalar_one_or_none()
 
 
-async def _link_repeat(
-    conn: AsyncConnection, hopper: Hopper, team: TeamInfo, config: Config, c: _Contact
+def _link_repeat(
+    conn: Connection, hopper: Hopper, team: TeamInfo, config: Config, c: _Contact
 ) -> None:
     hopper.repeat_count = (hopper.repeat_count or 0) + 1
     # Keep what the first contact did not know yet.
     if c.category and not hopper.category:
         hopper.category = c.category
-    await conn.execute(
+    conn.execute(
         _COUNT_REPEAT,
         {"p_id": hopper.id, "p_count": hopper.repeat_count, "p_category": hopper.category},
     )
-    await conn.execute(
+    conn.execute(
         _INSERT_EVENT,
         _event_values(
             hopper,
@@ -500,7 +492,7 @@ async def _link_repeat(
         if c.note:
             body += f"Notitie: {c.note}\n"
         body += _link(config, hopper.id)
-        await conn.execute(
+        conn.execute(
             _INSERT_MAIL,
             {
                 "key": f"hopper-{hopper.id}-repeat-{hopper.repeat_count}",

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.store.db import create_engine
-from cti.store.writer import Writer
+from cti.store.writer import Job, Writer
 
 METADATA = MetaData()
 ROWS = Table(
@@ -33,11 +33,9 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def add(name: str):  # type: ignore[no-untyped-def]
-    async def job(conn: AsyncConnection) -> int:
-        return int(
-            (await conn.execute(insert(ROWS).values(name=name).returning(ROWS.c.id))).scalar_one()
-        )
+def add(name: str) -> Job[int]:
+    def job(conn: Connection) -> int:
+        return int(conn.execute(insert(ROWS).values(name=name).returning(ROWS.c.id)).scalar_one())
 
     return job
 
