@@ -24,6 +24,7 @@ outage therefore only delays mail.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ from email.utils import make_msgid
 from typing import cast
 
 import aiosmtplib
-from sqlalchemy import ColumnElement, Table, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, or_, select, update
 
 from cti.services import Services
 from cti.store.faults import until_stored
@@ -74,36 +75,40 @@ async def claim(services: Services, now: datetime, owner_until: datetime) -> lis
     """Rows due now that this process has claimed (see the module docstring).
 
     The rows whose ``claimed_until`` then carries this process's own mark are ours (the
-    UPDATE returns them); a row another sender took first keeps that one's mark.
+    UPDATE returns them); a row another sender took first keeps that one's mark. Through
+    the call path's writer (cti/store/writer.py): the outbox runs beside every hopper.
     """
-    async with services.sessions.kw["bind"].begin() as conn:
-        due = list(
-            (
-                await conn.execute(
-                    select(OUTBOX.c.id)
-                    .where(
-                        OUTBOX.c.sent_at.is_(None),
-                        OUTBOX.c.next_attempt_at <= now,
-                        _unclaimed(now),
-                    )
-                    .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
-                    .limit(BATCH)
-                    # PostgreSQL: lock the picked rows, skip those another sender holds.
-                    # SQLite renders no FOR UPDATE; the guarded UPDATE below decides there.
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-        )
-        if not due:
-            return []
-        mine = await conn.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.id.in_(due), OUTBOX.c.sent_at.is_(None), _unclaimed(now))
-            .values(claimed_until=owner_until)
-            .returning(*OUTBOX.c)
-        )
-        # Plain objects, in no session: the round reads their fields only.
-        return sorted((OutboxMail(**row._mapping) for row in mine), key=lambda mail: mail.id)
+    return await services.writer.transaction(
+        functools.partial(_claim, now=now, owner_until=owner_until)
+    )
+
+
+def _claim(conn: Connection, *, now: datetime, owner_until: datetime) -> list[OutboxMail]:
+    due = list(
+        conn.execute(
+            select(OUTBOX.c.id)
+            .where(
+                OUTBOX.c.sent_at.is_(None),
+                OUTBOX.c.next_attempt_at <= now,
+                _unclaimed(now),
+            )
+            .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+            .limit(BATCH)
+            # PostgreSQL: lock the picked rows, skip those another sender holds.
+            # SQLite renders no FOR UPDATE; the guarded UPDATE below decides there.
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if not due:
+        return []
+    mine = conn.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(due), OUTBOX.c.sent_at.is_(None), _unclaimed(now))
+        .values(claimed_until=owner_until)
+        .returning(*OUTBOX.c)
+    )
+    # Plain objects, in no session: the round reads their fields only.
+    return sorted((OutboxMail(**row._mapping) for row in mine), key=lambda mail: mail.id)
 
 
 def _owner_mark(now: datetime) -> datetime:
@@ -221,12 +226,16 @@ _MARK_SENT = (
 
 
 async def _sent(services: Services, mail: OutboxMail, mark: datetime) -> None:
-    """Record one delivery at once: a kill after this never sends the mail again. A Core
-    statement built once on a connection of its own: one per mail, the ORM session's
-    bookkeeping was most of its cost."""
-    async with services.sessions.kw["bind"].begin() as conn:
-        await conn.execute(_MARK_SENT, {"p_id": mail.id, "p_mark": mark, "p_at": datetime.now(UTC)})
+    """Record one delivery at once: a kill after this never sends the mail again. One per
+    mail, through the call path's writer (a statement built once, one hop to the driver)."""
+    await services.writer.transaction(
+        functools.partial(_mark_sent, mail_id=mail.id, mark=mark, at=datetime.now(UTC))
+    )
     log.info("mail %s sent", mail.key)
+
+
+def _mark_sent(conn: Connection, *, mail_id: int, mark: datetime, at: datetime) -> None:
+    conn.execute(_MARK_SENT, {"p_id": mail_id, "p_mark": mark, "p_at": at})
 
 
 async def _failed(services: Services, mail: OutboxMail, exc: Exception, mark: datetime) -> None:
