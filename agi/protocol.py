@@ -150,7 +150,10 @@ def quote(argument: str | int) -> str:
     return f'"{text}"'
 
 
+_COMMAND_NAME = re.compile(r"[A-Z][A-Z ]*[A-Z]")
+
+
 def build_command(name: str, *arguments: str | int) -> str:
-    if not re.fullmatch(r"[A-Z][A-Z ]*[A-Z]", name):
+    if not _COMMAND_NAME.fullmatch(name):
         raise ValueError(f"not an AGI command name: {name!r}")
     return " ".join([name, *(quote(argument) for argument in arguments)])

@@ -47,8 +47,8 @@ async def ivr(channel: AgiChannel, services: Services) -> None:
     # counted as abandoned).
     if route and not talk.ended_as and route != talk.decided:
         await talk.decide(route)
-    await channel.set_variable(ROUTE_VARIABLE, route)
-    await channel.finish()
+    # The route and the result in one command: the dialplan reads both after the AGI.
+    await channel.finish(**{ROUTE_VARIABLE: route})
 
 
 def _caller_number(channel: AgiChannel) -> str:

@@ -291,6 +291,33 @@ async def test_a_caller_id_cannot_inject_a_second_command(start: Any) -> None:
     assert outcome.error is None
 
 
+async def test_a_route_and_the_result_are_set_in_one_command(start: Any) -> None:
+    handler, outcome = handler_doing(lambda ch: ch.finish(BEREIK_ROUTE="team-7001"))
+    server = await start(handler)
+    fake = await FakeAsterisk.call(server.port)
+    assert await fake.command() == 'EXEC "MSet" "BEREIK_ROUTE=team-7001,BEREIK_RESULT=ok"'
+    await fake.send("200 result=0\n")
+    assert await fake.closed_by_server()
+    assert outcome.error is None
+
+
+async def test_a_value_msets_would_split_is_set_by_its_own_command_before_the_result(
+    start: Any,
+) -> None:
+    value = 'a,b "c" ${X}'
+    handler, outcome = handler_doing(lambda ch: ch.finish(BEREIK_NOTE=value, BEREIK_ROUTE="kcc"))
+    server = await start(handler)
+    fake = await FakeAsterisk.call(server.port)
+    lines = []
+    for _ in range(2):
+        lines.append(await fake.command())
+        await fake.send("200 result=1\n")
+    assert asterisk_args(lines[0]) == ["SET", "VARIABLE", "BEREIK_NOTE", value]
+    assert lines[1] == 'EXEC "MSet" "BEREIK_ROUTE=kcc,BEREIK_RESULT=ok"'
+    assert await fake.closed_by_server()
+    assert outcome.error is None
+
+
 async def test_an_unknown_handler_name_is_logged_and_closed(
     start: Any, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
