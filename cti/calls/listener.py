@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 from panoramisk.message import Message
@@ -59,6 +60,7 @@ from cti.store.db import insert_or_skip
 from cti.store.faults import set_aside, store_or_set_aside, until_stored
 from cti.store.models import AnnouncementHearing, Call, HopperEvent
 from dialplan.numbers import main_number_forms
+from metrics.registry import BereikMetrics
 
 log = logging.getLogger("bereik.calls")
 
@@ -112,9 +114,9 @@ END = (
 )
 # The rows of the calls a batch ends, and the hoppers made of them (or repeated by them),
 # each read once per batch instead of once per call.
-ENDING = select(CALLS.c.uniqueid, CALLS.c.outcome, CALLS.c.agent, CALLS.c.wait_seconds).where(
-    CALLS.c.uniqueid.in_(bindparam("b_calls", expanding=True))
-)
+DECIDED = select(
+    CALLS.c.uniqueid, CALLS.c.answered_by, CALLS.c.outcome, CALLS.c.agent, CALLS.c.wait_seconds
+).where(CALLS.c.uniqueid.in_(bindparam("b_calls", expanding=True)))
 HOPPERS_OF = select(
     HOPPER_EVENTS.c.id,
     HOPPER_EVENTS.c.call_uniqueid,
@@ -348,20 +350,29 @@ class CallListener:
         transaction is fenced by it (LeaseLost when another process owns the tracking).
         An AgentLeg is for the screens, not the store: it is skipped here.
 
-        The new rows and the routes go in one statement each for the whole batch (each
-        statement costs about a millisecond of CPU through the asyncio layer, whatever
-        its size: bench/README.md); then the answers in event order, then the ends in
-        event order, each answer and each end one guarded update (its rowcount says
-        whether it is counted). The ends read their rows after the answers, in one
-        statement for the batch, as one by one they would: a call's answer always comes
-        before its end (the tracker forgets a call when it ends it).
+        Each statement costs about a millisecond of CPU through the asyncio layer,
+        whatever its size (bench/README.md), so a batch is a few statements, not a few per
+        call: the new rows, the routes, the rows the answers and ends decide (read once),
+        the hoppers made of the ending calls, the answers, the ends, the hearings. An
+        answer or an end is counted when its guarded update (``answered_by = ''``,
+        ``outcome = ''``) changes its row. Which ones will is decided from the rows read,
+        in event order (a call's answer comes before its end: the tracker forgets a call
+        when it ends it), and the updates' row counts must agree; if they do not (another
+        writer decided a row meanwhile: a replay of set-aside events), the transaction is
+        rolled back and written again with each update alone, its own row count deciding.
         """
+        try:
+            await self._apply(effects, through, together=True)
+        except _Raced:
+            log.info("call rows decided by another writer meanwhile; writing one by one")
+            await self._apply(effects, through, together=False)
+
+    async def _apply(self, effects: Sequence[Effect], through: float, together: bool) -> None:
         counts: list[Callable[[], None]] = []
         started = [effect for effect in effects if isinstance(effect, Started)]
         routed = [effect for effect in effects if isinstance(effect, Routed)]
         answered = [effect for effect in effects if isinstance(effect, Answered)]
         ended = [effect for effect in effects if isinstance(effect, Ended)]
-        hearings: list[dict[str, Any]] = []
         async with self.services.sessions() as session:
             await self.lease.fenced(session, through)
             connection = await session.connection()
@@ -384,46 +395,125 @@ class CallListener:
                     ROUTE,
                     [{"b_call": effect.uniqueid, "b_route": effect.route} for effect in routed],
                 )
-            for answer in answered:
-                counts += await self._answered(connection, answer)
-            if ended:
-                rows, hoppers = await self._ending(connection, ended)
-                for end in ended:
-                    counts += await self._ended(connection, end, rows, hoppers, hearings)
-            if hearings:
-                await connection.execute(insert(HEARINGS), hearings)
+            if answered or ended:
+                # Together only where the driver tells the rows an executemany changed
+                # (SQLite's does; asyncpg's does not: on PostgreSQL one update each).
+                together = together and connection.dialect.supports_sane_multi_rowcount
+                plan = await self._plan(connection, answered, ended)
+                counts += await self._update(connection, ANSWER, plan.answers, together)
+                counts += await self._update(connection, END, plan.ends, together)
+                if plan.hearings:
+                    await connection.execute(insert(HEARINGS), plan.hearings)
             await session.commit()
         # Only after the commit: a count without its row would be counted again next time.
         for count in counts:
             count()
 
-    async def _answered(
-        self, connection: AsyncConnection, effect: Answered
+    async def _update(
+        self,
+        connection: AsyncConnection,
+        statement: Any,
+        updates: list[tuple[dict[str, Any], Callable[[], None]]],
+        together: bool,
     ) -> list[Callable[[], None]]:
-        result = await connection.execute(
-            ANSWER,
-            {
-                "b_call": effect.uniqueid,
-                "b_team": effect.team,
-                "b_agent": effect.agent,
-                "b_wait": effect.wait_seconds,
-            },
-        )
-        if _rowcount(result) != 1:
+        """Run a guarded update per (parameters, count); the counts of the rows changed."""
+        if not updates:
             return []
-        metrics = self.services.metrics
-        return [lambda: metrics.call_answered(effect.team, effect.wait_seconds)]
+        if together:
+            result = await connection.execute(statement, [params for params, _ in updates])
+            if _rowcount(result) != len(updates):
+                raise _Raced
+            return [count for _, count in updates]
+        counts = []
+        for params, count in updates:
+            if _rowcount(await connection.execute(statement, params)) == 1:
+                counts.append(count)
+        return counts
 
-    async def _ending(
-        self, connection: AsyncConnection, ended: Sequence[Ended]
-    ) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
-        """The rows of the calls `ended` ends, by uniqueid, and for each call the last
-        hopper event made of it or linked to it as a repeat contact, by call uniqueid
-        ((kind, team); a hopper may name any channel of the call)."""
+    async def _plan(
+        self, connection: AsyncConnection, answered: Sequence[Answered], ended: Sequence[Ended]
+    ) -> _Plan:
+        """The answers and ends that decide their rows, from the rows as they are, in event
+        order; each with its update's parameters and what it counts."""
+        metrics = self.services.metrics
+        calls = list(dict.fromkeys([e.uniqueid for e in answered] + [e.uniqueid for e in ended]))
         rows: dict[str, Any] = {}
-        for chunk in _chunks(list(dict.fromkeys(effect.uniqueid for effect in ended))):
-            for row in await connection.execute(ENDING, {"b_calls": chunk}):
-                rows[row.uniqueid] = row
+        for chunk in _chunks(calls):
+            for read in await connection.execute(DECIDED, {"b_calls": chunk}):
+                rows[read.uniqueid] = read
+        hoppers = await self._hoppers(connection, ended) if ended else {}
+        plan = _Plan()
+        # What this batch's answers write (a row read above does not show them yet).
+        answers: dict[str, Answered] = {}
+        for answer in answered:
+            row = rows.get(answer.uniqueid)
+            if row is None or row.answered_by or answer.uniqueid in answers:
+                continue  # not a call we record, or answered and counted before
+            answers[answer.uniqueid] = answer
+            plan.answers.append(
+                (
+                    {
+                        "b_call": answer.uniqueid,
+                        "b_team": answer.team,
+                        "b_agent": answer.agent,
+                        "b_wait": answer.wait_seconds,
+                    },
+                    partial(metrics.call_answered, answer.team, answer.wait_seconds),
+                )
+            )
+        decided: set[str] = set()
+        for effect in ended:
+            row = rows.get(effect.uniqueid)
+            if row is None or row.outcome or effect.uniqueid in decided:
+                continue  # not a call we record, or decided and counted before (a reconnect)
+            decided.add(effect.uniqueid)
+            answer_ = answers.get(effect.uniqueid)
+            agent = answer_.agent if answer_ is not None else row.agent
+            wait = answer_.wait_seconds if answer_ is not None else row.wait_seconds
+            outcome, team = effect.outcome, effect.team
+            # A hopper made by this call (outcome "hopper"), or an open one this call was
+            # linked to as a repeat contact (outcome "repeat": the caller is already
+            # promised a callback, so the call is neither abandoned nor a second request).
+            hopper = hoppers.get(effect.uniqueid)
+            if hopper is not None:
+                kind, team = hopper
+                outcome = "hopper" if kind == "created" else "repeat"
+            elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
+                outcome = effect.route
+            plan.ends.append(
+                (
+                    {
+                        "b_call": effect.uniqueid,
+                        "b_outcome": outcome,
+                        "b_team": team,
+                        "b_ended_at": _utc(effect.at),
+                        "b_agent": effect.agent or agent,
+                        "b_wait": effect.wait_seconds if effect.wait_seconds is not None else wait,
+                        "b_steps": list(effect.steps) or None,
+                    },
+                    partial(_count_end, metrics, effect, outcome, team),
+                )
+            )
+            if effect.heard:
+                # Reached a person's line (the KCC, a team, or their callback offer) or not.
+                result = "went_on" if team or effect.route == "kcc" else "saved"
+                plan.hearings += [
+                    {
+                        "item": item,
+                        "call_uniqueid": effect.uniqueid,
+                        "result": result,
+                        "at": _utc(effect.at),
+                    }
+                    for item in effect.heard
+                ]
+        return plan
+
+    async def _hoppers(
+        self, connection: AsyncConnection, ended: Sequence[Ended]
+    ) -> dict[str, tuple[str, str]]:
+        """For each ending call, the last hopper event made of it or linked to it as a
+        repeat contact, (kind, team), by call uniqueid (a hopper may name any channel of
+        the call)."""
         channels = list(dict.fromkeys(u for effect in ended for u in effect.uniqueids))
         # Each channel's last hopper event (the highest id: the newest).
         latest: dict[str, tuple[int, str, str]] = {}
@@ -439,67 +529,30 @@ class CallListener:
                 if found:
                     _, kind, team = max(found)
                     hoppers[effect.uniqueid] = (kind, team)
-        return rows, hoppers
+        return hoppers
 
-    async def _ended(
-        self,
-        connection: AsyncConnection,
-        effect: Ended,
-        rows: Mapping[str, Any],
-        hoppers: Mapping[str, tuple[str, str]],
-        hearings: list[dict[str, Any]],
-    ) -> list[Callable[[], None]]:
-        metrics = self.services.metrics
-        row = rows.get(effect.uniqueid)
-        if row is None or row.outcome:
-            return []  # not a call we record, or decided and counted before (a reconnect)
-        outcome, team = effect.outcome, effect.team
-        # A hopper made by this call (outcome "hopper"), or an open one this call was
-        # linked to as a repeat contact (outcome "repeat": the caller is already promised
-        # a callback, so the call is neither abandoned nor a second request).
-        hopper = hoppers.get(effect.uniqueid)
-        if hopper is not None:
-            kind, team = hopper
-            outcome = "hopper" if kind == "created" else "repeat"
-        elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
-            outcome = effect.route
-        result = await connection.execute(
-            END,
-            {
-                "b_call": effect.uniqueid,
-                "b_outcome": outcome,
-                "b_team": team,
-                "b_ended_at": _utc(effect.at),
-                "b_agent": effect.agent or row.agent,
-                "b_wait": (
-                    effect.wait_seconds if effect.wait_seconds is not None else row.wait_seconds
-                ),
-                "b_steps": list(effect.steps) or None,
-            },
-        )
-        if _rowcount(result) != 1:
-            return []
-        if effect.heard:
-            # Reached a person's line (the KCC, a team, or their callback offer) or not.
-            result_ = "went_on" if team or effect.route == "kcc" else "saved"
-            hearings += [
-                {
-                    "item": item,
-                    "call_uniqueid": effect.uniqueid,
-                    "result": result_,
-                    "at": _utc(effect.at),
-                }
-                for item in effect.heard
-            ]
 
-        def count() -> None:
-            metrics.call_offered(effect.entry_kind)
-            if outcome == "abandoned" and team:
-                metrics.call_abandoned(team)
-            for to_team, transfer_result in effect.transfers:
-                metrics.transfer(to_team, transfer_result)
+class _Raced(Exception):
+    """A batch's guarded updates changed fewer rows than its read of them said."""
 
-        return [count]
+
+@dataclasses.dataclass
+class _Plan:
+    """A batch's answers and ends that decide their rows: (update parameters, count)."""
+
+    answers: list[tuple[dict[str, Any], Callable[[], None]]] = dataclasses.field(
+        default_factory=list
+    )
+    ends: list[tuple[dict[str, Any], Callable[[], None]]] = dataclasses.field(default_factory=list)
+    hearings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _count_end(metrics: BereikMetrics, effect: Ended, outcome: str, team: str) -> None:
+    metrics.call_offered(effect.entry_kind)
+    if outcome == "abandoned" and team:
+        metrics.call_abandoned(team)
+    for to_team, transfer_result in effect.transfers:
+        metrics.transfer(to_team, transfer_result)
 
 
 def _chunks(values: list[str]) -> list[list[str]]:

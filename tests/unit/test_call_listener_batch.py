@@ -8,8 +8,10 @@ import collections
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cti.calls.listener import CallListener
@@ -147,3 +149,31 @@ def test_the_waiting_counts_are_the_open_offers_after_every_event() -> None:
         offers = (call.open_offer() for call in t.calls.values())
         expected = collections.Counter(o.team for o in offers if o is not None)
         assert t.waiting() == {team: expected[team] for team in t.teams}
+
+
+async def test_a_row_decided_by_another_writer_meanwhile_is_not_counted_by_this_one(
+    listener: CallListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = listener.tracker
+    batch = team_call(t, 1, answer=True) + team_call(t, 2, answer=True)
+    plan = listener._plan
+
+    async def raced(connection: Any, *args: Any) -> Any:
+        # Another writer (a replay of set-aside events) answers call 2 after this batch
+        # read its row and before its update.
+        decided = await plan(connection, *args)
+        await connection.execute(
+            update(Call).where(Call.uniqueid == "2.0").values(answered_by="kcc")
+        )
+        return decided
+
+    monkeypatch.setattr(listener, "_plan", raced)
+    await listener.apply(*batch)
+    async with listener.services.sessions() as session:
+        rows = {
+            row.uniqueid: (row.answered_by, row.agent)
+            for row in (await session.execute(Call.__table__.select())).all()
+        }
+    assert rows == {"1.0": ("vergunningen", "2101"), "2.0": ("kcc", "")}
+    m = listener.services.metrics
+    assert sample(m, "bereik_calls_answered_total", team="vergunningen") == 1
