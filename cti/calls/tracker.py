@@ -238,9 +238,11 @@ class CallTracker:
             return []
         at = _timestamp(event, self.clock)
         effects: list[Effect] = []
-        self._follow_linkedid(event, at, effects)
+        # Read once for the re-keying before and the waiting count after the handler.
+        uniqueid, linkedid = str(event.get("Uniqueid", "")), str(event.get("Linkedid", ""))
+        self._follow_linkedid(uniqueid, linkedid)
         handler(event, at, effects)
-        self._refresh(self._call_of(event))
+        self._refresh(self.by_channel.get(uniqueid) or self.by_linkedid.get(linkedid))
         return effects
 
     def resync(
@@ -496,7 +498,7 @@ class CallTracker:
         if known is None:
             if state != "ringing":
                 return
-            known = AgentLeg(
+            leg = AgentLeg(
                 extension=extension,
                 channel=channel,
                 call=call_id,
@@ -508,7 +510,8 @@ class CallTracker:
             )
         elif known.state == state:
             return
-        leg = replace(known, state=state, at=at)
+        else:
+            leg = replace(known, state=state, at=at)
         if state == "ended":
             self.legs.pop(channel, None)
         else:
@@ -547,9 +550,8 @@ class CallTracker:
             str(e.get("Linkedid", ""))
         )
 
-    def _follow_linkedid(self, e: Mapping[str, Any], at: float, out: list[Effect]) -> None:
+    def _follow_linkedid(self, uniqueid: str, linkedid: str) -> None:
         """Re-key a channel whose Linkedid changed: it joined an older call."""
-        uniqueid, linkedid = str(e.get("Uniqueid", "")), str(e.get("Linkedid", ""))
         if not uniqueid or not linkedid:
             return
         call = self.by_channel.get(uniqueid)
