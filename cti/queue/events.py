@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from panoramisk.message import Message
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
@@ -43,6 +43,29 @@ from cti.store.models import QueueCall
 log = logging.getLogger("bereik.queue")
 
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
+# The statements of every call in line, built once with their values as parameters:
+# building one per event (its objects and SQLAlchemy's cache key) cost about as much CPU
+# as executing it.
+JOINED_AT = select(QUEUE_CALLS.c.joined_at).where(QUEUE_CALLS.c.uniqueid == bindparam("stay"))
+# Decided once: only a stay still undecided takes an outcome.
+DECIDED = (
+    update(QUEUE_CALLS)
+    .where(QUEUE_CALLS.c.uniqueid == bindparam("stay"), QUEUE_CALLS.c.outcome == "")
+    .values(
+        outcome=bindparam("outcome_"),
+        left_at=bindparam("left"),
+        wait_seconds=bindparam("wait"),
+        agent=bindparam("agent_"),
+        detail=bindparam("detail_"),
+    )
+)
+TALKED = (
+    update(QUEUE_CALLS)
+    .where(QUEUE_CALLS.c.uniqueid == bindparam("stay"))
+    .values(talk_seconds=bindparam("talk"))
+)
+# The stay's row unless it exists, per dialect (the skip is spelled per database).
+STAY_MADE: dict[str, Any] = {}
 # What the set_aside table calls this writer's work (cti/store/faults.py).
 SOURCE = "queue events"
 WRITTEN_EVENTS = (
@@ -255,18 +278,16 @@ class QueueEvents:
             async with self.services.sessions() as session, session.begin():
                 wait = await self._decide(session, uniqueid, "answered", at, agent=agent)
                 if agent:
-                    await session.execute(service.call_marked(config, agent, at, started=True))
+                    await session.execute(*service.call_marked(config, agent, at, started=True))
             if wait is not None:
                 self._count_answered(queue, wait)
         elif name == "AgentComplete":
             async with self.services.sessions() as session, session.begin():
                 await session.execute(
-                    update(QUEUE_CALLS)
-                    .where(QUEUE_CALLS.c.uniqueid == uniqueid)
-                    .values(talk_seconds=float(event.get("TalkTime", 0) or 0))
+                    TALKED, {"stay": uniqueid, "talk": float(event.get("TalkTime", 0) or 0)}
                 )
                 if agent:
-                    await session.execute(service.call_marked(config, agent, at, started=False))
+                    await session.execute(*service.call_marked(config, agent, at, started=False))
         elif name == HANGUP_IN_LINE:
             async with self.services.sessions() as session, session.begin():
                 wait = await self._decide(session, uniqueid, "abandoned", at)
@@ -308,16 +329,20 @@ class QueueEvents:
         SELECT."""
         joined = joined_known(self.services).pop(uniqueid, None)
         if joined is None:
-            joined = await session.scalar(
-                select(QueueCall.joined_at).where(QueueCall.uniqueid == uniqueid)
-            )
+            joined = await session.scalar(JOINED_AT, {"stay": uniqueid})
         if joined is None:
             return None
         wait = round(max((at - joined).total_seconds(), 0.0), 3)
         result = await session.execute(
-            update(QUEUE_CALLS)
-            .where(QUEUE_CALLS.c.uniqueid == uniqueid, QUEUE_CALLS.c.outcome == "")
-            .values(outcome=outcome, left_at=at, wait_seconds=wait, agent=agent, detail=detail[:32])
+            DECIDED,
+            {
+                "stay": uniqueid,
+                "outcome_": outcome,
+                "left": at,
+                "wait": wait,
+                "agent_": agent,
+                "detail_": detail[:32],
+            },
         )
         return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
 
@@ -393,16 +418,26 @@ async def _insert_stay(
 ) -> bool:
     """Whether this made the stay's row (False: it was there)."""
     # One statement: both the entry handler and QueueCallerJoin come here for a stay.
-    result = await session.execute(
-        insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
-            queue=queue,
-            uniqueid=uniqueid,
-            caller=caller[:80],
-            joined_at=at,
-            position=position,
+    dialect = session.get_bind().dialect.name
+    if dialect not in STAY_MADE:
+        STAY_MADE[dialect] = insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
+            queue=bindparam("queue_"),
+            uniqueid=bindparam("stay"),
+            caller=bindparam("caller_"),
+            joined_at=bindparam("at_"),
+            position=bindparam("position_"),
             outcome="",
             detail="",
             agent="",
         )
+    result = await session.execute(
+        STAY_MADE[dialect],
+        {
+            "queue_": queue,
+            "stay": uniqueid,
+            "caller_": caller[:80],
+            "at_": at,
+            "position_": position,
+        },
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1

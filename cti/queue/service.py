@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, Update, func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 
 from cti.ami.client import AmiActionFailed, AmiError
 from cti.ami.nodes import Ami
@@ -415,51 +415,60 @@ async def _clear_call(services: Services, extension: str, now: datetime) -> None
             row.changed_at = now
 
 
-def call_marked(config: Config, extension: str, at: datetime, *, started: bool) -> Update:
+# The statements every answered call of a line runs, built once with their values as
+# parameters: building one (its objects and SQLAlchemy's cache key) per call cost about as
+# much CPU as executing it (cti/queue/events.py, place_in_line below).
+CALL_STARTED = (
+    update(AGENT_STATES)
+    .where(AGENT_STATES.c.extension == bindparam("agent"))
+    .values(on_call_since=bindparam("at_"), wrapup_until=None, changed_at=bindparam("at_"))
+)
+CALL_ENDED = (
+    update(AGENT_STATES)
+    .where(AGENT_STATES.c.extension == bindparam("agent"))
+    .values(on_call_since=None, wrapup_until=bindparam("until"), changed_at=bindparam("at_"))
+)
+
+
+def call_marked(
+    config: Config, extension: str, at: datetime, *, started: bool
+) -> tuple[Update, dict[str, object]]:
     """The agent's row after a queue call of theirs began (AgentConnect) or ended
-    (AgentComplete): one UPDATE, no read first (an agent with no row yet has no state to
-    change). A statement: the event's other write goes in the same transaction
-    (cti/queue/events.py): it comes twice on every answered call of the line."""
+    (AgentComplete), as a statement and its parameters: one UPDATE, no read first (an agent
+    with no row yet has no state to change). A statement: the event's other write goes in
+    the same transaction (cti/queue/events.py): it comes twice on every answered call."""
     if started:
-        values: dict[str, datetime | None] = {"on_call_since": at, "wrapup_until": None}
-    else:
-        seconds = config.queue.wrapup_seconds
-        values = {
-            "on_call_since": None,
-            "wrapup_until": at + timedelta(seconds=seconds) if seconds else None,
-        }
-    return (
-        update(AGENT_STATES)
-        .where(AGENT_STATES.c.extension == extension)
-        .values(**values, changed_at=at)
+        return CALL_STARTED, {"agent": extension, "at_": at}
+    seconds = config.queue.wrapup_seconds
+    until = at + timedelta(seconds=seconds) if seconds else None
+    return CALL_ENDED, {"agent": extension, "at_": at, "until": until}
+
+
+PLACE_IN_LINE = select(
+    select(func.count())
+    .where(
+        QueueCall.queue == bindparam("queue"),
+        QueueCall.outcome == "",
+        QueueCall.joined_at < bindparam("arrival"),
     )
+    .scalar_subquery(),
+    select(func.count())
+    .where(
+        VirtualHold.queue == bindparam("queue"),
+        VirtualHold.status.in_(("pending", "placing", "queued")),
+        VirtualHold.arrived_at < bindparam("arrival"),
+    )
+    .scalar_subquery(),
+)
 
 
 async def place_in_line(services: Services, arrival: datetime, queue: str = KCC_QUEUE) -> int:
     """The place of a caller who came at `arrival`: one more than those who came earlier
     and are still waiting (in line or hearing the entry messages), callbacks that keep a
     place included. From the database, so every process counts the same line."""
-    callers = (
-        select(func.count())
-        .where(
-            QueueCall.queue == queue,
-            QueueCall.outcome == "",
-            QueueCall.joined_at < arrival,
-        )
-        .scalar_subquery()
-    )
-    callbacks = (
-        select(func.count())
-        .where(
-            VirtualHold.queue == queue,
-            VirtualHold.status.in_(("pending", "placing", "queued")),
-            VirtualHold.arrived_at < arrival,
-        )
-        .scalar_subquery()
-    )
     # One statement, one round trip: the entry handler asks it on every caller.
     async with services.sessions() as session:
-        found = (await session.execute(select(callers, callbacks))).one()
+        found = (await session.execute(PLACE_IN_LINE, {"queue": queue, "arrival": arrival})).one()
     return 1 + int(found[0] or 0) + int(found[1] or 0)
 
 
