@@ -353,13 +353,13 @@ class CallListener:
         Each statement costs about a millisecond of CPU through the asyncio layer,
         whatever its size (bench/README.md), so a batch is a few statements, not a few per
         call: the new rows, the routes, the rows the answers and ends decide (read once),
-        the hoppers made of the ending calls, the answers, the ends, the hearings. An
-        answer or an end is counted when its guarded update (``answered_by = ''``,
-        ``outcome = ''``) changes its row. Which ones will is decided from the rows read,
-        in event order (a call's answer comes before its end: the tracker forgets a call
-        when it ends it), and the updates' row counts must agree; if they do not (another
-        writer decided a row meanwhile: a replay of set-aside events), the transaction is
-        rolled back and written again with each update alone, its own row count deciding.
+        the answers, the rows the ends decide (read after the answers, which they may
+        show) with the hoppers made of them, the ends, the hearings. An answer or an end
+        is counted when its guarded update (``answered_by = ''``, ``outcome = ''``)
+        changes its row. Which ones will is decided from the rows read, and the updates'
+        row counts must agree; if they do not (another writer decided a row meanwhile: a
+        replay of set-aside events), the transaction is rolled back and written again with
+        each update alone, its own row count deciding, as one by one it always was.
         """
         try:
             await self._apply(effects, through, together=True)
@@ -395,15 +395,21 @@ class CallListener:
                     ROUTE,
                     [{"b_call": effect.uniqueid, "b_route": effect.route} for effect in routed],
                 )
-            if answered or ended:
-                # Together only where the driver tells the rows an executemany changed
-                # (SQLite's does; asyncpg's does not: on PostgreSQL one update each).
-                together = together and connection.dialect.supports_sane_multi_rowcount
-                plan = await self._plan(connection, answered, ended)
-                counts += await self._update(connection, ANSWER, plan.answers, together)
-                counts += await self._update(connection, END, plan.ends, together)
-                if plan.hearings:
-                    await connection.execute(insert(HEARINGS), plan.hearings)
+            # Together only where the driver tells the rows an executemany changed
+            # (SQLite's does; asyncpg's does not: on PostgreSQL one update each).
+            together = together and connection.dialect.supports_sane_multi_rowcount
+            if answered:
+                decisions = await self._answers(connection, answered)
+                for done in await self._update(connection, ANSWER, decisions, together):
+                    counts.append(done.count)
+            if ended:
+                decisions = await self._ends(connection, ended)
+                hearings: list[dict[str, Any]] = []
+                for done in await self._update(connection, END, decisions, together):
+                    counts.append(done.count)
+                    hearings += done.hearings
+                if hearings:
+                    await connection.execute(insert(HEARINGS), hearings)
             await session.commit()
         # Only after the commit: a count without its row would be counted again next time.
         for count in counts:
@@ -413,63 +419,66 @@ class CallListener:
         self,
         connection: AsyncConnection,
         statement: Any,
-        updates: list[tuple[dict[str, Any], Callable[[], None]]],
+        decisions: list[_Decision],
         together: bool,
-    ) -> list[Callable[[], None]]:
-        """Run a guarded update per (parameters, count); the counts of the rows changed."""
-        if not updates:
+    ) -> list[_Decision]:
+        """Run a guarded update per decision; the decisions whose rows it changed."""
+        if not decisions:
             return []
         if together:
-            result = await connection.execute(statement, [params for params, _ in updates])
-            if _rowcount(result) != len(updates):
+            result = await connection.execute(statement, [d.params for d in decisions])
+            if _rowcount(result) != len(decisions):
                 raise _Raced
-            return [count for _, count in updates]
-        counts = []
-        for params, count in updates:
-            if _rowcount(await connection.execute(statement, params)) == 1:
-                counts.append(count)
-        return counts
+            return decisions
+        return [
+            decision
+            for decision in decisions
+            if _rowcount(await connection.execute(statement, decision.params)) == 1
+        ]
 
-    async def _plan(
-        self, connection: AsyncConnection, answered: Sequence[Answered], ended: Sequence[Ended]
-    ) -> _Plan:
-        """The answers and ends that decide their rows, from the rows as they are, in event
-        order; each with its update's parameters and what it counts."""
-        metrics = self.services.metrics
-        calls = list(dict.fromkeys([e.uniqueid for e in answered] + [e.uniqueid for e in ended]))
+    async def _rows(self, connection: AsyncConnection, calls: list[str]) -> dict[str, Any]:
+        """The calls rows of `calls` as they are now, by uniqueid."""
         rows: dict[str, Any] = {}
-        for chunk in _chunks(calls):
-            for read in await connection.execute(DECIDED, {"b_calls": chunk}):
-                rows[read.uniqueid] = read
-        hoppers = await self._hoppers(connection, ended) if ended else {}
-        plan = _Plan()
-        # What this batch's answers write (a row read above does not show them yet).
-        answers: dict[str, Answered] = {}
+        for chunk in _chunks(list(dict.fromkeys(calls))):
+            for row in await connection.execute(DECIDED, {"b_calls": chunk}):
+                rows[row.uniqueid] = row
+        return rows
+
+    async def _answers(
+        self, connection: AsyncConnection, answered: Sequence[Answered]
+    ) -> list[_Decision]:
+        """The answers that decide their rows (answered_by still empty), in event order."""
+        metrics = self.services.metrics
+        rows = await self._rows(connection, [answer.uniqueid for answer in answered])
+        decisions: list[_Decision] = []
+        seen: set[str] = set()
         for answer in answered:
             row = rows.get(answer.uniqueid)
-            if row is None or row.answered_by or answer.uniqueid in answers:
+            if row is None or row.answered_by or answer.uniqueid in seen:
                 continue  # not a call we record, or answered and counted before
-            answers[answer.uniqueid] = answer
-            plan.answers.append(
-                (
-                    {
-                        "b_call": answer.uniqueid,
-                        "b_team": answer.team,
-                        "b_agent": answer.agent,
-                        "b_wait": answer.wait_seconds,
-                    },
-                    partial(metrics.call_answered, answer.team, answer.wait_seconds),
-                )
-            )
-        decided: set[str] = set()
+            seen.add(answer.uniqueid)
+            params = {
+                "b_call": answer.uniqueid,
+                "b_team": answer.team,
+                "b_agent": answer.agent,
+                "b_wait": answer.wait_seconds,
+            }
+            count = partial(metrics.call_answered, answer.team, answer.wait_seconds)
+            decisions.append(_Decision(params, count))
+        return decisions
+
+    async def _ends(self, connection: AsyncConnection, ended: Sequence[Ended]) -> list[_Decision]:
+        """The ends that decide their rows (outcome still empty), in event order."""
+        metrics = self.services.metrics
+        rows = await self._rows(connection, [effect.uniqueid for effect in ended])
+        hoppers = await self._hoppers(connection, ended)
+        decisions: list[_Decision] = []
+        seen: set[str] = set()
         for effect in ended:
             row = rows.get(effect.uniqueid)
-            if row is None or row.outcome or effect.uniqueid in decided:
+            if row is None or row.outcome or effect.uniqueid in seen:
                 continue  # not a call we record, or decided and counted before (a reconnect)
-            decided.add(effect.uniqueid)
-            answer_ = answers.get(effect.uniqueid)
-            agent = answer_.agent if answer_ is not None else row.agent
-            wait = answer_.wait_seconds if answer_ is not None else row.wait_seconds
+            seen.add(effect.uniqueid)
             outcome, team = effect.outcome, effect.team
             # A hopper made by this call (outcome "hopper"), or an open one this call was
             # linked to as a repeat contact (outcome "repeat": the caller is already
@@ -480,33 +489,31 @@ class CallListener:
                 outcome = "hopper" if kind == "created" else "repeat"
             elif effect.outcome == "abandoned" and not effect.team and effect.route in ROUTES:
                 outcome = effect.route
-            plan.ends.append(
-                (
-                    {
-                        "b_call": effect.uniqueid,
-                        "b_outcome": outcome,
-                        "b_team": team,
-                        "b_ended_at": _utc(effect.at),
-                        "b_agent": effect.agent or agent,
-                        "b_wait": effect.wait_seconds if effect.wait_seconds is not None else wait,
-                        "b_steps": list(effect.steps) or None,
-                    },
-                    partial(_count_end, metrics, effect, outcome, team),
-                )
-            )
-            if effect.heard:
-                # Reached a person's line (the KCC, a team, or their callback offer) or not.
-                result = "went_on" if team or effect.route == "kcc" else "saved"
-                plan.hearings += [
-                    {
-                        "item": item,
-                        "call_uniqueid": effect.uniqueid,
-                        "result": result,
-                        "at": _utc(effect.at),
-                    }
-                    for item in effect.heard
-                ]
-        return plan
+            params = {
+                "b_call": effect.uniqueid,
+                "b_outcome": outcome,
+                "b_team": team,
+                "b_ended_at": _utc(effect.at),
+                "b_agent": effect.agent or row.agent,
+                "b_wait": effect.wait_seconds
+                if effect.wait_seconds is not None
+                else row.wait_seconds,
+                "b_steps": list(effect.steps) or None,
+            }
+            # Reached a person's line (the KCC, a team, or their callback offer) or not.
+            result = "went_on" if team or effect.route == "kcc" else "saved"
+            hearings = [
+                {
+                    "item": item,
+                    "call_uniqueid": effect.uniqueid,
+                    "result": result,
+                    "at": _utc(effect.at),
+                }
+                for item in effect.heard
+            ]
+            count = partial(_count_end, metrics, effect, outcome, team)
+            decisions.append(_Decision(params, count, hearings))
+        return decisions
 
     async def _hoppers(
         self, connection: AsyncConnection, ended: Sequence[Ended]
@@ -537,13 +544,12 @@ class _Raced(Exception):
 
 
 @dataclasses.dataclass
-class _Plan:
-    """A batch's answers and ends that decide their rows: (update parameters, count)."""
+class _Decision:
+    """An answer or an end that decides its row: its guarded update's parameters, what
+    it counts once its row changed, and (an end) the hearings then written."""
 
-    answers: list[tuple[dict[str, Any], Callable[[], None]]] = dataclasses.field(
-        default_factory=list
-    )
-    ends: list[tuple[dict[str, Any], Callable[[], None]]] = dataclasses.field(default_factory=list)
+    params: dict[str, Any]
+    count: Callable[[], None]
     hearings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
