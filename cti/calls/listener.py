@@ -112,8 +112,8 @@ END = (
         steps=bindparam("b_steps", type_=CALLS.c.steps.type),
     )
 )
-# The rows of the calls a batch ends, and the hoppers made of them (or repeated by them),
-# each read once per batch instead of once per call.
+# The rows a batch's answers or ends decide, and the hoppers made of the calls it ends (or
+# repeated by them), each read once per batch instead of once per call.
 DECIDED = select(
     CALLS.c.uniqueid, CALLS.c.answered_by, CALLS.c.outcome, CALLS.c.agent, CALLS.c.wait_seconds
 ).where(CALLS.c.uniqueid.in_(bindparam("b_calls", expanding=True)))
@@ -352,8 +352,8 @@ class CallListener:
 
         Each statement costs about a millisecond of CPU through the asyncio layer,
         whatever its size (bench/README.md), so a batch is a few statements, not a few per
-        call: the new rows, the routes, the rows the answers and ends decide (read once),
-        the answers, the rows the ends decide (read after the answers, which they may
+        call: the new rows, the routes, the rows the answers decide, the answers (one
+        executemany), the rows the ends decide (read after the answers, which they may
         show) with the hoppers made of them, the ends, the hearings. An answer or an end
         is counted when its guarded update (``answered_by = ''``, ``outcome = ''``)
         changes its row. Which ones will is decided from the rows read, and the updates'
