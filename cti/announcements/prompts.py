@@ -23,10 +23,13 @@ from cti.services import Services
 from cti.tts import SAMPLE_RATE
 
 _locks: dict[str, asyncio.Lock] = {}
-# When each cached prompt was last marked as used (its mtime set to now), so the sweeper
-# (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
+# When each cached prompt (by its path) was last marked as used (its mtime set to now), so
+# the sweeper (cti/announcements/sweeper.py) only removes sentences nobody hears any more.
 _touched: dict[str, float] = {}
 TOUCH_EVERY = 24 * 3600
+# When each prompt file was last found (or made): within SEEN_SECONDS it is not looked for.
+_seen: dict[str, float] = {}
+SEEN_SECONDS = 60.0
 # Where `spoken` writes the sentences it joins for one play; the sweeper
 # (cti/announcements/sweeper.py) removes what a crashed process left there after a day.
 JOINED = "joined"
@@ -39,11 +42,23 @@ async def prompt(services: Services, text: str, language: str | None = None) -> 
     return services.asterisk_path((await _prompt_wav(services, text, language)).with_suffix(""))
 
 
+@functools.lru_cache(maxsize=4096)
+def _prompt_path(sounds_dir: Path, language: str, text: str) -> Path:
+    """Where the prompt of `text` is kept: named by the hash of its language and text."""
+    digest = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
+    return sounds_dir / "prompts" / f"{digest}.wav"
+
+
 async def _prompt_wav(services: Services, text: str, language: str | None) -> Path:
     language = language or services.config.exchange.language
-    digest = hashlib.sha256(f"{language}\0{text}".encode()).hexdigest()[:24]
-    wav = services.sounds_dir / "prompts" / f"{digest}.wav"
-    if not wav.exists():
+    wav = _prompt_path(services.sounds_dir, language, text)
+    key = str(wav)
+    now = time.time()
+    # Seen a moment ago: no stat. A read-back plays a dozen prompts, twice a call, and a
+    # stat and a hash for each were a tenth of the hopper handler's CPU; a prompt file
+    # someone removed is made again a minute later at most.
+    if now - _seen.get(key, 0.0) > SEEN_SECONDS and not wav.exists():
+        digest = wav.stem
         lock = _locks.setdefault(digest, asyncio.Lock())
         try:
             async with lock:
@@ -55,11 +70,11 @@ async def _prompt_wav(services: Services, text: str, language: str | None) -> Pa
             # spoken (every repeat caller's date sentence) would grow without bound.
             if not lock.locked() and _locks.get(digest) is lock:
                 del _locks[digest]
-    now = time.time()
-    if now - _touched.get(digest, 0.0) > TOUCH_EVERY:
+    if now - _touched.get(key, 0.0) > TOUCH_EVERY:
         with contextlib.suppress(FileNotFoundError):
             os.utime(wav)
-        _touched[digest] = now
+        _touched[key] = now
+    _seen[key] = now
     return wav
 
 
