@@ -23,14 +23,13 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from panoramisk.message import Message
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
@@ -275,22 +274,18 @@ class QueueEvents:
                 at = datetime.fromtimestamp(stamped, UTC)
             await record_arrival(self.services, queue, uniqueid, caller, at)
         elif name == "AgentConnect":
-            async with self.services.sessions() as session, session.begin():
-                wait = await self._decide(session, uniqueid, "answered", at, agent=agent)
-                if agent:
-                    await session.execute(*service.call_marked(config, agent, at, started=True))
+            marked = service.call_marked(config, agent, at, started=True) if agent else None
+            wait = await self._decide(uniqueid, "answered", at, agent=agent, also=marked)
             if wait is not None:
                 self._count_answered(queue, wait)
         elif name == "AgentComplete":
-            async with self.services.sessions() as session, session.begin():
-                await session.execute(
-                    TALKED, {"stay": uniqueid, "talk": float(event.get("TalkTime", 0) or 0)}
-                )
-                if agent:
-                    await session.execute(*service.call_marked(config, agent, at, started=False))
+            talked = (TALKED, {"stay": uniqueid, "talk": float(event.get("TalkTime", 0) or 0)})
+            marked = service.call_marked(config, agent, at, started=False) if agent else None
+            await self.services.writer.transaction(
+                functools.partial(_execute, statements=[talked, *([marked] if marked else [])])
+            )
         elif name == HANGUP_IN_LINE:
-            async with self.services.sessions() as session, session.begin():
-                wait = await self._decide(session, uniqueid, "abandoned", at)
+            wait = await self._decide(uniqueid, "abandoned", at)
             if wait is not None:
                 short = wait < config.queue.short_abandon_seconds
                 metrics.offered.labels(queue).inc()
@@ -301,50 +296,49 @@ class QueueEvents:
         elif name == "UserEvent" and event.get("UserEvent") == "BereikQueueExit":
             status = str(event.get("Status", ""))
             reason = OVERFLOW_BY_STATUS.get(status.upper(), "other")
-            async with self.services.sessions() as session, session.begin():
-                # Turned away before joining (closed, full, nobody signed in): a stay of
-                # no time.
-                await _insert_stay(
-                    self.services, session, queue, uniqueid, str(event.get("CallerIDNum", "")), at
-                )
-                wait = await self._decide(session, uniqueid, "overflow", at, detail=status)
+            # Turned away before joining (closed, full, nobody signed in): a stay of no
+            # time, made and decided in one transaction.
+            stay = functools.partial(
+                _insert_stay,
+                queue=queue,
+                uniqueid=uniqueid,
+                caller=str(event.get("CallerIDNum", "")),
+                at=at,
+            )
+            wait = await self._decide(uniqueid, "overflow", at, detail=status, first=stay)
             if wait is not None:
                 metrics.offered.labels(queue).inc()
                 metrics.overflow.labels(queue, reason).inc()
 
     async def _decide(
         self,
-        session: AsyncSession,
         uniqueid: str,
         outcome: str,
         at: datetime,
         agent: str = "",
         detail: str = "",
+        also: tuple[Any, dict[str, object]] | None = None,
+        first: Callable[[Connection], object] | None = None,
     ) -> float | None:
-        """Set the stay's outcome once; its wait (from arrival) when this decided it.
+        """Set the stay's outcome once, in one transaction through the call path's writer
+        (with `first` before it and the statement `also` after it); its wait (from
+        arrival) when this decided it.
 
         The arrival comes from memory when this process made the row (no read on an
         answered call), from the row otherwise (another process made it, or this one
         restarted since). The guarded UPDATE decides either way: memory only saves the
         SELECT."""
         joined = joined_known(self.services).pop(uniqueid, None)
-        if joined is None:
-            joined = await session.scalar(JOINED_AT, {"stay": uniqueid})
-        if joined is None:
-            return None
-        wait = round(max((at - joined).total_seconds(), 0.0), 3)
-        result = await session.execute(
-            DECIDED,
-            {
-                "stay": uniqueid,
-                "outcome_": outcome,
-                "left": at,
-                "wait": wait,
-                "agent_": agent,
-                "detail_": detail[:32],
-            },
+        values = {"stay": uniqueid, "outcome_": outcome, "left": at, "agent_": agent}
+        return await self.services.writer.transaction(
+            functools.partial(
+                _decided,
+                joined=joined,
+                values=values | {"detail_": detail[:32]},
+                also=also,
+                first=first,
+            )
         )
-        return wait if int(getattr(result, "rowcount", 0) or 0) == 1 else None
 
     def _count_answered(self, queue: str, wait: float) -> None:
         metrics = self.services.metrics.queue
@@ -353,6 +347,35 @@ class QueueEvents:
         metrics.wait.labels(queue).observe(wait)
         if wait <= self.services.config.queue.service_level_seconds:
             metrics.answered_in_level.labels(queue).inc()
+
+
+def _decided(
+    conn: Connection,
+    *,
+    joined: datetime | None,
+    values: dict[str, Any],
+    also: tuple[Any, dict[str, object]] | None,
+    first: Callable[[Connection], object] | None,
+) -> float | None:
+    """The writer's job for `QueueEvents._decide`."""
+    if first is not None:
+        first(conn)
+    if joined is None:
+        joined = conn.scalar(JOINED_AT, {"stay": values["stay"]})
+    wait: float | None = None
+    if joined is not None:
+        wait = round(max((values["left"] - joined).total_seconds(), 0.0), 3)
+        result = conn.execute(DECIDED, values | {"wait": wait})
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
+            wait = None
+    if also is not None:
+        conn.execute(*also)
+    return wait
+
+
+def _execute(conn: Connection, *, statements: list[tuple[Any, dict[str, object]]]) -> None:
+    for statement, parameters in statements:
+        conn.execute(statement, parameters)
 
 
 is_placeholder = is_vhold_placeholder
@@ -397,8 +420,11 @@ async def record_arrival(
 ) -> None:
     """The stay's row, from the moment the caller came to the line (the entry handler), or
     from joining it (when that handler was not reached); the first one made stays."""
-    async with services.sessions() as session, session.begin():
-        made = await _insert_stay(services, session, queue, uniqueid, caller, at, position)
+    made = await services.writer.transaction(
+        functools.partial(
+            _insert_stay, queue=queue, uniqueid=uniqueid, caller=caller, at=at, position=position
+        )
+    )
     if made:
         # Remembered once committed: a rolled-back row must not be taken for made.
         known = joined_known(services)
@@ -407,9 +433,9 @@ async def record_arrival(
             del known[next(iter(known))]  # the oldest: its stay was decided elsewhere
 
 
-async def _insert_stay(
-    services: Services,
-    session: AsyncSession,
+def _insert_stay(
+    conn: Connection,
+    *,
     queue: str,
     uniqueid: str,
     caller: str,
@@ -418,9 +444,9 @@ async def _insert_stay(
 ) -> bool:
     """Whether this made the stay's row (False: it was there)."""
     # One statement: both the entry handler and QueueCallerJoin come here for a stay.
-    dialect = session.get_bind().dialect.name
+    dialect = conn.dialect.name
     if dialect not in STAY_MADE:
-        STAY_MADE[dialect] = insert_or_skip(session, QUEUE_CALLS, "uniqueid").values(
+        STAY_MADE[dialect] = insert_or_skip(conn, QUEUE_CALLS, "uniqueid").values(
             queue=bindparam("queue_"),
             uniqueid=bindparam("stay"),
             caller=bindparam("caller_"),
@@ -430,7 +456,7 @@ async def _insert_stay(
             detail="",
             agent="",
         )
-    result = await session.execute(
+    result = conn.execute(
         STAY_MADE[dialect],
         {
             "queue_": queue,

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Table, event
+from sqlalchemy import Connection, Table, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -122,10 +122,11 @@ def sessions(engine: AsyncEngine) -> Sessions:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def insert_or_skip(session: AsyncSession, table: Table, index: str) -> Any:
+def insert_or_skip(bind: AsyncSession | Connection, table: Table, index: str) -> Any:
     """An INSERT into `table` that skips a row whose `index` value exists already (one
     statement, no IntegrityError and rollback), on SQLite and PostgreSQL alike."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing(index_elements=[index])
 
 
