@@ -40,6 +40,7 @@ Definition, per team and window:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -109,21 +110,25 @@ async def norm_ratios(
     now: datetime,
     tz: str,
     short_abandon_seconds: float = 5.0,
+    windows: Sequence[str] = WINDOWS,
 ) -> dict[tuple[str, str], float | None]:
-    """The norm ratio for every (team, window); teams are ``teams`` plus "kcc".
+    """The norm ratio for every (team, window) of `windows`; teams are ``teams`` plus "kcc".
 
     Two grouped queries, one over calls and one over hoppers, each with a conditional count
-    per window, so the cost does not grow with the number of teams or windows.
+    per window, so the cost does not grow with the number of teams or windows; it grows
+    with the rows since the earliest window's start (28 days: most of its cost).
     """
-    starts = window_starts(now, tz)
+    starts = {
+        window: start for window, start in window_starts(now, tz).items() if window in windows
+    }
     earliest = min(starts.values())
     wanted = list(dict.fromkeys([*teams, KCC]))
-    met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in WINDOWS}
+    met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in starts}
     decided = dict(met)
 
     answered_call, gave_up, acquisitie = call_norm(short_abandon_seconds)
     columns = []
-    for window in WINDOWS:
+    for window in starts:
         columns.append(count_if(and_(answered_call, Call.started_at >= starts[window])))
         columns.append(count_if(and_(gave_up, Call.started_at >= starts[window])))
     answered = (
@@ -140,7 +145,7 @@ async def norm_ratios(
     )
     for team_id, *counts in (await session.execute(answered)).all():
         team = team_id or KCC
-        for i, window in enumerate(WINDOWS):
+        for i, window in enumerate(starts):
             if (team, window) in met:
                 hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
                 met[team, window] += hit
@@ -151,7 +156,7 @@ async def norm_ratios(
     out_norm = and_(closed, Hopper.within_norm.is_(False))
     overdue = and_(Hopper.status == "open", Hopper.deadline < now)
     columns = []
-    for window in WINDOWS:
+    for window in starts:
         in_window = Hopper.created_at >= starts[window]
         columns.append(count_if(and_(in_window, in_norm)))
         columns.append(count_if(and_(in_window, or_(out_norm, overdue))))
@@ -165,7 +170,7 @@ async def norm_ratios(
         .group_by(Hopper.team_id)
     )
     for team, *counts in (await session.execute(hoppers)).all():
-        for i, window in enumerate(WINDOWS):
+        for i, window in enumerate(starts):
             if (team, window) in met:
                 hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
                 met[team, window] += hit
