@@ -196,7 +196,7 @@ async def _open_hopper(talk: Conversation, number: str) -> Hopper | None:
     # Asked on every call, "yes" for few: the set of callers with an open hopper is kept
     # in memory (cti/store/cache.py); only a caller in it costs a query.
     services = talk.services
-    known = await services.caches.get(services.sessions, "hoppers", open_callers)
+    known = await services.caches.get(services.writer, "hoppers", open_callers)
     if caller not in known.callers:
         return None
     async with services.sessions() as session:

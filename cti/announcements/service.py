@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import Connection, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.audit import audit
@@ -189,7 +189,7 @@ class Playable:
         return self.valid_from <= now and (self.valid_until is None or self.valid_until > now)
 
 
-async def _not_ended(session: AsyncSession, _: tuple[Playable, ...] | None) -> tuple[Playable, ...]:
+def _not_ended(conn: Connection, *, previous: tuple[Playable, ...] | None) -> tuple[Playable, ...]:
     """Every announcement with audio that has not ended, in play order (active() without
     the clock, so the list stays right while it is cached)."""
     query = (
@@ -203,14 +203,14 @@ async def _not_ended(session: AsyncSession, _: tuple[Playable, ...] | None) -> t
         .where(*_IN_PLAY)
         .order_by(*_PLAY_ORDER)
     )
-    return tuple(Playable(*row) for row in (await session.execute(query)).all())
+    return tuple(Playable(*row) for row in conn.execute(query).all())
 
 
 async def playable(services: Services, scope: str) -> list[tuple[int, str]]:
     """(id, Asterisk path) of each active announcement of `scope` whose audio exists.
 
     Asked on every call: answered from the process's cache (cti/store/cache.py)."""
-    found = await services.caches.get(services.sessions, "announcements", _not_ended)
+    found = await services.caches.get(services.writer, "announcements", _not_ended)
     now = utcnow()
     return [
         (a.id, asterisk_audio(services, a.audio))

@@ -15,13 +15,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, bindparam, func, select
 
 from cti.store.models import Hopper
 
 FULL_READ_SECONDS = 60.0
 LOOKBACK = 100
+
+
+# Built once (their compiled form is cached by the engine; see cti/hoppers/service.py).
+_ALL_OPEN = select(Hopper.id, Hopper.caller).where(Hopper.status == "open")
+_HIGHEST = select(func.max(Hopper.id))
+_OPEN_SINCE = select(Hopper.id, Hopper.caller).where(
+    Hopper.id > bindparam("p_after"), Hopper.status == "open"
+)
 
 
 @dataclass(frozen=True)
@@ -31,22 +38,15 @@ class OpenCallers:
     read_at: float  # monotonic time of the last full read
 
 
-async def open_callers(session: AsyncSession, previous: OpenCallers | None) -> OpenCallers:
+def open_callers(conn: Connection, *, previous: OpenCallers | None) -> OpenCallers:
+    """The cache's loader (cti/store/cache.py): in full, or what was added since."""
     now = time.monotonic()
     if previous is None or now - previous.read_at > FULL_READ_SECONDS:
-        rows = (
-            await session.execute(select(Hopper.id, Hopper.caller).where(Hopper.status == "open"))
-        ).all()
-        highest = await session.scalar(select(func.max(Hopper.id)))
+        rows = conn.execute(_ALL_OPEN).all()
+        highest = conn.execute(_HIGHEST).scalar()
         return OpenCallers(frozenset(caller for _, caller in rows), highest or 0, now)
-    lookback = 0 if session.get_bind().dialect.name == "sqlite" else LOOKBACK
-    rows = (
-        await session.execute(
-            select(Hopper.id, Hopper.caller).where(
-                Hopper.id > previous.highest_id - lookback, Hopper.status == "open"
-            )
-        )
-    ).all()
+    lookback = 0 if conn.dialect.name == "sqlite" else LOOKBACK
+    rows = conn.execute(_OPEN_SINCE, {"p_after": previous.highest_id - lookback}).all()
     if not rows:
         return previous
     return OpenCallers(

@@ -22,21 +22,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from cti.store.db import Sessions, store_down
+from cti.store.db import store_down
+from cti.store.writer import Writer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHANNEL = "bereik_changes"
 TABLES = ("announcements", "hoppers")
+
+
+class Loader(Protocol[T]):
+    """A cached look-up: a plain function of a connection (Core statements) and the value
+    it loaded last."""
+
+    def __call__(self, conn: Connection, *, previous: T | None) -> T: ...
 
 
 class Signals(Protocol):
@@ -167,23 +176,18 @@ class Caches:
     signals: Signals | None = None
     _entries: dict[Callable[..., Any], _Entry] = field(default_factory=dict)
 
-    async def get(
-        self,
-        sessions: Sessions,
-        table: str,
-        load: Callable[[AsyncSession, T | None], Awaitable[T]],
-    ) -> T:
+    async def get(self, writer: Writer, table: str, load: Loader[T]) -> T:
         """`load`'s value, loaded again once `table` changed. `load` gets the value it
         loaded last (None the first time, or when nothing is trusted), so it may read only
-        what is new."""
+        what is new. It runs through the call path's writer (cti/store/writer.py): one
+        hop to the database driver for the whole read, as the call path's writes."""
         token = self.signals.token(table) if self.signals is not None else None
         entry = self._entries.get(load)
         if token is not None and entry is not None and entry.token == token:
             value: T = entry.value
             return value
         previous: T | None = entry.value if entry is not None and token is not None else None
-        async with sessions() as session:
-            value = await load(session, previous)
+        value = await writer.transaction(functools.partial(load, previous=previous))
         if token is not None:
             self._entries[load] = _Entry(token, value)
         else:
