@@ -157,6 +157,9 @@ class OpeningHours:
         )
         # Spans per date are asked for again and again by the callback clock.
         self._spans = lru_cache(maxsize=4096)(self._compute_spans)
+        # Asked on every call (is the exchange open?): the holidays package's look-up for a
+        # date is dearer than the rest of the answer, and a date's holiday never changes.
+        self._holiday = lru_cache(maxsize=4096)(self._closing_holiday)
 
     # -- days ---------------------------------------------------------------------------
 
@@ -165,7 +168,10 @@ class OpeningHours:
         return self._public.get_list(d) + self._optional.get_list(d)
 
     def closing_holiday(self, d: date) -> str | None:
-        """The name of the holiday that closes ``d``, or None."""
+        """The name of the holiday that closes ``d``, or None (kept per date, see __init__)."""
+        return self._holiday(d)
+
+    def _closing_holiday(self, d: date) -> str | None:
         for name in self._public.get_list(d):
             if name in self._extra or name not in self._open_holidays:
                 return name
