@@ -31,6 +31,7 @@ from typing import Any, cast
 from panoramisk.message import Message
 from sqlalchemy import Connection, Table, bindparam, select, update
 
+from cti.ami.bus import reads
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
 from cti.ami.client import AmiError
 from cti.queue import service
@@ -121,6 +122,7 @@ class QueueEvents:
 
     # -- the bus side -----------------------------------------------------------------
 
+    @reads(*WRITTEN_EVENTS, "QueueCallerLeave", "UserEvent", "Hangup")
     def on_event(self, event: Message) -> None:
         name = event.get("Event", "")
         queue = str(event.get("Queue", ""))

@@ -36,6 +36,7 @@ from typing import Any, cast
 from panoramisk.message import Message
 from sqlalchemy import Table, select, update
 
+from cti.ami.bus import reads
 from cti.ami.channels import VHOLD_PLACEHOLDER
 from cti.ami.client import AmiError, AmiTimeout
 from cti.hoppers.service import HopperError, callback_number, create_hopper
@@ -224,6 +225,7 @@ class VirtualHoldEvents:
         # `bereik events retry` replays them in order after it).
         self.set_aside_rows: set[int] = set()
 
+    @reads("UserEvent", "OriginateResponse")
     def on_event(self, event: Message) -> None:
         name = event.get("Event")
         if (name == "UserEvent" and event.get("UserEvent") == "BereikVirtualHold") or (
