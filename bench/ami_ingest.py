@@ -275,7 +275,7 @@ class Ingest:
 
     def lines(self, max_call_rate: float | None = None) -> list[str]:
         """The bench table's AMI rows, with the issue's two targets met or missed: the whole
-        path at >= 50 % of bare parsing, and >= 2 x the events Asterisk sends at its own
+        path at >= 80 % of bare parsing, and >= 2 x the events Asterisk sends at its own
         maximum call rate (events per call in this stream x that rate)."""
         share = self.path_per_s / self.bare_per_s
         rows = [
@@ -283,7 +283,7 @@ class Ingest:
             "|---|---:|---|---|",
             f"| panoramisk bare parsing | {self.bare_per_s:,.0f} | (ceiling) | |",
             f"| AmiClient → bus → call listener → store | {self.path_per_s:,.0f} | "
-            f"≥ 50 % of bare | {share:.0%}: {'met' if share >= 0.5 else 'missed'} |",
+            f"≥ 80 % of bare | {share:.0%}: {'met' if share >= 0.8 else 'MISSED'} |",
         ]
         if max_call_rate:
             produced = self.events_per_call * max_call_rate
@@ -291,7 +291,7 @@ class Ingest:
             rows.append(
                 f"| Asterisk at its max rate ({max_call_rate:.1f} calls/s × "
                 f"{self.events_per_call:.0f} events/call) | {produced:,.0f} | "
-                f"path ≥ 2 × | {ratio:.0f} ×: {'met' if ratio >= 2 else 'missed'} |"
+                f"path ≥ 2 × | {ratio:.0f} ×: {'met' if ratio >= 2 else 'MISSED'} |"
             )
         rows.append(
             f"| calls written to the database | {self.written_per_s:,.0f} calls/s | | "

@@ -29,8 +29,8 @@ VERDICTS = {
     "hopper path ⅓": r"max rate .*bereik serve CPU per call .*\((met|MISSED): ≤ ⅓ ×\)",
     "popup p99": r"event to screen p99 .*\((met|MISSED): < 100 ms at 100\)",
     "popup none lost": r"ringing updates lost \((met|MISSED): none lost\)",
-    "ingest ≥ 50 %": r"≥ 50 % of bare \| \d+%: (met|missed) \|",
-    "ingest ≥ 2 ×": r"path ≥ 2 × \| [\d,]+ ×: (met|missed) \|",
+    "ingest ≥ 80 %": r"≥ 80 % of bare \| \d+%: (met|MISSED) \|",
+    "ingest ≥ 2 ×": r"path ≥ 2 × \| [\d,]+ ×: (met|MISSED) \|",
     "queue path ⅓": r"queue path: .*\((met|MISSED): ≤ ⅓ ×\)",
 }
 
