@@ -40,7 +40,7 @@ Definition, per team and window:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -104,23 +104,56 @@ def call_norm(
     return answered_call, gave_up, acquisitie
 
 
+# (met, decided) per (team, window): what a ratio is made of, and adds up over periods.
+Counts = dict[tuple[str, str], tuple[int, int]]
+
+
 async def norm_ratios(
     session: AsyncSession,
     teams: list[str],
     now: datetime,
     tz: str,
     short_abandon_seconds: float = 5.0,
-    windows: Sequence[str] = WINDOWS,
 ) -> dict[tuple[str, str], float | None]:
-    """The norm ratio for every (team, window) of `windows`; teams are ``teams`` plus "kcc".
+    """The norm ratio for every (team, window); teams are ``teams`` plus "kcc"."""
+    counts = await norm_counts(
+        session, teams, now, window_starts(now, tz), short_abandon_seconds, end=now
+    )
+    return ratios(counts)
+
+
+def ratios(counts: Counts) -> dict[tuple[str, str], float | None]:
+    return {key: (met / decided if decided else None) for key, (met, decided) in counts.items()}
+
+
+def add_counts(a: Counts, b: Counts) -> Counts:
+    """The counts of two adjoining periods, as one."""
+    total = dict(a)
+    for key, (met, decided) in b.items():
+        before_met, before_decided = total.get(key, (0, 0))
+        total[key] = (before_met + met, before_decided + decided)
+    return total
+
+
+async def norm_counts(
+    session: AsyncSession,
+    teams: list[str],
+    now: datetime,
+    starts: Mapping[str, datetime],
+    short_abandon_seconds: float,
+    *,
+    end: datetime,
+) -> Counts:
+    """(met, decided) for every (team, window) of `starts` (window -> its start), over
+    calls and hoppers from the window's start until `end`: up to and including `end` when
+    it is `now`, before it otherwise (a period that ends where another begins, so counts
+    of adjoining periods add up). A hopper counts as missed when closed outside the norm
+    or open past its deadline at `now`.
 
     Two grouped queries, one over calls and one over hoppers, each with a conditional count
     per window, so the cost does not grow with the number of teams or windows; it grows
     with the rows since the earliest window's start (28 days: most of its cost).
     """
-    starts = {
-        window: start for window, start in window_starts(now, tz).items() if window in windows
-    }
     earliest = min(starts.values())
     wanted = list(dict.fromkeys([*teams, KCC]))
     met: dict[tuple[str, str], int] = {(t, w): 0 for t in wanted for w in starts}
@@ -136,18 +169,18 @@ async def norm_ratios(
         .where(
             or_(answered_call, gave_up),
             Call.started_at >= earliest,
-            Call.started_at <= now,
+            Call.started_at <= end if end == now else Call.started_at < end,
             ~acquisitie,
         )
         # Grouped by the plain column and mapped to "kcc" here: grouping by a CASE with bound
         # parameters is refused by PostgreSQL (the select's parameters differ from the group's).
         .group_by(Call.team_id)
     )
-    for team_id, *counts in (await session.execute(answered)).all():
+    for team_id, *found in (await session.execute(answered)).all():
         team = team_id or KCC
         for i, window in enumerate(starts):
             if (team, window) in met:
-                hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
+                hit, missed = int(found[2 * i]), int(found[2 * i + 1])
                 met[team, window] += hit
                 decided[team, window] += hit + missed
 
@@ -165,18 +198,18 @@ async def norm_ratios(
         .where(
             Hopper.counts_for_norm.is_(True),
             Hopper.created_at >= earliest,
-            Hopper.created_at <= now,
+            Hopper.created_at <= end if end == now else Hopper.created_at < end,
         )
         .group_by(Hopper.team_id)
     )
-    for team, *counts in (await session.execute(hoppers)).all():
+    for team, *found in (await session.execute(hoppers)).all():
         for i, window in enumerate(starts):
             if (team, window) in met:
-                hit, missed = int(counts[2 * i]), int(counts[2 * i + 1])
+                hit, missed = int(found[2 * i]), int(found[2 * i + 1])
                 met[team, window] += hit
                 decided[team, window] += hit + missed
 
-    return {key: (met[key] / decided[key] if decided[key] else None) for key in met}
+    return {key: (met[key], decided[key]) for key in met}
 
 
 async def hopper_gauges(session: AsyncSession, now: datetime) -> dict[str, tuple[int, int]]:

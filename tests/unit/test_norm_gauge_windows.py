@@ -1,35 +1,59 @@
-"""The norm gauges' worker: today's ratio on every round, the 7- and 28-day ratios (four
-weeks of rows) once a minute."""
+"""The norm gauges' worker: the 7- and 28-day windows' part before today is read once a
+minute, today's every round, and the sum is the ratio read whole."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from cti.calls import gauges
-from cti.calls.norms import WINDOWS
+from cti.calls.gauges import Gauges
+from cti.calls.norms import WINDOWS, norm_ratios
+from cti.services import Services
 from tests.support.memory_services import CONFIG, memory_services
+from tests.unit.test_norms import NOW, TZ, call, hopper
 
 
-async def test_the_wide_windows_are_read_once_a_minute_and_today_every_round(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def shown(services: Services) -> dict[tuple[str, str], float | None]:
+    teams = [team.id for team in CONFIG.teams] + ["kcc"]
+    return {
+        (team, window): services.metrics.registry.get_sample_value(
+            "bereik_service_norm_ratio", {"team": team, "window": window}
+        )
+        for team in teams
+        for window in WINDOWS
+    }
+
+
+async def whole(services: Services) -> dict[tuple[str, str], float | None]:
+    async with services.sessions() as session:
+        return await norm_ratios(session, [team.id for team in CONFIG.teams], NOW, TZ)
+
+
+async def add(services: Services, *rows: object) -> None:
+    async with services.sessions() as session:
+        session.add_all(list(rows))
+        await session.commit()
+
+
+async def test_the_wide_windows_move_with_todays_calls_between_their_reads_of_the_past(
+    tmp_path: Path,
 ) -> None:
-    rounds: list[tuple[str, ...]] = []
-    enough = asyncio.Event()
-
-    async def refresh(_services: Any, now: Any = None, windows: Sequence[str] = WINDOWS) -> None:
-        rounds.append(tuple(windows))
-        if len(rounds) == 5:
-            enough.set()
-
-    monkeypatch.setattr(gauges, "refresh", refresh)
     async with memory_services(CONFIG, tmp_path) as services:
-        worker = asyncio.create_task(gauges.run(services, interval=0.001))
-        await asyncio.wait_for(enough.wait(), 5)
-        worker.cancel()
-    assert rounds[0] == WINDOWS
-    assert set(rounds[1:5]) == {("today",)}
+        await add(
+            services,
+            call(ago=timedelta(days=3)),
+            call(outcome="abandoned", wait=30, ago=timedelta(days=10)),
+            hopper(within_norm=False, ago=timedelta(days=20)),
+            call(ago=timedelta(hours=1)),
+        )
+        gauges = Gauges(services)
+        await gauges.refresh(NOW)
+        read_at = gauges.before_at
+        assert shown(services) == await whole(services)
+
+        # Today moves on: an abandoned call and a hopper closed in the norm.
+        await add(services, call(outcome="abandoned", wait=30), hopper(ago=timedelta(minutes=5)))
+        await gauges.refresh(NOW)
+        assert gauges.before_at == read_at  # the four weeks before today were not read again
+        assert shown(services) == await whole(services)
+        assert shown(services)[("vergunningen", "28d")] == 3 / 6
