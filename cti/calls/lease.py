@@ -36,9 +36,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.ami.nodes import Ami
 from cti.store.db import STORE_DOWN, Sessions, insert_or_skip, store_down
@@ -173,15 +172,16 @@ class TrackingLease:
                 log.warning("lease %s: %s", self.name, describe(exc))
             await asyncio.sleep(BEAT_SECONDS)
 
-    async def fenced(self, session: AsyncSession, written_through: float) -> None:
-        """In the writer's transaction: still the owner? Raises LeaseLost if not.
+    def fenced(self, connection: Connection, written_through: float) -> None:
+        """In the writer's transaction (a job of cti/store/writer.py): still the owner?
+        Raises LeaseLost if not.
 
         The UPDATE locks the row until the transaction ends, so a takeover waits for the
         batch in flight and the batch is wholly before it.
         """
         if self.sessions is None:
             return
-        result = await session.execute(
+        result = connection.execute(
             update(LEASES)
             .where(LEASES.c.name == self.name, LEASES.c.fence == self.fence)
             .values(written_through=written_through)

@@ -38,8 +38,7 @@ from functools import partial
 from typing import Any, cast
 
 from panoramisk.message import Message
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from cti.ami.bus import reads
 from cti.ami.client import AmiError
@@ -368,56 +367,64 @@ class CallListener:
             await self._apply(effects, through, together=False)
 
     async def _apply(self, effects: Sequence[Effect], through: float, together: bool) -> None:
+        # One job of the call path's writer (cti/store/writer.py): the batch's statements
+        # in one hop to the driver, its commit shared with the hoppers of the moment.
+        counts = await self.services.writer.transaction(
+            partial(self._write, effects=effects, through=through, together=together)
+        )
+        # Only after the commit: a count without its row would be counted again next time.
+        for count in counts:
+            count()
+
+    def _write(
+        self, connection: Connection, *, effects: Sequence[Effect], through: float, together: bool
+    ) -> list[Callable[[], None]]:
+        """The writer's job for `_apply`: the counts to make once it is committed."""
         counts: list[Callable[[], None]] = []
         started = [effect for effect in effects if isinstance(effect, Started)]
         routed = [effect for effect in effects if isinstance(effect, Routed)]
         answered = [effect for effect in effects if isinstance(effect, Answered)]
         ended = [effect for effect in effects if isinstance(effect, Ended)]
-        async with self.services.sessions() as session:
-            await self.lease.fenced(session, through)
-            connection = await session.connection()
-            if started:
-                await connection.execute(
-                    insert_or_skip(session, CALLS, "uniqueid"),
-                    [
-                        {
-                            "uniqueid": effect.uniqueid,
-                            "linkedid": effect.linkedid,
-                            "entry": effect.entry,
-                            "caller": effect.caller,
-                            "started_at": _utc(effect.at),
-                        }
-                        for effect in started
-                    ],
-                )
-            if routed:
-                await connection.execute(
-                    ROUTE,
-                    [{"b_call": effect.uniqueid, "b_route": effect.route} for effect in routed],
-                )
-            # Together only where the driver tells the rows an executemany changed
-            # (SQLite's does; asyncpg's does not: on PostgreSQL one update each).
-            together = together and connection.dialect.supports_sane_multi_rowcount
-            if answered:
-                decisions = await self._answers(connection, answered)
-                for done in await self._update(connection, ANSWER, decisions, together):
-                    counts.append(done.count)
-            if ended:
-                decisions = await self._ends(connection, ended)
-                hearings: list[dict[str, Any]] = []
-                for done in await self._update(connection, END, decisions, together):
-                    counts.append(done.count)
-                    hearings += done.hearings
-                if hearings:
-                    await connection.execute(insert(HEARINGS), hearings)
-            await session.commit()
-        # Only after the commit: a count without its row would be counted again next time.
-        for count in counts:
-            count()
+        self.lease.fenced(connection, through)
+        if started:
+            connection.execute(
+                insert_or_skip(connection, CALLS, "uniqueid"),
+                [
+                    {
+                        "uniqueid": effect.uniqueid,
+                        "linkedid": effect.linkedid,
+                        "entry": effect.entry,
+                        "caller": effect.caller,
+                        "started_at": _utc(effect.at),
+                    }
+                    for effect in started
+                ],
+            )
+        if routed:
+            connection.execute(
+                ROUTE,
+                [{"b_call": effect.uniqueid, "b_route": effect.route} for effect in routed],
+            )
+        # Together only where the driver tells the rows an executemany changed
+        # (SQLite's does; asyncpg's does not: on PostgreSQL one update each).
+        together = together and connection.dialect.supports_sane_multi_rowcount
+        if answered:
+            decisions = self._answers(connection, answered)
+            for done in self._update(connection, ANSWER, decisions, together):
+                counts.append(done.count)
+        if ended:
+            decisions = self._ends(connection, ended)
+            hearings: list[dict[str, Any]] = []
+            for done in self._update(connection, END, decisions, together):
+                counts.append(done.count)
+                hearings += done.hearings
+            if hearings:
+                connection.execute(insert(HEARINGS), hearings)
+        return counts
 
-    async def _update(
+    def _update(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         statement: Any,
         decisions: list[_Decision],
         together: bool,
@@ -426,30 +433,28 @@ class CallListener:
         if not decisions:
             return []
         if together:
-            result = await connection.execute(statement, [d.params for d in decisions])
+            result = connection.execute(statement, [d.params for d in decisions])
             if _rowcount(result) != len(decisions):
                 raise _Raced
             return decisions
         return [
             decision
             for decision in decisions
-            if _rowcount(await connection.execute(statement, decision.params)) == 1
+            if _rowcount(connection.execute(statement, decision.params)) == 1
         ]
 
-    async def _rows(self, connection: AsyncConnection, calls: list[str]) -> dict[str, Any]:
+    def _rows(self, connection: Connection, calls: list[str]) -> dict[str, Any]:
         """The calls rows of `calls` as they are now, by uniqueid."""
         rows: dict[str, Any] = {}
         for chunk in _chunks(list(dict.fromkeys(calls))):
-            for row in await connection.execute(DECIDED, {"b_calls": chunk}):
+            for row in connection.execute(DECIDED, {"b_calls": chunk}):
                 rows[row.uniqueid] = row
         return rows
 
-    async def _answers(
-        self, connection: AsyncConnection, answered: Sequence[Answered]
-    ) -> list[_Decision]:
+    def _answers(self, connection: Connection, answered: Sequence[Answered]) -> list[_Decision]:
         """The answers that decide their rows (answered_by still empty), in event order."""
         metrics = self.services.metrics
-        rows = await self._rows(connection, [answer.uniqueid for answer in answered])
+        rows = self._rows(connection, [answer.uniqueid for answer in answered])
         decisions: list[_Decision] = []
         seen: set[str] = set()
         for answer in answered:
@@ -467,11 +472,11 @@ class CallListener:
             decisions.append(_Decision(params, count))
         return decisions
 
-    async def _ends(self, connection: AsyncConnection, ended: Sequence[Ended]) -> list[_Decision]:
+    def _ends(self, connection: Connection, ended: Sequence[Ended]) -> list[_Decision]:
         """The ends that decide their rows (outcome still empty), in event order."""
         metrics = self.services.metrics
-        rows = await self._rows(connection, [effect.uniqueid for effect in ended])
-        hoppers = await self._hoppers(connection, ended)
+        rows = self._rows(connection, [effect.uniqueid for effect in ended])
+        hoppers = self._hoppers(connection, ended)
         decisions: list[_Decision] = []
         seen: set[str] = set()
         for effect in ended:
@@ -515,8 +520,8 @@ class CallListener:
             decisions.append(_Decision(params, count, hearings))
         return decisions
 
-    async def _hoppers(
-        self, connection: AsyncConnection, ended: Sequence[Ended]
+    def _hoppers(
+        self, connection: Connection, ended: Sequence[Ended]
     ) -> dict[str, tuple[str, str]]:
         """For each ending call, the last hopper event made of it or linked to it as a
         repeat contact, (kind, team), by call uniqueid (a hopper may name any channel of
@@ -525,7 +530,7 @@ class CallListener:
         # Each channel's last hopper event (the highest id: the newest).
         latest: dict[str, tuple[int, str, str]] = {}
         for chunk in _chunks(channels):
-            for event in await connection.execute(HOPPERS_OF, {"b_channels": chunk}):
+            for event in connection.execute(HOPPERS_OF, {"b_channels": chunk}):
                 newest = latest.get(event.call_uniqueid)
                 if newest is None or event.id > newest[0]:
                     latest[event.call_uniqueid] = (event.id, event.kind, event.team_id)

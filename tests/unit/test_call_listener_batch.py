@@ -158,13 +158,11 @@ async def test_a_row_decided_by_another_writer_meanwhile_is_not_counted_by_this_
     batch = team_call(t, 1, answer=True) + team_call(t, 2, answer=True)
     answers = listener._answers
 
-    async def raced(connection: Any, *args: Any) -> Any:
+    def raced(connection: Any, *args: Any) -> Any:
         # Another writer (a replay of set-aside events) answers call 2 after this batch
         # read its row and before its update.
-        decided = await answers(connection, *args)
-        await connection.execute(
-            update(Call).where(Call.uniqueid == "2.0").values(answered_by="kcc")
-        )
+        decided = answers(connection, *args)
+        connection.execute(update(Call).where(Call.uniqueid == "2.0").values(answered_by="kcc"))
         return decided
 
     monkeypatch.setattr(listener, "_answers", raced)

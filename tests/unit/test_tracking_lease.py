@@ -77,9 +77,10 @@ async def test_standby_takes_over_only_when_the_owner_stops_and_the_old_owner_ca
         assert second.fence == (first.fence or 0) + 1
         async with stores[0]() as session:
             with pytest.raises(LeaseLost):
-                await first.fenced(session, 0.0)
+                await session.run_sync(lambda s: first.fenced(s.connection(), 0.0))
         async with stores[1]() as session:
-            await second.fenced(session, 0.0)  # the new owner writes
+            # The new owner writes.
+            await session.run_sync(lambda s: second.fenced(s.connection(), 0.0))
     finally:
         for task in running:
             task.cancel()
