@@ -22,8 +22,9 @@ again. So:
 Each job gets its result (or its exception) only after the commit that holds it, so
 nothing is confirmed to a caller before it is stored. When a batch fails, no job in it
 was stored: each is run again alone, so one job's error (a unique index, a bad value)
-reaches that job's caller only, and a store that is down reaches each caller as it
-would without the writer (their own policy decides: a fallback on the phone, a retry).
+reaches that job's caller only; a store that is down (cti/store/db.py `store_down`)
+reaches every caller of the batch at once, as it would without the writer (their own
+policy decides: a fallback on the phone, a retry), not one after the other.
 
 A job runs once its turn comes even if its caller stopped waiting (a caller who hung up
 during the confirmation still gets the hopper the confirmation promised); a cancelled
@@ -44,6 +45,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
+
+from cti.store.db import store_down
 
 log = logging.getLogger("bereik.store")
 
@@ -109,8 +112,13 @@ class Writer:
             # Policy: the caller's own. Nothing of the batch was stored; a job alone
             # hands its error to the one caller who waits for it (the supervisor is not
             # involved: this task never raises, every waiting caller gets an answer).
-            if len(batch) == 1:
-                _settle(batch[0].done, exc=exc)
+            if len(batch) == 1 or store_down(exc):
+                # Alone, or the store is down (alone each would fail the same way, one
+                # after the other, each caller waiting for the ones before it): every
+                # caller gets the error now, and their own policy decides (the dialplan's
+                # fallback for a caller on the phone, a wait and retry for a worker).
+                for queued in batch:
+                    _settle(queued.done, exc=exc)
                 return
             log.info("a shared commit of %d jobs failed (%s): each alone", len(batch), exc)
             for queued in batch:

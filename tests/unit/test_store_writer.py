@@ -4,12 +4,13 @@ answer only once stored, and one job's error reaches that job's caller only."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.store.db import create_engine
@@ -93,3 +94,23 @@ async def test_no_caller_is_answered_before_the_commit_that_holds_its_row(
 
     await asyncio.gather(*(confirm(f"c{i}") for i in range(5)))
     assert missing == []
+
+
+async def test_a_store_that_is_down_reaches_every_caller_at_once_not_one_after_another(
+    engine: AsyncEngine,
+) -> None:
+    writer = Writer(engine)
+    runs: list[str] = []
+
+    def down(name: str) -> Job[int]:
+        def job(conn: Connection) -> int:
+            runs.append(name)
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+        return job
+
+    results = await asyncio.gather(
+        *(writer.transaction(down(f"d{i}")) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(result, OperationalError) for result in results)
+    assert runs == ["d0"]  # the batch stopped at the first; nobody was tried alone after
