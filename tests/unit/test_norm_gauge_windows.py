@@ -3,14 +3,46 @@ minute, today's every round, and the sum is the ratio read whole."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cti.calls.gauges import Gauges
 from cti.calls.norms import WINDOWS, norm_ratios
 from cti.services import Services
+from cti.store.models import Call, Hopper
 from tests.support.memory_services import CONFIG, memory_services
-from tests.unit.test_norms import NOW, TZ, call, hopper
+
+TZ = "Europe/Amsterdam"
+# Wednesday 12 June 2024, 14:00 in Amsterdam.
+NOW = datetime(2024, 6, 12, 12, 0, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def call(
+    outcome: str = "answered_team", ago: timedelta = timedelta(hours=1), wait: float | None = None
+) -> Call:
+    return Call(
+        uniqueid=f"u{next(_ids)}",
+        entry="14070",
+        team_id="vergunningen",
+        outcome=outcome,
+        started_at=NOW - ago,
+        wait_seconds=wait,
+    )
+
+
+def hopper(within_norm: bool = True, ago: timedelta = timedelta(hours=1)) -> Hopper:
+    return Hopper(
+        team_id="vergunningen",
+        caller=f"07012{next(_ids):05d}",  # one open hopper per caller and team
+        reason="no_answer",
+        created_at=NOW - ago,
+        deadline=NOW + timedelta(days=2),
+        status="closed",
+        within_norm=within_norm,
+        counts_for_norm=True,
+    )
 
 
 def shown(services: Services) -> dict[tuple[str, str], float | None]:
