@@ -29,6 +29,7 @@ from agi.protocol import (
 )
 from agi.server import AgiChannel, FastAgiServer, read_environment
 from tests.support.agi_args import asterisk_args
+from tests.support.agi_writer import NullWriter
 
 # Text as it may arrive: any code point, and the characters that matter to the format.
 wire_text = st.text(
@@ -141,19 +142,6 @@ def test_reading_a_header_from_any_bytes_gives_an_environment_none_or_the_typed_
     assert result is None or isinstance(result, Environment)
 
 
-class _NullWriter:
-    """Takes what the channel writes; the response comes from the fed reader."""
-
-    def __init__(self) -> None:
-        self.written = b""
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    async def drain(self) -> None:
-        return None
-
-
 @given(chunks, st.integers(16, 256))
 def test_a_command_answered_with_any_bytes_returns_or_raises_a_typed_agi_error(
     pieces: list[bytes], limit: int
@@ -162,7 +150,7 @@ def test_a_command_answered_with_any_bytes_returns_or_raises_a_typed_agi_error(
         channel = AgiChannel(
             Environment({"uniqueid": "1.1"}),
             await _stream(pieces, limit=limit),
-            _NullWriter(),  # type: ignore[arg-type]
+            NullWriter(),  # type: ignore[arg-type]
             command_timeout=1.0,
         )
         with contextlib.suppress(AgiError):

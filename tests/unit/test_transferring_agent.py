@@ -10,24 +10,14 @@ import pytest
 from agi.handlers.hopper import TRANSFER_VARIABLES, transferring_agent
 from agi.protocol import Environment
 from agi.server import AgiChannel
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.written = b""
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    async def drain(self) -> None:
-        return None
+from tests.support.agi_writer import NullWriter
 
 
 async def _agent(answer: bytes) -> tuple[str, bytes]:
     reader = asyncio.StreamReader()
     reader.feed_data(answer)
     reader.feed_eof()
-    writer = _Writer()
+    writer = NullWriter()
     channel = AgiChannel(
         Environment({"uniqueid": "1.1"}),
         reader,
