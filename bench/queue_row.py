@@ -15,12 +15,16 @@ coming to the KCC (after the menu) to an agent's answer as the exchange recorded
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import re
-import sys
+import shutil
+import signal
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +62,7 @@ async def measure(
     calls: int,
     rate: float,
     idle_seconds: float = IDLE_SECONDS,
+    profile_dir: Path | None = None,
 ) -> QueueRow:
     phones = [Phone(e, free_port(), f"Agent {e}", registers=True) for e in AGENTS]
     (workdir / mode).mkdir(parents=True, exist_ok=True)
@@ -84,16 +89,17 @@ async def measure(
         ast_pid, serve_pid = ex.asterisk.process.pid, ex.serve_process.pid
         idle = await idle_ms_per_s(serve_pid, idle_seconds)
         before_ast, before_serve, started = sample(ast_pid), sample(serve_pid), time.monotonic()
-        result = await ex.call(
-            "14070",
-            keys="0",
-            key_delay_ms=500,
-            hold_ms=20_000,
-            calls=calls,
-            rate=rate,
-            limit=calls,
-            timeout_s=int(calls / rate) + 90,
-        )
+        with profiled(serve_pid, profile_dir, f"kcc-{mode}"):
+            result = await ex.call(
+                "14070",
+                keys="0",
+                key_delay_ms=500,
+                hold_ms=20_000,
+                calls=calls,
+                rate=rate,
+                limit=calls,
+                timeout_s=int(calls / rate) + 90,
+            )
         d_ast, d_serve = sample(ast_pid) - before_ast, sample(serve_pid) - before_serve
         window = time.monotonic() - started
         counts = result.counts()
@@ -133,6 +139,45 @@ async def measure(
         ex.close()
 
 
+@contextlib.contextmanager
+def profiled(pid: int, profile_dir: Path | None, label: str) -> Iterator[None]:
+    """py-spy on bereik serve during the calls (--profile DIR), as collapsed stacks in
+    DIR/label.txt, the same way as bench/run.py's rows: `python -m bench.profile DIR` sums
+    them per part. The sampling costs serve a little CPU of its own: compare profiled runs
+    with profiled runs."""
+    if profile_dir is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    profiler = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--full-filenames",
+            "--output",
+            str(profile_dir / f"{label}.txt"),
+            "--rate",
+            "250",
+            "--gil",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
+
+
 def invites_received(message_log: Path) -> int:
     """INVITEs a sipp phone received, from its message log (-trace_msg)."""
     text = message_log.read_text(errors="replace") if message_log.exists() else ""
@@ -150,9 +195,10 @@ async def queue_rows(
     calls: int,
     rate: float,
     idle_seconds: float = IDLE_SECONDS,
+    profile_dir: Path | None = None,
 ) -> list[QueueRow]:
     return [
-        await measure(installation, workdir, mode, calls, rate, idle_seconds)
+        await measure(installation, workdir, mode, calls, rate, idle_seconds, profile_dir)
         for mode in ("ringall", "queue")
     ]
 
@@ -186,11 +232,19 @@ def table(rows: list[QueueRow]) -> str:
 
 
 def main() -> None:
-    """`python -m bench.queue_row [CALLS] [RATE]`: only this row (the bench runs it too)."""
-    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    rate = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+    """`python -m bench.queue_row [CALLS] [RATE] [--profile DIR]`: only this row (the bench
+    runs it too)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.queue_row")
+    parser.add_argument("calls", type=int, nargs="?", default=20)
+    parser.add_argument("rate", type=float, nargs="?", default=1.0)
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy bereik serve during each mode's calls; stacks to DIR"
+    )
+    args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bereik-bench-queue-"))
-    rows = asyncio.run(queue_rows(asterisk.require(), workdir, calls, rate))
+    rows = asyncio.run(
+        queue_rows(asterisk.require(), workdir, args.calls, args.rate, profile_dir=args.profile)
+    )
     print(table(rows))
 
 
