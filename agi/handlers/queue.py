@@ -29,10 +29,9 @@ from cti.announcements.prompts import prompt, spoken
 from cti.announcements.service import playable
 from cti.hoppers.service import HopperError, open_now
 from cti.queue import service, vhold
-from cti.queue.events import record_arrival
+from cti.queue.events import LINE_FULL, NOBODY_PRESENT, arrive, line_now
 from cti.queue.figures import expected_wait_minutes, queue_figures
 from cti.services import Services
-from dialplan.config import WaitingLine
 
 WAIT_TEXT = {
     "nl": "De verwachte wachttijd is ongeveer {n} {unit}.",
@@ -44,6 +43,9 @@ VHOLD_OFFER = (
 )
 VHOLD_PROMISE = "U wordt teruggebeld zodra u aan de beurt bent"
 VHOLD_KEY = "1"
+CLOSED = "CLOSING"
+# Why a caller was not let into the line (QUEUESTATUS-like) -> the hopper's reason.
+HOPPER_REASON = {CLOSED: "after_hours", NOBODY_PRESENT: "nobody_present", LINE_FULL: "busy"}
 
 
 async def queue_entry(channel: AgiChannel, services: Services) -> None:
@@ -51,32 +53,28 @@ async def queue_entry(channel: AgiChannel, services: Services) -> None:
     uniqueid = channel.env.uniqueid
     line = service.line_named(config, channel.query.get("queue", service.KCC_QUEUE))
     arrival = _arrival(channel.query.get("arrival", ""))
-    views = await service.agent_views(services, queue=line.name)
-    skip = await _overflow_before_entry(services, line, views)
-    if skip:
-        status, reason = skip
+    arrived = datetime.fromtimestamp(arrival, UTC)
+    if not open_now(config):
+        refused = CLOSED
+        position, views = 0, []
+    else:
+        # The agents' states, the rules that need the database, the place in line and the
+        # stay's row: one job of the call path's writer (cti/queue/events.py).
+        entry = await arrive(services, line, uniqueid, channel.env.get("callerid"), arrived)
+        refused, position, views = entry.refused, entry.position, entry.views
+    if refused:
+        status, reason = refused, HOPPER_REASON[refused]
         channel.log.info("queue %s: not entered (%s)", line.name, status)
         await channel.set_variable("BEREIK_QUEUE_SKIP", status)
         await channel.set_variable("BEREIK_HOPPER_REASON", reason)
         await channel.finish()
         return
-    arrived = datetime.fromtimestamp(arrival, UTC)
-    position = await service.place_in_line(services, arrived, line.name)
-    await record_arrival(
-        services,
-        line.name,
-        uniqueid,
-        channel.env.get("callerid"),
-        datetime.fromtimestamp(arrival, UTC),
-        position,
-    )
     talk = Conversation(channel, services)
     if await playable(services, f"team:{line.name}"):
         await talk.announcements(f"team:{line.name}")
         # Seconds of messages later the line and the agents have moved on: asked again.
         # (Without them, the answers above are a few milliseconds old.)
-        position = await service.place_in_line(services, arrived, line.name)
-        views = await service.agent_views(services, queue=line.name)
+        position, views = await line_now(services, line, arrived)
     free = sum(1 for view in views if view.state == "available")
     working = sum(1 for view in views if view.state in ("available", "on_call", "wrapup"))
     if position > free:
@@ -155,21 +153,6 @@ async def _requested(channel: AgiChannel, services: Services, number: str, prior
         channel.log.warning("virtual hold refused: %s", exc)
         return False
     return True
-
-
-async def _overflow_before_entry(
-    services: Services, line: WaitingLine, views: list[service.AgentView]
-) -> tuple[str, str] | None:
-    """(QUEUESTATUS-like status, hopper reason) when the caller must not enter the line."""
-    config = services.config
-    if not open_now(config):
-        return "CLOSING", "after_hours"
-    if not any(view.state != "signed_out" for view in views):
-        return "JOINEMPTY", "nobody_present"
-    limit = line.max_waiting
-    if limit and (await service.waiting_now(services, datetime.now(UTC), line.name))[0] >= limit:
-        return "FULL", "busy"
-    return None
 
 
 AGENT_TEXT = {

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from panoramisk.message import Message
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 
 from cti.ami.bus import reads
 from cti.ami.channels import extension_of_member, is_vhold_placeholder
@@ -39,6 +39,7 @@ from cti.services import Services
 from cti.store.db import Sessions, insert_or_skip
 from cti.store.faults import store_or_set_aside
 from cti.store.models import QueueCall
+from dialplan.config import Config, WaitingLine
 
 log = logging.getLogger("bereik.queue")
 
@@ -428,11 +429,113 @@ async def record_arrival(
         )
     )
     if made:
-        # Remembered once committed: a rolled-back row must not be taken for made.
-        known = joined_known(services)
-        known[uniqueid] = at
-        if len(known) > JOINED_KEPT:
-            del known[next(iter(known))]  # the oldest: its stay was decided elsewhere
+        _remember(services, uniqueid, at)
+
+
+def _remember(services: Services, uniqueid: str, at: datetime) -> None:
+    """A stay this process made, once committed: a rolled-back row must not be taken for
+    made."""
+    known = joined_known(services)
+    known[uniqueid] = at
+    if len(known) > JOINED_KEPT:
+        del known[next(iter(known))]  # the oldest: its stay was decided elsewhere
+
+
+# Why a caller is not let into the line, as the entry handler's QUEUESTATUS-like status.
+NOBODY_PRESENT = "JOINEMPTY"
+LINE_FULL = "FULL"
+AGENT_ROWS = select(service.AGENT_STATES)
+WAITING_COUNT = select(func.count()).where(
+    QUEUE_CALLS.c.queue == bindparam("queue"), QUEUE_CALLS.c.outcome == ""
+)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the entry handler learns when a caller comes to a line: the members' states,
+    why the caller may not enter ("" when they may), and their place in line (0 when not
+    entered)."""
+
+    views: list[service.AgentView]
+    refused: str
+    position: int
+
+
+async def arrive(
+    services: Services, line: WaitingLine, uniqueid: str, caller: str, at: datetime
+) -> Arrival:
+    """A caller at the line's entry, in one job of the call path's writer: the agents'
+    states read, the rules that need the database (nobody signed in, line full) applied,
+    the place in line counted and the stay's row made with it. One hop to the database for
+    what were three (two reads through the ORM and the writer's insert): the entry
+    handler runs this on every caller. The same statements and order as before, in one
+    transaction, so every process still counts the same line from the database."""
+    arrival, made = await services.writer.transaction(
+        functools.partial(
+            _arrive,
+            config=services.config,
+            line=line,
+            uniqueid=uniqueid,
+            caller=caller,
+            at=at,
+            now=datetime.now(UTC),
+        )
+    )
+    if made:
+        _remember(services, uniqueid, at)
+    return arrival
+
+
+def _arrive(
+    conn: Connection,
+    *,
+    config: Config,
+    line: WaitingLine,
+    uniqueid: str,
+    caller: str,
+    at: datetime,
+    now: datetime,
+) -> tuple[Arrival, bool]:
+    """The writer's job for `arrive`: (what the handler learns, whether the row was made)."""
+    views = _views(conn, config, line.name, now)
+    if not any(view.state != "signed_out" for view in views):
+        return Arrival(views, NOBODY_PRESENT, 0), False
+    if line.max_waiting and int(conn.scalar(WAITING_COUNT, {"queue": line.name}) or 0) >= (
+        line.max_waiting
+    ):
+        return Arrival(views, LINE_FULL, 0), False
+    position = _place(conn, line.name, at)
+    made = _insert_stay(
+        conn, queue=line.name, uniqueid=uniqueid, caller=caller, at=at, position=position
+    )
+    return Arrival(views, "", position), made
+
+
+async def line_now(
+    services: Services, line: WaitingLine, arrived: datetime
+) -> tuple[int, list[service.AgentView]]:
+    """(place in line, the members' states) again, in one hop: after the entry messages the
+    line and the agents have moved on."""
+    return await services.writer.transaction(
+        functools.partial(_line_now, config=services.config, queue=line.name, arrived=arrived)
+    )
+
+
+def _line_now(
+    conn: Connection, *, config: Config, queue: str, arrived: datetime
+) -> tuple[int, list[service.AgentView]]:
+    return _place(conn, queue, arrived), _views(conn, config, queue, datetime.now(UTC))
+
+
+def _views(conn: Connection, config: Config, queue: str, now: datetime) -> list[service.AgentView]:
+    rows = {row.extension: row for row in conn.execute(AGENT_ROWS)}
+    return service.views_of(config, rows, now, queue)
+
+
+def _place(conn: Connection, queue: str, arrival: datetime) -> int:
+    """service.place_in_line's count, inside a writer's job."""
+    found = conn.execute(service.PLACE_IN_LINE, {"queue": queue, "arrival": arrival}).one()
+    return 1 + int(found[0] or 0) + int(found[1] or 0)
 
 
 def _insert_stay(

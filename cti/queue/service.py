@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, func, select, update
+from sqlalchemy import Row, Table, Update, bindparam, func, select, update
 
 from cti.ami.client import AmiActionFailed, AmiError
 from cti.ami.nodes import Ami
@@ -82,7 +83,7 @@ def state_interface(services: Services, extension: str) -> str:
     return interface(extension)
 
 
-def state_of(row: AgentState | None, now: datetime) -> str:
+def state_of(row: AgentState | Row[Any] | None, now: datetime) -> str:
     """The one state shown for an agent, from what they chose and what the queue saw."""
     if row is None or not row.signed_in:
         return "signed_out"
@@ -116,12 +117,19 @@ async def agent_views(
     """Every member of the line `queue` (the KCC's: its agents) with their state, in
     configured order."""
     now = now or datetime.now(UTC)
-    names = {phone.extension: phone.name for phone in services.config.phones}
     async with services.sessions() as session:
         rows = {row.extension: row for row in (await session.execute(select(AgentState))).scalars()}
+    return views_of(services.config, rows, now, queue)
+
+
+def views_of(
+    config: Config, rows: Mapping[str, AgentState | Row[Any]], now: datetime, queue: str
+) -> list[AgentView]:
+    """The line's members' views from the agent_states rows (ORM objects or Core rows)."""
+    names = {phone.extension: phone.name for phone in config.phones}
     views = []
-    line = services.config.waiting_line(queue)
-    for extension in line.members if line else services.config.kcc.agents:
+    line = config.waiting_line(queue)
+    for extension in line.members if line else config.kcc.agents:
         row = rows.get(extension)
         state = state_of(row, now)
         views.append(
