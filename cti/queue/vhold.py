@@ -27,8 +27,10 @@ After ``callback_attempts`` tries without reaching the citizen the KCC gets a ho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -43,6 +45,7 @@ from cti.hoppers.service import HopperError, callback_number, create_hopper
 from cti.privacy import mask_numbers_in
 from cti.queue import service
 from cti.services import Services
+from cti.store.db import Sessions
 from cti.store.faults import set_aside, store_or_set_aside, until_stored
 from cti.store.models import QueueCall, VirtualHold
 
@@ -51,6 +54,14 @@ log = logging.getLogger("bereik.queue")
 VHOLDS = cast(Table, VirtualHold.__table__)
 QUEUE_CALLS = cast(Table, QueueCall.__table__)
 CHECK_SECONDS = 1.0
+# With no callback due, the worker reads the table this seldom (it used to read it every
+# second, calls or not). A callback this process asks for or sends back to wait (a request,
+# a try that did not reach the citizen) wakes it at once (`wake`); one it placed and left
+# waiting is looked at again when its time comes. What this bounds: a callback another
+# process asked for and could not place itself (it stopped in between) waits at most this
+# long for this one.
+IDLE_CHECK_SECONDS = 5.0
+MIN_CHECK_SECONDS = 0.1
 # What the set_aside table calls this writer's work (cti/store/faults.py).
 SOURCE = "virtual hold events"
 ACTION_PREFIX = "vhold-"
@@ -96,6 +107,7 @@ async def request(
         if stay is not None and not stay.outcome:
             stay.outcome, stay.left_at = "callback", now
             stay.wait_seconds = round((now - arrived).total_seconds(), 3)
+    wake(services)  # committed: this process's worker places it now
     metrics = services.metrics.queue
     metrics.virtual_hold.labels(service.KCC_QUEUE, "offered").inc()
     if stay is not None:
@@ -110,23 +122,29 @@ def placeholder_exten(row: VirtualHold) -> str:
 
 async def place_due(services: Services, now: datetime | None = None) -> int:
     """Put every due callback's placeholder in the line; how many were placed."""
-    now = now or datetime.now(UTC)
+    placed, _ = await _place_due(services, now or datetime.now(UTC))
+    return placed
+
+
+async def _place_due(services: Services, now: datetime) -> tuple[int, float]:
+    """(placed, seconds until the worker should look again)."""
     ami = services.ami
     if ami is None or not ami.connected:
-        return 0
+        return 0, CHECK_SECONDS  # no read: looked at again soon after the connect
     async with services.sessions() as session:
-        due = list(
+        waiting = list(
             (
                 await session.execute(
                     select(VirtualHold)
-                    .where(
-                        VirtualHold.status.in_(("pending", "placing")),
-                        VirtualHold.next_at <= now,
-                    )
+                    .where(VirtualHold.status.in_(("pending", "placing")))
                     .order_by(VirtualHold.priority.desc())
                 )
             ).scalars()
         )
+    # Those not due yet (a retry later, a claim still running) say when to look again.
+    due = [row for row in waiting if row.next_at <= now]
+    later = [(row.next_at - now).total_seconds() for row in waiting if row.next_at > now]
+    again = min([IDLE_CHECK_SECONDS, *later])
     if any(row.status == "placing" for row in due):
         # Claims of a process that died: was their Originate carried out?
         live = await _placeholders(services)
@@ -174,10 +192,11 @@ async def place_due(services: Services, now: datetime | None = None) -> int:
         except AmiError as exc:
             log.warning("virtual hold %s not placed now (%s); tried again", row.id, exc)
             await _move(services, row.id, "placing", "pending", next_at=now)
+            again = CHECK_SECONDS
             continue
         await _move(services, row.id, "placing", "queued")
         placed += 1
-    return placed
+    return placed, again
 
 
 async def _placeholders(services: Services) -> set[int]:
@@ -272,6 +291,7 @@ class VirtualHoldEvents:
             if await _move(
                 self.services, row_id, current, "pending", attempts=attempts, next_at=later
             ):
+                wake(self.services)  # to look again at `later`, not at its idle pace
                 log.info(
                     "virtual hold %s: try %d not reached (%s); again at %s",
                     row_id,
@@ -343,10 +363,36 @@ async def replay(services: Services, payload: Mapping[str, Any]) -> None:
 
 
 async def place_worker(services: Services) -> None:
-    """Worker: put due callbacks' placeholders in the line, every second. A store that
-    is down is waited out; any other fault is the supervisor's (cti/supervisor.py)."""
+    """Worker: put due callbacks' placeholders in the line as they come due, at once when
+    this process asked for one, and at least every IDLE_CHECK_SECONDS. A store that is
+    down is waited out; any other fault is the supervisor's (cti/supervisor.py)."""
     if not (service.queue_enabled(services) and services.config.queue.virtual_hold):
         return
+    woken = _woken(services)
     while True:
-        await until_stored(lambda: place_due(services), what="the virtual holds due", logger=log)
-        await asyncio.sleep(CHECK_SECONDS)
+        woken.clear()  # a wake from here on is for a row this round may not have seen
+        _, again = await until_stored(
+            lambda: _place_due(services, datetime.now(UTC)),
+            what="the virtual holds due",
+            logger=log,
+        )
+        with contextlib.suppress(TimeoutError):
+            # A floor: a row that comes due in a moment is not read for in a tight loop.
+            await asyncio.wait_for(woken.wait(), max(again, MIN_CHECK_SECONDS))
+
+
+# Per store (a test makes several in one process): set when this process asked for a
+# callback or sent one back to wait, so its worker looks now.
+_wakes: weakref.WeakKeyDictionary[Sessions, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def _woken(services: Services) -> asyncio.Event:
+    found = _wakes.get(services.sessions)
+    if found is None:
+        found = _wakes[services.sessions] = asyncio.Event()
+    return found
+
+
+def wake(services: Services) -> None:
+    """This process's worker looks at the virtual holds now."""
+    _woken(services).set()
