@@ -22,7 +22,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cti.ami.bus import EventQueue
-from cti.ami.message import EOL, parse
+from cti.ami.message import EOL, AmiMessage, event, parse
 from cti.store.faults import describe, until_stored
 
 log = logging.getLogger("bereik.ami")
@@ -66,8 +66,9 @@ class AmiConnectDutyFailed(Exception):
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with an incremental UTF-8 decoder, our parser, and the events
-    no subscriber reads skipped unbuilt."""
+    """panoramisk's protocol with framing of our own: an incremental UTF-8 decoder, our
+    parser, the events no subscriber reads skipped unbuilt, and an event that answers no
+    action handed to the queue without panoramisk's matching."""
 
     version: str | None
     # Called once per message skipped as malformed (the client's counter).
@@ -80,24 +81,29 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # The text after the last blank line: the start of a message still arriving.
+        self._rest = ""
 
     def data_received(self, data: bytes) -> None:
         text = self._decoder.decode(data)
         if self.version is None and text.startswith("Asterisk Call Manager/"):
             first, _, _ = text.partition(EOL)
             self.version = first.partition("/")[2].strip()
-        if self.queue:
-            text = self.queue.popleft() + text
+        if self._rest:
+            text = self._rest + text
         blocks = text.split(EOL + EOL)
-        self.queue.append(blocks.pop(-1))
+        self._rest = blocks.pop()
         wanted = self.wanted()
         for block in blocks:
             try:
                 block = block.strip()
-                if wanted is not None and _nobody_reads(block, wanted):
-                    self.on_unread()
-                    continue
-                message = parse(block)
+                if block.startswith(_EVENT):
+                    if wanted is not None and _nobody_reads(block, wanted):
+                        self.on_unread()
+                        continue
+                    message = event(block)
+                else:
+                    message = parse(block)
                 if message is not None:
                     self.handle_message(message)
             except Exception:
@@ -105,33 +111,30 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 # out of data_received makes asyncio close the connection, and every event
                 # after it is lost) nor the store's (a block that does not parse is no work
                 # item a replay could write). One malformed block (e.g. a repeated Event:
-                # header makes panoramisk's value a list) costs that message only, and the
+                # header makes its value a list) costs that message only, and the
                 # operator sees it: bereik_ami_event_failures_total{subscriber="AMI reader"}
                 # and the alert BereikAmiEventFailures, as for a subscriber's failure.
                 log.exception("AMI message skipped: %r", block[:200])
                 if self.on_skipped is not None:
                     self.on_skipped()
 
-    def handle_message(self, message: Message) -> None:
+    def handle_message(self, message: AmiMessage) -> None:
         """panoramisk's, with its common case first: an event that answers no action (no
         ActionID, no CommandID) goes straight to the queue. Anything else (a response, an
         action's list of events) takes panoramisk's matching."""
-        store = message._store
-        if "actionid" in store or "commandid" in store or "event" not in store:
+        if not message.answers_nothing():
             super().handle_message(message)
             return
-        if store["event"][1].lower() == "shutdown":
+        if message.get("Event").lower() == "shutdown":
             self.connection_lost(message)
         self.factory.dispatch(message)
 
 
 def _nobody_reads(block: str, wanted: frozenset[str]) -> bool:
-    """Whether `block` is an event that no subscriber reads and no action waits for: then
-    it is dropped here, from its first line, without being built. Responses, the events
-    of an action's answer (they carry its ActionID: CoreShowChannel, OriginateResponse),
-    Shutdown, and anything that does not start as an event are built as before."""
-    if not block.startswith(_EVENT):
-        return False
+    """Whether `block`, an event, is one that no subscriber reads and no action waits for:
+    then it is dropped here, from its first line, without being built. The events of an
+    action's answer (they carry its ActionID: CoreShowChannel, OriginateResponse) and
+    Shutdown are built as before."""
     end = block.find(EOL)
     name = block[len(_EVENT) : end] if end >= 0 else block[len(_EVENT) :]
     if name in wanted or name in ALWAYS_BUILT:
