@@ -33,6 +33,7 @@ EOL = "\r\n"
 # Responses whose last line is a body, not a header (as panoramisk's from_line).
 _HAS_BODY = ("Response: Follows", "Response: Fail")
 _EVENT = "Event: "
+_MESSAGE = (_EVENT, "Response: ")
 _QUOTED = "result"
 _SEP = ": "
 _CONTENT = "content"
@@ -154,8 +155,7 @@ class AmiMessage(Message):  # type: ignore[misc]
 
 def event(block: str) -> AmiMessage | None:
     """An event's block (stripped, its first line `Event: <name>`), its headers found when
-    read; None when it is not a message by panoramisk's rule (its "Event" name spelled
-    otherwise again on a later line)."""
+    read."""
     raw = EOL + block
     low = raw.lower()
     if len(low) != len(raw):
@@ -178,9 +178,11 @@ def parse(block: str) -> AmiMessage | None:
         content = lines.pop()
         while not content and lines:
             content = lines.pop()
-    store = _headers(lines, content)
-    if store.get("event", ("",))[0] != "Event" and store.get("response", ("",))[0] != "Response":
+    # panoramisk's rule: a header spelled "Event" or "Response" (another of the same name
+    # may come later, whose spelling and value the store keeps).
+    if not any(line.startswith(_MESSAGE) for line in lines):
         return None
+    store = _headers(lines, content)
     return _message(EOL + block, None, store, content)
 
 

@@ -10,6 +10,7 @@ after it) or leave the framing unable to read the next whole event.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -182,3 +183,27 @@ def test_a_megabyte_without_a_blank_line_is_handled_without_spinning(seed: bytes
     assert time.perf_counter() - started < 2.0
     assert factory.events[-1]["Uniqueid"] == "1.2"
     _still_reads_events(protocol, factory)
+
+
+STREAM = Path(__file__).resolve().parents[1] / "e2e" / "data" / "ami_stream.txt"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 200_000), max_size=40))
+def test_a_recorded_stream_cut_anywhere_gives_panoramisks_events_header_for_header(
+    cuts: list[int],
+) -> None:
+    data = STREAM.read_bytes()
+    whole = [Message.from_line(block.strip()) for block in data.decode().split(EOL + EOL)[:-1]]
+    expected = [m for m in whole if m is not None and "event" in m]
+    protocol, factory = _protocol()
+    previous = 0
+    for cut in sorted({c % (len(data) + 1) for c in cuts}):
+        protocol.data_received(data[previous:cut])
+        previous = cut
+    protocol.data_received(data[previous:])
+    assert len(factory.events) == len(expected) > 100
+    for got, want in zip(factory.events, expected, strict=True):
+        for name in want:
+            assert got.get(name) == want.get(name), name
+        assert dict(got.items()) == dict(want.items())
