@@ -1,10 +1,14 @@
-"""The one AMI client: panoramisk's framing and ActionID matching, inside our supervisor.
+"""The one AMI client: our framing and parser (cti/ami/message.py), panoramisk's sending
+and ActionID matching, inside our supervisor.
 
 panoramisk 1.4 alone lacks what a telephone exchange needs: it does not raise on a failed
 login, has no timeout on actions, never notices a missing Pong, reconnects at a fixed
 interval, replays queued actions (an Originate twice!) after a reconnect, runs event
 callbacks inline (one exception kills the connection) and drops a UTF-8 character split
-across two reads. This module adds each of those; nothing else talks AMI.
+across two reads. This module adds each of those; nothing else talks AMI. Its framing
+reads every event Asterisk sends, so it is the cheap part of the path: an event nobody
+reads is dropped from its first line, one that answers no action goes straight to the
+queue, and an event's headers are found in its block when a subscriber reads them.
 """
 
 from __future__ import annotations
