@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -148,7 +149,8 @@ def profiled(pid: int, profile_dir: Path | None, label: str) -> Iterator[None]:
     if profile_dir is None:
         yield
         return
-    py_spy = shutil.which("py-spy")
+    # The virtualenv's py-spy when it is not on PATH (the bench run without activating it).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
     profile_dir.mkdir(parents=True, exist_ok=True)
