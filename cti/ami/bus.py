@@ -113,24 +113,55 @@ class EventBus:
     async def run(self) -> None:
         while True:
             event = await self.queue.get()
-            await self.publish(event)
+            rest = self._hand_out(event)
+            if rest is not None:
+                await rest
 
     async def publish(self, event: Message) -> None:
+        rest = self._hand_out(event)
+        if rest is not None:
+            await rest
+
+    def _hand_out(self, event: Message) -> Awaitable[None] | None:
+        """Hand `event` to its subscribers in order; None when all are done. The bus runs
+        for every event, and its subscribers are mostly plain functions: they are called
+        here, without a coroutine per event. At the first one that returns an awaitable,
+        what is left (awaiting it, then the subscribers after it) is returned as one
+        coroutine for the caller to await, so each still gets the event in turn."""
         self.handled += 1
         name = event.get("Event", "")
         # A name that is no string (a repeated header) goes to those that read every event.
-        for subscriber in self._subscribers_of(name if isinstance(name, str) else ""):
+        route = self._subscribers_of(name if isinstance(name, str) else "")
+        for place, subscriber in enumerate(route):
             try:
                 result: Any = subscriber(event)
-                # A plain function returns None: the costlier check is for the others.
-                if result is not None and inspect.isawaitable(result):
-                    await result
             except Exception:
-                log.exception(
-                    "AMI subscriber %s failed on %s", _name(subscriber), event.get("Event", "?")
-                )
-                if self.on_failure is not None:
-                    self.on_failure(_name(subscriber))
+                self._failed(subscriber, event)
+                continue
+            # A plain function returns None: the costlier check is for the others.
+            if result is not None and inspect.isawaitable(result):
+                return self._finish(event, route, place, result)
+        return None
+
+    async def _finish(
+        self, event: Message, route: list[Subscriber], place: int, result: Awaitable[Any]
+    ) -> None:
+        try:
+            await result
+        except Exception:
+            self._failed(route[place], event)
+        for subscriber in route[place + 1 :]:
+            try:
+                returned: Any = subscriber(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    await returned
+            except Exception:
+                self._failed(subscriber, event)
+
+    def _failed(self, subscriber: Subscriber, event: Message) -> None:
+        log.exception("AMI subscriber %s failed on %s", _name(subscriber), event.get("Event", "?"))
+        if self.on_failure is not None:
+            self.on_failure(_name(subscriber))
 
 
 def _name(subscriber: Subscriber) -> str:
