@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import re
 import sys
 import tempfile
@@ -178,6 +179,11 @@ async def listener_rate(payload: bytes, events: int, calls: int) -> dict[str, fl
     bus.subscribe(listener.on_event)
     ami.on_connected.append(listener.on_connected)
     tasks = [asyncio.create_task(bus.run()), asyncio.create_task(listener.run())]
+    # As `bereik serve` does once started (bereik/serve.py): what exists now lives as long
+    # as the process, out of the collector's reach, so a full collection during the run
+    # traverses what the events create, not this process's modules and earlier runs.
+    gc.collect()
+    gc.freeze()
     ami.start()
     try:
         async with asyncio.timeout(300):
@@ -187,6 +193,7 @@ async def listener_rate(payload: bytes, events: int, calls: int) -> dict[str, fl
             # Reading a counter collects the whole registry: not too often.
             written = await _until(lambda: _offered(metrics) >= calls, every=0.02)
     finally:
+        gc.unfreeze()
         for task in tasks:
             task.cancel()
         await ami.close()
