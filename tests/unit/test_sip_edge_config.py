@@ -328,3 +328,25 @@ def test_behind_kamailio_a_tls_phone_is_known_only_over_tls_and_its_calls_need_s
     assert "transport = transport-tls" not in phone
     assert "context = from-internal\n" in phone
     assert "contact = sip:2003@127.0.0.1:5060\n" in section(pjsip, "2003", "aor")
+
+
+def test_kamailio_reaches_a_tls_phone_only_over_the_connection_it_registered_on(
+    tmp_path: Path,
+) -> None:
+    """A call to a TLS phone goes over the phone's own connection (the registration's,
+    by its id), an in-dialog request finds it by the phone's address and Kamailio's TLS
+    port (not the address alone, which a second connection from the same address to the
+    JSON-RPC port took over), and Kamailio never opens a connection to a phone."""
+    tls = f'\n[tls]\ncert_file = "{tmp_path}/tls/cert.pem"\nkey_file = "{tmp_path}/tls/key.pem"\n'
+    path = write(tmp_path, NODES.format(kamailio=tmp_path / "kamailio") + tls)
+    assert main(["tls", "selfsigned", "--config", str(path)]) == 0
+    config = load(path)
+    home = render_kamailio(config, installation(tmp_path))
+    KamailioProcess(config).check()
+    cfg = (home / "kamailio.cfg").read_text()
+    assert re.search(r"^tcp_connection_match=1$", cfg, re.MULTILINE)
+    to_phone = cfg.split("route[TO_PHONE] {")[1].split("\n}")[0]
+    assert to_phone.index('lookup("location")') < to_phone.index('tcp_set_otcpid_flag("1")')
+    assert "set_forward_no_connect();" in to_phone
+    in_dialog = cfg.split("route[WITHINDLG] {")[1].split("\n}")[0]
+    assert in_dialog.index("set_forward_no_connect();") < in_dialog.index("t_relay();")
