@@ -18,16 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.maxrate import STEADY_SECONDS, _measured_probe, _to_hopper_path
+from bench.maxrate import HOPPER, STEADY_SECONDS, measured_probe, to_hopper_path
 from bench.run import Bench
 
 
 async def _probe(bench: Bench, rate: float) -> None:
     with bench.profile("idle"):
         await bench.idle()
-    if not await _to_hopper_path(bench):
+    if not await to_hopper_path(bench):
         raise SystemExit("IVR → team → hopper did not work in this tree")
-    probe = await _measured_probe(bench, rate, STEADY_SECONDS, True)
+    probe = await measured_probe(bench, HOPPER, rate, STEADY_SECONDS)
     print(f"probe {rate:.0f}/s: {probe.summary()}", flush=True)
     steady = probe.steady
     if steady is not None and steady.ended:

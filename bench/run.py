@@ -27,12 +27,24 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from bench import admission, ami_ingest, dialplan, docfigures, memory, queue_row, screen
+from bench import admission, ami_ingest, dialplan, docfigures, kcc_line, memory, queue_row, screen
 from bench.cpu import idle_ms_per_s, idle_seconds
 from bench.dataset import CLOSED_HOPPERS, OPEN_HOPPERS, TEAMS, fill, teams_toml
 from bench.exchange import Exchange, Phone, free_port
 from bench.mailsink import MailSink
-from bench.maxrate import EXTRA_TOML, max_rate, overload
+from bench.maxrate import (
+    ANNOUNCEMENT,
+    EXTRA_TOML,
+    HOPPER,
+    IVR,
+    LINE,
+    PATHS,
+    PROBES,
+    max_rate,
+    overload,
+    to_announcement_path,
+    to_hopper_path,
+)
 from bench.report import (
     MaxRate,
     Row,
@@ -93,8 +105,10 @@ class Bench:
         self.bare_process: subprocess.Popen[bytes] | None = None
         self.idle_ms_per_s = 0.0
         self.probes = 0
+        self.max_probes = PROBES
         self.runs = 0
         self.mail = MailSink(self.exchange.ports.smtp)
+        self.started = False  # the mail sink runs
 
     # setup
 
@@ -127,6 +141,7 @@ class Bench:
         if "bench-floor" not in ex.cli("dialplan show bench-floor"):
             raise RuntimeError("the bench contexts did not load; see the instance's messages.log")
         self.mail.start()
+        self.started = True
         ex.start_serve()
         ex.phone("2001", ring_ms=100)
         self._settle()
@@ -146,7 +161,18 @@ class Bench:
     def close(self) -> None:
         self._stop_bare()
         self.exchange.close()
-        self.mail.stop()
+        if self.started:
+            self.mail.stop()
+
+    @contextlib.contextmanager
+    def on(self, exchange: Exchange) -> Iterator[None]:
+        """Measure on another exchange meanwhile (the KCC line's, bench/kcc_line.py): the
+        same fixed-rate runs, CPU samples and profiles, of that exchange's processes."""
+        own, self.exchange = self.exchange, exchange
+        try:
+            yield
+        finally:
+            self.exchange = own
 
     @property
     def asterisk_pid(self) -> int:
@@ -471,32 +497,56 @@ ROWS = {
 
 async def measure_all(
     bench: Bench, rates: list[float], seconds: float, skip_max: bool, chosen: list[str] | None
-) -> tuple[list[Row], MaxRate, screen.ScreenResult, admission.Overload]:
-    """Every row and section; with `chosen` (--rows) only those per-rate rows."""
+) -> tuple[list[Row], list[MaxRate], screen.ScreenResult, admission.Overload]:
+    """Every row and section on the bench's exchange; with `chosen` (--rows) only those
+    per-rate rows and max-rate paths. (The KCC line's path has an exchange of its own:
+    bench/kcc_line.py, after this.)"""
     rows: list[Row] = []
-    await bench.idle()
-    for rate in rates:
+    per_rate = chosen is None or bool(set(chosen) & set(ROWS))
+    if per_rate:
+        await bench.idle()  # what the ivr rows take off serve's CPU
+    for rate in rates if per_rate else []:
         progress(f"{rate:.0f} calls/s for {seconds:.0f} s per row")
         for name, method in ROWS.items():
             if chosen is None or name in chosen:
                 row: Callable[[float], Awaitable[Row]] = getattr(bench, method)
                 rows.append(await row(rate))
-    if chosen is not None:
-        skipped = "skipped (--rows)"
-        return (
-            rows,
-            MaxRate(note=skipped),
-            screen.ScreenResult(note=skipped),
-            admission.Overload(note=skipped),
-        )
-    progress("event to screen (AMI → SSE)")
-    seen = await bench.screen()
+    skipped = "skipped (--rows)" if chosen is not None else "skipped"
+    if chosen is None:
+        progress("event to screen (AMI → SSE)")
+        seen = await bench.screen()
+    else:
+        seen = screen.ScreenResult(note=skipped)
     if skip_max:
-        return rows, MaxRate(note="skipped"), seen, admission.Overload(note="skipped")
-    progress("maximum sustained rate through 14070")
-    best = await max_rate(bench)
-    progress("overload: twice the maximum rate, through admission control")
-    return rows, best, seen, await overload(bench, best)
+        return rows, [], seen, admission.Overload(note=skipped)
+
+    def wanted(key: str) -> bool:
+        return chosen is None or key in chosen
+
+    # In this order: the ivr path needs the bench's IVR without a menu, the others the
+    # menu (set once, serve restarted); the announcement, once live, would be heard on
+    # every later call, so it comes last.
+    paths: list[MaxRate] = []
+    if wanted(IVR.key):
+        progress(f"maximum sustained rate: {IVR.label}")
+        paths.append(await max_rate(bench, IVR))
+    best = MaxRate(path=HOPPER.label)
+    if wanted(HOPPER.key):
+        progress(f"maximum sustained rate: {HOPPER.label}")
+        if await to_hopper_path(bench):
+            best = await max_rate(bench, HOPPER)
+        else:
+            best.note = "not measured: the test call made no hopper in this tree"
+        paths.append(best)
+    over = admission.Overload(note=skipped)
+    if chosen is None:
+        progress("overload: twice the maximum rate, through admission control")
+        over = await overload(bench, best)
+    if wanted(ANNOUNCEMENT.key):
+        progress(f"maximum sustained rate: {ANNOUNCEMENT.label}")
+        to_announcement_path(bench)
+        paths.append(await max_rate(bench, ANNOUNCEMENT))
+    return rows, paths, seen, over
 
 
 def run(args: argparse.Namespace) -> int:
@@ -504,21 +554,35 @@ def run(args: argparse.Namespace) -> int:
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     workdir = Path(tempfile.mkdtemp(prefix="bereik-bench-"))
     bench = Bench(args.quick, rates, seconds, workdir, args.profile)
+    bench.max_probes = args.probes
+    # --rows max-line alone needs nothing of the bench's own exchange.
+    line_only = args.rows is not None and set(args.rows) == {LINE.key}
     try:
         try:
-            # Set-up is synchronous (Alembic runs its own event loop), the calls are async.
-            bench.start()
-            rows, best, seen, over = asyncio.run(
-                measure_all(bench, rates, seconds, args.skip_max, args.rows)
-            )
+            rows: list[Row] = []
+            paths: list[MaxRate] = []
+            seen = screen.ScreenResult(note="skipped (--rows)")
+            over = admission.Overload(note="skipped (--rows)")
+            if not line_only:
+                # Set-up is synchronous (Alembic runs its own event loop), the calls async.
+                bench.start()
+                rows, paths, seen, over = asyncio.run(
+                    measure_all(bench, rates, seconds, args.skip_max, args.rows)
+                )
         finally:
             bench.close()
+        if LINE.key in (args.rows or ([] if args.skip_max else [LINE.key])):
+            # The KCC as a waiting line: an exchange of its own, after the bench's is gone.
+            progress(f"maximum sustained rate: {LINE.label}")
+            (workdir / "line").mkdir()
+            paths.append(asyncio.run(kcc_line.max_rate(bench, workdir / "line")))
+            paths.sort(key=lambda found: [path.label for path in PATHS.values()].index(found.path))
         if args.rows is not None:
             # Only the chosen rows, side by side with their verdicts: a quick measurement
             # while working on one part, never the page's figures (main refuses --write-docs).
             print(machine(), flush=True)
             print(f"mode: rows {', '.join(args.rows)}, {seconds:.0f} s per row\n", flush=True)
-            print(table(rows, best, seen), flush=True)
+            print(table(rows, paths, seen), flush=True)
             return 0
         # The waiting line's row: exchanges of its own, after the bench's is gone.
         calls, rate = QUEUE_LOAD[args.quick]
@@ -545,11 +609,12 @@ def run(args: argparse.Namespace) -> int:
 
     emit(machine())
     emit(f"mode: {'quick' if args.quick else 'full'}, {seconds:.0f} s per row\n")
-    emit(table(rows, best, seen))
+    emit(table(rows, paths, seen))
     emit("\n".join(["", *admission.table(over), "", over.verdict()]))
     progress("AMI ingest: the listener's whole path beside panoramisk's bare parse")
     ingest = ami_ingest.measure(count=20 if args.quick else 200)
-    emit("\n".join(["", *ingest.lines(best.rate or None)]))
+    hopper = next((found for found in paths if found.path == HOPPER.label), MaxRate())
+    emit("\n".join(["", *ingest.lines(hopper.rate or None)]))
     emit("\n" + lines)
     emit("\n".join(["", *memory_row.lines()]))
     if args.write_docs:
@@ -571,10 +636,11 @@ def write_docs(page: Path, report: str, argv: list[str]) -> None:
 
 def _row_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ROWS]
+    known = [*ROWS, *PATHS]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown row {', '.join(unknown) or '(none)'}; rows are {','.join(ROWS)}"
+            f"unknown row {', '.join(unknown) or '(none)'}; rows are {','.join(known)}"
         )
     return names
 
@@ -589,7 +655,15 @@ def main(argv: list[str] | None = None) -> int:
         "--rows",
         type=_row_names,
         metavar="NAME,...",
-        help=f"only these per-rate rows ({','.join(ROWS)}), no other section",
+        help=f"only these per-rate rows ({','.join(ROWS)}) and maximum-rate searches "
+        f"({','.join(PATHS)}), no other section",
+    )
+    parser.add_argument(
+        "--probes",
+        type=int,
+        default=PROBES,
+        metavar="N",
+        help=f"at most N probes of a minute per maximum-rate search (default {PROBES})",
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy bereik serve in each Bereik row; stacks to DIR"
