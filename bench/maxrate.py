@@ -138,13 +138,14 @@ class Path:
 # The cheapest real path through the IVR: 14070, no greeting and no menu, so the handler
 # does its look-ups and routes to the KCC at once; the ring-all KCC rings the bench's agent
 # phone 2001 (a sipp phone that answers after 100 ms and takes any number of calls); the
-# caller hangs up a second after Asterisk answered. Each call must be answered by the agent.
+# caller hangs up 2 s after Asterisk answered. Each call must be answered by the agent
+# before that: the IVR and the ring have 1.9 s, so only an exchange falling behind fails it.
 IVR = Path(
     "max-ivr",
     "14070 → IVR → KCC (ring-all) → agent answers",
     "ivr-path",
     first_rate=16.0,
-    hold_ms=1000,
+    hold_ms=2000,
     leaves=_answered,
 )
 # Key 1 chooses the team in the menu; the second 1 confirms the callback offer.
