@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agi.observer import AgiMetricsObserver
 from agi.server import AgiObserver
-from metrics.registry import WAIT_BUCKETS, BereikMetrics
+from metrics.registry import NORM_WINDOWS, WAIT_BUCKETS, BereikMetrics
 
 CONTRACT = {
     "bereik_calls_offered": ("counter", {"entry"}),
@@ -176,7 +176,7 @@ def test_unknown_label_values_never_make_series(bad: str) -> None:
     metrics.call_answered(bad if bad not in metrics.teams else bad + "x")
     metrics.call_offered(bad if bad not in ("14070", "team", "internal") else bad + "x")
     metrics.transfer("vergunningen", bad if bad not in ("answered", "busy") else "x" + bad)
-    metrics.set_norm_ratios({("vergunningen", bad if bad not in ("today", "7d") else "x"): 0.5})
+    metrics.set_norm_ratios({("vergunningen", bad if bad not in NORM_WINDOWS else "x"): 0.5})
     AgiMetricsObserver(metrics).failed("/" + bad)
     after = set(samples(metrics))
     new = {labels for name, labels in after - before if "created" not in name}
