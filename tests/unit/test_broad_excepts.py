@@ -72,9 +72,12 @@ SITES: dict[tuple[str, str, str], str] = {
     ("cti/ami/client.py", "AmiClient._disconnect", "suppress"): (
         "closing a connection that is being given up; the reconnect loop goes on"
     ),
-    ("cti/ami/bus.py", "EventBus.publish", "except Exception"): (
+    ("cti/ami/bus.py", "EventBus._hand_out", "except Exception"): (
         "counted and skipped for that subscriber: bereik_ami_event_failures_total, "
         f"BereikAmiEventFailures; what subscribers write goes through {STORE}"
+    ),
+    ("cti/ami/bus.py", "EventBus._finish", "except Exception"): (
+        "the same for a subscriber that awaits (the rest of `_hand_out`'s round)"
     ),
     ("cti/calls/lease.py", "TrackingLease._logged", "except Exception"): (
         f"{STORE} (a push waits out a store that is down); another fault is raised by the "
