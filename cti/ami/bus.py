@@ -146,17 +146,19 @@ class EventBus:
     async def _finish(
         self, event: Message, route: list[Subscriber], place: int, result: Awaitable[Any]
     ) -> None:
-        try:
-            await result
-        except Exception:
-            self._failed(route[place], event)
-        for subscriber in route[place + 1 :]:
+        # `result` is route[place]'s, already called; the ones after it are called here.
+        pending: Awaitable[Any] | None = result
+        for subscriber in route[place:]:
             try:
-                returned: Any = subscriber(event)
-                if returned is not None and inspect.isawaitable(returned):
-                    await returned
+                if pending is None:
+                    returned: Any = subscriber(event)
+                    if returned is not None and inspect.isawaitable(returned):
+                        pending = returned
+                if pending is not None:
+                    await pending
             except Exception:
                 self._failed(subscriber, event)
+            pending = None
 
     def _failed(self, subscriber: Subscriber, event: Message) -> None:
         log.exception("AMI subscriber %s failed on %s", _name(subscriber), event.get("Event", "?"))
