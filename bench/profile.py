@@ -12,9 +12,14 @@ one column per profile file, so a before and an after sit side by side.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import signal
+import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import docfigures
@@ -104,6 +109,46 @@ def table(files: list[Path]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| samples | " + " | ".join(str(sum(c.values())) for c in columns) + " |")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def recorded(pid: int, profile_dir: Path | None, label: str) -> Iterator[None]:
+    """py-spy on process `pid` meanwhile (a bench's --profile DIR), as collapsed stacks in
+    DIR/label.txt, which `python -m bench.profile DIR` sums per part; nothing without a
+    DIR. The sampling costs the process a little CPU of its own: compare profiled runs
+    with profiled runs."""
+    if profile_dir is None:
+        yield
+        return
+    # The virtualenv's py-spy when it is not on PATH (the bench run without activating it).
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    profiler = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--full-filenames",
+            "--output",
+            str(profile_dir / f"{label}.txt"),
+            "--rate",
+            "250",
+            "--gil",  # where the Python time goes; SQLite runs without the GIL
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(30)
 
 
 def main(argv: list[str]) -> int:

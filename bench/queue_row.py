@@ -19,19 +19,15 @@ import argparse
 import asyncio
 import contextlib
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import stats
 from bench.cpu import IDLE_SECONDS, idle_ms_per_s, sample
 from bench.exchange import Exchange, Phone, free_port, until
+from bench.profile import recorded
 from bench.report import fmt, progress
 from dialplan import asterisk
 
@@ -90,7 +86,7 @@ async def measure(
         ast_pid, serve_pid = ex.asterisk.process.pid, ex.serve_process.pid
         idle = await idle_ms_per_s(serve_pid, idle_seconds)
         before_ast, before_serve, started = sample(ast_pid), sample(serve_pid), time.monotonic()
-        with profiled(serve_pid, profile_dir, f"kcc-{mode}"):
+        with recorded(serve_pid, profile_dir, f"kcc-{mode}"):
             result = await ex.call(
                 "14070",
                 keys="0",
@@ -138,46 +134,6 @@ async def measure(
         return row
     finally:
         ex.close()
-
-
-@contextlib.contextmanager
-def profiled(pid: int, profile_dir: Path | None, label: str) -> Iterator[None]:
-    """py-spy on bereik serve during the calls (--profile DIR), as collapsed stacks in
-    DIR/label.txt, the same way as bench/run.py's rows: `python -m bench.profile DIR` sums
-    them per part. The sampling costs serve a little CPU of its own: compare profiled runs
-    with profiled runs."""
-    if profile_dir is None:
-        yield
-        return
-    # The virtualenv's py-spy when it is not on PATH (the bench run without activating it).
-    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if py_spy is None:
-        raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    profiler = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            "raw",
-            "--full-filenames",
-            "--output",
-            str(profile_dir / f"{label}.txt"),
-            "--rate",
-            "250",
-            "--gil",
-            "--nonblocking",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        profiler.send_signal(signal.SIGINT)
-        profiler.wait(30)
 
 
 def invites_received(message_log: Path) -> int:

@@ -45,6 +45,7 @@ from bench.maxrate import (
     to_announcement_path,
     to_hopper_path,
 )
+from bench.profile import recorded
 from bench.report import (
     MaxRate,
     Row,
@@ -343,41 +344,9 @@ class Bench:
         row.note = "p50/p99 from bereik_agi_command_seconds buckets"
         return row
 
-    @contextlib.contextmanager
-    def profile(self, label: str) -> Iterator[None]:
-        """py-spy on bereik serve meanwhile, as collapsed stacks in DIR/label.txt (--profile
-        DIR); `python -m bench.profile DIR` sums them per part of the call path."""
-        if self.profile_dir is None:
-            yield
-            return
-        py_spy = shutil.which("py-spy")
-        if py_spy is None:
-            raise RuntimeError("--profile: py-spy is not installed (pip install py-spy)")
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        profiler = subprocess.Popen(
-            [
-                py_spy,
-                "record",
-                "--pid",
-                str(self.serve_pid),
-                "--format",
-                "raw",
-                "--full-filenames",
-                "--output",
-                str(self.profile_dir / f"{label}.txt"),
-                "--rate",
-                "250",
-                "--gil",  # where the Python time goes; SQLite runs without the GIL
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            yield
-        finally:
-            profiler.send_signal(signal.SIGINT)
-            profiler.wait(30)
+    def profile(self, label: str) -> contextlib.AbstractContextManager[None]:
+        """py-spy on bereik serve meanwhile (--profile DIR; bench/profile.py)."""
+        return recorded(self.serve_pid, self.profile_dir, label)
 
     async def sample_in_progress(
         self, result: screen.ScreenResult, rate: float, seconds: float, hold_ms: int
