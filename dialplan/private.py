@@ -9,7 +9,10 @@ it (and an Asterisk it starts) creates later is private too.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -25,12 +28,35 @@ def private_dir(path: Path) -> Path:
 
 
 def write_private(path: Path, content: str | bytes) -> None:
-    """Write a file that is 0600 from the first byte (no window in which it is 0644)."""
+    """Write a file that is 0600 from the first byte (no window in which it is 0644), whole
+    or not at all: the content goes to a new file beside it that then replaces it, so a
+    reader at the same moment (another `bereik` process loading the secrets, Asterisk
+    reloading its configuration) sees the old file or the new one, never a part."""
     data = content.encode() if isinstance(content, str) else content
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), FILE_MODE)  # an existing file keeps its mode otherwise
-        handle.write(data)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)
+        raise
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s lock file (beside it, 0600) meanwhile: for a
+    read-modify-write of `path` that several processes may do at once."""
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def restrict(path: Path) -> None:

@@ -20,7 +20,7 @@ from dialplan.config import Config, ConfigError
 from dialplan.logs import LOGROTATE_FILE, logrotate_conf
 from dialplan.music import make_music
 from dialplan.numbers import formatted, main_number_forms
-from dialplan.private import private_dir, write_private
+from dialplan.private import locked, private_dir, restrict, write_private
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "deploy" / "asterisk"
 
@@ -212,20 +212,37 @@ def load_secrets(path: Path, config: Config) -> Secrets:
     """The generated secrets of this instance, creating those that are missing.
 
     Kept beside the rendered files (mode 0600), never in the repository, and stable across
-    renders so phones stay registered.
+    renders so phones stay registered. Several processes load them at once (two `bereik
+    serve` starting together, a render beside them): under a lock, and written only when
+    a secret was added, so each gets the ones Asterisk was given. A file that is there but
+    unreadable is an error, never replaced by new secrets (that would lock every phone and
+    process out of Asterisk).
     """
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.setdefault("ami", random_secrets.token_urlsafe(24))
-    data.setdefault("agi", random_secrets.token_urlsafe(24))
-    data.setdefault("edge", random_secrets.token_urlsafe(24))
-    phones: dict[str, str] = data.setdefault("phones", {})
-    for phone in config.phones:
-        phones.setdefault(phone.extension, random_secrets.token_urlsafe(12))
     private_dir(path.parent)
-    write_private(path, json.dumps(data, indent=1))
+    with locked(path):
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            text = "{}"
+        except OSError as exc:
+            raise ConfigError(f"cannot read the secrets file {path}: {exc.strerror}") from None
+        try:
+            data: dict[str, Any] = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(
+                f"the secrets file {path} is not JSON ({exc}); restore it from the backup"
+            ) from None
+        before = json.dumps(data, sort_keys=True)
+        data.setdefault("ami", random_secrets.token_urlsafe(24))
+        data.setdefault("agi", random_secrets.token_urlsafe(24))
+        data.setdefault("edge", random_secrets.token_urlsafe(24))
+        phones: dict[str, str] = data.setdefault("phones", {})
+        for phone in config.phones:
+            phones.setdefault(phone.extension, random_secrets.token_urlsafe(12))
+        if json.dumps(data, sort_keys=True) != before:
+            write_private(path, json.dumps(data, indent=1))
+        else:
+            restrict(path)
     return Secrets(ami=data["ami"], phones=phones, agi=data["agi"], edge=data["edge"])
 
 
