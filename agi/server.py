@@ -195,28 +195,19 @@ class AgiChannel:
         One `EXEC Read` with the sounds as its `&` list, then the variable read back: a
         sentence and a number read back digit by digit (each a cached prompt) need no file
         joined for them (writing one per call was a twentieth of serve's CPU on the hopper
-        path). Any key ends the sounds; Read() waits 50 ms for a key between two of them,
-        and so between two parts of a list too long for one command (`sound_lists`).
+        path). Any key ends the sounds; Read() waits 50 ms for a key between two of them.
         """
-        lists = sound_lists(sounds)
-        for index, part in enumerate(lists):
-            wait_ms = timeout_ms if index == len(lists) - 1 else BETWEEN_SOUNDS_MS
-            seconds = sum(self._audio_seconds(sound) for sound in part) + wait_ms / 1000
-            options = f"{variable},{'&'.join(part)},1,,1,{wait_ms / 1000:g}"
-            await self.command("EXEC", "Read", options, timeout=seconds + self._timeout)
-            key = await self.get_variable(variable)
-            if key:
-                return key
-        return ""
+        seconds = sum(self._audio_seconds(sound) for sound in sounds) + timeout_ms / 1000
+        options = f"{variable},{'&'.join(sounds)},1,,1,{timeout_ms / 1000:g}"
+        await self.command("EXEC", "Read", options, timeout=seconds + self._timeout)
+        return await self.get_variable(variable)
 
     async def playback(self, sounds: Sequence[str]) -> None:
         """Play `sounds` one after the other, no key ending them: one `EXEC Playback` of
-        their `&` list (more for a list too long for one command). A sound that cannot be
-        played is skipped by Playback() itself (it logs it); result=-1 (AgiCommandFailed)
-        only when the caller hung up."""
-        for part in sound_lists(sounds):
-            seconds = sum(self._audio_seconds(sound) for sound in part)
-            await self.command("EXEC", "Playback", "&".join(part), timeout=seconds + self._timeout)
+        their `&` list. A sound that cannot be played is skipped by Playback() itself (it
+        logs it); result=-1 (AgiCommandFailed) only when the caller hung up."""
+        seconds = sum(self._audio_seconds(sound) for sound in sounds)
+        await self.command("EXEC", "Playback", "&".join(sounds), timeout=seconds + self._timeout)
 
     async def wait_for_digit(self, timeout_ms: int) -> str:
         response = await self.command("WAIT FOR DIGIT", timeout_ms, timeout=timeout_ms / 1000 + 5)
@@ -249,31 +240,6 @@ class AgiChannel:
             return
         pairs = [*plain.items(), (RESULT_VARIABLE, result)]
         await self.exec("MSet", ",".join(f"{name}={value}" for name, value in pairs))
-
-
-# Asterisk reads an AGI command into a buffer of 2048 bytes (res_agi.c, AGI_BUF_LEN): a
-# longer line is cut there and its rest taken as the next command. A list of sounds (a
-# number read back: 18 prompts at most, each a path under the instance directory) is sent
-# in parts no longer than this, which leaves room for the command and its quoting.
-MAX_SOUND_LIST = 1500
-# What Read() waits for a key between two sounds of its list (app.c's getdata), kept
-# between two parts of a list.
-BETWEEN_SOUNDS_MS = 50
-
-
-def sound_lists(sounds: Sequence[str]) -> list[list[str]]:
-    """`sounds` in order, in as few `&` lists of at most MAX_SOUND_LIST characters as they
-    fit in (one sound longer than that is a list of its own)."""
-    lists: list[list[str]] = []
-    length = 0
-    for sound in sounds:
-        if lists and length + 1 + len(sound) <= MAX_SOUND_LIST:
-            lists[-1].append(sound)
-            length += 1 + len(sound)
-        else:
-            lists.append([sound])
-            length = len(sound)
-    return lists
 
 
 # A value MSet passes through unchanged: no comma, quote, backslash, space or ${}.

@@ -24,14 +24,7 @@ from agi.protocol import (
     AgiTimeout,
     AgiUsageError,
 )
-from agi.server import (
-    MAX_SOUND_LIST,
-    AgiChannel,
-    AgiObserver,
-    FastAgiServer,
-    Limits,
-    sound_lists,
-)
+from agi.server import AgiChannel, AgiObserver, FastAgiServer, Limits
 from tests.support.agi_args import asterisk_args
 
 HEADER = (
@@ -351,28 +344,6 @@ async def test_prompts_no_key_may_end_are_one_playback_of_their_list(start: Any)
     await fake.send("200 result=-1\n")  # the caller hung up while it played
     assert await fake.closed_by_server()
     assert isinstance(outcome.error, AgiCommandFailed)
-
-
-def test_a_list_of_sounds_too_long_for_one_command_is_sent_in_parts_in_order() -> None:
-    sounds = [f"/{'x' * 200}/{n}" for n in range(18)]  # a long instance directory
-    lists = sound_lists(sounds)
-    assert [sound for part in lists for sound in part] == sounds
-    assert len(lists) > 1 and all(len("&".join(part)) <= MAX_SOUND_LIST for part in lists)
-    assert sound_lists(["/a", "/b"]) == [["/a", "/b"]]
-
-
-async def test_a_key_during_the_first_part_of_a_long_list_ends_the_read(start: Any) -> None:
-    sounds = [f"/{'x' * 700}/{n}" for n in range(4)]
-    handler, outcome = handler_doing(lambda ch: ch.read_key(sounds, 5000, "K"))
-    server = await start(handler)
-    fake = await FakeAsterisk.call(server.port)
-    first = asterisk_args(await fake.command())
-    assert first == ["EXEC", "Read", f"K,{'&'.join(sounds[:2])},1,,1,0.05"]
-    await fake.send("200 result=0\n")
-    assert asterisk_args(await fake.command()) == ["GET", "VARIABLE", "K"]
-    await fake.send("200 result=1 (1)\n")
-    assert await fake.closed_by_server()
-    assert outcome.error is None and outcome.values == ["1"]
 
 
 async def test_an_unknown_handler_name_is_logged_and_closed(
