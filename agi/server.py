@@ -188,27 +188,6 @@ class AgiChannel:
         )
         return response.result if response.result not in ("", "-1") else ""
 
-    async def read_key(self, sounds: Sequence[str], timeout_ms: int, variable: str) -> str:
-        """Play `sounds` one after the other and read one key into `variable`; the key, or
-        "" when none came within `timeout_ms` after the last sound.
-
-        One `EXEC Read` with the sounds as its `&` list, then the variable read back: a
-        sentence and a number read back digit by digit (each a cached prompt) need no file
-        joined for them (writing one per call was a twentieth of serve's CPU on the hopper
-        path). Any key ends the sounds; Read() waits 50 ms for a key between two of them.
-        """
-        seconds = sum(self._audio_seconds(sound) for sound in sounds) + timeout_ms / 1000
-        options = f"{variable},{'&'.join(sounds)},1,,1,{timeout_ms / 1000:g}"
-        await self.command("EXEC", "Read", options, timeout=seconds + self._timeout)
-        return await self.get_variable(variable)
-
-    async def playback(self, sounds: Sequence[str]) -> None:
-        """Play `sounds` one after the other, no key ending them: one `EXEC Playback` of
-        their `&` list. A sound that cannot be played is skipped by Playback() itself (it
-        logs it); result=-1 (AgiCommandFailed) only when the caller hung up."""
-        seconds = sum(self._audio_seconds(sound) for sound in sounds)
-        await self.command("EXEC", "Playback", "&".join(sounds), timeout=seconds + self._timeout)
-
     async def wait_for_digit(self, timeout_ms: int) -> str:
         response = await self.command("WAIT FOR DIGIT", timeout_ms, timeout=timeout_ms / 1000 + 5)
         return chr(response.result_int) if response.result_int > 0 else ""

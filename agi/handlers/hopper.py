@@ -29,7 +29,7 @@ from agi.handlers.question import record_question
 from agi.protocol import AgiCommandFailed, AgiHangup
 from agi.server import AgiChannel
 from cti.ami.channels import extension_of
-from cti.announcements.prompts import prompt
+from cti.announcements.prompts import prompt, spoken
 from cti.hoppers.service import (
     KCC_TEAM,
     HopperError,
@@ -60,10 +60,6 @@ TRANSFER_VARIABLES = (
     "ATTENDEDTRANSFER",
 )
 MAX_DIGITS = 15
-# How long the callback offer waits for 1 or 2 after it has been said, and the channel
-# variable its Read() leaves the key in.
-CHOICE_MS = 5000
-CHOICE_VARIABLE = "BEREIK_CALLBACK_KEY"
 
 
 def reason_for(query_reason: str, dialstatus: str) -> str:
@@ -73,17 +69,11 @@ def reason_for(query_reason: str, dialstatus: str) -> str:
 
 
 async def transferring_agent(channel: AgiChannel) -> str:
-    """The extension of whoever transferred this call here, or "".
-
-    The dialplan passes the variables as the AGI's first argument, joined by "|" (a
-    channel name holds no "|" nor ","; team.conf.j2's bereik-hopper): no round trip. A
-    dialplan rendered before it did has them read in one GET FULL VARIABLE."""
-    if "arg_1" in channel.env.values:
-        values = channel.env.get("arg_1").split("|")
-    else:
-        joined = "|".join(f"${{{name}}}" for name in TRANSFER_VARIABLES)
-        response = await channel.command("GET FULL VARIABLE", joined)
-        values = response.data.split("|") if response.result == "1" else []
+    """The extension of whoever transferred this call here, or "": the variables in one
+    GET FULL VARIABLE (one round trip, not one per variable; a channel name holds no "|")."""
+    joined = "|".join(f"${{{name}}}" for name in TRANSFER_VARIABLES)
+    response = await channel.command("GET FULL VARIABLE", joined)
+    values = response.data.split("|") if response.result == "1" else []
     for name, value in zip(TRANSFER_VARIABLES, values, strict=False):
         if not value:
             continue
@@ -99,16 +89,37 @@ async def transferring_agent(channel: AgiChannel) -> str:
 def digit_prompts(number: str) -> list[str]:
     """A number as one prompt per digit: eleven cached files serve every caller, where a
     whole sentence with the number in it would cost a speech synthesis per call. `say`
-    plays them with the sentences around them in one command (their `&` list)."""
+    plays them joined with the sentences around them, in one command."""
     return ["plus" if char == "+" else char for char in number if char.isdigit() or char == "+"]
 
 
-async def say(channel: AgiChannel, services: Services, texts: list[str]) -> None:
-    """Play prompts in turn, no key ending them, in one command (Playback of their `&`
-    list: Asterisk plays the cached prompts one after the other, so nothing is joined or
-    written for a caller's number). A prompt that cannot be played is skipped by Asterisk;
-    AgiCommandFailed only when the caller hung up."""
-    await channel.playback([await prompt(services, text) for text in texts])
+async def say(channel: AgiChannel, services: Services, texts: list[str], escape: str) -> str:
+    """Play prompts in turn as one sound (one STREAM FILE, `spoken`); a key in `escape`
+    ends it early and is returned. A sound that cannot be played is logged and skipped:
+    the call goes on, AgiHangup if the caller left."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sound = await stack.enter_async_context(spoken(services, texts))
+        except OSError as exc:
+            # The joined file could not be written (disk full, permissions): the parts
+            # still play, one command each.
+            channel.log.warning("cannot join prompts (%s); playing them one by one", exc)
+        else:
+            return await _play(channel, sound, escape)
+    for text in texts:
+        key = await _play(channel, await prompt(services, text), escape)
+        if key:
+            return key
+    return ""
+
+
+async def _play(channel: AgiChannel, sound: str, escape: str) -> str:
+    try:
+        return await channel.stream_file(sound, escape)
+    except AgiCommandFailed:
+        await channel.command("CHANNEL STATUS")  # raises AgiHangup if the caller left
+        channel.log.warning("could not play %s", sound)
+        return ""
 
 
 async def hopper(channel: AgiChannel, services: Services) -> None:
@@ -131,7 +142,8 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
                 "Maak zo nodig een terugbelverzoek met een notitie op het scherm.",
             )
         )
-        await channel.finish(BEREIK_ROUTE="hangup")
+        await channel.set_variable("BEREIK_ROUTE", "hangup")
+        await channel.finish()
         return
 
     agent = await transferring_agent(channel)
@@ -154,17 +166,18 @@ async def hopper(channel: AgiChannel, services: Services) -> None:
         route, said = person
         channel.log.info("refused caller ID and no number keyed: %s", route)
         with contextlib.suppress(AgiCommandFailed):
-            await say(channel, services, [said])
-        await channel.finish(BEREIK_ROUTE=route)
+            await say(channel, services, [said], escape="")
+        await channel.set_variable("BEREIK_ROUTE", route)
+        await channel.finish()
         return
     if made:
         goodbye = [f"Dank u wel. {team_name} belt u terug op", *digit_prompts(number), "Tot ziens."]
     else:
         goodbye = [NO_NUMBER]
     with contextlib.suppress(AgiHangup, AgiCommandFailed):
-        await say(channel, services, goodbye)
-    # The route and the result in one command (EXEC MSet), as the IVR's.
-    await channel.finish(BEREIK_ROUTE="hangup")
+        await say(channel, services, goodbye, escape="")
+    await channel.set_variable("BEREIK_ROUTE", "hangup")
+    await channel.finish()
 
 
 async def _ask_number(
@@ -264,18 +277,15 @@ async def _confirmed_number(
             *digit_prompts(caller_id),
             "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen.",
         ]
-        # The offer, its read-back and the wait for the answer in one Read(): a key during
-        # the offer ends it, none within 5 s after it is a yes; any key but 2 confirms.
-        try:
-            choice = await channel.read_key(
-                [await prompt(services, text) for text in offer], CHOICE_MS, CHOICE_VARIABLE
-            )
-        except AgiCommandFailed:
-            # result=-1: the caller hung up (CHANNEL STATUS raises AgiHangup, and the
-            # hopper is made on the caller ID as promised) or the read failed.
-            await channel.command("CHANNEL STATUS")
-            channel.log.warning("could not play the callback offer")
-            choice = ""
+        choice = await say(channel, services, offer, escape="12")
+        if not choice:
+            try:
+                choice = await channel.wait_for_digit(5000)
+            except AgiCommandFailed:
+                # result=-1: the caller hung up (CHANNEL STATUS raises AgiHangup, and the
+                # hopper is made on the caller ID as promised) or the wait failed.
+                await channel.command("CHANNEL STATUS")
+                choice = ""
         if choice != "2":
             return caller_id
     else:

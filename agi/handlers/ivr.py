@@ -33,8 +33,6 @@ from dialplan.config import MenuOption
 from dialplan.hours import OpeningHours, cached_opening_hours
 
 ROUTE_VARIABLE = "BEREIK_ROUTE"
-# The route the dialplan reports to the call tracker (UserEvent BereikIvrRoute), "" for none.
-TELL_VARIABLE = "BEREIK_IVR_ROUTE"
 # Two tries at a menu, then the KCC: a caller who cannot choose still reaches a person.
 ATTEMPTS = 2
 # Before "not to the number you call from" (agi.handlers.hopper.NOT_CALLABLE), after hours.
@@ -46,12 +44,11 @@ async def ivr(channel: AgiChannel, services: Services) -> None:
     route = await _conversation(talk)
     # calls.route: where the IVR sent the call; "closed" and "info" for calls it ended itself
     # were told before those were spoken (a caller who hangs up while hearing them is not
-    # counted as abandoned). The last decision is told by the dialplan (main.conf.j2, the
-    # same UserEvent right after this AGI), from the variable set with the route: one round
-    # trip fewer per call.
-    tell = route if route and not talk.ended_as and route != talk.decided else ""
+    # counted as abandoned).
+    if route and not talk.ended_as and route != talk.decided:
+        await talk.decide(route)
     # The route and the result in one command: the dialplan reads both after the AGI.
-    await channel.finish(**{ROUTE_VARIABLE: route, TELL_VARIABLE: tell})
+    await channel.finish(**{ROUTE_VARIABLE: route})
 
 
 def _caller_number(channel: AgiChannel) -> str:

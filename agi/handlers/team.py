@@ -85,10 +85,15 @@ async def team(channel: AgiChannel, services: Services) -> None:
     present = await present_members(services, found.members) if is_open else []
     free = await free_members(channel, services, present)
     targets = dial_plan(found, free)
-    dials = {f"BEREIK_DIAL_{index}": target for index, target in enumerate(targets, start=1)}
+    await channel.set_variable("BEREIK_TEAM", found.id)
+    await channel.set_variable("BEREIK_RING", found.ring_seconds)
+    await channel.set_variable("BEREIK_DIALS", len(targets))
+    for index, target in enumerate(targets, start=1):
+        await channel.set_variable(f"BEREIK_DIAL_{index}", target)
+    await channel.set_variable("BEREIK_DIAL", targets[0] if targets else "")
     if not targets:
         reason = ("busy" if present else "nobody_present") if is_open else "after_hours"
-        dials["BEREIK_HOPPER_REASON"] = reason
+        await channel.set_variable("BEREIK_HOPPER_REASON", reason)
     else:
         # Only a call that will ring someone is asked to be recorded.
         await ask_quality_consent(channel, services, found.id)
@@ -101,12 +106,4 @@ async def team(channel: AgiChannel, services: Services) -> None:
         found.strategy,
         "" if is_open else " (closed)",
     )
-    # Every variable with the result in one EXEC MSet where their values allow (a ring-all
-    # entry, PJSIP/a&PJSIP/b, is set on its own): one round trip instead of one each.
-    await channel.finish(
-        BEREIK_TEAM=found.id,
-        BEREIK_RING=str(found.ring_seconds),
-        BEREIK_DIALS=str(len(targets)),
-        BEREIK_DIAL=targets[0] if targets else "",
-        **dials,
-    )
+    await channel.finish()

@@ -318,34 +318,6 @@ async def test_a_value_msets_would_split_is_set_by_its_own_command_before_the_re
     assert outcome.error is None
 
 
-async def test_prompts_and_the_key_after_them_are_one_read_and_its_variable(
-    start: Any,
-) -> None:
-    handler, outcome = handler_doing(
-        lambda ch: ch.read_key(["/p/offer", "/p/0", "/p/6"], 5000, "K")
-    )
-    # The wait covers every sound's audio and the time for the key (3 x 1 s + 5 s).
-    server = await start(handler, command_timeout=0.3, audio_seconds=lambda sound: 1.0)
-    fake = await FakeAsterisk.call(server.port)
-    assert asterisk_args(await fake.command()) == ["EXEC", "Read", "K,/p/offer&/p/0&/p/6,1,,1,5"]
-    await asyncio.sleep(0.5)  # the caller is still listening: past the command timeout
-    await fake.send("200 result=0\n")
-    assert asterisk_args(await fake.command()) == ["GET", "VARIABLE", "K"]
-    await fake.send("200 result=1 (2)\n")
-    assert await fake.closed_by_server()
-    assert outcome.error is None and outcome.values == ["2"]
-
-
-async def test_prompts_no_key_may_end_are_one_playback_of_their_list(start: Any) -> None:
-    handler, outcome = handler_doing(lambda ch: ch.playback(["/p/thanks", "/p/0", "/p/bye"]))
-    server = await start(handler)
-    fake = await FakeAsterisk.call(server.port)
-    assert asterisk_args(await fake.command()) == ["EXEC", "Playback", "/p/thanks&/p/0&/p/bye"]
-    await fake.send("200 result=-1\n")  # the caller hung up while it played
-    assert await fake.closed_by_server()
-    assert isinstance(outcome.error, AgiCommandFailed)
-
-
 async def test_an_unknown_handler_name_is_logged_and_closed(
     start: Any, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,7 +1,5 @@
 """A caller's number read back in one AGI command: the sentence before it, its digits and
-the sentence after it (each a cached prompt) played as Asterisk's `&` list, the callback
-offer with its key in one Read(), the goodbye in one Playback(); nothing written for it.
-(`spoken`, prompts joined into one file for one STREAM FILE, is the virtual hold's.)"""
+the sentence after it (each a cached prompt) joined into one sound for one STREAM FILE."""
 
 from __future__ import annotations
 
@@ -10,22 +8,16 @@ import os
 import stat
 import time
 import wave
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from agi.handlers.hopper import (
-    CHOICE_MS,
-    CHOICE_VARIABLE,
-    _confirmed_number,
-    digit_prompts,
-    say,
-)
+from agi.handlers.hopper import _confirmed_number, digit_prompts, say
 from agi.protocol import AgiCommandFailed
-from cti.announcements.prompts import JOINED, join_wavs, prompt, prompt_file, spoken
+from cti.announcements.prompts import JOINED, join_wavs, prompt, prompt_file
 from cti.announcements.sweeper import sweep
 from cti.services import Services
 from cti.tts import SAMPLE_RATE
@@ -47,34 +39,27 @@ class Tts:
 
 
 class Channel:
-    """What Asterisk answers: Read() leaves `key` (or fails: the caller hung up), GET DATA
-    returns `keyed`; every command is kept in order."""
+    """What Asterisk answers to STREAM FILE: `key` (or a failure); each sound's audio is
+    read while it plays, since a joined sound is gone once the play is over."""
 
-    def __init__(self, key: str = "", keyed: str = "", fails: bool = False) -> None:
+    def __init__(self, services: Services, key: str = "", fails: bool = False) -> None:
+        self.services = services
         self.key = key
-        self.keyed = keyed
         self.fails = fails
-        self.reads: list[tuple[list[str], int, str]] = []
-        self.playbacks: list[list[str]] = []
+        self.played: list[tuple[str, str]] = []
+        self.audio: list[bytes] = []
+        self.modes: list[int] = []
         self.commands: list[str] = []
         self.log = logging.getLogger("test.channel")
 
-    async def read_key(self, sounds: Sequence[str], timeout_ms: int, variable: str) -> str:
-        self.commands.append("Read")
-        self.reads.append((list(sounds), timeout_ms, variable))
+    async def stream_file(self, sound: str, escape: str = "") -> str:
+        self.played.append((sound, escape))
+        path = prompt_file(self.services, sound)
+        self.audio.append(frames(path))
+        self.modes.append(stat.S_IMODE(path.stat().st_mode))
         if self.fails:
-            raise AgiCommandFailed("EXEC returned result=-1")
+            raise AgiCommandFailed("STREAM FILE returned result=-1")
         return self.key
-
-    async def playback(self, sounds: Sequence[str]) -> None:
-        self.commands.append("Playback")
-        self.playbacks.append(list(sounds))
-        if self.fails:
-            raise AgiCommandFailed("EXEC returned result=-1")
-
-    async def get_data(self, sound: str, timeout_ms: int, max_digits: int) -> str:
-        self.commands.append("GET DATA")
-        return self.keyed
 
     async def command(self, name: str, *args: Any, **_: Any) -> Any:
         self.commands.append(name)
@@ -97,74 +82,68 @@ async def parts(services: Services, texts: list[str]) -> bytes:
     return b"".join([frames(prompt_file(services, await prompt(services, t))) for t in texts])
 
 
-async def prompts(services: Services, texts: list[str]) -> list[str]:
-    return [await prompt(services, text) for text in texts]
-
-
 def joined_left(services: Services) -> list[Path]:
     return list((services.sounds_dir / "prompts" / JOINED).glob("*"))
 
 
-OFFER_END = "Toets 1 om dit te bevestigen, of toets 2 om een ander nummer in te toetsen."
-
-
-@pytest.mark.parametrize("key", ["1", "", "5", "#"])
-async def test_the_callback_offer_reads_the_caller_id_back_and_takes_the_answer_in_one_read(
-    services: Services, key: str
-) -> None:
-    """Any answer but 2, and silence, confirm the number the caller was told."""
-    channel = Channel(key=key)
-    number = await _confirmed_number(channel, services, "Wij bellen terug", "0612345678", False)  # type: ignore[arg-type]
-    assert number == "0612345678"
-    texts = ["Wij bellen terug op het nummer", *digit_prompts(number), OFFER_END]
-    assert channel.reads == [(await prompts(services, texts), CHOICE_MS, CHOICE_VARIABLE)]
-    assert channel.commands == ["Read"]
-    assert joined_left(services) == []
-
-
-async def test_two_at_the_offer_asks_for_another_number(services: Services) -> None:
-    channel = Channel(key="2", keyed="0701234567")
-    number = await _confirmed_number(channel, services, "Wij bellen terug", "0612345678", False)  # type: ignore[arg-type]
-    assert number == "0701234567"
-    assert channel.commands == ["Read", "GET DATA"]
-
-
-async def test_an_offer_that_cannot_play_checks_the_caller_is_there_and_keeps_the_number(
-    services: Services,
-) -> None:
-    channel = Channel(fails=True)
-    number = await _confirmed_number(channel, services, "Wij bellen terug", "0612345678", False)  # type: ignore[arg-type]
-    assert number == "0612345678"
-    assert channel.commands == ["Read", "CHANNEL STATUS"]  # raises AgiHangup for one who left
-
-
-async def test_the_goodbye_and_the_number_are_one_playback_of_the_cached_prompts(
+async def test_a_number_and_its_sentences_play_as_one_stream_file_in_order(
     services: Services,
 ) -> None:
     texts = ["Wij bellen u terug op", *digit_prompts("+31 70 123"), "Tot ziens."]
-    channel = Channel()
-    await say(channel, services, texts)  # type: ignore[arg-type]
-    assert channel.playbacks == [await prompts(services, texts)]
-    # Each part is the prompt cache's own file; none speaks the caller's number whole.
-    assert all(prompt_file(services, sound).exists() for sound in channel.playbacks[0])
+    channel = Channel(services)
+    assert await say(channel, services, texts, escape="12") == ""  # type: ignore[arg-type]
+    assert len(channel.played) == 1 and channel.played[0][1] == "12"
+    assert channel.audio == [await parts(services, texts)]
+    # It speaks a caller's number: never readable by others, and gone after its play.
+    # Never readable by others (it speaks the number); 0640, or 0600 under serve's umask.
+    assert len(channel.modes) == 1 and channel.modes[0] & 0o007 == 0, channel.modes
     assert joined_left(services) == []
 
 
-async def test_joined_prompts_are_one_sound_in_order_readable_by_no_one_else_and_removed(
+async def test_the_callers_key_ends_the_read_back_and_is_returned(services: Services) -> None:
+    channel = Channel(services, key="2")
+    said = ["Op het nummer", *digit_prompts("0612345678"), "Toets 1 of 2."]
+    assert await say(channel, services, said, escape="12") == "2"  # type: ignore[arg-type]
+    assert len(channel.played) == 1
+
+
+async def test_the_callback_offer_reads_the_caller_id_back_in_one_command(
     services: Services,
 ) -> None:
-    texts = ["Wij bellen u terug op", *digit_prompts("+31 70 123"), "Tot ziens."]
-    async with spoken(services, texts) as sound:
-        path = prompt_file(services, sound)
-        assert frames(path) == await parts(services, texts)
-        # It speaks a caller's number: 0640, or 0600 under serve's umask.
-        assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0
+    channel = Channel(services, key="1")
+    number = await _confirmed_number(channel, services, "Wij bellen terug", "0612345678", False)  # type: ignore[arg-type]
+    assert number == "0612345678"
+    assert [escape for _, escape in channel.played] == ["12"]
+    offer = await parts(services, ["Wij bellen terug op het nummer", *digit_prompts(number)])
+    assert channel.audio[0].startswith(offer)
+
+
+async def test_a_read_back_that_cannot_play_is_skipped_once_the_caller_is_known_present(
+    services: Services,
+) -> None:
+    channel = Channel(services, fails=True)
+    assert await say(channel, services, ["Tot ziens", "1"], escape="") == ""  # type: ignore[arg-type]
+    assert len(channel.played) == 1
+    assert channel.commands == ["CHANNEL STATUS"]  # raises AgiHangup for a caller who left
     assert joined_left(services) == []
+
+
+async def test_when_no_joined_file_can_be_written_the_prompts_play_one_by_one(
+    services: Services,
+) -> None:
+    folder = services.sounds_dir / "prompts" / JOINED
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_bytes(b"")  # a file where the folder should be: the write fails
+    texts = ["Tot ziens", "0", "6"]
+    channel = Channel(services, key="6")
+    assert await say(channel, services, texts, escape="6") == "6"  # type: ignore[arg-type]
+    assert [sound for sound, _ in channel.played] == [await prompt(services, "Tot ziens")]
 
 
 async def test_a_single_sentence_is_its_cached_prompt_not_a_copy(services: Services) -> None:
-    async with spoken(services, ["Tot ziens."]) as sound:
-        assert sound == await prompt(services, "Tot ziens.")
+    channel = Channel(services)
+    await say(channel, services, ["Tot ziens."], escape="")  # type: ignore[arg-type]
+    assert [sound for sound, _ in channel.played] == [await prompt(services, "Tot ziens.")]
 
 
 def test_an_unreadable_part_is_left_out_and_the_rest_joined(tmp_path: Path) -> None:

@@ -13,13 +13,13 @@ from agi.server import AgiChannel
 from tests.support.agi_writer import NullWriter
 
 
-async def _agent(answer: bytes, env: dict[str, str] | None = None) -> tuple[str, bytes]:
+async def _agent(answer: bytes) -> tuple[str, bytes]:
     reader = asyncio.StreamReader()
     reader.feed_data(answer)
     reader.feed_eof()
     writer = NullWriter()
     channel = AgiChannel(
-        Environment({"uniqueid": "1.1", **(env or {})}),
+        Environment({"uniqueid": "1.1"}),
         reader,
         writer,  # type: ignore[arg-type]
         command_timeout=1.0,
@@ -36,21 +36,7 @@ async def _agent(answer: bytes, env: dict[str, str] | None = None) -> tuple[str,
         ("|||", ""),  # nobody transferred: the caller came straight here
     ],
 )
-async def test_the_transferring_agent_comes_with_the_agi_from_the_dialplan(
-    values: str, agent: str
-) -> None:
-    found, written = await _agent(b"", {"arg_1": values})
-    assert found == agent
-    assert written == b""  # no command: the dialplan passed the variables
-
-
-@pytest.mark.parametrize(
-    ("values", "agent"),
-    [("2001|||", "2001"), ("|||PJSIP/2003-0000000b", "2003"), ("|||", "")],
-)
-async def test_without_the_argument_the_variables_are_read_in_one_command(
-    values: str, agent: str
-) -> None:
+async def test_the_transferring_agent_is_read_in_one_command(values: str, agent: str) -> None:
     found, written = await _agent(f"200 result=1 ({values})\n".encode())
     assert found == agent
     asked = "|".join(f"${{{name}}}" for name in TRANSFER_VARIABLES)
