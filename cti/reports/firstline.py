@@ -23,6 +23,7 @@ Definitions, per team T (the KCC is team "kcc") and local day:
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from collections import defaultdict
@@ -195,9 +196,18 @@ async def _repeats(
 ) -> None:
     """Mark the callers that called again within their answered call's window."""
     days = config.norms.repeat_days
+    zone = ZoneInfo(config.exchange.timezone)
+    ends: dict[date, datetime] = {}  # the window's end depends only on the call's local day
+
+    def end_of(started: datetime) -> datetime:
+        day = started.astimezone(zone).date()
+        if day not in ends:
+            ends[day] = _repeat_end(started, days, config)
+        return ends[day]
+
     numbers = sorted({caller for caller, _, _ in answered})
     first = min(started for _, started, _ in answered)
-    last = max(_repeat_end(started, days, config) for _, started, _ in answered)
+    last = max(end_of(started) for _, started, _ in answered)
     later: dict[str, list[datetime]] = defaultdict(list)
     # In slices: a long period's numbers would make one IN list too long for SQLite.
     for i in range(0, len(numbers), 500):
@@ -211,10 +221,17 @@ async def _repeats(
             )
         ).all():
             later[caller].append(started)
+    for times in later.values():
+        times.sort()
     for caller, started, mine in answered:
-        end = _repeat_end(started, days, config)
-        # A second later at least: the same call seen twice is no repeat.
-        if any(started + timedelta(seconds=1) < again < end for again in later[caller]):
+        times = later[caller]
+        # The first call from the number more than a second later (the same call seen twice
+        # is no repeat), found by bisection in its sorted calls: a scan of them per answered
+        # call made one number called from thousands of times a day (a test line, a
+        # dialler, an attacker) cost the event loop seconds every refresh, and FastAGI's
+        # admission control then turned every caller away.
+        later_one = bisect.bisect_right(times, started + timedelta(seconds=1))
+        if later_one < len(times) and times[later_one] < end_of(started):
             mine._repeats.add(caller)
 
 

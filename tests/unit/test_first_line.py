@@ -120,6 +120,28 @@ async def test_a_repeat_counts_only_within_the_working_days(tmp_path: Path) -> N
     assert (figures["kcc"].callers, figures["kcc"].repeat_callers) == (2, 1)
 
 
+async def test_a_number_answered_all_day_is_one_repeat_caller_and_a_call_seen_twice_none(
+    tmp_path: Path,
+) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        # 0611111111 answered 300 times, a minute apart; 0622222222's one call recorded
+        # twice within a second (the same call seen twice); 0633333333 again after 2 s.
+        await store(
+            services,
+            *(call(f"a{n}", "0611111111", 400 - n) for n in range(300)),
+            call("b1", "0622222222", 50),
+            call("b2", "0622222222", 50, started_at=NOW - timedelta(minutes=50, seconds=-1)),
+            call("c1", "0633333333", 40),
+            call("c2", "0633333333", 40, started_at=NOW - timedelta(minutes=40, seconds=-2)),
+        )
+        async with services.sessions() as session:
+            figures = await firstline.first_line(
+                session, CONFIG, NOW - timedelta(hours=8), NOW + timedelta(seconds=1)
+            )
+    assert (figures["kcc"].callers, figures["kcc"].repeat_callers) == (3, 2)
+    assert figures["kcc"].answered == 304
+
+
 async def test_first_line_figures_on_metrics_with_the_target(tmp_path: Path) -> None:
     async with memory_services(CONFIG, tmp_path) as services:
         await store(
