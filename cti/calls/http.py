@@ -20,6 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from cti.audit import audit, audit_views
+from cti.calls.history import earlier_contacts
 from cti.calls.live import CLOSE, HEARTBEAT_SECONDS, AgentCall, LiveCalls
 from cti.calls.transfer import TransferError, transfer_to_team
 from cti.privacy import national, own_call
@@ -235,14 +236,7 @@ async def caller_history(request: web.Request) -> web.Response:
         await _refused(request, "caller", number, "history: not on a call with this caller")
         raise json_error("alleen de beller van een gesprek dat u voert of net voerde", 403)
     async with services.sessions() as session:
-        calls = (
-            await session.execute(
-                select(Call)
-                .where(Call.caller == number, Call.uniqueid != current)
-                .order_by(Call.started_at.desc())
-                .limit(10)
-            )
-        ).scalars()
+        calls = (await session.execute(earlier_contacts(number, current))).scalars()
         hoppers = list(
             (
                 await session.execute(

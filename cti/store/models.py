@@ -56,6 +56,9 @@ class Call(Base):
     """One call as the exchange saw it, keyed by the Asterisk uniqueid of its first channel."""
 
     __tablename__ = "calls"
+    # A number's calls, newest first: the popup's earlier contacts, first-line repeats
+    # (migration 0016).
+    __table_args__ = (Index("ix_calls_caller_started", "caller", "started_at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
     linkedid: Mapped[str] = mapped_column(String(64), default="", index=True)
