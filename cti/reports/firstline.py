@@ -23,6 +23,7 @@ Definitions, per team T (the KCC is team "kcc") and local day:
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import re
@@ -44,6 +45,14 @@ log = logging.getLogger("bereik.reports")
 
 KCC = "kcc"
 INTERVAL_SECONDS = 10.0
+# The figures are computed from every call answered today, so their cost grows with the
+# day: the worker waits at least this many times as long as a refresh took (at most 1 %
+# of the time), and the loops give the event loop its turn every YIELD_EVERY calls, so a
+# busy day's refresh never holds up a caller's FastAGI session (admission control refuses
+# calls while the loop lags).
+COST_FACTOR = 100
+MAX_REST_SECONDS = 300.0  # and never staler than five minutes
+YIELD_EVERY = 500
 HOPPER_OUTCOMES = ("hopper", "repeat")
 # A number to recognise a caller by: at least six digits (no "anonymous", no "").
 KNOWN_NUMBER = re.compile(r"^\+?\d{6,}$")
@@ -150,18 +159,24 @@ async def answered_calls(
     if team is not None:
         query = query.where(Call.answered_by == team)
     rows = (await session.execute(query.order_by(Call.started_at))).all()
-    return [
-        Answered(
-            id=call_id,
-            caller=caller or "",
-            started_at=started,
-            team=answered_by,
-            final_team=final,
-            hopper=outcome in HOPPER_OUTCOMES or bool(has_hopper),
-            passed_on=final not in ("", answered_by) and not manual,
+    answered: list[Answered] = []
+    for n, (call_id, caller, started, answered_by, final, outcome, manual, has_hopper) in enumerate(
+        rows, 1
+    ):
+        answered.append(
+            Answered(
+                id=call_id,
+                caller=caller or "",
+                started_at=started,
+                team=answered_by,
+                final_team=final,
+                hopper=outcome in HOPPER_OUTCOMES or bool(has_hopper),
+                passed_on=final not in ("", answered_by) and not manual,
+            )
         )
-        for call_id, caller, started, answered_by, final, outcome, manual, has_hopper in rows
-    ]
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+    return answered
 
 
 async def first_line_by_day(
@@ -171,7 +186,9 @@ async def first_line_by_day(
     zone = ZoneInfo(config.exchange.timezone)
     days: dict[date, dict[str, FirstLine]] = defaultdict(lambda: defaultdict(FirstLine))
     answered: list[tuple[str, datetime, FirstLine]] = []
-    for call in await answered_calls(session, start, end):
+    for n, call in enumerate(await answered_calls(session, start, end), 1):
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         figures = days[call.started_at.astimezone(zone).date()]
         mine = figures[call.team]
         mine.answered += 1
@@ -223,7 +240,9 @@ async def _repeats(
             later[caller].append(started)
     for times in later.values():
         times.sort()
-    for caller, started, mine in answered:
+    for n, (caller, started, mine) in enumerate(answered, 1):
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         times = later[caller]
         # The first call from the number more than a second later (the same call seen twice
         # is no repeat), found by bisection in its sorted calls: a scan of them per answered
@@ -286,12 +305,18 @@ async def refresh(services: Services, now: datetime | None = None) -> dict[str, 
 
 async def run(services: Services, interval: float | None = None) -> None:
     # A day's figure moves slowly; every ten seconds is fresh enough for a wall screen and
-    # costs two queries over today's calls. By the store's policy: waited out while the
-    # store is down; any other fault the supervisor's (cti/supervisor.py), which shows the
-    # part down rather than a gauge that silently stops moving.
-    await every(
-        interval or INTERVAL_SECONDS,
-        lambda: refresh(services),
-        what="the first-line figures",
-        logger=log,
-    )
+    # costs two queries over today's calls, and longer waits on a busy day (COST_FACTOR).
+    # By the store's policy: waited out while the store is down; any other fault the
+    # supervisor's (cti/supervisor.py), which shows the part down rather than a gauge that
+    # silently stops moving.
+    pause = interval or INTERVAL_SECONDS
+
+    async def refresh_and_rest() -> None:
+        clock = asyncio.get_running_loop().time
+        began = clock()
+        await refresh(services)
+        await asyncio.sleep(
+            min(MAX_REST_SECONDS, max(0.0, COST_FACTOR * (clock() - began) - pause))
+        )
+
+    await every(pause, refresh_and_rest, what="the first-line figures", logger=log)
