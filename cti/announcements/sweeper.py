@@ -15,7 +15,6 @@ back, until the retention purge (cti/retention.py) deletes it with its row.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from cti.announcements.prompts import JOINED
 from cti.announcements.service import audio_dir
 from cti.services import Services
+from cti.store.faults import every
 from cti.store.models import Announcement
 
 log = logging.getLogger("bereik.announcements")
@@ -66,11 +66,15 @@ async def sweep(services: Services, now: float | None = None) -> int:
 
 
 async def run(services: Services) -> None:
-    while True:
+    # By the store's policy (cti/store/faults.py): a locked or unreachable database is
+    # waited out (one was at start-up, while the other workers opened their connections),
+    # not a crash of the part.
+    async def once() -> None:
         try:
             removed = await sweep(services)
             if removed:
                 log.info("removed %d unused audio files", removed)
         except OSError as exc:
             log.error("cannot clean the sounds directory: %s", exc)
-        await asyncio.sleep(EVERY_SECONDS)
+
+    await every(EVERY_SECONDS, once, what="the audio files' sweep", logger=log)
