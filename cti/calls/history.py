@@ -8,7 +8,7 @@ from sqlalchemy import Select, select
 from cti.store.models import Call
 
 
-def earlier_contacts(number: str, current: str, limit: int = 10) -> Select[tuple[Call]]:
+def earlier_contacts(number: str, current: str, limit: int = 10) -> Select[Call]:
     """The number's latest `limit` calls other than `current`. Read through the index on
     (caller, started_at), migration 0016: a number that never called before would
     otherwise read every call of the retention period on each answered call."""
