@@ -28,11 +28,13 @@ import bisect
 import logging
 import re
 from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVarTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Result, Row, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.services import Services
@@ -42,6 +44,7 @@ from dialplan.config import ACQUISITION, Config
 from dialplan.hours import cached_opening_hours
 
 log = logging.getLogger("bereik.reports")
+_Ts = TypeVarTuple("_Ts")
 
 KCC = "kcc"
 INTERVAL_SECONDS = 10.0
@@ -158,25 +161,30 @@ async def answered_calls(
     )
     if team is not None:
         query = query.where(Call.answered_by == team)
-    rows = (await session.execute(query.order_by(Call.started_at))).all()
     answered: list[Answered] = []
-    for n, (call_id, caller, started, answered_by, final, outcome, manual, has_hopper) in enumerate(
-        rows, 1
-    ):
-        answered.append(
-            Answered(
-                id=call_id,
-                caller=caller or "",
-                started_at=started,
-                team=answered_by,
-                final_team=final,
-                hopper=outcome in HOPPER_OUTCOMES or bool(has_hopper),
-                passed_on=final not in ("", answered_by) and not manual,
+    async for rows in _in_turns(await session.execute(query.order_by(Call.started_at))):
+        for call_id, caller, started, answered_by, final, outcome, manual, has_hopper in rows:
+            answered.append(
+                Answered(
+                    id=call_id,
+                    caller=caller or "",
+                    started_at=started,
+                    team=answered_by,
+                    final_team=final,
+                    hopper=outcome in HOPPER_OUTCOMES or bool(has_hopper),
+                    passed_on=final not in ("", answered_by) and not manual,
+                )
             )
-        )
-        if n % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
     return answered
+
+
+async def _in_turns(result: Result[*_Ts]) -> AsyncIterator[Sequence[Row[*_Ts]]]:
+    """A buffered result's rows YIELD_EVERY at a time, the event loop's turn between them:
+    the rows' values are made as they are fetched, which for a day of calls at once held
+    the loop for a tenth of a second and more."""
+    for rows in result.partitions(YIELD_EVERY):
+        yield rows
+        await asyncio.sleep(0)
 
 
 async def first_line_by_day(
@@ -228,16 +236,16 @@ async def _repeats(
     later: dict[str, list[datetime]] = defaultdict(list)
     # In slices: a long period's numbers would make one IN list too long for SQLite.
     for i in range(0, len(numbers), 500):
-        for caller, started in (
-            await session.execute(
-                select(Call.caller, Call.started_at).where(
-                    Call.caller.in_(numbers[i : i + 500]),
-                    Call.started_at > first,
-                    Call.started_at < last,
-                )
+        found = await session.execute(
+            select(Call.caller, Call.started_at).where(
+                Call.caller.in_(numbers[i : i + 500]),
+                Call.started_at > first,
+                Call.started_at < last,
             )
-        ).all():
-            later[caller].append(started)
+        )
+        async for rows in _in_turns(found):
+            for caller, started in rows:
+                later[caller].append(started)
     for times in later.values():
         times.sort()
     for n, (caller, started, mine) in enumerate(answered, 1):
