@@ -280,7 +280,13 @@ def today_bounds(now: datetime, tz: str) -> tuple[datetime, datetime]:
 
 
 async def today(services: Services, now: datetime | None = None) -> dict[str, FirstLine]:
-    now = now or datetime.now(UTC)
+    """Per team today, up to `now`. Without `now` the live figures: computed at most once
+    every INTERVAL_SECONDS in this process and shared by the worker and every open board,
+    since each computing reads every call answered today."""
+    if now is None:
+        return await services.caches.recent(
+            "first-line today", INTERVAL_SECONDS, lambda: today(services, datetime.now(UTC))
+        )
     config = services.config
     start, end = today_bounds(now, config.exchange.timezone)
     async with services.reads() as session:

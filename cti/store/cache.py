@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -171,10 +171,25 @@ class _Entry:
 
 @dataclass
 class Caches:
-    """Per process: one entry per loader function, valid while its table's signal holds."""
+    """Per process: one entry per loader function, valid while its table's signal holds;
+    and figures shared for a few seconds (`recent`)."""
 
     signals: Signals | None = None
     _entries: dict[Callable[..., Any], _Entry] = field(default_factory=dict)
+    _recent: dict[str, tuple[float, Any]] = field(default_factory=dict)
+
+    async def recent(self, name: str, seconds: float, compute: Callable[[], Awaitable[T]]) -> T:
+        """`compute()`'s value, computed again once it is `seconds` old: for figures whose
+        every reading is a pass over many rows and that several readers want at once (each
+        open board polls every 10 s). Its age counts from when the computing began."""
+        now = asyncio.get_running_loop().time()
+        held = self._recent.get(name)
+        if held is not None and now - held[0] < seconds:
+            value: T = held[1]
+            return value
+        value = await compute()
+        self._recent[name] = (now, value)
+        return value
 
     async def get(self, writer: Writer, table: str, load: Loader[T]) -> T:
         """`load`'s value, loaded again once `table` changed. `load` gets the value it

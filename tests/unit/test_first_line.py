@@ -156,6 +156,21 @@ async def test_first_line_figures_on_metrics_with_the_target(tmp_path: Path) -> 
     assert "bereik_first_line_target 0.8" in text
 
 
+async def test_the_live_figures_are_computed_once_for_every_board_within_ten_seconds(
+    tmp_path: Path,
+) -> None:
+    async with memory_services(CONFIG, tmp_path) as services:
+        now = datetime.now(UTC)
+        await store(services, call("1", "0611111111", 0, started_at=now))
+        first = await firstline.board_part(services)
+        await store(services, call("2", "0622222222", 0, started_at=now))
+        second = await firstline.board_part(services)
+        moment = await firstline.today(services, now + timedelta(seconds=1))
+    kcc = "kcc"
+    assert first["teams"][kcc]["answered"] == second["teams"][kcc]["answered"] == 1  # type: ignore[index]
+    assert moment[kcc].answered == 2  # a given moment is always computed
+
+
 def stay(uniqueid: str, caller: str, wait: float, minutes: int) -> QueueCall:
     joined = datetime.now(UTC) - timedelta(minutes=minutes)
     return QueueCall(
