@@ -18,6 +18,7 @@ import functools
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,8 +43,26 @@ BOARD_ROWS = 50  # a wall screen shows the latest; the count says how many there
 # A number we can call back at all: at least six digits ("anonymous", "" and short internal
 # extensions are not).
 KNOWN_NUMBER = re.compile(r"^\+?\d{6,}$")
-# Stays whose number the callback rule refused: not tried again every few seconds.
-_REFUSED: set[str] = set()
+
+
+@dataclass
+class _NoCallback:
+    """Today's stays that get no callback, as (uniqueid, caller): the callback rule refused
+    the number, or `_excepted` said why not (none of its reasons goes away later in the
+    day). Not looked at again on every pass: on a day when many callers give up again and
+    again, each such stay cost two queries every few seconds. Per process, emptied when
+    the day changes."""
+
+    day: datetime | None = None
+    stays: set[tuple[str, str]] = field(default_factory=set)
+
+    def of(self, day: datetime) -> set[tuple[str, str]]:
+        if day != self.day:
+            self.day, self.stays = day, set()
+        return self.stays
+
+
+_NO_CALLBACK = _NoCallback()
 
 
 async def gave_up_today(services: Services, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -150,7 +169,9 @@ async def _set_aside_stays(services: Services) -> set[str]:
         return {str(payload.get("uniqueid", "")) for payload in payloads.scalars()}
 
 
-async def _make(services: Services, stay: Mapping[str, Any], made: list[int]) -> None:
+async def _make(
+    services: Services, stay: Mapping[str, Any], made: list[int], refused: set[tuple[str, str]]
+) -> None:
     """The KCC hopper for one stay; a number the callback rule refuses is remembered."""
     try:
         hopper = await create_hopper(
@@ -165,7 +186,7 @@ async def _make(services: Services, stay: Mapping[str, Any], made: list[int]) ->
     except HopperError as exc:
         # A number the callback rule refuses (0900, abroad): nobody can call it back.
         log.info("no callback for a caller who gave up waiting: %s", exc)
-        _REFUSED.add(str(stay["uniqueid"]))
+        refused.add((str(stay["uniqueid"]), str(stay["caller"])))
         return
     made.append(hopper.id)
 
@@ -179,10 +200,11 @@ async def call_back(services: Services, now: datetime | None = None) -> list[int
     now = now or datetime.now(UTC)
     today = window_starts(now, services.config.exchange.timezone)["today"]
     made: list[int] = []
+    decided = _NO_CALLBACK.of(today)
     stays = [
         stay
         for stay in reversed(await gave_up_today(services, now))
-        if stay["hopper"] is None and stay["call"] not in _REFUSED
+        if stay["hopper"] is None and (stay["call"], stay["caller"]) not in decided
     ]
     aside = await _set_aside_stays(services) if stays else set()
     # Oldest first: the one a caller gets is for their first wait of the day.
@@ -191,6 +213,7 @@ async def call_back(services: Services, now: datetime | None = None) -> list[int
             continue
         why_not = await _excepted(services, stay["caller"], stay["call"], today)
         if why_not:
+            decided.add((stay["call"], stay["caller"]))
             continue
         payload = {
             "uniqueid": stay["call"],
@@ -201,7 +224,7 @@ async def call_back(services: Services, now: datetime | None = None) -> list[int
             services.sessions,
             SOURCE,
             payload,
-            functools.partial(_make, services, payload, made),
+            functools.partial(_make, services, payload, made, decided),
             metrics=services.metrics,
             logger=log,
         )
@@ -221,7 +244,7 @@ async def replay(services: Services, payload: Mapping[str, Any]) -> None:
             )
         )
     if not has_one:
-        await _make(services, payload, [])
+        await _make(services, payload, [], set())
 
 
 async def run(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from cti.queue import abandoned
@@ -210,6 +211,30 @@ async def test_callers_who_gave_up_get_one_kcc_hopper_each_per_day(tmp_path: Pat
     assert len(made) == 1 and [(h.caller, h.team_id) for (h,) in rows] == [("0611111111", "kcc")]
     assert list(events) == ["a1"]  # for the first wait of the day
     assert shown == {"a1": made[0], "a2": None, "c": None, "d": None, "e": None}
+
+
+async def test_a_stay_that_gets_no_callback_is_not_looked_up_again_on_every_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = CONFIG.model_copy(
+        update={"queue": CONFIG.queue.model_copy(update={"callback_abandoned": True})}
+    )
+    looked_up: list[str] = []
+    excepted = abandoned._excepted
+
+    async def counted(services: Services, caller: str, uniqueid: str, today: datetime) -> str:
+        looked_up.append(uniqueid)
+        return await excepted(services, caller, uniqueid, today)
+
+    monkeypatch.setattr(abandoned, "_excepted", counted)
+    async with memory_services(config, tmp_path) as services:
+        # One caller who gave up 40 times on a bad day: one callback, 39 stays without.
+        await store(services, *(stay(f"many{i}", "0687654321", 20, 60 - i) for i in range(40)))
+        made = await abandoned.call_back(services)
+        first_pass = len(looked_up)
+        assert await abandoned.call_back(services) == []
+    assert len(made) == 1 and first_pass == 40
+    assert len(looked_up) == first_pass  # the next pass asked nothing again
 
 
 async def test_the_board_shows_the_latest_callers_who_gave_up_and_how_many(tmp_path: Path) -> None:
