@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.exchange import Exchange, exchange
+from bench.exchange import Exchange, exchange, until
 from dialplan.asterisk import Installation
 from dialplan.render import DROPPED_EVENTS
 from tests.support.backends import on_both_backends
@@ -22,7 +22,10 @@ async def test_call_to_14070_runs_the_ivr_handler_and_ends_cleanly(kcc: Exchange
         result = await kcc.call("14070", caller="0701234567")
         assert result.returncode == 0, result.stderr
         hangup = await ami.wait_for("Hangup", where=lambda e: e.get("CallerIDNum") == "0701234567")
-    calls = kcc.rows("SELECT caller, entry, uniqueid, route FROM calls")
+    # The listener writes what the call did in batches, in order: once its end is in the
+    # row, so is its route (the test's own AMI connection may see the Hangup first).
+    ended = "SELECT caller, entry, uniqueid, route FROM calls WHERE ended_at IS NOT NULL"
+    calls = await until(lambda: kcc.rows(ended))
     assert [(c.caller, c.entry) for c in calls] == [("0701234567", "14070")]
     assert calls[0].uniqueid == hangup["Uniqueid"]
     assert hangup["Cause"] == "16"  # normal clearing
