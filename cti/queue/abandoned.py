@@ -170,9 +170,13 @@ async def _set_aside_stays(services: Services) -> set[str]:
 
 
 async def _make(
-    services: Services, stay: Mapping[str, Any], made: list[int], refused: set[tuple[str, str]]
+    services: Services,
+    stay: Mapping[str, Any],
+    made: list[int],
+    refused: set[tuple[str, str]] | None = None,
 ) -> None:
-    """The KCC hopper for one stay; a number the callback rule refuses is remembered."""
+    """The KCC hopper for one stay; a number the callback rule refuses is remembered in
+    `refused` (the day's stays that get no callback, `_NO_CALLBACK`)."""
     try:
         hopper = await create_hopper(
             services,
@@ -186,7 +190,8 @@ async def _make(
     except HopperError as exc:
         # A number the callback rule refuses (0900, abroad): nobody can call it back.
         log.info("no callback for a caller who gave up waiting: %s", exc)
-        refused.add((str(stay["uniqueid"]), str(stay["caller"])))
+        if refused is not None:
+            refused.add((str(stay["uniqueid"]), str(stay["caller"])))
         return
     made.append(hopper.id)
 
@@ -244,7 +249,7 @@ async def replay(services: Services, payload: Mapping[str, Any]) -> None:
             )
         )
     if not has_one:
-        await _make(services, payload, [], set())
+        await _make(services, payload, [])
 
 
 async def run(
